@@ -1,0 +1,33 @@
+"""Block sum reduction: warp shuffles, then one partial per warp through shared memory.
+
+Each block writes one partial sum; the host (or a second launch) adds the partials.
+"""
+
+import kaiodsl
+from kaiodsl import Const, Ptr, f32, i32
+
+
+@kaiodsl.func
+def warp_sum(v: f32) -> f32:
+    for offset in kaiodsl.static_range(5):  # 16, 8, 4, 2, 1
+        v = v + kaiodsl.shfl_xor(v, 16 >> offset)
+    return v
+
+
+@kaiodsl.kernel(block_size="BLOCK")
+def block_sum(x: Ptr[f32], partial: Ptr[f32], n: i32, BLOCK: Const[int]):
+    warps = kaiodsl.shared_array(f32, BLOCK // 32)
+    tid = kaiodsl.thread_idx.x
+    acc = 0.0
+    for i in range(kaiodsl.block_idx.x * BLOCK + tid, n, kaiodsl.grid_dim.x * BLOCK):
+        acc += x[i]
+    acc = warp_sum(acc)
+    lane = tid % 32
+    if lane == 0:
+        warps[tid // 32] = acc
+    kaiodsl.syncthreads()
+    if tid < 32:
+        v = warps[lane] if lane < BLOCK // 32 else 0.0
+        v = warp_sum(v)
+        if tid == 0:
+            partial[kaiodsl.block_idx.x] = v

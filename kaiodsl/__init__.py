@@ -1,0 +1,21 @@
+"""kaiodsl: write NVIDIA GPU kernels in Python; read the PTX they become; run them on the GPU or the simulator."""
+
+__version__ = "0.1.0"
+
+from .errors import (ArgumentError, CompileError, CudaError, KaioError, LaunchError,  # noqa: E402
+                     LinkError, SimError)
+from .types import (Const, Ptr, bf16, bf16x2, bool_, e4m3, e5m2, f16, f16x2, f32, f64,  # noqa: E402
+                    i8, i16, i32, i64, u8, u16, u32, u64)
+from .frontend.decorator import func, kernel  # noqa: E402
+from .lang.core import (bitcast, block_dim, block_idx, cast, grid_dim, lane_id, saturate_cast,  # noqa: E402
+                        static_range, thread_idx, truncate_cast, unsigned, warp_id, where)
+from .lang.math import (ceil, cos, exp, exp2, fast, floor, fma, log, log2, reciprocal,  # noqa: E402
+                        round_even, rsqrt, sin, sqrt, tanh, trunc)
+from .lang.memory import (dynamic_shared, load, local_array, shared_address, shared_array,  # noqa: E402
+                          store)
+from .lang.sync import barrier, barrier_arrive, fence, syncthreads, syncwarp  # noqa: E402
+from .lang.warp import (activemask, popc, shfl_down, shfl_idx, shfl_up, shfl_xor, vote_all,  # noqa: E402
+                        vote_any, vote_ballot, vote_uni)
+from .lang.atomic import (atomic_add, atomic_and, atomic_cas, atomic_exch, atomic_max,  # noqa: E402
+                          atomic_min, atomic_or, atomic_xor)
+from .lang.asm import asm  # noqa: E402

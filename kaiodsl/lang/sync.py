@@ -1,0 +1,44 @@
+"""Barriers and memory fences."""
+
+from __future__ import annotations
+
+from ..frontend.builder import Builder
+from ..frontend.values import builtin
+from ..types import u32
+
+
+@builtin
+def syncthreads(b: Builder):
+    """Block-wide barrier (bar.sync 0): every thread of the block must reach it."""
+    b.emit("barrier")
+
+
+@builtin
+def barrier(b: Builder, id: int = 0, count=None):
+    """Named barrier ``id`` (0..15) for ``count`` threads (a multiple of 32; default: the whole block)."""
+    if isinstance(id, int) and not 0 <= id < 16:
+        b.error(f"barrier(): id must be 0..15, got {id}")
+    if isinstance(count, int) and count % 32:
+        b.error(f"barrier(): count must be a multiple of 32, got {count}")
+    ops = [b.coerce(id, u32, "barrier id")] + ([b.coerce(count, u32, "barrier count")] if count is not None else [])
+    b.emit("barrier", operands=ops)
+
+
+@builtin
+def barrier_arrive(b: Builder, id: int, count):
+    """Arrive at named barrier ``id`` without waiting (producer side of a producer/consumer pair)."""
+    b.emit("barrier_arrive", operands=[b.coerce(id, u32, "barrier id"), b.coerce(count, u32, "barrier count")])
+
+
+@builtin
+def syncwarp(b: Builder, mask: int = 0xFFFFFFFF):
+    """Warp barrier over the lanes in ``mask`` (bar.warp.sync)."""
+    b.emit("syncwarp", operands=[b.coerce(mask, u32, "mask")])
+
+
+@builtin
+def fence(b: Builder, scope: str = "gpu"):
+    """Memory fence: scope 'cta' (membar.cta), 'gpu' (membar.gl) or 'sys' (membar.sys)."""
+    if scope not in ("cta", "gpu", "sys"):
+        b.error(f"fence(): scope must be 'cta', 'gpu' or 'sys', got {scope!r}")
+    b.emit("fence", attrs={"scope": scope})
