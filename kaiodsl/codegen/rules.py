@@ -524,5 +524,5 @@ RULES = {
     "ptradd": r_ptradd, "ld": r_ld, "st": r_st, "atom": r_atom,
     "barrier": r_barrier, "barrier_arrive": r_barrier_arrive, "syncwarp": r_syncwarp, "fence": r_fence,
     "shfl": r_shfl, "vote": r_vote, "activemask": r_activemask,
-    "inst": r_inst, "inst_pure": r_inst, "asm": r_asm,
+    "inst": r_inst, "inst_pure": r_inst, "inst_read": r_inst, "asm": r_asm,
 }

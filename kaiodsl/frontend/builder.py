@@ -67,6 +67,8 @@ class Builder:
     def emit(self, op: str, type: Type = void, operands=(), attrs=None, loc=None) -> Node:
         if self.block is None:
             raise CompileError("internal: emitting into unreachable code", loc or self.loc)
+        if op in ("inst", "inst_pure", "inst_read"):
+            self._check_form(attrs["form"])
         n = Node(op, type, operands, attrs, loc or self.loc)
         n.block = self.block
         self.block.body.append(n)
@@ -84,6 +86,16 @@ class Builder:
 
     def cbr(self, cond: Node, t: Block, f: Block) -> None:
         self.terminate("cbr", (cond,), {"true": t, "false": f})
+
+    def _check_form(self, name: str) -> None:
+        """An instruction form from ptx_templates: gate it on the arch, record it for .version."""
+        from ..codegen.features import form
+
+        f = form(name)
+        if self.arch_num() < f.min_sm:
+            self.error(f"{f.template.split()[0]} needs sm_{f.min_sm} or newer; this kernel is compiled "
+                       f"for {self.arch}")
+        self.fn.features.add(name)
 
     def arch_num(self) -> int:
         return int("".join(ch for ch in self.arch[3:] if ch.isdigit()))

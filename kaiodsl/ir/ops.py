@@ -75,6 +75,8 @@ _TABLE = [
           ("inst", "an instruction from ptx_templates: attrs form (and per-form attrs)")),
     *_ops("inst", "pure", (0, None),
           ("inst_pure", "a side-effect-free instruction from ptx_templates: attrs form")),
+    *_ops("inst", "read", (0, None),
+          ("inst_read", "an instruction from ptx_templates that only reads memory (ldmatrix): attrs form")),
     *_ops("asm", "effect", (0, None), ("asm", "inline PTX: attrs template, outputs, inputs")),
     *_ops("control", "term", (0, None),
           ("br", "jump: attrs target; operands are the target's arguments"),
