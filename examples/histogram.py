@@ -20,3 +20,18 @@ def histogram(data: Ptr[u8], hist: Ptr[u32], n: i32):
         count = local[b]
         if count != 0:
             kaiodsl.atomic_add(hist, b, count)
+
+
+def run(quick: bool = False) -> str:
+    import numpy as np
+
+    n = 4000 if quick else 1 << 24
+    data = np.random.default_rng(4).integers(0, 256, n, dtype=np.uint8)
+    hist = np.zeros(BINS, np.uint32)
+    histogram[4 if quick else 264, 256](data, hist, n)
+    assert np.array_equal(hist, np.bincount(data, minlength=BINS).astype(np.uint32)), "histogram mismatch"
+    return f"n={n}: exact counts"
+
+
+if __name__ == "__main__":
+    print(run())

@@ -31,3 +31,20 @@ def block_sum(x: Ptr[f32], partial: Ptr[f32], n: i32, BLOCK: Const[int]):
         v = warp_sum(v)
         if tid == 0:
             partial[kaiodsl.block_idx.x] = v
+
+
+def run(quick: bool = False) -> str:
+    import numpy as np
+
+    n, blocks = (5000, 4) if quick else (1 << 22, 264)
+    x = np.random.default_rng(2).standard_normal(n, np.float32)
+    partial = np.full(blocks, np.nan, np.float32)
+    block_sum[blocks, 256](x, partial, n, BLOCK=256)
+    got, want = partial.astype(np.float64).sum(), x.astype(np.float64).sum()
+    err = abs(got - want) / np.abs(x).sum()
+    assert err < 1e-6, f"block_sum relative error {err:.2e}"
+    return f"n={n}, {blocks} blocks: relative error {err:.1e}"
+
+
+if __name__ == "__main__":
+    print(run())

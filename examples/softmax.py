@@ -43,3 +43,21 @@ def softmax(x: Ptr[f32], y: Ptr[f32], cols: i32, BLOCK: Const[int]):
     inv = 1.0 / s
     for c in range(tid, cols, BLOCK):
         y[base + c] = kaiodsl.exp(x[base + c] - m) * inv
+
+
+def run(quick: bool = False) -> str:
+    import numpy as np
+
+    rows, cols = (6, 300) if quick else (4096, 1000)
+    x = (np.random.default_rng(5).standard_normal((rows, cols)) * 4).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    softmax[rows, 256](x, y, cols, BLOCK=256)
+    ref = np.exp(x.astype(np.float64) - x.max(1, keepdims=True))
+    ref /= ref.sum(1, keepdims=True)
+    err = np.linalg.norm(y - ref) / np.linalg.norm(ref)
+    assert err < 1e-5, f"softmax relative error {err:.2e}"
+    return f"{rows}x{cols}: relative error {err:.1e}"
+
+
+if __name__ == "__main__":
+    print(run())
