@@ -1,0 +1,188 @@
+"""Public entry points: run_ptx (hand-written PTX) and SimBackend (the runtime's sim backend)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import ArgumentError, SimError
+from . import executor
+from .memory import GlobalMem
+from .numeric import NP
+from .parse import parse_ptx
+from .state import Machine
+
+MAX_BATCH_THREADS = 8192  # blocks simulated together: amortizes per-instruction Python cost
+
+
+def _dim3(v, what):
+    if isinstance(v, (int, np.integer)):
+        v = (int(v),)
+    v = tuple(int(x) for x in v) + (1,) * (3 - len(v))
+    if len(v) != 3 or min(v) < 1:
+        raise ArgumentError(f"{what} must be 1 to 3 positive ints, got {v}")
+    return v
+
+
+def _param_block(kernel, values):
+    """Lay out .param space: (bytes, {name: (offset, size)})."""
+    offs, off = {}, 0
+    for p, _ in zip(kernel.params, values):
+        off = (off + p.align - 1) // p.align * p.align
+        offs[p.name] = (off, p.size)
+        off += p.size
+    buf = np.zeros(max(off, 8), dtype=np.uint8)
+    for p, v in zip(kernel.params, values):
+        o, size = offs[p.name]
+        if isinstance(v, (bytes, bytearray)) or (isinstance(v, np.ndarray) and v.dtype == np.uint8
+                                                  and p.type == "b8"):
+            raw = np.frombuffer(bytes(v), np.uint8)[:size]
+        else:
+            t = p.type if p.type != "pred" else "u8"
+            if t in ("f16", "f32", "f64"):
+                raw = np.asarray(v, dtype=NP[t]).reshape(1).view(np.uint8)
+            else:
+                bits = 8 * size
+                raw = np.asarray(int(v) & ((1 << bits) - 1), dtype=f"<u{size}").reshape(1).view(np.uint8)
+        buf[o:o + raw.size] = raw
+    return buf, offs
+
+
+def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit=None):
+    """Run every block of the grid, in batches of blocks simulated together."""
+    kernel = module.kernels.get(entry)
+    if kernel is None:
+        raise SimError(f"no .entry named {entry!r} in the PTX (entries: {sorted(module.kernels)})")
+    if len(param_values) != len(kernel.params):
+        raise ArgumentError(f"{entry} takes {len(kernel.params)} parameters, got {len(param_values)}")
+    grid, block = _dim3(grid, "grid"), _dim3(block, "block")
+    req = kernel.perf.get("reqntid")
+    if req and tuple(req) + (1,) * (3 - len(req)) != block:
+        raise ArgumentError(f"{entry} requires block {tuple(req)} (.reqntid), got {block}")
+    if check_uninit is None:
+        check_uninit = os.environ.get("KAIODSL_SIM_CHECK_UNINIT", "") not in ("", "0")
+    pbytes, poffs = _param_block(kernel, param_values)
+    gvars = {}
+    for v in module.globals:
+        if v.space in ("global", "const"):
+            arr = np.zeros(max(v.size, 1), np.uint8)
+            gvars[v.name] = gmem.map(arr, v.name)
+    nblocks = grid[0] * grid[1] * grid[2]
+    tpad = (block[0] * block[1] * block[2] + 31) // 32 * 32
+    per = max(1, min(nblocks, MAX_BATCH_THREADS // tpad))
+    with np.errstate(all="ignore"):
+        for start in range(0, nblocks, per):
+            ids = list(range(start, min(nblocks, start + per)))
+            m = Machine(kernel, grid, block, ids, gmem, pbytes, poffs, gvars, smem, check_uninit)
+            m.const_bytes = np.zeros(8, np.uint8)
+            executor.run(m, executor.decode(m))
+
+
+def run_ptx(ptx: str, entry: str, grid, block, args, smem: int = 0, check_uninit: bool = False):
+    """Simulate a hand-written PTX kernel.
+
+    args follow the .param order: numpy arrays are copied into simulated global memory
+    (their address is the parameter) and copied back after the run; scalars are
+    converted to the parameter's type.
+    """
+    module = parse_ptx(ptx)
+    gmem = GlobalMem()
+    values, back = [], []
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray):
+            buf = np.ascontiguousarray(a).copy()
+            values.append(gmem.map(buf, f"arg{i}"))
+            back.append((a, buf))
+        else:
+            values.append(a)
+    execute(module, entry, grid, block, gmem, values, smem, check_uninit or None)
+    for a, buf in back:
+        a[...] = buf.reshape(a.shape)
+
+
+class SimBackend:
+    """kaiodsl's simulator backend: runs CompiledKernel.ptx on the CPU with checks."""
+
+    name = "sim"
+    arch = "sm_90a"
+
+    def __init__(self, check_uninit: bool | None = None):
+        self.check_uninit = check_uninit
+
+    def launch(self, compiled, grid, block, args, smem=0, stream=None):
+        params = tuple(compiled.params)
+        args = _validate(compiled.name, params, list(args))
+        module = parse_ptx(compiled.ptx)
+        gmem = GlobalMem()
+        values, back = [], []
+        for p, a in zip(params, args):
+            if p.is_pointer:
+                buf, copy_back = _pointer_arg(compiled.name, p, a)
+                values.append(gmem.map(buf, p.name))
+                if copy_back:
+                    back.append((a, buf))
+            else:
+                values.append(_scalar_arg(compiled.name, p, a))
+        execute(module, compiled.name, grid, block, gmem, values, smem or 0, self.check_uninit)
+        for a, buf in back:
+            a[...] = buf.reshape(a.shape)
+
+    def synchronize(self):
+        pass
+
+
+def _validate(kname, params, args):
+    """The runtime's shared argument checks when present (one error wording for all backends)."""
+    try:
+        from ..runtime.args import validate_args
+    except ImportError:
+        if len(args) != len(params):
+            raise ArgumentError(f"{kname} takes {len(params)} runtime arguments "
+                                f"({', '.join(p.name for p in params)}), got {len(args)}") from None
+        return args
+    return validate_args(kname, params, args)
+
+
+def _expected_dtypes(p):
+    dt = np.dtype(p.dtype.np_dtype)
+    return (dt,) if p.dtype.name != "bf16" else (dt, np.dtype(np.uint16))
+
+
+def _pointer_arg(kname, p, a):
+    if hasattr(a, "_sim_buffer"):
+        buf = a._sim_buffer
+        _check_dtype(kname, p, buf)
+        if not (buf.flags.c_contiguous and buf.flags.writeable):
+            raise ArgumentError(f"{kname}: parameter '{p.name}': device buffer must be writable and "
+                                f"C-contiguous")
+        return buf, False
+    if isinstance(a, np.ndarray):
+        _check_dtype(kname, p, a)
+        return np.ascontiguousarray(a).copy(), p.writable
+    raise ArgumentError(f"{kname}: parameter '{p.name}' expects an array of {p.dtype} "
+                        f"(numpy array or device array), got {type(a).__name__}")
+
+
+def _check_dtype(kname, p, arr):
+    if arr.dtype not in _expected_dtypes(p):
+        raise ArgumentError(f"{kname}: parameter '{p.name}' expects dtype {p.dtype} "
+                            f"({np.dtype(p.dtype.np_dtype)}), got {arr.dtype}")
+
+
+def _scalar_arg(kname, p, a):
+    if isinstance(a, np.ndarray) and a.ndim > 0 or hasattr(a, "_sim_buffer"):
+        raise ArgumentError(f"{kname}: parameter '{p.name}' is a scalar {p.dtype}, got an array")
+    t = p.dtype
+    if isinstance(a, np.generic):
+        a = a.item()
+    if t.is_float:
+        if not isinstance(a, (int, float, np.integer, np.floating)):
+            raise ArgumentError(f"{kname}: parameter '{p.name}' expects {t}, got {type(a).__name__}")
+        if t.name == "bf16":
+            from .numeric import f32_to_bf16
+            return int(a) if isinstance(a, int) else int(f32_to_bf16(np.float32(a)))
+        return float(a)
+    if isinstance(a, (float, np.floating)) or not isinstance(a, (int, np.integer, bool, np.bool_)):
+        raise ArgumentError(f"{kname}: parameter '{p.name}' expects {t}, got {type(a).__name__} {a!r}")
+    return int(a)

@@ -1,0 +1,200 @@
+"""The scheduler: lockstep SIMT over a batch of blocks with min-PC reconvergence.
+
+Among threads that are alive and not waiting at a barrier, the instruction at the
+lowest PC runs for every thread at that PC. kaiodsl code is structured (join points
+follow branches, loop exits follow loop bodies), so threads reconverge where a
+compiler's reconvergence stack would put them. While all runnable threads share
+one PC ("converged"), no per-thread PC array is touched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SimError
+from .registry import RULES
+
+NORMAL, BRA, EXIT, BAR = 0, 1, 2, 3
+BIG = np.iinfo(np.int32).max
+
+# make sure every rule module registered itself
+from . import ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
+
+
+def decode(m):
+    """Kernel instructions -> entries (kind, fn, guard, target, instr) bound to machine m."""
+    k = m.kernel
+    entries = []
+    for ins in k.instrs:
+        m.cur = ins
+        base, *mods = ins.opcode.split(".")
+        guard = None
+        if ins.guard is not None:
+            g = m.getter(("reg", ins.guard[0]), "pred")
+            guard = (lambda g=g: ~g()) if ins.guard[1] else g
+        if base == "bra" or base == "brx":
+            tgt = ins.operands[-1]
+            if tgt[0] != "name" or tgt[1] not in k.labels:
+                m.fail(f"branch to unknown label {tgt}")
+            entries.append((BRA, None, guard, k.labels[tgt[1]], ins))
+        elif base in ("ret", "exit"):
+            entries.append((EXIT, None, guard, 0, ins))
+        elif base in ("bar", "barrier") and (not mods or mods[0] != "warp"):
+            entries.append((BAR, _barrier_args(m, ins, mods), guard, 0, ins))
+        elif base == "trap":
+            entries.append((NORMAL, _trap(m, ins), guard, 0, ins))
+        else:
+            rule = RULES.get(base)
+            if rule is None:
+                raise SimError(f"{k.name}: the simulator does not support PTX instruction '{ins.opcode}'\n"
+                               f"  PTX line {ins.line}: {ins.text}", ptx_line=ins.line, source=ins.source)
+            try:
+                fn = rule(m, ins, mods)
+            except SimError:
+                raise
+            except (KeyError, IndexError, ValueError, NotImplementedError, StopIteration) as e:
+                raise SimError(f"{k.name}: unsupported form of '{ins.opcode}' ({type(e).__name__}: {e})\n"
+                               f"  PTX line {ins.line}: {ins.text}", ptx_line=ins.line,
+                               source=ins.source) from None
+            entries.append((NORMAL, fn, guard, 0, ins))
+    return entries
+
+
+def _trap(m, ins):
+    def f(mask):
+        t = int(np.argmax(mask)) if mask is not None else 0
+        m.fail("trap executed", t)
+    return f
+
+
+def _barrier_args(m, ins, mods):
+    """(sync?, id getter, expected-count getter or None)."""
+    if "arrive" in mods:
+        sync = False
+    elif "sync" in mods or not mods or mods[0] in ("aligned",):
+        sync = True
+    else:
+        raise SimError(f"unsupported barrier form {ins.opcode} at PTX line {ins.line}", ptx_line=ins.line)
+    ops = ins.operands
+    bid = m.getter(ops[0], "u32") if ops else (lambda: 0)
+    cnt = m.getter(ops[1], "u32") if len(ops) > 1 else None
+    return sync, bid, cnt
+
+
+def run(m, entries):
+    T = m.T
+    n = len(entries)
+    alive = m.exists.copy()
+    waiting = np.zeros(T, dtype=bool)
+    wait_id = np.zeros(T, dtype=np.int32)
+    arrived = np.zeros((m.nb, 16), dtype=np.int64)
+    pc = np.zeros(T, dtype=np.int32)
+    m.alive = alive
+    conv, cur = True, 0
+    act = None if alive.all() else alive.copy()
+    steps = 0
+    while True:
+        steps += 1
+        m.clock = steps
+        if conv:
+            p, mask = cur, act
+        else:
+            runnable = alive & ~waiting
+            nrun = int(np.count_nonzero(runnable))
+            if nrun == 0:
+                if waiting.any():
+                    _stuck(m, entries, pc, alive, waiting, wait_id, arrived)
+                break
+            pcs = np.where(runnable, pc, BIG)
+            p = int(pcs.min())
+            mask = pcs == p
+            if int(np.count_nonzero(mask)) == nrun:
+                conv, cur = True, p
+                act = mask = None if nrun == T else mask
+        if p >= n:  # falling off the end of the kernel body ends the threads
+            kind, fn, guard, target, ins = EXIT, None, None, 0, entries[-1][4] if entries else None
+        else:
+            kind, fn, guard, target, ins = entries[p]
+        m.cur = ins
+        if guard is not None:
+            g = guard()
+            eff = g if mask is None else (mask & g)
+        else:
+            eff = mask
+        if kind == NORMAL:
+            if eff is None or eff.any():
+                fn(eff)
+            if conv:
+                cur = p + 1
+            else:
+                pc[mask] = p + 1
+            continue
+        mask_arr = np.ones(T, dtype=bool) if mask is None else mask
+        eff_arr = mask_arr if eff is None else eff
+        if kind == BRA:
+            ntaken = int(np.count_nonzero(eff_arr))
+            nmask = int(np.count_nonzero(mask_arr))
+            if conv and ntaken == nmask:
+                cur = target
+            elif conv and ntaken == 0:
+                cur = p + 1
+            else:
+                if conv:
+                    pc[mask_arr] = p
+                    conv = False
+                pc[mask_arr & ~eff_arr] = p + 1
+                pc[eff_arr] = target
+            continue
+        if conv:
+            pc[mask_arr] = p
+            conv = False
+        pc[mask_arr] = p + 1
+        if kind == EXIT:
+            alive &= ~eff_arr
+            continue
+        _barrier(m, fn, eff_arr, waiting, wait_id, arrived)
+    ops_warp.drain(m)
+
+
+def _barrier(m, args, arrivers, waiting, wait_id, arrived):
+    sync, bid_get, cnt_get = args
+    ti = np.flatnonzero(arrivers)
+    if ti.size == 0:
+        return
+    v = bid_get()
+    bid = (int(v) if np.ndim(v) == 0 else int(v[ti[0]])) & 15
+    expected = m.tpb
+    if cnt_get is not None:
+        c = cnt_get()
+        expected = int(c if np.ndim(c) == 0 else c[ti[0]])
+    arrived[:, bid] += np.bincount(m.blk[ti], minlength=m.nb)
+    if sync:
+        waiting[ti] = True
+        wait_id[ti] = bid
+    done = arrived[:, bid] >= expected
+    if done.any():
+        rel = waiting & (wait_id == bid) & done[m.blk]
+        waiting[rel] = False
+        arrived[done, bid] = 0
+        if m.shadow is not None:
+            m.shadow.barrier(np.flatnonzero(done))
+
+
+def _stuck(m, entries, pc, alive, waiting, wait_id, arrived):
+    """Some threads wait at a barrier that the rest of their block can no longer reach."""
+    t = int(np.argmax(waiting))
+    b = m.blk[t]
+    blk = m.blk == b
+    bid = int(wait_id[t])
+    m.cur = entries[int(pc[t]) - 1][4]
+    n_wait = int(np.count_nonzero(waiting & blk & (wait_id == bid)))
+    exited = np.flatnonzero(blk & m.exists & ~alive)
+    other = np.flatnonzero(blk & waiting & (wait_id != bid))
+    if exited.size:
+        why = f"thread {m.thread_xyz(int(exited[0]))} exited before reaching it"
+    elif other.size:
+        why = f"thread {m.thread_xyz(int(other[0]))} waits at barrier {int(wait_id[other[0]])} instead"
+    else:
+        why = "the rest of the block never arrives"
+    m.fail(f"barrier {bid} is reached by only part of the block ({n_wait} of {m.tpb} threads "
+           f"wait; {why}): a divergent or partial barrier deadlocks on the GPU", t)
