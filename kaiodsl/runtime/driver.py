@@ -1,0 +1,282 @@
+"""Thin, checked wrappers over the CUDA driver API (cuda.bindings.driver).
+
+Every call that returns a CUresult goes through ``check``: anything but
+CUDA_SUCCESS becomes ``kaiodsl.CudaError`` with the driver's error name and
+message and, where known, the kernel's name. Devices own their primary context
+and a table of loaded modules (one per specialization key).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import CudaError, LaunchError
+
+_drv = None  # cuda.bindings.driver, imported on first use (import kaiodsl never needs a driver)
+
+
+def drv():
+    global _drv
+    if _drv is None:
+        from cuda.bindings import driver
+
+        _drv = driver
+    return _drv
+
+
+def error_text(err) -> tuple[str, str]:
+    d = drv()
+    try:
+        e1, name = d.cuGetErrorName(err)
+        e2, msg = d.cuGetErrorString(err)
+        return (name.decode() if e1 == 0 and name else str(err),
+                msg.decode() if e2 == 0 and msg else "")
+    except Exception:  # the driver cannot even describe it
+        return str(err), ""
+
+
+def raise_error(err, what: str, kernel: str | None = None, log: str = ""):
+    name, msg = error_text(err)
+    where = f" (kernel '{kernel}')" if kernel else ""
+    text = f"{what} failed{where}: {name}: {msg}"
+    if log:
+        text += "\n" + log
+    raise CudaError(text, code=int(err), name=name, kernel=kernel)
+
+
+def check(result, what: str, kernel: str | None = None):
+    """Unpack a cuda.bindings result tuple, raising CudaError on failure."""
+    err = result[0]
+    if err != 0:
+        raise_error(err, what, kernel)
+    return result[1] if len(result) == 2 else result[1:]
+
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def init() -> int:
+    """cuInit once; returns the device count."""
+    global _initialized
+    d = drv()
+    with _init_lock:
+        if not _initialized:
+            check(d.cuInit(0), "cuInit")
+            _initialized = True
+    return check(d.cuDeviceGetCount(), "cuDeviceGetCount")
+
+
+# Device attributes the launch checks need: our name -> CUdevice_attribute member.
+_ATTRS = {
+    "max_threads_per_block": "CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK",
+    "max_block_x": "CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X",
+    "max_block_y": "CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y",
+    "max_block_z": "CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z",
+    "max_grid_x": "CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X",
+    "max_grid_y": "CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y",
+    "max_grid_z": "CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z",
+    "max_shared_per_block": "CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK",
+    "max_shared_optin": "CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN",
+    "max_regs_per_block": "CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK",
+    "cc_major": "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR",
+    "cc_minor": "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR",
+}
+
+DEFAULT_SHARED_LIMIT = 48 * 1024  # above this a kernel must opt in (CUDA C Programming Guide, shared memory)
+
+
+@dataclass
+class Module:
+    """One loaded specialization on one device."""
+
+    module: object
+    function: object
+    kernel: str
+    num_regs: int
+    max_threads: int      # cuFuncGetAttribute MAX_THREADS_PER_BLOCK (registers and .maxntid bound it)
+    static_shared: int
+    jit_log: str = ""
+    dyn_shared_optin: int = 0  # the dynamic-shared limit set so far (0: default 48 KB rules)
+
+
+@dataclass
+class Device:
+    """A GPU, its primary context, its limits and the modules loaded on it."""
+
+    ordinal: int
+    handle: object
+    context: object
+    attrs: dict
+    arch: str
+    modules: dict = field(default_factory=dict)  # specialization key -> Module
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def make_current(self) -> None:
+        check(drv().cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
+
+    # -- modules ------------------------------------------------------------------------
+    def module(self, compiled) -> Module:
+        m = self.modules.get(compiled.key)
+        if m is None:
+            with self.lock:
+                m = self.modules.get(compiled.key)
+                if m is None:
+                    m = self.modules[compiled.key] = load_module(self, compiled)
+        return m
+
+    # -- launch limits ------------------------------------------------------------------
+    def check_launch(self, m: Module, compiled, grid, block, smem: int) -> None:
+        """Raise LaunchError with the limit and the value for any configuration the device refuses."""
+        a, k = self.attrs, m.kernel
+        threads = block[0] * block[1] * block[2]
+        if min(block) < 1 or min(grid) < 1:
+            raise LaunchError(f"kernel '{k}': grid {grid} and block {block} must be positive")
+        if compiled.required_block and tuple(compiled.required_block) != tuple(block):
+            raise LaunchError(f"kernel '{k}' was compiled for block {tuple(compiled.required_block)} "
+                              f"(.reqntid), launched with block {block}")
+        for i, axis in enumerate("xyz"):
+            if block[i] > a[f"max_block_{axis}"]:
+                raise LaunchError(f"kernel '{k}': block.{axis}={block[i]} exceeds the device limit "
+                                  f"{a[f'max_block_{axis}']}")
+            if grid[i] > a[f"max_grid_{axis}"]:
+                raise LaunchError(f"kernel '{k}': grid.{axis}={grid[i]} exceeds the device limit "
+                                  f"{a[f'max_grid_{axis}']}")
+        if threads > a["max_threads_per_block"]:
+            raise LaunchError(f"kernel '{k}': block {block} has {threads} threads; the device allows "
+                              f"{a['max_threads_per_block']} per block")
+        regs = m.num_regs * threads
+        if regs > a["max_regs_per_block"]:
+            raise LaunchError(f"kernel '{k}' uses {m.num_regs} registers/thread x {threads} threads = "
+                              f"{regs} registers; the device has {a['max_regs_per_block']} per block "
+                              f"(use a smaller block, at most {m.max_threads} threads)")
+        if threads > m.max_threads:
+            raise LaunchError(f"kernel '{k}' can run at most {m.max_threads} threads per block "
+                              f"(registers / .maxntid), launched with {threads}")
+        total = m.static_shared + smem
+        if total > a["max_shared_optin"]:
+            raise LaunchError(f"kernel '{k}': {m.static_shared} B static + {smem} B dynamic shared "
+                              f"memory = {total} B exceeds the device limit {a['max_shared_optin']} B")
+
+    def opt_in_shared(self, m: Module, smem: int) -> None:
+        """cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES) when static + dynamic passes 48 KB."""
+        if smem <= m.dyn_shared_optin or m.static_shared + smem <= DEFAULT_SHARED_LIMIT:
+            return
+        d = drv()
+        attr = d.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        check(d.cuFuncSetAttribute(m.function, attr, smem), "cuFuncSetAttribute(MAX_DYNAMIC_SHARED)",
+              m.kernel)
+        m.dyn_shared_optin = smem
+
+
+_devices: dict = {}
+_devices_lock = threading.Lock()
+
+
+def device(ordinal: int = 0) -> Device:
+    """The Device for an ordinal: primary context retained and made current on first use."""
+    dev = _devices.get(ordinal)
+    if dev is not None:
+        return dev
+    with _devices_lock:
+        if ordinal in _devices:
+            return _devices[ordinal]
+        count = init()
+        if not 0 <= ordinal < count:
+            raise CudaError(f"CUDA device {ordinal} does not exist ({count} device(s) present)")
+        d = drv()
+        handle = check(d.cuDeviceGet(ordinal), "cuDeviceGet")
+        ctx = check(d.cuDevicePrimaryCtxRetain(handle), "cuDevicePrimaryCtxRetain")
+        check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+        attrs = {ours: check(d.cuDeviceGetAttribute(getattr(d.CUdevice_attribute, theirs), handle),
+                             "cuDeviceGetAttribute")
+                 for ours, theirs in _ATTRS.items()}
+        arch = f"sm_{attrs['cc_major']}{attrs['cc_minor']}"
+        if attrs["cc_major"] >= 9:  # Hopper: the 'a' target enables wgmma / setmaxnreg
+            arch += "a"
+        dev = _devices[ordinal] = Device(ordinal, handle, ctx, attrs, arch)
+        return dev
+
+
+def load_module(dev: Device, compiled) -> Module:
+    """cuModuleLoadDataEx on the PTX with JIT logs captured; CudaError carries the error log."""
+    d = drv()
+    dev.make_current()
+    size = 1 << 16
+    info, errlog = bytearray(size), bytearray(size)
+    J = d.CUjit_option
+    opts = [J.CU_JIT_INFO_LOG_BUFFER, J.CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
+            J.CU_JIT_ERROR_LOG_BUFFER, J.CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, J.CU_JIT_LOG_VERBOSE]
+    image = ctypes.create_string_buffer(compiled.ptx.encode())  # NUL-terminated, stays alive
+    try:
+        err, module = d.cuModuleLoadDataEx(ctypes.addressof(image), len(opts), opts,
+                                           [info, size, errlog, size, 1])
+    except TypeError:  # bindings that want bytes for char* options (the driver writes into them)
+        info, errlog = b"\0" * size, b"\0" * size
+        err, module = d.cuModuleLoadDataEx(ctypes.addressof(image), len(opts), opts,
+                                           [info, size, errlog, size, 1])
+    info_log, error_log = _cstr(info), _cstr(errlog)
+    if err != 0:
+        log = "JIT error log:\n" + (error_log or "(empty)")
+        if info_log:
+            log += "\nJIT info log:\n" + info_log
+        raise_error(err, "loading PTX (cuModuleLoadDataEx)", compiled.name, log)
+    fn = check(d.cuModuleGetFunction(module, compiled.name.encode()), "cuModuleGetFunction",
+               compiled.name)
+    A = d.CUfunction_attribute
+    regs = check(d.cuFuncGetAttribute(A.CU_FUNC_ATTRIBUTE_NUM_REGS, fn), "cuFuncGetAttribute",
+                 compiled.name)
+    maxt = check(d.cuFuncGetAttribute(A.CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fn),
+                 "cuFuncGetAttribute", compiled.name)
+    static = check(d.cuFuncGetAttribute(A.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fn),
+                   "cuFuncGetAttribute", compiled.name)
+    return Module(module, fn, compiled.name, regs, maxt, static, info_log)
+
+
+def _cstr(buf) -> str:
+    end = buf.find(b"\0")
+    return bytes(buf[: end if end >= 0 else len(buf)]).decode(errors="replace").strip()
+
+
+# -- memory --------------------------------------------------------------------------------
+def mem_alloc(dev: Device, nbytes: int) -> int:
+    dev.make_current()
+    return int(check(drv().cuMemAlloc(max(1, nbytes)), f"cuMemAlloc({nbytes} bytes)"))
+
+
+def mem_free(ptr: int) -> None:
+    """Free device memory; used from finalizers, so it never raises (the context may be gone)."""
+    try:
+        drv().cuMemFree(ptr)
+    except Exception:
+        pass
+
+
+def copy_htod(dst: int, src_ptr: int, nbytes: int, stream: int = 0) -> None:
+    d = drv()
+    if stream:
+        check(d.cuMemcpyHtoDAsync(dst, src_ptr, nbytes, stream), "cuMemcpyHtoDAsync")
+    else:
+        check(d.cuMemcpyHtoD(dst, src_ptr, nbytes), "cuMemcpyHtoD")
+
+
+def copy_dtoh(dst_ptr: int, src: int, nbytes: int, stream: int = 0) -> None:
+    d = drv()
+    if stream:
+        check(d.cuMemcpyDtoHAsync(dst_ptr, src, nbytes, stream), "cuMemcpyDtoHAsync")
+        check(d.cuStreamSynchronize(stream), "cuStreamSynchronize")
+    else:
+        check(d.cuMemcpyDtoH(dst_ptr, src, nbytes), "cuMemcpyDtoH")
+
+
+def memset_zero(ptr: int, nbytes: int) -> None:
+    check(drv().cuMemsetD8(ptr, 0, nbytes), "cuMemsetD8")
+
+
+def pointer_device(ptr: int) -> int:
+    """The ordinal of the device that owns a device pointer."""
+    d = drv()
+    return int(check(d.cuPointerGetAttribute(
+        d.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, ptr), "cuPointerGetAttribute"))

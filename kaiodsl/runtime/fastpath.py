@@ -1,0 +1,142 @@
+"""The per-signature launch function: generated Python with no loops, lists or dicts.
+
+A cached launch must cost little more than cuLaunchKernel itself (measured in
+benchmarks/launch_overhead.py). A generic loop over the parameters spends most
+of that budget on indexing and list building, so, as Triton does for its
+launcher, we generate one small function per (specialization, device) with the
+parameters unrolled:
+
+    def launch(grid, block, args, smem, stream):
+        a0, a1, a2, a3 = args
+        <per pointer: torch tensor -> data_ptr() | DeviceArray -> .ptr | else: GENERAL(...)>
+        PACK(BUF, 0, a0, a1, a2, a3)          # struct.pack_into into the parameter slots
+        <stream handle -> cached CUstream>
+        <launch checks when block/smem change>
+        err = LAUNCH(FN, *grid, *block, smem, stream, ARGV, 0)[0]
+
+Anything the fast path does not handle, and every failure, calls GENERAL (the
+PreparedLaunch's full-validation path), so errors read the same either way.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .arrays import DeviceArray
+from .streams import stream_handle
+
+_CUSTREAMS: dict = {}  # raw handle -> cuda.bindings CUstream (passing the object skips a conversion)
+
+
+def custream(h: int):
+    s = _CUSTREAMS.get(h)
+    if s is None:
+        from .driver import drv
+
+        if len(_CUSTREAMS) > 256:  # streams come and go; keep the table small
+            _CUSTREAMS.clear()
+        s = _CUSTREAMS[h] = drv().CUstream(h)
+    return s
+
+
+class _NoTorch:  # stands in for torch.Tensor until the program imports torch
+    pass
+
+
+_POINTER = """\
+    t = type(a{i})
+    if t is TT:
+        if a{i}.dtype is not TD{i} or {not_here}:
+            return GENERAL(grid, block, args, smem, stream)
+        a{i} = a{i}.data_ptr()
+        saw_torch = True
+    elif t is DA and a{i}.scalar_type is ST{i} and a{i}.device == ORD:
+        a{i} = a{i}.ptr
+    else:
+        return GENERAL(grid, block, args, smem, stream)
+"""
+
+_TEMPLATE = """\
+def launch(grid, block, args, smem, stream):
+    try:
+        {unpack} = args
+    except ValueError:
+        return GENERAL(grid, block, args, smem, stream)
+    saw_torch = False
+{pointers}{bf16}    try:
+        PACK(BUF, 0, {names})
+    except Exception:
+        return GENERAL(grid, block, args, smem, stream)
+    if stream is None:
+        h = TORCH_STREAM(ORD) if saw_torch else 0
+    else:
+        h = stream if type(stream) is int else STREAM_HANDLE(stream)
+    cs = CUSTREAMS.get(h)
+    if cs is None:
+        cs = CUSTREAM(h)
+    if block != LAST[0] or smem != LAST[1]:
+        CONFIGURE(grid, block, smem)
+    err = LAUNCH(FN, grid[0], grid[1], grid[2], block[0], block[1], block[2], smem, cs, ARGV, 0)[0]
+    if err:
+        FAILED(err, grid, block, smem)
+"""
+
+
+def build(prep) -> callable:
+    """The launch function for a PreparedLaunch (see cuda_backend.PreparedLaunch)."""
+    n = prep.n
+    names = [f"a{i}" for i in range(n)]
+    not_here = "not a{i}.is_cuda" if prep.backend.single_gpu else "a{i}.get_device() != ORD"
+    pointers = "".join(_POINTER.format(i=i, not_here=not_here.format(i=i)) for i in prep.ptr_idx)
+    bf16 = "".join(f"    a{i} = BF16(a{i})\n" for i in prep.bf16_idx)
+    if n == 0:
+        src = _TEMPLATE.replace("    try:\n        {unpack} = args\n    except ValueError:\n",
+                                "    if args:\n")
+        src = src.format(unpack="", pointers="", bf16="", names="").replace("PACK(BUF, 0, )", "pass")
+    else:
+        src = _TEMPLATE.format(unpack=", ".join(names) + ("," if n == 1 else ""),
+                               pointers=pointers, bf16=bf16, names=", ".join(names))
+    ns = {
+        "GENERAL": prep.general, "PACK": prep.pack_into, "BUF": prep.buf, "ARGV": prep.argv_addr,
+        "FN": prep.fn, "ORD": prep.ordinal, "LAUNCH": prep.launch, "CONFIGURE": prep.configure,
+        "FAILED": prep.failed, "LAST": prep.last, "DA": DeviceArray, "TT": _NoTorch,
+        "TORCH_STREAM": torch_stream, "STREAM_HANDLE": stream_handle, "CUSTREAMS": _CUSTREAMS,
+        "CUSTREAM": custream, "BF16": prep.bf16_scalar,
+    }
+    for i in prep.ptr_idx:
+        ns[f"ST{i}"] = prep.elem[i]
+        ns[f"TD{i}"] = None
+    exec(compile(src, f"<kaiodsl launch {prep.name}>", "exec"), ns)
+    fn = ns["launch"]
+    fn.source, fn.namespace, fn.prepared = src, ns, prep
+    refresh_torch(fn, prep)
+    return fn
+
+
+def refresh_torch(fn, prep) -> None:
+    """Once the program has imported torch, let the fast path recognize its tensors."""
+    torch = sys.modules.get("torch")
+    ns = fn.namespace
+    if torch is None or ns["TT"] is not _NoTorch:
+        return
+    from .args import TORCH_NAMES
+
+    by_name = {ours: getattr(torch, theirs, None) for theirs, ours in TORCH_NAMES.items()}
+    for i in prep.ptr_idx:
+        ns[f"TD{i}"] = by_name.get(prep.elem[i].name)
+    ns["TT"] = torch.Tensor
+    ns["TORCH_STREAM"] = getattr(torch._C, "_cuda_getCurrentRawStream", torch_stream)
+
+
+_raw_stream = None
+
+
+def torch_stream(device: int) -> int:
+    """PyTorch's current stream on a device, as a raw handle."""
+    global _raw_stream
+    if _raw_stream is None:
+        torch = sys.modules["torch"]
+        # What Triton uses: returns the handle without building a torch Stream object.
+        _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or \
+            (lambda d: torch.cuda.current_stream(d).cuda_stream)
+    return _raw_stream(device)
