@@ -19,3 +19,9 @@ from .lang.warp import (activemask, popc, shfl_down, shfl_idx, shfl_up, shfl_xor
 from .lang.atomic import (atomic_add, atomic_and, atomic_cas, atomic_exch, atomic_max,  # noqa: E402
                           atomic_min, atomic_or, atomic_xor)
 from .lang.asm import asm  # noqa: E402
+from .lang.tensor import (FragmentLayout, cp_async, cp_async_commit, cp_async_wait,  # noqa: E402
+                          cp_async_wait_all, frag_coord, frag_elements, fragment_layout, ldmatrix,
+                          lop3, lop3_lut, mma, mma_zeros, pack_b32, pack_fp8x2, pack_half2, prmt,
+                          stmatrix, to_tf32, unpack_b32, unpack_half2)
+from .lang import tiles  # noqa: E402
+from .lang.pointers import ptr_cast  # noqa: E402

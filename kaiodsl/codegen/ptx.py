@@ -50,6 +50,8 @@ class Ctx:
     def reg(self, n: Node):
         r = self.regs.get(n)
         if r is None:
+            if n.op == "extract":  # an alias of one register of its tuple
+                return resolve(self, n)
             if n.op == "const":  # needed in a register where an immediate was not expected
                 return self.const_in_reg(n)
             raise CompileError(f"internal: %{n.id} ({n.op}) has no register", n.loc)
@@ -194,6 +196,9 @@ def _module_text(ctx: Ctx, body: list, files: dict) -> str:
         ptype = ".u64" if isinstance(t, PtrType) else _param_type(t)
         params.append(f"\t.param {ptype} {fn.name}_param_{p.attrs['index']}")
     comments = [f"  // {p.attrs['name']}: {p.type}" for p in fn.params]
+    for d in fn.shared:  # the dynamic window is a module-scope declaration
+        if d.size is None:
+            out.append(f".extern .shared .align {d.align} .b8 {d.name}[];\n")
     out.append(f".visible .entry {fn.name}(")
     out.append(",\n".join(pl + ("" if i == len(params) - 1 else "") for i, pl in enumerate(params))
                if params else "")
@@ -213,9 +218,7 @@ def _module_text(ctx: Ctx, body: list, files: dict) -> str:
             decls[prefix] = f"\t.reg {decl_type} {prefix}<{n + 1}>;"
     out += list(decls.values())
     for d in fn.shared:
-        if d.size is None:
-            out.append(f"\t.extern .shared .align {d.align} .b8 {d.name}[];")
-        else:
+        if d.size is not None:
             out.append(f"\t.shared .align {d.align} .b8 {d.name}[{d.size}];")
     out.append("")
     out += body

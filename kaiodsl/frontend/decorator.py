@@ -87,25 +87,48 @@ class _Compilable:
         return _globals_of(self.fn)
 
     def source_hash(self, seen=None) -> str:
-        """Hash of this function's source and, recursively, of the device functions it names."""
+        """Hash of this function's source, the compile-time values it names (globals and closure
+        cells: kernels made by a factory share their source text), and recursively of the device
+        functions and Python helpers it calls."""
         seen = set() if seen is None else seen
         seen.add(id(self))
         h = hashlib.sha256(inspect.getsource(self.fn).encode())
+        h.update(self.fn.__qualname__.encode())
         g = self.globals()
-        for node in ast.walk(self.source.tree):
-            if isinstance(node, ast.Name) and node.id in g:
-                obj = g[node.id]
-                if isinstance(obj, _Compilable) and id(obj) not in seen:
+        for name in sorted({n.id for n in ast.walk(self.source.tree) if isinstance(n, ast.Name)}):
+            if name not in g:
+                continue
+            obj = g[name]
+            if isinstance(obj, _Compilable):
+                if id(obj) not in seen:
                     h.update(obj.source_hash(seen).encode())
-                elif isinstance(obj, (int, float, bool, str)):
-                    h.update(f"{node.id}={obj!r}".encode())
-                elif inspect.isfunction(obj) and id(obj) not in seen:
+            elif inspect.isfunction(obj):
+                if id(obj) not in seen:
                     seen.add(id(obj))
                     try:
                         h.update(inspect.getsource(obj).encode())
                     except (OSError, TypeError):
-                        pass
+                        h.update(obj.__qualname__.encode())
+            else:
+                stable = _stable_repr(obj)
+                if stable is not None:
+                    h.update(f"{name}={stable}".encode())
         return h.hexdigest()
+
+
+def _stable_repr(obj):
+    """repr of a compile-time value that can change what a kernel compiles to, else None."""
+    from ..types import Type
+
+    if isinstance(obj, (int, float, bool, str, bytes, type(None), Type)):
+        return repr(obj)
+    if isinstance(obj, (tuple, list, frozenset)) and len(obj) < 4096:
+        parts = [_stable_repr(x) for x in obj]
+        return None if None in parts else f"{type(obj).__name__}({','.join(parts)})"
+    if isinstance(obj, dict) and len(obj) < 4096:
+        parts = [(_stable_repr(k), _stable_repr(v)) for k, v in obj.items()]
+        return None if any(None in p for p in parts) else repr(sorted(parts))
+    return None
 
 
 class Func(_Compilable):
@@ -230,7 +253,7 @@ class Kernel(_Compilable):
 
     def cache_key(self, consts: dict, arch: str, opts: dict) -> str:
         sig = [(n, str(a)) for n, a, _ in self.params]
-        payload = json.dumps({"src": self.source_hash(), "sig": sig, "consts": _const_repr(consts),
+        payload = json.dumps({"src": self.source_hash(), "name": self.entry_name, "sig": sig, "consts": _const_repr(consts),
                               "arch": arch, "opts": opts, "block": repr(self.block_size),
                               "version": __version__, "compiler": compiler_fingerprint()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -320,27 +343,26 @@ class Kernel(_Compilable):
 
     # -- inspection ----------------------------------------------------------------------------------
     def ptx(self, arch: str | None = None, **consts) -> str:
-        return _user_errors(lambda: self.specialize(consts, arch).ptx)
+        try:
+            return self.specialize(consts, arch).ptx
+        except KaioError as e:  # the user's frame and this one: no compiler internals
+            raise e.with_traceback(None) from None
 
     def ir(self, arch: str | None = None, optimized: bool = True, **consts) -> str:
         from ..ir.printer import format_function
 
-        if optimized:
-            return _user_errors(lambda: self.specialize(consts, arch).ir_text)
-        return _user_errors(lambda: format_function(self.build_ir(self._check_consts(consts),
-                                                                  arch or default_arch())))
+        try:
+            if optimized:
+                return self.specialize(consts, arch).ir_text
+            return format_function(self.build_ir(self._check_consts(consts), arch or default_arch()))
+        except KaioError as e:
+            raise e.with_traceback(None) from None
 
     def compile(self, arch: str | None = None, **consts) -> CompiledKernel:
-        return _user_errors(lambda: self.specialize(consts, arch))
-
-
-def _user_errors(thunk):
-    """Run a compile step; a kaiodsl error surfaces without compiler-internal traceback frames."""
-    try:
-        return thunk()
-    except KaioError as e:
-        e.__traceback__ = None
-        raise e.with_traceback(None) from None
+        try:
+            return self.specialize(consts, arch)
+        except KaioError as e:
+            raise e.with_traceback(None) from None
 
 
 _SELF_HASH = None
@@ -360,6 +382,25 @@ def compiler_fingerprint() -> str:
                 h.update(path.read_bytes())
         _SELF_HASH = h.hexdigest()[:16]
     return _SELF_HASH
+
+
+def _stable_repr(obj) -> str:
+    """A process-independent description of a global/closure value the kernel names (for the cache key)."""
+    from ..types import Type
+    from .values import Builtin
+
+    if isinstance(obj, Builtin):
+        return f"builtin:{obj.name}"
+    if isinstance(obj, (Type, type(None))):
+        return f"type:{obj}"
+    if isinstance(obj, (tuple, list, frozenset)) and len(obj) < 64:
+        return "[" + ",".join(_stable_repr(x) for x in obj) + "]"
+    if isinstance(obj, (int, float, bool, str, bytes)):
+        return repr(obj)
+    if inspect.ismodule(obj):
+        return f"module:{obj.__name__}"
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return f"{type(obj).__module__}.{type(obj).__qualname__}:{name or ''}"
 
 
 def _const_repr(consts: dict) -> tuple:
@@ -401,9 +442,17 @@ def kernel(fn=None, *, block_size=None, name: str | None = None, line_info: bool
     """
 
     def wrap(f):
-        return Kernel(f, block_size=block_size, name=name, line_info=line_info)
+        try:
+            return Kernel(f, block_size=block_size, name=name, line_info=line_info)
+        except KaioError as e:
+            raise e.with_traceback(None) from None
 
-    return wrap(fn) if fn is not None else wrap
+    if fn is None:
+        return wrap
+    try:
+        return Kernel(fn, block_size=block_size, name=name, line_info=line_info)
+    except KaioError as e:
+        raise e.with_traceback(None) from None
 
 
 def func(fn):

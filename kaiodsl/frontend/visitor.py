@@ -25,6 +25,8 @@ _PYCMP = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operato
 # Calls whose arguments are evaluated without side effects: safe to evaluate eagerly in
 # `a and b` / `x if c else y` instead of branching.
 _SAFE_CALLS = {"min", "max", "abs", "float", "int", "bool"}
+# Python builtins that only rearrange containers: they may hold run-time values.
+_STRUCTURAL = {_py.tuple, _py.list, _py.len, _py.zip, _py.enumerate, _py.reversed, _py.isinstance}
 
 
 class Source:
@@ -308,6 +310,8 @@ class Visitor(ControlFlow):
                 return _PYOPS[op](a, b_)
             except Exception as e:
                 self.error(f"compile-time '{op}' failed: {e}", node)
+        if isinstance(a, (list, tuple)) and isinstance(b_, (list, tuple)) and op == "add":
+            return a + b_  # compile-time containers (a local array grows by concatenation)
         if op in ("matmul",):
             self.error("'@' is not supported; use the tensor-core primitives", node)
         if op == "pow":
@@ -377,7 +381,14 @@ class Visitor(ControlFlow):
                 else:
                     r = self.b.compare(pred, left, right)
             else:
-                self.error(f"comparison {type(op).__name__} is not supported", node)
+                names = {ast.In: "in", ast.NotIn: "not in"}
+                if isinstance(left, Node) or isinstance(right, Node):
+                    self.error(f"'{names.get(type(op), type(op).__name__)}' is not supported on run-time values; "
+                               "compare with == / != instead", node)
+                try:
+                    r = (left in right) if isinstance(op, ast.In) else (left not in right)
+                except TypeError as e:
+                    self.error(f"compile-time '{names[type(op)]}' failed: {e}", node)
             result = r if result is None else self._and(result, r)
             left = right
         return result
@@ -521,7 +532,7 @@ class Visitor(ControlFlow):
                 return len(v.type)
         if fn is _py.print:
             self.error("print() is not supported in kernels", node)
-        if any(_has_runtime(a) for a in [*args, *kwargs.values()]):
+        if fn not in _STRUCTURAL and any(_has_runtime(a) for a in [*args, *kwargs.values()]):
             name = getattr(fn, "__name__", repr(fn))
             self.error(f"'{name}' is plain Python, so it runs at compile time and cannot take run-time values; "
                        f"decorate it with @kaiodsl.func to call it on run-time values", node)

@@ -262,6 +262,11 @@ class _ToTuples(Transformer):
                 m.version = x[1]
             elif isinstance(x, tuple) and x[0] == "target":
                 m.target = x[1]
+        # module-scope .shared variables (e.g. the .extern dynamic window) belong to every kernel's block
+        for v in [g for g in m.globals if g.space == "shared"]:
+            for k in m.kernels.values():
+                if all(kv.name != v.name for kv in k.vars):
+                    k.vars.append(v)
         return m
 
 

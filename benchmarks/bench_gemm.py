@@ -1,0 +1,187 @@
+"""GEMM benchmarks: kaiodsl.ops against PyTorch (cuBLAS), side by side in one process.
+
+CUDA events around each call, warm-up first, median of the timed repeats, fresh
+random inputs (never zeros). Writes a table to stdout, JSON to
+benchmarks/results/gemm.json and a PNG plot of TFLOPS by shape.
+
+    python benchmarks/bench_gemm.py [--quick] [--only f16,bf16,int8,int4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SQUARES = [1024, 2048, 4096, 8192]
+LLM_M = [1, 16, 128, 2048, 8192]
+LLM_NK = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096)]
+
+
+def timed(fn, warmup: int = 3, reps: int = 10) -> float:
+    """Median milliseconds of ``fn()`` over ``reps`` CUDA-event-timed runs."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def rel_err(out, ref) -> float:
+    import torch
+
+    out, ref = out.float(), ref.float()
+    return float(torch.linalg.norm(out - ref) / torch.linalg.norm(ref))
+
+
+def bench_float(dtype_name: str, shapes, results: list) -> None:
+    import torch
+
+    import kaiodsl.ops as ops
+
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    for M, N, K in shapes:
+        a = torch.randn(M, K, device="cuda", dtype=dt)
+        b = torch.randn(N, K, device="cuda", dtype=dt)  # nn.Linear layout [N, K]
+        ref = torch.matmul(a, b.t())
+        cfg = ops.matmul_config(M, N, K, dtype_name, b_layout="nk")
+        out = ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name)
+        err = rel_err(out, ref)
+        t_k = timed(lambda: ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name))
+        t_t = timed(lambda: torch.matmul(a, b.t()))
+        flops = 2.0 * M * N * K
+        results.append({"op": f"matmul_{dtype_name}", "M": M, "N": N, "K": K, "config": str(cfg),
+                        "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
+                        "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err})
+        _row(results[-1])
+
+
+def bench_int8(shapes, results: list) -> None:
+    import torch
+
+    import kaiodsl.ops as ops
+
+    for M, N, K in shapes:
+        a = torch.randint(-127, 128, (M, K), device="cuda", dtype=torch.int8)
+        b = torch.randint(-127, 128, (N, K), device="cuda", dtype=torch.int8)
+        ref = torch._int_mm(a, b.t()).float() if M > 16 else (a.float() @ b.float().t())
+        out = ops.matmul_int8(a, b, 1.0, b_layout="nk")
+        err = rel_err(out, ref)
+        t_k = timed(lambda: ops.matmul_int8(a, b, 1.0, b_layout="nk"))
+        t_t = timed(lambda: torch._int_mm(a, b.t())) if M > 16 else float("nan")
+        ops_ = 2.0 * M * N * K
+        results.append({"op": "matmul_int8", "M": M, "N": N, "K": K, "kaiodsl_ms": t_k, "torch_ms": t_t,
+                        "kaiodsl_tflops": ops_ / t_k / 1e9, "torch_tflops": ops_ / t_t / 1e9,
+                        "ratio": t_t / t_k, "rel_err": err, "torch_op": "torch._int_mm"})
+        _row(results[-1])
+
+
+def bench_int4(shapes, results: list) -> None:
+    import torch
+
+    import kaiodsl.ops as ops
+    from kaiodsl.ops.int4_pack import pack_int4
+
+    for M, N, K in shapes:
+        g = 128
+        q = np.random.randint(0, 16, (N, K), dtype=np.uint8)
+        scales = (np.random.rand(N, K // g).astype(np.float32) * 0.02 + 0.001).astype(np.float16)
+        wp = torch.from_numpy(pack_int4(q)).cuda()
+        sc = torch.from_numpy(scales).cuda()
+        a = torch.randn(M, K, device="cuda", dtype=torch.float16)
+        w = torch.from_numpy(((q.astype(np.float32) - 8) * np.repeat(scales.astype(np.float32), g, 1))
+                             .astype(np.float16)).cuda()
+        ref = torch.matmul(a, w.t())
+        out = ops.matmul_int4(a, wp, sc, group_size=g)
+        err = rel_err(out, ref)
+        t_k = timed(lambda: ops.matmul_int4(a, wp, sc, group_size=g))
+        t_t = timed(lambda: torch.matmul(a, w.t()))
+        results.append({"op": "matmul_int4", "M": M, "N": N, "K": K, "group_size": g, "kaiodsl_ms": t_k,
+                        "torch_ms": t_t, "ratio": t_t / t_k, "rel_err": err,
+                        "torch_op": "torch.matmul f16 (dequantized weights)",
+                        "kaiodsl_tflops": 2.0 * M * N * K / t_k / 1e9,
+                        "torch_tflops": 2.0 * M * N * K / t_t / 1e9})
+        _row(results[-1])
+
+
+def _row(r: dict) -> None:
+    print(f"{r['op']:<14} {r['M']:>6} {r['N']:>6} {r['K']:>6}  kaiodsl {r['kaiodsl_ms']:8.3f} ms "
+          f"{r['kaiodsl_tflops']:7.1f} T/s   torch {r['torch_ms']:8.3f} ms {r['torch_tflops']:7.1f} T/s   "
+          f"ratio {r['ratio']:5.2f}   err {r['rel_err']:.1e}", flush=True)
+
+
+def plot(results: list, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    ops_ = sorted({r["op"] for r in results})
+    fig, axes = plt.subplots(len(ops_), 1, figsize=(12, 3.2 * len(ops_)), squeeze=False)
+    for ax, op in zip(axes[:, 0], ops_):
+        rows = [r for r in results if r["op"] == op]
+        labels = [f"{r['M']}x{r['N']}x{r['K']}" for r in rows]
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["kaiodsl_tflops"] for r in rows], 0.4, label="kaiodsl")
+        ax.bar(x + 0.2, [r["torch_tflops"] for r in rows], 0.4, label=rows[0].get("torch_op", "torch.matmul"))
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("TFLOP/s")
+        ax.set_title(op)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="f16,bf16,int8,int4")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gemm.json"))
+    args = ap.parse_args()
+    import torch
+
+    only = set(args.only.split(","))
+    squares = [(s, s, s) for s in (SQUARES[2:3] if args.quick else SQUARES)]
+    llm = [] if args.quick else [(m, n, k) for m in LLM_M for n, k in LLM_NK]
+    results: list = []
+    t0 = time.time()
+    for name in ("f16", "bf16"):
+        if name in only:
+            bench_float(name, squares + llm, results)
+    if "int8" in only:
+        bench_int8(squares + [(m, n, k) for m, n, k in llm if m > 16], results)
+    if "int4" in only:
+        bench_int4([(1, 8192, 8192), (16, 8192, 8192), (1, 4096, 4096), (16, 4096, 11008)], results)
+    meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "host": platform.node(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - t0, 1)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    plot(results, out.with_suffix(".png"))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""f16/bf16 GEMM: ``kaiodsl.ops.matmul(a, b, *, out_dtype=None, bias=None, pipeline="auto")``.
+
+``a`` is [M, K] row-major. ``b`` is [K, N] row-major or [N, K] (the nn.Linear weight
+layout): ``b_layout="kn"`` / ``"nk"`` says which; the default ``"auto"`` takes
+``"nk"`` when ``b`` is a transposed view of a [K, N]-shaped [N, K] matrix (a torch
+``w.t()``), ``"kn"`` otherwise. Accumulation is f32; the output is f32, f16 or bf16
+(default: the input dtype). ``bias`` [N] is added in f32 before the conversion.
+
+Tile configurations are ``GemmConfig`` values; ``matmul_config(M, N, K, ...)`` shows the
+choice for a shape, and ``config=`` overrides it.
+"""
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+
+import kaiodsl
+from kaiodsl import Const, Ptr, bf16, f16, f32, i32
+from kaiodsl.errors import ArgumentError
+
+from . import gemm_kernels as gk
+from ._common import (inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """A block tile of ``block_m x block_n``, ``block_k`` deep; ``warps_m x warps_n`` warps; ``stages``
+    shared-memory buffers (1 = the plain synchronous kernel, >= 2 = the cp.async pipeline)."""
+
+    block_m: int = 128
+    block_n: int = 128
+    block_k: int = 32
+    warps_m: int = 2
+    warps_n: int = 4
+    stages: int = 4
+    group_m: int = 8
+
+    @property
+    def warp_m(self) -> int:
+        return self.block_m // self.warps_m
+
+    @property
+    def warp_n(self) -> int:
+        return self.block_n // self.warps_n
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.warps_m * self.warps_n
+
+    def smem_bytes(self, elem_bytes: int) -> int:
+        return self.stages * (self.block_m + self.block_n) * self.block_k * elem_bytes
+
+    def check(self, elem_bytes: int) -> None:
+        bk_bytes = self.block_k * elem_bytes
+        ok = (self.warp_m % 16 == 0 and self.warp_n % 16 == 0 and bk_bytes % 32 == 0
+              and bk_bytes // 16 in (4, 8) and self.stages >= 1
+              and (self.block_m * bk_bytes // 16) % self.threads == 0
+              and (self.block_n * bk_bytes // 16) % self.threads == 0
+              and self.block_n * elem_bytes // 16 >= 8)
+        if not ok:
+            raise ArgumentError(f"GemmConfig {self} is not a valid tiling for {elem_bytes}-byte elements: "
+                                f"warp tiles must be multiples of 16, block_k*elem_bytes 64 or 128, and "
+                                f"every thread must copy whole 16-byte chunks")
+
+    def __str__(self) -> str:
+        return (f"{self.block_m}x{self.block_n}x{self.block_k}/w{self.warps_m}x{self.warps_n}"
+                f"/s{self.stages}")
+
+
+SYNC = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=4, stages=1)
+ASYNC_LARGE = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=4, stages=4)
+ASYNC_SMALL_M = GemmConfig(block_m=64, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4)
+ASYNC_TINY_M = GemmConfig(block_m=32, block_n=64, block_k=64, warps_m=1, warps_n=2, stages=4)
+
+
+def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto") -> GemmConfig:
+    """The heuristic: the async pipeline for everything but tiny K (where there is nothing to
+    overlap); block_m shrinks with M so that small-M (decode) shapes still fill the GPU."""
+    if pipeline == "sync" or (pipeline == "auto" and K <= 64):
+        return SYNC
+    if M <= 32:
+        return ASYNC_TINY_M
+    if M <= 512:
+        return ASYNC_SMALL_M
+    return ASYNC_LARGE
+
+
+# -- the kernels ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def gemm_kernel(dtype_name: str, out_name: str, b_kmajor: bool, cfg: GemmConfig, has_bias: bool):
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
+    BM, BN, BK, WN_ = cfg.block_m, cfg.block_n, cfg.block_k, cfg.warps_n
+    WM, WN, STAGES, GM = cfg.warp_m, cfg.warp_n, cfg.stages, cfg.group_m
+    name = f"gemm_{dtype_name}_{out_name}_{'nk' if b_kmajor else 'kn'}_{BM}x{BN}x{BK}_w{cfg.warps_m}x{WN_}_s{STAGES}"
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def gemm(a: Ptr[T], b: Ptr[T], c: Ptr[OUT], bias: Ptr[f32], M: i32, N: i32, K: i32):
+        smem = kaiodsl.dynamic_shared(T)
+        tid = kaiodsl.thread_idx.x
+        row0, col0 = gk.tile_coords(M, N, BM, BN, GM)
+        acc = gk.main_loop(a, b, M, N, K, row0, col0, smem, tid, BM, BN, BK, WN_, WM, WN, STAGES, 2,
+                           b_kmajor, None, f32)
+        warp = tid // 32
+        store_tile(c, bias, acc, row0 + (warp // WN_) * WM, col0 + (warp % WN_) * WN, tid % 32, M, N,
+                   WM, WN, OUT, has_bias)
+
+    return gemm
+
+
+@kaiodsl.func
+def store_tile(c, bias, acc, r0, c0, lane, M, N, WM: Const[int], WN: Const[int], OUT: Const, HAS_BIAS: Const[bool]):
+    """Write the warp's f32 accumulators (plus bias) as OUT, two columns per lane, bounds-checked."""
+    g = lane // 4
+    t = lane % 4
+    for j in kaiodsl.static_range(WN // 8):
+        col = c0 + j * 8 + 2 * t
+        b0 = 0.0
+        b1 = 0.0
+        if HAS_BIAS:
+            b0 = bias[col] if col < N else 0.0
+            b1 = bias[col + 1] if col + 1 < N else 0.0
+        for i in kaiodsl.static_range(WM // 16):
+            for h in kaiodsl.static_range(2):
+                row = r0 + i * 16 + g + 8 * h
+                v0 = acc[i][j][2 * h] + b0
+                v1 = acc[i][j][2 * h + 1] + b1
+                if row < M:
+                    store_pair(c, row * N + col, v0, v1, col, N, OUT)
+
+
+@kaiodsl.func
+def store_pair(c, idx, v0, v1, col, N, OUT: Const):
+    """c[idx], c[idx+1] = v0, v1 (converted); one vector store when both columns exist and idx is even."""
+    if col + 1 < N and idx % 2 == 0:
+        if OUT == f32:
+            kaiodsl.store(c, idx, (v0, v1), vec=2)
+        else:
+            kaiodsl.store(c, idx, (OUT(v0), OUT(v1)), vec=2)
+    elif col < N:
+        c[idx] = OUT(v0)
+        if col + 1 < N:
+            c[idx + 1] = OUT(v1)
+
+
+# -- the op ----------------------------------------------------------------------------------------------
+_DUMMY = {}
+
+
+def dummy_f32(like):
+    """A one-element f32 array of the same kind/device as ``like``, for kernel pointers not read."""
+    key = (like.kind, str(like.device))
+    d = _DUMMY.get(key)
+    if d is None:
+        d = _DUMMY[key] = new_like(like, (1,), f32)
+    return d
+
+
+def _bias_f32(bias, like, N: int, op: str):
+    if bias is None:
+        return dummy_f32(like)
+    bz = inspect_array("bias", bias, op)
+    require_rank(bz, 1, op, "a vector [N]")
+    require_dtype(bz, (f16, bf16, f32), op)
+    if bz.shape[0] != N:
+        raise ArgumentError(f"{op}(): 'bias' has {bz.shape[0]} elements; it must have N={N}")
+    same_kind(op, like, bz)
+    if bz.dtype == f32:
+        require_contiguous(bz, op)
+        return bias
+    if bz.kind == "torch":
+        return bias.float().contiguous()
+    if bz.kind == "numpy":
+        return bias.astype(np.float32)
+    raise ArgumentError(f"{op}(): give 'bias' as f32 for a {bz.kind} array")
+
+
+def _b_layout(b, layout: str, op: str) -> str:
+    if layout in ("kn", "nk"):
+        return layout
+    if layout != "auto":
+        raise ArgumentError(f"{op}(): b_layout must be 'auto', 'kn' or 'nk', got {layout!r}")
+    return "kn"
+
+
+def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout: str = "auto", config=None):
+    """``a @ b`` (b [K, N]) or ``a @ b.T`` (b [N, K], ``b_layout="nk"``) on the tensor cores."""
+    op = "matmul"
+    az, bz = inspect_array("a", a, op), inspect_array("b", b, op)
+    require_rank(az, 2, op, "a matrix [M, K]")
+    require_rank(bz, 2, op, "a matrix")
+    require_dtype(az, (f16, bf16), op)
+    require_dtype(bz, (az.dtype,), op)
+    same_kind(op, az, bz)
+    layout = _b_layout(b, b_layout, op)
+    M, K = az.shape
+    if layout == "kn":
+        Kb, N = bz.shape
+    else:
+        N, Kb = bz.shape
+    if Kb != K:
+        dims = "[K, N]" if layout == "kn" else "[N, K]"
+        raise ArgumentError(f"{op}(): a is [M, K] = {az.shape} but b ({dims}, b_layout={layout!r}) is "
+                            f"{bz.shape}: K={K} and {Kb} differ")
+    require_contiguous(az, op)
+    require_contiguous(bz, op)
+    if K % 8:
+        raise ArgumentError(f"{op}(): K={K} must be a multiple of 8 (rows of a and b start on 16-byte "
+                            f"boundaries for the 16-byte cp.async copies)")
+    if layout == "kn" and N % 8:
+        raise ArgumentError(f"{op}(): with b as [K, N], N={N} must be a multiple of 8 (16-byte rows)")
+    if pipeline not in ("auto", "sync", "async"):
+        raise ArgumentError(f"{op}(): pipeline must be 'auto', 'sync' or 'async', got {pipeline!r}")
+    out_name = out_dtype if isinstance(out_dtype, str) else getattr(out_dtype, "name", None) or az.dtype.name
+    if out_name not in ("f16", "bf16", "f32"):
+        raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
+    cfg = config or matmul_config(M, N, K, az.dtype.name, layout, pipeline)
+    if pipeline == "sync" and cfg.stages != 1:
+        cfg = replace(cfg, stages=1)
+    if pipeline == "async" and cfg.stages == 1:
+        cfg = replace(cfg, stages=3)
+    cfg.check(2)
+    bias_arg = _bias_f32(bias, az, N, op)
+    out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
+    if M == 0 or N == 0:
+        return out
+    if K == 0:
+        raise ArgumentError(f"{op}(): K=0: the product of empty matrices is all zeros; nothing to compute")
+    k = gemm_kernel(az.dtype.name, out_name, layout == "nk", cfg, bias is not None)
+    grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
+    k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes(2))
+    return out
+
+
+def reference_matmul(a, b, b_layout: str = "kn", bias=None) -> np.ndarray:
+    """numpy reference in float64: a [M, K] @ b ([K, N], or [N, K] transposed)."""
+    a64 = np.asarray(a, np.float64)
+    b64 = np.asarray(b, np.float64)
+    out = a64 @ (b64 if b_layout == "kn" else b64.T)
+    if bias is not None:
+        out = out + np.asarray(bias, np.float64)
+    return out
