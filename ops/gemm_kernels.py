@@ -28,69 +28,92 @@ def swizzle(row, chunk, CPR: Const[int]):
 
 
 @kaiodsl.func
-def copy_k_major(smem, base, src, ld, row0, rows_total, k0, K, tid,
-                 ROWS: Const[int], BK: Const[int], ESZ: Const[int], THREADS: Const[int], ASYNC: Const[bool]):
-    """Copy a [ROWS, BK] tile of a K-contiguous matrix (row stride ``ld``) into shared memory, swizzled.
-
-    Rows past ``rows_total`` and columns past ``K`` are zero-filled.
-    """
+def plan_k_major(smem, src, ld, row0, rows_total, tid,
+                 ROWS: Const[int], BK: Const[int], ESZ: Const[int], THREADS: Const[int]):
+    """This thread's share of copying a [ROWS, BK] tile of a K-contiguous matrix: one entry per
+    16-byte chunk, (global pointer at k = 0, row in range, swizzled shared offset, k of the chunk).
+    Computed once, before the k loop."""
     CPR = BK * ESZ // 16          # 16-byte chunks per row
     CE = 16 // ESZ                # elements per chunk
+    plan = []
     for it in kaiodsl.static_range(ROWS * CPR // THREADS):
         q = tid + it * THREADS
         r = q // CPR
         c = q % CPR
-        ok = (row0 + r < rows_total) and (k0 + c * CE < K)
-        g = src + ((row0 + r) * ld + k0 + c * CE)
-        s = smem.ptr(base + r * BK + swizzle(r, c, CPR) * CE)
-        if ASYNC:
-            kaiodsl.cp_async(s, g, 16, mask=ok)
-        else:
-            v = kaiodsl.load(kaiodsl.ptr_cast(g, u32), 0, vec=4, mask=ok, other=0)
-            kaiodsl.store(kaiodsl.ptr_cast(s, u32), 0, v, vec=4)
+        plan = plan + [(src + ((row0 + r) * ld + c * CE), row0 + r < rows_total,
+                        smem.ptr(r * BK + swizzle(r, c, CPR) * CE), c * CE)]
+    return plan
 
 
 @kaiodsl.func
-def copy_n_major(smem, base, src, ld, k0, K, col0, N, tid,
-                 BK: Const[int], BN: Const[int], ESZ: Const[int], THREADS: Const[int], ASYNC: Const[bool]):
-    """Copy a [BK, BN] tile of an N-contiguous matrix B [K, N] into shared memory, swizzled."""
+def plan_n_major(smem, src, ld, col0, cols_total, tid,
+                 BK: Const[int], BN: Const[int], ESZ: Const[int], THREADS: Const[int]):
+    """The same for a [BK, BN] tile of an N-contiguous B [K, N]: (pointer at k = 0, column in
+    range, shared offset, k row of the chunk)."""
     CPR = BN * ESZ // 16
     CE = 16 // ESZ
+    plan = []
     for it in kaiodsl.static_range(BK * CPR // THREADS):
         q = tid + it * THREADS
         r = q // CPR
         c = q % CPR
-        ok = (k0 + r < K) and (col0 + c * CE < N)
-        g = src + ((k0 + r) * ld + col0 + c * CE)
-        s = smem.ptr(base + r * BN + swizzle(r, c, CPR) * CE)
+        plan = plan + [(src + (r * ld + col0 + c * CE), col0 + c * CE < cols_total,
+                        smem.ptr(r * BN + swizzle(r, c, CPR) * CE), r)]
+    return plan
+
+
+@kaiodsl.func
+def issue_copies(plan, stage_base, k0, K, kstride, ASYNC: Const[bool]):
+    """Copy one tile per ``plan`` into the stage at ``stage_base``: chunk k = k0 + its k offset,
+    zero-filled where out of range. ``kstride`` is the pointer step per unit of k0."""
+    for e in kaiodsl.static_range(len(plan)):
+        g, ok, sp, kofs = plan[e]
+        valid = ok and k0 + kofs < K
+        gp = g + k0 * kstride
+        s = sp + stage_base
         if ASYNC:
-            kaiodsl.cp_async(s, g, 16, mask=ok)
+            kaiodsl.cp_async(s, gp, 16, mask=valid)
         else:
-            v = kaiodsl.load(kaiodsl.ptr_cast(g, u32), 0, vec=4, mask=ok, other=0)
+            v = kaiodsl.load(kaiodsl.ptr_cast(gp, u32), 0, vec=4, mask=valid, other=0)
             kaiodsl.store(kaiodsl.ptr_cast(s, u32), 0, v, vec=4)
 
 
 @kaiodsl.func
-def mma_slab(smem, a_base, b_base, wm0, wn0, lane, kk, acc,
-             WM: Const[int], WN: Const[int], BK: Const[int], BN: Const[int], ESZ: Const[int],
+def fragment_offsets(smem, wm0, wn0, lane, WM: Const[int], WN: Const[int], BK: Const[int], BN: Const[int],
+                     ESZ: Const[int], B_KMAJOR: Const[bool]):
+    """Per k-slab, the shared addresses (in stage 0) this lane gives ldmatrix for each A fragment and
+    each pair of B fragments. Loop-invariant: computed once; the loop adds the stage offset."""
+    CPR = BK * ESZ // 16
+    CE = 16 // ESZ
+    a_offs = []
+    b_offs = []
+    for kk in kaiodsl.static_range(BK * ESZ // 32):
+        row_a = []
+        for i in kaiodsl.static_range(WM // 16):
+            r = wm0 + i * 16 + lane % 16
+            row_a = row_a + [smem.ptr(r * BK + swizzle(r, kk * 2 + lane // 16, CPR) * CE)]
+        row_b = []
+        for j in kaiodsl.static_range(WN // 16):
+            if B_KMAJOR:
+                r = wn0 + j * 16 + (lane // 16) * 8 + lane % 8
+                row_b = row_b + [smem.ptr(r * BK + swizzle(r, kk * 2 + (lane // 8) % 2, CPR) * CE)]
+            else:
+                r = kk * 16 + ((lane // 8) % 2) * 8 + lane % 8
+                c = (wn0 + j * 16) // 8 + lane // 16
+                row_b = row_b + [smem.ptr(r * BN + swizzle(r, c, BN * ESZ // 16) * 8)]
+        a_offs = a_offs + [row_a]
+        b_offs = b_offs + [row_b]
+    return a_offs, b_offs
+
+
+@kaiodsl.func
+def mma_slab(a_base, b_base, a_ptrs, b_ptrs, acc, WM: Const[int], WN: Const[int],
              B_KMAJOR: Const[bool], MMA_DTYPE: Const):
     """One 32-byte k-slab of the warp tile: ldmatrix the A and B fragments, then WM/16 x WN/8 mma."""
-    CPR = BK * ESZ // 16
-    a_frags = []
-    for i in kaiodsl.static_range(WM // 16):
-        r = wm0 + i * 16 + lane % 16
-        c = kk * 2 + lane // 16
-        a_frags = a_frags + [kaiodsl.ldmatrix(smem.ptr(a_base + r * BK + swizzle(r, c, CPR) * (16 // ESZ)), 4)]
+    a_frags = [kaiodsl.ldmatrix(p + a_base, 4) for p in a_ptrs]
     b_frags = []
     for j in kaiodsl.static_range(WN // 16):
-        if B_KMAJOR:
-            r = wn0 + j * 16 + (lane // 16) * 8 + lane % 8
-            c = kk * 2 + (lane // 8) % 2
-            f = kaiodsl.ldmatrix(smem.ptr(b_base + r * BK + swizzle(r, c, CPR) * (16 // ESZ)), 4)
-        else:
-            r = kk * 16 + ((lane // 8) % 2) * 8 + lane % 8
-            c = (wn0 + j * 16) // 8 + lane // 16
-            f = kaiodsl.ldmatrix(smem.ptr(b_base + r * BN + swizzle(r, c, BN * ESZ // 16) * 8), 4, trans=True)
+        f = kaiodsl.ldmatrix(b_ptrs[j] + b_base, 4, trans=not B_KMAJOR)
         b_frags = b_frags + [(f[0], f[1]), (f[2], f[3])]
     for i in kaiodsl.static_range(WM // 16):
         for j in kaiodsl.static_range(WN // 8):
@@ -126,19 +149,22 @@ def main_loop(a, b, M, N, K, row0, col0, smem, tid,
     warp = tid // 32
     wm0 = (warp // WARPS_N) * WM
     wn0 = (warp % WARPS_N) * WN
+    a_plan = plan_k_major(smem, a, K, row0, M, tid, BM, BK, ESZ, THREADS)
+    if B_KMAJOR:
+        b_plan = plan_k_major(smem, b, K, col0, N, tid, BN, BK, ESZ, THREADS)
+        b_step = 1
+    else:
+        b_plan = plan_n_major(smem, b, N, col0, N, tid, BK, BN, ESZ, THREADS)
+        b_step = N
+    a_ptrs, b_ptrs = fragment_offsets(smem, wm0, wn0, lane, WM, WN, BK, BN, ESZ, B_KMAJOR)
     acc = [[kaiodsl.mma_zeros(ACC) for j in range(WN // 8)] for i in range(WM // 16)]
     KT = (K + BK - 1) // BK
     ASYNC = STAGES > 1
     if ASYNC:
         for s in kaiodsl.static_range(STAGES - 1):
             if s < KT:
-                copy_k_major(smem, s * A_ELEMS, a, K, row0, M, s * BK, K, tid, BM, BK, ESZ, THREADS, True)
-                if B_KMAJOR:
-                    copy_k_major(smem, B_OFF + s * B_ELEMS, b, K, col0, N, s * BK, K, tid, BN, BK, ESZ,
-                                 THREADS, True)
-                else:
-                    copy_n_major(smem, B_OFF + s * B_ELEMS, b, N, s * BK, K, col0, N, tid, BK, BN, ESZ,
-                                 THREADS, True)
+                issue_copies(a_plan, s * A_ELEMS, s * BK, K, 1, True)
+                issue_copies(b_plan, B_OFF + s * B_ELEMS, s * BK, K, b_step, True)
             kaiodsl.cp_async_commit()
     for kt in range(KT):
         if ASYNC:
@@ -147,27 +173,20 @@ def main_loop(a, b, M, N, K, row0, col0, smem, tid,
             nxt = kt + STAGES - 1
             if nxt < KT:
                 ns = nxt % STAGES
-                copy_k_major(smem, ns * A_ELEMS, a, K, row0, M, nxt * BK, K, tid, BM, BK, ESZ, THREADS, True)
-                if B_KMAJOR:
-                    copy_k_major(smem, B_OFF + ns * B_ELEMS, b, K, col0, N, nxt * BK, K, tid, BN, BK, ESZ,
-                                 THREADS, True)
-                else:
-                    copy_n_major(smem, B_OFF + ns * B_ELEMS, b, N, nxt * BK, K, col0, N, tid, BK, BN, ESZ,
-                                 THREADS, True)
+                issue_copies(a_plan, ns * A_ELEMS, nxt * BK, K, 1, True)
+                issue_copies(b_plan, B_OFF + ns * B_ELEMS, nxt * BK, K, b_step, True)
             kaiodsl.cp_async_commit()
             stage = kt % STAGES
         else:
             stage = 0
             kaiodsl.syncthreads()
-            copy_k_major(smem, 0, a, K, row0, M, kt * BK, K, tid, BM, BK, ESZ, THREADS, False)
-            if B_KMAJOR:
-                copy_k_major(smem, B_OFF, b, K, col0, N, kt * BK, K, tid, BN, BK, ESZ, THREADS, False)
-            else:
-                copy_n_major(smem, B_OFF, b, N, kt * BK, K, col0, N, tid, BK, BN, ESZ, THREADS, False)
+            issue_copies(a_plan, 0, kt * BK, K, 1, False)
+            issue_copies(b_plan, B_OFF, kt * BK, K, b_step, False)
             kaiodsl.syncthreads()
+        a_stage = stage * A_ELEMS
+        b_stage = B_OFF + stage * B_ELEMS
         for kk in kaiodsl.static_range(BK * ESZ // 32):
-            acc = mma_slab(smem, stage * A_ELEMS, B_OFF + stage * B_ELEMS, wm0, wn0, lane, kk, acc,
-                           WM, WN, BK, BN, ESZ, B_KMAJOR, MMA_DTYPE)
+            acc = mma_slab(a_stage, b_stage, a_ptrs[kk], b_ptrs[kk], acc, WM, WN, B_KMAJOR, MMA_DTYPE)
     if ASYNC:
         kaiodsl.cp_async_wait_all()
     return acc

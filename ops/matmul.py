@@ -51,13 +51,14 @@ class GemmConfig:
     def smem_bytes(self, elem_bytes: int) -> int:
         return self.stages * (self.block_m + self.block_n) * self.block_k * elem_bytes
 
-    def check(self, elem_bytes: int) -> None:
+    def check(self, elem_bytes: int, b_kmajor: bool = True) -> None:
         bk_bytes = self.block_k * elem_bytes
+        bn_chunks = self.block_n * elem_bytes // 16      # 16-byte chunks in a row of a [BK, BN] B tile
         ok = (self.warp_m % 16 == 0 and self.warp_n % 16 == 0 and bk_bytes % 32 == 0
               and bk_bytes // 16 in (4, 8) and self.stages >= 1
               and (self.block_m * bk_bytes // 16) % self.threads == 0
               and (self.block_n * bk_bytes // 16) % self.threads == 0
-              and self.block_n * elem_bytes // 16 >= 8)
+              and (b_kmajor or (bn_chunks >= 8 and (self.block_k * bn_chunks) % self.threads == 0)))
         if not ok:
             raise ArgumentError(f"GemmConfig {self} is not a valid tiling for {elem_bytes}-byte elements: "
                                 f"warp tiles must be multiples of 16, block_k*elem_bytes 64 or 128, and "
@@ -220,7 +221,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
         cfg = replace(cfg, stages=1)
     if pipeline == "async" and cfg.stages == 1:
         cfg = replace(cfg, stages=3)
-    cfg.check(2)
+    cfg.check(2, layout == "nk")
     bias_arg = _bias_f32(bias, az, N, op)
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
     if M == 0 or N == 0:
@@ -231,6 +232,14 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
     grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
     k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes(2))
     return out
+
+
+def matmul_kernel_for(a, b, b_layout: str, config: GemmConfig, out_dtype: str = "f16", bias: bool = False):
+    """The CompiledKernel matmul would run (for its registers, spills, PTX)."""
+    from kaiodsl.runtime import current
+
+    dt = inspect_array("a", a, "matmul").dtype.name
+    return gemm_kernel(dt, out_dtype, b_layout == "nk", config, bias).compile(arch=current().arch)
 
 
 def reference_matmul(a, b, b_layout: str = "kn", bias=None) -> np.ndarray:

@@ -349,8 +349,10 @@ class Visitor(ControlFlow):
         v = self.eval(node.operand)
         b = self.b
         if isinstance(node.op, ast.Not):
-            t = b.truth(v) if isinstance(v, Node) else (not v)
-            return (not t) if isinstance(t, bool) and not isinstance(v, Node) else b.emit("not", bool_, (t,))
+            if not isinstance(v, Node):
+                return not v  # a compile-time value
+            t = b.truth(v)
+            return (not t) if isinstance(t, bool) else b.emit("not", bool_, (t,))
         if isinstance(v, PyConst):
             return {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}[type(node.op)](v)
         if not isinstance(v, Node) or not isinstance(v.type, ScalarType):

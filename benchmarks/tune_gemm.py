@@ -1,0 +1,69 @@
+"""Try GEMM tile configurations at one shape on the GPU; prints TFLOPS, the ratio to torch.matmul
+and the relative error of each. Used to pick the table in ops/matmul.py (results in benchmarks/results).
+
+    python benchmarks/tune_gemm.py [--shape 4096,4096,4096] [--dtype f16] [--layout nk]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_gemm import rel_err, timed  # noqa: E402
+
+CANDIDATES = [
+    dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=4, stages=4),
+    dict(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=4, stages=3),
+    dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4),
+    dict(block_m=128, block_n=256, block_k=32, warps_m=2, warps_n=4, stages=3),
+    dict(block_m=256, block_n=128, block_k=32, warps_m=4, warps_n=2, stages=3),
+    dict(block_m=128, block_n=256, block_k=64, warps_m=2, warps_n=4, stages=3),
+    dict(block_m=256, block_n=128, block_k=64, warps_m=4, warps_n=2, stages=3),
+    dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=4, stages=1),
+]
+
+
+def main():
+    import torch
+
+    import kaiodsl
+    import kaiodsl.ops as ops
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="4096,4096,4096")
+    ap.add_argument("--dtype", default="f16")
+    ap.add_argument("--layout", default="nk")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    M, N, K = (int(x) for x in args.shape.split(","))
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    a = torch.randn(M, K, device="cuda", dtype=dt)
+    b = torch.randn(N, K, device="cuda", dtype=dt) if args.layout == "nk" else torch.randn(K, N, device="cuda", dtype=dt)
+    ref = torch.matmul(a, b.t() if args.layout == "nk" else b)
+    t_ref = timed(lambda: torch.matmul(a, b.t() if args.layout == "nk" else b))
+    flops = 2.0 * M * N * K
+    print(f"torch.matmul {M}x{N}x{K} {args.dtype}: {t_ref:.3f} ms {flops / t_ref / 1e9:.1f} TFLOP/s", flush=True)
+    rows = []
+    for c in CANDIDATES:
+        cfg = ops.GemmConfig(**c)
+        try:
+            out = ops.matmul(a, b, b_layout=args.layout, config=cfg, out_dtype=args.dtype)
+            err = rel_err(out, ref)
+            t = timed(lambda: ops.matmul(a, b, b_layout=args.layout, config=cfg, out_dtype=args.dtype))
+            k = ops.matmul_kernel_for(a, b, args.layout, cfg, args.dtype)
+            regs = k.registers
+            row = dict(config=str(cfg), ms=t, tflops=flops / t / 1e9, ratio=t_ref / t, err=err, regs=regs)
+        except kaiodsl.KaioError as e:
+            row = dict(config=str(cfg), error=str(e)[:300])
+        rows.append(row)
+        print(row, flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"shape": [M, N, K], "dtype": args.dtype, "torch_ms": t_ref,
+                                              "results": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

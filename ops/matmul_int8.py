@@ -1,0 +1,176 @@
+"""int8 GEMMs on mma.m16n8k32.s8: W8A8 and SmoothQuant.
+
+* ``matmul_int8(a, b, scale)``: ``(a_int8 @ b_int8^T) * scale`` as f32 -- int32 accumulation,
+  one f32 scale. ``b`` is [N, K] (K contiguous), the layout int8 tensor cores read.
+* ``matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias=None, out_dtype=f16)``: ``w_q`` [N, K];
+  ``act_scale`` per token [M] or one scalar (SmoothQuant's static per-tensor scale);
+  ``weight_scale`` per output channel [N]. ``out[m, n] = acc[m, n] * act[m] * w[n] (+ bias[n])``,
+  computed in f32 and rounded once to ``out_dtype``.
+
+The main loop is the f16 GEMM's (ops/gemm_kernels.py): tiles are counted in bytes, and a
+32-byte k-slab is one m16n8k32 step.
+"""
+
+from dataclasses import replace
+from functools import lru_cache
+
+import numpy as np
+
+import kaiodsl
+from kaiodsl import Const, Ptr, bf16, f16, f32, i8, i32
+from kaiodsl.errors import ArgumentError
+
+from . import gemm_kernels as gk
+from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
+from .matmul import GemmConfig, dummy_f32, store_pair
+
+
+def int8_config(M: int, N: int, K: int) -> GemmConfig:
+    """block_k counts int8 elements: 64 -> 64-byte rows, as the f16 kernel's 32."""
+    if M <= 32:
+        return GemmConfig(block_m=32, block_n=64, block_k=128, warps_m=1, warps_n=2, stages=4)
+    if M <= 512:
+        return GemmConfig(block_m=64, block_n=128, block_k=64, warps_m=2, warps_n=2, stages=4)
+    return GemmConfig(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=4, stages=4)
+
+
+@lru_cache(maxsize=None)
+def int8_kernel(out_name: str, cfg: GemmConfig, row_scale: bool, col_scale: bool, has_bias: bool):
+    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
+    BM, BN, BK, WN_ = cfg.block_m, cfg.block_n, cfg.block_k, cfg.warps_n
+    WM, WN, STAGES, GM = cfg.warp_m, cfg.warp_n, cfg.stages, cfg.group_m
+    name = f"gemm_s8_{out_name}_{BM}x{BN}x{BK}_w{cfg.warps_m}x{WN_}_s{STAGES}" + \
+        ("_rs" if row_scale else "") + ("_cs" if col_scale else "") + ("_bias" if has_bias else "")
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def gemm_s8(a: Ptr[i8], b: Ptr[i8], c: Ptr[OUT], rscale: Ptr[f32], cscale: Ptr[f32], bias: Ptr[f32],
+                alpha: f32, M: i32, N: i32, K: i32):
+        smem = kaiodsl.dynamic_shared(i8)
+        tid = kaiodsl.thread_idx.x
+        row0, col0 = gk.tile_coords(M, N, BM, BN, GM)
+        acc = gk.main_loop(a, b, M, N, K, row0, col0, smem, tid, BM, BN, BK, WN_, WM, WN, STAGES, 1,
+                           True, "s8", i32)
+        warp = tid // 32
+        store_scaled(c, rscale, cscale, bias, alpha, acc, row0 + (warp // WN_) * WM,
+                     col0 + (warp % WN_) * WN, tid % 32, M, N, WM, WN, OUT, row_scale, col_scale, has_bias)
+
+    return gemm_s8
+
+
+@kaiodsl.func
+def store_scaled(c, rscale, cscale, bias, alpha, acc, r0, c0, lane, M, N, WM: Const[int], WN: Const[int],
+                 OUT: Const, ROW: Const[bool], COL: Const[bool], BIAS: Const[bool]):
+    """out = f32(acc) * alpha [* rscale[row]] [* cscale[col]] [+ bias[col]], bounds-checked."""
+    g = lane // 4
+    t = lane % 4
+    for j in kaiodsl.static_range(WN // 8):
+        col = c0 + j * 8 + 2 * t
+        s0 = alpha
+        s1 = alpha
+        if COL:
+            s0 = s0 * (cscale[col] if col < N else 0.0)
+            s1 = s1 * (cscale[col + 1] if col + 1 < N else 0.0)
+        b0 = 0.0
+        b1 = 0.0
+        if BIAS:
+            b0 = bias[col] if col < N else 0.0
+            b1 = bias[col + 1] if col + 1 < N else 0.0
+        for i in kaiodsl.static_range(WM // 16):
+            for h in kaiodsl.static_range(2):
+                row = r0 + i * 16 + g + 8 * h
+                if row < M:
+                    rs = rscale[row] if ROW else 1.0
+                    v0 = f32(acc[i][j][2 * h]) * (s0 * rs) + b0
+                    v1 = f32(acc[i][j][2 * h + 1]) * (s1 * rs) + b1
+                    store_pair(c, row * N + col, v0, v1, col, N, OUT)
+
+
+def _check_int8_pair(op, a, b, a_name="a", b_name="b"):
+    az, bz = inspect_array(a_name, a, op), inspect_array(b_name, b, op)
+    require_rank(az, 2, op, "a matrix [M, K]")
+    require_rank(bz, 2, op, "a matrix [N, K]")
+    require_dtype(az, (i8,), op)
+    require_dtype(bz, (i8,), op)
+    same_kind(op, az, bz)
+    M, K = az.shape
+    N, Kb = bz.shape
+    if Kb != K:
+        raise ArgumentError(f"{op}(): {a_name} is [M, K] = {az.shape} and {b_name} is [N, K] = {bz.shape}: "
+                            f"K={K} and {Kb} differ")
+    require_contiguous(az, op)
+    require_contiguous(bz, op)
+    if K % 16:
+        raise ArgumentError(f"{op}(): K={K} must be a multiple of 16 (16-byte rows for the cp.async copies)")
+    return az, bz, M, N, K
+
+
+def _launch(az, a, b, out, rs, cs, bias, alpha, M, N, K, cfg, out_name, flags):
+    cfg.check(1)
+    if M == 0 or N == 0:
+        return out
+    k = int8_kernel(out_name, cfg, *flags)
+    grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
+    k[grid, cfg.threads](a, b, out, rs, cs, bias, float(alpha), M, N, K, smem=cfg.smem_bytes(1))
+    return out
+
+
+def matmul_int8(a, b, scale=1.0, *, config=None):
+    """W8A8 GEMM: int8 a [M, K] x int8 b [N, K] -> f32 [M, N] = (a @ b^T) * scale (int32 accumulation)."""
+    op = "matmul_int8"
+    az, bz, M, N, K = _check_int8_pair(op, a, b)
+    if not isinstance(scale, (int, float, np.floating, np.integer)) or isinstance(scale, bool):
+        raise ArgumentError(f"{op}(): scale must be a Python float, got {scale!r}")
+    cfg = config or int8_config(M, N, K)
+    out = new_like(az, (M, N), f32)
+    d = dummy_f32(az)
+    return _launch(az, a, b, out, d, d, d, scale, M, N, K, cfg, "f32", (False, False, False))
+
+
+def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype="f16", config=None):
+    """SmoothQuant W8A8: ``(a_q @ w_q^T) * act_scale[:, None] * weight_scale[None, :] (+ bias)``."""
+    op = "matmul_w8a8"
+    az, wz, M, N, K = _check_int8_pair(op, a_q, w_q, "a_q", "w_q")
+    out_name = out_dtype if isinstance(out_dtype, str) else getattr(out_dtype, "name", str(out_dtype))
+    if out_name not in ("f16", "bf16", "f32"):
+        raise ArgumentError(f"{op}(): out_dtype must be f16, bf16 or f32, got {out_dtype!r}")
+    d = dummy_f32(az)
+    alpha, rs, row_scale = 1.0, d, False
+    if isinstance(act_scale, (int, float, np.floating)) and not isinstance(act_scale, bool):
+        alpha = float(act_scale)
+    else:
+        sz = inspect_array("act_scale", act_scale, op)
+        require_dtype(sz, (f32,), op)
+        if sz.shape != (M,):
+            raise ArgumentError(f"{op}(): act_scale must be per token [M={M}] or a Python float (per tensor), "
+                                f"got an array of shape {sz.shape}")
+        same_kind(op, az, sz)
+        rs, row_scale = act_scale, True
+    wsz = inspect_array("weight_scale", weight_scale, op)
+    require_dtype(wsz, (f32,), op)
+    if wsz.shape != (N,):
+        raise ArgumentError(f"{op}(): weight_scale must be per output channel [N={N}], got shape {wsz.shape}")
+    same_kind(op, az, wsz)
+    from .matmul import _bias_f32
+
+    bias_arg = _bias_f32(bias, az, N, op)
+    cfg = config or int8_config(M, N, K)
+    out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
+    return _launch(az, a_q, w_q, out, rs, weight_scale, bias_arg, alpha, M, N, K, cfg, out_name,
+                   (row_scale, True, bias is not None))
+
+
+def reference_matmul_int8(a, b) -> np.ndarray:
+    """Exact int64 product a [M, K] @ b [N, K]^T (the int32 accumulator's value when it does not overflow)."""
+    return np.asarray(a, np.int64) @ np.asarray(b, np.int64).T
+
+
+def reference_matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias=None) -> np.ndarray:
+    acc = reference_matmul_int8(a_q, w_q).astype(np.float64)
+    act = np.asarray(act_scale, np.float64).reshape(-1, 1) if np.ndim(act_scale) else float(act_scale)
+    out = acc * act * np.asarray(weight_scale, np.float64)[None, :]
+    if bias is not None:
+        out = out + np.asarray(bias, np.float64)[None, :]
+    return out
+
+
+_ = replace
