@@ -342,10 +342,39 @@ def _cache_load(n) -> str:
     return f".{c}" if c else ""
 
 
+_U16 = ScalarType("u16", 16, "uint")
+
+
+def _ld_bool(ctx: Ctx, n):
+    """bool lives in memory as one byte (0/1) and in a predicate register: load the byte, test it."""
+    p, d = n.operands[0], ctx.reg(n)
+    w = ctx.new_reg(_U16)
+    guard = ""
+    if len(n.operands) == 3:
+        m, other = n.operands[1], n.operands[2]
+        ctx.emit(f"@!{ctx.reg(m)} mov.pred {d}, {ctx.operand(other)};")
+        guard = f"@{ctx.reg(m)} "
+    ctx.emit(f"{guard}ld{_space(n)}{_cache_load(n)}.u8 {w}, [{ctx.reg(p)}];")
+    ctx.emit(f"{guard}setp.ne.u16 {d}, {w}, 0;")
+
+
+def _st_bool(ctx: Ctx, n, pred: str):
+    p, v = n.operands[0], n.operands[1]
+    if v.op == "const" and v not in ctx.regs:
+        src = "1" if v.attrs["value"] else "0"
+    else:
+        src = ctx.new_reg(_U16)
+        ctx.emit(f"selp.u16 {src}, 1, 0, {ctx.reg(v)};")
+    c = n.attrs.get("cache", "")
+    ctx.emit(f"{pred}st{_space(n)}{'.' + c if c else ''}.u8 [{ctx.reg(p)}], {src};")
+
+
 def r_ld(ctx: Ctx, n):
     p = n.operands[0]
     elem = p.type.elem
     vec = n.attrs.get("vec", 1)
+    if elem.is_bool and vec == 1:
+        return _ld_bool(ctx, n)
     regs = resolve(ctx, n) if vec > 1 else ctx.reg(n)
     dst = "{" + ", ".join(regs) + "}" if vec > 1 else regs
     instr = f"ld{_space(n)}{_cache_load(n)}{'.v%d' % vec if vec > 1 else ''}{_mem_type(elem)} {dst}, [{ctx.reg(p)}];"
@@ -369,6 +398,8 @@ def r_st(ctx: Ctx, n):
         src = ctx.operand(v, imm_ok=not _half(elem))
     c = n.attrs.get("cache", "")
     pred = f"@{ctx.reg(n.operands[2])} " if len(n.operands) == 3 else ""
+    if elem.is_bool and vec == 1:
+        return _st_bool(ctx, n, pred)
     ctx.emit(f"{pred}st{_space(n)}{'.' + c if c else ''}{'.v%d' % vec if vec > 1 else ''}{_mem_type(elem)} "
              f"[{ctx.reg(p)}], {src};")
 
@@ -452,8 +483,9 @@ def _render(ctx: Ctx, n, template: str) -> str:
                 fields[f"out{i}"] = r
     for k, v in n.attrs.items():
         fields.setdefault(k, v)
+    positional = [fields.pop(str(i)) for i in range(len(n.operands))]  # {0} {1} ... are positional
     try:
-        return template.format(**fields)
+        return template.format(*positional, **fields)
     except (KeyError, IndexError) as e:
         raise CompileError(f"PTX template {template!r} names {e}, which this call does not provide", n.loc)
 

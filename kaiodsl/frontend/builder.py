@@ -216,7 +216,8 @@ class Builder:
                 return v
             if isinstance(v.type, ScalarType) and v.type.kind in ("int", "uint", "float"):
                 return self.emit("cmp", bool_, (v, self.const(v.type, 0)), {"pred": "ne"})
-        self.error(f"{_describe(v)} has no truth value")
+            self.error(f"{_describe(v)} has no truth value")
+        return bool(v)  # any compile-time Python value (str, None, list ...): Python truthiness
 
     # -- arithmetic ---------------------------------------------------------------------
     def binary(self, op: str, a, b) -> Node:

@@ -338,6 +338,11 @@ class ControlFlow:
             s, l = flatten(v)
             if s != ctx.structs[n]:
                 self.error(f"'{n}' changes shape inside the loop (it must keep the same structure)")
+            for x, t in zip(l, ctx.types[len(leaves):]):
+                if isinstance(x, Node) and x.type != t:
+                    self.error(f"'{n}' changes type in the loop: it enters as {t} and becomes {x.type}; "
+                               f"cast it explicitly (e.g. {n} = kaiodsl.{t}(...)) or give it the wider type "
+                               f"before the loop")
             leaves += l
         args = [b.coerce(l, t, "loop-carried value") for l, t in zip(leaves, ctx.types)]
         b.br(target, args)

@@ -119,9 +119,14 @@ class _Compilable:
 def _stable_repr(obj):
     """repr of a compile-time value that can change what a kernel compiles to, else None."""
     from ..types import Type
+    from .values import Builtin
 
     if isinstance(obj, (int, float, bool, str, bytes, type(None), Type)):
         return repr(obj)
+    if isinstance(obj, Builtin):  # e.g. a closure over kaiodsl.sqrt vs kaiodsl.rsqrt
+        return f"builtin:{obj.name}"
+    if inspect.ismodule(obj):
+        return f"module:{obj.__name__}"
     if isinstance(obj, (tuple, list, frozenset)) and len(obj) < 4096:
         parts = [_stable_repr(x) for x in obj]
         return None if None in parts else f"{type(obj).__name__}({','.join(parts)})"
@@ -382,25 +387,6 @@ def compiler_fingerprint() -> str:
                 h.update(path.read_bytes())
         _SELF_HASH = h.hexdigest()[:16]
     return _SELF_HASH
-
-
-def _stable_repr(obj) -> str:
-    """A process-independent description of a global/closure value the kernel names (for the cache key)."""
-    from ..types import Type
-    from .values import Builtin
-
-    if isinstance(obj, Builtin):
-        return f"builtin:{obj.name}"
-    if isinstance(obj, (Type, type(None))):
-        return f"type:{obj}"
-    if isinstance(obj, (tuple, list, frozenset)) and len(obj) < 64:
-        return "[" + ",".join(_stable_repr(x) for x in obj) + "]"
-    if isinstance(obj, (int, float, bool, str, bytes)):
-        return repr(obj)
-    if inspect.ismodule(obj):
-        return f"module:{obj.__name__}"
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    return f"{type(obj).__module__}.{type(obj).__qualname__}:{name or ''}"
 
 
 def _const_repr(consts: dict) -> tuple:

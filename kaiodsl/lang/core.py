@@ -54,9 +54,22 @@ def warp_id(b: Builder):
     return b.floordiv(flat, 32)
 
 
-def static_range(*args):
+@builtin
+def static_range(b: Builder, *args):
     """``for i in static_range(n)``: unrolled at compile time; ``i`` is a Python int in each copy."""
-    return _StaticRange(range(*args))
+    if not 1 <= len(args) <= 3:
+        b.error(f"static_range() takes 1 to 3 arguments, got {len(args)}")
+    for a in args:
+        if isinstance(a, Node) and a.op == "const":
+            a = a.attrs["value"]
+        if not isinstance(a, int) or isinstance(a, bool):
+            what = f"a run-time {a.type} value" if isinstance(a, Node) else repr(a)
+            b.error(f"static_range() needs compile-time integer bounds, got {what}; "
+                    f"use range() for a loop whose bounds are known only at run time")
+    vals = [a.attrs["value"] if isinstance(a, Node) else a for a in args]
+    if len(vals) == 3 and vals[2] == 0:
+        b.error("static_range() step must not be zero")
+    return _StaticRange(range(*vals))
 
 
 @builtin

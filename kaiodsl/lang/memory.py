@@ -12,9 +12,12 @@ _STORE_CACHE = {"", "wb", "cg", "cs", "wt"}
 
 
 def _shape(b: Builder, shape) -> tuple:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = (shape,) if isinstance(shape, (int, Node)) else tuple(shape)
+    if any(isinstance(s, Node) for s in shape):
+        b.error("an array's shape must be compile-time ints, but it has a run-time value; "
+                "make the size a Const parameter or a constant")
     if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        b.error(f"a shared array's shape must be positive compile-time ints, got {shape!r}")
+        b.error(f"an array's shape must be positive compile-time ints, got {shape!r}")
     return shape
 
 
@@ -129,6 +132,8 @@ def _ptr_arg(b: Builder, p, index, what):
 def _check_vec(b: Builder, p: Node, vec: int, what: str):
     if vec not in (1, 2, 4):
         b.error(f"{what}(): vec must be 1, 2 or 4, got {vec}")
+    if vec > 1 and p.type.elem.is_bool:
+        b.error(f"{what}(): vector accesses of bool are not supported; load u8 values and compare")
     if vec * p.type.elem.nbytes > 16:
         b.error(f"{what}(): {vec} x {p.type.elem} is {vec * p.type.elem.nbytes} bytes; vector accesses are "
                 f"at most 16 bytes")

@@ -45,6 +45,8 @@ def _fold(n):
         return _CMP[n.attrs["pred"]](a, b)
     if n.op == "select":
         return vals[1] if vals[0] else vals[2]
+    if n.op == "cast":
+        return _fold_cast(vals[0], src, t, n.attrs.get("mode"))
     if t.is_bool and n.op in ("and", "or", "xor", "not"):
         if n.op == "not":
             return not vals[0]
@@ -75,6 +77,33 @@ def _fold(n):
     return None
 
 
+def _fold_cast(v, src, t: ScalarType, mode):
+    """Exact conversions only: int -> int (wrapping), int/f32/f64 -> f32/f64 (round to nearest)."""
+    if mode is not None or not isinstance(src, ScalarType) or src.kind not in ("int", "uint", "float"):
+        return None
+    if src.is_float and src.name not in ("f32", "f64"):
+        return None
+    if t.is_int and src.is_int:
+        return _wrap(int(v), t)
+    if t.name == "f64":
+        return float(v)
+    if t.name == "f32":
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return float(np.float32(v))
+    return None
+
+
+def _is_zero(n) -> bool:
+    """x * 0, x & 0, x - x, x ^ x for integers."""
+    if n.op not in ("mul", "and", "sub", "xor") or not isinstance(n.type, ScalarType) or not n.type.is_int:
+        return False
+    a, b = n.operands
+    if n.op in ("sub", "xor"):
+        return a is b
+    return any(o.op == "const" and o.attrs["value"] == 0 for o in (a, b))
+
+
 def _identity(n):
     """x + 0, x * 1, x & -1 ... for integers: the operand the node equals, or None."""
     if n.op not in ("add", "sub", "mul", "or", "xor", "shl", "shr") or not isinstance(n.type, ScalarType):
@@ -102,6 +131,9 @@ def constant_fold(fn: Function) -> None:
             v = _fold(n)
             if v is not None:
                 n.op, n.operands, n.attrs = "const", (), {"value": v}
+                continue
+            if _is_zero(n):
+                n.op, n.operands, n.attrs = "const", (), {"value": 0}
                 continue
             same = _identity(n)
             if same is not None:
