@@ -4,68 +4,56 @@ Weights are the ``nn.Linear`` matrix ``W [N, K]`` quantized per group of
 ``group_size`` consecutive k: ``W[n, k] = (q[n, k] - zero[n, g]) * scale[n, g]`` with
 ``q`` in 0..15, ``g = k // group_size`` and ``zero = 8`` unless zero points are given.
 
-Packed layout (``w_packed``: int32, shape ``[N // 8, K // 32, 32]``, C order):
-the matrix is cut into tiles of 8 rows (n) by 32 columns (k); tile ``(i, j)``
-holds 32 int32 words, one per lane of the warp that consumes it as the B operand
-of two ``mma.m16n8k16`` steps. Lane ``l`` (``g = l // 4``, ``t = l % 4``) needs
-row ``n = 8i + g`` at ``k = 32j + {2t, 2t+1, 2t+8, 2t+9, 16+2t, 16+2t+1, 16+2t+8, 16+2t+9}``
-(PTX ISA, mma.m16n8k16 B fragment) -- call these v0..v7. Its word stores them
-interleaved, nibble ``p`` (bits ``4p .. 4p+3``) holding ``v[ORDER[p]]`` with
-``ORDER = [0, 2, 4, 6, 1, 3, 5, 7]``, so that ``(word >> 4j) & 0x000F000F`` puts
-``v2j`` in the low half and ``v2j+1`` in the high half: OR-ed into the exponent
-of 1024.0 (f16 0x6400; bf16 128.0, 0x4300) one ``lop3`` gives two exact
-``1024 + q`` halves, and one ``sub`` + one ``mul`` give the weights.
-"""
+Packed layout (``w_packed``: int32, shape ``[N // 8, K // 128, 32, 4]``, C order): the
+matrix is cut into tiles of 8 rows by 128 columns; in tile ``(i, jj)`` lane ``l`` of the
+consuming warp (``g = l // 4``, ``t = l % 4``) owns 4 words -- one 16-byte load -- and
+word ``w`` holds the 8 consecutive weights ``W[8i + g, 128jj + 32w + 8t + (0..7)]``.
+The kernel feeds them to ``mma.m16n8k16`` as the B operand of two k16 steps. The mma's
+k order inside each 32-wide chunk is a permutation of the true k (the dot product does
+not care, as long as A uses the same one), chosen so that the 8 activations a lane needs
+per row are contiguous too: one 16-byte load of ``a[m, 32c + 8t .. 32c + 8t + 7]``.
 
-from __future__ import annotations
+Inside a word the 8 nibbles are interleaved, nibble ``p`` (bits ``4p .. 4p+3``) holding
+weight ``ORDER[p]`` with ``ORDER = [0, 2, 4, 6, 1, 3, 5, 7]``, so that
+``(word >> 4j) & 0x000F000F`` puts weights ``2j`` and ``2j+1`` in the low and high half:
+OR-ed into the mantissa of 1024.0 (f16 0x6400; bf16 128.0, 0x4300) one ``lop3`` gives two
+exact ``1024 + q`` halves, and one ``sub`` + one ``mul`` give the weights.
+"""
 
 import numpy as np
 
 ORDER = np.array([0, 2, 4, 6, 1, 3, 5, 7])
-# k offset of v0..v7 for lane t within a 32-wide k tile.
-_KOFF = np.array([0, 1, 8, 9, 16, 17, 24, 25])
-
-
-def _lane_k(t: np.ndarray) -> np.ndarray:
-    return 2 * t[:, None] + _KOFF[None, :]            # [32 lanes?, 8]
 
 
 def pack_int4(q) -> np.ndarray:
-    """Pack an integer matrix ``q [N, K]`` with values 0..15 into the kernel layout (int32 [N//8, K//32, 32])."""
+    """Pack an integer matrix ``q [N, K]`` with values 0..15 into the kernel layout
+    (int32 ``[N // 8, K // 128, 32, 4]``)."""
     q = np.asarray(q)
     if q.ndim != 2:
         raise ValueError(f"pack_int4: q must be a matrix [N, K], got shape {q.shape}")
     N, K = q.shape
-    if N % 8 or K % 32:
-        raise ValueError(f"pack_int4: N={N} must be a multiple of 8 and K={K} a multiple of 32")
+    if N % 8 or K % 128:
+        raise ValueError(f"pack_int4: N={N} must be a multiple of 8 and K={K} a multiple of 128")
     if q.size and (q.min() < 0 or q.max() > 15):
         raise ValueError(f"pack_int4: values must be in 0..15, got {q.min()}..{q.max()}")
-    q = q.astype(np.uint32).reshape(N // 8, 8, K // 32, 32)        # [i, g, j, kk]
-    lanes = np.arange(32)
-    g, t = lanes // 4, lanes % 4
-    kk = _lane_k(t)                                               # [32, 8]
-    vals = q[:, g[:, None], :, kk]                                # [32, 8, i, j]
-    vals = np.moveaxis(vals, (2, 3), (0, 1))                      # [i, j, 32, 8]
-    word = np.zeros(vals.shape[:3], np.uint32)
+    v = q.astype(np.uint32).reshape(N // 8, 8, K // 128, 4, 4, 8)   # [i, g, jj, w, t, j]
+    v = v.transpose(0, 2, 1, 4, 3, 5)                                # [i, jj, g, t, w, j]
+    word = np.zeros(v.shape[:5], np.uint32)
     for p in range(8):
-        word |= vals[..., ORDER[p]] << np.uint32(4 * p)
-    return word.view(np.int32)
+        word |= v[..., ORDER[p]] << np.uint32(4 * p)
+    return np.ascontiguousarray(word.reshape(N // 8, K // 128, 32, 4)).view(np.int32)
 
 
 def unpack_int4(w_packed) -> np.ndarray:
-    """Inverse of pack_int4: int32 [N//8, K//32, 32] -> uint8 [N, K]."""
+    """Inverse of pack_int4: int32 ``[N // 8, K // 128, 32, 4]`` -> uint8 ``[N, K]``."""
     w = np.asarray(w_packed).view(np.uint32)
-    ni, nj, _ = w.shape
-    vals = np.zeros((ni, nj, 32, 8), np.uint8)
+    ni, nb = w.shape[:2]
+    word = w.reshape(ni, nb, 8, 4, 4)                                 # [i, jj, g, t, w]
+    v = np.zeros(word.shape + (8,), np.uint8)
     for p in range(8):
-        vals[..., ORDER[p]] = (w >> np.uint32(4 * p)) & 0xF
-    q = np.zeros((ni, 8, nj, 32), np.uint8)
-    lanes = np.arange(32)
-    g, t = lanes // 4, lanes % 4
-    kk = _lane_k(t)
-    for lane in range(32):
-        q[:, g[lane], :, kk[lane]] = np.moveaxis(vals[:, :, lane, :], 2, 0)
-    return q.reshape(ni * 8, nj * 32)
+        v[..., ORDER[p]] = (word >> np.uint32(4 * p)) & 0xF
+    v = v.transpose(0, 2, 1, 4, 3, 5)                                # [i, g, jj, w, t, j]
+    return np.ascontiguousarray(v).reshape(ni * 8, nb * 128)
 
 
 def quantize_int4(w, group_size: int = 128, symmetric: bool = True):

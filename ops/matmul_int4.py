@@ -23,32 +23,37 @@ from kaiodsl.errors import ArgumentError
 
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
 
-N_TILES = 2        # n8 tiles per block
-K_SPLIT = 4        # warps sharing one n8 tile's K range
-UNROLL = 4         # k32 chunks loaded before they are used
+N_TILES = 2        # n8 tiles per block (one warp each per K slice)
+K_SPLIT = 4        # warps sharing one n8 tile's K range (reduced through shared memory)
+UNROLL = 2         # 16-byte weight loads (each 128 k) issued before the first is used
 THREADS = 32 * N_TILES * K_SPLIT
 MAGIC = {"f16": (0x64006400, 1024.0), "bf16": (0x43004300, 128.0)}
 
 
 @kaiodsl.func
-def load_a_pair(a, row, k, M, K):
-    """Two consecutive activations a[row, k:k+2] as one 32-bit register (0 outside the matrix)."""
-    ok = row < M and k < K
-    return kaiodsl.load(kaiodsl.ptr_cast(a, u32), (row * K + k) // 2, cache="nc", mask=ok, other=0)
-
-
-@kaiodsl.func
 def dequant_pair(w, j: Const[int], zz, s2, MAGIC_BITS: Const[int], H2: Const):
-    """Weights v(2j), v(2j+1) of a packed word as a half2: (1024 + q - (1024 + zero)) * scale."""
+    """Weights 2j, 2j+1 of a packed word as a half2: (1024 + q - (1024 + zero)) * scale."""
     x = kaiodsl.lop3(w >> (4 * j), 0x000F000F, MAGIC_BITS, "(a & b) | c")
     return (kaiodsl.bitcast(x, H2) - zz) * s2
 
 
-def _make(dtype_name: str, group_size: int, has_zeros: bool):
+@kaiodsl.func
+def group_consts(scales, zeros, n, G, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: Const):
+    """(zero + 1024, scale) of one group of column n, each duplicated into both halves of a half2."""
+    s = kaiodsl.bitcast(scales[n * G + grp], kaiodsl.u16)
+    s2 = kaiodsl.bitcast(kaiodsl.pack_b32(s, s), H2)
+    zf = MAGIC_F + 8.0
+    if HAS_ZEROS:
+        zf = MAGIC_F + f32(zeros[n * G + grp])
+    return kaiodsl.pack_half2(zf, zf, H2), s2
+
+
+def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: bool):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     H2 = {"f16": f16x2, "bf16": bf16x2}[dtype_name]
     MAGIC_BITS, MAGIC_F = MAGIC[dtype_name]
-    name = f"w4a16_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "")
+    GS = group_size
+    name = f"w4a16_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") + ("" if two_row_groups else "_m8")
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def w4a16(a: Ptr[T], w: Ptr[u32], scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
@@ -63,40 +68,46 @@ def _make(dtype_name: str, group_size: int, has_zeros: bool):
         g = lane // 4
         t = lane % 4
         n = ntile * 8 + g
-        KC = K // 32                       # k32 chunks in a row
-        per = (KC + K_SPLIT - 1) // K_SPLIT
-        c0 = kq * per
-        c1 = min(c0 + per, KC) if ntile * 8 < N else c0   # the grid's last block may pass N
-        G = K // group_size
+        KB = K // 128                      # 128-wide k blocks: one 16-byte weight load each
+        per = (KB + K_SPLIT - 1) // K_SPLIT
+        b0 = kq * per
+        b1 = min(b0 + per, KB) if ntile * 8 < N else b0   # the grid's last block may pass N
+        G = K // GS
+        wp = w + (ntile * KB * 32 + lane) * 4
+        ok0 = m0 + g < M
+        ok1 = m0 + g + 8 < M
+        a0p = kaiodsl.ptr_cast(a + ((m0 + g) * K + 8 * t), u32)
+        a1p = kaiodsl.ptr_cast(a + ((m0 + g + 8) * K + 8 * t), u32)
+        zero = kaiodsl.bitcast(u32(0), H2)
         acc = kaiodsl.mma_zeros(f32)
-        wrow = w + ntile * KC * 32 + lane
-        for cb in range(c0, c1, UNROLL):
-            words = [kaiodsl.load(wrow, (cb + u) * 32, cache="nc", mask=cb + u < c1, other=0)
+        for kb in range(b0, b1, UNROLL):
+            words = [kaiodsl.load(wp, (kb + u) * 128, vec=4, cache="nc", mask=kb + u < b1, other=0)
                      for u in range(UNROLL)]
             for u in kaiodsl.static_range(UNROLL):
-                ch = cb + u
-                if ch < c1:
-                    grp = (ch * 32) // group_size
-                    s = scales[n * G + grp]
-                    s2 = kaiodsl.bitcast(kaiodsl.pack_b32(kaiodsl.bitcast(s, kaiodsl.u16),
-                                                          kaiodsl.bitcast(s, kaiodsl.u16)), H2)
-                    zf = MAGIC_F + 8.0
-                    if has_zeros:
-                        zf = MAGIC_F + f32(zeros[n * G + grp])
-                    zz = kaiodsl.pack_half2(zf, zf, H2)
-                    for step in kaiodsl.static_range(2):
-                        k = ch * 32 + step * 16 + 2 * t
-                        af = (load_a_pair(a, m0 + g, k, M, K), load_a_pair(a, m0 + g + 8, k, M, K),
-                              load_a_pair(a, m0 + g, k + 8, M, K), load_a_pair(a, m0 + g + 8, k + 8, M, K))
-                        bf = (dequant_pair(words[u], 2 * step, zz, s2, MAGIC_BITS, H2),
-                              dequant_pair(words[u], 2 * step + 1, zz, s2, MAGIC_BITS, H2))
-                        acc = kaiodsl.mma([kaiodsl.bitcast(x, H2) for x in af], bf, acc)
+                if kb + u < b1:
+                    for ci in kaiodsl.static_range(4):
+                        k0 = (kb + u) * 128 + 32 * ci
+                        if ci * 32 % GS == 0:
+                            zz, s2 = group_consts(scales, zeros, n, G, k0 // GS, MAGIC_F, has_zeros, H2)
+                        x0 = kaiodsl.load(a0p, k0 // 2, vec=4, cache="nc", mask=ok0, other=0)
+                        x1 = (kaiodsl.load(a1p, k0 // 2, vec=4, cache="nc", mask=ok1, other=0)
+                              if two_row_groups else (0, 0, 0, 0))
+                        for step in kaiodsl.static_range(2):
+                            af = [kaiodsl.bitcast(x0[2 * step], H2),
+                                  kaiodsl.bitcast(x1[2 * step], H2) if two_row_groups else zero,
+                                  kaiodsl.bitcast(x0[2 * step + 1], H2),
+                                  kaiodsl.bitcast(x1[2 * step + 1], H2) if two_row_groups else zero]
+                            bf = (dequant_pair(words[u][ci], 2 * step, zz, s2, MAGIC_BITS, H2),
+                                  dequant_pair(words[u][ci], 2 * step + 1, zz, s2, MAGIC_BITS, H2))
+                            acc = kaiodsl.mma(af, bf, acc)
         for e in kaiodsl.static_range(4):
             red[kq, nt, lane, e] = acc[e]
         kaiodsl.syncthreads()
         if kq == 0:
             for e in kaiodsl.static_range(4):
-                v = red[0, nt, lane, e] + red[1, nt, lane, e] + red[2, nt, lane, e] + red[3, nt, lane, e]
+                v = red[0, nt, lane, e]
+                for q in kaiodsl.static_range(1, K_SPLIT):
+                    v = v + red[q, nt, lane, e]
                 row = m0 + g + 8 * (e // 2)
                 col = ntile * 8 + 2 * t + e % 2
                 if row < M and col < N:
@@ -106,8 +117,8 @@ def _make(dtype_name: str, group_size: int, has_zeros: bool):
 
 
 @lru_cache(maxsize=None)
-def int4_kernel(dtype_name: str, group_size: int, has_zeros: bool):
-    return _make(dtype_name, group_size, has_zeros)
+def int4_kernel(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: bool = True):
+    return _make(dtype_name, group_size, has_zeros, two_row_groups)
 
 
 def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128):
@@ -121,13 +132,14 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128):
     require_rank(az, 2, op, "a matrix [M, K]")
     require_dtype(az, (f16, bf16), op)
     require_dtype(wz, (i32, u32), op)
-    if len(wz.shape) != 3 or wz.shape[2] != 32:
-        raise ArgumentError(f"{op}(): 'w_packed' must have the pack_int4 layout [N // 8, K // 32, 32], "
+    if len(wz.shape) != 4 or wz.shape[2:] != (32, 4):
+        raise ArgumentError(f"{op}(): 'w_packed' must have the pack_int4 layout [N // 8, K // 128, 32, 4], "
                             f"got shape {wz.shape}")
     M, K = az.shape
     N = wz.shape[0] * 8
-    if wz.shape[1] * 32 != K:
-        raise ArgumentError(f"{op}(): 'w_packed' {wz.shape} holds K={wz.shape[1] * 32}, but a has K={K}")
+    if wz.shape[1] * 128 != K:
+        raise ArgumentError(f"{op}(): 'w_packed' {wz.shape} holds K={wz.shape[1] * 128}, but a has K={K} "
+                            f"(K must be a multiple of 128)")
     if K % group_size:
         raise ArgumentError(f"{op}(): K={K} must be a multiple of group_size={group_size}")
     require_dtype(sz, (az.dtype,), op)
@@ -149,7 +161,7 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128):
     if M == 0:
         return out
     z = zeros if zeros is not None else new_like(az, (1,), u8)
-    k = int4_kernel(az.dtype.name, group_size, zeros is not None)
+    k = int4_kernel(az.dtype.name, group_size, zeros is not None, M > 8)
     grid = (N // (8 * N_TILES) + (1 if N % (8 * N_TILES) else 0), (M + 15) // 16)
     wv = w_packed
     if wz.kind == "numpy" and wz.dtype == i32:
