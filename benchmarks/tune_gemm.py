@@ -16,13 +16,13 @@ from bench_gemm import rel_err, timed  # noqa: E402
 
 CANDIDATES = [
     dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4),
-    dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=3),
-    dict(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=2, stages=3),
-    dict(block_m=128, block_n=256, block_k=32, warps_m=2, warps_n=4, stages=3),
-    dict(block_m=128, block_n=256, block_k=32, warps_m=2, warps_n=4, stages=4),
-    dict(block_m=256, block_n=128, block_k=32, warps_m=4, warps_n=2, stages=3),
-    dict(block_m=256, block_n=128, block_k=32, warps_m=4, warps_n=2, stages=4),
-    dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=4, stages=4),
+    dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=5),
+    dict(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=6),
+    dict(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=2, stages=4),
+    dict(block_m=128, block_n=256, block_k=64, warps_m=2, warps_n=4, stages=3),
+    dict(block_m=256, block_n=128, block_k=64, warps_m=4, warps_n=2, stages=3),
+    dict(block_m=128, block_n=64, block_k=32, warps_m=2, warps_n=1, stages=4),
+    dict(block_m=64, block_n=128, block_k=32, warps_m=1, warps_n=2, stages=4),
 ]
 # int8: block_k counts bytes-sized elements (64 -> the same 64-byte rows as f16's 32).
 CANDIDATES_INT8 = [dict(c, block_k=c["block_k"] * 2) for c in CANDIDATES]

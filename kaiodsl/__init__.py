@@ -25,3 +25,5 @@ from .lang.tensor import (FragmentLayout, cp_async, cp_async_commit, cp_async_wa
                           stmatrix, to_tf32, unpack_b32, unpack_half2)
 from .lang import tiles  # noqa: E402
 from .lang.pointers import ptr_cast  # noqa: E402
+from .runtime import (DeviceArray, Stream, empty, get_backend_name, set_backend, synchronize,  # noqa: E402
+                      to_device, zeros)

@@ -31,6 +31,8 @@ class Arr:
 
     @property
     def contiguous(self) -> bool:
+        if 0 in self.shape:                # no elements: any strides (numpy gives 0s) address none
+            return True
         expect, acc = [], 1
         for s in reversed(self.shape):
             expect.append(acc)
@@ -72,7 +74,7 @@ def require_dtype(a: Arr, allowed, op: str) -> None:
         names = ", ".join(str(t) for t in allowed)
         extra = ""
         if a.kind == "numpy" and a.dtype is not None and a.dtype.name == "u16":
-            extra = " (numpy has no bfloat16: pass a torch tensor or kaiodsl.to_device(x, kaiodsl.bf16))"
+            extra = " (numpy has no bfloat16: pass a torch tensor or kaiodsl.runtime.to_device(x, kaiodsl.bf16))"
         raise ArgumentError(f"{op}(): '{a.name}' has dtype {a.dtype}; allowed: {names}{extra}")
 
 

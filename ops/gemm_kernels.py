@@ -107,14 +107,20 @@ def fragment_offsets(smem, wm0, wn0, lane, WM: Const[int], WN: Const[int], BK: C
 
 
 @kaiodsl.func
-def mma_slab(a_base, b_base, a_ptrs, b_ptrs, acc, WM: Const[int], WN: Const[int],
-             B_KMAJOR: Const[bool], MMA_DTYPE: Const):
-    """One 32-byte k-slab of the warp tile: ldmatrix the A and B fragments, then WM/16 x WN/8 mma."""
+def load_fragments(a_base, b_base, a_ptrs, b_ptrs, WN: Const[int], B_KMAJOR: Const[bool]):
+    """ldmatrix one 32-byte k-slab of the warp tile: A fragments, and B fragments in pairs of n8 tiles."""
     a_frags = [kaiodsl.ldmatrix(p + a_base, 4) for p in a_ptrs]
     b_frags = []
     for j in kaiodsl.static_range(WN // 16):
         f = kaiodsl.ldmatrix(b_ptrs[j] + b_base, 4, trans=not B_KMAJOR)
         b_frags = b_frags + [(f[0], f[1]), (f[2], f[3])]
+    return a_frags, b_frags
+
+
+@kaiodsl.func
+def mma_all(frags, acc, WM: Const[int], WN: Const[int], MMA_DTYPE: Const):
+    """WM/16 x WN/8 mma over one k-slab's fragments (A reused across j: operand reuse in hardware)."""
+    a_frags, b_frags = frags
     for i in kaiodsl.static_range(WM // 16):
         for j in kaiodsl.static_range(WN // 8):
             acc[i][j] = kaiodsl.mma(a_frags[i], b_frags[j], acc[i][j], dtype=MMA_DTYPE)
@@ -159,34 +165,48 @@ def main_loop(a, b, M, N, K, row0, col0, smem, tid,
     a_ptrs, b_ptrs = fragment_offsets(smem, wm0, wn0, lane, WM, WN, BK, BN, ESZ, B_KMAJOR)
     acc = [[kaiodsl.mma_zeros(ACC) for j in range(WN // 8)] for i in range(WM // 16)]
     KT = (K + BK - 1) // BK
-    ASYNC = STAGES > 1
-    if ASYNC:
-        for s in kaiodsl.static_range(STAGES - 1):
-            if s < KT:
-                issue_copies(a_plan, s * A_ELEMS, s * BK, K, 1, True)
-                issue_copies(b_plan, B_OFF + s * B_ELEMS, s * BK, K, b_step, True)
-            kaiodsl.cp_async_commit()
-    for kt in range(KT):
-        if ASYNC:
-            kaiodsl.cp_async_wait(STAGES - 2)
-            kaiodsl.syncthreads()
-            nxt = kt + STAGES - 1
-            if nxt < KT:
-                ns = nxt % STAGES
-                issue_copies(a_plan, ns * A_ELEMS, nxt * BK, K, 1, True)
-                issue_copies(b_plan, B_OFF + ns * B_ELEMS, nxt * BK, K, b_step, True)
-            kaiodsl.cp_async_commit()
-            stage = kt % STAGES
-        else:
-            stage = 0
+    SLABS = BK * ESZ // 32
+    if STAGES == 1:  # the plain kernel: copy a tile, barrier, compute, barrier
+        for kt in range(KT):
             kaiodsl.syncthreads()
             issue_copies(a_plan, 0, kt * BK, K, 1, False)
             issue_copies(b_plan, B_OFF, kt * BK, K, b_step, False)
             kaiodsl.syncthreads()
-        a_stage = stage * A_ELEMS
-        b_stage = B_OFF + stage * B_ELEMS
-        for kk in kaiodsl.static_range(BK * ESZ // 32):
-            acc = mma_slab(a_stage, b_stage, a_ptrs[kk], b_ptrs[kk], acc, WM, WN, B_KMAJOR, MMA_DTYPE)
-    if ASYNC:
-        kaiodsl.cp_async_wait_all()
+            for kk in kaiodsl.static_range(SLABS):
+                frags = load_fragments(0, B_OFF, a_ptrs[kk], b_ptrs[kk], WN, B_KMAJOR)
+                acc = mma_all(frags, acc, WM, WN, MMA_DTYPE)
+        return acc
+    # The cp.async pipeline (CUTLASS's multistage main loop, in outline): STAGES - 1 tiles in
+    # flight; the fragments of the next k-slab are read while the current slab's mma run, and
+    # the wait + barrier for the next tile sit at the last slab of the current one.
+    for s in kaiodsl.static_range(STAGES - 1):
+        if s < KT:
+            issue_copies(a_plan, s * A_ELEMS, s * BK, K, 1, True)
+            issue_copies(b_plan, B_OFF + s * B_ELEMS, s * BK, K, b_step, True)
+        kaiodsl.cp_async_commit()
+    kaiodsl.cp_async_wait(STAGES - 2)
+    kaiodsl.syncthreads()
+    frags = load_fragments(0, B_OFF, a_ptrs[0], b_ptrs[0], WN, B_KMAJOR)
+    read = 0
+    write = STAGES - 1
+    for kt in range(KT):
+        for kk in kaiodsl.static_range(SLABS):
+            if kk == SLABS - 1:
+                kaiodsl.cp_async_wait(STAGES - 2)
+                kaiodsl.syncthreads()
+                read = read + 1 if read + 1 < STAGES else 0
+                nxt = load_fragments(read * A_ELEMS, B_OFF + read * B_ELEMS, a_ptrs[0], b_ptrs[0], WN, B_KMAJOR)
+            else:
+                nxt = load_fragments(read * A_ELEMS, B_OFF + read * B_ELEMS, a_ptrs[kk + 1], b_ptrs[kk + 1],
+                                     WN, B_KMAJOR)
+            if kk == 0:
+                t = kt + STAGES - 1
+                if t < KT:
+                    issue_copies(a_plan, write * A_ELEMS, t * BK, K, 1, True)
+                    issue_copies(b_plan, B_OFF + write * B_ELEMS, t * BK, K, b_step, True)
+                kaiodsl.cp_async_commit()
+                write = write + 1 if write + 1 < STAGES else 0
+            acc = mma_all(frags, acc, WM, WN, MMA_DTYPE)
+            frags = nxt
+    kaiodsl.cp_async_wait_all()
     return acc

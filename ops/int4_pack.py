@@ -22,6 +22,8 @@ exact ``1024 + q`` halves, and one ``sub`` + one ``mul`` give the weights.
 
 import numpy as np
 
+from kaiodsl.errors import ArgumentError
+
 ORDER = np.array([0, 2, 4, 6, 1, 3, 5, 7])
 
 
@@ -30,12 +32,12 @@ def pack_int4(q) -> np.ndarray:
     (int32 ``[N // 8, K // 128, 32, 4]``)."""
     q = np.asarray(q)
     if q.ndim != 2:
-        raise ValueError(f"pack_int4: q must be a matrix [N, K], got shape {q.shape}")
+        raise ArgumentError(f"pack_int4(): q must be a matrix [N, K], got shape {q.shape}")
     N, K = q.shape
     if N % 8 or K % 128:
-        raise ValueError(f"pack_int4: N={N} must be a multiple of 8 and K={K} a multiple of 128")
+        raise ArgumentError(f"pack_int4(): N={N} must be a multiple of 8 and K={K} a multiple of 128")
     if q.size and (q.min() < 0 or q.max() > 15):
-        raise ValueError(f"pack_int4: values must be in 0..15, got {q.min()}..{q.max()}")
+        raise ArgumentError(f"pack_int4(): values must be in 0..15, got {q.min()}..{q.max()}")
     v = q.astype(np.uint32).reshape(N // 8, 8, K // 128, 4, 4, 8)   # [i, g, jj, w, t, j]
     v = v.transpose(0, 2, 1, 4, 3, 5)                                # [i, jj, g, t, w, j]
     word = np.zeros(v.shape[:5], np.uint32)

@@ -1,9 +1,8 @@
 """f16/bf16 GEMM: ``kaiodsl.ops.matmul(a, b, *, out_dtype=None, bias=None, pipeline="auto")``.
 
-``a`` is [M, K] row-major. ``b`` is [K, N] row-major or [N, K] (the nn.Linear weight
-layout): ``b_layout="kn"`` / ``"nk"`` says which; the default ``"auto"`` takes
-``"nk"`` when ``b`` is a transposed view of a [K, N]-shaped [N, K] matrix (a torch
-``w.t()``), ``"kn"`` otherwise. Accumulation is f32; the output is f32, f16 or bf16
+``a`` is [M, K] row-major. ``b`` is [K, N] row-major (``b_layout="kn"``, the default;
+``"auto"`` means the same) or [N, K] (``b_layout="nk"``: the nn.Linear weight layout,
+``a @ w.T`` without a transpose copy). Both must be contiguous. Accumulation is f32; the output is f32, f16 or bf16
 (default: the input dtype). ``bias`` [N] is added in f32 before the conversion.
 
 Tile configurations are ``GemmConfig`` values; ``matmul_config(M, N, K, ...)`` shows the
@@ -177,6 +176,19 @@ def _bias_f32(bias, like, N: int, op: str):
     raise ArgumentError(f"{op}(): give 'bias' as f32 for a {bz.kind} array")
 
 
+def _dtype_name(d, default: str):
+    """'f16' / kaiodsl.f16 / numpy or torch float16 -> 'f16' (None -> default)."""
+    if d is None:
+        return default
+    if isinstance(d, str):
+        return d
+    name = getattr(d, "name", None)
+    if isinstance(name, str) and name in ("f16", "bf16", "f32"):
+        return name
+    text = str(d).replace("torch.", "").replace("<class 'numpy.", "").rstrip("'>")
+    return {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}.get(text, text)
+
+
 def _b_layout(b, layout: str, op: str) -> str:
     if layout in ("kn", "nk"):
         return layout
@@ -213,7 +225,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
         raise ArgumentError(f"{op}(): with b as [K, N], N={N} must be a multiple of 8 (16-byte rows)")
     if pipeline not in ("auto", "sync", "async"):
         raise ArgumentError(f"{op}(): pipeline must be 'auto', 'sync' or 'async', got {pipeline!r}")
-    out_name = out_dtype if isinstance(out_dtype, str) else getattr(out_dtype, "name", None) or az.dtype.name
+    out_name = _dtype_name(out_dtype, az.dtype.name)
     if out_name not in ("f16", "bf16", "f32"):
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     cfg = config or matmul_config(M, N, K, az.dtype.name, layout, pipeline)
@@ -222,12 +234,12 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
     if pipeline == "async" and cfg.stages == 1:
         cfg = replace(cfg, stages=3)
     cfg.check(2, layout == "nk")
+    if K == 0 and M and N:
+        raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
     bias_arg = _bias_f32(bias, az, N, op)
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
     if M == 0 or N == 0:
         return out
-    if K == 0:
-        raise ArgumentError(f"{op}(): K=0: the product of empty matrices is all zeros; nothing to compute")
     k = gemm_kernel(az.dtype.name, out_name, layout == "nk", cfg, bias is not None)
     grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
     k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes(2))

@@ -23,10 +23,11 @@ from kaiodsl.errors import ArgumentError
 
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
 
-N_TILES = 2        # n8 tiles per block (one warp each per K slice)
-K_SPLIT = 4        # warps sharing one n8 tile's K range (reduced through shared memory)
+# Parallelism of the decode kernel (benchmarks/tune_int4.py measured the alternatives on an H100):
+N_TILES = 4        # warps per block along N
+K_SPLIT = 4        # warps sharing one n range's K (partial sums reduced through shared memory)
 UNROLL = 2         # 16-byte weight loads (each 128 k) issued before the first is used
-THREADS = 32 * N_TILES * K_SPLIT
+NW = 1             # n8 tiles per warp: each A fragment load serves NW mma (M > 8 wants more)
 MAGIC = {"f16": (0x64006400, 1024.0), "bf16": (0x43004300, 128.0)}
 
 
@@ -48,47 +49,54 @@ def group_consts(scales, zeros, n, G, grp, MAGIC_F: Const[float], HAS_ZEROS: Con
     return kaiodsl.pack_half2(zf, zf, H2), s2
 
 
-def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: bool):
+def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: bool,
+          N_TILES: int = N_TILES, K_SPLIT: int = K_SPLIT, UNROLL: int = UNROLL, NW: int = NW,
+          wdtype: str = "i32"):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     H2 = {"f16": f16x2, "bf16": bf16x2}[dtype_name]
+    W = {"i32": i32, "u32": u32}[wdtype]   # packed words arrive as int32 (pack_int4) or uint32
     MAGIC_BITS, MAGIC_F = MAGIC[dtype_name]
     GS = group_size
-    name = f"w4a16_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") + ("" if two_row_groups else "_m8")
+    THREADS = 32 * N_TILES * K_SPLIT
+    name = (f"w4a16_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") +
+            ("" if two_row_groups else "_m8") + f"_n{N_TILES}k{K_SPLIT}u{UNROLL}w{NW}_{wdtype}")
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
-    def w4a16(a: Ptr[T], w: Ptr[u32], scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
-        red = kaiodsl.shared_array(f32, (K_SPLIT, N_TILES, 32, 4))
+    def w4a16(a: Ptr[T], w: Ptr[W], scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
+        red = kaiodsl.shared_array(f32, (K_SPLIT, N_TILES, NW, 32, 4))
         tid = kaiodsl.thread_idx.x
         lane = tid % 32
         warp = tid // 32
         nt = warp % N_TILES
         kq = warp // N_TILES
-        ntile = kaiodsl.block_idx.x * N_TILES + nt
+        ntile = (kaiodsl.block_idx.x * N_TILES + nt) * NW     # this warp's first n8 tile
         m0 = kaiodsl.block_idx.y * 16
         g = lane // 4
         t = lane % 4
-        n = ntile * 8 + g
+
         KB = K // 128                      # 128-wide k blocks: one 16-byte weight load each
         per = (KB + K_SPLIT - 1) // K_SPLIT
         b0 = kq * per
         b1 = min(b0 + per, KB) if ntile * 8 < N else b0   # the grid's last block may pass N
         G = K // GS
-        wp = w + (ntile * KB * 32 + lane) * 4
+        wp = kaiodsl.ptr_cast(w + (ntile * KB * 32 + lane) * 4, u32)   # tile ntile + v: KB * 128 words on
         ok0 = m0 + g < M
         ok1 = m0 + g + 8 < M
         a0p = kaiodsl.ptr_cast(a + ((m0 + g) * K + 8 * t), u32)
         a1p = kaiodsl.ptr_cast(a + ((m0 + g + 8) * K + 8 * t), u32)
         zero = kaiodsl.bitcast(u32(0), H2)
-        acc = kaiodsl.mma_zeros(f32)
+        acc = [kaiodsl.mma_zeros(f32) for v in range(NW)]
         for kb in range(b0, b1, UNROLL):
-            words = [kaiodsl.load(wp, (kb + u) * 128, vec=4, cache="nc", mask=kb + u < b1, other=0)
-                     for u in range(UNROLL)]
+            words = [[kaiodsl.load(wp, (v * KB + kb + u) * 128, vec=4, cache="nc",
+                                   mask=(kb + u < b1) and ((ntile + v) * 8 < N), other=0)
+                      for v in range(NW)] for u in range(UNROLL)]
             for u in kaiodsl.static_range(UNROLL):
                 if kb + u < b1:
                     for ci in kaiodsl.static_range(4):
                         k0 = (kb + u) * 128 + 32 * ci
                         if ci * 32 % GS == 0:
-                            zz, s2 = group_consts(scales, zeros, n, G, k0 // GS, MAGIC_F, has_zeros, H2)
+                            consts = [group_consts(scales, zeros, min((ntile + v) * 8 + g, N - 1), G, k0 // GS,
+                                                   MAGIC_F, has_zeros, H2) for v in range(NW)]
                         x0 = kaiodsl.load(a0p, k0 // 2, vec=4, cache="nc", mask=ok0, other=0)
                         x1 = (kaiodsl.load(a1p, k0 // 2, vec=4, cache="nc", mask=ok1, other=0)
                               if two_row_groups else (0, 0, 0, 0))
@@ -97,31 +105,38 @@ def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: boo
                                   kaiodsl.bitcast(x1[2 * step], H2) if two_row_groups else zero,
                                   kaiodsl.bitcast(x0[2 * step + 1], H2),
                                   kaiodsl.bitcast(x1[2 * step + 1], H2) if two_row_groups else zero]
-                            bf = (dequant_pair(words[u][ci], 2 * step, zz, s2, MAGIC_BITS, H2),
-                                  dequant_pair(words[u][ci], 2 * step + 1, zz, s2, MAGIC_BITS, H2))
-                            acc = kaiodsl.mma(af, bf, acc)
-        for e in kaiodsl.static_range(4):
-            red[kq, nt, lane, e] = acc[e]
+                            for v in kaiodsl.static_range(NW):
+                                zz, s2 = consts[v]
+                                word = words[u][v][ci]
+                                bf = (dequant_pair(word, 2 * step, zz, s2, MAGIC_BITS, H2),
+                                      dequant_pair(word, 2 * step + 1, zz, s2, MAGIC_BITS, H2))
+                                acc[v] = kaiodsl.mma(af, bf, acc[v])
+        for v in kaiodsl.static_range(NW):
+            for e in kaiodsl.static_range(4):
+                red[kq, nt, v, lane, e] = acc[v][e]
         kaiodsl.syncthreads()
         if kq == 0:
-            for e in kaiodsl.static_range(4):
-                v = red[0, nt, lane, e]
-                for q in kaiodsl.static_range(1, K_SPLIT):
-                    v = v + red[q, nt, lane, e]
-                row = m0 + g + 8 * (e // 2)
-                col = ntile * 8 + 2 * t + e % 2
-                if row < M and col < N:
-                    c[row * N + col] = T(v)
+            for v in kaiodsl.static_range(NW):
+                for e in kaiodsl.static_range(4):
+                    total = red[0, nt, v, lane, e]
+                    for q in kaiodsl.static_range(1, K_SPLIT):
+                        total = total + red[q, nt, v, lane, e]
+                    row = m0 + g + 8 * (e // 2)
+                    col = (ntile + v) * 8 + 2 * t + e % 2
+                    if row < M and col < N:
+                        c[row * N + col] = T(total)
 
     return w4a16
 
 
 @lru_cache(maxsize=None)
-def int4_kernel(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: bool = True):
-    return _make(dtype_name, group_size, has_zeros, two_row_groups)
+def int4_kernel(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: bool = True,
+                n_tiles: int = N_TILES, k_split: int = K_SPLIT, unroll: int = UNROLL, nw: int = NW,
+                wdtype: str = "i32"):
+    return _make(dtype_name, group_size, has_zeros, two_row_groups, n_tiles, k_split, unroll, nw, wdtype)
 
 
-def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128):
+def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, parallelism=None):
     """``a @ W^T`` with W [N, K] int4 (packed by ``pack_int4``), per-group ``scales`` (and ``zeros``)."""
     op = "matmul_int4"
     if group_size not in (32, 64, 128):
@@ -161,16 +176,11 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128):
     if M == 0:
         return out
     z = zeros if zeros is not None else new_like(az, (1,), u8)
-    k = int4_kernel(az.dtype.name, group_size, zeros is not None, M > 8)
-    grid = (N // (8 * N_TILES) + (1 if N % (8 * N_TILES) else 0), (M + 15) // 16)
-    wv = w_packed
-    if wz.kind == "numpy" and wz.dtype == i32:
-        wv = w_packed.view(np.uint32)
-    elif wz.kind == "torch" and wz.dtype == i32:
-        import torch
-
-        wv = w_packed.view(torch.uint32) if hasattr(torch, "uint32") else w_packed
-    k[grid, THREADS](a, wv, scales, z, out, M, N, K)
+    # (warps along N, K split, unroll, n8 tiles per warp), from benchmarks/tune_int4.py on an H100.
+    nt, ks, un, nw = parallelism or ((1, 8, 2, 4) if M <= 8 else (2, 4, 2, 2))
+    k = int4_kernel(az.dtype.name, group_size, zeros is not None, M > 8, nt, ks, un, nw, wz.dtype.name)
+    grid = ((N + 8 * nt * nw - 1) // (8 * nt * nw), (M + 15) // 16)
+    k[grid, 32 * nt * ks](a, w_packed, scales, z, out, M, N, K)
     return out
 
 

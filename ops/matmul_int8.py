@@ -22,7 +22,7 @@ from kaiodsl.errors import ArgumentError
 
 from . import gemm_kernels as gk
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
-from .matmul import GemmConfig, dummy_f32, store_pair
+from .matmul import GemmConfig, _dtype_name, dummy_f32, store_pair
 
 
 def int8_config(M: int, N: int, K: int) -> GemmConfig:
@@ -121,6 +121,7 @@ def matmul_int8(a, b, scale=1.0, *, config=None):
     if not isinstance(scale, (int, float, np.floating, np.integer)) or isinstance(scale, bool):
         raise ArgumentError(f"{op}(): scale must be a Python float, got {scale!r}")
     cfg = config or int8_config(M, N, K)
+    cfg.check(1)
     out = new_like(az, (M, N), f32)
     d = dummy_f32(az)
     return _launch(az, a, b, out, d, d, d, scale, M, N, K, cfg, "f32", (False, False, False))
@@ -130,12 +131,11 @@ def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype="f16"
     """SmoothQuant W8A8: ``(a_q @ w_q^T) * act_scale[:, None] * weight_scale[None, :] (+ bias)``."""
     op = "matmul_w8a8"
     az, wz, M, N, K = _check_int8_pair(op, a_q, w_q, "a_q", "w_q")
-    out_name = out_dtype if isinstance(out_dtype, str) else getattr(out_dtype, "name", str(out_dtype))
+    out_name = _dtype_name(out_dtype, "f16")
     if out_name not in ("f16", "bf16", "f32"):
         raise ArgumentError(f"{op}(): out_dtype must be f16, bf16 or f32, got {out_dtype!r}")
-    d = dummy_f32(az)
-    alpha, rs, row_scale = 1.0, d, False
-    if isinstance(act_scale, (int, float, np.floating)) and not isinstance(act_scale, bool):
+    alpha, rs, row_scale = 1.0, None, False
+    if isinstance(act_scale, (int, float, np.floating, np.integer)) and not isinstance(act_scale, bool):
         alpha = float(act_scale)
     else:
         sz = inspect_array("act_scale", act_scale, op)
@@ -144,16 +144,21 @@ def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype="f16"
             raise ArgumentError(f"{op}(): act_scale must be per token [M={M}] or a Python float (per tensor), "
                                 f"got an array of shape {sz.shape}")
         same_kind(op, az, sz)
+        require_contiguous(sz, op)
         rs, row_scale = act_scale, True
     wsz = inspect_array("weight_scale", weight_scale, op)
     require_dtype(wsz, (f32,), op)
     if wsz.shape != (N,):
         raise ArgumentError(f"{op}(): weight_scale must be per output channel [N={N}], got shape {wsz.shape}")
     same_kind(op, az, wsz)
+    require_contiguous(wsz, op)
     from .matmul import _bias_f32
 
-    bias_arg = _bias_f32(bias, az, N, op)
     cfg = config or int8_config(M, N, K)
+    cfg.check(1)
+    bias_arg = _bias_f32(bias, az, N, op)           # the last check; allocates only when all passed
+    if rs is None:
+        rs = dummy_f32(az)
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
     return _launch(az, a_q, w_q, out, rs, weight_scale, bias_arg, alpha, M, N, K, cfg, out_name,
                    (row_scale, True, bias is not None))

@@ -1,0 +1,50 @@
+"""KAIO's op names on kaiodsl's ops (KAIO: the Rust PTX DSL this project learns from).
+
+KAIO's tensor-core matmuls take ``a`` [M, K] and ``b`` [K, N], both row-major, one input
+dtype per op, and return f32 [M, N]; these are ``matmul`` pinned to that contract
+(``b_layout="kn"``, ``out_dtype=f32``, a fixed pipeline). ``matmul_int8`` (W8A8) and
+``matmul_int4`` (W4A16) keep their names and are the same functions.
+
+| KAIO                 | kaiodsl                                                          |
+| -------------------- | ---------------------------------------------------------------- |
+| matmul_tc            | matmul(a, b, b_layout="kn", out_dtype=f32, pipeline="sync"), f16 |
+| matmul_tc_bf16       | the same, bf16                                                   |
+| matmul_tc_async      | the same with pipeline="async", f16                              |
+| matmul_tc_bf16_async | pipeline="async", bf16                                           |
+| matmul_int8          | matmul_int8 (the same function)                                  |
+| matmul_int4          | matmul_int4 (the same function)                                  |
+"""
+
+from kaiodsl import bf16, f16, f32
+from kaiodsl.errors import ArgumentError
+
+from ._common import inspect_array, require_dtype
+from .matmul import matmul
+from .matmul_int4 import matmul_int4
+from .matmul_int8 import matmul_int8
+
+
+def _tc(op: str, dtype, pipeline: str):
+    def run(a, b, *, config=None):
+        require_dtype(inspect_array("a", a, op), (dtype,), op)
+        try:
+            return matmul(a, b, b_layout="kn", out_dtype=f32, pipeline=pipeline, config=config)
+        except ArgumentError as e:          # say which name the user called
+            raise ArgumentError(f"{op}: {e}") from None
+
+    run.__name__ = run.__qualname__ = op
+    run.__doc__ = (f"KAIO's ``{op}``: {dtype} a [M, K] @ b [K, N] (row-major) -> f32 [M, N], "
+                   f"{pipeline} pipeline (kaiodsl.ops.matmul).")
+    return run
+
+
+matmul_tc = _tc("matmul_tc", f16, "sync")
+matmul_tc_bf16 = _tc("matmul_tc_bf16", bf16, "sync")
+matmul_tc_async = _tc("matmul_tc_async", f16, "async")
+matmul_tc_bf16_async = _tc("matmul_tc_bf16_async", bf16, "async")
+
+KAIO_NAMES = {"matmul_tc": matmul_tc, "matmul_tc_bf16": matmul_tc_bf16, "matmul_tc_async": matmul_tc_async,
+              "matmul_tc_bf16_async": matmul_tc_bf16_async, "matmul_int8": matmul_int8,
+              "matmul_int4": matmul_int4}
+
+__all__ = list(KAIO_NAMES) + ["KAIO_NAMES"]

@@ -1,0 +1,66 @@
+"""Op-library test helpers: inputs in every dtype the ops take (bf16 through kaiodsl.DeviceArray:
+numpy has none), readback as numpy values, and relative-norm checks with per-dtype tolerances."""
+
+import numpy as np
+import pytest
+
+import kaiodsl
+import kaiodsl.runtime
+from kaiodsl.runtime import args as rt_args
+
+BACKENDS = ["sim", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+# relative-norm tolerance by output dtype: a few units of its rounding (f32: the f32 accumulation)
+TOL = {"f32": 1e-5, "f16": 2e-3, "bf16": 1.5e-2}
+
+
+def bf16_values(x) -> np.ndarray:
+    """float32 values of x rounded to bf16 (round to nearest even), as the DeviceArray will hold."""
+    bits = rt_args.floats_to_bf16_bits(np.asarray(x, np.float32))
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def make(x, dtype: str, kind: str = "numpy"):
+    """(the op argument, its exact values as float64) for float data ``x`` in ``dtype``.
+    ``kind`` 'numpy' or 'device'; bf16 is always a DeviceArray."""
+    x = np.asarray(x)
+    if dtype == "bf16":
+        v = bf16_values(x)
+        return kaiodsl.runtime.to_device(v, kaiodsl.bf16), v.astype(np.float64)
+    v = x.astype({"f16": np.float16, "f32": np.float32}.get(dtype, x.dtype))
+    return (v if kind == "numpy" else kaiodsl.runtime.to_device(v)), v.astype(np.float64)
+
+
+def host(x) -> np.ndarray:
+    """An op output as a numpy array of values (bf16 widened to float32)."""
+    if isinstance(x, np.ndarray):          # a numpy bf16 output holds the raw bits as uint16
+        return (x.astype(np.uint32) << 16).view(np.float32) if x.dtype == np.uint16 else x
+    if isinstance(x, kaiodsl.runtime.DeviceArray):
+        h = x.numpy()
+        if x.scalar_type == kaiodsl.bf16:
+            return (h.astype(np.uint32) << 16).view(np.float32)
+        return h
+    return x.float().cpu().numpy() if x.is_floating_point() else x.cpu().numpy()   # torch
+
+
+def dtype_name(x) -> str:
+    if isinstance(x, np.ndarray):
+        return {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.int8): "i8",
+                np.dtype(np.uint16): "bf16"}[x.dtype]
+    if isinstance(x, kaiodsl.runtime.DeviceArray):
+        return x.scalar_type.name
+    return {"torch.float16": "f16", "torch.bfloat16": "bf16", "torch.float32": "f32"}[str(x.dtype)]
+
+
+def rel_err(got, ref) -> float:
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    assert np.all(np.isfinite(got)), "non-finite values in the output (unwritten memory?)"
+    den = np.linalg.norm(ref)
+    return float(np.linalg.norm(got - ref) / (den if den else 1.0))
+
+
+def check_close(out, ref, out_dtype: str):
+    assert dtype_name(out) == out_dtype
+    err = rel_err(host(out), ref)
+    assert err <= TOL[out_dtype], f"relative error {err:.3g} > {TOL[out_dtype]} ({out_dtype} output)"
