@@ -36,11 +36,13 @@ def load_kernel(spec: str):
 
 
 def parse_consts(items) -> dict:
+    """``["EDGE=False", "TILE=(64, 64)", "MODE=fast"]`` -> values: Python literals, else the text."""
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise KaioError(f"--const takes NAME=VALUE, got {item!r}")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise KaioError(f"--const takes NAME=VALUE (e.g. EDGE=False), got {item!r}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -79,7 +81,8 @@ def main(argv=None) -> int:
     q = sub.add_parser("ptx", help="print the PTX (or IR) of a kernel")
     q.add_argument("target", help="FILE.py:KERNEL")
     q.add_argument("--arch", default=None, help="sm_80, sm_89, sm_90a, ... (default: the device's, else sm_80)")
-    q.add_argument("--const", action="append", metavar="NAME=VALUE", help="a Const parameter's value")
+    q.add_argument("--const", action="append", metavar="NAME=VALUE", help="a Const parameter's value: a Python literal (True, 3, 2.5, 'a', (64, 64)), "
+                   "else taken as a string; repeat for several")
     q.add_argument("--stats", action="store_true", help="registers, spills, shared and local memory (nvJitLink)")
     q.add_argument("--ir", action="store_true", help="print the optimized IR instead of PTX")
     q.set_defaults(run=_cmd_ptx)

@@ -40,33 +40,52 @@ class Arr:
         return all(st == e for st, e, n in zip(self.strides, reversed(expect), self.shape) if n != 1)
 
 
+_DTYPES: dict = {}   # numpy / torch dtype object -> kaiodsl ScalarType (dtype names are slow to compute)
+
+
+def _dtype_of(dt, convert):
+    st = _DTYPES.get(dt)
+    if st is None and dt not in _DTYPES:
+        st = _DTYPES[dt] = convert(dt)
+    return st
+
+
 def inspect_array(name: str, x, op: str) -> Arr:
     if x is None:
         raise ArgumentError(f"{op}(): '{name}' is required, got None")
+    if isinstance(x, np.ndarray):
+        st = _dtype_of(x.dtype, _args.scalar_type_of_numpy)
+        if x.flags.c_contiguous:
+            strides = _c_strides(x.shape)
+        else:
+            strides = tuple(s // x.itemsize for s in x.strides)
+        return Arr(name, x, "numpy", st, x.shape, strides, None)
     mod = type(x).__module__
     if mod.startswith("torch") and hasattr(x, "data_ptr"):
-        st = _args.scalar_type_of_torch(x.dtype)
-        return Arr(name, x, "torch", st, tuple(x.shape), tuple(x.stride()), x.device)
-    if isinstance(x, np.ndarray):
-        st = _args.scalar_type_of_numpy(x.dtype)
-        strides = tuple(s // x.itemsize for s in x.strides)
-        return Arr(name, x, "numpy", st, x.shape, strides, None)
+        st = _dtype_of(x.dtype, _args.scalar_type_of_torch)
+        shape = tuple(x.shape)
+        strides = _c_strides(shape) if x.is_contiguous() else tuple(x.stride())
+        return Arr(name, x, "torch", st, shape, strides, x.device)
     st = getattr(x, "scalar_type", None)
     if isinstance(st, ScalarType):  # kaiodsl.DeviceArray (C-contiguous by construction)
-        strides = tuple(s // x.dtype.itemsize for s in x.strides)
-        return Arr(name, x, "device", st, tuple(x.shape), strides, getattr(x, "device", None))
+        return Arr(name, x, "device", st, tuple(x.shape), _c_strides(tuple(x.shape)), getattr(x, "device", None))
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is not None:
         st = _args.scalar_type_of_typestr(cai["typestr"])
         shape = tuple(cai["shape"])
         item = np.dtype(cai["typestr"]).itemsize
-        if cai.get("strides"):
-            strides = tuple(s // item for s in cai["strides"])
-        else:
-            strides = tuple(int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape)))
+        strides = tuple(s // item for s in cai["strides"]) if cai.get("strides") else _c_strides(shape)
         return Arr(name, x, "cuda", st, shape, strides, None)
     raise ArgumentError(f"{op}(): '{name}' must be a torch tensor, kaiodsl.DeviceArray or numpy array, "
                         f"got {type(x).__name__}")
+
+
+def _c_strides(shape: tuple) -> tuple:
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
 
 
 def require_dtype(a: Arr, allowed, op: str) -> None:

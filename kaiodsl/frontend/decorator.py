@@ -227,11 +227,13 @@ class Kernel(_Compilable):
         raise KaioError(f"launch a kernel with a configuration: {self.__name__}[grid, block](...)")
 
     def __getitem__(self, cfg):
+        try:  # the launcher for this (grid, block) as written, made on the first launch
+            return self._launchers[cfg]
+        except (AttributeError, KeyError, TypeError):
+            pass
         if not isinstance(cfg, tuple) or len(cfg) != 2:
             raise KaioError(f"{self.__name__}[grid, block]: give both the grid and the block, got {cfg!r}")
-        from ..runtime.launch import Launcher
-
-        return Launcher(self, cfg[0], cfg[1])
+        return _launcher_class()(self, cfg[0], cfg[1])
 
     # -- specialization ----------------------------------------------------------------------------
     def _check_consts(self, consts: dict) -> dict:
@@ -387,6 +389,12 @@ def compiler_fingerprint() -> str:
                 h.update(path.read_bytes())
         _SELF_HASH = h.hexdigest()[:16]
     return _SELF_HASH
+
+
+def _launcher_class():
+    from ..runtime.launch import Launcher  # the runtime imports lazily: kaiodsl works without a driver
+
+    return Launcher
 
 
 def _const_repr(consts: dict) -> tuple:

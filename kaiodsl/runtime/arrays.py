@@ -2,6 +2,8 @@
 
 * ``DeviceArray``: device memory owned by kaiodsl (freed when the object is
   collected), or under the simulator a numpy array exposed as ``_sim_buffer``.
+* ``DeviceArray`` exports itself through ``__cuda_array_interface__`` and
+  ``__dlpack__`` (zero-copy; under the simulator, the numpy buffer's ``__dlpack__``).
 * Foreign device arrays pass zero-copy: PyTorch tensors (``data_ptr()``),
   anything with ``__cuda_array_interface__`` (v2/v3, e.g. CuPy, Numba), or
   ``__dlpack__`` (parsed with ctypes; the capsule is not consumed).
@@ -11,7 +13,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import weakref
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from ..errors import ArgumentError
 from ..types import SCALARS, ScalarType
 from . import args as _args
+from . import dlpack
 
 
 def _as_scalar_type(dtype) -> ScalarType:
@@ -99,6 +101,35 @@ class DeviceArray:
         return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False),
                 "strides": None, "version": 3}
 
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """A DLPack capsule over this memory, zero-copy; it keeps the array alive until deleted.
+
+        ``stream``: the consumer's stream (an int; None, 1 and 2 order with our writes
+        already, -1 asks for no ordering); any other stream waits for the legacy default
+        stream, where our writes are ordered.
+        """
+        if self._dev is None:
+            extra = {k: v for k, v in (("max_version", max_version), ("dl_device", dl_device),
+                                       ("copy", copy)) if v is not None}  # numpy < 2.1 takes none
+            return self._sim_buffer.__dlpack__(stream=stream, **extra)
+        if copy:
+            raise BufferError("DeviceArray.__dlpack__(copy=True): the export is zero-copy; "
+                              "copy on the consumer's side instead")
+        here = self.__dlpack_device__()
+        if dl_device is not None and tuple(int(x) for x in dl_device) != here:
+            raise BufferError(f"DeviceArray.__dlpack__: the array is on DLPack device {here}, "
+                              f"not {tuple(dl_device)}; copy it there first")
+        if stream not in (None, -1, 1, 2):
+            from . import driver
+
+            driver.stream_wait_legacy(self._dev, int(stream))
+        return dlpack.make_capsule(self, self.ptr, self.shape, self.scalar_type, here)
+
+    def __dlpack_device__(self) -> tuple:
+        if self._dev is None:
+            return tuple(self._sim_buffer.__dlpack_device__())
+        return (dlpack.DL_CUDA, self.device)
+
     def numpy(self) -> np.ndarray:
         """A host copy (waits for the legacy default stream, hence for blocking streams)."""
         if self._dev is None:
@@ -160,27 +191,6 @@ def to_device(host, dtype=None) -> DeviceArray:
 
 
 # -- foreign arrays: the device pointer behind an argument -----------------------------------
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):  # dlpack.h; DLManagedTensor starts with it
-    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
-                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
-                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
-
-
-_capsule_ptr = ctypes.pythonapi.PyCapsule_GetPointer
-_capsule_ptr.restype = ctypes.c_void_p
-_capsule_ptr.argtypes = [ctypes.py_object, ctypes.c_char_p]
-
-DL_CPU, DL_CUDA, DL_CUDA_HOST, DL_CUDA_MANAGED = 1, 2, 3, 13
-
-
 class Foreign:
     """What the launch needs from a device array of another library."""
 
@@ -213,12 +223,12 @@ def foreign_array(obj, launch_stream: int) -> Foreign | None:
                        stream=wait)
     if hasattr(obj, "__dlpack__") and not isinstance(obj, np.ndarray):
         dev_type, dev_id = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (0, 0)
-        if int(dev_type) not in (DL_CUDA, DL_CUDA_MANAGED):
+        if int(dev_type) not in (dlpack.DL_CUDA, dlpack.DL_CUDA_MANAGED):
             raise ArgumentError(f"a {type(obj).__name__} on DLPack device type {int(dev_type)} is not "
                                 f"CUDA memory; only CUDA arrays (or numpy, copied) can be passed")
         # The producer makes our stream wait for its work (1: the legacy default stream).
         capsule = obj.__dlpack__(stream=launch_stream or 1)
-        t = _DLTensor.from_address(_capsule_ptr(capsule, b"dltensor"))
+        t = dlpack.read_capsule(capsule)
         st = _args.scalar_type_of_dlpack(t.dtype.code, t.dtype.bits)
         return Foreign((t.data or 0) + t.byte_offset, int(dev_id), st, keepalive=capsule)
     return None

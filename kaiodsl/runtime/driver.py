@@ -280,3 +280,16 @@ def pointer_device(ptr: int) -> int:
     d = drv()
     return int(check(d.cuPointerGetAttribute(
         d.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, ptr), "cuPointerGetAttribute"))
+
+
+def stream_wait_legacy(dev: Device, stream: int) -> None:
+    """Make ``stream`` wait for the work queued so far on the legacy default stream (an event)."""
+    d = drv()
+    dev.make_current()
+    flags = d.CUevent_flags.CU_EVENT_DISABLE_TIMING
+    ev = check(d.cuEventCreate(flags), "cuEventCreate")
+    try:
+        check(d.cuEventRecord(ev, d.CUstream(1)), "cuEventRecord")  # 1: CU_STREAM_LEGACY
+        check(d.cuStreamWaitEvent(d.CUstream(stream), ev, 0), "cuStreamWaitEvent")
+    finally:
+        d.cuEventDestroy(ev)  # released once the wait has been satisfied

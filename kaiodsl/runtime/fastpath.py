@@ -11,7 +11,7 @@ parameters unrolled:
         <per pointer: torch tensor -> data_ptr() | DeviceArray -> .ptr | else: GENERAL(...)>
         PACK(BUF, 0, a0, a1, a2, a3)          # struct.pack_into into the parameter slots
         <stream handle -> cached CUstream>
-        <launch checks when block/smem change>
+        <launch checks when block (by identity: dims are interned) or smem change>
         err = LAUNCH(FN, *grid, *block, smem, stream, ARGV, 0)[0]
 
 Anything the fast path does not handle, and every failure, calls GENERAL (the
@@ -68,13 +68,15 @@ def launch(grid, block, args, smem, stream):
     except Exception:
         return GENERAL(grid, block, args, smem, stream)
     if stream is None:
-        h = TORCH_STREAM(ORD) if saw_torch else 0
+        if saw_torch:
+            h = TORCH_STREAM(ORD)
+            cs = CUSTREAMS.get(h) or CUSTREAM(h)
+        else:
+            cs = CS0
     else:
         h = stream if type(stream) is int else STREAM_HANDLE(stream)
-    cs = CUSTREAMS.get(h)
-    if cs is None:
-        cs = CUSTREAM(h)
-    if block != LAST[0] or smem != LAST[1]:
+        cs = CUSTREAMS.get(h) or CUSTREAM(h)
+    if block is not LAST[0] or smem != LAST[1]:
         CONFIGURE(grid, block, smem)
     err = LAUNCH(FN, grid[0], grid[1], grid[2], block[0], block[1], block[2], smem, cs, ARGV, 0)[0]
     if err:
@@ -101,7 +103,7 @@ def build(prep) -> callable:
         "FN": prep.fn, "ORD": prep.ordinal, "LAUNCH": prep.launch, "CONFIGURE": prep.configure,
         "FAILED": prep.failed, "LAST": prep.last, "DA": DeviceArray, "TT": _NoTorch,
         "TORCH_STREAM": torch_stream, "STREAM_HANDLE": stream_handle, "CUSTREAMS": _CUSTREAMS,
-        "CUSTREAM": custream, "BF16": prep.bf16_scalar,
+        "CUSTREAM": custream, "CS0": custream(0), "BF16": prep.bf16_scalar,
     }
     for i in prep.ptr_idx:
         ns[f"ST{i}"] = prep.elem[i]

@@ -1,20 +1,27 @@
 """``kernel[grid, block](*args, smem=0, stream=None)``: the one launch path.
 
-A ``Launcher`` is made per ``kernel[grid, block]`` expression, so it does no work
-beyond normalizing the dimensions. Per call it splits Const values from runtime
-arguments, finds the prepared launch for (backend, Const values) in the
+``kernel[grid, block]`` returns the kernel's cached ``Launcher`` for that
+(grid, block) as written, so a repeated expression costs a dict lookup. A call
+binds the arguments (Const values apart, omitted parameters from their
+defaults), finds the prepared launch for (backend, Const values) in the
 kernel's ``_launch_cache`` and calls it; only the first call per key compiles
-(``kernel.specialize``) and loads.
+(``kernel.specialize``) and loads. A kernel with no Const parameters and no
+defaults skips the binding: its Launcher remembers the prepared launch of the
+backend it last ran on.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
-from ..errors import ArgumentError, LaunchError
+from ..errors import ArgumentError, KaioError, LaunchError
 from . import backend as _backend
 
 _STATE = _backend.STATE
+_NO_BACKEND = object()
+_MAX_LAUNCHERS = 1024  # per kernel: grids computed from sizes vary; keep the table bounded
 
 
 def dim3(d, what: str) -> tuple:
@@ -27,7 +34,7 @@ def dim3(d, what: str) -> tuple:
     return tuple(int(x) for x in t) + (1,) * (3 - len(t))
 
 
-_DIMS: dict = {}  # grid/block value as written -> 3-tuple: a Launcher is built per launch
+_DIMS: dict = {}  # grid/block as written -> the one 3-tuple object (the fast path compares by identity)
 
 
 def _dims(d, what: str) -> tuple:
@@ -37,14 +44,31 @@ def _dims(d, what: str) -> tuple:
         r = dim3(d, what)
         if len(_DIMS) > 4096:
             _DIMS.clear()
-        _DIMS[d] = r
+        r = _DIMS.setdefault(d, r)
         return r
     except TypeError:  # lists are not hashable
         return dim3(d, what)
 
 
+def defaults_of(kernel) -> dict:
+    """name -> default of every parameter whose kernel signature has one (Const or runtime)."""
+    d = kernel.__dict__.get("_arg_defaults")
+    if d is None:
+        fn = getattr(kernel, "__wrapped__", None)
+        d = {}
+        if fn is not None:
+            d = {n: p.default for n, p in inspect.signature(fn).parameters.items()
+                 if p.default is not inspect.Parameter.empty and n in kernel.arg_names}
+        kernel.__dict__["_arg_defaults"] = d
+    return d
+
+
 def split_args(kernel, args: tuple, kwargs: dict):
-    """(consts dict, runtime args tuple) from a call's positional and keyword arguments."""
+    """(consts dict, runtime args tuple) from a call's positional and keyword arguments.
+
+    Parameters left out take their signature defaults; Const values always come back
+    complete, so equal specializations share one cache key.
+    """
     names = kernel.arg_names
     name = getattr(kernel, "__name__", "kernel")
     if len(args) > len(names):
@@ -57,9 +81,17 @@ def split_args(kernel, args: tuple, kwargs: dict):
         if k in bound:
             raise ArgumentError(f"{name}() got two values for '{k}'")
         bound[k] = v
-    missing = [n for n in names if n not in bound]
-    if missing:
-        raise ArgumentError(f"{name}() is missing argument(s): {', '.join(missing)}")
+    if len(bound) < len(names):
+        defaults = defaults_of(kernel)
+        missing = []
+        for n in names:
+            if n not in bound:
+                if n in defaults:
+                    bound[n] = defaults[n]
+                else:
+                    missing.append(n)
+        if missing:
+            raise ArgumentError(f"{name}() is missing argument(s): {', '.join(missing)}")
     consts = {n: bound[n] for n in names if n in kernel.const_names}
     runtime = tuple(bound[n] for n in names if n not in kernel.const_names)
     return consts, runtime
@@ -95,43 +127,77 @@ def _prepare(kernel, backend, consts: dict):
     return getattr(p, "fast", p)  # the CUDA backend's generated launch function
 
 
-def _cache_of(kernel) -> dict:
-    cache = kernel.__dict__.setdefault("_launch_cache", {})
-    return cache
+def _is_plain(kernel) -> bool:
+    """Positional arguments are the runtime arguments as they are: no Const, no defaults."""
+    return not kernel.const_names and not defaults_of(kernel)
 
 
 class Launcher:
-    """``kernel[grid, block]``: call it with the kernel's arguments to launch."""
+    """``kernel[grid, block]``: call it with the kernel's arguments to launch.
 
-    __slots__ = ("kernel", "grid", "block")
+    One per (kernel, grid, block as written), made once: ``Launcher(k, g, b)`` returns
+    the cached one. Immutable but for ``_memo`` = (backend, prepared launch), swapped
+    whole so that threads never see half of it.
+    """
 
-    def __init__(self, kernel, grid, block):
+    __slots__ = ("kernel", "grid", "block", "_memo", "_plain")
+
+    def __new__(cls, kernel, grid, block):
+        try:
+            return kernel._launchers[grid, block]
+        except AttributeError:
+            table = kernel.__dict__.setdefault("_launchers", {})
+        except (KeyError, TypeError):
+            table = kernel._launchers
+        self = object.__new__(cls)
         self.kernel = kernel
         self.grid = _dims(grid, "grid")
         self.block = _dims(block, "block")
+        self._memo = (_NO_BACKEND, None)  # never `is` a backend: the first call takes the slow path
+        self._plain = _is_plain(kernel)
+        try:
+            if len(table) >= _MAX_LAUNCHERS:
+                table.clear()
+            table[grid, block] = self
+        except TypeError:  # a list grid or block: not cached
+            pass
+        return self
 
     def __call__(self, *args, smem=0, stream=None, **kwargs):
+        try:
+            memo = self._memo
+            if memo[0] is _STATE.backend and not kwargs:
+                return memo[1](self.grid, self.block, args, smem, stream)
+            return self._launch(args, kwargs, smem, stream)
+        except KaioError as e:  # the user's frame and this one: no runtime or compiler internals
+            raise e.with_traceback(None) from None
+
+    def _launch(self, args, kwargs, smem, stream):
         k = self.kernel
         b = _STATE.backend or _backend.current()
-        try:
-            cache = k._launch_cache
-        except AttributeError:
-            cache = _cache_of(k)
-        if kwargs or k.const_names:
-            consts, args = split_args(k, args, kwargs)
-            key = (b, const_key(consts))
-        else:
+        cache = k.__dict__.get("_launch_cache")
+        if cache is None:
+            cache = k.__dict__.setdefault("_launch_cache", {})
+        if self._plain and not kwargs:
             consts, key = None, b
+        else:
+            consts, args = split_args(k, args, kwargs)
+            key = (b, const_key(consts)) if consts else b
         entry = cache.get(key)
         if entry is None:
             entry = cache[key] = _prepare(k, b, consts or {})
+        if self._plain:
+            self._memo = (b, entry)
         return entry(self.grid, self.block, args, smem, stream)
 
     def compiled(self, *args, **kwargs):
         """The CompiledKernel this call would run (for inspection: .ptx, .registers ...)."""
         b = _backend.current()
-        consts, _ = split_args(self.kernel, args, kwargs)
-        return self.kernel.specialize(consts, b.arch)
+        try:
+            consts, _ = split_args(self.kernel, args, kwargs)
+            return self.kernel.specialize(consts, b.arch)
+        except KaioError as e:
+            raise e.with_traceback(None) from None
 
     def __repr__(self) -> str:
         return f"Launcher({getattr(self.kernel, '__name__', '?')}, grid={self.grid}, block={self.block})"

@@ -55,8 +55,11 @@ class PtxKernel:
                               uses_dynamic_shared=self.uses_dynamic_shared)
 
     def __getitem__(self, config) -> Launcher:
-        grid, block = config
-        return Launcher(self, grid, block)
+        try:
+            return self._launchers[config]  # Launcher's own table, keyed by (grid, block) as written
+        except (AttributeError, KeyError, TypeError):
+            grid, block = config
+            return Launcher(self, grid, block)
 
     def __repr__(self) -> str:
         return f"PtxKernel({self.__name__}, params={[str(p.type) for p in self.params]})"
