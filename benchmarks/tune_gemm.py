@@ -24,6 +24,14 @@ CANDIDATES = [
     dict(block_m=128, block_n=64, block_k=32, warps_m=2, warps_n=1, stages=4),
     dict(block_m=64, block_n=128, block_k=32, warps_m=1, warps_n=2, stages=4),
 ]
+SMALL = [
+    dict(block_m=16, block_n=64, block_k=64, warps_m=1, warps_n=2, stages=4),
+    dict(block_m=32, block_n=64, block_k=64, warps_m=1, warps_n=2, stages=4),
+    dict(block_m=16, block_n=128, block_k=64, warps_m=1, warps_n=4, stages=4),
+    dict(block_m=64, block_n=64, block_k=32, warps_m=2, warps_n=2, stages=4),
+    dict(block_m=64, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4),
+    dict(block_m=32, block_n=128, block_k=64, warps_m=2, warps_n=4, stages=4),
+]
 # int8: block_k counts bytes-sized elements (64 -> the same 64-byte rows as f16's 32).
 CANDIDATES_INT8 = [dict(c, block_k=c["block_k"] * 2) for c in CANDIDATES]
 
@@ -40,6 +48,7 @@ def main():
     ap.add_argument("--layout", default="nk")
     ap.add_argument("--out", default=None)
     ap.add_argument("--kind", default="float", choices=["float", "int8"])
+    ap.add_argument("--small", action="store_true", help="the small-M candidate tiles")
     args = ap.parse_args()
     M, N, K = (int(x) for x in args.shape.split(","))
     if args.kind == "int8":
@@ -52,7 +61,7 @@ def main():
     flops = 2.0 * M * N * K
     print(f"torch.matmul {M}x{N}x{K} {args.dtype}: {t_ref:.3f} ms {flops / t_ref / 1e9:.1f} TFLOP/s", flush=True)
     rows = []
-    for c in CANDIDATES:
+    for c in (SMALL if args.small else CANDIDATES):
         cfg = ops.GemmConfig(**c)
         try:
             out = ops.matmul(a, b, b_layout=args.layout, config=cfg, out_dtype=args.dtype)

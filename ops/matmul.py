@@ -68,18 +68,19 @@ class GemmConfig:
                 f"/s{self.stages}")
 
 
-SYNC = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=4, stages=1)
-ASYNC_LARGE = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=4, stages=4)
-ASYNC_SMALL_M = GemmConfig(block_m=64, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4)
-ASYNC_TINY_M = GemmConfig(block_m=32, block_n=64, block_k=64, warps_m=1, warps_n=2, stages=4)
+# The table below was picked with benchmarks/tune_gemm.py on an H100 (results in benchmarks/results).
+SYNC = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=1)
+ASYNC_LARGE = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4)
+ASYNC_SMALL_M = GemmConfig(block_m=64, block_n=64, block_k=32, warps_m=2, warps_n=2, stages=4)
+ASYNC_TINY_M = GemmConfig(block_m=16, block_n=64, block_k=64, warps_m=1, warps_n=2, stages=4)
 
 
 def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto") -> GemmConfig:
     """The heuristic: the async pipeline for everything but tiny K (where there is nothing to
-    overlap); block_m shrinks with M so that small-M (decode) shapes still fill the GPU."""
+    overlap); smaller tiles as M shrinks, so that small-M (decode) shapes still fill the GPU."""
     if pipeline == "sync" or (pipeline == "auto" and K <= 64):
         return SYNC
-    if M <= 32:
+    if M <= 16:
         return ASYNC_TINY_M
     if M <= 512:
         return ASYNC_SMALL_M

@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
@@ -18,13 +20,33 @@ def examples():
 
 
 def ops():
-    try:
-        import kaiodsl.ops.checks as checks
-    except ImportError as e:
-        print("ops: not available:", e)
-        return
-    for name, fn in checks.SANITIZE.items():
-        print(name, fn(), flush=True)
+    import torch
+
+    import kaiodsl.ops as ops
+
+    dev = "cuda"
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(67, 96, generator=g).half().to(dev)
+    b = torch.randn(72, 96, generator=g).half().to(dev)
+    for pipe in ("sync", "async"):
+        ops.matmul(a, b, b_layout="nk", pipeline=pipe, bias=torch.randn(72).to(dev))
+        ops.matmul(a.bfloat16(), b.t().contiguous().bfloat16(), b_layout="kn", pipeline=pipe)
+    print("matmul ok", flush=True)
+    a8 = torch.randint(-127, 128, (67, 96), generator=g, dtype=torch.int8).to(dev)
+    b8 = torch.randint(-127, 128, (72, 96), generator=g, dtype=torch.int8).to(dev)
+    ops.matmul_int8(a8, b8, 0.5)
+    ops.matmul_w8a8(a8, b8, torch.rand(67).to(dev), torch.rand(72).to(dev), bias=torch.randn(72).to(dev))
+    xq, s = ops.quantize_per_token(a)
+    print("int8 ok", flush=True)
+    q = np.random.randint(0, 16, (72, 256), dtype=np.uint8)
+    wp = torch.from_numpy(ops.pack_int4(q)).to(dev)
+    sc = (torch.rand(72, 2) * 0.01).half().to(dev)
+    for m in (1, 13):
+        ops.matmul_int4(torch.randn(m, 256).half().to(dev), wp, sc, group_size=128)
+    print("int4 ok", flush=True)
+    da, db = ops.matmul_backward(torch.randn(67, 72).half().to(dev), a, b.t().contiguous())
+    torch.cuda.synchronize()
+    print("backward ok", flush=True)
 
 
 if __name__ == "__main__":
