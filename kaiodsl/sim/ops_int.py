@@ -109,7 +109,8 @@ def _mad(m, ins, mods):
 
 
 def _divrem(a, b, typ, rem):
-    """Truncating division; x/0 gives all ones and x%0 gives x (what NVIDIA GPUs return)."""
+    """Truncating division; x/0 gives all ones, and so does x%0 (measured on an H100:
+    tests/sim/test_edge_vs_gpu.py runs both backends against the same bits)."""
     a = np.asarray(a)
     b = np.asarray(b)
     zero = b == 0
@@ -124,7 +125,9 @@ def _divrem(a, b, typ, rem):
     else:
         q, r = a // bb, a % bb
     if rem:
-        return np.where(zero, a, r).astype(NP[typ])
+        ones = np.asarray(-1).astype(SINT[BITS[typ]]).view(NP[typ]) if is_signed(typ) \
+            else NP[typ](int_range(typ)[1])
+        return np.where(zero, ones, r).astype(NP[typ])
     return np.where(zero, np.asarray(-1).astype(SINT[BITS[typ]]).view(NP[typ]) if is_signed(typ)
                     else NP[typ](int_range(typ)[1]), q).astype(NP[typ])
 
