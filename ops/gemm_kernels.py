@@ -15,7 +15,7 @@ ldmatrix phase reads fall in different banks:
 """
 
 import kaiodsl
-from kaiodsl import Const, Ptr, f32, i32, u32
+from kaiodsl import Const, f32, u32
 
 
 # -- device functions ----------------------------------------------------------------------------------
@@ -210,3 +210,53 @@ def main_loop(a, b, M, N, K, row0, col0, smem, tid,
             frags = nxt
     kaiodsl.cp_async_wait_all()
     return acc
+
+
+@kaiodsl.func
+def store_tile(c, acc, r0, c0, lane, M, N, alpha, rscale, cscale, bias, WM: Const[int], WN: Const[int],
+               OUT: Const, SCALE: Const[bool], ROW: Const[bool], COL: Const[bool], BIAS: Const[bool]):
+    """The epilogue of every GEMM: ``out = f32(acc) [* alpha [* rscale[row]] [* cscale[col]]] [+ bias[col]]``
+    rounded once to OUT, two columns per lane (C fragment: rows g and g+8, columns 2t, 2t+1),
+    bounds-checked. Pointers whose flag is off are never read."""
+    g = lane // 4
+    t = lane % 4
+    for j in kaiodsl.static_range(WN // 8):
+        col = c0 + j * 8 + 2 * t
+        s0 = alpha
+        s1 = alpha
+        if COL:
+            s0 = s0 * (cscale[col] if col < N else 0.0)
+            s1 = s1 * (cscale[col + 1] if col + 1 < N else 0.0)
+        b0 = 0.0
+        b1 = 0.0
+        if BIAS:
+            b0 = bias[col] if col < N else 0.0
+            b1 = bias[col + 1] if col + 1 < N else 0.0
+        for i in kaiodsl.static_range(WM // 16):
+            for h in kaiodsl.static_range(2):
+                row = r0 + i * 16 + g + 8 * h
+                if row < M:
+                    v0 = f32(acc[i][j][2 * h])
+                    v1 = f32(acc[i][j][2 * h + 1])
+                    if SCALE:
+                        rs = rscale[row] if ROW else 1.0
+                        v0 = v0 * (s0 * rs)
+                        v1 = v1 * (s1 * rs)
+                    if BIAS:
+                        v0 = v0 + b0
+                        v1 = v1 + b1
+                    store_pair(c, row * N + col, v0, v1, col, N, OUT)
+
+
+@kaiodsl.func
+def store_pair(c, idx, v0, v1, col, N, OUT: Const):
+    """c[idx], c[idx+1] = v0, v1 (converted); one vector store when both columns exist and idx is even."""
+    if col + 1 < N and idx % 2 == 0:
+        if OUT == f32:
+            kaiodsl.store(c, idx, (v0, v1), vec=2)
+        else:
+            kaiodsl.store(c, idx, (OUT(v0), OUT(v1)), vec=2)
+    elif col < N:
+        c[idx] = OUT(v0)
+        if col + 1 < N:
+            c[idx + 1] = OUT(v1)

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Const, Ptr, bf16, f16, f32, i32
+from kaiodsl import Ptr, bf16, f16, f32, i32
 from kaiodsl.errors import ArgumentError
 
 from . import gemm_kernels as gk
@@ -104,45 +104,10 @@ def gemm_kernel(dtype_name: str, out_name: str, b_kmajor: bool, cfg: GemmConfig,
         acc = gk.main_loop(a, b, M, N, K, row0, col0, smem, tid, BM, BN, BK, WN_, WM, WN, STAGES, 2,
                            b_kmajor, None, f32)
         warp = tid // 32
-        store_tile(c, bias, acc, row0 + (warp // WN_) * WM, col0 + (warp % WN_) * WN, tid % 32, M, N,
-                   WM, WN, OUT, has_bias)
+        gk.store_tile(c, acc, row0 + (warp // WN_) * WM, col0 + (warp % WN_) * WN, tid % 32, M, N,
+                      1.0, bias, bias, bias, WM, WN, OUT, False, False, False, has_bias)
 
     return gemm
-
-
-@kaiodsl.func
-def store_tile(c, bias, acc, r0, c0, lane, M, N, WM: Const[int], WN: Const[int], OUT: Const, HAS_BIAS: Const[bool]):
-    """Write the warp's f32 accumulators (plus bias) as OUT, two columns per lane, bounds-checked."""
-    g = lane // 4
-    t = lane % 4
-    for j in kaiodsl.static_range(WN // 8):
-        col = c0 + j * 8 + 2 * t
-        b0 = 0.0
-        b1 = 0.0
-        if HAS_BIAS:
-            b0 = bias[col] if col < N else 0.0
-            b1 = bias[col + 1] if col + 1 < N else 0.0
-        for i in kaiodsl.static_range(WM // 16):
-            for h in kaiodsl.static_range(2):
-                row = r0 + i * 16 + g + 8 * h
-                v0 = acc[i][j][2 * h] + b0
-                v1 = acc[i][j][2 * h + 1] + b1
-                if row < M:
-                    store_pair(c, row * N + col, v0, v1, col, N, OUT)
-
-
-@kaiodsl.func
-def store_pair(c, idx, v0, v1, col, N, OUT: Const):
-    """c[idx], c[idx+1] = v0, v1 (converted); one vector store when both columns exist and idx is even."""
-    if col + 1 < N and idx % 2 == 0:
-        if OUT == f32:
-            kaiodsl.store(c, idx, (v0, v1), vec=2)
-        else:
-            kaiodsl.store(c, idx, (OUT(v0), OUT(v1)), vec=2)
-    elif col < N:
-        c[idx] = OUT(v0)
-        if col + 1 < N:
-            c[idx + 1] = OUT(v1)
 
 
 # -- the op ----------------------------------------------------------------------------------------------

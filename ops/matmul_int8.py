@@ -17,12 +17,12 @@ from functools import lru_cache
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Const, Ptr, bf16, f16, f32, i8, i32
+from kaiodsl import Ptr, bf16, f16, f32, i8, i32
 from kaiodsl.errors import ArgumentError
 
 from . import gemm_kernels as gk
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
-from .matmul import GemmConfig, _dtype_name, dummy_f32, store_pair
+from .matmul import GemmConfig, _dtype_name, dummy_f32
 
 
 def int8_config(M: int, N: int, K: int) -> GemmConfig:
@@ -51,38 +51,10 @@ def int8_kernel(out_name: str, cfg: GemmConfig, row_scale: bool, col_scale: bool
         acc = gk.main_loop(a, b, M, N, K, row0, col0, smem, tid, BM, BN, BK, WN_, WM, WN, STAGES, 1,
                            True, "s8", i32)
         warp = tid // 32
-        store_scaled(c, rscale, cscale, bias, alpha, acc, row0 + (warp // WN_) * WM,
-                     col0 + (warp % WN_) * WN, tid % 32, M, N, WM, WN, OUT, row_scale, col_scale, has_bias)
+        gk.store_tile(c, acc, row0 + (warp // WN_) * WM, col0 + (warp % WN_) * WN, tid % 32, M, N,
+                      alpha, rscale, cscale, bias, WM, WN, OUT, True, row_scale, col_scale, has_bias)
 
     return gemm_s8
-
-
-@kaiodsl.func
-def store_scaled(c, rscale, cscale, bias, alpha, acc, r0, c0, lane, M, N, WM: Const[int], WN: Const[int],
-                 OUT: Const, ROW: Const[bool], COL: Const[bool], BIAS: Const[bool]):
-    """out = f32(acc) * alpha [* rscale[row]] [* cscale[col]] [+ bias[col]], bounds-checked."""
-    g = lane // 4
-    t = lane % 4
-    for j in kaiodsl.static_range(WN // 8):
-        col = c0 + j * 8 + 2 * t
-        s0 = alpha
-        s1 = alpha
-        if COL:
-            s0 = s0 * (cscale[col] if col < N else 0.0)
-            s1 = s1 * (cscale[col + 1] if col + 1 < N else 0.0)
-        b0 = 0.0
-        b1 = 0.0
-        if BIAS:
-            b0 = bias[col] if col < N else 0.0
-            b1 = bias[col + 1] if col + 1 < N else 0.0
-        for i in kaiodsl.static_range(WM // 16):
-            for h in kaiodsl.static_range(2):
-                row = r0 + i * 16 + g + 8 * h
-                if row < M:
-                    rs = rscale[row] if ROW else 1.0
-                    v0 = f32(acc[i][j][2 * h]) * (s0 * rs) + b0
-                    v1 = f32(acc[i][j][2 * h + 1]) * (s1 * rs) + b1
-                    store_pair(c, row * N + col, v0, v1, col, N, OUT)
 
 
 def _check_int8_pair(op, a, b, a_name="a", b_name="b"):

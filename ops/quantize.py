@@ -11,7 +11,7 @@ shuffles and shared memory.
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Const, Ptr, f16, bf16, f32, i8, i32
+from kaiodsl import Ptr, f16, bf16, f32, i8, i32
 
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..errors import CompileError
-from ..ir.node import Block, Function, Node
+from ..ir.node import Function, Node
 from ..types import PtrType, ScalarType, TupleType, f16, bf16, reg_class
 from .features import ptx_version_for
 

@@ -8,7 +8,7 @@ with an explicit rounding modifier are not fused); ``kaiodsl.fma`` asks for one.
 from __future__ import annotations
 
 from ..errors import CompileError
-from ..types import PtrType, ScalarType, TupleType, bf16, f16, f32, ptx_suffix, reg_class
+from ..types import PtrType, ScalarType, TupleType, bf16, f16, f32, ptx_suffix
 from .features import form
 from .ptx import Ctx, mov_suffix, resolve
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import CompileError
 from ..ir.node import Block, Function, Node, SharedDecl, SourceLoc
-from ..types import (PtrType, ScalarType, TupleType, Type, bool_, f32, f64, i32, i64, promote, u32,
+from ..types import (ScalarType, TupleType, Type, bool_, f32, f64, i32, i64, promote, u32,
                      u64, void)
 
 PyConst = (bool, int, float)

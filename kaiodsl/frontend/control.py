@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import CompileError
 from ..ir.node import Block, Node
-from ..types import ScalarType, bool_, f32, i32
+from ..types import bool_, f32, i32
 from .builder import PyConst, default_type
 from .values import Undefined
 

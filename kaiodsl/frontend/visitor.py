@@ -8,8 +8,8 @@ import operator
 
 from ..errors import CompileError, KaioError
 from ..ir.node import Node, SourceLoc
-from ..types import ConstType, PtrType, ScalarType, TupleType, bool_
-from .builder import Builder, PyConst, is_const
+from ..types import PtrType, ScalarType, TupleType, bool_
+from .builder import Builder, PyConst
 from .control import ControlFlow, flatten
 from .values import SharedArray, Undefined
 

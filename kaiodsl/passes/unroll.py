@@ -111,7 +111,6 @@ def _clone_into(block: Block, nodes, mapping: dict) -> None:
 def _unroll(fn: Function, loop: _Loop) -> bool:
     pre, header, body, latch, exitpre = loop.pre, loop.header, loop.body, loop.latch, loop.exitpre
     current = list(pre.term.operands)
-    k = header.args.index(loop.ivar)
     loc = pre.term.loc
     for v in loop.values:
         i = Node("const", loop.ivar.type, (), {"value": v}, loop.ivar.loc)

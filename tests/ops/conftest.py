@@ -1,48 +1,9 @@
-"""Op-library fixtures: the backend (sim, and cuda where a GPU exists), a seeded rng, and a guard
-that fails a test if an op allocates or launches (helpers are in opkit.py)."""
+"""Op-library fixtures: a guard that fails a test if an op allocates or launches (the backend and
+rng fixtures are tests/conftest.py's; helpers are in opkit.py)."""
 
-import zlib
-
-import numpy as np
 import pytest
 
 from kaiodsl.runtime import backend as rt_backend
-
-from opkit import BACKENDS
-
-_GPU = []
-
-
-def gpu_available() -> bool:
-    if not _GPU:
-        _GPU.append(rt_backend.gpu_available())
-    return _GPU[0]
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked gpu under tests/ops skip cleanly where no CUDA driver/device is present."""
-    if gpu_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA driver and device")
-    for item in items:
-        if "gpu" in item.keywords and "tests/ops" in str(item.fspath):
-            item.add_marker(skip)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    """Runs the test on each backend; cuda only where a GPU exists."""
-    if request.param == "cuda" and not gpu_available():
-        pytest.skip("needs a CUDA driver and device")
-    rt_backend.set_backend(request.param)
-    yield request.param
-    rt_backend.reset()
-
-
-@pytest.fixture
-def rng(request):
-    """Seeded from the test's id (crc32: str hash() is salted per process), so failures reproduce."""
-    return np.random.default_rng(zlib.crc32(request.node.name.encode()))
 
 
 class _NoLaunchBackend:
