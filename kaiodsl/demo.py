@@ -60,11 +60,10 @@ def main(quick: bool = False) -> int:
         main_k = getattr(mod, kname) if kname else (kernels[0] if kernels else None)
         print(f"== {fname}")
         try:
+            extra = getattr(mod, "DEMO_CONSTS", {})
             for k in kernels:
-                kc = consts if k is main_k else getattr(mod, "DEMO_CONSTS", {}).get(k.__name__, {})
-                if kc is None:
-                    continue
-                compiled = k.compile(arch=be.arch, **(kc or getattr(mod, "DEMO_CONSTS", {}).get(k.__name__, {})))
+                kc = consts if k is main_k else extra.get(k.__name__, {})
+                compiled = k.compile(arch=be.arch, **kc)
                 print("   " + format_stats(compiled)[3:])
                 if not shown_ptx and fname == "saxpy.py":
                     shown_ptx = True

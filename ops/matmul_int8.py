@@ -11,7 +11,6 @@ The main loop is the f16 GEMM's (ops/gemm_kernels.py): tiles are counted in byte
 32-byte k-slab is one m16n8k32 step.
 """
 
-from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -149,5 +148,3 @@ def reference_matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias=None) -> np.nd
         out = out + np.asarray(bias, np.float64)[None, :]
     return out
 
-
-_ = replace

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..frontend.builder import Builder, PyConst
 from ..frontend.values import Builtin, SharedArray, builtin
-from ..ir.node import Node
-from ..types import PtrType, ScalarType, TupleType, i32, u32
+from ..ir.node import Node, SharedDecl
+from ..types import PtrType, ScalarType, TupleType, u32
 
 _LOAD_CACHE = {"", "nc", "ca", "cg", "cs", "lu", "cv"}
 _STORE_CACHE = {"", "wb", "cg", "cs", "wt"}
@@ -48,8 +48,7 @@ def dynamic_shared(b: Builder, dtype, shape=None, offset: int = 0):
     if not isinstance(dtype, ScalarType):
         b.error(f"dynamic_shared(): dtype must be a kaiodsl scalar type, got {dtype!r}")
     if not any(d.size is None for d in b.fn.shared):
-        b.fn.shared.append(__import__("kaiodsl.ir.node", fromlist=["SharedDecl"]).SharedDecl(
-            "kaio_dyn_smem", None, 16))
+        b.fn.shared.append(SharedDecl("kaio_dyn_smem", None, 16))
     base = b.emit("shared_base", PtrType(dtype, "shared"), (), {"symbol": "kaio_dyn_smem"})
     if offset:
         if offset % dtype.nbytes:
@@ -179,5 +178,3 @@ def shared_address(b: Builder, ptr):
         b.error("shared_address() needs a shared pointer or shared array")
     return b.emit("bitcast", u32, (ptr,))
 
-
-_ = i32
