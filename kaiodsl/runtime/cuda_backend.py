@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ArgumentError, LaunchError
 from . import args as _args
-from . import driver, fastpath
+from . import driver, fastpath, native
 from .arrays import DeviceArray, foreign_array
 from .streams import stream_handle
 
@@ -55,10 +55,34 @@ class PreparedLaunch:
         self.argv_addr = ctypes.addressof(self.argv) if self.n else 0
         self.last = [None, -1]  # (block, smem) last checked: re-check only when they change
         self.launch = driver.drv().cuLaunchKernel
+        self.desc = None
         self.fast = fastpath.build(self)
+        self.native = self._native()
+        self.entry = self.native or self.fast  # the first tier a launch tries
+
+    def _native(self):
+        """The native launch tier for this kernel (native.py), or None where it cannot run."""
+        address = driver.launch_kernel_address()
+        try:
+            fn_handle = int(self.fn)
+        except (TypeError, ValueError):
+            return None
+        nat = native.native(address) if address else None
+        if nat is None:
+            return None
+        desc = native.Descriptor(fn=fn_handle, argv=self.argv_addr, buf=ctypes.addressof(self.buf),
+                                 params=self.compiled.params, ordinal=self.ordinal,
+                                 single_gpu=self.backend.single_gpu, da_type=DeviceArray,
+                                 da_scalar_types=self.elem)
+        if not desc.usable:  # a parameter type the native code does not convert (f16, bf16, bool ...)
+            return None
+        self.desc = desc
+        fastpath.refresh_torch(self.fast, self, force=True)
+        return nat.function(desc.words)
 
     def __call__(self, grid, block, args, smem=0, stream=None):
-        return self.fast(grid, block, args, smem, stream)
+        if self.entry(grid, block, args, smem, stream) is NotImplemented:
+            self.fast(grid, block, args, smem, stream)
 
     def bf16_scalar(self, value):
         return value if type(value) is int else _args.float_to_bf16_bits(float(value))
@@ -68,6 +92,8 @@ class PreparedLaunch:
         self.dev.check_launch(self.module, self.compiled, grid, block, smem)
         self.dev.opt_in_shared(self.module, smem)
         self.last[0], self.last[1] = block, smem
+        if self.desc is not None and type(smem) is int:
+            self.desc.set_config(block, smem)
 
     def failed(self, err, grid, block, smem):
         if int(err) in (201, 709):  # INVALID_CONTEXT, CONTEXT_IS_DESTROYED: another thread's ctx

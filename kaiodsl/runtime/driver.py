@@ -26,6 +26,29 @@ def drv():
     return _drv
 
 
+_launch_address = None
+
+
+def launch_kernel_address() -> int | None:
+    """The address of the driver's cuLaunchKernel, for the native launch tier (None if not found).
+
+    The same entry point cuda.bindings calls: the per-thread-default-stream variant when
+    CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM is set, as cuda.bindings does.
+    """
+    global _launch_address
+    if _launch_address is None:
+        import os
+
+        name = "cuLaunchKernel_ptsz" if os.environ.get("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM", "0") != "0" \
+            else "cuLaunchKernel"
+        try:
+            lib = ctypes.CDLL("libcuda.so.1")
+            _launch_address = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value or 0
+        except (OSError, AttributeError):
+            _launch_address = 0
+    return _launch_address or None
+
+
 def error_text(err) -> tuple[str, str]:
     d = drv()
     try:

@@ -115,19 +115,29 @@ def build(prep) -> callable:
     return fn
 
 
-def refresh_torch(fn, prep) -> None:
-    """Once the program has imported torch, let the fast path recognize its tensors."""
+def refresh_torch(fn, prep, force: bool = False) -> None:
+    """Once the program has imported torch, let the fast path (and the native tier) recognize its tensors."""
     torch = sys.modules.get("torch")
     ns = fn.namespace
-    if torch is None or ns["TT"] is not _NoTorch:
+    if torch is None or (ns["TT"] is not _NoTorch and not force):
         return
+    dtypes = torch_dtypes(torch, prep)
+    for i, dt in dtypes.items():
+        ns[f"TD{i}"] = dt
+    ns["TT"] = torch.Tensor
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    ns["TORCH_STREAM"] = raw or torch_stream
+    desc = getattr(prep, "desc", None)
+    if desc is not None:
+        desc.set_torch(torch.Tensor, raw, dtypes)
+
+
+def torch_dtypes(torch, prep) -> dict:
+    """Pointer parameter index -> the torch dtype matching its element type (None if torch has none)."""
     from .args import TORCH_NAMES
 
     by_name = {ours: getattr(torch, theirs, None) for theirs, ours in TORCH_NAMES.items()}
-    for i in prep.ptr_idx:
-        ns[f"TD{i}"] = by_name.get(prep.elem[i].name)
-    ns["TT"] = torch.Tensor
-    ns["TORCH_STREAM"] = getattr(torch._C, "_cuda_getCurrentRawStream", torch_stream)
+    return {i: by_name.get(prep.elem[i].name) for i in prep.ptr_idx}
 
 
 _raw_stream = None

@@ -115,16 +115,22 @@ class _Generic:
         self.backend, self.compiled = backend, compiled
 
     def __call__(self, grid, block, args, smem, stream):
-        return self.backend.launch(self.compiled, grid, block, args, smem, stream)
+        self.backend.launch(self.compiled, grid, block, args, smem, stream)
 
 
-def _prepare(kernel, backend, consts: dict):
+def _prepare(kernel, backend, consts: dict) -> tuple:
+    """(first, fallback): call first; if it returns NotImplemented, nothing ran: call fallback.
+
+    The CUDA backend's first tier is the native launcher (native.py) where it can run,
+    its fallback the generated Python launch function (fastpath.py).
+    """
     compiled = kernel.specialize(consts, backend.arch)
     prep = getattr(backend, "prepare", None)
     if prep is None:
-        return _Generic(backend, compiled)
+        g = _Generic(backend, compiled)
+        return g, g
     p = prep(compiled)
-    return getattr(p, "fast", p)  # the CUDA backend's generated launch function
+    return p.entry, p.fast
 
 
 def _is_plain(kernel) -> bool:
@@ -141,6 +147,7 @@ class Launcher:
     """
 
     __slots__ = ("kernel", "grid", "block", "_memo", "_plain")
+    # _memo = (backend, first tier, fallback tier): see _prepare.
 
     def __new__(cls, kernel, grid, block):
         try:
@@ -153,7 +160,7 @@ class Launcher:
         self.kernel = kernel
         self.grid = _dims(grid, "grid")
         self.block = _dims(block, "block")
-        self._memo = (_NO_BACKEND, None)  # never `is` a backend: the first call takes the slow path
+        self._memo = (_NO_BACKEND, None, None)  # never `is` a backend: the first call takes the slow path
         self._plain = _is_plain(kernel)
         try:
             if len(table) >= _MAX_LAUNCHERS:
@@ -167,8 +174,10 @@ class Launcher:
         try:
             memo = self._memo
             if memo[0] is _STATE.backend and not kwargs:
-                return memo[1](self.grid, self.block, args, smem, stream)
-            return self._launch(args, kwargs, smem, stream)
+                if memo[1](self.grid, self.block, args, smem, stream) is NotImplemented:
+                    memo[2](self.grid, self.block, args, smem, stream)
+                return
+            self._launch(args, kwargs, smem, stream)
         except KaioError as e:  # the user's frame and this one: no runtime or compiler internals
             raise e.with_traceback(None) from None
 
@@ -187,8 +196,9 @@ class Launcher:
         if entry is None:
             entry = cache[key] = _prepare(k, b, consts or {})
         if self._plain:
-            self._memo = (b, entry)
-        return entry(self.grid, self.block, args, smem, stream)
+            self._memo = (b, *entry)
+        if entry[0](self.grid, self.block, args, smem, stream) is NotImplemented:
+            entry[1](self.grid, self.block, args, smem, stream)
 
     def compiled(self, *args, **kwargs):
         """The CompiledKernel this call would run (for inspection: .ptx, .registers ...)."""

@@ -1,18 +1,21 @@
 """The CUDA backend's packing and checks against a fake driver (no GPU needed).
 
 The fake cuLaunchKernel reads the parameters back through the void** address,
-so this checks exactly the bytes a real launch would hand the driver.
+so this checks exactly the bytes a real launch would hand the driver. Every test
+runs twice: with the Python launch tier alone, and with the native tier in front
+of it (its cuLaunchKernel is a C callback into the same fake).
 """
 
 import ctypes
 import struct
+import sys
 
 import numpy as np
 import pytest
 
-from kaiodsl.errors import ArgumentError, LaunchError
+from kaiodsl.errors import ArgumentError, CudaError, LaunchError
 from kaiodsl.runtime import cuda_backend as CB
-from kaiodsl.runtime import fastpath
+from kaiodsl.runtime import fastpath, native
 from kaiodsl.runtime import driver as D
 from kaiodsl.runtime.arrays import DeviceArray
 from kaiodsl.runtime.ptx_kernel import PtxKernel
@@ -26,15 +29,30 @@ ATTRS = {"max_threads_per_block": 1024, "max_block_x": 1024, "max_block_y": 1024
          "cc_major": 9, "cc_minor": 0}
 
 
+_LAUNCH_PROTO = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, *[ctypes.c_uint] * 7, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_void_p)
+
+
 class FakeDriver:
     def __init__(self, sizes):
         self.sizes, self.launches, self.set_attr = sizes, [], []
+        self.native_launches, self.error = 0, 0
+        self.native_entry = _LAUNCH_PROTO(self._native_launch)  # what the native tier calls
 
     def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, smem, stream, argv, extra):
+        if self.error:
+            return (self.error,)
         ptrs = (ctypes.c_void_p * len(self.sizes)).from_address(argv)
         vals = [ctypes.string_at(p, n) for p, n in zip(ptrs, self.sizes)]
         self.launches.append(((gx, gy, gz), (bx, by, bz), smem, stream, vals))
         return (0,)
+
+    def _native_launch(self, fn, gx, gy, gz, bx, by, bz, smem, stream, argv, extra):
+        assert fn == FN_HANDLE and extra is None
+        if self.error:
+            return self.error
+        self.native_launches += 1
+        return self.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, smem, stream or 0, argv, extra)[0]
 
     def cuFuncSetAttribute(self, fn, attr, value):
         self.set_attr.append(value)
@@ -46,15 +64,27 @@ class FakeDriver:
         CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 
 
-@pytest.fixture
-def fake_cuda(monkeypatch):
+FN_HANDLE = 0xF00D  # the fake CUfunction
+
+
+@pytest.fixture(params=["python", "native"])
+def fake_cuda(monkeypatch, request):
     fake = FakeDriver([8, 8, 4, 4])
+    fake.tier = request.param
+    if fake.tier == "native":
+        pytest.importorskip("llvmlite")
+        assert native.unavailable_reason() is None, native.unavailable_reason()
+        address = ctypes.cast(fake.native_entry, ctypes.c_void_p).value
+        assert native.native(address) is not None, native.why_not()
+    else:
+        address = None
+    monkeypatch.setattr(D, "launch_kernel_address", lambda: address)
     monkeypatch.setattr(D, "_drv", fake)
     monkeypatch.setattr(fastpath, "_CUSTREAMS", {})
     dev = D.Device(0, None, None, dict(ATTRS), "sm_90a")
     k = PtxKernel(S.SCALE, S.SCALE_PARAMS)
     compiled = k.specialize({}, "sm_90a")
-    dev.modules[compiled.key] = D.Module(None, "fn", "scale", num_regs=128, max_threads=512,
+    dev.modules[compiled.key] = D.Module(None, FN_HANDLE, "scale", num_regs=128, max_threads=512,
                                          static_shared=1024)
     backend = object.__new__(CB.CudaBackend)
     backend.device, backend.arch, backend.single_gpu, backend._prepared = dev, "sm_90a", True, {}
@@ -79,6 +109,50 @@ def test_fast_path_packs_pointers_and_scalars(fake_cuda):
     assert struct.unpack("<f", vals[2])[0] == 1.5 and struct.unpack("<i", vals[3])[0] == -7
     k[1, 128](x, y, 2.0, 9, stream=77)
     assert fake.launches[-1][3] == 77
+
+
+def test_tiers_launch_the_same_bytes(fake_cuda):
+    """Repeats go to the native tier (when it is on) and hand the driver what the Python tier would."""
+    fake, k = fake_cuda
+    x, y = DeviceArray(8, "f32"), DeviceArray(16, "f32")
+    cases = [(1.5, -7), (-0.0, 2**31 - 1), (float("inf"), -(2**31)), (3.4e38, 0), (1e-45, 1)]
+    for a, n in cases:
+        for _ in range(2):  # the first launch of a block checks it (Python tier)
+            k[(5, 6, 7), (32, 2)](x, y, a, n, stream=9)
+        grid, block, smem, stream, vals = fake.launches[-1]
+        assert (grid, block, smem, stream) == ((5, 6, 7), (32, 2, 1), 0, 9)
+        assert vals == [struct.pack("<Q", x.ptr), struct.pack("<Q", y.ptr), struct.pack("<f", a),
+                        struct.pack("<i", n)]
+    assert fake.native_launches == (2 * len(cases) - 1 if fake.tier == "native" else 0)
+
+
+def test_native_tier_declines_what_it_does_not_convert(fake_cuda):
+    """numpy scalars, bools, ints for f32 and a stream object: the Python tier launches them."""
+    fake, k = fake_cuda
+    x, y = DeviceArray(8, "f32"), DeviceArray(16, "f32")
+    k[1, 32](x, y, 1.0, 3)
+    before = fake.native_launches
+    for a, n, stream in [(np.float32(2.5), 3, None), (2.5, np.int32(3), None), (2, 3, None),
+                         (2.5, True, None), (2.5, 3, Stream0())]:
+        k[1, 32](x, y, a, n, stream=stream)
+        vals = fake.launches[-1][4]
+        assert struct.unpack("<f", vals[2])[0] == float(a) and struct.unpack("<i", vals[3])[0] == int(n)
+    assert fake.native_launches == before
+
+
+class Stream0:
+    handle = 0
+
+
+def test_driver_error_from_either_tier(fake_cuda):
+    fake, k = fake_cuda
+    x, y = DeviceArray(8, "f32"), DeviceArray(16, "f32")
+    k[1, 32](x, y, 1.0, 3)
+    fake.error = 999
+    with pytest.raises(CudaError, match="cuLaunchKernel"):
+        k[1, 32](x, y, 1.0, 3)
+    fake.error = 0
+    k[1, 32](x, y, 1.0, 3)
 
 
 def test_fast_path_errors_are_explained(fake_cuda):
@@ -172,19 +246,25 @@ class _FakeTorchModule:
 
 
 def test_torch_fast_path(fake_cuda, monkeypatch):
-    import sys
-
     fake, k = fake_cuda
     torch = _FakeTorchModule
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.setattr(fastpath, "_raw_stream", None)
     x, y = torch.Tensor(0x1000, torch.float32), torch.Tensor(0x2000, torch.float32)
-    for _ in range(2):  # first call: general path (learns torch); second: generated fast path
+    for _ in range(3):  # first call: general path (learns torch); then the fast tiers
         k[1, 32](x, y, 1.0, 3)
         grid, block, smem, stream, vals = fake.launches[-1]
         assert stream == 0x5150  # torch's current stream
         assert struct.unpack("<Q", vals[0])[0] == 0x1000 and struct.unpack("<Q", vals[1])[0] == 0x2000
-    prepared = next(iter(k._launch_cache.values()))
+    assert fake.native_launches == (2 if fake.tier == "native" else 0)
+    for _ in range(10):
+        k[1, 32](x, y, 1.0, 3)
+    refs = [sys.getrefcount(o) for o in (x, y, torch.float32, NotImplemented)]
+    for _ in range(1000):
+        k[1, 32](x, y, 1.0, 3)
+    after = [sys.getrefcount(o) for o in (x, y, torch.float32, NotImplemented)]
+    assert all(abs(a - b) < 50 for a, b in zip(after, refs)), (refs, after)  # no reference leaked or lost
+    prepared = next(iter(k._launch_cache.values()))[1]  # (first tier, Python tier)
     assert prepared.namespace["TT"] is torch.Tensor and "data_ptr" in prepared.source
     with pytest.raises(ArgumentError, match="'y' expects dtype f32"):
         k[1, 32](x, torch.Tensor(0x2000, torch.float16), 1.0, 3)
@@ -198,7 +278,7 @@ def test_generated_source_for_small_signatures(fake_cuda):
         k = PtxKernel(ptx, specs)
         backend = set_backend.__globals__["STATE"].backend
         compiled = k.specialize({}, "sm_90a")
-        backend.device.modules[compiled.key] = D.Module(None, "fn", k.__name__, 8, 128, 0)
+        backend.device.modules[compiled.key] = D.Module(None, FN_HANDLE, k.__name__, 8, 128, 0)
         fake.sizes = [8]
         k[1, 32](*args())
         assert struct.unpack("<Q", fake.launches[-1][4][0])[0] == 0xABC004

@@ -1,0 +1,231 @@
+"""The native launch tier: one machine-code function, JIT-compiled once per process with llvmlite.
+
+A cached launch with four torch tensors spent most of its time in Python: the
+interpreter running the generated launch function (fastpath.py) and the
+cuda.bindings wrapper around cuLaunchKernel. This tier does the same work as a
+C function the interpreter calls directly (METH_FASTCALL, no Python frame): for
+each argument it checks the exact type, reads dtype/device/data_ptr through the
+CPython C API, writes the parameter slot, fetches PyTorch's current stream and
+calls the driver's cuLaunchKernel itself.
+
+It handles the common case only and never raises: it returns ``None`` when it
+launched and ``NotImplemented`` when it did nothing (an argument or stream it
+does not handle, a block or smem not yet checked for this kernel, any failed C
+API call, any driver error). The caller then takes the Python tier, which
+handles everything and reports every error, so errors and results read the same
+whichever tier ran. The GIL stays held through cuLaunchKernel, so the
+kernel's parameter buffer is never written by two threads at once.
+
+Per PreparedLaunch there is a descriptor (a ctypes array of u64, layout in ``H_*``
+and ``P_*`` below) and a builtin-function object whose ``self`` is that array, so
+the function keeps it alive; the machine code is shared. Python objects the code
+compares against (dtype objects, types, method names) are referenced by address
+and kept alive by the array (its ``keep`` attribute).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import sys
+import sysconfig
+import threading
+
+# Descriptor header (u64 indices).
+H_FN, H_ARGV, H_BUF, H_N = 0, 1, 2, 3
+H_TENSOR_TYPE, H_DA_TYPE, H_ORD, H_ORD_OBJ, H_STREAM_FN = 4, 5, 6, 7, 8
+H_LAST_BLOCK, H_LAST_SMEM, H_BX, H_BY, H_BZ, H_SINGLE_GPU = 9, 10, 11, 12, 13, 14
+HEADER = 16
+# Per parameter i: 4 u64 at HEADER + 4*i = kind, torch dtype object | lo, DeviceArray scalar type | hi.
+P_KIND, P_A, P_B = 0, 1, 2
+PTR, INT, U64, F32, F64 = 1, 2, 3, 4, 5  # parameter kinds; 0 = not handled (no native launcher)
+INT_RANGE = {"i8": (-(1 << 7), (1 << 7) - 1), "u8": (0, (1 << 8) - 1),
+             "i16": (-(1 << 15), (1 << 15) - 1), "u16": (0, (1 << 16) - 1),
+             "i32": (-(1 << 31), (1 << 31) - 1), "u32": (0, (1 << 32) - 1),
+             "i64": (-(1 << 63), (1 << 63) - 1)}
+
+METH_FASTCALL = 0x80
+
+_IR_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_launch.ll")
+
+_C_API = {  # IR name -> CPython C-API symbol
+    "TupleSize": "PyTuple_Size", "TupleGetItem": "PyTuple_GetItem",
+    "GetAttr": "PyObject_GetAttr", "VectorcallMethod": "PyObject_VectorcallMethod",
+    "Vectorcall": "PyObject_Vectorcall", "AsLongLong": "PyLong_AsLongLong",
+    "AsUnsignedLongLong": "PyLong_AsUnsignedLongLong", "AsDouble": "PyFloat_AsDouble",
+    "ErrOccurred": "PyErr_Occurred", "ErrClear": "PyErr_Clear", "IncRef": "Py_IncRef",
+    "DecRef": "Py_DecRef",
+}
+NAMES = ("dtype", "is_cuda", "get_device", "data_ptr", "scalar_type", "device", "ptr")
+
+
+class _MethodDef(ctypes.Structure):
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
+
+
+class _Native:
+    """The compiled code, its method definition and the objects its addresses point at."""
+
+    def __init__(self, launch_kernel: int):
+        import llvmlite.binding as llvm
+
+        _init_llvm(llvm)
+        self.keep = {name: sys.intern(name) for name in NAMES}
+        consts = {f"S_{n}": id(s) for n, s in self.keep.items()}
+        api = ctypes.pythonapi
+        consts.update({k: ctypes.cast(getattr(api, sym), ctypes.c_void_p).value for k, sym in _C_API.items()})
+        consts.update({"TupleType": id(tuple), "LongType": id(int), "FloatType": id(float),
+                       "None": id(None), "NotImplemented": id(NotImplemented), "True": id(True),
+                       "LaunchKernel": launch_kernel, "PTR": PTR, "INT": INT, "U64": U64, "F32": F32,
+                       "F64": F64, "HEADER": HEADER, "P_A": P_A, "P_B": P_B})
+        consts.update({k: v for k, v in globals().items() if k.startswith("H_")})
+        with open(_IR_FILE) as f:
+            ir = f.read()
+        ir = re.sub(r"@(\w+)@", lambda m: str(consts[m.group(1)]), ir)  # a KeyError names a missing one
+        self.ir = ir
+        target = llvm.Target.from_default_triple().create_target_machine(opt=2)
+        mod = llvm.parse_assembly(ir)
+        mod.verify()
+        self.engine = llvm.create_mcjit_compiler(mod, target)
+        self.engine.finalize_object()
+        self.address = self.engine.get_function_address("kaio_launch")
+        self.method = _MethodDef(b"kaiodsl_native_launch", self.address, METH_FASTCALL,
+                                 b"kaiodsl native launch (see kaiodsl/runtime/native.py)")
+        new = api.PyCFunction_NewEx
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
+        self._new = new
+
+    def function(self, words):
+        """A builtin function running the native launch on a descriptor (Descriptor.words)."""
+        return self._new(ctypes.addressof(self.method), words, None)
+
+
+_lock = threading.Lock()
+_natives: dict = {}  # cuLaunchKernel address -> _Native
+_why_not: str | None = None
+
+
+def _init_llvm(llvm) -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+
+
+def unavailable_reason() -> str | None:
+    """Why the native tier cannot run in this process, or None if it can."""
+    if os.environ.get("KAIODSL_NATIVE_LAUNCH", "1") == "0":
+        return "disabled by KAIODSL_NATIVE_LAUNCH=0"
+    if sys.implementation.name != "cpython":
+        return f"needs CPython, running {sys.implementation.name}"
+    if sysconfig.get_config_var("Py_GIL_DISABLED") or hasattr(sys, "getobjects"):
+        return "needs a standard CPython build (free-threaded or trace-refs builds have another object layout)"
+    # The code reads an object's type at offset 8 (PyObject = refcount, type) and a ctypes
+    # array's buffer pointer at offset 16: check this build lays them out so.
+    probe, words = 12345678901234567890, _words(1)
+    if ctypes.c_void_p.from_address(id(probe) + 8).value != id(int) or \
+            ctypes.c_void_p.from_address(id(words) + 16).value != ctypes.addressof(words):
+        return "this CPython's object layout differs from the one the native code reads"
+    for sym in _C_API.values():
+        if not hasattr(ctypes.pythonapi, sym):
+            return f"this CPython does not export {sym}"
+    try:
+        import llvmlite  # noqa: F401
+    except ImportError:
+        return "llvmlite is not installed"
+    return None
+
+
+def native(launch_kernel: int) -> _Native | None:
+    """The process's native launcher calling the cuLaunchKernel at that address (built on first use)."""
+    global _why_not
+    n = _natives.get(launch_kernel)
+    if n is not None or _why_not is not None:
+        return n
+    with _lock:
+        n = _natives.get(launch_kernel)
+        if n is None and _why_not is None:
+            _why_not = unavailable_reason()
+            if _why_not is None:
+                try:
+                    n = _natives[launch_kernel] = _Native(launch_kernel)
+                except Exception as e:  # an llvmlite it cannot use: the Python tier works alone
+                    _why_not = f"JIT failed: {type(e).__name__}: {e}"
+    return n
+
+
+def why_not() -> str | None:
+    """After a first attempt: why there is no native launcher (None when there is one)."""
+    return _why_not
+
+
+def kind_of(param) -> int:
+    """The native kind of a kernel parameter, 0 when the native code does not handle it."""
+    if param.is_pointer:
+        return PTR
+    name = param.dtype.name
+    if name in INT_RANGE:
+        return INT
+    return {"u64": U64, "f32": F32, "f64": F64}.get(name, 0)
+
+
+_WORDS: dict = {}
+
+
+def _words(n: int):
+    """A zeroed ctypes u64 array of n words that takes attributes (its `keep`)."""
+    cls = _WORDS.get(n)
+    if cls is None:
+        cls = _WORDS[n] = type("DescriptorWords", (ctypes.c_uint64 * n,), {})
+    return cls()
+
+
+class Descriptor:
+    """The u64 array the native code reads for one prepared launch, and what it points at."""
+
+    def __init__(self, *, fn: int, argv: int, buf: int, params, ordinal: int, single_gpu: bool,
+                 da_type: type, da_scalar_types):
+        n = len(params)
+        self.n = n
+        self.words = w = _words(HEADER + 4 * max(1, n))
+        self.keep = w.keep = [ordinal, da_type]  # objects whose addresses are in the words
+        w[H_FN], w[H_ARGV], w[H_BUF], w[H_N] = fn, argv, buf, n
+        w[H_DA_TYPE], w[H_ORD], w[H_ORD_OBJ] = id(da_type), ordinal, id(ordinal)
+        w[H_SINGLE_GPU] = 1 if single_gpu else 0
+        w[H_LAST_BLOCK] = 0  # no block checked yet: the first launch takes the Python tier
+        w[H_LAST_SMEM] = (1 << 64) - 1
+        self.kinds = []
+        for i, p in enumerate(params):
+            k = kind_of(p)
+            self.kinds.append(k)
+            base = HEADER + 4 * i
+            w[base + P_KIND] = k
+            if k == PTR:
+                st = da_scalar_types[i]
+                self.keep.append(st)
+                w[base + P_B] = id(st)
+            elif k == INT:
+                lo, hi = INT_RANGE[p.dtype.name]
+                w[base + P_A], w[base + P_B] = lo & ((1 << 64) - 1), hi
+
+    @property
+    def usable(self) -> bool:
+        return all(self.kinds)
+
+    def set_torch(self, tensor_type, stream_fn, dtypes) -> None:
+        """PyTorch is imported: recognize its tensors (dtypes[i]: the torch dtype for pointer i)."""
+        w = self.words
+        self.keep += [tensor_type, stream_fn, *dtypes.values()]
+        for i, dt in dtypes.items():
+            if self.kinds[i] == PTR:
+                w[HEADER + 4 * i + P_A] = id(dt) if dt is not None else 0
+        w[H_STREAM_FN] = id(stream_fn) if stream_fn is not None else 0
+        w[H_TENSOR_TYPE] = id(tensor_type)
+
+    def set_config(self, block: tuple, smem: int) -> None:
+        """The block and smem just checked; the caller keeps `block` alive."""
+        w = self.words
+        w[H_BX], w[H_BY], w[H_BZ] = block
+        w[H_LAST_SMEM] = smem & ((1 << 64) - 1)
+        w[H_LAST_BLOCK] = id(block)
