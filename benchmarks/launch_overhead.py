@@ -226,6 +226,9 @@ def main():
     from kaiodsl.runtime import native
 
     notes["native_tier"] = ("on" if prepared.native is not None else f"off: {native.why_not()}")
+    found = native.c_entries(torch.Tensor)
+    notes["native_torch_entries"] = ", ".join(f"{n}: {'C' if e else 'generic'}"
+                                              for n, e in zip(("dtype", "is_cuda", "data_ptr"), found))
     try:
         import llvmlite
 

@@ -36,7 +36,11 @@ import threading
 H_FN, H_ARGV, H_BUF, H_N = 0, 1, 2, 3
 H_TENSOR_TYPE, H_DA_TYPE, H_ORD, H_ORD_OBJ, H_STREAM_FN = 4, 5, 6, 7, 8
 H_LAST_BLOCK, H_LAST_SMEM, H_BX, H_BY, H_BZ, H_SINGLE_GPU = 9, 10, 11, 12, 13, 14
-HEADER = 16
+# How to read a tensor's dtype / is_cuda: (function, argument) called as f(tensor, argument);
+# torch's own C getter and its closure, or PyObject_GetAttr and the attribute name. And
+# torch's data_ptr C function (METH_NOARGS), 0 for a method call by name.
+H_DT_GET, H_DT_ARG, H_CU_GET, H_CU_ARG, H_DP_FN = 16, 17, 18, 19, 20
+HEADER = 24
 # Per parameter i: 4 u64 at HEADER + 4*i = kind, torch dtype object | lo, DeviceArray scalar type | hi.
 P_KIND, P_A, P_B = 0, 1, 2
 PTR, INT, U64, F32, F64 = 1, 2, 3, 4, 5  # parameter kinds; 0 = not handled (no native launcher)
@@ -57,7 +61,9 @@ _C_API = {  # IR name -> CPython C-API symbol
     "ErrOccurred": "PyErr_Occurred", "ErrClear": "PyErr_Clear", "IncRef": "Py_IncRef",
     "DecRef": "Py_DecRef",
 }
-NAMES = ("dtype", "is_cuda", "get_device", "data_ptr", "scalar_type", "device", "ptr")
+_NAMES = {n: sys.intern(n) for n in ("dtype", "is_cuda", "get_device", "data_ptr", "scalar_type", "device",
+                                      "ptr")}
+METH_NOARGS = 0x4
 
 
 class _MethodDef(ctypes.Structure):
@@ -72,8 +78,7 @@ class _Native:
         import llvmlite.binding as llvm
 
         _init_llvm(llvm)
-        self.keep = {name: sys.intern(name) for name in NAMES}
-        consts = {f"S_{n}": id(s) for n, s in self.keep.items()}
+        consts = {f"S_{n}": id(s) for n, s in _NAMES.items()}
         api = ctypes.pythonapi
         consts.update({k: ctypes.cast(getattr(api, sym), ctypes.c_void_p).value for k, sym in _C_API.items()})
         consts.update({"TupleType": id(tuple), "LongType": id(int), "FloatType": id(float),
@@ -170,6 +175,53 @@ def kind_of(param) -> int:
     return {"u64": U64, "f32": F32, "f64": F64}.get(name, 0)
 
 
+_ENTRIES: dict = {}
+
+
+def c_entries(tensor_type) -> tuple:
+    """(dtype (getter, closure), is_cuda (getter, closure), data_ptr function) of a tensor type,
+    each None unless that attribute is a C descriptor (torch.Tensor's come from its C base).
+    """
+    if tensor_type not in _ENTRIES:
+        _ENTRIES[tensor_type] = (c_getter(tensor_type, "dtype"), c_getter(tensor_type, "is_cuda"),
+                                 c_noargs(tensor_type, "data_ptr"))
+    return _ENTRIES[tensor_type]
+
+
+# PyGetSetDescrObject and PyMethodDescrObject keep their PyGetSetDef / PyMethodDef pointer
+# after the common descriptor header (object header, d_type, d_name, d_qualname). Each def
+# is checked by its C name (and flags) before use: a layout this code does not know gives None.
+_DESCR_DEF = 40
+
+
+def _def_of(cls, name: str, kind: str):
+    d = getattr(cls, name, None)
+    if type(d).__name__ != kind:
+        return None
+    p = ctypes.c_void_p.from_address(id(d) + _DESCR_DEF).value
+    if not p:
+        return None
+    cname = ctypes.c_void_p.from_address(p).value  # the def's first field: its name
+    return p if cname and ctypes.string_at(cname) == name.encode() else None
+
+
+def c_getter(cls, name: str):
+    """(get, closure) of a C getset attribute of cls, called as get(obj, closure); else None."""
+    gdef = _def_of(cls, name, "getset_descriptor")
+    if gdef is None:
+        return None
+    get, closure = (ctypes.c_void_p.from_address(gdef + off).value for off in (8, 32))  # PyGetSetDef
+    return (get, closure or 0) if get else None
+
+
+def c_noargs(cls, name: str):
+    """The C function of a METH_NOARGS method of cls, called as f(obj, NULL); else None."""
+    mdef = _def_of(cls, name, "method_descriptor")
+    if mdef is None or ctypes.c_int.from_address(mdef + 16).value != METH_NOARGS:  # PyMethodDef.ml_flags
+        return None
+    return ctypes.c_void_p.from_address(mdef + 8).value or None
+
+
 _WORDS: dict = {}
 
 
@@ -193,6 +245,9 @@ class Descriptor:
         w[H_FN], w[H_ARGV], w[H_BUF], w[H_N] = fn, argv, buf, n
         w[H_DA_TYPE], w[H_ORD], w[H_ORD_OBJ] = id(da_type), ordinal, id(ordinal)
         w[H_SINGLE_GPU] = 1 if single_gpu else 0
+        get_attr = ctypes.cast(ctypes.pythonapi.PyObject_GetAttr, ctypes.c_void_p).value
+        w[H_DT_GET], w[H_DT_ARG] = get_attr, id(_NAMES["dtype"])
+        w[H_CU_GET], w[H_CU_ARG] = get_attr, id(_NAMES["is_cuda"])
         w[H_LAST_BLOCK] = 0  # no block checked yet: the first launch takes the Python tier
         w[H_LAST_SMEM] = (1 << 64) - 1
         self.kinds = []
@@ -221,6 +276,13 @@ class Descriptor:
             if self.kinds[i] == PTR:
                 w[HEADER + 4 * i + P_A] = id(dt) if dt is not None else 0
         w[H_STREAM_FN] = id(stream_fn) if stream_fn is not None else 0
+        dtype, is_cuda, data_ptr = c_entries(tensor_type)
+        if dtype:
+            w[H_DT_GET], w[H_DT_ARG] = dtype
+        if is_cuda:
+            w[H_CU_GET], w[H_CU_ARG] = is_cuda
+        if data_ptr:
+            w[H_DP_FN] = data_ptr
         w[H_TENSOR_TYPE] = id(tensor_type)
 
     def set_config(self, block: tuple, smem: int) -> None:

@@ -83,8 +83,12 @@ k_ptr:
   %is_tensor = icmp eq ptr %aty, %tensor_ty
   br i1 %is_tensor, label %t_dtype, label %da_check
 
-t_dtype:
-  %t_dt = call ptr inttoptr (i64 @GetAttr@ to ptr)(ptr %a, ptr inttoptr (i64 @S_dtype@ to ptr))
+t_dtype:  ; getter(tensor, closure): torch's own C getter, or PyObject_GetAttr(tensor, "dtype")
+  %dtg_p = getelementptr i64, ptr %d, i64 @H_DT_GET@
+  %dtg = load ptr, ptr %dtg_p
+  %dta_p = getelementptr i64, ptr %d, i64 @H_DT_ARG@
+  %dta = load ptr, ptr %dta_p
+  %t_dt = call ptr %dtg(ptr %a, ptr %dta)
   %t_dt_null = icmp eq ptr %t_dt, null
   br i1 %t_dt_null, label %ni, label %t_dtype2
 
@@ -101,7 +105,11 @@ t_dev:
   br i1 %is_single, label %t_is_cuda, label %t_get_device
 
 t_is_cuda:
-  %t_cu = call ptr inttoptr (i64 @GetAttr@ to ptr)(ptr %a, ptr inttoptr (i64 @S_is_cuda@ to ptr))
+  %cug_p = getelementptr i64, ptr %d, i64 @H_CU_GET@
+  %cug = load ptr, ptr %cug_p
+  %cua_p = getelementptr i64, ptr %d, i64 @H_CU_ARG@
+  %cua = load ptr, ptr %cua_p
+  %t_cu = call ptr %cug(ptr %a, ptr %cua)
   %t_cu_null = icmp eq ptr %t_cu, null
   br i1 %t_cu_null, label %ni, label %t_is_cuda2
 
@@ -122,9 +130,23 @@ t_get_device2:
   %gd_ok = icmp eq i64 %gd, %ord
   br i1 %gd_ok, label %t_ptr, label %ni
 
-t_ptr:
+t_ptr:  ; torch's METH_NOARGS data_ptr C function when known, else a method call
+  %dpf_p = getelementptr i64, ptr %d, i64 @H_DP_FN@
+  %dpf = load ptr, ptr %dpf_p
+  %dp_direct = icmp ne ptr %dpf, null
+  br i1 %dp_direct, label %t_ptr_direct, label %t_ptr_method
+
+t_ptr_direct:
+  %t_dp1 = call ptr %dpf(ptr %a, ptr null)
+  br label %t_ptr_join
+
+t_ptr_method:
   store ptr %a, ptr %vc
-  %t_dp = call ptr inttoptr (i64 @VectorcallMethod@ to ptr)(ptr inttoptr (i64 @S_data_ptr@ to ptr), ptr %vc, i64 1, ptr null)
+  %t_dp2 = call ptr inttoptr (i64 @VectorcallMethod@ to ptr)(ptr inttoptr (i64 @S_data_ptr@ to ptr), ptr %vc, i64 1, ptr null)
+  br label %t_ptr_join
+
+t_ptr_join:
+  %t_dp = phi ptr [%t_dp1, %t_ptr_direct], [%t_dp2, %t_ptr_method]
   %t_dp_null = icmp eq ptr %t_dp, null
   br i1 %t_dp_null, label %ni, label %t_ptr2
 

@@ -72,7 +72,6 @@ def fake_cuda(monkeypatch, request):
     fake = FakeDriver([8, 8, 4, 4])
     fake.tier = request.param
     if fake.tier == "native":
-        pytest.importorskip("llvmlite")
         assert native.unavailable_reason() is None, native.unavailable_reason()
         address = ctypes.cast(fake.native_entry, ctypes.c_void_p).value
         assert native.native(address) is not None, native.why_not()

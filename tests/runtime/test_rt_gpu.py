@@ -196,3 +196,32 @@ def test_frontend_kernel_on_gpu(cuda, tmp_path, monkeypatch):
     dx, dy = to_device(x), zeros(N)
     fscale[grid()](dx, dy, 2.0, N)
     np.testing.assert_array_equal(dy.numpy(), 2 * x)
+
+
+def test_native_tier_launches_fresh_arguments_each_time(cuda):
+    """Repeated launches take the native tier; every launch sees its own pointers and scalars."""
+    torch = pytest.importorskip("torch")
+    from kaiodsl.runtime import native
+
+    k = scale()
+    rng = np.random.default_rng(7)
+    outs = []
+    for i in range(6):
+        x = torch.from_numpy(rng.standard_normal(N).astype(np.float32)).cuda()
+        y = torch.full((N,), float("nan"), device="cuda")
+        a = float(rng.uniform(0.5, 2.0))
+        k[grid()](x, y, a, N - i)
+        outs.append((x.cpu().numpy(), y.cpu().numpy(), a, N - i))
+    prepared = next(iter(k._launch_cache.values()))[1].prepared
+    assert prepared.native is not None, native.why_not()
+    for x, y, a, n in outs:
+        np.testing.assert_array_equal(y[:n], np.float32(a) * x[:n])
+        assert np.isnan(y[n:]).all()  # nothing written past n
+    s = torch.cuda.Stream()
+    x = torch.ones(N, device="cuda")
+    y = torch.zeros(N, device="cuda")
+    with torch.cuda.stream(s):  # the native tier asks torch for the current stream on every launch
+        for _ in range(3):
+            k[grid()](x, y, 4.0, N)
+    s.synchronize()
+    assert (y == 4).all()

@@ -12,11 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("llvmlite")
-
-from kaiodsl.runtime import cuda_backend as CB  # noqa: E402
-from kaiodsl.runtime import native  # noqa: E402
-from kaiodsl.types import SCALARS  # noqa: E402
+from kaiodsl.runtime import cuda_backend as CB
+from kaiodsl.runtime import native
+from kaiodsl.types import SCALARS
 
 PROTO = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, *[ctypes.c_uint] * 7, ctypes.c_void_p,
                          ctypes.c_void_p, ctypes.c_void_p)
@@ -165,3 +163,17 @@ def test_exceptions_inside_are_cleared():
     h.desc.set_torch(Broken, None, {0: F32})
     assert h.call(GRID, BLOCK, (Broken(1),), 128, 0) is NotImplemented  # and no exception pending
     assert h.call(GRID, BLOCK, (Broken(1),), 128, None) is NotImplemented  # no stream function
+
+
+def test_c_descriptor_entries_are_the_functions_python_calls():
+    """The C-level getter / METH_NOARGS entries read from descriptors (what torch.Tensor's use)."""
+    call = ctypes.CFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.c_void_p)
+    get, closure = native.c_getter(int, "real")
+    assert call(get)(12345678901234567890, closure or None) == 12345678901234567890
+    assert call(native.c_noargs(int, "bit_length"))(255, None) == 8
+    assert call(native.c_noargs(float, "is_integer"))(2.0, None) is True
+    assert native.c_getter(int, "bit_length") is None  # a method, not a getset
+    assert native.c_noargs(int, "real") is None
+    assert native.c_noargs(int, "to_bytes") is None  # takes arguments
+    assert native.c_getter(FakeTensor, "is_cuda") is None  # a Python property
+    assert native.c_entries(FakeTensor) == (None, None, None)
