@@ -54,6 +54,13 @@ class ScalarType(Type):
         return max(1, self.bits // 8)
 
     @property
+    def int_range(self) -> tuple[int, int]:
+        """(lowest, highest) value of an integer type."""
+        if self.is_signed:
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
+
+    @property
     def np_dtype(self) -> np.dtype:
         """numpy dtype holding values of this type (bf16 and packed pairs as raw bits)."""
         return np.dtype(NUMPY_NAMES[self.name])

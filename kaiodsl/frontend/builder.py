@@ -41,8 +41,8 @@ def _fits(t: ScalarType, v) -> bool:
     if t.is_int:
         if not isinstance(v, (bool, int)):
             return False
-        lo, hi = (-(2 ** (t.bits - 1)), 2 ** (t.bits - 1)) if t.is_signed else (0, 2**t.bits)
-        return lo <= v < hi
+        lo, hi = t.int_range
+        return lo <= v <= hi
     return isinstance(v, (bool, int, float))
 
 
@@ -188,7 +188,7 @@ class Builder:
                 if t.is_bool:
                     return self.const(t, bool(v))
                 if t.is_int and mode == "sat":
-                    lo, hi = _int_range(t)
+                    lo, hi = t.int_range
                     return self.const(t, min(max(int(v), lo), hi))
                 if t.is_int:
                     return self.const(t, _wrap(int(v), t))
@@ -397,10 +397,6 @@ def _pow2(b):
     return None
 
 
-def _int_range(t: ScalarType):
-    return (-(2 ** (t.bits - 1)), 2 ** (t.bits - 1) - 1) if t.is_signed else (0, 2**t.bits - 1)
-
-
 def _wrap(v: int, t: ScalarType) -> int:
     v &= (1 << t.bits) - 1
     if t.is_signed and v >= 1 << (t.bits - 1):
@@ -413,7 +409,7 @@ def _py_float_to_int(v: float, t: ScalarType, mode: str | None) -> int:
     if math.isnan(v):
         return 0
     r = {"rn": round, "rm": math.floor, "rp": math.ceil}.get(mode or "rz", math.trunc)
-    lo, hi = _int_range(t)
+    lo, hi = t.int_range
     if math.isinf(v):
         return hi if v > 0 else lo
     return min(max(int(r(v)), lo), hi)

@@ -148,9 +148,7 @@ def convert_scalar(kernel: str, param, value):
         if not _is_int(value):
             raise ArgumentError(f"{where} expects an int, got {type(value).__name__} {_short(value)}")
         v = int(value)
-        bits = t.bits
-        signed = t.is_signed
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        lo, hi = t.int_range
         if not lo <= v <= hi:
             raise ArgumentError(f"{where}: {v} is out of range [{lo}, {hi}]")
         return np.array(v).astype(t.np_dtype)[()]

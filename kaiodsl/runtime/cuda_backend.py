@@ -55,30 +55,26 @@ class PreparedLaunch:
         self.argv_addr = ctypes.addressof(self.argv) if self.n else 0
         self.last = [None, -1]  # (block, smem) last checked: re-check only when they change
         self.launch = driver.drv().cuLaunchKernel
-        self.desc = None
+        self.desc = self._descriptor()  # before the Python tier: it fills in torch's entries too
         self.fast = fastpath.build(self)
-        self.native = self._native()
+        self.native = native.native(driver.launch_kernel_address()).function(self.desc.words) \
+            if self.desc is not None else None
         self.entry = self.native or self.fast  # the first tier a launch tries
 
-    def _native(self):
-        """The native launch tier for this kernel (native.py), or None where it cannot run."""
+    def _descriptor(self):
+        """The native tier's descriptor for this kernel (native.py), or None where it cannot run."""
         address = driver.launch_kernel_address()
         try:
             fn_handle = int(self.fn)
         except (TypeError, ValueError):
             return None
-        nat = native.native(address) if address else None
-        if nat is None:
+        if not address or native.native(address) is None:
             return None
         desc = native.Descriptor(fn=fn_handle, argv=self.argv_addr, buf=ctypes.addressof(self.buf),
                                  params=self.compiled.params, ordinal=self.ordinal,
                                  single_gpu=self.backend.single_gpu, da_type=DeviceArray,
                                  da_scalar_types=self.elem)
-        if not desc.usable:  # a parameter type the native code does not convert (f16, bf16, bool ...)
-            return None
-        self.desc = desc
-        fastpath.refresh_torch(self.fast, self, force=True)
-        return nat.function(desc.words)
+        return desc if desc.usable else None  # not: a parameter type it does not convert (f16, bool ...)
 
     def __call__(self, grid, block, args, smem=0, stream=None):
         if self.entry(grid, block, args, smem, stream) is NotImplemented:

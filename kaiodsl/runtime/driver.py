@@ -9,6 +9,7 @@ and a table of loaded modules (one per specialization key).
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -37,8 +38,6 @@ def launch_kernel_address() -> int | None:
     """
     global _launch_address
     if _launch_address is None:
-        import os
-
         name = "cuLaunchKernel_ptsz" if os.environ.get("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM", "0") != "0" \
             else "cuLaunchKernel"
         try:

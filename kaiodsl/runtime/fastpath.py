@@ -115,11 +115,11 @@ def build(prep) -> callable:
     return fn
 
 
-def refresh_torch(fn, prep, force: bool = False) -> None:
+def refresh_torch(fn, prep) -> None:
     """Once the program has imported torch, let the fast path (and the native tier) recognize its tensors."""
     torch = sys.modules.get("torch")
     ns = fn.namespace
-    if torch is None or (ns["TT"] is not _NoTorch and not force):
+    if torch is None or ns["TT"] is not _NoTorch:
         return
     dtypes = torch_dtypes(torch, prep)
     for i, dt in dtypes.items():
@@ -127,9 +127,8 @@ def refresh_torch(fn, prep, force: bool = False) -> None:
     ns["TT"] = torch.Tensor
     raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
     ns["TORCH_STREAM"] = raw or torch_stream
-    desc = getattr(prep, "desc", None)
-    if desc is not None:
-        desc.set_torch(torch.Tensor, raw, dtypes)
+    if prep.desc is not None:
+        prep.desc.set_torch(torch.Tensor, raw, dtypes)
 
 
 def torch_dtypes(torch, prep) -> dict:

@@ -44,10 +44,7 @@ HEADER = 24
 # Per parameter i: 4 u64 at HEADER + 4*i = kind, torch dtype object | lo, DeviceArray scalar type | hi.
 P_KIND, P_A, P_B = 0, 1, 2
 PTR, INT, U64, F32, F64 = 1, 2, 3, 4, 5  # parameter kinds; 0 = not handled (no native launcher)
-INT_RANGE = {"i8": (-(1 << 7), (1 << 7) - 1), "u8": (0, (1 << 8) - 1),
-             "i16": (-(1 << 15), (1 << 15) - 1), "u16": (0, (1 << 16) - 1),
-             "i32": (-(1 << 31), (1 << 31) - 1), "u32": (0, (1 << 32) - 1),
-             "i64": (-(1 << 63), (1 << 63) - 1)}
+
 
 METH_FASTCALL = 0x80
 
@@ -169,10 +166,10 @@ def kind_of(param) -> int:
     """The native kind of a kernel parameter, 0 when the native code does not handle it."""
     if param.is_pointer:
         return PTR
-    name = param.dtype.name
-    if name in INT_RANGE:
-        return INT
-    return {"u64": U64, "f32": F32, "f64": F64}.get(name, 0)
+    t = param.dtype
+    if t.is_int:
+        return U64 if t.name == "u64" else INT  # u64's top half is beyond a signed 64-bit compare
+    return {"f32": F32, "f64": F64}.get(t.name, 0)
 
 
 _ENTRIES: dict = {}
@@ -261,7 +258,7 @@ class Descriptor:
                 self.keep.append(st)
                 w[base + P_B] = id(st)
             elif k == INT:
-                lo, hi = INT_RANGE[p.dtype.name]
+                lo, hi = p.dtype.int_range
                 w[base + P_A], w[base + P_B] = lo & ((1 << 64) - 1), hi
 
     @property

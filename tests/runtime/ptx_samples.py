@@ -124,20 +124,6 @@ $L_rd:
 """
 DSMEM_PARAMS = ["out: Ptr[u32] writable", "n: u32"]
 
-# Four pointers, no body: the launch-overhead benchmark's kernel.
-EMPTY4 = HEADER + r"""
-.visible .entry empty4(
-	.param .u64 empty4_param_0,
-	.param .u64 empty4_param_1,
-	.param .u64 empty4_param_2,
-	.param .u64 empty4_param_3
-)
-{
-	ret;
-}
-"""
-EMPTY4_PARAMS = ["a: Ptr[f32]", "b: Ptr[f32]", "c: Ptr[f32]", "d: Ptr[f32]"]
-
 # At most 128 threads per block (.maxntid): launching 256 must be a LaunchError.
 MAXNTID = HEADER + r"""
 .visible .entry small_block(

@@ -70,16 +70,12 @@ class FakeArray:  # stands in for kaiodsl.DeviceArray
         self.ptr, self.scalar_type, self.device = ptr, scalar_type, device
 
 
-INT_CASES = {name: [lo, hi, 0, -1 if lo < 0 else 1, lo - 1, hi + 1, 2**70]
-             for name, (lo, hi) in native.INT_RANGE.items()}
-
-
-@pytest.mark.parametrize("name", sorted(INT_CASES) + ["u64"])
+@pytest.mark.parametrize("name", ["i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64"])
 def test_integer_scalars(name):
     h = Harness([name])
-    lo, hi = native.INT_RANGE.get(name, (0, 2**64 - 1))
+    lo, hi = SCALARS[name].int_range
     size = SCALARS[name].bits // 8
-    for v in INT_CASES.get(name, [0, 1, 2**64 - 1, -1, 2**64, 2**70]):
+    for v in [lo, hi, 0, -1 if lo < 0 else 1, lo - 1, hi + 1, 2**70]:
         r = h.call(GRID, BLOCK, (v,), 128, 0)
         if lo <= v <= hi:
             assert r is None
