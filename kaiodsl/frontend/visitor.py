@@ -55,8 +55,9 @@ class Source:
 class Visitor(ControlFlow):
     """Turns one function body into IR through a Builder. Helper functions are inlined."""
 
-    def __init__(self, b: Builder, source: Source, env: dict, globals_: dict, const_names=frozenset(),
-                 funcs_depth: int = 0):
+    def __init__(self, ctx, b: Builder, source: Source, env: dict, globals_: dict, const_names=frozenset(),
+                 funcs_depth: int = 0, returns: list | None = None):
+        self.ctx = ctx  # the frozen compiler.CompileContext: arch, block, Const values, options
         self.b = b
         self.src = source
         self.env = env
@@ -64,7 +65,7 @@ class Visitor(ControlFlow):
         self.const_names = set(const_names)
         self.loops: list = []
         self.if_depth = 0
-        self.returns: list | None = None  # inlined function: (block, env-with-$ret) ends
+        self.returns = returns  # inlined function: (block, env-with-$ret) ends; None in a kernel
         self.funcs_depth = funcs_depth
 
     # -- plumbing ------------------------------------------------------------------------------

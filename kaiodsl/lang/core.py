@@ -20,8 +20,8 @@ class _Dim3:
     def __kaio_getattr__(self, fx, name: str):
         if name not in ("x", "y", "z"):
             fx.error(f"{self._reg} has fields x, y, z; not '{name}'")
-        if self._reg == "ntid" and getattr(fx, "kernel_block", None):
-            return fx.kernel_block["xyz".index(name)]  # block_size is fixed: a compile-time constant
+        if self._reg == "ntid" and fx.ctx.block:
+            return fx.ctx.block["xyz".index(name)]  # block_size is fixed: a compile-time constant
         return fx.b.emit("special", i32, (), {"reg": f"{self._reg}.{name}"})
 
     def __getattr__(self, name):
