@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import enum
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -96,6 +97,7 @@ def hash_tree(roots) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_kaiodsl_file(path: str | None) -> bool:
     if not path:
         return False
@@ -107,6 +109,7 @@ _LIB_DIRS = sorted({os.path.realpath(p) for k in ("stdlib", "platstdlib", "purel
                     if (p := sysconfig.get_paths().get(k))})
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_library_file(path: str | None) -> bool:
     if not path or path.startswith("<"):
         return False

@@ -37,10 +37,13 @@ def _run_cell(ns: dict, source: str, filename: str) -> None:
     exec(compile(source, filename, "exec"), ns)
 
 
-@pytest.fixture
-def cells(monkeypatch, tmp_path):
+@pytest.fixture(params=["ipython", "ipykernel"])
+def cells(request, monkeypatch, tmp_path):
+    """Cell file names as IPython gives them in a terminal and as ipykernel (Jupyter) does: the
+    latter look like paths but exist only in linecache."""
     monkeypatch.setenv("KAIODSL_CACHE_DIR", str(tmp_path))
-    names = ["<ipython-input-1-abc123>", "<ipython-input-2-def456>"]
+    names = (["<ipython-input-1-abc123>", "<ipython-input-2-def456>"] if request.param == "ipython" else
+             [f"/tmp/ipykernel_{os.getpid()}/{n}.py" for n in (3021475839, 1184092211)])
     yield names
     for n in names:
         linecache.cache.pop(n, None)
