@@ -29,11 +29,11 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import inspect
 import linecache
 import os
-import re
 import sys
 import sysconfig
 import types
@@ -43,7 +43,9 @@ import numpy as np
 from . import __version__
 
 _MAX_ITEMS = 50_000      # values walked per kernel before giving up (a huge object graph)
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+# C-level objects whose repr says everything about them
+_FAITHFUL_REPR = (range, slice, np.dtype, type(Ellipsis), type(NotImplemented))
+_FAITHFUL_NAMES = {"torch.dtype", "torch.device", "torch.memory_format", "torch.layout"}
 
 
 class Unstable(Exception):
@@ -209,7 +211,7 @@ class Dependencies:
                 self.value(x, depth + 1)
         elif isinstance(obj, (set, frozenset)):
             self._sorted_items(type(obj).__name__, [(x, None) for x in obj], depth)
-        elif isinstance(obj, dict):
+        elif isinstance(obj, (dict, types.MappingProxyType)):
             self._sorted_items("dict", list(obj.items()), depth)
         elif isinstance(obj, enum.Enum):
             self._put("enum", type(obj).__qualname__, obj.name)
@@ -246,15 +248,26 @@ class Dependencies:
             parts.append(sub.h.hexdigest())
         self._put(tag, *sorted(parts))
 
-    def module(self, mod) -> None:
-        name = mod.__name__
-        path = getattr(mod, "__file__", None)
+    @staticmethod
+    def _module_kind(mod) -> str:
+        name, path = mod.__name__, getattr(mod, "__file__", None)
         if name == "kaiodsl" or name.startswith("kaiodsl.") or _is_kaiodsl_file(path):
-            self._put("kaiodsl-module", name)  # compiler_fingerprint covers it
-        elif path is None or _is_library_file(path) or name in sys.builtin_module_names:
-            self._put("library", _library_tag(name))
+            return "kaiodsl"  # compiler_fingerprint covers it
+        if path is None or _is_library_file(path) or name in sys.builtin_module_names:
+            return "library"
+        return "user"
+
+    def _is_user_module(self, mod) -> bool:
+        return self._module_kind(mod) == "user"
+
+    def module(self, mod) -> None:
+        kind = self._module_kind(mod)
+        if kind == "kaiodsl":
+            self._put("kaiodsl-module", mod.__name__)
+        elif kind == "library":
+            self._put("library", _library_tag(mod.__name__))
         elif self._once(mod):
-            self._put("module", name, _file_text(path, vars(mod)))
+            self._put("module", mod.__name__, _file_text(mod.__file__, vars(mod)))
 
     def function(self, fn, depth: int) -> None:
         file = fn.__code__.co_filename
@@ -271,10 +284,19 @@ class Dependencies:
         self.value(fn.__defaults__, depth + 1)
         self.value(fn.__kwdefaults__, depth + 1)
         g = fn.__globals__
-        for name in sorted(_code_names(fn.__code__)):
+        names = sorted(_code_names(fn.__code__))
+        for name in names:
             if name in g:
+                v = g[name]
                 self._put("global", name)
-                self.value(g[name], depth + 1)
+                self.value(v, depth + 1)
+                if isinstance(v, types.ModuleType) and self._is_user_module(v):
+                    # ``cfg.X`` in a helper: X is among the code's names; the module's text may
+                    # not hold X's value (computed at import), so hash the attribute too
+                    for attr in names:
+                        if attr in vars(v):
+                            self._put("global-attr", name, attr)
+                            self.value(vars(v)[attr], depth + 1)
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
                 v = cell.cell_contents
@@ -293,13 +315,14 @@ class Dependencies:
             return
         self._put("user-class", mod, c.__qualname__)
         for k in sorted(vars(c)):
-            if k in ("__dict__", "__weakref__", "__doc__", "__module__", "__qualname__"):
-                continue
             v = vars(c)[k]
             if isinstance(v, (staticmethod, classmethod)):
                 v = v.__func__
             elif isinstance(v, property):
                 v = (v.fget, v.fset)
+            elif (k.startswith("__") and k.endswith("__")) or isinstance(
+                    v, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+                continue  # Python's bookkeeping (__dict__, slots ...); dunder methods stay
             self._put("attr", k)
             self.value(v, depth + 1)
 
@@ -315,11 +338,10 @@ class Dependencies:
             if self._once(obj):
                 self._sorted_items("state", list(_state(obj).items()), depth)
             return
-        r = repr(obj)
-        if _ADDRESS.search(r) or "..." in r:
-            self._fail(obj, "it has no state kaiodsl can read and its repr is not stable")
-        else:
-            self._put("repr", r)
+        if isinstance(obj, _FAITHFUL_REPR) or f"{t.__module__}.{t.__qualname__}" in _FAITHFUL_NAMES:
+            self._put("repr", repr(obj))
+        else:  # state in C (a tensor, an iterator, a handle): a repr may round or elide it
+            self._fail(obj, "its state lives in C, out of kaiodsl's sight")
 
     def _fail(self, obj, why: str) -> None:
         if self.unstable is None:
@@ -341,9 +363,17 @@ def _state(obj) -> dict:
 
 
 def _c_level(t: type) -> bool:
-    """True when a base class other than ``object`` is not written in Python (its state lives in C).
-    Classes made by a class statement are heap types (Py_TPFLAGS_HEAPTYPE, 1 << 9)."""
-    return any(k is not object and not k.__flags__ & (1 << 9) for k in t.__mro__)
+    """True when a base class other than ``object`` is not written in Python (its state lives in C)."""
+    return any(k is not object and not _is_python_class(k) for k in t.__mro__)
+
+
+def _is_python_class(k: type) -> bool:
+    # A class statement makes a heap type (Py_TPFLAGS_HEAPTYPE, 1 << 9); so does a C extension
+    # using PyType_FromSpec, which its module (built in, or a shared library) gives away.
+    if not k.__flags__ & (1 << 9) or k.__module__ in sys.builtin_module_names:
+        return False
+    f = getattr(sys.modules.get(k.__module__), "__file__", None)
+    return not (f and f.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)))
 
 
 def _chains(tree) -> set:

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# case -> (module file, its text before, its text after, the kernel's body line)
+# case -> (the file edited, its text before, its text after, the kernel's body line)
 CASES = {
     "func_attr": ("h_mod.py",
                   "import kaiodsl\n\n@kaiodsl.func\ndef f(v):\n    return v * 2.0\n",
@@ -33,15 +33,25 @@ CASES = {
                       "SCALE = 3.0\n\ndef scale():\n    return SCALE\n", "x[i] = x[i] * scale()"),
     "numpy_scalar": ("np_mod.py", "import numpy as np\nNPSCALE = np.float32(2.0)\n",
                      "import numpy as np\nNPSCALE = np.float32(3.0)\n", "x[i] = x[i] * float(NPSCALE)"),
+
+    # values computed at import from a data file: the modules' own text never changes
+    "computed_attr": ("scale1.txt", "2.0", "3.0", "x[i] = x[i] * data1_mod.SCALE"),
+    "helper_module_attr": ("scale2.txt", "2.0", "3.0", "x[i] = x[i] * data2_scale()"),
+}
+FIXED = {
+    "data1_mod.py": "import pathlib\nSCALE = float((pathlib.Path(__file__).parent / 'scale1.txt').read_text())\n",
+    "data2_mod.py": "import pathlib\nSCALE = float((pathlib.Path(__file__).parent / 'scale2.txt').read_text())\n",
+    "data2_help.py": "import data2_mod\n\ndef data2_scale():\n    return data2_mod.SCALE\n",
 }
 
 KERNELS = """
 import kaiodsl
 from kaiodsl import Ptr, f32
-import h_mod, cfg_mod
+import h_mod, cfg_mod, data1_mod
 from obj_mod import params
 from helper_mod import scale
 from np_mod import NPSCALE
+from data2_help import data2_scale
 """ + "".join(f"""
 
 @kaiodsl.kernel
@@ -85,6 +95,8 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deps")
     for mod, before, _, _ in CASES.values():
         (tmp / mod).write_text(before)
+    for mod, text in FIXED.items():
+        (tmp / mod).write_text(text)
     (tmp / "kernels.py").write_text(KERNELS)
     (tmp / "run.py").write_text(RUN)
     cold = _run(tmp, CASES)
