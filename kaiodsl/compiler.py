@@ -26,7 +26,7 @@ from pathlib import Path
 from . import __version__
 from .compiled import CompiledKernel, ParamInfo
 from .errors import CompileError, KaioError
-from .fingerprint import compiler_fingerprint, kernel_dependencies
+from .fingerprint import Dependencies, compiler_fingerprint
 from .ir.node import Function
 from .types import ConstType
 
@@ -143,19 +143,16 @@ def cache_key(kernel, consts: dict, arch: str, options: CompileOptions) -> str |
     """Hash of source + callees + everything they read + signature + Const values + target +
     options + kaiodsl version + the compiler's own fingerprint; None when some dependency has
     no stable fingerprint (then the disk cache is not used)."""
-    deps, why = kernel_dependencies(kernel)
+    d = Dependencies()
+    d.compilable(kernel)
+    for k in sorted(consts):  # Const values and block_size (maybe a callable) by content, not repr
+        d.add(f"const {k}", consts[k])
+    d.add("block_size", kernel.block_size)
+    deps = d.digest()
     if deps is None:
         return None
-    from .fingerprint import Dependencies
-
-    cv = Dependencies()
-    for k in sorted(consts):
-        cv._put(k)
-        cv.value(consts[k])
-    if cv.unstable:
-        return None
     payload = json.dumps({"deps": deps, "name": kernel.entry_name, "sig": [(n, str(a)) for n, a, _ in kernel.params],
-                          "consts": cv.digest(), "arch": arch, "opts": options.key(), "block": repr(kernel.block_size),
+                          "arch": arch, "opts": options.key(),
                           "version": __version__, "compiler": compiler_fingerprint()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 

@@ -15,8 +15,8 @@ device functions and plain Python helpers it calls -- and, recursively, of every
 - kaiodsl's own modules (``kaiodsl``, ``kaiodsl.ops``, package data) are covered by
   ``compiler_fingerprint()``; libraries (stdlib, site-packages) by name and version.
 
-A value that has no stable fingerprint (an object whose state lives in C, a repr with an
-address) makes the key ``None``: that kernel is then compiled in every process rather than
+A value that has no stable fingerprint (an object whose state lives in C: a tensor, a lock,
+an iterator) makes the key ``None``: that kernel is then compiled in every process rather than
 ever served stale (``unstable`` names the culprit). Like Triton's dependency finder
 (python/triton/runtime/jit.py), attribute chains are followed; unlike it, helpers are
 followed too.
@@ -31,7 +31,6 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
-import inspect
 import linecache
 import os
 import sys
@@ -46,10 +45,6 @@ _MAX_ITEMS = 50_000      # values walked per kernel before giving up (a huge obj
 # C-level objects whose repr says everything about them
 _FAITHFUL_REPR = (range, slice, np.dtype, type(Ellipsis), type(NotImplemented))
 _FAITHFUL_NAMES = {"torch.dtype", "torch.device", "torch.memory_format", "torch.layout"}
-
-
-class Unstable(Exception):
-    """A value the key cannot describe across processes."""
 
 
 # -- kaiodsl's own sources --------------------------------------------------------------
@@ -138,6 +133,11 @@ class Dependencies:
 
     def digest(self) -> str | None:
         return None if self.unstable else self.h.hexdigest()
+
+    def add(self, label: str, value) -> None:
+        """One named value (a Const value, the block size ...)."""
+        self._put(label)
+        self.value(value)
 
     def _put(self, *parts) -> None:
         for p in parts:
@@ -417,10 +417,3 @@ def _hash_code(dep: Dependencies, code) -> None:
 def _file_text(path: str, module_globals) -> str:
     lines = linecache.getlines(path, module_globals)
     return "".join(lines)
-
-
-def kernel_dependencies(kernel) -> tuple:
-    """(hash or None, why-not): the hash of the kernel and all it reaches."""
-    d = Dependencies()
-    d.compilable(kernel)
-    return d.digest(), d.unstable

@@ -9,7 +9,6 @@ import textwrap
 import numpy as np
 import pytest
 
-import kaiodsl
 from kaiodsl import compiler
 from kaiodsl.errors import CompileError
 

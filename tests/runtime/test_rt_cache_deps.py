@@ -37,7 +37,11 @@ CASES = {
     # values computed at import from a data file: the modules' own text never changes
     "computed_attr": ("scale1.txt", "2.0", "3.0", "x[i] = x[i] * data1_mod.SCALE"),
     "helper_module_attr": ("scale2.txt", "2.0", "3.0", "x[i] = x[i] * data2_scale()"),
+    # block_size given as a callable: keyed by what it computes, not by its repr (an address)
+    "block_size_callable": ("blk_mod.py", "def block():\n    return 64\n", "def block():\n    return 128\n",
+                            "x[i] = f32(kaiodsl.block_dim.x)"),
 }
+DECORATOR = {"block_size_callable": "@kaiodsl.kernel(block_size=lambda: blk_mod.block())"}
 FIXED = {
     "data1_mod.py": "import pathlib\nSCALE = float((pathlib.Path(__file__).parent / 'scale1.txt').read_text())\n",
     "data2_mod.py": "import pathlib\nSCALE = float((pathlib.Path(__file__).parent / 'scale2.txt').read_text())\n",
@@ -47,14 +51,14 @@ FIXED = {
 KERNELS = """
 import kaiodsl
 from kaiodsl import Ptr, f32
-import h_mod, cfg_mod, data1_mod
+import h_mod, cfg_mod, data1_mod, blk_mod
 from obj_mod import params
 from helper_mod import scale
 from np_mod import NPSCALE
 from data2_help import data2_scale
 """ + "".join(f"""
 
-@kaiodsl.kernel
+{DECORATOR.get(case, "@kaiodsl.kernel")}
 def k_{case}(x: Ptr[f32]):
     i = kaiodsl.thread_idx.x
     {line}
