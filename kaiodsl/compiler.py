@@ -181,7 +181,7 @@ def compile(kernel, consts: dict | None = None, target: str | None = None,
         if disk is not None and not options.dump:
             compiled = _from_disk(disk, key)
         if compiled is None:
-            compiled = _compile(kernel, consts, arch, options, key or "uncached")
+            compiled = _compile(kernel, consts, arch, options, key)
             if disk is not None:
                 disk.store(key, compiled.to_payload())
         if disk is not None:
@@ -213,13 +213,13 @@ def make_context(kernel, consts: dict, arch: str, options: CompileOptions) -> Co
                           consts=tuple(sorted(consts.items())), options=options)
 
 
-def _compile(kernel, consts: dict, arch: str, options: CompileOptions, key: str) -> CompiledKernel:
+def _compile(kernel, consts: dict, arch: str, options: CompileOptions, key: str | None) -> CompiledKernel:
     from .codegen.ptx import emit_module
     from .ir.printer import format_function
     from .passes import run_pipeline
 
     ctx = make_context(kernel, consts, arch, options)
-    dump = Dumper(ctx, key) if options.dump else None
+    dump = Dumper(ctx, key or "uncached") if options.dump else None
     fn = build_ir(kernel, ctx)
     if dump:
         dump.stage("ir", "00-ir", format_function(fn))
@@ -231,6 +231,8 @@ def _compile(kernel, consts: dict, arch: str, options: CompileOptions, key: str)
     ptx = emit_module(fn, arch, line_info=options.line_info)
     if dump:
         dump.stage("ptx", "ptx", ptx)
+    if key is None:  # not disk-cached; the runtime still needs one identity per distinct module
+        key = "uncached-" + hashlib.sha256(f"{arch}\n{ptx}".encode()).hexdigest()[:24]
     params = tuple(ParamInfo(p.attrs["name"], p.type, p.attrs.get("writable", False)) for p in fn.params)
     static = sum(d.size for d in fn.shared if d.size is not None)
     return CompiledKernel(name=fn.name, ptx=ptx, arch=arch, params=params, key=key, static_shared_bytes=static,
