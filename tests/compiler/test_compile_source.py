@@ -115,3 +115,23 @@ def test_a_file_kernel_has_its_file_name(tmp_path, monkeypatch):
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     assert "mod_in_file.py" in m.cell_kernel.ptx(arch="sm_80").splitlines()[1]
+
+
+IPYTHON = """
+from IPython.core.interactiveshell import InteractiveShell
+sh = InteractiveShell.instance()
+for cell in {cells!r}:
+    sh.run_cell(cell).raise_error()
+sh.run_cell("print('entries', cell_kernel.ptx(arch='sm_80').count('.entry cell_kernel'))").raise_error()
+sh.run_cell("import numpy as np; x = np.arange(300, dtype=np.float32); cell_kernel[3, 128](x, 300); "
+            "print('ok', bool((x == np.arange(300) * 2.0 + 1.0).all()))").raise_error()
+"""
+
+
+def test_real_ipython_shell(tmp_path):
+    pytest.importorskip("IPython")
+    env = dict(os.environ, KAIODSL_CACHE_DIR=str(tmp_path), KAIODSL_BACKEND="sim", IPYTHONDIR=str(tmp_path / "ipy"))
+    r = subprocess.run([sys.executable, "-c", IPYTHON.format(cells=[CELL_FUNC, CELL_KERNEL])], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "entries 1" in r.stdout and "ok True" in r.stdout, r.stdout + r.stderr
