@@ -165,12 +165,9 @@ class Dependencies:
             self.value(c.fn.__defaults__)
             self.value(c.fn.__kwdefaults__)
         g = c.globals()
-        local = {a.arg for a in ast.walk(src.tree) if isinstance(a, ast.arg)}
-        for chain in sorted(_chains(src.tree)):
-            head = chain[0]
-            if head in local or head not in g:
-                continue
-            self.chain(g, chain)
+        for chain in _free_chains(src.tree):
+            if chain[0] in g:
+                self.chain(g, chain)
 
     def chain(self, scope: dict, chain: tuple) -> None:
         """``a.b.c`` read from ``scope``: each module on the way, and the value at its end."""
@@ -374,6 +371,22 @@ def _is_python_class(k: type) -> bool:
         return False
     f = getattr(sys.modules.get(k.__module__), "__file__", None)
     return not (f and f.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)))
+
+
+_CHAINS: dict = {}  # id(tree) -> (tree, chains): a @func's source is walked once per process
+
+
+def _free_chains(tree) -> list:
+    """The sorted name chains of ``tree`` whose head is not one of its parameters."""
+    hit = _CHAINS.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    local = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    chains = sorted(c for c in _chains(tree) if c[0] not in local)
+    if len(_CHAINS) > 4096:
+        _CHAINS.clear()
+    _CHAINS[id(tree)] = (tree, chains)
+    return chains
 
 
 def _chains(tree) -> set:
