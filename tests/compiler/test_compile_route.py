@@ -11,12 +11,9 @@ import pytest
 import kaiodsl
 from kaiodsl import Ptr, f32, i32
 from kaiodsl import compiler
-from kaiodsl.cli import main
 from kaiodsl.errors import KaioError
 from kaiodsl.passes import PIPELINE
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SAXPY = f"{ROOT / 'examples' / 'saxpy.py'}:saxpy"
 
 
 @pytest.fixture(autouse=True)
@@ -132,20 +129,3 @@ def test_dump_rejects_unknown_stage(monkeypatch):
     monkeypatch.setenv("KAIODSL_DUMP", "ir,sass")
     with pytest.raises(KaioError, match="unknown stage.*sass.*ir, passes, ptx"):
         kernel_a.compile(arch="sm_80")
-
-
-def test_cli_ptx_stats_ir_and_dump(capsys, tmp_path):
-    assert main(["ptx", SAXPY, "--arch", "sm_90a", "--stats"]) == 0
-    out = capsys.readouterr().out
-    assert ".target sm_90a" in out and ".entry saxpy" in out and "registers" in out.splitlines()[-1]
-    assert main(["ptx", SAXPY, "--arch", "sm_90a", "--ir"]) == 0
-    assert capsys.readouterr().out.startswith("kernel saxpy(%1: f32 a")
-    assert main(["ptx", SAXPY, "--arch", "sm_80", "--dump", "passes"]) == 0
-    cap = capsys.readouterr()
-    assert [s.split(" after pass ")[1].rstrip(" =") for s in _stderr_stages(cap.err)] == [n for n, _ in PIPELINE]
-    assert ".entry saxpy" in cap.out
-    assert main(["ptx", SAXPY, "--dump", "all", "--dump-dir", str(tmp_path / "d")]) == 0
-    files = {p.name for p in (tmp_path / "d").rglob("*") if p.is_file()}
-    assert {"00-ir.txt", "ptx.ptx"} <= files
-    assert main(["ptx", SAXPY, "--dump", "sass"]) == 1
-    assert "unknown stage" in capsys.readouterr().err
