@@ -15,7 +15,6 @@ from kaiodsl.errors import KaioError
 from kaiodsl.passes import PIPELINE
 
 
-
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch, tmp_path):
     monkeypatch.setenv("KAIODSL_CACHE_DIR", str(tmp_path / "cache"))
