@@ -132,8 +132,8 @@ class CompiledKernel:
         params = []
         for p in d["params"]:
             _check(p, {"name": str, "dtype": str, "pointer": bool, "writable": bool})
-            if p["pointer"] and not isinstance(p.get("space"), str):
-                raise TypeError(f"pointer parameter {p['name']!r} without a memory space")
+            if p["pointer"] and p.get("space") != "global":  # kernels take global pointers only
+                raise ValueError(f"pointer parameter {p['name']!r} in space {p.get('space')!r}")
             params.append(ParamInfo.from_json(p))
         link = d.get("link")
         cubin = d.get("cubin")

@@ -197,7 +197,7 @@ def _from_disk(disk, key: str) -> CompiledKernel | None:
         return None
     try:
         return CompiledKernel.from_payload(payload)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, KaioError):
         disk.evict(key)
         return None
 

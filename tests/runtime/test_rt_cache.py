@@ -164,6 +164,8 @@ def _plant(good: dict, damage: str) -> dict:
         bad["params"] = [5]
     elif damage == "unknown_dtype":
         bad["params"][0]["dtype"] = "f99"
+    elif damage == "bad_space":
+        bad["params"][0]["space"] = "texture"
     elif damage == "bad_block":
         bad["required_block"] = [0, 1]
     elif damage == "empty_ptx":
@@ -179,7 +181,7 @@ def _plant(good: dict, damage: str) -> dict:
 
 
 @pytest.mark.parametrize("damage", ["missing_ptx", "params_not_list", "param_not_object", "unknown_dtype",
-                                    "bad_block", "empty_ptx", "shared_is_text", "link_without_cubin",
+                                    "bad_space", "bad_block", "empty_ptx", "shared_is_text", "link_without_cubin",
                                     "not_an_object_inside"])
 def test_malformed_payload_is_evicted_and_rebuilt(scale_kernel, damage):
     from kaiodsl import compiler
