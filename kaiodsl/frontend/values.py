@@ -90,3 +90,10 @@ class SharedArray:
 
     def __repr__(self) -> str:
         return f"SharedArray({self.elem}, {self.shape})"
+
+
+class StaticRange:
+    """What ``kaiodsl.static_range`` returns: a compile-time list of loop values."""
+
+    def __init__(self, values):
+        self.values = list(values)

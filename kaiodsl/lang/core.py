@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import KaioError
 from ..frontend.builder import Builder, PyConst
 from ..frontend.values import builtin
-from ..frontend.visitor import _StaticRange
+from ..frontend.values import StaticRange
 from ..ir.node import Node
 from ..types import ScalarType, i32, u32
 
@@ -69,7 +69,7 @@ def static_range(b: Builder, *args):
     vals = [a.attrs["value"] if isinstance(a, Node) else a for a in args]
     if len(vals) == 3 and vals[2] == 0:
         b.error("static_range() step must not be zero")
-    return _StaticRange(range(*vals))
+    return StaticRange(range(*vals))
 
 
 @builtin
