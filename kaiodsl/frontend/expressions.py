@@ -11,8 +11,10 @@ import builtins as _py
 import operator
 
 from ..ir.node import Node
-from ..types import PtrType, ScalarType, TupleType, bool_
-from .builder import PyConst
+from ..types import InvalidType, PtrType, ScalarType, TupleType, bool_
+from .builder import SYMBOLS, PyConst
+from .control import BOOL, VAL
+from .describe import describe
 from .values import StaticRange, Undefined
 
 BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv", ast.FloorDiv: "floordiv",
@@ -76,7 +78,7 @@ class Expressions:
         try:
             return getattr(obj, node.attr)
         except AttributeError:
-            self.error(f"{self._describe(obj)} has no attribute '{node.attr}'", node)
+            self.error(f"{describe(obj)} has no attribute '{node.attr}'", node)
 
     def visit_Subscript(self, node):
         cont = self.eval(node.value)
@@ -95,11 +97,14 @@ class Expressions:
         if hasattr(cont, "__kaio_getitem__"):
             return cont.__kaio_getitem__(self, idx)
         if isinstance(idx, Node):
-            self.error(f"{self._describe(cont)} can only be indexed with compile-time values", node)
+            self.error(f"{describe(cont)} can only be indexed with compile-time values", node)
         try:
-            return cont[idx]
+            out = cont[idx]
         except Exception as e:  # a compile-time container; report Python's own complaint
-            self.error(f"indexing {self._describe(cont)} failed: {e}", node)
+            self.error(f"indexing {describe(cont)} failed: {e}", node)
+        if isinstance(out, InvalidType):
+            self.error(f"{out.text} is not a type: {out.reason}", node)
+        return out
 
     def visit_Slice(self, node):
         self.error("slices are not supported in kernels", node)
@@ -114,7 +119,7 @@ class Expressions:
             try:
                 return _PYOPS[op](a, b_)
             except Exception as e:
-                self.error(f"compile-time '{op}' failed: {e}", node)
+                self.error(f"compile-time '{SYMBOLS[op]}' failed: {e}", node)
         if isinstance(a, (list, tuple)) and isinstance(b_, (list, tuple)) and op == "add":
             return a + b_  # compile-time containers (a local array grows by concatenation)
         if op in ("matmul",):
@@ -128,7 +133,7 @@ class Expressions:
         if isinstance(b_, Node) and isinstance(b_.type, PtrType) and op == "add":
             return b.ptradd(b_, a)
         if not isinstance(a, (Node, *PyConst)) or not isinstance(b_, (Node, *PyConst)):
-            self.error(f"'{op}' does not apply to {self._describe(a)} and {self._describe(b_)}", node)
+            self.error(f"'{SYMBOLS[op]}' does not apply to {describe(a)} and {describe(b_)}", node)
         if op == "truediv":
             return b.truediv(a, b_)
         if op == "floordiv":
@@ -161,7 +166,7 @@ class Expressions:
         if isinstance(v, PyConst):
             return {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}[type(node.op)](v)
         if not isinstance(v, Node) or not isinstance(v.type, ScalarType):
-            self.error(f"unary operator on {self._describe(v)}", node)
+            self.error(f"unary operator on {describe(v)}", node)
         if isinstance(node.op, ast.UAdd):
             return v
         if isinstance(node.op, ast.USub):
@@ -236,11 +241,11 @@ class Expressions:
         r = b.truth(self.eval(rest))
         ends = []
         if b.block is not None:
-            ends.append((b.block, {**self.env, "$bool": r}))
+            ends.append((b.block, {**self.env, BOOL: r}))
         self.env, b.block = dict(env0), short
-        ends.append((short, {**env0, "$bool": not is_and}))
+        ends.append((short, {**env0, BOOL: not is_and}))
         self.merge(ends, "endbool")
-        return self.env.pop("$bool")
+        return self.env.pop(BOOL)
 
     def visit_IfExp(self, node):
         cond = self.b.truth(self.eval(node.test))
@@ -255,9 +260,9 @@ class Expressions:
         for blk, expr in ((t, node.body), (f, node.orelse)):
             self.env, b.block = dict(env0), blk
             v = self.eval(expr)
-            ends.append((b.block, {**self.env, "$val": v}))
+            ends.append((b.block, {**self.env, VAL: v}))
         self.merge(ends, "endif")
-        return self.env.pop("$val")
+        return self.env.pop(VAL)
 
     def visit_NamedExpr(self, node):
         v = self.eval(node.value)

@@ -10,7 +10,8 @@ import builtins as _py
 
 from ..ir.node import Node
 from ..types import PtrType, ScalarType, TupleType
-from .describe import describe_node
+from .control import RET
+from .describe import describe, describe_node
 from .expressions import BINOPS
 from .values import StaticRange
 
@@ -54,6 +55,7 @@ class Statements:
         if isinstance(t, ast.Name):
             self.check_assignable(t.id, t)
             self.env[t.id] = value
+            self.assigned_at[(t.id, id(value))] = (value, self.src.loc(t))
         elif isinstance(t, (ast.Tuple, ast.List)):
             items = self.unpack(value, len(t.elts), t)
             for sub, v in zip(t.elts, items):
@@ -72,7 +74,7 @@ class Statements:
             if len(value) != n:
                 self.error(f"cannot unpack {len(value)} values into {n} names", node)
             return list(value)
-        self.error(f"cannot unpack {self._describe(value)}", node)
+        self.error(f"cannot unpack {describe(value)}", node)
 
     def assign_subscript(self, t: ast.Subscript, value):
         cont = self.eval(t.value)
@@ -90,7 +92,7 @@ class Statements:
         elif hasattr(cont, "__kaio_setitem__"):
             cont.__kaio_setitem__(self, idx, value)
         else:
-            self.error(f"cannot assign into {self._describe(cont)}", t)
+            self.error(f"cannot assign into {describe(cont)}", t)
 
     def const_index(self, idx, n: int, node) -> int:
         if isinstance(idx, Node) and idx.op == "const":
@@ -109,7 +111,8 @@ class Statements:
             self.b.terminate("ret")
             return
         value = self.eval(node.value) if node.value is not None else None
-        env = {"$ret": value}
+        self.assigned_at[(RET, id(value))] = (value, self.src.loc(node))
+        env = {RET: value}
         self.returns.append((self.b.block, env))
         self.b.block = None
 
@@ -128,8 +131,10 @@ class Statements:
         if isinstance(it, ast.Call) and self._resolves_to(it.func, _py.range):
             args = [self.eval(a) for a in it.args]
             if it.keywords or not 1 <= len(args) <= 3:
-                self.error("range() takes 1 to 3 positional arguments", it)
-            start, stop, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) == 3 else 1)
+                self.error(f"range() takes 1 to 3 arguments: range(stop) or range(start, stop[, step]) "
+                           f"({len(args) + len(it.keywords)} given)", it)
+            start, stop, step = ((0, args[0], 1) if len(args) == 1 else
+                                 (args[0], args[1], args[2] if len(args) == 3 else 1))
             if not isinstance(node.target, ast.Name):
                 self.error("a range() loop needs a single loop variable", node.target)
             self.check_assignable(node.target.id, node.target)
@@ -143,7 +148,7 @@ class Statements:
         elif isinstance(values, Node) and isinstance(values.type, TupleType):
             self.static_loop(node, [self.b.extract(values, i) for i in range(len(values.type))])
         else:
-            self.error(f"cannot iterate over {self._describe(values)}; use range(), kaiodsl.static_range() "
+            self.error(f"cannot iterate over {describe(values)}; use range(), kaiodsl.static_range() "
                        "or a compile-time list", it)
 
 

@@ -11,14 +11,13 @@ import ast
 import builtins as _py
 
 from ..errors import CompileError, KaioError
-from ..ir.node import Node, SourceLoc
+from ..ir.node import SourceLoc
 from .builder import Builder
 from .calls import Calls
 from .control import ControlFlow
-from .describe import describe_node
+from .describe import describe, describe_node, instead
 from .expressions import Expressions
 from .statements import Statements
-from .values import SharedArray
 
 
 class Source:
@@ -58,15 +57,28 @@ class Visitor(Statements, Expressions, Calls, ControlFlow):
         self.if_depth = 0
         self.returns: list | None = None  # inlined function: (block, env-with-$ret) ends
         self.funcs_depth = funcs_depth
+        self.assigned_at: dict = {}  # (name, id(value)) -> (value, SourceLoc): for merge messages
+
+    # The compile context, set by the compile route before the body is visited; an inlined @func's
+    # visitor inherits it (inherit_context), so block_dim folds and arch gates apply inside funcs too.
+    ctx = None
+    kernel_block = None  # the kernel's block_size as (x, y, z), or None
+    CONTEXT_ATTRS = ("ctx", "kernel_block")
+
+    def inherit_context(self, parent: "Visitor") -> None:
+        for name in self.CONTEXT_ATTRS:
+            setattr(self, name, getattr(parent, name))
 
     # -- plumbing ------------------------------------------------------------------------------
     def error(self, msg: str, node=None):
-        raise CompileError(msg, self.src.loc(node) if node is not None else self.b.loc)
+        """Raise a CompileError at ``node`` (an AST node or a SourceLoc), else at the current node."""
+        loc = node if isinstance(node, SourceLoc) else self.src.loc(node) if node is not None else None
+        raise CompileError(msg, loc or self.b.loc)
 
     def visit(self, node):
         method = getattr(self, "visit_" + type(node).__name__, None)
         if method is None:
-            self.error(f"{describe_node(node)} is not supported in kaiodsl kernels", node)
+            self.error(f"{describe_node(node)} is not supported in kaiodsl kernels{instead(node)}", node)
         prev = self.b.loc
         loc = self.src.loc(node)
         if loc is not None:
@@ -100,11 +112,5 @@ class Visitor(Statements, Expressions, Calls, ControlFlow):
             return self.globals.get(func_node.id, getattr(_py, func_node.id, None)) is obj
         return False
 
-    def _describe(self, v) -> str:
-        if isinstance(v, Node):
-            return f"a {v.type} value"
-        if isinstance(v, SharedArray):
-            return repr(v)
-        if isinstance(v, (int, float, bool, str)):
-            return repr(v)
-        return f"{type(v).__name__} {getattr(v, '__name__', '')}".strip()
+    def _describe(self, v) -> str:  # decorator.Func.inline still calls it; the frontend uses describe()
+        return describe(v)
