@@ -58,6 +58,8 @@ class Calls:
         handler = PY_BUILTINS.get(fn) if _hashable(fn) else None
         if handler is not None:
             return handler(self, args, kwargs, node)
+        if isinstance(fn, Node) or not callable(fn):
+            self.error(f"{describe(fn)} is not callable", node)
         if any(_has_runtime(a) for a in [*args, *kwargs.values()]):
             self.error(_not_on_runtime_values(fn), node)
         try:
@@ -65,6 +67,11 @@ class Calls:
         except KaioError as e:
             raise CompileError(str(e), self.src.loc(node)) from None
         except Exception as e:
+            typed = [l for a in [*args, *kwargs.values()] for l in flatten(a)[1] if isinstance(l, Node)]
+            if typed:  # Python's complaint would be about our IR classes: say what went in instead
+                self.error(f"compile-time call to {describe(fn)} failed: it was given {describe(typed[0])}, a "
+                           f"kaiodsl value that plain Python cannot compute with; pass a Python number, or "
+                           f"decorate it with @kaiodsl.func", node)
             self.error(f"compile-time call to {describe(fn)} raised {type(e).__name__}: {e}", node)
 
     def inline(self, func, args, kwargs, node):
@@ -144,6 +151,10 @@ def _print(fx, args, kwargs, node):
 def _python(fn):
     """Run the builtin in Python: it only rearranges containers, which may hold run-time values."""
     def handler(fx, args, kwargs, node):
+        for a in args:
+            if isinstance(a, Node) and fn is not _py.isinstance:
+                fx.error(f"{fn.__name__}() needs compile-time values or containers (a tuple or a list), got "
+                         f"{describe(a)}", node)
         try:
             return fn(*args, **kwargs)
         except Exception as e:

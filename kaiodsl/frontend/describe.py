@@ -80,7 +80,20 @@ def describe(v) -> str:
         return f"the module {v.__name__}"
     if isinstance(v, type):
         return f"the class {v.__name__.lstrip('_')}"
+    exported = _exported_name(v)
+    if exported is not None:
+        return exported
     name = getattr(v, "__name__", None)
     if callable(v) and isinstance(name, str):
         return f"the function {name.lstrip('_')}"
     return f"a {type(v).__name__.lstrip('_')} object"
+
+
+def _exported_name(v):
+    """``kaiodsl.fast`` for an object the package exports under a public name, else None."""
+    import kaiodsl
+
+    for name, obj in vars(kaiodsl).items():
+        if obj is v and not name.startswith("_"):
+            return f"kaiodsl.{name}"
+    return None

@@ -74,7 +74,7 @@ class Expressions:
         if isinstance(obj, Node):
             if node.attr == "dtype":
                 return obj.type
-            self.error(f"a {obj.type} value has no attribute '{node.attr}'", node)
+            self.error(f"{describe(obj)} has no attribute '{node.attr}'", node)
         try:
             return getattr(obj, node.attr)
         except AttributeError:
@@ -91,7 +91,7 @@ class Expressions:
                 return b.load(b.ptradd(cont, idx))
             if isinstance(cont.type, TupleType):
                 return b.extract(cont, self.const_index(idx, len(cont.type), node))
-            self.error(f"a {cont.type} value cannot be indexed", node)
+            self.error(f"{describe(cont)} cannot be indexed", node)
         if isinstance(cont, list):
             return cont[self.const_index(idx, len(cont), node)]
         if hasattr(cont, "__kaio_getitem__"):
@@ -145,6 +145,8 @@ class Expressions:
         return b.binary(op, a, b_)
 
     def _pow(self, a, e, node):
+        if not (isinstance(a, PyConst) or isinstance(a, Node) and isinstance(a.type, ScalarType)):
+            self.error(f"'**' does not apply to {describe(a)}", node)
         if isinstance(e, int) and not isinstance(e, bool) and 0 <= e <= 8:
             if e == 0:
                 return 1
@@ -166,7 +168,8 @@ class Expressions:
         if isinstance(v, PyConst):
             return {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}[type(node.op)](v)
         if not isinstance(v, Node) or not isinstance(v.type, ScalarType):
-            self.error(f"unary operator on {describe(v)}", node)
+            sym = {ast.USub: "-", ast.UAdd: "+", ast.Invert: "~"}[type(node.op)]
+            self.error(f"unary '{sym}' does not apply to {describe(v)}", node)
         if isinstance(node.op, ast.UAdd):
             return v
         if isinstance(node.op, ast.USub):

@@ -425,6 +425,13 @@ def e_ptr_ptr_in_body(x: Ptr[f32]):
     p[0] = x
 
 
+@case("helper(kaiodsl.i32(5))", r"compile-time call to the function helper failed: it was given the constant 5 "
+      r"\(i32\), a kaiodsl value that plain Python cannot compute with")
+@kaiodsl.kernel
+def e_helper_typed_const(x: Ptr[f32]):
+    x[0] = helper(kaiodsl.i32(5))  # !e_helper_typed_const
+
+
 def _expected(k, anchor):
     marker = f"# !{k.__name__}"
     (idx,) = [n for n, l in enumerate(LINES) if marker in l]
