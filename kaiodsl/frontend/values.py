@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import KaioError
 from ..ir.node import Node
 from ..types import PtrType, ScalarType, Type, bf16
+from .describe import describe
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,6 @@ class Builtin:
         return f"kaiodsl.{self.name}() {what}; call it as {self.usage()}"
 
     def __kaio_call__(self, fx, args, kwargs):
-        from .describe import describe
-
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as e:
