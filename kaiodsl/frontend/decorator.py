@@ -11,9 +11,9 @@ import textwrap
 from ..errors import CompileError, KaioError
 from ..ir.node import Node
 from ..types import ConstType, PtrType, ScalarType, bool_, f32, i32
-from .visitor import Source, Visitor
+from .params import check_const_value, resolve_annotation
+from .visitor import Source
 
-_PY_ANNOTATIONS = {int: i32, float: f32, bool: bool_}
 
 
 def _load_source(fn) -> Source:
@@ -55,15 +55,6 @@ def _globals_of(fn) -> dict:
     return g
 
 
-def _resolve_annotation(ann, globals_, where: str):
-    if isinstance(ann, str):
-        try:
-            ann = eval(ann, globals_)  # annotations from `from __future__ import annotations`
-        except Exception as e:
-            raise KaioError(f"cannot resolve the annotation {ann!r} of {where}: {e}") from None
-    return _PY_ANNOTATIONS.get(ann, ann)
-
-
 class _Compilable:
     """What kernels and device functions share: the source and the names it can read
     (kaiodsl/fingerprint.py hashes what they reach for the cache key)."""
@@ -96,44 +87,6 @@ class Func(_Compilable):
     def __call__(self, *args, **kwargs):
         raise KaioError(f"@kaiodsl.func {self.__name__} can only be called from a kernel or another func")
 
-    def inline(self, caller: Visitor, args, kwargs, node):
-        if caller.funcs_depth > 32:
-            caller.error(f"call depth limit reached inlining {self.__name__} (recursion is not supported)", node)
-        sig = inspect.signature(self.fn)
-        try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError as e:
-            caller.error(f"{self.__name__}(): {e}", node)
-        bound.apply_defaults()
-        g = self.globals()
-        b = caller.b
-        env = {}
-        for name, value in bound.arguments.items():
-            ann = sig.parameters[name].annotation
-            if ann is not inspect.Parameter.empty:
-                ann = _resolve_annotation(ann, g, f"parameter '{name}' of {self.__name__}")
-                if isinstance(ann, ScalarType):
-                    value = b.coerce(value, ann, f"argument '{name}' of {self.__name__}()")
-                elif isinstance(ann, PtrType):
-                    if not (isinstance(value, Node) and value.type == ann):
-                        caller.error(f"argument '{name}' of {self.__name__}() must be {ann}, got "
-                                     f"{caller._describe(value)}", node)
-                elif isinstance(ann, ConstType) and isinstance(value, Node):
-                    caller.error(f"argument '{name}' of {self.__name__}() is Const: it needs a compile-time "
-                                 f"value, got {caller._describe(value)}", node)
-            env[name] = value
-        const_names = {n for n, p in sig.parameters.items()
-                       if isinstance(_resolve_annotation(p.annotation, g, n), ConstType)}
-        v = Visitor(caller.ctx, b, self.source, env, g, const_names, caller.funcs_depth + 1, returns=[])
-        saved_loc = b.loc
-        v.visit_body(self.source.tree.body)
-        if b.block is not None:
-            v.returns.append((b.block, {"$ret": None}))
-        v.env = {}
-        v.merge(v.returns, "ret")
-        b.loc = saved_loc
-        return v.env.get("$ret") if b.block is not None else None
-
 
 class Kernel(_Compilable):
     """A GPU kernel: ``k[grid, block](*args)`` launches; ``ptx()``, ``ir()``, ``compile()`` inspect.
@@ -156,7 +109,7 @@ class Kernel(_Compilable):
                 raise CompileError(f"kernel parameter '{pname}' needs a type annotation "
                                    f"(e.g. {pname}: kaiodsl.Ptr[kaiodsl.f32] or {pname}: kaiodsl.i32)",
                                    self.param_loc(pname))
-            ann = _resolve_annotation(p.annotation, g, f"parameter '{pname}' of {fn.__name__}")
+            ann = resolve_annotation(p.annotation, g, f"parameter '{pname}' of {fn.__name__}", self.param_loc(pname))
             if not isinstance(ann, (ScalarType, PtrType, ConstType)):
                 raise CompileError(f"kernel parameter '{pname}' has annotation {ann!r}; use a kaiodsl scalar "
                                    f"type, Ptr[T] or Const", self.param_loc(pname))
@@ -209,10 +162,7 @@ class Kernel(_Compilable):
                 v = default
             else:
                 raise KaioError(f"{self.__name__}: Const parameter '{name}' needs a value (pass {name}=...)")
-            inner = ann.inner
-            if inner in (int, float, bool) and not isinstance(v, inner):
-                raise KaioError(f"{self.__name__}: Const parameter '{name}' must be {inner.__name__}, got {v!r}")
-            out[name] = v
+            out[name] = check_const_value(self.__name__, name, ann, v, self.param_loc(name))
         extra = set(consts) - set(out)
         if extra:
             raise KaioError(f"{self.__name__}: {', '.join(sorted(extra))} "
