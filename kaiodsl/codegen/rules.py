@@ -360,7 +360,7 @@ def _ld_bool(ctx: Ctx, n):
 
 def _st_bool(ctx: Ctx, n, pred: str):
     p, v = n.operands[0], n.operands[1]
-    if v.op == "const" and v not in ctx.regs:
+    if v.op == "const":
         src = "1" if v.attrs["value"] else "0"
     else:
         src = ctx.new_reg(_U16)
