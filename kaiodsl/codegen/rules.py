@@ -159,18 +159,39 @@ def r_unary(ctx: Ctx, n):
         ctx.emit(f"not.pred {d}, {a};")
     elif op == "not":
         ctx.emit(f"not{_bits(t)} {d}, {a};")
-    elif t.is_int:
-        ctx.emit(f"{op}{_int_suffix(t)} {d}, {a};")
         _normalize8(ctx, t, d)
-    elif _half(t) or t.kind == "packed":
-        ctx.emit(f"{op}{ptx_suffix(t)} {d}, {a};")
+    elif t.is_int and op == "abs" and not t.is_signed:
+        ctx.emit(f"mov{_bits(t)} {d}, {a};")  # abs of an unsigned value is itself (PTX has no abs.uN)
+    elif t.is_int:
+        # neg exists only for signed types (PTX ISA 9.7.1.9); two's complement gives unsigned the same bits
+        ctx.emit(f"{op}.s{max(16, t.bits)} {d}, {a};")
+        _normalize8(ctx, t, d)
     else:
         ctx.emit(f"{op}{ptx_suffix(t)} {d}, {a};")
 
 
+_U32 = ScalarType("u32", 32, "uint")
+
+
 def r_bitcount(ctx: Ctx, n):
-    a = ctx.operand(n.operands[0], imm_ok=False)
-    ctx.emit(f"{n.op}{_bits(n.operands[0].type)} {ctx.reg(n)}, {a};")
+    """popc/clz/brev exist for .b32/.b64 only (PTX ISA 9.7.1.13-15): narrower values are widened."""
+    src = n.operands[0]
+    a, bits = ctx.operand(src, imm_ok=False), src.type.bits
+    if bits >= 32:
+        ctx.emit(f"{n.op}{_bits(src.type)} {ctx.reg(n)}, {a};")
+        return
+    w = ctx.new_reg(_U32)
+    ctx.emit(f"cvt.u32.u{bits} {w}, {a};")  # only the value's own bits, zero-extended
+    d = ctx.reg(n)
+    if n.op == "popc":
+        ctx.emit(f"popc.b32 {d}, {w};")
+    elif n.op == "clz":
+        ctx.emit(f"clz.b32 {d}, {w};")
+        ctx.emit(f"sub.s32 {d}, {d}, {32 - bits};")
+    else:
+        ctx.emit(f"brev.b32 {w}, {w};")
+        ctx.emit(f"shr.u32 {w}, {w}, {32 - bits};")
+        ctx.emit(f"cvt.u{max(16, bits)}.u32 {d}, {w};")
 
 
 def r_cmp(ctx: Ctx, n):
@@ -252,6 +273,8 @@ def r_cast(ctx: Ctx, n):
     if s.is_int and t.is_int:
         if s.bits == t.bits and not sat:
             ctx.emit(f"mov{_bits(t)} {d}, {a};")
+            if s.kind != t.kind:
+                _normalize8(ctx, t, d)  # i8 <-> u8: re-extend the 16-bit register for the new signedness
         else:
             ctx.emit(f"cvt{sat}{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         return
@@ -294,6 +317,8 @@ def r_cast(ctx: Ctx, n):
 
 def r_bitcast(ctx: Ctx, n):
     ctx.emit(f"mov{_bits(n.type)} {ctx.reg(n)}, {ctx.operand(n.operands[0], imm_ok=False)};")
+    if n.operands[0].type != n.type:
+        _normalize8(ctx, n.type, ctx.reg(n))
 
 
 # -- math ---------------------------------------------------------------------------------------
