@@ -270,6 +270,8 @@ def r_cast(ctx: Ctx, n):
             ctx.emit(f"setp.ne{_int_suffix(s)} {d}, {a}, 0;")
         return
     sat = ".sat" if mode == "sat" else ""
+    if sat and s.is_int and t.is_int and t.int_range[0] <= s.int_range[0] and s.int_range[1] <= t.int_range[1]:
+        sat = ""  # every source value fits: ptxas refuses a .sat that cannot clamp (cvt.sat.s32.s16)
     if s.is_int and t.is_int:
         if s.bits == t.bits and not sat:
             ctx.emit(f"mov{_bits(t)} {d}, {a};")
@@ -280,7 +282,7 @@ def r_cast(ctx: Ctx, n):
         return
     if s.is_int and t.is_float:
         rnd = "." + (mode if mode in ("rn", "rz", "rm", "rp") else "rn")
-        if t == bf16 and ctx.arch_num() < 90:
+        if t == bf16 and (ctx.arch_num() < 90 or s.bits == 8):  # no cvt.bf16.{s8,u8}, none before sm_90
             w = ctx.new_reg(f32)
             ctx.emit(f"cvt{rnd}.f32{ptx_suffix(s)} {w}, {a};")
             ctx.emit(f"cvt.rn.bf16.f32 {d}, {w};")
@@ -294,6 +296,9 @@ def r_cast(ctx: Ctx, n):
         return
     if s.is_float and t.is_float:
         rnd = "." + (mode if mode in ("rn", "rz", "rm", "rp") else "rn")
+        if s == t:  # a rounding mode changes nothing within one type (ptxas refuses cvt.rz.f32.f32)
+            ctx.emit(f"mov{_bits(t) if _half(t) else mov_suffix(t)} {d}, {a};")
+            return
         if s == bf16 or (s == f16 and t == bf16):
             w = to_f32(ctx, src_node)
             if t == f32:
@@ -336,6 +341,12 @@ def r_math(ctx: Ctx, n):
     if t.name == "f64" and name == "rcp.approx":
         name = "rcp.approx.ftz"
     sfx = ptx_suffix(t)
+    if name.startswith("cvt.") and t == bf16 and ctx.arch_num() < 90:
+        # cvt.rmi.bf16.bf16 needs sm_90: round in f32; the integral result converts back exactly
+        w = ctx.new_reg(f32)
+        ctx.emit(f"{name}.f32.f32 {w}, {to_f32(ctx, n.operands[0])};")
+        ctx.emit(f"cvt.rn.bf16.f32 {ctx.reg(n)}, {w};")
+        return
     if name.startswith("cvt."):
         sfx = sfx + sfx
     ctx.emit(f"{name}{sfx} {ctx.reg(n)}, {ctx.operand(n.operands[0], imm_ok=False)};")
