@@ -170,3 +170,32 @@ def test_bool_of_inverted_u8():
     o = np.ones(1, bool)
     k[1, 1](np.array([255], np.uint8), o)
     assert not o[0]
+
+
+@pytest.mark.parametrize("T", [kaiodsl.f32, kaiodsl.f64, kaiodsl.f16], ids=str)
+def test_float_floordiv_and_mod_by_literal_zero_are_ieee(T):
+    """x // 0 and x % 0 on floats compile (only integer division by a constant 0 is an error)."""
+    kaiodsl.set_backend("sim")
+
+    @kaiodsl.kernel
+    def k(a: Ptr[T], q: Ptr[T], r: Ptr[T]):
+        i = kaiodsl.thread_idx.x
+        q[i] = a[i] // 0
+        r[i] = a[i] % 0.0
+
+    a = np.array([1.5, -2.0, 0.0], T.np_dtype)
+    q, r = np.zeros(3, T.np_dtype), np.zeros(3, T.np_dtype)
+    k[1, 3](a, q, r)
+    assert list(q[:2]) == [np.inf, -np.inf] and np.isnan(q[2]) and np.isnan(r).all()
+
+
+def test_abs_of_unsigned_and_needless_saturation_emit_valid_forms():
+    @kaiodsl.kernel
+    def k(a: Ptr[u16], b: Ptr[i16], o: Ptr[u16], w: Ptr[i32]):
+        i = kaiodsl.thread_idx.x
+        o[i] = abs(a[i]) + (-a[i])
+        w[i] = kaiodsl.saturate_cast(b[i], i32) + kaiodsl.saturate_cast(w[i], i32)
+
+    ptx = k.ptx(arch="sm_80")
+    assert "abs.u" not in ptx and "neg.u" not in ptx and "cvt.sat" not in ptx
+    assert k.compile(arch="sm_80").cubin
