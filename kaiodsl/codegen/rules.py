@@ -405,6 +405,44 @@ def _st_bool(ctx: Ctx, n, pred: str):
     ctx.emit(f"{pred}st{_space(n)}{'.' + c if c else ''}.u8 [{ctx.reg(p)}], {src};")
 
 
+def _words(ctx: Ctx, vec: int, elem) -> list | None:
+    """b32 registers carrying a vector PTX has no form for (8 x 16-bit, 8 or 16 x 8-bit), else None.
+
+    ld/st have .v2/.v4 only (PTX ISA 9.7.9.8): 16 bytes of halves move as ld.v4.b32 and unpack.
+    """
+    if vec <= 4:
+        return None
+    return [ctx.new_reg(_U32) for _ in range(vec * elem.nbytes // 4)]
+
+
+def _unpack(ctx: Ctx, words, regs, elem, guard: str) -> None:
+    per = 4 // elem.nbytes
+    for w, word in enumerate(words):
+        part = regs[w * per:(w + 1) * per]
+        if per == 2:  # PTX ISA 9.7.9.1 mov: a b32 splits into two b16 halves, low first
+            ctx.emit(f"{guard}mov.b32 {{{part[0]}, {part[1]}}}, {word};")
+            continue
+        signed = "s" if elem.is_int and elem.is_signed else "u"
+        for j, r in enumerate(part):  # bytes, extended into their 16-bit registers
+            t = ctx.new_reg(_U32)
+            ctx.emit(f"{guard}bfe.{signed}32 {t}, {word}, {8 * j}, 8;")
+            ctx.emit(f"{guard}cvt.u16.u32 {r}, {t};")
+
+
+def _pack(ctx: Ctx, words, regs, elem) -> None:
+    per = 4 // elem.nbytes
+    for w, word in enumerate(words):
+        part = regs[w * per:(w + 1) * per]
+        if per == 2:
+            ctx.emit(f"mov.b32 {word}, {{{part[0]}, {part[1]}}};")
+            continue
+        ctx.emit(f"cvt.u32.u16 {word}, {part[0]};")
+        for j, r in enumerate(part[1:], 1):
+            t = ctx.new_reg(_U32)
+            ctx.emit(f"cvt.u32.u16 {t}, {r};")
+            ctx.emit(f"bfi.b32 {word}, {t}, {word}, {8 * j}, 8;")
+
+
 def r_ld(ctx: Ctx, n):
     p = n.operands[0]
     elem = p.type.elem
@@ -412,23 +450,31 @@ def r_ld(ctx: Ctx, n):
     if elem.is_bool and vec == 1:
         return _ld_bool(ctx, n)
     regs = resolve(ctx, n) if vec > 1 else ctx.reg(n)
-    dst = "{" + ", ".join(regs) + "}" if vec > 1 else regs
-    instr = f"ld{_space(n)}{_cache_load(n)}{'.v%d' % vec if vec > 1 else ''}{_mem_type(elem)} {dst}, [{ctx.reg(p)}];"
+    words = _words(ctx, vec, elem)
+    dst = "{" + ", ".join(words or regs) + "}" if vec > 1 else regs
+    mvec, mtype = (len(words), ".b32") if words else (vec, _mem_type(elem))
+    instr = f"ld{_space(n)}{_cache_load(n)}{'.v%d' % mvec if mvec > 1 else ''}{mtype} {dst}, [{ctx.reg(p)}];"
+    guard = ""
     if len(n.operands) == 3:  # masked load: the default where the mask is off
         m, other = n.operands[1], n.operands[2]
         o = ctx.operand(other, imm_ok=not _half(elem))
         for r in (regs if vec > 1 else [regs]):
             ctx.emit(f"@!{ctx.reg(m)} mov{mov_suffix(elem)} {r}, {o};")
-        ctx.emit(f"@{ctx.reg(m)} {instr}")
-    else:
-        ctx.emit(instr)
+        guard = f"@{ctx.reg(m)} "
+    ctx.emit(f"{guard}{instr}")
+    if words:
+        _unpack(ctx, words, regs, elem, guard)
 
 
 def r_st(ctx: Ctx, n):
     p, v = n.operands[0], n.operands[1]
     elem = p.type.elem
     vec = n.attrs.get("vec", 1)
-    if vec > 1:
+    words = _words(ctx, vec, elem)
+    if words:
+        _pack(ctx, words, resolve(ctx, v), elem)
+        src = "{" + ", ".join(words) + "}"
+    elif vec > 1:
         src = "{" + ", ".join(resolve(ctx, v)) + "}"
     else:
         src = ctx.operand(v, imm_ok=not _half(elem))
@@ -436,7 +482,8 @@ def r_st(ctx: Ctx, n):
     pred = f"@{ctx.reg(n.operands[2])} " if len(n.operands) == 3 else ""
     if elem.is_bool and vec == 1:
         return _st_bool(ctx, n, pred)
-    ctx.emit(f"{pred}st{_space(n)}{'.' + c if c else ''}{'.v%d' % vec if vec > 1 else ''}{_mem_type(elem)} "
+    mvec, mtype = (len(words), ".b32") if words else (vec, _mem_type(elem))
+    ctx.emit(f"{pred}st{_space(n)}{'.' + c if c else ''}{'.v%d' % mvec if mvec > 1 else ''}{mtype} "
              f"[{ctx.reg(p)}], {src};")
 
 
