@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .. import __version__
 from ..errors import CompileError
 from ..ir.node import Function, Node
-from ..types import PtrType, ScalarType, TupleType, f16, bf16, reg_class
+from ..types import PtrType, ScalarType, TupleType, bf16, bf16_bits, f16, reg_class
 from .features import ptx_version_for
 
 @dataclass
@@ -91,10 +91,7 @@ def immediate(n: Node) -> str:
         import numpy as np
         return "0x%04X" % int(np.array(v, np.float16).view(np.uint16))
     if t == bf16:
-        bits = struct.unpack("<I", struct.pack("<f", v))[0]
-        if (bits & 0x7FFFFFFF) > 0x7F800000:
-            return "0x7FC0"
-        return "0x%04X" % ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
+        return "0x%04X" % int(bf16_bits(v))
     raise CompileError(f"internal: no immediate form for {t}", n.loc)
 
 
