@@ -14,6 +14,7 @@ from ..frontend.values import builtin
 from ..ir.node import Node
 from ..types import ScalarType, f16, bf16, f32, f64
 
+_SIM_NOTE = ""
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
@@ -59,12 +60,13 @@ ceil = builtin(_unary("ceil", True), name="ceil")
 trunc = builtin(_unary("trunc", True), name="trunc")
 round_even = builtin(_unary("rint", True), name="round_even")
 rsqrt = builtin(_unary("rsqrt", True), name="rsqrt")
-rsqrt.__doc__ = "1/sqrt(x): the hardware approximation (rsqrt.approx, ~1 ulp in f32); no exact PTX form exists."
+rsqrt.__doc__ = ("1/sqrt(x): the hardware approximation (rsqrt.approx, relative error <= 2**-22); no exact PTX "
+                 "form exists.")
 
 
 @builtin
 def exp2(b: Builder, x):
-    """2**x (ex2.approx.f32: max 2 ulp over the full range)."""
+    """2**x (ex2.approx.f32: relative error <= 2**-21, all x)."""
     x, t = _float_arg(b, x, "exp2", False)
     return _back(b, b.emit("ex2", f32, (x,)), t)
 
@@ -86,14 +88,14 @@ def exp(b: Builder, x):
 
 @builtin
 def log2(b: Builder, x):
-    """log2(x) (lg2.approx.f32: ~2**-22 absolute error)."""
+    """log2(x) (lg2.approx.f32: absolute error <= 2**-22 plus relative 2**-22)."""
     x, t = _float_arg(b, x, "log2", False)
     return _back(b, b.emit("lg2", f32, (x,)), t)
 
 
 @builtin
 def log(b: Builder, x):
-    """Natural log: lg2.approx(x) * ln 2."""
+    """Natural log: lg2.approx(x) * ln 2 (error as log2)."""
     x, t = _float_arg(b, x, "log", False)
     return _back(b, b.binary("mul", b.emit("lg2", f32, (x,)), LN2), t)
 
@@ -134,7 +136,7 @@ cos = builtin(_trig("cos"), name="cos")
 
 @builtin
 def tanh(b: Builder, x):
-    """tanh(x) (tanh.approx.f32, sm_75+: max relative error ~2**-11)."""
+    """tanh(x) (tanh.approx.f32, sm_75+: relative error <= 2**-10.5)."""
     x, t = _float_arg(b, x, "tanh", False)
     b.require_arch(75, "tanh")
     return _back(b, b.emit("tanh", f32, (x,)), t)
@@ -162,7 +164,7 @@ class _Fast:
 
     @staticmethod
     def _exp(b: Builder, x):
-        """e**x as a single ex2.approx of x*log2(e): fast, error grows with |x|."""
+        """e**x as a single ex2.approx of x*log2(e): relative error 2**-21 for |x| <= 10, growing with |x|."""
         x, t = _float_arg(b, x, "fast.exp", False)
         return _back(b, b.emit("ex2", f32, (b.binary("mul", x, LOG2E),)), t)
 
@@ -173,3 +175,12 @@ class _Fast:
 
 
 fast = _Fast()
+
+
+fast.sqrt.__doc__ = "sqrt(x) with sqrt.approx.f32 (relative error <= 2**-22)."
+fast.reciprocal.__doc__ = "1/x with rcp.approx.f32 (relative error <= 2**-22 for |x| <= 2**126)."
+# Every approximate builtin says so where help() shows it.
+_SIM_NOTE = (" Approximate: the simulator computes it exactly, the GPU within this bound; compare GPU results "
+             "with the bound (docs/language.md, 'Math accuracy').")
+for _f in (rsqrt, exp2, exp, log2, log, sin, cos, tanh, fast.div, fast.sqrt, fast.reciprocal, fast.exp):
+    _f.__doc__ = (_f.__doc__ or _f.__name__) + _SIM_NOTE

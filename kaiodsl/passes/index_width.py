@@ -102,7 +102,8 @@ def _products_in(index, bounds: _Bounds, seen: set):
         if n in seen or not isinstance(n.type, ScalarType) or not n.type.is_int:
             continue
         seen.add(n)
-        if n.type.bits == 32 and n.op in ("mul", "fma") and not all(o.op == "const" for o in n.operands[:2]) and bounds.overflows(n):
+        product = n.type.bits == 32 and n.op in ("mul", "fma")
+        if product and not all(o.op == "const" for o in n.operands[:2]) and bounds.overflows(n):
             yield n
         if n.op in _WALK:
             stack.extend(n.operands)
@@ -125,8 +126,8 @@ def check_index_width(fn: Function) -> None:
             if not expr or expr.count("(") != expr.count(")") or "*" not in expr:
                 expr = None  # the expression spans lines: name the line only
             what = f"`{expr}`" if expr else "on this line"
-            msg = (f"{m.type} product {what} can leave the {m.type} range and is used as a pointer offset, "
-                   f"where it would wrap; compute it in 64 bits, e.g. kaiodsl.i64(row) * n + col "
+            msg = (f"{m.type} product {what} can leave the {m.type} range and is used as a pointer "
+                   f"offset, where it would wrap; compute it in 64 bits, e.g. kaiodsl.i64(row) * n + col "
                    f"(docs/language.md, '64-bit indexing')")
             if loc is None:
                 warnings.warn(msg, IndexOverflowWarning, stacklevel=2)

@@ -67,7 +67,8 @@ class Gen:
             return f"({self.expr(t, d - 1)} if {self.boolean(d - 1)} else {self.expr(t, d - 1)})"
         if k == 5:
             s = r.choice(TYPES)
-            rnd = f", rounding='{r.choice(['rn', 'rz', 'rm', 'rp'])}'" if (fl or s in FLOATS) and r.random() < 0.3 else ""
+            rounded = (fl or s in FLOATS) and r.random() < 0.3
+            rnd = f", rounding='{r.choice(['rn', 'rz', 'rm', 'rp'])}'" if rounded else ""
             return f"kaiodsl.cast({self.expr(s, d - 1)}, kaiodsl.{t}{rnd})"
         if k == 6 and not fl:
             s = r.choice(TYPES)

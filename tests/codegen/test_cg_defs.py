@@ -92,7 +92,8 @@ def test_examples_define_before_use(kernel):
 def _op_kernels():
     """One kernel per op family and pipeline (the op modules' kernel factories)."""
     import importlib
-    mm, m4, m8, qz = (importlib.import_module(f"kaiodsl.ops.{m}") for m in ("matmul", "matmul_int4", "matmul_int8", "quantize"))
+    names = ("matmul", "matmul_int4", "matmul_int8", "quantize")
+    mm, m4, m8, qz = (importlib.import_module(f"kaiodsl.ops.{m}") for m in names)
     return [
         ("matmul sync nk bias", lambda: mm.gemm_kernel("f16", "f16", True, mm.SYNC, True)),
         ("matmul async kn bf16->f32", lambda: mm.gemm_kernel("bf16", "f32", False, mm.ASYNC_SMALL_M, False)),
