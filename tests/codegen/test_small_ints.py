@@ -14,6 +14,7 @@ import kaiodsl
 from kaiodsl import Const, Ptr, bool_, i8, i16, i32, i64, u8, u16, u32, u64
 
 SMALL = [i8, u8, i16, u16]
+BACKENDS = ["sim", pytest.param("cuda", marks=pytest.mark.gpu)]
 INTS = [i8, u8, i16, u16, i32, u32, i64, u64]
 BINARY = ["add", "sub", "mul", "floordiv", "mod", "and", "or", "xor", "shl", "shr", "min", "max"]
 UNARY = ["neg", "invert", "abs", "pos"]
@@ -90,10 +91,10 @@ def _operands(t, rng):
     return a, rng.permutation(b)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("op", BINARY + UNARY)
 @pytest.mark.parametrize("T", SMALL, ids=str)
-def test_small_int_op_observed_every_way(T, op, rng):
-    kaiodsl.set_backend("sim")
+def test_small_int_op_observed_every_way(backend, T, op, rng):
     a, b = _operands(T, rng)
     if op in ("floordiv", "mod"):
         b[b == 0] = 3
@@ -112,11 +113,11 @@ def test_small_int_op_observed_every_way(T, op, rng):
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("dst", INTS, ids=str)
 @pytest.mark.parametrize("src", INTS, ids=str)
-def test_int_casts_wrap_and_saturate(src, dst, rng):
-    """cast (wraps), saturate_cast (clamps) and bitcast, each observed by a comparison and bool_."""
-    kaiodsl.set_backend("sim")
+def test_int_casts_wrap_and_saturate(backend, src, dst, rng):
+    """cast (wraps) and saturate_cast (clamps), each observed by a comparison and bool_."""
 
     @kaiodsl.kernel
     def k(a: Ptr[src], c: Ptr[dst], o: Ptr[dst], ob: Ptr[bool_], olt: Ptr[bool_], SAT: Const[bool]):
@@ -141,9 +142,9 @@ def test_int_casts_wrap_and_saturate(src, dst, rng):
         assert list(olt) == [w < int(cc) for w, cc in zip(want, c)]
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("T", [i8, u8], ids=str)
-def test_bitcast_between_8_bit_types_is_narrowed(T):
-    kaiodsl.set_backend("sim")
+def test_bitcast_between_8_bit_types_is_narrowed(backend, T):
     other = u8 if T == i8 else i8
 
     @kaiodsl.kernel
@@ -159,9 +160,9 @@ def test_bitcast_between_8_bit_types_is_narrowed(T):
     assert list(ob) == [True, False] and list(olt) == ([False, True] if other == u8 else [True, False])
 
 
-def test_bool_of_inverted_u8():
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_bool_of_inverted_u8(backend):
     """The reported case: bool_(~u8(255)) is False."""
-    kaiodsl.set_backend("sim")
 
     @kaiodsl.kernel
     def k(a: Ptr[u8], o: Ptr[bool_]):
@@ -172,10 +173,10 @@ def test_bool_of_inverted_u8():
     assert not o[0]
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("T", [kaiodsl.f32, kaiodsl.f64, kaiodsl.f16], ids=str)
-def test_float_floordiv_and_mod_by_literal_zero_are_ieee(T):
+def test_float_floordiv_and_mod_by_literal_zero_are_ieee(backend, T):
     """x // 0 and x % 0 on floats compile (only integer division by a constant 0 is an error)."""
-    kaiodsl.set_backend("sim")
 
     @kaiodsl.kernel
     def k(a: Ptr[T], q: Ptr[T], r: Ptr[T]):
