@@ -283,9 +283,7 @@ def r_cast(ctx: Ctx, n):
     if s.is_int and t.is_float:
         rnd = "." + (mode if mode in ("rn", "rz", "rm", "rp") else "rn")
         if t == bf16 and (ctx.arch_num() < 90 or s.bits == 8):  # no cvt.bf16.{s8,u8}, none before sm_90
-            w = ctx.new_reg(f32)
-            ctx.emit(f"cvt{rnd}.f32{ptx_suffix(s)} {w}, {a};")
-            ctx.emit(f"cvt.rn.bf16.f32 {d}, {w};")
+            _bf16_through_f32(ctx, d, a, s, rnd)
         else:
             ctx.emit(f"cvt{rnd}{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         return
@@ -311,13 +309,37 @@ def r_cast(ctx: Ctx, n):
         if t.bits > s.bits:
             ctx.emit(f"cvt{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         elif t == bf16 and s.name == "f64" and ctx.arch_num() < 90:
-            w = ctx.new_reg(f32)
-            ctx.emit(f"cvt.rn.f32.f64 {w}, {a};")
-            ctx.emit(f"cvt{rnd}.bf16.f32 {d}, {w};")
+            _bf16_through_f32(ctx, d, a, s, rnd)
         else:
             ctx.emit(f"cvt{rnd}{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         return
     raise CompileError(f"no conversion from {s} to {t}", n.loc)
+
+
+def _bf16_through_f32(ctx: Ctx, d: str, a: str, s, rnd: str) -> None:
+    """A wide int or an f64 to bf16 where PTX has no direct cvt, rounding once.
+
+    Directed modes compose (rz of rz is rz). Nearest-even does not (rounding to f32 first can
+    make a tie), so the f32 step rounds to odd: truncate, and set the last bit if inexact
+    (24 bits >= 8 + 2, so the bf16 rounding of the odd value is that of the exact one).
+    """
+    w = ctx.new_reg(f32)
+    if rnd != ".rn" or (s.is_int and s.bits <= 16):  # <= 16-bit ints are exact in f32
+        ctx.emit(f"cvt{rnd}.f32{ptx_suffix(s)} {w}, {a};")
+        ctx.emit(f"cvt{rnd}.bf16.f32 {d}, {w};")
+        return
+    back, inexact, bits = ctx.new_reg(s), ctx.new_reg(ScalarType("bool", 1, "bool")), ctx.new_reg(_U32)
+    ctx.emit(f"cvt.rz.f32{ptx_suffix(s)} {w}, {a};")
+    if s.is_int:
+        ctx.emit(f"cvt.rzi{ptx_suffix(s)}.f32 {back}, {w};")  # exact: w is an integer no larger than a
+        ctx.emit(f"setp.ne{ptx_suffix(s)} {inexact}, {back}, {a};")
+    else:
+        ctx.emit(f"cvt.f64.f32 {back}, {w};")
+        ctx.emit(f"setp.neu.f64 {inexact}, {back}, {a};")  # NaN: stays NaN with the bit set
+    ctx.emit(f"mov.b32 {bits}, {w};")
+    ctx.emit(f"@{inexact} or.b32 {bits}, {bits}, 1;")
+    ctx.emit(f"mov.b32 {w}, {bits};")
+    ctx.emit(f"cvt.rn.bf16.f32 {d}, {w};")
 
 
 def r_bitcast(ctx: Ctx, n):
