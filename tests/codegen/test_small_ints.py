@@ -200,3 +200,35 @@ def test_abs_of_unsigned_and_needless_saturation_emit_valid_forms():
     ptx = k.ptx(arch="sm_80")
     assert "abs.u" not in ptx and "neg.u" not in ptx and "cvt.sat" not in ptx
     assert k.compile(arch="sm_80").cubin
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+@pytest.mark.parametrize("dst", INTS, ids=str)
+@pytest.mark.parametrize("src", [kaiodsl.f16, kaiodsl.f32, kaiodsl.f64], ids=str)
+def test_float_to_int_truncates_saturates_and_extends(backend, src, dst):
+    """float -> int truncates toward zero and saturates (NaN -> 0); the result, observed by a
+    comparison and bool_, is extended in its register (cvt into an 8-bit type)."""
+    @kaiodsl.kernel
+    def k(a: Ptr[src], c: Ptr[dst], o: Ptr[dst], ob: Ptr[bool_], olt: Ptr[bool_]):
+        i = kaiodsl.thread_idx.x
+        r = kaiodsl.cast(a[i], dst)
+        o[i] = r
+        ob[i] = kaiodsl.bool_(r)
+        olt[i] = r < c[i]
+
+    lo, hi = dst.int_range
+    vals = [0.0, -0.0, 1.7, -1.7, -128.9, 127.9, 255.5, 300.0, -300.0, 65504.0, -65504.0, np.inf, -np.inf, np.nan,
+            1e10, -1e10, 3e38 if src != kaiodsl.f16 else 12.5]
+    a = np.array(vals, src.np_dtype)
+    c = np.array([lo, hi, 0, 1] * 5, dst.np_dtype)[:len(a)]
+    o, ob, olt = np.zeros(len(a), dst.np_dtype), np.zeros(len(a), bool), np.zeros(len(a), bool)
+    k[1, len(a)](a, c, o, ob, olt)
+    def ref(v: float) -> int:
+        if v != v:
+            return 0
+        return lo if v <= lo else hi if v >= hi else int(v)  # int() truncates toward zero
+
+    want = [ref(float(v)) for v in a]
+    assert [int(v) for v in o] == want, (a, o)
+    assert list(ob) == [w != 0 for w in want]
+    assert list(olt) == [w < int(cc) for w, cc in zip(want, c)]
