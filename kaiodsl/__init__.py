@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .errors import (ArgumentError, CompileError, CudaError, KaioError, LaunchError,  # noqa: E402
-                     LinkError, SimError)
+from .errors import (ArgumentError, CompileError, CudaError, IndexOverflowWarning, KaioError,  # noqa: E402
+                     KaioWarning, LaunchError, LinkError, SimError)
 from .types import (Const, Ptr, bf16, bf16x2, bool_, e4m3, e5m2, f16, f16x2, f32, f64,  # noqa: E402
                     i8, i16, i32, i64, u8, u16, u32, u64)
 from .frontend.decorator import func, kernel  # noqa: E402

@@ -63,3 +63,15 @@ class SimError(KaioError):
         self.thread = thread
         self.address = address
         super().__init__(message)
+
+
+class KaioWarning(UserWarning):
+    """Base class of every warning kaiodsl issues; shown at the user's line."""
+
+
+class IndexOverflowWarning(KaioWarning):
+    """A 32-bit product that can wrap feeds a global address (docs/language.md, '64-bit indexing').
+
+    Silence one kernel's by computing the index in 64 bits; all of them with
+    ``warnings.filterwarnings("ignore", category=kaiodsl.IndexOverflowWarning)``.
+    """

@@ -146,6 +146,18 @@ FROM_NUMPY = {
 }
 
 
+def bf16_bits(x) -> np.ndarray:
+    """f32 -> bf16 raw bits (uint16), rounded to nearest even: the one implementation kaiodsl uses.
+
+    Same shape as ``x`` (a scalar gives a 0-d array). NaN becomes the canonical 0x7FFF, as
+    ``cvt.rn.bf16.f32`` does (PTX ISA 9.7.9.21), so host and device conversions agree bit for bit.
+    """
+    f = np.asarray(x, np.float32)
+    b = f.view(np.uint32).astype(np.uint64)
+    r = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    return np.where(np.isnan(f), 0x7FFF, r).astype(np.uint16)
+
+
 def ptx_suffix(t: Type) -> str:
     """Typed instruction suffix: .s32, .u64, .f32, .pred ..."""
     if isinstance(t, PtrType):

@@ -13,18 +13,8 @@ from dataclasses import dataclass, field
 from .. import __version__
 from ..errors import CompileError
 from ..ir.node import Function, Node
-from ..types import PtrType, ScalarType, TupleType, f16, bf16, reg_class
+from ..types import PtrType, ScalarType, TupleType, bf16, bf16_bits, f16, reg_class
 from .features import ptx_version_for
-
-# Positions where PTX accepts an immediate instead of a register, per op (operand indices).
-IMMEDIATE_OK = {
-    "add": {1}, "sub": {1}, "mul": {1}, "div": {1}, "rem": {1}, "min": {1}, "max": {1},
-    "and": {1}, "or": {1}, "xor": {1}, "shl": {1}, "shr": {1}, "mulhi": {1}, "mulwide": {1},
-    "cmp": {1}, "select": {1, 2}, "fma": {1, 2}, "ptradd": {1}, "shfl": {1, 2, 3}, "vote": {1},
-    "syncwarp": {0}, "barrier": {0, 1}, "barrier_arrive": {0, 1}, "st": {1}, "atom": {1, 2},
-    "br": None,  # block-argument copies take immediates
-}
-
 
 @dataclass
 class Ctx:
@@ -35,7 +25,6 @@ class Ctx:
     regs: dict = field(default_factory=dict)       # node -> register name (or list for tuples)
     counters: dict = field(default_factory=dict)   # register prefix -> count
     lines: list = field(default_factory=list)
-    in_reg_consts: set = field(default_factory=set)
     unused: set = field(default_factory=set)        # nodes whose value nobody reads
 
     def arch_num(self) -> int:
@@ -58,14 +47,18 @@ class Ctx:
         return r
 
     def const_in_reg(self, n: Node) -> str:
+        """A fresh register holding a constant, written just before the instruction that reads it.
+
+        Never cached: a register shared between uses could be written on one path and read on
+        another (the use that materialised it need not dominate the others); ptxas folds the copies.
+        """
         r = self.new_reg(n.type)
-        self.regs[n] = r
         self.emit(f"mov{mov_suffix(n.type)} {r}, {immediate(n)};")
         return r
 
     def operand(self, n: Node, imm_ok: bool = True) -> str:
         """A register, or the immediate text of a constant where the position allows it."""
-        if n.op == "const" and n not in self.regs and imm_ok and n.type.name not in ("f16", "bf16"):
+        if n.op == "const" and imm_ok and n.type.name not in ("f16", "bf16"):
             return immediate(n)
         return self.reg(n)
 
@@ -98,10 +91,7 @@ def immediate(n: Node) -> str:
         import numpy as np
         return "0x%04X" % int(np.array(v, np.float16).view(np.uint16))
     if t == bf16:
-        bits = struct.unpack("<I", struct.pack("<f", v))[0]
-        if (bits & 0x7FFFFFFF) > 0x7F800000:
-            return "0x7FC0"
-        return "0x%04X" % ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
+        return "0x%04X" % int(bf16_bits(v))
     raise CompileError(f"internal: no immediate form for {t}", n.loc)
 
 
@@ -115,22 +105,13 @@ def _assign_registers(ctx: Ctx) -> None:
     for n in fn.nodes():
         t = n.type
         if n.op == "const":
-            continue  # decided at use: immediate, or a register on first need
+            continue  # decided at each use: an immediate, or a fresh register (Ctx.const_in_reg)
         if n.op == "extract":
             continue  # aliases an element of its tuple, assigned on demand below
         if isinstance(t, TupleType):
             ctx.regs[n] = [ctx.new_reg(e) for e in t.elems] if n.op != "tuple" else None
         elif isinstance(t, (ScalarType, PtrType)):
             ctx.regs[n] = ctx.new_reg(t)
-    # Constants used where immediates are not allowed get a register at their definition.
-    for n in fn.nodes():
-        if n.op != "const":
-            continue
-        for user, i in uses_by.get(n, []):
-            ok = IMMEDIATE_OK.get(user.op, set())
-            if ok is not None and i not in ok or n.type.name in ("f16", "bf16"):
-                ctx.in_reg_consts.add(n)
-                break
 
 
 def _tuple_regs(ctx: Ctx, n: Node) -> list:
@@ -169,8 +150,6 @@ def emit_module(fn: Function, arch: str, line_info: bool = False) -> str:
                     fid = files.setdefault(n.loc.file, len(files) + 1)
                     ctx.emit(f".loc {fid} {n.loc.line} {n.loc.col + 1}")
             if n.op == "const":
-                if n in ctx.in_reg_consts and n not in ctx.regs:
-                    ctx.const_in_reg(n)
                 continue
             if n.op in ("br", "cbr", "ret"):
                 emit_branch_copies(ctx, n, nxt)

@@ -11,6 +11,8 @@ from ..errors import CompileError
 from ..types import PtrType, ScalarType, TupleType, bf16, f16, f32, ptx_suffix
 from .features import form
 from .ptx import Ctx, mov_suffix, resolve
+from .rules_common import U32, bit_sfx, int_sfx, is_half, normalize8, to_f32, via_f32
+from .rules_memory import r_atom, r_ld, r_ptradd, r_st
 
 _INT_OPS = {"add": "add", "sub": "sub", "mul": "mul.lo", "div": "div", "rem": "rem", "min": "min",
             "max": "max", "mulhi": "mul.hi", "mulwide": "mul.wide"}
@@ -18,51 +20,6 @@ _BIT_OPS = {"and": "and", "or": "or", "xor": "xor", "shl": "shl"}
 _FLOAT_OPS = {"add": "add.rn", "sub": "sub.rn", "mul": "mul.rn", "div": "div.rn", "min": "min", "max": "max"}
 _HALF_NATIVE = {"add": "add.rn", "sub": "sub.rn", "mul": "mul.rn"}  # f16 since sm_53
 _CMP_FLOAT = {"lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "eq": "eq", "ne": "neu"}
-
-
-def _bits(t) -> str:
-    return f".b{max(16, t.bits)}"
-
-
-def _half(t) -> bool:
-    return isinstance(t, ScalarType) and t.name in ("f16", "bf16")
-
-
-def _int_suffix(t) -> str:
-    """Integer suffix, with 8-bit types computed in their 16-bit registers."""
-    if t.bits == 8:
-        return ".s16" if t.is_signed else ".u16"
-    return ptx_suffix(t)
-
-
-def _normalize8(ctx: Ctx, t, d: str) -> None:
-    """Keep an 8-bit value sign/zero-extended in its 16-bit register after 16-bit math."""
-    if isinstance(t, ScalarType) and t.is_int and t.bits == 8:
-        ctx.emit(f"cvt.{'s16.s8' if t.is_signed else 'u16.u8'} {d}, {d};")
-
-
-def _via_f32(ctx: Ctx, n, body) -> None:
-    """Half-precision op computed in f32 and rounded once: exact for + - * / sqrt (p32 >= 2*p16 + 2)."""
-    srcs = [to_f32(ctx, o) for o in n.operands]
-    t = ctx.new_reg(f32)
-    body(t, srcs)
-    ctx.emit(f"cvt.rn{ptx_suffix(n.type)}.f32 {ctx.reg(n)}, {t};")
-
-
-def to_f32(ctx: Ctx, o) -> str:
-    """An f16/bf16 operand widened to an f32 register (exact)."""
-    src = ctx.operand(o, imm_ok=False)
-    r = ctx.new_reg(f32)
-    if o.type == f16:
-        ctx.emit(f"cvt.f32.f16 {r}, {src};")
-    elif ctx.arch_num() >= 90:
-        ctx.emit(f"cvt.f32.bf16 {r}, {src};")
-    else:  # sm_80 has no cvt.f32.bf16: a bf16 is the upper half of the f32
-        w = ctx.new_reg(ScalarType("u32", 32, "uint"))
-        ctx.emit(f"cvt.u32.u16 {w}, {src};")
-        ctx.emit(f"shl.b32 {w}, {w}, 16;")
-        ctx.emit(f"mov.b32 {r}, {w};")
-    return r
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -77,8 +34,8 @@ def r_param(ctx: Ctx, n):
         w = ctx.new_reg(ScalarType("u16", 16, "uint"))
         ctx.emit(f"ld.param.u8 {w}, [{pname}];")
         ctx.emit(f"setp.ne.u16 {d}, {w}, 0;")
-    elif _half(t) or t.kind == "packed":
-        ctx.emit(f"ld.param{_bits(t)} {d}, [{pname}];")
+    elif is_half(t) or t.kind == "packed":
+        ctx.emit(f"ld.param{bit_sfx(t)} {d}, [{pname}];")
     else:
         ctx.emit(f"ld.param{ptx_suffix(t)} {d}, [{pname}];")
 
@@ -107,13 +64,13 @@ def r_binary(ctx: Ctx, n):
         ctx.emit(f"{op}.pred {d}, {a}, {b};")
     elif t.is_int or isinstance(t, PtrType):
         if op in _BIT_OPS:
-            ctx.emit(f"{_BIT_OPS[op]}{_bits(t)} {d}, {a}, {b};")
+            ctx.emit(f"{_BIT_OPS[op]}{bit_sfx(t)} {d}, {a}, {b};")
         elif op == "shr":
-            ctx.emit(f"shr{_int_suffix(t)} {d}, {a}, {b};")
+            ctx.emit(f"shr{int_sfx(t)} {d}, {a}, {b};")
         else:
-            ctx.emit(f"{_INT_OPS[op]}{_int_suffix(t)} {d}, {a}, {b};")
+            ctx.emit(f"{_INT_OPS[op]}{int_sfx(t)} {d}, {a}, {b};")
         if op != "mulwide":
-            _normalize8(ctx, t, d)
+            normalize8(ctx, t, d)
     elif t.kind == "packed":
         name = {"add": "add.rn", "sub": "sub.rn", "mul": "mul.rn", "min": "min", "max": "max"}.get(op)
         if name is None:
@@ -123,14 +80,14 @@ def r_binary(ctx: Ctx, n):
             _packed_bf16_via_fma(ctx, op, d, a, b)
         else:
             ctx.emit(f"{name}{ptx_suffix(t)} {d}, {a}, {b};")
-    elif _half(t):
+    elif is_half(t):
         b = ctx.operand(n.operands[1], imm_ok=False)
         if op in _HALF_NATIVE and (t == f16 or ctx.arch_num() >= 90):
             ctx.emit(f"{_HALF_NATIVE[op]}{ptx_suffix(t)} {d}, {a}, {b};")
         elif op in ("min", "max"):
             ctx.emit(f"{op}{ptx_suffix(t)} {d}, {a}, {b};")
         else:
-            _via_f32(ctx, n, lambda r, s: ctx.emit(f"{_FLOAT_OPS[op]}.f32 {r}, {s[0]}, {s[1]};"))
+            via_f32(ctx, n, lambda r, s: ctx.emit(f"{_FLOAT_OPS[op]}.f32 {r}, {s[0]}, {s[1]};"))
     else:
         if op not in _FLOAT_OPS:
             raise CompileError(f"'{op}' needs integer operands, got {t}", n.loc)
@@ -158,19 +115,37 @@ def r_unary(ctx: Ctx, n):
     if t.is_bool:
         ctx.emit(f"not.pred {d}, {a};")
     elif op == "not":
-        ctx.emit(f"not{_bits(t)} {d}, {a};")
+        ctx.emit(f"not{bit_sfx(t)} {d}, {a};")
+        normalize8(ctx, t, d)
+    elif t.is_int and op == "abs" and not t.is_signed:
+        ctx.emit(f"mov{bit_sfx(t)} {d}, {a};")  # abs of an unsigned value is itself (PTX has no abs.uN)
     elif t.is_int:
-        ctx.emit(f"{op}{_int_suffix(t)} {d}, {a};")
-        _normalize8(ctx, t, d)
-    elif _half(t) or t.kind == "packed":
-        ctx.emit(f"{op}{ptx_suffix(t)} {d}, {a};")
+        # neg exists only for signed types (PTX ISA 9.7.1.9); two's complement gives unsigned the same bits
+        ctx.emit(f"{op}.s{max(16, t.bits)} {d}, {a};")
+        normalize8(ctx, t, d)
     else:
         ctx.emit(f"{op}{ptx_suffix(t)} {d}, {a};")
 
 
 def r_bitcount(ctx: Ctx, n):
-    a = ctx.operand(n.operands[0], imm_ok=False)
-    ctx.emit(f"{n.op}{_bits(n.operands[0].type)} {ctx.reg(n)}, {a};")
+    """popc/clz/brev exist for .b32/.b64 only (PTX ISA 9.7.1.13-15): narrower values are widened."""
+    src = n.operands[0]
+    a, bits = ctx.operand(src, imm_ok=False), src.type.bits
+    if bits >= 32:
+        ctx.emit(f"{n.op}{bit_sfx(src.type)} {ctx.reg(n)}, {a};")
+        return
+    w = ctx.new_reg(U32)
+    ctx.emit(f"cvt.u32.u{bits} {w}, {a};")  # only the value's own bits, zero-extended
+    d = ctx.reg(n)
+    if n.op == "popc":
+        ctx.emit(f"popc.b32 {d}, {w};")
+    elif n.op == "clz":
+        ctx.emit(f"clz.b32 {d}, {w};")
+        ctx.emit(f"sub.s32 {d}, {d}, {32 - bits};")
+    else:
+        ctx.emit(f"brev.b32 {w}, {w};")
+        ctx.emit(f"shr.u32 {w}, {w}, {32 - bits};")
+        ctx.emit(f"cvt.u{max(16, bits)}.u32 {d}, {w};")
 
 
 def r_cmp(ctx: Ctx, n):
@@ -184,7 +159,7 @@ def r_cmp(ctx: Ctx, n):
         if pred == "eq":
             ctx.emit(f"not.pred {d}, {d};")
         return
-    if _half(t):
+    if is_half(t):
         a, b = to_f32(ctx, x), to_f32(ctx, y)
         ctx.emit(f"setp.{_CMP_FLOAT[pred]}.f32 {d}, {a}, {b};")
         return
@@ -192,7 +167,7 @@ def r_cmp(ctx: Ctx, n):
     if t.is_float:
         ctx.emit(f"setp.{_CMP_FLOAT[pred]}{ptx_suffix(t)} {d}, {a}, {b};")
     else:
-        ctx.emit(f"setp.{pred}{_int_suffix(t)} {d}, {a}, {b};")
+        ctx.emit(f"setp.{pred}{int_sfx(t)} {d}, {a}, {b};")
 
 
 def r_select(ctx: Ctx, n):
@@ -203,16 +178,16 @@ def r_select(ctx: Ctx, n):
         ctx.emit(f"@!{ctx.reg(c)} mov.pred {d}, {ctx.operand(y, imm_ok=False)};")
         return
     t = n.type
-    suffix = "." + t.name if t.name in ("f32", "f64") else _bits(t)
+    suffix = "." + t.name if t.name in ("f32", "f64") else bit_sfx(t)
     ctx.emit(f"selp{suffix} {d}, {ctx.operand(x)}, {ctx.operand(y)}, {ctx.reg(c)};")
 
 
 def r_fma(ctx: Ctx, n):
-    a, b, c = (ctx.operand(o, imm_ok=(i > 0 and not _half(o.type))) for i, o in enumerate(n.operands))
+    a, b, c = (ctx.operand(o, imm_ok=(i > 0 and not is_half(o.type))) for i, o in enumerate(n.operands))
     t = n.type
     if t.is_int:
-        ctx.emit(f"mad.lo{_int_suffix(t)} {ctx.reg(n)}, {a}, {b}, {c};")
-        _normalize8(ctx, t, ctx.reg(n))
+        ctx.emit(f"mad.lo{int_sfx(t)} {ctx.reg(n)}, {a}, {b}, {c};")
+        normalize8(ctx, t, ctx.reg(n))
     else:
         ctx.emit(f"fma.rn{ptx_suffix(t)} {ctx.reg(n)}, {a}, {b}, {c};")
 
@@ -236,31 +211,33 @@ def r_cast(ctx: Ctx, n):
             else:
                 ctx.emit(f"selp{sfx} {d}, {one}, {zero}, {a};")
         else:
-            ctx.emit(f"selp{_bits(t)} {d}, 1, 0, {a};")
+            ctx.emit(f"selp{bit_sfx(t)} {d}, 1, 0, {a};")
         return
     if t.is_bool:
-        if _half(s):
+        if is_half(s):
             a = to_f32(ctx, src_node)
             ctx.emit(f"setp.neu.f32 {d}, {a}, 0f00000000;")
         elif s.is_float:
             zero = "0f00000000" if s.name == "f32" else "0d0000000000000000"
             ctx.emit(f"setp.neu{ptx_suffix(s)} {d}, {a}, {zero};")
         else:
-            ctx.emit(f"setp.ne{_int_suffix(s)} {d}, {a}, 0;")
+            ctx.emit(f"setp.ne{int_sfx(s)} {d}, {a}, 0;")
         return
     sat = ".sat" if mode == "sat" else ""
+    if sat and s.is_int and t.is_int and t.int_range[0] <= s.int_range[0] and s.int_range[1] <= t.int_range[1]:
+        sat = ""  # every source value fits: ptxas refuses a .sat that cannot clamp (cvt.sat.s32.s16)
     if s.is_int and t.is_int:
         if s.bits == t.bits and not sat:
-            ctx.emit(f"mov{_bits(t)} {d}, {a};")
+            ctx.emit(f"mov{bit_sfx(t)} {d}, {a};")
+            if s.kind != t.kind:
+                normalize8(ctx, t, d)  # i8 <-> u8: re-extend the 16-bit register for the new signedness
         else:
             ctx.emit(f"cvt{sat}{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         return
     if s.is_int and t.is_float:
         rnd = "." + (mode if mode in ("rn", "rz", "rm", "rp") else "rn")
-        if t == bf16 and ctx.arch_num() < 90:
-            w = ctx.new_reg(f32)
-            ctx.emit(f"cvt{rnd}.f32{ptx_suffix(s)} {w}, {a};")
-            ctx.emit(f"cvt.rn.bf16.f32 {d}, {w};")
+        if t == bf16 and (ctx.arch_num() < 90 or s.bits == 8):  # no cvt.bf16.{s8,u8}, none before sm_90
+            _bf16_through_f32(ctx, d, a, s, rnd)
         else:
             ctx.emit(f"cvt{rnd}{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         return
@@ -271,6 +248,9 @@ def r_cast(ctx: Ctx, n):
         return
     if s.is_float and t.is_float:
         rnd = "." + (mode if mode in ("rn", "rz", "rm", "rp") else "rn")
+        if s == t:  # a rounding mode changes nothing within one type (ptxas refuses cvt.rz.f32.f32)
+            ctx.emit(f"mov{bit_sfx(t) if is_half(t) else mov_suffix(t)} {d}, {a};")
+            return
         if s == bf16 or (s == f16 and t == bf16):
             w = to_f32(ctx, src_node)
             if t == f32:
@@ -283,17 +263,43 @@ def r_cast(ctx: Ctx, n):
         if t.bits > s.bits:
             ctx.emit(f"cvt{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         elif t == bf16 and s.name == "f64" and ctx.arch_num() < 90:
-            w = ctx.new_reg(f32)
-            ctx.emit(f"cvt.rn.f32.f64 {w}, {a};")
-            ctx.emit(f"cvt{rnd}.bf16.f32 {d}, {w};")
+            _bf16_through_f32(ctx, d, a, s, rnd)
         else:
             ctx.emit(f"cvt{rnd}{ptx_suffix(t)}{ptx_suffix(s)} {d}, {a};")
         return
     raise CompileError(f"no conversion from {s} to {t}", n.loc)
 
 
+def _bf16_through_f32(ctx: Ctx, d: str, a: str, s, rnd: str) -> None:
+    """A wide int or an f64 to bf16 where PTX has no direct cvt, rounding once.
+
+    Directed modes compose (rz of rz is rz). Nearest-even does not (rounding to f32 first can
+    make a tie), so the f32 step rounds to odd: truncate, and set the last bit if inexact
+    (24 bits >= 8 + 2, so the bf16 rounding of the odd value is that of the exact one).
+    """
+    w = ctx.new_reg(f32)
+    if rnd != ".rn" or (s.is_int and s.bits <= 16):  # <= 16-bit ints are exact in f32
+        ctx.emit(f"cvt{rnd}.f32{ptx_suffix(s)} {w}, {a};")
+        ctx.emit(f"cvt{rnd}.bf16.f32 {d}, {w};")
+        return
+    back, inexact, bits = ctx.new_reg(s), ctx.new_reg(ScalarType("bool", 1, "bool")), ctx.new_reg(U32)
+    ctx.emit(f"cvt.rz.f32{ptx_suffix(s)} {w}, {a};")
+    if s.is_int:
+        ctx.emit(f"cvt.rzi{ptx_suffix(s)}.f32 {back}, {w};")  # exact: w is an integer no larger than a
+        ctx.emit(f"setp.ne{ptx_suffix(s)} {inexact}, {back}, {a};")
+    else:
+        ctx.emit(f"cvt.f64.f32 {back}, {w};")
+        ctx.emit(f"setp.neu.f64 {inexact}, {back}, {a};")  # NaN: stays NaN with the bit set
+    ctx.emit(f"mov.b32 {bits}, {w};")
+    ctx.emit(f"@{inexact} or.b32 {bits}, {bits}, 1;")
+    ctx.emit(f"mov.b32 {w}, {bits};")
+    ctx.emit(f"cvt.rn.bf16.f32 {d}, {w};")
+
+
 def r_bitcast(ctx: Ctx, n):
-    ctx.emit(f"mov{_bits(n.type)} {ctx.reg(n)}, {ctx.operand(n.operands[0], imm_ok=False)};")
+    ctx.emit(f"mov{bit_sfx(n.type)} {ctx.reg(n)}, {ctx.operand(n.operands[0], imm_ok=False)};")
+    if n.operands[0].type != n.type:
+        normalize8(ctx, n.type, ctx.reg(n))
 
 
 # -- math ---------------------------------------------------------------------------------------
@@ -311,122 +317,15 @@ def r_math(ctx: Ctx, n):
     if t.name == "f64" and name == "rcp.approx":
         name = "rcp.approx.ftz"
     sfx = ptx_suffix(t)
+    if name.startswith("cvt.") and t == bf16 and ctx.arch_num() < 90:
+        # cvt.rmi.bf16.bf16 needs sm_90: round in f32; the integral result converts back exactly
+        w = ctx.new_reg(f32)
+        ctx.emit(f"{name}.f32.f32 {w}, {to_f32(ctx, n.operands[0])};")
+        ctx.emit(f"cvt.rn.bf16.f32 {ctx.reg(n)}, {w};")
+        return
     if name.startswith("cvt."):
         sfx = sfx + sfx
     ctx.emit(f"{name}{sfx} {ctx.reg(n)}, {ctx.operand(n.operands[0], imm_ok=False)};")
-
-
-# -- memory -------------------------------------------------------------------------------------
-def _mem_type(t) -> str:
-    if isinstance(t, ScalarType) and t.is_int:
-        return ptx_suffix(t)
-    if t.name in ("f32", "f64"):
-        return ptx_suffix(t)
-    return _bits(t) if t.bits > 8 else ".b8"
-
-
-def r_ptradd(ctx: Ctx, n):
-    """Pointer plus a byte offset (the frontend made the scaling explicit IR)."""
-    p, off = n.operands
-    ctx.emit(f"add.s{p.type.bits} {ctx.reg(n)}, {ctx.reg(p)}, {ctx.operand(off)};")
-
-
-def _space(n) -> str:
-    return "." + n.attrs.get("space", "global")
-
-
-def _cache_load(n) -> str:
-    c = n.attrs.get("cache", "")
-    if c == "nc":
-        return ".nc"
-    return f".{c}" if c else ""
-
-
-_U16 = ScalarType("u16", 16, "uint")
-
-
-def _ld_bool(ctx: Ctx, n):
-    """bool lives in memory as one byte (0/1) and in a predicate register: load the byte, test it."""
-    p, d = n.operands[0], ctx.reg(n)
-    w = ctx.new_reg(_U16)
-    guard = ""
-    if len(n.operands) == 3:
-        m, other = n.operands[1], n.operands[2]
-        ctx.emit(f"@!{ctx.reg(m)} mov.pred {d}, {ctx.operand(other)};")
-        guard = f"@{ctx.reg(m)} "
-    ctx.emit(f"{guard}ld{_space(n)}{_cache_load(n)}.u8 {w}, [{ctx.reg(p)}];")
-    ctx.emit(f"{guard}setp.ne.u16 {d}, {w}, 0;")
-
-
-def _st_bool(ctx: Ctx, n, pred: str):
-    p, v = n.operands[0], n.operands[1]
-    if v.op == "const" and v not in ctx.regs:
-        src = "1" if v.attrs["value"] else "0"
-    else:
-        src = ctx.new_reg(_U16)
-        ctx.emit(f"selp.u16 {src}, 1, 0, {ctx.reg(v)};")
-    c = n.attrs.get("cache", "")
-    ctx.emit(f"{pred}st{_space(n)}{'.' + c if c else ''}.u8 [{ctx.reg(p)}], {src};")
-
-
-def r_ld(ctx: Ctx, n):
-    p = n.operands[0]
-    elem = p.type.elem
-    vec = n.attrs.get("vec", 1)
-    if elem.is_bool and vec == 1:
-        return _ld_bool(ctx, n)
-    regs = resolve(ctx, n) if vec > 1 else ctx.reg(n)
-    dst = "{" + ", ".join(regs) + "}" if vec > 1 else regs
-    instr = f"ld{_space(n)}{_cache_load(n)}{'.v%d' % vec if vec > 1 else ''}{_mem_type(elem)} {dst}, [{ctx.reg(p)}];"
-    if len(n.operands) == 3:  # masked load: the default where the mask is off
-        m, other = n.operands[1], n.operands[2]
-        o = ctx.operand(other, imm_ok=not _half(elem))
-        for r in (regs if vec > 1 else [regs]):
-            ctx.emit(f"@!{ctx.reg(m)} mov{mov_suffix(elem)} {r}, {o};")
-        ctx.emit(f"@{ctx.reg(m)} {instr}")
-    else:
-        ctx.emit(instr)
-
-
-def r_st(ctx: Ctx, n):
-    p, v = n.operands[0], n.operands[1]
-    elem = p.type.elem
-    vec = n.attrs.get("vec", 1)
-    if vec > 1:
-        src = "{" + ", ".join(resolve(ctx, v)) + "}"
-    else:
-        src = ctx.operand(v, imm_ok=not _half(elem))
-    c = n.attrs.get("cache", "")
-    pred = f"@{ctx.reg(n.operands[2])} " if len(n.operands) == 3 else ""
-    if elem.is_bool and vec == 1:
-        return _st_bool(ctx, n, pred)
-    ctx.emit(f"{pred}st{_space(n)}{'.' + c if c else ''}{'.v%d' % vec if vec > 1 else ''}{_mem_type(elem)} "
-             f"[{ctx.reg(p)}], {src};")
-
-
-_ATOM_TYPE = {"add": None, "min": None, "max": None, "exch": "b", "cas": "b", "and": "b", "or": "b",
-              "xor": "b", "inc": None, "dec": None}
-
-
-def r_atom(ctx: Ctx, n):
-    p = n.operands[0]
-    op = n.attrs["op"]
-    elem = n.operands[1].type
-    if _ATOM_TYPE[op] == "b":
-        sfx = _bits(elem)
-    elif elem.kind == "packed":
-        sfx = ".noftz" + ptx_suffix(elem)
-    elif elem == f16 or elem == bf16:
-        sfx = ".noftz" + ptx_suffix(elem)
-    else:
-        sfx = ptx_suffix(elem)
-    srcs = ", ".join(ctx.operand(o, imm_ok=(elem.is_int)) for o in n.operands[1:])
-    sem = f".{n.attrs['sem']}" if n.attrs.get("sem") else ""
-    scope = f".{n.attrs['scope']}" if n.attrs.get("scope") else ""
-    if n in ctx.unused and op not in ("cas", "exch"):
-        ctx.emit(f"red{sem}{scope}{_space(n)}.{op}{sfx} [{ctx.reg(p)}], {srcs};")
-    else:
-        ctx.emit(f"atom{sem}{scope}{_space(n)}.{op}{sfx} {ctx.reg(n)}, [{ctx.reg(p)}], {srcs};")
 
 
 # -- sync and warp ------------------------------------------------------------------------------

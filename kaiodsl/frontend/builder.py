@@ -272,10 +272,10 @@ class Builder:
 
     def floordiv(self, a, b) -> Node:
         """Python ``//``: floor division for ints (docs/language.md), floor(a / b) for floats."""
-        if isinstance(b, int) and not isinstance(b, bool) and b == 0:
-            self.error("integer division by the constant zero")
         a, b = self.unify(a, b, "'//'")
         t = a.type
+        if t.is_int and b.op == "const" and b.attrs["value"] == 0:  # float // 0 is IEEE (inf/NaN)
+            self.error("integer division by the constant zero")
         if t.is_float:
             return self.emit("floor", t, (self.emit("div", t, (a, b)),))
         if not t.is_int:
@@ -291,10 +291,10 @@ class Builder:
 
     def mod(self, a, b) -> Node:
         """Python ``%``: the result takes the sign of the divisor."""
-        if isinstance(b, int) and not isinstance(b, bool) and b == 0:
-            self.error("integer modulo by the constant zero")
         a, b = self.unify(a, b, "'%'")
         t = a.type
+        if t.is_int and b.op == "const" and b.attrs["value"] == 0:  # float % 0 is IEEE (NaN)
+            self.error("integer modulo by the constant zero")
         if t.is_float:
             q = self.emit("floor", t, (self.emit("div", t, (a, b)),))
             return self.emit("sub", t, (a, self.emit("mul", t, (q, b))))

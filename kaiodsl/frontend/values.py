@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import KaioError
 from ..ir.node import Node
-from ..types import PtrType, ScalarType, Type, bf16
+from ..types import PtrType, ScalarType, Type, bf16, bf16_bits
 from .describe import describe
 
 
@@ -30,8 +30,7 @@ class TypedScalar:
 
     def numpy(self):
         if self.type == bf16:
-            f = np.array(self.value, np.float32).view(np.uint32)
-            return np.uint16((f + 0x7FFF + ((f >> 16) & 1)) >> 16)
+            return np.uint16(bf16_bits(self.value))
         return self.type.np_dtype.type(self.value)
 
 

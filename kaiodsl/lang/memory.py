@@ -130,13 +130,15 @@ def _ptr_arg(b: Builder, p, index, what):
 
 
 def _check_vec(b: Builder, p: Node, vec: int, what: str):
-    if vec not in (1, 2, 4):
-        b.error(f"{what}(): vec must be 1, 2 or 4, got {vec}")
+    """Any vector of at most 16 bytes: vec up to 16 for 8-bit types, 8 for 16-bit, 4 for 32-bit, 2 for 64-bit."""
+    nbytes = p.type.elem.nbytes
+    if vec not in (1, 2, 4, 8, 16):
+        b.error(f"{what}(): vec must be 1, 2, 4, 8 or 16, got {vec}")
     if vec > 1 and p.type.elem.is_bool:
         b.error(f"{what}(): vector accesses of bool are not supported; load u8 values and compare")
-    if vec * p.type.elem.nbytes > 16:
-        b.error(f"{what}(): {vec} x {p.type.elem} is {vec * p.type.elem.nbytes} bytes; vector accesses are "
-                f"at most 16 bytes")
+    if vec * nbytes > 16:
+        b.error(f"{what}(): {vec} x {p.type.elem} is {vec * nbytes} bytes; vector accesses are at most 16 bytes "
+                f"(vec <= {16 // nbytes} for {p.type.elem})")
 
 
 @builtin
@@ -155,7 +157,7 @@ def load(b: Builder, ptr, index=0, *, vec: int = 1, cache: str = "", mask=None, 
 
 @builtin
 def store(b: Builder, ptr, index, value, *, vec: int = 1, cache: str = "", mask=None):
-    """Store ``value`` at ``ptr[index]``; with vec=2/4, ``value`` is a tuple of that many elements."""
+    """Store ``value`` at ``ptr[index]``; with vec > 1, ``value`` is a tuple of that many elements."""
     p = _ptr_arg(b, ptr, index, "store")
     _check_vec(b, p, vec, "store")
     if cache not in _STORE_CACHE:

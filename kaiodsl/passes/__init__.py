@@ -8,10 +8,12 @@ from ..ir.verifier import verify
 from .constfold import constant_fold
 from .cse import cse
 from .dce import dce, simplify_block_args
+from .index_width import check_index_width
 from .unroll import unroll_loops
 from .writable import mark_writable_params
 
 PIPELINE = [
+    ("check_index_width", check_index_width),  # before folding: the user's expressions
     ("dce", dce),
     ("constant_fold", constant_fold),
     ("unroll", unroll_loops),

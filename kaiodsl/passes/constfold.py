@@ -10,6 +10,7 @@ import numpy as np
 
 from ..ir.node import Function
 from ..types import ScalarType
+from .dce import remove_unreachable
 from .util import replace_uses
 
 _INT = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "mulwide": operator.mul, "and": operator.and_,
@@ -123,7 +124,7 @@ def _identity(n):
 
 
 def constant_fold(fn: Function) -> None:
-    mapping = {}
+    mapping, folded_branch = {}, False
     for b in fn.blocks:
         for n in b.body:
             if mapping:
@@ -141,4 +142,7 @@ def constant_fold(fn: Function) -> None:
         if b.term is not None and b.term.op == "cbr" and b.term.operands[0].op == "const":
             taken = b.term.attrs["true"] if b.term.operands[0].attrs["value"] else b.term.attrs["false"]
             b.term.op, b.term.operands, b.term.attrs = "br", (), {"target": taken}
+            folded_branch = True
     replace_uses(fn, mapping)
+    if folded_branch:  # the branch not taken may have been its block's only way in
+        remove_unreachable(fn)

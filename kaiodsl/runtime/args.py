@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..errors import ArgumentError
-from ..types import FROM_NUMPY, SCALARS, ScalarType
+from ..types import FROM_NUMPY, SCALARS, ScalarType, bf16_bits
 
 # Element types that may also be passed as raw bits of the same width
 # (numpy has no bf16, fp8 or packed pairs).
@@ -185,20 +185,13 @@ def host_array(value):
 
 # -- helpers ----------------------------------------------------------------------------
 def float_to_bf16_bits(x: float) -> int:
-    """Round-to-nearest-even f32 -> bf16, as the raw 16 bits (NaN stays a quiet NaN)."""
-    b = int(np.array(x, dtype=np.float32).view(np.uint32))
-    if (b & 0x7F800000) == 0x7F800000 and (b & 0x7FFFFF):
-        return (b >> 16) | 0x40
-    b += 0x7FFF + ((b >> 16) & 1)
-    return (b >> 16) & 0xFFFF
+    """Round-to-nearest-even f32 -> bf16, as the raw 16 bits (kaiodsl.types.bf16_bits)."""
+    return int(bf16_bits(x))
 
 
 def floats_to_bf16_bits(a) -> np.ndarray:
     """Vectorized float_to_bf16_bits: an array of floats -> uint16 bf16 bits."""
-    b = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
-    nan = ((b & 0x7F800000) == 0x7F800000) & ((b & 0x7FFFFF) != 0)
-    r = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF
-    return np.where(nan, (b >> 16) | 0x40, r).astype(np.uint16)
+    return bf16_bits(np.ascontiguousarray(a, np.float32))
 
 
 def _float_in_range(where: str, t: ScalarType, value) -> float:

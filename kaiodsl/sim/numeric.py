@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..types import bf16_bits
+
 # PTX type suffix -> numpy dtype holding it. bf16/fp8/packed types are raw bits.
 NP = {
     "b8": np.uint8, "u8": np.uint8, "s8": np.int8,
@@ -45,13 +47,13 @@ def bf16_to_f32(b) -> np.ndarray:
 
 def f32_to_bf16(x, mode: str = "rn") -> np.ndarray:
     """f32 -> bf16 bits with IEEE rounding `mode`; NaN -> canonical 0x7fff (as cvt does)."""
+    if mode == "rn":
+        return bf16_bits(x)
     b = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
     trunc = b >> np.uint64(16)
     low = b & np.uint64(0xFFFF)
     sign = (b >> np.uint64(31)).astype(bool)
-    if mode == "rn":
-        r = (b + np.uint64(0x7FFF) + (trunc & np.uint64(1))) >> np.uint64(16)
-    elif mode == "rz":
+    if mode == "rz":
         r = trunc
     else:
         bump = (low != 0) & (sign if mode == "rm" else ~sign)

@@ -3,12 +3,11 @@
 import os
 import re
 
-import numpy as np
 import pytest
 
 import kaiodsl
 from kaiodsl import Const, Ptr, f32, i32
-from kaiodsl.ir.node import Function, Node
+from kaiodsl.ir.node import Node
 from kaiodsl.ir.verifier import VerifyError, verify
 
 

@@ -38,10 +38,7 @@ def random(rng, n, dtype, lo=-100, hi=100, nonzero=False):
     return x
 
 
-def bf16_bits(x) -> np.ndarray:
-    """f32 -> bf16 bits, round to nearest even."""
-    f = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    return ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
+from kaiodsl.types import bf16_bits  # noqa: E402,F401  (f32 -> bf16 bits, round to nearest even)
 
 
 def bf16_to_f32(bits) -> np.ndarray:

@@ -218,3 +218,24 @@ def test_bool_casts(backend, rng):
     np.testing.assert_array_equal(oi, (x != 0).astype(np.int32))
     np.testing.assert_array_equal(of, (x != 0).astype(np.float32))
     np.testing.assert_array_equal(fb, f != 0)  # NaN is true, as in Python
+
+
+def test_one_bf16_rounding_everywhere():
+    """types.bf16_bits is the only f32 -> bf16 rounding: host arguments, arrays, typed constants,
+    PTX immediates and the simulator's cvt.rn all give its bits (ties to even, NaN -> 0x7FFF)."""
+    from kaiodsl.codegen.ptx import immediate
+    from kaiodsl.ir.node import Node
+    from kaiodsl.runtime import args as rt_args
+    from kaiodsl.sim.numeric import f32_to_bf16
+    from kaiodsl.types import bf16_bits as one
+
+    x = np.array([1.0, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -2.5, np.inf, -np.inf, np.nan, -np.nan, 3.4e38, 1e-40, -0.0],
+                 np.float32)
+    want = np.array([0x3F80, 0x3F80, 0x3F82, 0xC020, 0x7F80, 0xFF80, 0x7FFF, 0x7FFF, 0x7F80, 0x0001, 0x8000],
+                    np.uint16)
+    np.testing.assert_array_equal(one(x), want)
+    np.testing.assert_array_equal(rt_args.floats_to_bf16_bits(x), want)
+    np.testing.assert_array_equal(f32_to_bf16(x), want)
+    assert [rt_args.float_to_bf16_bits(float(v)) for v in x] == list(want)
+    assert [int(bf16(float(v)).numpy()) for v in x] == list(want)
+    assert [int(immediate(Node("const", bf16, (), {"value": float(v)})), 16) for v in x] == list(want)

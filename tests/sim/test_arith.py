@@ -139,9 +139,8 @@ def test_f16_rounding_ties_and_cvt():
 
 
 def _bf16_ref(x):
-    b = x.view(np.uint32).astype(np.uint64)
-    r = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16)
-    return np.where(np.isnan(x), np.uint16(0x7FFF), r)
+    from kaiodsl.types import bf16_bits
+    return bf16_bits(x)
 
 
 def test_bf16_conversion():

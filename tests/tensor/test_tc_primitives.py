@@ -187,7 +187,8 @@ def test_packs_prmt_lop3(backend, rng):
     xb, yb = x.view(np.uint32), y.view(np.uint32)
     hx, hy = x.astype(np.float16).view(np.uint16).astype(np.uint32), y.astype(np.float16).view(np.uint16)
     np.testing.assert_array_equal(outs["h"], hx | (hy.astype(np.uint32) << 16))  # x in the LOW half
-    rb = lambda v: ((v.view(np.uint32).astype(np.uint64) + 0x7FFF + ((v.view(np.uint32) >> 16) & 1)) >> 16)
+    from kaiodsl.types import bf16_bits
+    rb = lambda v: bf16_bits(v).astype(np.uint32)
     np.testing.assert_array_equal(outs["bh"], (rb(x) | (rb(y) << 16)).astype(np.uint32))
     back = np.stack([x.astype(np.float16), y.astype(np.float16)], 1).astype(np.float32).reshape(-1)
     np.testing.assert_array_equal(outs["back"], back)
