@@ -11,7 +11,7 @@ from ..arch import at_least
 from ..frontend.builder import Builder
 from ..frontend.values import SharedArray, builtin
 from ..ir.node import Node
-from ..types import PtrType, ScalarType, bool_, u32, u64
+from ..types import PtrType, ScalarType, TupleType, bool_, u32, u64
 
 
 def _smem(b: Builder, p, what: str, cluster: bool = False) -> Node:
@@ -209,7 +209,8 @@ def setmaxnreg(b: Builder, n: int, inc: bool):
 @builtin
 def elect_sync(b: Builder, mask=0xFFFFFFFF):
     """True in exactly one active lane of ``mask`` (the lowest), false in the others (elect.sync)."""
-    return b.emit("inst", bool_, (_u32(b, mask, "elect_sync() mask"),), {"form": "elect.sync"})
+    pair = b.emit("inst", TupleType((u32, bool_)), (_u32(b, mask, "elect_sync() mask"),), {"form": "elect.sync"})
+    return b.extract(pair, 1)
 
 
 @builtin
