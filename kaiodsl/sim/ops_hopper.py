@@ -150,11 +150,13 @@ def _mbarrier(m, ins, mods):
     raise NotImplementedError(ins.opcode)
 
 
-_SPIN_LIMIT = 20000
+# The scheduler runs the lowest PC first, so when a wait loop comes round again no other thread could
+# have arrived in between: a wait that keeps failing can never succeed (pending copies land at the wait).
+_SPIN_LIMIT = 64
 
 
 def _count_spins(m, ins, keys, ti, ok):
-    """A wait that fails this many times with nothing left that could complete it is a deadlock."""
+    """A wait that fails this many times in a row is a deadlock: report barrier, phase, waiters."""
     if ok[ti].all():
         m.mbar_spins = 0
         return
