@@ -22,6 +22,54 @@ from .ops_mma import _elements, a_layout
 from .registry import RULES, at, rule, threads
 
 _BASE_CP = RULES["cp"]  # cp.async (ops_warp); the bulk forms are handled here
+_BASE_FENCE = RULES["fence"]  # membar/fence (ops_mem, no-ops); fence.proxy.async is handled here
+
+
+# -- proxies: generic-proxy shared writes must be fenced before the async proxy reads them ------------
+def _proxy(m):
+    """Per shared byte, the thread whose generic write no fence.proxy.async has covered yet (-1: none).
+
+    Tracks the writes the race checker sees (it wraps the shadow's write hook once per machine);
+    without the checker (checks off) there is nothing to track and nothing is checked."""
+    if not hasattr(m, "proxy_dirty"):
+        m.proxy_dirty = None
+        if m.shadow is not None:
+            dirty = m.proxy_dirty = np.full(m.shared.b8.size, -1, np.int64)
+            inner = m.shadow.write
+
+            def write(flat, size, ti, atomic=False):
+                inner(flat, size, ti, atomic)
+                dirty[(flat[:, None] + np.arange(size)).reshape(-1)] = np.repeat(ti, size)
+            m.shadow.write = write
+    return m.proxy_dirty
+
+
+def _async_read(m, flat, what):
+    """An async-proxy read of shared bytes ``flat``: a generic write not fenced since is an error."""
+    dirty = m.proxy_dirty
+    if dirty is None:
+        return
+    w = dirty[flat]
+    if (w >= 0).any():
+        i = int(np.argmax(w >= 0))
+        m.fail(f"{what} reads shared byte {int(flat.reshape(-1)[i]) % m.shared.pad:#x} through the async "
+               f"proxy, but thread {m.thread_xyz(int(w.reshape(-1)[i]))} wrote it through the generic proxy "
+               f"with no fence.proxy.async after the write (PTX ISA 9.7.13.4: proxy fences)")
+
+
+@rule("fence")
+def _fence(m, ins, mods):
+    if not (len(mods) >= 2 and mods[0] == "proxy" and mods[1] == "async"):
+        return _BASE_FENCE(m, ins, mods)
+    dirty = _proxy(m)
+    if dirty is None or (len(mods) > 2 and mods[2] == "global"):
+        return lambda mask: None
+    T = m.T
+
+    def f(mask):
+        ti = threads(mask, T)
+        dirty[np.isin(dirty, ti)] = -1  # this thread's generic writes are now ordered before async reads
+    return f
 
 
 # -- mbarrier -------------------------------------------------------------------------------------------
@@ -181,6 +229,8 @@ def _land_bulk(m, key=None):
             keep.append(rec)
             continue
         m.shared.b8[flat:flat + data.size] = data
+        if getattr(m, "proxy_dirty", None) is not None:
+            m.proxy_dirty[flat:flat + data.size] = -1  # written by the async proxy
         b = m.mbarriers.get(k)
         if b is not None:
             cur, m.cur = m.cur, ins
@@ -205,6 +255,7 @@ def _cp(m, ins, mods):
     if "tensor" in mods:
         raise NotImplementedError("cp.async.bulk.tensor (tensor maps are not simulated yet)")
     _bars(m)
+    _proxy(m)
     if "commit_group" in mods or "wait_group" in mods:
         return lambda mask: None  # stores/reductions completed when issued
     ops = ins.operands
@@ -240,6 +291,8 @@ def _cp(m, ins, mods):
             w = 8 if typ in ("u64", "b64") else 4
             offs = np.arange(0, size, w, dtype=np.uint64)
             tt = np.full(offs.size, t)
+            sflat = m.shared.flat(m.blk[[t]], np.array([src[j]]))[0] + np.arange(size)
+            _async_read(m, sflat, ins.opcode.split(".global")[0])
             vals = read(m, "shared", src[j] + offs, w, tt)
             if red:
                 vals = _reduce(read(m, "global", dst[j] + offs, w, tt), vals, op, typ)
@@ -282,6 +335,7 @@ def smem_matrix(m, desc: int, rows: int, typ: str, blk: int, t: int):
     if lin.max() >= m.shared_size:
         m.fail(f"wgmma: descriptor reads shared byte {int(lin.max()):#x}, outside the "
                f"{m.shared_size}-byte allocation", t, start, "shared")
+    _async_read(m, blk * m.shared.pad + lin, "wgmma")
     raw = m.shared.b8[blk * m.shared.pad + lin]  # [rows, 32] bytes
     eb = _EBYTES[typ]
     words = raw.reshape(rows, 32 // eb, eb)
@@ -310,6 +364,7 @@ def _wgmma(m, ins, mods):
         return lambda mask: None  # executed when issued: nothing is in flight
     if mods[0] != "mma_async":
         raise NotImplementedError(ins.opcode)
+    _proxy(m)
     si = next(i for i, x in enumerate(mods) if x.startswith("m64n"))
     n, k = (int(x) for x in mods[si][4:].split("k"))
     dt, at_, bt = mods[si + 1:si + 4]

@@ -50,7 +50,8 @@ def wg_desc(out: Ptr[f32], BUG: Const):
     t = K.thread_idx.x
     for i in range(t, 64 * 64 + 64, K.block_dim.x):
         s[i] = f16(1.0)
-    K.fence_proxy_async()
+    if BUG != "nofence":
+        K.fence_proxy_async()  # generic writes -> wgmma's async-proxy reads
     K.syncthreads()
     off = 64 if BUG == "misaligned" else (3584 if BUG == "outside" else 0)  # f16 elements
     d = K.wgmma_desc(s.ptr(off), 128)
@@ -67,6 +68,8 @@ def wg_desc(out: Ptr[f32], BUG: Const):
     ("misaligned", 128, "descriptor start 0x80 is not aligned to its 128-byte swizzle atom"),
     ("outside", 128, "outside the 8320-byte allocation"),
     ("none", 64, "whole warpgroups: the block has 64 threads"),
+    ("nofence", 128, "wgmma reads shared byte 0x0 through the async proxy, but thread \\(0, 0, 0\\) wrote it "
+                     "through the generic proxy with no fence.proxy.async"),
 ])
 def test_wgmma_descriptor_checks(sim90, bug, block, msg):
     out = np.zeros(block, np.float32)
@@ -76,3 +79,28 @@ def test_wgmma_descriptor_checks(sim90, bug, block, msg):
         return
     with pytest.raises(K.SimError, match=msg):
         wg_desc[1, block](out, BUG=bug)
+
+
+@K.kernel(block_size=32)
+def store_back(out: Ptr[u32], FENCE: Const):
+    s = K.shared_array(u32, (32,), align=16)
+    t = K.thread_idx.x
+    s[t] = K.u32(t) * 3
+    if FENCE:
+        K.fence_proxy_async()
+    K.syncthreads()
+    if t == 0:
+        K.bulk_store(out, s, 128)
+        K.bulk_commit()
+        K.bulk_wait(0)
+
+
+@pytest.mark.parametrize("fence", [True, False])
+def test_bulk_store_needs_a_proxy_fence(sim90, fence):
+    out = np.zeros(32, np.uint32)
+    if fence:
+        store_back[1, 32](out, FENCE=True)
+        np.testing.assert_array_equal(out, np.arange(32, dtype=np.uint32) * 3)
+        return
+    with pytest.raises(K.SimError, match="cp.async.bulk reads shared byte 0x0 through the async proxy"):
+        store_back[1, 32](out, FENCE=False)
