@@ -215,9 +215,9 @@ def _count_spins(m, ins, keys, ti, ok):
     k = int(keys[j])
     b = m.mbarriers[k]
     waiting = [m.thread_xyz(int(t)) for t in ti[~ok[ti]]][:4]
-    m.fail(f"deadlock: {_describe(m, k)} never completes phase {b.phase} (waiting for parity "
-           f"{'odd' if b.phase & 1 == 0 else 'even'} to flip): {b.pending} of {b.expected} arrivals and "
-           f"{b.tx} transaction bytes still missing; waiting threads include {waiting}", int(ti[j]))
+    m.fail(f"deadlock: {_describe(m, k)} never completes phase {b.phase}, which the waits need: "
+           f"{b.pending} of {b.expected} arrivals and {b.tx} transaction bytes still missing; waiting "
+           f"threads include {waiting}", int(ti[j]))
 
 
 # -- bulk copies ------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def _check_bulk(m, t, dst, src, size, what):
 
 @rule("cp")
 def _cp(m, ins, mods):
-    if len(mods) < 2 or mods[1] != "bulk" or (mods[0] != "async" and mods[0] != "reduce"):
+    if not (mods[:2] == ["async", "bulk"] or mods[:3] == ["reduce", "async", "bulk"]):
         return _BASE_CP(m, ins, mods)
     if "tensor" in mods:
         raise NotImplementedError("cp.async.bulk.tensor (tensor maps are not simulated yet)")
