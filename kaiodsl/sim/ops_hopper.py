@@ -465,12 +465,63 @@ def _elect(m, ins, mods):
     return f
 
 
-@rule("setmaxnreg", "griddepcontrol")
+@rule("griddepcontrol")
 def _hint(m, ins, mods):
-    return lambda mask: None  # register budgets and PDL do not change what a kernel computes
+    return lambda mask: None  # PDL orders grids; within one grid it changes nothing
+
+
+_REG_FILE = 65536  # 32-bit registers per SM: what the warpgroups' setmaxnreg budgets share
+
+
+@rule("setmaxnreg")
+def _setmaxnreg(m, ins, mods):
+    """Budgets do not change results; the checks: whole warpgroups only, and at kernel end the
+    budgets must fit the register file (an .inc beyond it blocks forever on the GPU)."""
+    n = ins.operands[0][1]
+    inc = mods[0] == "inc"
+    T = m.T
+
+    def f(mask):
+        if m.tpb % 128:
+            m.fail(f"setmaxnreg needs whole warpgroups: the block has {m.tpb} threads")
+        act = np.ones(T, bool) if mask is None else mask
+        budgets = _budgets(m)
+        for gi in np.unique(np.flatnonzero(act) // 128):
+            th = gi * 128 + np.arange(128)
+            if not act[th].all():
+                m.fail(f"{ins.opcode} must be executed by all 128 threads of the warpgroup",
+                       int(th[np.argmin(act[th])]))
+            key = (int(m.blk[th[0]]), int(m.ltid[th[0]]) // 128)
+            cur = budgets.get(key, m.nreg_start)
+            if (inc and n < cur) or (not inc and n > cur):
+                m.fail(f"{ins.opcode} {n}: this warpgroup's budget is {cur} registers; .inc must not lower "
+                       f"it and .dec must not raise it", int(th[0]))
+            budgets[key] = n
+            m.nreg_last = (ins, int(th[0]))
+    return f
+
+
+def _budgets(m) -> dict:
+    if not hasattr(m, "nreg_budgets"):
+        m.nreg_budgets = {}
+        m.nreg_start = _REG_FILE // m.tpb // 8 * 8  # at most what the launch could give each thread
+    return m.nreg_budgets
+
+
+def _check_budgets(m):
+    groups = m.tpb // 128
+    for blk in range(m.nb):
+        per = [m.nreg_budgets.get((blk, g), m.nreg_start) for g in range(groups)]
+        if 128 * sum(per) > _REG_FILE:
+            m.cur, t = m.nreg_last
+            m.fail(f"setmaxnreg is unbalanced: the warpgroups end with budgets {per} registers per thread, "
+                   f"{128 * sum(per)} registers in all, more than the {_REG_FILE} of an SM (an .inc waits "
+                   f"for registers another warpgroup's .dec must release)", t)
 
 
 def drain(m):
     """At kernel end, bulk copies still land (their barrier may be gone: hardware finishes them)."""
     if getattr(m, "bulk_pending", None):
         _land_bulk(m)
+    if getattr(m, "nreg_budgets", None):
+        _check_budgets(m)

@@ -104,3 +104,29 @@ def test_bulk_store_needs_a_proxy_fence(sim90, fence):
         return
     with pytest.raises(K.SimError, match="cp.async.bulk reads shared byte 0x0 through the async proxy"):
         store_back[1, 32](out, FENCE=False)
+
+
+@K.kernel(block_size=384)
+def warpspec(out: Ptr[u32], DEC: Const, INC: Const):
+    t = K.thread_idx.x
+    if t < 128:
+        if DEC:
+            K.setmaxnreg(DEC, False)  # the producer warpgroup gives registers back
+    else:
+        K.setmaxnreg(INC, True)
+    out[t] = K.u32(t)
+
+
+@pytest.mark.parametrize("dec,inc,msg", [
+    (40, 232, None),                                  # 40 + 232 + 232 = 504 <= 512 per thread slot
+    (0, 232, "setmaxnreg is unbalanced: the warpgroups end with budgets \\[168, 232, 232\\]"),
+    (40, 240, "520 registers per thread|66560 registers in all"),
+])
+def test_setmaxnreg_balance(sim90, dec, inc, msg):
+    out = np.zeros(384, np.uint32)
+    if msg is None:
+        warpspec[1, 384](out, DEC=dec, INC=inc)
+        np.testing.assert_array_equal(out, np.arange(384, dtype=np.uint32))
+        return
+    with pytest.raises(K.SimError, match=msg):
+        warpspec[1, 384](out, DEC=dec, INC=inc)
