@@ -284,3 +284,30 @@ def check_async_uses(fn) -> None:
                 raise CompileError(f"this reads a {g} result before the {g} wait that completes it; "
                                    f"wait first (e.g. acc = kaiodsl.{g}_wait(0, acc)) and use what it returns",
                                    n.loc)
+
+
+# -- the simulator's gate: PTX for a target must not use a form the target lacks ---------------------
+@lru_cache(maxsize=None)
+def _gates() -> dict:
+    """opcode -> the arch predicates of the forms spelled that way (mov templates are not gated)."""
+    out: dict = {}
+    for f in forms().values():
+        word = f.template.split()[0].rstrip(";")
+        if word.startswith(("mov.", "//")):
+            continue
+        out.setdefault(word, []).append(f.arch)
+    return out
+
+
+def target_refuses(target: str, opcode: str) -> str | None:
+    """Why ``target`` has no instruction ``opcode`` (from the form table), or None."""
+    preds = _gates().get(opcode)
+    if not preds:
+        return None
+    try:
+        Arch.parse(target)
+    except Exception:  # a target the table does not know: nothing to say
+        return None
+    if any(p.allows(target) for p in preds):
+        return None
+    return f"{opcode} {preds[0].describe()}; this PTX is for {target} (ptxas refuses it)"

@@ -130,3 +130,17 @@ def test_setmaxnreg_balance(sim90, dec, inc, msg):
         return
     with pytest.raises(K.SimError, match=msg):
         warpspec[1, 384](out, DEC=dec, INC=inc)
+
+
+@pytest.mark.parametrize("target,msg", [("sm_90a", None), ("sm_90", "needs sm_90a"), ("sm_100a", "needs sm_90a")])
+def test_simulator_refuses_forms_the_target_lacks(target, msg):
+    from kaiodsl.sim import run_ptx
+
+    ptx = wg_desc.compile(arch="sm_90a", BUG="none").ptx.replace(".target sm_90a", f".target {target}")
+    out = np.zeros(128, np.float32)
+    if msg is None:
+        run_ptx(ptx, "wg_desc", 1, 128, [out])
+        assert (out == 16).all()
+        return
+    with pytest.raises(K.SimError, match=f"wgmma.fence.sync.aligned {msg}.*this PTX is for {target}"):
+        run_ptx(ptx, "wg_desc", 1, 128, [out])
