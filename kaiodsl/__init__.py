@@ -23,6 +23,15 @@ from .lang.tensor import (FragmentLayout, cp_async, cp_async_commit, cp_async_wa
                           cp_async_wait_all, frag_coord, frag_elements, fragment_layout, ldmatrix,
                           lop3, lop3_lut, mma, mma_zeros, pack_b32, pack_fp8x2, pack_half2, prmt,
                           stmatrix, to_tf32, unpack_b32, unpack_half2)
+from .lang.hopper import (bulk_commit, bulk_load, bulk_reduce, bulk_store, bulk_wait,  # noqa: E402
+                          cluster_arrive, cluster_count, cluster_ctaid, cluster_ctarank, cluster_dim,
+                          cluster_idx, cluster_size, cluster_sync, cluster_wait, elect_sync,
+                          fence_mbarrier_init, fence_proxy_async, griddep_launch_dependents, griddep_wait,
+                          load_cluster, mapa, mbarrier_arrive, mbarrier_arrive_cluster,
+                          mbarrier_arrive_expect_tx, mbarrier_expect_tx, mbarrier_init, mbarrier_inval,
+                          mbarrier_test_wait, mbarrier_try_wait, mbarrier_wait, setmaxnreg, store_cluster)
+from .lang.wgmma import (wgmma, wgmma_commit, wgmma_coord, wgmma_desc, wgmma_fence, wgmma_wait,  # noqa: E402
+                         wgmma_zeros)
 from .lang import tiles  # noqa: E402
 from .lang.pointers import ptr_cast  # noqa: E402
 from .runtime import (DeviceArray, Stream, empty, get_backend_name, set_backend, synchronize,  # noqa: E402

@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .. import __version__
+from ..arch import Arch
 from ..errors import CompileError
 from ..ir.node import Function, Node
 from ..types import PtrType, ScalarType, TupleType, bf16, bf16_bits, f16, reg_class
@@ -28,7 +29,7 @@ class Ctx:
     unused: set = field(default_factory=set)        # nodes whose value nobody reads
 
     def arch_num(self) -> int:
-        return int("".join(ch for ch in self.arch[3:] if ch.isdigit()))
+        return Arch.parse(self.arch).sm
 
     def new_reg(self, t) -> str:
         _, prefix = reg_class(t)
@@ -112,6 +113,47 @@ def _assign_registers(ctx: Ctx) -> None:
             ctx.regs[n] = [ctx.new_reg(e) for e in t.elems] if n.op != "tuple" else None
         elif isinstance(t, (ScalarType, PtrType)):
             ctx.regs[n] = ctx.new_reg(t)
+    _tie_registers(ctx, uses_by)
+
+
+def _tie_registers(ctx: Ctx, uses_by: dict) -> None:
+    """A form with ``tie:i`` (wgmma accumulates in place) gets operand i's registers when that value
+    is dead after it; otherwise the rule copies (codegen/rules.py r_inst)."""
+    from .features import form
+
+    where = {}
+    for b in ctx.fn.blocks:
+        for i, x in enumerate([*b.args, *b.body, b.term]):
+            where[x] = (b, i)
+    for n in ctx.fn.nodes():
+        if n.op not in ("inst", "inst_pure", "inst_read"):
+            continue
+        k = form(n.attrs["form"]).tie
+        if k is None or k >= len(n.operands):
+            continue
+        src = n.operands[k]
+        if isinstance(ctx.regs.get(src), list) and _dead_after(src, n, uses_by, where):
+            ctx.regs[n] = ctx.regs[src]
+
+
+def _dead_after(v: Node, n: Node, uses_by: dict, where: dict) -> bool:
+    """True when no use of ``v`` is reachable from just after ``n`` without passing v's definition."""
+    users = {u for u, _ in uses_by.get(v, [])} - {n}
+    blk, pos = where[n]
+    if any(where[u][0] is blk and where[u][1] > pos for u in users):
+        return False
+    user_blocks = {where[u][0] for u in users}
+    def_block = where[v][0] if v in where else None
+    seen, todo = set(), list(blk.successors())
+    while todo:
+        s = todo.pop()
+        if s in seen or s is def_block:
+            continue
+        seen.add(s)
+        if s in user_blocks:
+            return False
+        todo += s.successors()
+    return True
 
 
 def _tuple_regs(ctx: Ctx, n: Node) -> list:

@@ -390,7 +390,15 @@ def _render(ctx: Ctx, n, template: str) -> str:
 
 
 def r_inst(ctx: Ctx, n):
-    ctx.emit(_render(ctx, n, form(n.attrs["form"]).template))
+    f = form(n.attrs["form"])
+    if f.tie is not None and f.tie < len(n.operands):  # in-place result: copy in unless registers are shared
+        src, dst = resolve(ctx, n.operands[f.tie]), resolve(ctx, n)
+        if src != dst:
+            for d, s_, t in zip(dst, src, n.type.elems):
+                ctx.emit(f"mov{mov_suffix(t)} {d}, {s_};")
+            if f.after_copy:  # e.g. wgmma.fence between register writes and wgmma (PTX ISA 9.7.15.6)
+                ctx.emit(form(f.after_copy).template)
+    ctx.emit(_render(ctx, n, f.template))
 
 
 def r_asm(ctx: Ctx, n):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..arch import Arch, at_least
 from ..errors import CompileError
 from ..ir.node import Block, Function, Node, SharedDecl, SourceLoc
 from ..types import (ScalarType, TupleType, Type, bool_, f32, f64, i32, i64, promote, u32,
@@ -77,7 +78,7 @@ class Builder:
         if self.block is None:
             raise CompileError("internal: emitting into unreachable code", loc or self.loc)
         if op in ("inst", "inst_pure", "inst_read"):
-            self._check_form(attrs["form"])
+            op = self._check_form(attrs["form"])  # the form's effects decide the op
         n = Node(op, type, operands, attrs, loc or self.loc)
         n.block = self.block
         self.block.body.append(n)
@@ -96,21 +97,21 @@ class Builder:
     def cbr(self, cond: Node, t: Block, f: Block) -> None:
         self.terminate("cbr", (cond,), {"true": t, "false": f})
 
-    def _check_form(self, name: str) -> None:
-        """An instruction form from ptx_templates: gate it on the arch, record it for .version."""
+    def _check_form(self, name: str) -> str:
+        """An instruction form from ptx_templates: gate it on its arch predicate, record it for .version."""
         from ..codegen.features import form
 
         f = form(name)
-        if self.arch_num() < f.min_sm:
-            self.error(f"{f.template.split()[0]} needs sm_{f.min_sm} or newer; this kernel is compiled "
-                       f"for {self.arch}")
+        if not f.allows(self.arch):
+            self.error(f"{f.mnemonic} {f.arch.describe()}; this kernel is compiled for {self.arch}")
         self.fn.features.add(name)
+        return f.op
 
     def arch_num(self) -> int:
-        return int("".join(ch for ch in self.arch[3:] if ch.isdigit()))
+        return Arch.parse(self.arch).sm
 
     def require_arch(self, sm: int, what: str) -> None:
-        if self.arch_num() < sm:
+        if not at_least(self.arch, sm):
             self.error(f"{what} needs sm_{sm} or newer; this kernel is compiled for {self.arch}")
 
     def error(self, msg: str, loc: SourceLoc | None = None):

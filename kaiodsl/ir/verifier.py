@@ -59,6 +59,8 @@ def verify(fn: Function) -> None:
     for b in fn.blocks[1:]:
         if not preds[b]:
             raise VerifyError(f"block ^{b.name} is unreachable (DCE should remove it)")
+    from ..codegen.features import check_async_uses
+    check_async_uses(fn)  # a user error (CompileError at the user's line), not an invariant
 
 
 def _check_types(n) -> None:
@@ -89,3 +91,8 @@ def _check_types(n) -> None:
     elif op == "tuple":
         if not isinstance(n.type, TupleType) or tuple(o.type for o in ops) != n.type.elems:
             _fail(n, "tuple type must list its operands' types")
+    elif op in ("inst", "inst_pure", "inst_read"):  # against its form (ptx_templates/instructions.txt)
+        from ..codegen.features import check_node
+        why = check_node(n)
+        if why:
+            _fail(n, why)

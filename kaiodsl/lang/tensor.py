@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..codegen.features import family
 from ..frontend.builder import Builder
 from ..frontend.describe import describe
 from ..frontend.values import SharedArray, builtin
@@ -19,18 +20,15 @@ from ..types import (PtrType, ScalarType, TupleType, Type, bf16, bf16x2, e4m3, e
 # -- fragment layouts ---------------------------------------------------------------------------
 # Bits per element of each mma operand type; a 32-bit register holds 32 // bits elements.
 ELEM_BITS = {"f16": 16, "bf16": 16, "tf32": 32, "s8": 8, "u8": 8, "e4m3": 8, "e5m2": 8, "s4": 4, "u4": 4}
-# (shape, a-type, b-type, accumulator) -> instruction form; the table lines live in instructions.txt.
-_FP8 = ("e4m3", "e5m2")
-_INT8 = ("s8", "u8")
-_INT4 = ("s4", "u4")
-MMA_FORMS = {
-    **{(k, t, t, acc): f"mma.m16n8k{k}.{acc}.{t}" for k in (8, 16) for t in ("f16",) for acc in ("f32", "f16")},
-    **{(k, "bf16", "bf16", "f32"): f"mma.m16n8k{k}.f32.bf16" for k in (8, 16)},
-    **{(k, "tf32", "tf32", "f32"): f"mma.m16n8k{k}.f32.tf32" for k in (4, 8)},
-    **{(k, a, b, "s32"): f"mma.m16n8k{k}.s32.{a}.{b}" for k in (16, 32) for a in _INT8 for b in _INT8},
-    **{(k, a, b, "s32"): f"mma.m16n8k{k}.s32.{a}.{b}" for k in (32, 64) for a in _INT4 for b in _INT4},
-    **{(32, a, b, "f32"): f"mma.m16n8k32.f32.{a}.{b}" for a in _FP8 for b in _FP8},
-}
+
+
+def mma_form(k: int, a: str, b: str, acc: str, sat: str = ""):
+    """The mma.sync form for (k, A type, B type, accumulator), from the one instruction table."""
+    for f in family("mma.sync"):
+        p = f.params
+        if (p["k"], p["a"], p["b"], p["acc"], p["sat"]) == (str(k), a, b, acc, sat):
+            return f
+    return None
 
 
 @dataclass(frozen=True)
@@ -193,9 +191,9 @@ def mma(b: Builder, a, b_, c, *, dtype=None, shape=None, satfinite: bool = False
     if shape is not None and shape != f"m16n8k{k}":
         b.error(f"mma(): shape {describe(shape)} needs {int(shape.split('k')[-1]) // (2 * e) if 'k' in shape else '?'} "
                 f"A registers of {an}; got {len(A.type)} (that is m16n8k{k})")
-    name = MMA_FORMS.get((k, an, bn, acc))
-    if name is None:
-        have = sorted({f"m16n8k{kk} {aa}x{bb}->{cc}" for (kk, aa, bb, cc) in MMA_FORMS if aa == an})
+    if mma_form(k, an, bn, acc) is None:
+        have = sorted({f"m16n8k{p['k']} {p['a']}x{p['b']}->{p['acc']}" for p in
+                       (f.params for f in family("mma.sync")) if p["a"] == an})
         b.error(f"mma(): no mma.sync m16n8k{k} for {an} x {bn} -> {acc}; available for {an}: {', '.join(have)}")
     lay_b, lay_c = FragmentLayout("b", bn, k), FragmentLayout("c", acc, k)
     if len(B.type) != lay_b.nregs or len(C.type) != lay_c.nregs:
@@ -203,10 +201,9 @@ def mma(b: Builder, a, b_, c, *, dtype=None, shape=None, satfinite: bool = False
                 f"got {len(B.type)} and {len(C.type)}")
     # tf32 operands must be .b32 registers (ptxas rejects .f32 ones): move f32 fragments into u32
     A, B = (_as_u32_regs(b, t) if t.type.elems[0] == f32 else t for t in (A, B))
-    if satfinite:
-        if acc != "s32":
-            b.error("mma(): satfinite applies to integer (s32) accumulation only")
-        name += ".satfinite"
+    if satfinite and acc != "s32":
+        b.error("mma(): satfinite applies to integer (s32) accumulation only")
+    name = mma_form(k, an, bn, acc, ".satfinite" if satfinite else "").name
     return b.emit("inst_pure", C.type, (A, B, C), {"form": name})
 
 

@@ -57,6 +57,7 @@ def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit
     if len(param_values) != len(kernel.params):
         raise ArgumentError(f"{entry} takes {len(kernel.params)} parameters, got {len(param_values)}")
     grid, block = _dim3(grid, "grid"), _dim3(block, "block")
+    _check_target(module, kernel)
     req = kernel.perf.get("reqntid")
     if req and tuple(req) + (1,) * (3 - len(req)) != block:
         raise ArgumentError(f"{entry} requires block {tuple(req)} (.reqntid), got {block}")
@@ -77,6 +78,17 @@ def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit
             m = Machine(kernel, grid, block, ids, gmem, pbytes, poffs, gvars, smem, check_uninit)
             m.const_bytes = np.zeros(8, np.uint8)
             executor.run(m, executor.decode(m))
+
+
+def _check_target(module, kernel) -> None:
+    """Refuse what the GPU would: an instruction form the module's .target does not have."""
+    from ..codegen.features import target_refuses
+
+    for ins in kernel.instrs:
+        why = target_refuses(module.target, ins.opcode) if module.target else None
+        if why:
+            raise SimError(f"{kernel.name}: {why}\n  PTX line {ins.line}: {ins.text}", ptx_line=ins.line,
+                           source=ins.source)
 
 
 def run_ptx(ptx: str, entry: str, grid, block, args, smem: int = 0, check_uninit: bool = False):

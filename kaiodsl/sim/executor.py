@@ -19,6 +19,7 @@ BIG = np.iinfo(np.int32).max
 
 # make sure every rule module registered itself
 from . import ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
+from . import ops_hopper  # noqa: E402  (after ops_warp: it wraps the cp rule)
 
 
 def decode(m):
@@ -154,6 +155,7 @@ def run(m, entries):
             continue
         _barrier(m, fn, eff_arr, waiting, wait_id, arrived)
     ops_warp.drain(m)
+    ops_hopper.drain(m)
 
 
 def _barrier(m, args, arrivers, waiting, wait_id, arrived):

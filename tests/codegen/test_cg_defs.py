@@ -82,11 +82,11 @@ def test_constant_read_in_either_branch(backend, c):
     np.testing.assert_array_equal(x, want)
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_examples_define_before_use(kernel):
+@pytest.mark.parametrize("kernel,arch", KERNELS)
+def test_examples_define_before_use(kernel, arch):
     defaults = {n for n, _, d in kernel.params if d is not inspect.Parameter.empty}
     assert not kernel.const_names - set(CONSTS.get(kernel.__name__, {})) - defaults
-    assert undefined_reads(kernel.ptx(arch="sm_80", **CONSTS.get(kernel.__name__, {}))) == []
+    assert undefined_reads(kernel.ptx(arch=arch, **CONSTS.get(kernel.__name__, {}))) == []
 
 
 def _op_kernels():

@@ -20,9 +20,10 @@ def _discover():
         spec = importlib.util.spec_from_file_location(f"_kaio_example_{path.stem}", path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
+        archs = getattr(mod, "ARCHS", ARCHS)  # an example for one arch says so (hopper_gemm: sm_90a)
         for name, obj in vars(mod).items():
             if isinstance(obj, kaiodsl.frontend.decorator.Kernel):
-                found.append(pytest.param(obj, id=f"{path.stem}:{name}"))
+                found += [pytest.param(obj, a, id=f"{path.stem}:{name}-{a}") for a in archs]
     return found
 
 
@@ -33,8 +34,7 @@ def test_examples_were_found():
     assert len(KERNELS) >= 6
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel,arch", KERNELS)
 def test_example_assembles(kernel, arch):
     defaults = {n for n, _, d in kernel.params if d is not inspect.Parameter.empty}
     missing = kernel.const_names - set(CONSTS.get(kernel.__name__, {})) - defaults

@@ -1,0 +1,164 @@
+"""Tensor maps for TMA: a tiled view of a global array, checked against the driver's rules, encoded
+by cuTensorMapEncodeTiled (CUDA driver API, "Tensor Map Object Management") and cached.
+
+Shapes, strides and boxes are given the way numpy writes them (outermost dimension first, strides
+in bytes); the driver's arrays are innermost first, so ``TensorMapSpec`` stores them reversed.
+Every rule the driver enforces is checked first, so a bad box or stride is an ``ArgumentError``
+naming the field and its value, on any machine, before the driver sees it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import ArgumentError, CudaError
+
+# CUtensorMapDataType by kaiodsl / numpy element name.
+DATA_TYPE = {"u8": 0, "i8": 0, "e4m3": 0, "e5m2": 0, "u16": 1, "i16": 1, "u32": 2, "i32": 3, "u64": 4,
+             "i64": 5, "f16": 6, "f32": 7, "f64": 8, "bf16": 9, "tf32": 11}
+ELEM_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 5: 8, 6: 2, 7: 4, 8: 8, 9: 2, 11: 4}
+SWIZZLE = {0: 0, 32: 1, 64: 2, 128: 3}          # CUtensorMapSwizzle: bytes -> enum
+INTERLEAVE = {0: 0, 16: 1, 32: 2}               # CUtensorMapInterleave
+L2_PROMOTION = {0: 0, 64: 1, 128: 2, 256: 3}     # CUtensorMapL2promotion
+OOB_FILL = {"zero": 0, "nan": 1}                 # CUtensorMapFloatOOBfill (nan: NaN requests, floats only)
+
+
+@dataclass(frozen=True)
+class TensorMapSpec:
+    """Everything cuTensorMapEncodeTiled takes, innermost dimension first."""
+
+    dtype: str
+    address: int
+    dims: tuple            # elements per dimension
+    strides: tuple         # bytes, dimensions 1..rank-1
+    box: tuple             # elements per dimension of one copy
+    element_strides: tuple
+    swizzle: int = 0       # bytes: 0, 32, 64, 128
+    interleave: int = 0    # bytes: 0, 16, 32
+    l2_promotion: int = 0  # bytes: 0, 64, 128, 256
+    oob_fill: str = "zero"
+
+    @property
+    def rank(self) -> int:
+        return len(self.dims)
+
+    @property
+    def elem_bytes(self) -> int:
+        return ELEM_BYTES[DATA_TYPE[self.dtype]]
+
+    @property
+    def box_bytes(self) -> int:
+        n = self.elem_bytes
+        for b in self.box:
+            n *= b
+        return n
+
+    def validate(self) -> "TensorMapSpec":
+        """Raise ArgumentError naming the first field that breaks a driver rule."""
+        def bad(field, value, allowed):
+            raise ArgumentError(f"TensorMap {field}={value!r}: {allowed}")
+
+        if self.dtype not in DATA_TYPE:
+            bad("dtype", self.dtype, f"allowed: {', '.join(DATA_TYPE)}")
+        if self.interleave not in INTERLEAVE:
+            bad("interleave", self.interleave, "allowed: 0 (none), 16, 32 bytes")
+        if self.swizzle not in SWIZZLE:
+            bad("swizzle", self.swizzle, "allowed: 0 (none), 32, 64, 128 bytes")
+        if self.l2_promotion not in L2_PROMOTION:
+            bad("l2_promotion", self.l2_promotion, "allowed: 0, 64, 128, 256 bytes")
+        if self.oob_fill not in OOB_FILL:
+            bad("oob_fill", self.oob_fill, "allowed: 'zero', 'nan'")
+        if self.oob_fill == "nan" and self.dtype not in ("f16", "bf16", "f32", "f64", "tf32"):
+            bad("oob_fill", self.oob_fill, f"NaN fill needs a float dtype, not {self.dtype}")
+        lo_rank = 3 if self.interleave else 1
+        if not lo_rank <= self.rank <= 5:
+            bad("shape", tuple(reversed(self.dims)), f"rank must be {lo_rank}..5" +
+                (" with interleave" if self.interleave else ""))
+        for name, seq, n in (("strides", self.strides, self.rank - 1), ("box", self.box, self.rank),
+                             ("element_strides", self.element_strides, self.rank)):
+            if len(seq) != n:
+                bad(name, tuple(reversed(seq)), f"needs {n} entries for a rank-{self.rank} tensor")
+        align = 32 if self.interleave == 32 else 16
+        if self.address % align:
+            bad("address", hex(self.address), f"the global address must be {align}-byte aligned")
+        for d in self.dims:
+            if not 0 < d <= 2**32:
+                bad("shape", tuple(reversed(self.dims)), "every dimension must be 1..2^32")
+        extent = self.dims[0] * self.elem_bytes
+        for i, s in enumerate(self.strides):
+            if s % align or not 0 < s < 2**40:
+                bad("strides", tuple(reversed(self.strides)),
+                    f"byte strides must be positive multiples of {align} below 2^40")
+            if s < extent:
+                bad("strides", tuple(reversed(self.strides)),
+                    f"stride of dimension {i + 1} ({s} bytes) is smaller than the {extent} bytes below it")
+            extent = s * self.dims[i + 1]
+        for b in self.box:
+            if not 0 < b <= 256:
+                bad("box", tuple(reversed(self.box)), "every box dimension must be 1..256")
+        inner = self.box[0] * self.elem_bytes
+        if not self.interleave and inner % 16:
+            bad("box", tuple(reversed(self.box)), f"the inner box dimension is {inner} bytes: it must be a "
+                f"multiple of 16 bytes")
+        if self.swizzle and not self.interleave and inner > self.swizzle:
+            bad("box", tuple(reversed(self.box)), f"the inner box dimension is {inner} bytes, more than the "
+                f"{self.swizzle}-byte swizzle span")
+        if self.interleave == 32 and self.swizzle not in (0, 32):
+            bad("swizzle", self.swizzle, "interleave=32 allows swizzle 0 or 32 only")
+        for e in self.element_strides:
+            if not 1 <= e <= 8:
+                bad("element_strides", tuple(reversed(self.element_strides)), "each must be 1..8")
+        return self
+
+    def encode(self) -> bytes:
+        """The 128-byte CUtensorMap from the driver (needs a CUDA driver)."""
+        self.validate()
+        try:
+            from cuda.bindings import driver as cu
+        except ImportError as e:  # pragma: no cover - a dependency of the package
+            raise CudaError(f"cuTensorMapEncodeTiled needs cuda-python ({e})") from None
+        err, tmap = cu.cuTensorMapEncodeTiled(
+            cu.CUtensorMapDataType(DATA_TYPE[self.dtype]), self.rank, self.address, list(self.dims),
+            list(self.strides), list(self.box), list(self.element_strides),
+            cu.CUtensorMapInterleave(INTERLEAVE[self.interleave]), cu.CUtensorMapSwizzle(SWIZZLE[self.swizzle]),
+            cu.CUtensorMapL2promotion(L2_PROMOTION[self.l2_promotion]),
+            cu.CUtensorMapFloatOOBfill(OOB_FILL[self.oob_fill]))
+        if int(err) != 0:
+            from .driver import raise_error
+            raise_error(err, f"cuTensorMapEncodeTiled({self})")
+        return struct.pack("<16Q", *(int(w) for w in tmap.opaque))  # CUtensorMap: 16 x u64, opaque
+
+
+_CACHE: dict = {}
+
+
+def tensor_map(address: int, dtype: str, shape, box, strides=None, *, swizzle: int = 0, interleave: int = 0,
+               l2_promotion: int = 0, oob_fill: str = "zero", element_strides=None) -> TensorMapSpec:
+    """A validated, cached TensorMapSpec from numpy-order ``shape``/``box``/byte ``strides``
+    (default: contiguous row-major). The cache key is everything the map encodes."""
+    shape, box = tuple(int(x) for x in shape), tuple(int(x) for x in box)
+    if dtype not in DATA_TYPE:
+        raise ArgumentError(f"TensorMap dtype={dtype!r}: allowed: {', '.join(DATA_TYPE)}")
+    if strides is None:
+        strides, acc = [], ELEM_BYTES[DATA_TYPE[dtype]]
+        for d in reversed(shape[1:]):
+            acc *= d
+            strides.append(acc)
+        strides = tuple(reversed(strides))
+    else:
+        strides = tuple(int(s) for s in strides)
+        if len(strides) == len(shape):  # numpy-style strides include the innermost one
+            if strides[-1] != ELEM_BYTES[DATA_TYPE[dtype]]:
+                raise ArgumentError(f"TensorMap strides={strides}: the innermost dimension must be contiguous "
+                                    f"({ELEM_BYTES[DATA_TYPE[dtype]]} bytes)")
+            strides = strides[:-1]
+    es = tuple(element_strides) if element_strides is not None else (1,) * len(shape)
+    key = (address, dtype, shape, strides, box, es, swizzle, interleave, l2_promotion, oob_fill)
+    spec = _CACHE.get(key)
+    if spec is None:
+        spec = TensorMapSpec(dtype, int(address), tuple(reversed(shape)), tuple(reversed(strides)),
+                             tuple(reversed(box)), tuple(reversed(es)), swizzle, interleave, l2_promotion,
+                             oob_fill).validate()
+        _CACHE[key] = spec
+    return spec

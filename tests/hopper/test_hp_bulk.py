@@ -1,0 +1,123 @@
+"""Bulk copies, reductions, mbarrier phases and elect.sync on both backends (edge-vs-GPU style:
+the same cases and the same expected bits in the simulator and on the GPU)."""
+
+import numpy as np
+import pytest
+
+import kaiodsl as K
+from kaiodsl import Const, Ptr, f32, i32, u32, u64
+
+
+@K.kernel(block_size=128)
+def bulk_roundtrip(src: Ptr[u32], out: Ptr[u32], NBYTES: Const, OFF: Const):
+    s = K.shared_array(u32, (1024,), align=128)
+    bar = K.shared_array(u64, (1,), align=8)
+    t = K.thread_idx.x
+    if t == 0:
+        K.mbarrier_init(bar, 1)
+        K.fence_mbarrier_init()
+    K.syncthreads()
+    if t == 0:
+        K.mbarrier_arrive_expect_tx(bar, NBYTES)
+        K.bulk_load(s, src + OFF, NBYTES, bar)  # ends at the last byte of src when OFF is the tail
+    K.mbarrier_wait(bar, 0)
+    for i in range(t, NBYTES // 4, 128):
+        s[i] = s[i] + 1
+    K.fence_proxy_async()
+    K.syncthreads()
+    if t == 0:
+        K.bulk_store(out, s, NBYTES)
+        K.bulk_commit()
+        K.bulk_wait(0)
+
+
+@pytest.mark.parametrize("nbytes", [16, 48, 4096])
+def test_bulk_load_store_to_the_last_byte(hopper, rng, nbytes):
+    n = 1024
+    src = rng.integers(0, 2**32 - 1, n, dtype=np.uint32)
+    out = np.zeros(nbytes // 4, np.uint32)
+    off = n - nbytes // 4
+    bulk_roundtrip[1, 128](src, out, NBYTES=nbytes, OFF=off)
+    np.testing.assert_array_equal(out, src[off:] + 1)
+
+
+@K.kernel(block_size=64)
+def bulk_red(dst: Ptr[u32], dsti: Ptr[i32], dstf: Ptr[f32], src: Ptr[u32], OP: Const):
+    s = K.shared_array(u32, (64,), align=16)
+    t = K.thread_idx.x
+    s[t] = src[t]
+    K.fence_proxy_async()
+    K.syncthreads()
+    if t == 0:
+        if OP == "fadd":
+            K.bulk_reduce(dstf, s, 256, "add")
+        elif OP in ("imin", "imax"):
+            K.bulk_reduce(dsti, s, 256, "min" if OP == "imin" else "max")
+        else:
+            K.bulk_reduce(dst, s, 256, OP)
+        K.bulk_commit()
+        K.bulk_wait(0)
+
+
+@pytest.mark.parametrize("op", ["add", "min", "max", "and", "or", "xor", "imin", "imax", "fadd"])
+def test_bulk_reduce(hopper, rng, op):
+    old = rng.integers(0, 2**32 - 1, 64, dtype=np.uint32)
+    new = rng.integers(0, 2**32 - 1, 64, dtype=np.uint32)
+    if op == "fadd":  # small integers: the f32 sums are exact
+        old = rng.integers(-1000, 1000, 64).astype(np.float32).view(np.uint32)
+        new = rng.integers(-1000, 1000, 64).astype(np.float32).view(np.uint32)
+    d, di, df = old.copy(), old.view(np.int32).copy(), old.view(np.float32).copy()
+    bulk_red[1, 64](d, di, df, new, OP=op)
+    ref = {"add": old + new, "min": np.minimum(old, new), "max": np.maximum(old, new), "and": old & new,
+           "or": old | new, "xor": old ^ new,
+           "imin": np.minimum(old.view(np.int32), new.view(np.int32)).view(np.uint32),
+           "imax": np.maximum(old.view(np.int32), new.view(np.int32)).view(np.uint32),
+           "fadd": None}[op]
+    if op == "fadd":
+        ref = (old.view(np.float32) + new.view(np.float32)).view(np.uint32)
+    got = {"imin": di.view(np.uint32), "imax": di.view(np.uint32), "fadd": df.view(np.uint32)}.get(op, d)
+    np.testing.assert_array_equal(got, ref)
+
+
+@K.kernel(block_size=128)
+def phases(out: Ptr[u32]):
+    bar = K.shared_array(u64, (1,), align=8)
+    t = K.thread_idx.x
+    if t == 0:
+        K.mbarrier_init(bar, 128)
+    K.syncthreads()
+    before = K.u32(K.mbarrier_test_wait(bar, 0)) | (K.u32(K.mbarrier_test_wait(bar, 1)) << 1)
+    K.syncthreads()
+    K.mbarrier_arrive(bar)
+    K.mbarrier_wait(bar, 0)  # all 128 arrived: phase 0 completed, phase 1 runs
+    after = K.u32(K.mbarrier_test_wait(bar, 0)) | (K.u32(K.mbarrier_test_wait(bar, 1)) << 1)
+    K.syncthreads()
+    if t < 64:
+        K.mbarrier_arrive(bar, 2)
+        K.mbarrier_wait(bar, 1)  # 64 threads x 2 arrivals complete phase 1
+    out[t] = before | (after << 2)
+
+
+def test_mbarrier_phases(hopper):
+    out = np.zeros(128, np.uint32)
+    phases[1, 128](out)
+    # before: parity 0 pending (0), parity 1 "completed" (1); after: 0 completed (1), 1 pending (0)
+    np.testing.assert_array_equal(out, np.full(128, 0b0110, np.uint32))
+
+
+@K.kernel(block_size=64)
+def elect(out: Ptr[u32], MASK: Const, ACTIVE: Const):
+    t = K.thread_idx.x
+    out[t] = K.u32(7)
+    if t % 32 < ACTIVE:
+        out[t] = K.u32(K.elect_sync(MASK))
+
+
+@pytest.mark.parametrize("mask,active", [(0xFFFFFFFF, 32), (0xFFFFFFF0, 32), (0x0000FF00, 16)])
+def test_elect_sync(hopper, mask, active):
+    out = np.zeros(64, np.uint32)
+    elect[1, 64](out, MASK=mask, ACTIVE=active)
+    lane = np.arange(64) % 32
+    first = min(l for l in range(active) if mask >> l & 1)
+    want = np.where(lane < active, (lane == first).astype(np.uint32), 7)
+    np.testing.assert_array_equal(out, want)
