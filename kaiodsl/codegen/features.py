@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+
+from ..ptx_templates import read_text
 
 # Lowest PTX ISA version that knows each target (PTX ISA, "Release notes" / target table).
 ARCH_MIN_PTX = {"sm_70": "6.0", "sm_75": "6.3", "sm_80": "7.0", "sm_86": "7.1", "sm_87": "7.4",
@@ -22,7 +23,7 @@ class Form:
 
 @lru_cache(maxsize=None)
 def forms() -> dict:
-    text = resources.files("kaiodsl.ptx_templates").joinpath("instructions.txt").read_text()
+    text = read_text("instructions.txt")
     out = {}
     for line in text.splitlines():
         line = line.strip()

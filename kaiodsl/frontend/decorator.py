@@ -381,9 +381,11 @@ def compiler_fingerprint() -> str:
     if _SELF_HASH is None:
         from pathlib import Path
 
+        from ..ptx_templates import data_files
+
         h = hashlib.sha256(__version__.encode())
         root = Path(__file__).resolve().parent.parent
-        for path in sorted([*root.rglob("*.py"), *root.parent.joinpath("ptx_templates").glob("*")]):
+        for path in sorted([*root.rglob("*.py"), *data_files()]):
             if path.is_file() and "runtime" not in path.parts and "sim" not in path.parts:
                 h.update(path.name.encode())
                 h.update(path.read_bytes())
