@@ -26,7 +26,7 @@ def example_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: (len(p.relative_to(folder).parts), p.relative_to(folder).parts))
 
 
-def _load(path: Path, folder: Path):
+def load_example(path: Path, folder: Path):
     """Import an example by path, its folder on sys.path (for its siblings), registered in sys.modules."""
     if str(path.parent) not in sys.path:
         sys.path.insert(0, str(path.parent))
@@ -63,7 +63,7 @@ def main(quick: bool = False, only=None, folder: Path | None = None) -> int:
         if only is not None and path.stem not in only:
             continue
         try:
-            mod = _load(path, folder)
+            mod = load_example(path, folder)
         except Exception as e:
             print(f"== {path.relative_to(folder)}\n   FAILED to import: {type(e).__name__}: {e}\n")
             failed += 1
