@@ -11,7 +11,7 @@ wgmma.m64n64k16 then read them through matrix descriptors. Stage s+1 loads while
 import kaiodsl as K
 from kaiodsl import Ptr, f16, f32, i32, u64
 
-ARCHS = ["sm_90a"]  # wgmma and setmaxnreg exist on sm_90a only
+DEMO_ARCHS = ("sm_90a",)  # wgmma and setmaxnreg exist on sm_90a only
 BM = BN = BK = 64
 TILE = BM * BK           # f16 elements per operand tile
 STAGE_BYTES = 2 * TILE * 2

@@ -33,6 +33,10 @@ def block_sum(x: Ptr[f32], partial: Ptr[f32], n: i32, BLOCK: Const[int]):
             partial[kaiodsl.block_idx.x] = v
 
 
+# The Const values `python -m kaiodsl demo` compiles (and shows registers for), by kernel name.
+DEMO_CONSTS = {"block_sum": {"BLOCK": 256}}
+
+
 def run(quick: bool = False) -> str:
     import numpy as np
 

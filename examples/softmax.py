@@ -45,6 +45,10 @@ def softmax(x: Ptr[f32], y: Ptr[f32], cols: i32, BLOCK: Const[int]):
         y[base + c] = kaiodsl.exp(x[base + c] - m) * inv
 
 
+# The Const values `python -m kaiodsl demo` compiles (and shows registers for), by kernel name.
+DEMO_CONSTS = {"softmax": {"BLOCK": 256}}
+
+
 def run(quick: bool = False) -> str:
     import numpy as np
 

@@ -20,6 +20,10 @@ def transpose(src: Ptr[f32], dst: Ptr[f32], rows: i32, cols: i32, TILE: Const[in
             dst[r * rows + c] = tile[tx, ty + k]
 
 
+# The Const values `python -m kaiodsl demo` compiles (and shows registers for), by kernel name.
+DEMO_CONSTS = {"transpose": {"TILE": 32, "ROWS": 8}}
+
+
 def run(quick: bool = False) -> str:
     import numpy as np
 

@@ -1,6 +1,9 @@
 """``python -m kaiodsl demo``: compile the examples, show PTX and resource usage, run and check them.
 
-Runs on the GPU when there is one and in the simulator when not (smaller sizes there).
+The examples are the package kaiodsl.examples (the checkout's examples/ folder, package data of the
+wheel), so the demo runs from any directory after any install. Every module there with a ``run``
+function is one example (see examples/__init__.py). Runs on the GPU when there is one and in the
+simulator when not (smaller sizes there).
 """
 
 from __future__ import annotations
@@ -8,37 +11,44 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
-# (file, kernel, Const values) in the order the demo shows them.
-EXAMPLES = [
-    ("vector_add.py", "vector_add", {}),
-    ("saxpy.py", "saxpy", {}),
-    ("reduction.py", "block_sum", {"BLOCK": 256}),
-    ("transpose.py", "transpose", {"TILE": 32, "ROWS": 8}),
-    ("histogram.py", "histogram", {}),
-    ("softmax.py", "softmax", {"BLOCK": 256}),
-    ("mma_m16n8k16.py", None, {}),
-    ("tc_matmul.py", None, {}),
-]
+from . import ptx_templates
+
+SHOW_PTX_OF = "saxpy"  # the one kernel whose PTX the demo prints
 
 
-def examples_dir() -> Path:
-    for cand in (Path.cwd() / "examples", Path(__file__).resolve().parent.parent / "examples"):
-        if (cand / "saxpy.py").is_file():
-            return cand
-    raise SystemExit("kaiodsl demo: cannot find the examples/ folder; run it from the kaiodsl checkout")
+def example_files(folder: Path) -> list[Path]:
+    """The example modules under ``folder``: top level first, then subfolders, each sorted by name."""
+    files = [p for p in folder.rglob("*.py")
+             if not any(part.startswith("_") for part in p.relative_to(folder).parts)]
+    return sorted(files, key=lambda p: (len(p.relative_to(folder).parts), p.relative_to(folder).parts))
 
 
-def _load(path: Path):
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"kaiodsl_example_{path.stem}", path)
+def load_example(path: Path, folder: Path):
+    """Import an example by path, its folder on sys.path (for its siblings), registered in sys.modules."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    rel = path.relative_to(folder).with_suffix("")
+    name = "kaiodsl_example_" + "_".join(rel.parts)
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-def main(quick: bool = False) -> int:
+def main(quick: bool = False, only=None, folder: Path | None = None) -> int:
+    """Run every example (or those whose file stem is in ``only``); 1 when any failed, else 0."""
+    if folder is None:
+        try:
+            examples = ptx_templates.resource(package="kaiodsl.examples")
+        except ModuleNotFoundError:
+            raise SystemExit("kaiodsl demo: the package kaiodsl.examples is not installed; reinstall kaiodsl "
+                             "(in a checkout: pip install -e .)") from None
+        with resources.as_file(examples) as path:
+            return main(quick, only, Path(path))
     from . import runtime
     from .cli import format_stats
     from .frontend.decorator import Kernel
@@ -48,25 +58,30 @@ def main(quick: bool = False) -> int:
     quick = quick or not on_gpu
     where = f"GPU ({getattr(be, 'device_name', be.arch)}, {be.arch})" if on_gpu else f"CPU simulator ({be.arch})"
     print(f"kaiodsl demo -- running on the {where}\n")
-    folder = examples_dir()
-    passed = failed = 0
-    shown_ptx = False
-    for fname, kname, consts in EXAMPLES:
-        path = folder / fname
-        if not path.is_file():
+    passed = failed = skipped = 0
+    for path in example_files(folder):
+        if only is not None and path.stem not in only:
             continue
-        mod = _load(path)
-        kernels = [v for v in vars(mod).values() if isinstance(v, Kernel)]
-        main_k = getattr(mod, kname) if kname else (kernels[0] if kernels else None)
-        print(f"== {fname}")
         try:
-            extra = getattr(mod, "DEMO_CONSTS", {})
-            for k in kernels:
-                kc = consts if k is main_k else extra.get(k.__name__, {})
-                compiled = k.compile(arch=be.arch, **kc)
+            mod = load_example(path, folder)
+        except Exception as e:
+            print(f"== {path.relative_to(folder)}\n   FAILED to import: {type(e).__name__}: {e}\n")
+            failed += 1
+            continue
+        if not callable(getattr(mod, "run", None)):
+            continue  # a helper module the examples import
+        print(f"== {path.relative_to(folder)}")
+        archs = getattr(mod, "DEMO_ARCHS", None)
+        if archs is not None and be.arch not in archs:
+            print(f"   skipped: runs on {', '.join(archs)}, this is {be.arch}\n")
+            skipped += 1
+            continue
+        try:
+            consts = getattr(mod, "DEMO_CONSTS", {})
+            for k in (v for v in vars(mod).values() if isinstance(v, Kernel)):
+                compiled = k.compile(arch=be.arch, **consts.get(k.__name__, {}))
                 print("   " + format_stats(compiled)[3:])
-                if not shown_ptx and fname == "saxpy.py":
-                    shown_ptx = True
+                if k.__name__ == SHOW_PTX_OF:
                     print("   PTX:")
                     print("\n".join("   | " + line for line in compiled.ptx.splitlines()))
             t = time.perf_counter()
@@ -78,5 +93,8 @@ def main(quick: bool = False) -> int:
             print(f"   FAILED: {type(e).__name__}: {e}")
             failed += 1
         print()
-    print(f"demo: {passed} passed, {failed} failed")
+    if passed + failed + skipped == 0:
+        print(f"demo: no example found in {folder}" + (f" named {', '.join(only)}" if only else ""))
+        return 1
+    print(f"demo: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0

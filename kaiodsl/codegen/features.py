@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
+
+from ..ptx_templates import read_text
 
 from ..arch import ARCH_MIN_PTX, Arch, ArchPred, arch_pred
 
@@ -165,8 +166,7 @@ def parse_table(text: str) -> dict:
 
 @lru_cache(maxsize=None)
 def forms() -> dict:
-    text = resources.files("kaiodsl.ptx_templates").joinpath("instructions.txt").read_text()
-    return parse_table(text)
+    return parse_table(read_text("instructions.txt"))
 
 
 def form(name: str) -> Form:

@@ -32,6 +32,8 @@ import sys
 import sysconfig
 import threading
 
+from ..ptx_templates import resource
+
 # Descriptor header (u64 indices).
 H_FN, H_ARGV, H_BUF, H_N = 0, 1, 2, 3
 H_TENSOR_TYPE, H_DA_TYPE, H_ORD, H_ORD_OBJ, H_STREAM_FN = 4, 5, 6, 7, 8
@@ -48,7 +50,7 @@ PTR, INT, U64, F32, F64 = 1, 2, 3, 4, 5  # parameter kinds; 0 = not handled (no 
 
 METH_FASTCALL = 0x80
 
-_IR_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_launch.ll")
+_IR_FILE = resource("native_launch.ll", "kaiodsl.runtime")
 
 _C_API = {  # IR name -> CPython C-API symbol
     "TupleSize": "PyTuple_Size", "TupleGetItem": "PyTuple_GetItem",
@@ -83,7 +85,7 @@ class _Native:
                        "LaunchKernel": launch_kernel, "PTR": PTR, "INT": INT, "U64": U64, "F32": F32,
                        "F64": F64, "HEADER": HEADER, "P_A": P_A, "P_B": P_B})
         consts.update({k: v for k, v in globals().items() if k.startswith("H_")})
-        with open(_IR_FILE) as f:
+        with _IR_FILE.open() as f:
             ir = f.read()
         ir = re.sub(r"@(\w+)@", lambda m: str(consts[m.group(1)]), ir)  # a KeyError names a missing one
         self.ir = ir

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lark import Lark, Transformer, Token
 
 from ..errors import SimError
+from ..ptx_templates import resource
 
-_GRAMMAR = Path(__file__).resolve().parents[2] / "ptx_templates" / "ptx.lark"
+_GRAMMAR = resource("ptx.lark")
 
 
 @dataclass

@@ -13,7 +13,7 @@ import kaiodsl
 from kaiodsl import Ptr, bf16, f16, f32, i32, u8
 
 from ptxdefs import undefined_reads
-from test_cg_examples import CONSTS, KERNELS
+from test_cg_examples import CONSTS, KERNELS, ONLY_ON
 
 
 @kaiodsl.kernel
@@ -82,8 +82,9 @@ def test_constant_read_in_either_branch(backend, c):
     np.testing.assert_array_equal(x, want)
 
 
-@pytest.mark.parametrize("kernel,arch", KERNELS)
-def test_examples_define_before_use(kernel, arch):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_examples_define_before_use(kernel):
+    arch = ONLY_ON[kernel.__name__][0]
     defaults = {n for n, _, d in kernel.params if d is not inspect.Parameter.empty}
     assert not kernel.const_names - set(CONSTS.get(kernel.__name__, {})) - defaults
     assert undefined_reads(kernel.ptx(arch=arch, **CONSTS.get(kernel.__name__, {}))) == []

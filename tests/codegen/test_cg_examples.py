@@ -1,29 +1,29 @@
-"""nvJitLink assembles every kernel in examples/ for sm_80, sm_89 and sm_90a, reporting registers and spills."""
+"""nvJitLink assembles every kernel in examples/ (the demo's examples, found as the demo finds them) for
+sm_80, sm_89 and sm_90a (those of an example's DEMO_ARCHS), reporting registers and spills."""
 
-import importlib.util
 import inspect
 import pathlib
 
 import pytest
 
 import kaiodsl
+from kaiodsl import demo
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
-# Const values for kernels that need them, by kernel name.
-CONSTS = {"block_sum": {"BLOCK": 256}, "softmax": {"BLOCK": 256}, "transpose": {"TILE": 32, "ROWS": 8}}
 ARCHS = ["sm_80", "sm_89", "sm_90a"]
+CONSTS = {}  # kernel name -> its example's DEMO_CONSTS entry
+ONLY_ON = {}  # kernel name -> its example's DEMO_ARCHS
 
 
 def _discover():
     found = []
-    for path in sorted(EXAMPLES.glob("*.py")):
-        spec = importlib.util.spec_from_file_location(f"_kaio_example_{path.stem}", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        archs = getattr(mod, "ARCHS", ARCHS)  # an example for one arch says so (hopper_gemm: sm_90a)
+    for path in demo.example_files(EXAMPLES):
+        mod = demo.load_example(path, EXAMPLES)
         for name, obj in vars(mod).items():
             if isinstance(obj, kaiodsl.frontend.decorator.Kernel):
-                found += [pytest.param(obj, a, id=f"{path.stem}:{name}-{a}") for a in archs]
+                CONSTS[obj.__name__] = getattr(mod, "DEMO_CONSTS", {}).get(obj.__name__, {})
+                ONLY_ON[obj.__name__] = getattr(mod, "DEMO_ARCHS", ARCHS)
+                found.append(pytest.param(obj, id=f"{path.relative_to(EXAMPLES).with_suffix('')}:{name}"))
     return found
 
 
@@ -34,11 +34,14 @@ def test_examples_were_found():
     assert len(KERNELS) >= 6
 
 
-@pytest.mark.parametrize("kernel,arch", KERNELS)
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_example_assembles(kernel, arch):
+    if arch not in ONLY_ON[kernel.__name__]:
+        pytest.skip(f"{kernel.__name__} runs on {', '.join(ONLY_ON[kernel.__name__])} (DEMO_ARCHS)")
     defaults = {n for n, _, d in kernel.params if d is not inspect.Parameter.empty}
     missing = kernel.const_names - set(CONSTS.get(kernel.__name__, {})) - defaults
-    assert not missing, f"add Const values for {kernel.__name__} ({', '.join(sorted(missing))}) to CONSTS"
+    assert not missing, f"add Const values for {kernel.__name__} ({', '.join(sorted(missing))}) to its example's DEMO_CONSTS"
     compiled = kernel.compile(arch=arch, **CONSTS.get(kernel.__name__, {}))
     stats = compiled.stats()
     print(stats)
