@@ -1,6 +1,17 @@
 #!/usr/bin/env bash
 # Everything that needs the GPU, in one device call (see README, "Tests"):
-#   bash scripts/gpu_check.sh [tests] [demo] [sanitize] [bench] [bench-quick] [launch]
+#   bash scripts/gpu_check.sh [step ...]
+# Steps:
+#   tests            the whole GPU tier (pytest -m gpu)
+#   tests=PATHS      the GPU tier of some test paths (comma-separated), e.g. tests=tests/hopper,tests/codegen
+#   demo             python -m kaiodsl demo on the GPU
+#   sanitize         compute-sanitizer memcheck + racecheck over scripts/sanitize_targets.py
+#   bench / bench-quick             benchmarks/bench_gemm.py (full / --quick)
+#   bench-old        benchmarks/bench_gemm.py --quick of the tree in .old/ (a `git archive` of an older
+#                    commit, carried), in the same call, for before/after ratios
+#   bench-attn / bench-qkv / bench-decode   the attention, QKV and model-decode benchmarks (--quick)
+#   launch           benchmarks/launch_overhead.py
+#   hopper           examples/hopper_gemm.py at full size
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -15,13 +26,17 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
 steps=${*:-tests demo sanitize bench}
 rc=0
 for step in $steps; do
-  echo "=== $step"
+  echo "=== $step ($(date +%T))"
   case $step in
     tests)
-      timeout 400 python3 -m pytest -p no:cacheprovider -m gpu -q -rfE --tb=short tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -30
+      timeout 500 python3 -m pytest -p no:cacheprovider -m gpu -q -rfE --tb=short tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -40
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    tests=*)
+      paths=${step#tests=}; paths=${paths//,/ }
+      timeout 500 python3 -m pytest -p no:cacheprovider -m gpu -q -rfE --tb=short $paths 2>&1 | tee -a "$OUT/pytest_gpu.log" | tail -40
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     demo)
-      KAIODSL_BACKEND=cuda timeout 200 python3 -m kaiodsl demo 2>&1 | grep -v "^   |" | tee "$OUT/demo.log" | tail -40 ;;
+      KAIODSL_BACKEND=cuda timeout 200 python3 -m kaiodsl demo 2>&1 | grep -v "^   |" | tee "$OUT/demo.log" | tail -30 ;;
     sanitize)
       for tool in memcheck racecheck; do
         timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 python3 scripts/sanitize_targets.py 2>&1 \
@@ -31,10 +46,32 @@ for step in $steps; do
       timeout 500 python3 benchmarks/bench_gemm.py 2>&1 | tee "$OUT/bench_gemm.log" | tail -60
       cp benchmarks/results/gemm.json benchmarks/results/gemm.png "$OUT/" 2>/dev/null ;;
     bench-quick)
-      timeout 300 python3 benchmarks/bench_gemm.py --quick 2>&1 | tee "$OUT/bench_gemm.log" | tail -30 ;;
+      timeout 300 python3 benchmarks/bench_gemm.py --quick 2>&1 | tee "$OUT/bench_gemm.log" | tail -40
+      cp benchmarks/results/gemm.json benchmarks/results/gemm.png "$OUT/" 2>/dev/null ;;
+    bench-old)
+      rm -rf /tmp/old && cp -r .old /tmp/old && cp -r /tmp/old/ops /tmp/old/kaiodsl/ops \
+        && cp -r /tmp/old/ptx_templates /tmp/old/kaiodsl/ptx_templates
+      (cd /tmp/old && PYTHONPATH=/tmp/old${PYTHONPATH:+:$PYTHONPATH} KAIODSL_CACHE_DIR=/tmp/kaio_cache_old \
+        timeout 300 python3 benchmarks/bench_gemm.py --quick 2>&1 | tee "$OUT/bench_gemm_old.log" | tail -40)
+      cp /tmp/old/benchmarks/results/gemm.json "$OUT/gemm_old.json" 2>/dev/null ;;
+    bench-attn)
+      timeout 400 python3 benchmarks/bench_attention.py --quick 2>&1 | tee "$OUT/bench_attention.log" | tail -40
+      cp benchmarks/results/attention*.json benchmarks/results/attention*.png "$OUT/" 2>/dev/null ;;
+    bench-qkv)
+      timeout 300 python3 benchmarks/bench_qkv.py --quick 2>&1 | tee "$OUT/bench_qkv.log" | tail -40
+      cp benchmarks/results/qkv*.json benchmarks/results/qkv*.png "$OUT/" 2>/dev/null ;;
+    bench-decode)
+      timeout 300 python3 benchmarks/bench_decode.py --quick 2>&1 | tee "$OUT/bench_decode.log" | tail -30
+      cp benchmarks/results/decode*.json "$OUT/" 2>/dev/null ;;
     launch)
       timeout 150 python3 benchmarks/launch_overhead.py 2>&1 | tee "$OUT/launch.log" | tail -20
       cp benchmarks/results/launch_overhead.json "$OUT/" 2>/dev/null ;;
+    hopper)
+      KAIODSL_BACKEND=cuda timeout 120 python3 examples/hopper_gemm.py 2>&1 | tee "$OUT/hopper_gemm.log" | tail -10
+      for tool in memcheck racecheck; do
+        KAIODSL_BACKEND=cuda timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 python3 examples/hopper_gemm.py 2>&1 \
+          | tee "$OUT/hopper_sanitize_$tool.log" | tail -4
+      done ;;
   esac
 done
 exit $rc
