@@ -23,7 +23,7 @@ from .lang.tensor import (FragmentLayout, cp_async, cp_async_commit, cp_async_wa
                           cp_async_wait_all, frag_coord, frag_elements, fragment_layout, ldmatrix,
                           lop3, lop3_lut, mma, mma_zeros, pack_b32, pack_fp8x2, pack_half2, prmt,
                           stmatrix, to_tf32, unpack_b32, unpack_half2)
-from .lang import tiles  # noqa: E402
+from . import tiles  # noqa: E402
 from .lang.pointers import ptr_cast  # noqa: E402
 from .runtime import (DeviceArray, Stream, empty, get_backend_name, set_backend, synchronize,  # noqa: E402
                       to_device, zeros)
