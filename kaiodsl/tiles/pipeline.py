@@ -28,6 +28,8 @@ KINDS = ("cp.async",)
 class Ring:
     stages: int
     kind: str = "cp.async"
+    phases: bool = False     # keep the phase bit even where the kind does not need it
+
 
     def __post_init__(self):
         if self.stages < 1 or self.kind not in KINDS:
@@ -35,7 +37,12 @@ class Ring:
 
     @property
     def tracks_phase(self) -> bool:
-        return self.kind != "cp.async"
+        return self.phases or self.kind != "cp.async"
+
+    def state_after(self, steps: int, index: int = 0) -> tuple:
+        """Host side: the (index, phase) ``advance`` gives after ``steps`` steps from slot ``index``."""
+        n = index + steps
+        return n % self.stages, (n // self.stages) % 2 if self.tracks_phase else 0
 
 
 @kaiodsl.func
