@@ -93,8 +93,9 @@ def map_coords(T: Const, acc, fn, row0, col0, lane):
 
 
 @kaiodsl.func
-def mask(T: Const, acc, keep, row0, col0, lane, fill_value):
-    """Elements where ``keep(row, col)`` is false become ``fill_value`` (e.g. -inf for a causal mask)."""
+def mask(T: Const, acc, keep, args, row0, col0, lane, fill_value):
+    """Elements where ``keep(row, col, args)`` is false become ``fill_value`` (e.g. -inf for a causal
+    mask); row/col are offset by (row0, col0), ``args`` is passed through (sequence lengths, a shift)."""
     out = []
     for i in kaiodsl.static_range(T.mi):
         line = []
@@ -102,7 +103,7 @@ def mask(T: Const, acc, keep, row0, col0, lane, fill_value):
             vals = []
             for e in kaiodsl.static_range(4):
                 r, c = coord(T, i, j, e, lane)
-                vals = vals + [kaiodsl.where(keep(row0 + r, col0 + c), acc[i][j][e], fill_value)]
+                vals = vals + [kaiodsl.where(keep(row0 + r, col0 + c, args), acc[i][j][e], fill_value)]
             line = line + [(vals[0], vals[1], vals[2], vals[3])]
         out = out + [line]
     return out
@@ -120,18 +121,19 @@ def _add(x, y):
 
 @kaiodsl.func
 def row_reduce(T: Const, acc, op, init):
-    """Per row of the tile, ``op`` over its 8 nj columns: a list ``[i][h]`` (row 16 i + g + 8 h),
-    the same in the four lanes of each quad. ``init`` seeds each row (e.g. a running max)."""
+    """Per row of the tile, ``op`` over its 8 nj columns, then with ``init`` (a value, or a per-row
+    list such as a running max or sum): a list ``[i][h]`` (row 16 i + g + 8 h), the same in the four
+    lanes of each quad. ``init`` joins after the quad reduction, so a sum counts it once."""
     out = []
     for i in kaiodsl.static_range(T.mi):
         pair = []
         for h in kaiodsl.static_range(2):
-            v = init[i][h] if isinstance(init, list) else init
-            for j in kaiodsl.static_range(T.nj):
+            v = op(acc[i][0][2 * h], acc[i][0][2 * h + 1])
+            for j in kaiodsl.static_range(1, T.nj):
                 v = op(v, op(acc[i][j][2 * h], acc[i][j][2 * h + 1]))
             v = op(v, kaiodsl.shfl_xor(v, 1))       # the quad holds the row: lanes 4g .. 4g + 3
             v = op(v, kaiodsl.shfl_xor(v, 2))
-            pair = pair + [v]
+            pair = pair + [op(v, init[i][h] if isinstance(init, list) else init)]
         out = out + [pair]
     return out
 

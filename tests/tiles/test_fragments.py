@@ -63,8 +63,8 @@ def _neg_inf_or(x, keep):
 
 
 @kaiodsl.func
-def causal(row, col):
-    return col <= row
+def causal(row, col, shift):
+    return col <= row + shift
 
 
 @kaiodsl.func
@@ -83,11 +83,11 @@ def frag_ops(x: Ptr[f32], out: Ptr[f32], rmax: Ptr[f32], rsum: Ptr[f32], OP: Con
     lane = kaiodsl.thread_idx.x
     acc = fragments.load_c(T, x, 32, 0, 0, lane)
     if OP == "mask":
-        acc = fragments.mask(T, acc, causal, 0, 0, lane, -float("inf"))
+        acc = fragments.mask(T, acc, causal, 0, 0, 0, lane, -float("inf"))
     elif OP == "relu":
         acc = fragments.map(T, acc, relu)
     mx = fragments.row_max(T, acc, -float("inf"))
-    sm = fragments.row_sum(T, acc, 0.0)
+    sm = fragments.row_sum(T, acc, [[f32(2.0), f32(2.0)], [f32(2.0), f32(2.0)]])   # a running sum: counted once
     if OP == "center":
         acc = fragments.map_rows(T, acc, minus, mx)
         acc = fragments.scale_rows(T, acc, sm)
@@ -110,7 +110,7 @@ def test_row_reductions_masks_and_maps(backend, rng, op):
         want = np.maximum(want, 0)
     mx = want.max(axis=1)
     finite = np.where(np.isinf(want), 0.0, want) if op != "mask" else want
-    sm = finite.sum(axis=1)
+    sm = finite.sum(axis=1) + 2.0
     np.testing.assert_array_equal(rmax, mx.astype(np.float32))
     np.testing.assert_allclose(rsum, sm, rtol=1e-5, atol=1e-4)
     if op == "center":
