@@ -71,11 +71,21 @@ class HeadMajor:
     head_dim: int
     kind = "head_major"
 
+    def __post_init__(self):
+        if self.head_dim % 2 or min(self.seq, self.heads, self.head_dim) < 1:
+            raise ValueError(f"HeadMajor: positive sizes and an even head_dim (pairs are stored together), "
+                             f"got {self}")
+
 
 @dataclass(frozen=True)
 class Split:
     parts: tuple          # ((width, policy), ...), widths summing to N
     kind = "split"
+
+    def __post_init__(self):
+        if any(w % 2 or w < 1 for w, _ in self.parts):
+            raise ValueError(f"Split: widths must be positive and even (pairs are stored together), got "
+                             f"{[w for w, _ in self.parts]}")
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,13 @@ def test_split_store(backend, rng):
     np.testing.assert_array_equal(outs[2], want[:, 24:])
 
 
+def test_bad_store_policies():
+    with pytest.raises(ValueError, match="even"):
+        tiles.Split(((7, tiles.RowMajor()), (9, tiles.RowMajor())))
+    with pytest.raises(ValueError, match="even head_dim"):
+        tiles.HeadMajor(8, 2, 5)
+
+
 def test_epilogue_flags_are_data():
     E = tiles.Epilogue((tiles.Scale(), tiles.RowScale()), f16)
     assert E.col_factor and E.row_factor and not tiles.Epilogue((tiles.Bias(),)).col_factor
