@@ -37,11 +37,12 @@ def int8_kernel(out_name: str, cfg: GemmConfig, row_scale: bool, col_scale: bool
                 wide: bool = False):
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
     G = block_gemm(cfg, i8, True, "s8", wide)
-    ops_ = ((tiles.Scale(),) + ((tiles.RowScale(),) if row_scale else ()) + ((tiles.ColScale(),) if col_scale else ())
-            + ((tiles.Bias(),) if has_bias else ()))
+    ops_ = ((tiles.Scale(),) + ((tiles.RowScale(),) if row_scale else ())
+            + ((tiles.ColScale(),) if col_scale else ()) + ((tiles.Bias(),) if has_bias else ()))
     E = tiles.Epilogue(ops_, OUT)
-    name = f"gemm_s8_{out_name}_{cfg.block_m}x{cfg.block_n}x{cfg.block_k}_w{cfg.warps_m}x{cfg.warps_n}_s{cfg.stages}" + \
-        ("_rs" if row_scale else "") + ("_cs" if col_scale else "") + ("_bias" if has_bias else "") + ("_wide" if wide else "")
+    name = (f"gemm_s8_{out_name}_{cfg.block_m}x{cfg.block_n}x{cfg.block_k}_w{cfg.warps_m}x{cfg.warps_n}"
+            f"_s{cfg.stages}" + ("_rs" if row_scale else "") + ("_cs" if col_scale else "")
+            + ("_bias" if has_bias else "") + ("_wide" if wide else ""))
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def gemm_s8(a: Ptr[i8], b: Ptr[i8], c: Ptr[OUT], rscale: Ptr[f32], cscale: Ptr[f32], bias: Ptr[f32],

@@ -7,9 +7,10 @@ mma        warp-level mma.sync over tiles
 pipeline   a ring of stages with an (index, phase) state
 epilogue   per-element functions and store policies
 gemm       a block's GEMM main loop composed of the above
+dequant    low-bit weights into mma B fragments on load (W4A16)
 """
 
-from . import copies, epilogue, fragments, gemm, layouts, mma, pipeline
+from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline
 from .copies import TileCopy
 from .epilogue import Bias, ColScale, Epilogue, HeadMajor, Map, RowMajor, RowScale, Scale, Split
 from .fragments import AccTile
@@ -18,6 +19,6 @@ from .layouts import B32, B64, B128, NONE, SmemTile, Swizzle
 from .mma import MmaAtom, WarpMma
 from .pipeline import Ring
 
-__all__ = ["copies", "epilogue", "fragments", "gemm", "layouts", "mma", "pipeline", "TileCopy", "Bias",
+__all__ = ["copies", "dequant", "epilogue", "fragments", "gemm", "layouts", "mma", "pipeline", "TileCopy", "Bias",
            "ColScale", "Epilogue", "HeadMajor", "Map", "RowMajor", "RowScale", "Scale", "Split", "AccTile",
            "BlockGemm", "B32", "B64", "B128", "NONE", "SmemTile", "Swizzle", "MmaAtom", "WarpMma", "Ring"]

@@ -63,7 +63,8 @@ def offsets_problems(ptx, names):
     problems = []
     for name in names:
         r = regs[name]
-        widened = re.search(rf"cvt\.s64\.s32 %rd\d+, {r};", ptx) or re.search(rf"mul\.wide\.s32 %rd\d+, (%r\d+, {r}|{r}, %r\d+);", ptx)
+        widened = (re.search(rf"cvt\.s64\.s32 %rd\d+, {r};", ptx)
+                   or re.search(rf"mul\.wide\.s32 %rd\d+, (%r\d+, {r}|{r}, %r\d+);", ptx))
         if not widened:
             problems.append(f"{name} ({r}) never enters 64-bit arithmetic")
         for a, b in re.findall(r"mul\.lo\.s32 %r\d+, (%r\d+), (%r\d+);", ptx):
