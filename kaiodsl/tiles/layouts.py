@@ -17,7 +17,7 @@ XOR bits [7, 7+p)), so Hopper tiles use the same descriptor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import kaiodsl
 from kaiodsl import Const
@@ -111,8 +111,6 @@ class SmemTile:
 
     def after(self, other: "SmemTile") -> "SmemTile":
         """This tile placed right after ``other`` in the same buffer (both of one dtype)."""
-        from dataclasses import replace
-
         return replace(self, offset=other.end)
 
     def element_offset(self, row, col, stage=0):
