@@ -1,53 +1,65 @@
 """Tensor-core matmul: C[M,N] (f32) = A[M,K] @ B[K,N] (f16, row-major), 64x64x64 block tiles.
 
-Four warps, each a 32x32 warp tile (2 x 4 mma.m16n8k16 per k16 step). Tiles move global -> shared
-with 16-byte cp.async into XOR-swizzled buffers, double-buffered so that the copy of k-tile t+1
-overlaps the mma of k-tile t; fragments come from shared memory through ldmatrix (B via .trans).
-Ragged edges (M, N, K not multiples of 64) are zero-filled by the copies and masked at the store;
-rows must be 16-byte aligned (K and N multiples of 8).
+Written with the tile library (docs/tiles.md), level by level: two double-buffered shared tiles
+(layouts), 16-byte cp.async copy plans with zero-filled ragged edges (copies), a two-stage ring
+(pipeline), ldmatrix fragments (B via .trans) and a warp's 2 x 4 mma.m16n8k16 per k16 step (mma),
+and a bounds-checked f32 store (epilogue). Four warps, each a 32x32 warp tile; the copy of k-tile
+t+1 overlaps the mma of k-tile t. Rows must be 16-byte aligned (K and N multiples of 8).
 """
 
 import kaiodsl
 from kaiodsl import Const, Ptr, f16, f32, i32
 from kaiodsl import tiles
+from kaiodsl.tiles import copies, epilogue, fragments, mma, pipeline
 
 BM, BN, BK = 64, 64, 64
-WM, WN = 32, 32                 # warp tile
-THREADS = 32 * (BM // WM) * (BN // WN)
+WARPS_M, WARPS_N = 2, 2
+THREADS = 32 * WARPS_M * WARPS_N
+A_TILE = tiles.SmemTile(BM, BK, f16, stages=2)
+B_TILE = tiles.SmemTile(BK, BN, f16, stages=2).after(A_TILE)
+WARP = tiles.WarpMma(BM // WARPS_M, BN // WARPS_N)          # 32 x 32 of m16n8k16
+RING = tiles.Ring(2)
+OUT = tiles.Epilogue((), f32)
 
 
 @kaiodsl.kernel(block_size=THREADS)
 def tc_matmul(a: Ptr[f16], b: Ptr[f16], c: Ptr[f32], M: i32, N: i32, K: i32, EDGE: Const[bool] = True):
-    sa = kaiodsl.shared_array(f16, (2, BM, BK), align=128, name="sa")
-    sb = kaiodsl.shared_array(f16, (2, BK, BN), align=128, name="sb")
+    edge = "piece" if EDGE else "none"
+    a_copy = tiles.TileCopy(A_TILE, THREADS, "cols", edge=edge)      # A [M, K]: the k loop walks columns
+    b_copy = tiles.TileCopy(B_TILE, THREADS, "rows", edge=edge)      # B [K, N]: ... rows
+    smem = kaiodsl.shared_array(f16, (B_TILE.end,), align=128, name="smem")
     tid = kaiodsl.thread_idx.x
-    warp = tid >> 5
+    lane = tid % 32
+    warp = tid // 32
     m_block = kaiodsl.block_idx.y * BM
     n_block = kaiodsl.block_idx.x * BN
-    wm = (warp // (BN // WN)) * WM   # the warp's tile inside the block tile
-    wn = (warp % (BN // WN)) * WN
+    wm = (warp // WARPS_N) * WARP.wm                 # the warp's tile inside the block tile
+    wn = (warp % WARPS_N) * WARP.wn
+    a_plan = copies.plan(a_copy, smem, a, K, m_block, M, tid)
+    b_plan = copies.plan(b_copy, smem, b, N, n_block, N, tid)
+    a_ptrs = copies.a_ptrs(smem, A_TILE, wm, lane, WARP.mi)
+    b_ptrs = copies.b_ptrs(smem, B_TILE, wn, lane, WARP.nj, False)
 
     nk = (K + BK - 1) // BK
-    tiles.copy_tile_async(sa[0], a, K, m_block, 0, M - m_block, K, tid, THREADS, EDGE)
-    tiles.copy_tile_async(sb[0], b, N, 0, n_block, K, N - n_block, tid, THREADS, EDGE)
-    kaiodsl.cp_async_commit()
-
-    acc = tiles.zeros(WM // 16, WN // 8)
+    copies.issue(a_copy, a_plan, K, 0, 0, K)
+    copies.issue(b_copy, b_plan, N, 0, 0, K)
+    pipeline.commit(RING)
+    acc = fragments.zeros(WARP.acc_tile)
     for kt in range(nk):
-        if kt + 1 < nk:  # prefetch the next k-tile into the other buffer
-            k1 = (kt + 1) * BK
+        if kt + 1 < nk:  # prefetch the next k-tile into the other stage
             nxt = (kt + 1) & 1
-            tiles.copy_tile_async(sa[nxt], a, K, m_block, k1, M - m_block, K - k1, tid, THREADS, EDGE)
-            tiles.copy_tile_async(sb[nxt], b, N, k1, n_block, K - k1, N - n_block, tid, THREADS, EDGE)
-        kaiodsl.cp_async_commit()
-        kaiodsl.cp_async_wait(1)  # everything but the prefetch has landed
-        kaiodsl.syncthreads()
+            copies.issue(a_copy, a_plan, K, nxt, (kt + 1) * BK, K)
+            copies.issue(b_copy, b_plan, N, nxt, (kt + 1) * BK, K)
+        pipeline.commit(RING)
+        pipeline.wait(RING, 1)  # everything but the prefetch has landed, and every warp sees it
         cur = kt & 1
-        for kk in kaiodsl.static_range(0, BK, 16):
-            acc = tiles.mma_k_step(acc, sa[cur], sb[cur], wm, wn, kk)
-        kaiodsl.syncthreads()  # the buffer is refilled by the next iteration's prefetch
+        for kk in kaiodsl.static_range(BK // 16):
+            a_f = copies.load_a(a_ptrs[kk], cur * A_TILE.elems)
+            b_f = copies.load_b(b_ptrs[kk], cur * B_TILE.elems, False)
+            acc = mma.mma_tile(WARP, acc, a_f, b_f)
+        kaiodsl.syncthreads()  # the stage is refilled by the next iteration's prefetch
 
-    tiles.store_acc_tile(c, N, m_block + wm, n_block + wn, acc, M - m_block - wm, N - n_block - wn, True)
+    epilogue.store_tile(OUT, WARP.acc_tile, acc, c, (), m_block + wm, n_block + wn, lane, M, N)
 
 
 def run(quick: bool = False) -> str:

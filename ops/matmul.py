@@ -15,10 +15,9 @@ from functools import lru_cache
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Ptr, bf16, f16, f32, i32
+from kaiodsl import Const, Ptr, bf16, f16, f32, i32, tiles
 from kaiodsl.errors import ArgumentError
 
-from . import gemm_kernels as gk
 from ._common import (inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind)
 
 
@@ -88,24 +87,43 @@ def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
 
 
 # -- the kernels ---------------------------------------------------------------------------------------
+WIDE_LD = 2**31 // 256     # leading dimensions from here need 64-bit offsets inside a tile (tiles <= 256 rows)
+
+
+def needs_wide(M: int, N: int, K: int) -> bool:
+    """Whether a tile's rows x leading dimension can pass 2^31 (K or N >= 8M): the kernel's ``wide`` variant."""
+    return max(K, N) >= WIDE_LD
+
+
+def block_gemm(cfg: GemmConfig, dtype, b_kmajor: bool, atom: str, wide: bool = False) -> tiles.BlockGemm:
+    """The tile library's main-loop configuration of ``cfg`` for elements of ``dtype``."""
+    return tiles.BlockGemm(cfg.block_m, cfg.block_n, cfg.block_k, cfg.warps_m, cfg.warps_n, cfg.stages, dtype,
+                           tiles.MmaAtom(atom), b_kmajor, cfg.group_m, wide)
+
+
+@kaiodsl.func
+def gemm_body(G: Const, E: Const, a, b, c, args, M, N, K):
+    """One block of any GEMM: the main loop, then the epilogue E on the warp's tile."""
+    smem = kaiodsl.dynamic_shared(G.dtype)
+    tid = kaiodsl.thread_idx.x
+    row0, col0 = tiles.gemm.tile_coords(M, N, G.bm, G.bn, G.group_m)
+    acc = tiles.gemm.main_loop(G, smem, a, b, M, N, K, row0, col0)
+    wm0, wn0 = tiles.gemm.warp_origin(G, tid)
+    tiles.epilogue.store_tile(E, G.warp.acc_tile, acc, c, args, row0 + wm0, col0 + wn0, tid % 32, M, N)
+
+
 @lru_cache(maxsize=None)
-def gemm_kernel(dtype_name: str, out_name: str, b_kmajor: bool, cfg: GemmConfig, has_bias: bool):
+def gemm_kernel(dtype_name: str, out_name: str, b_kmajor: bool, cfg: GemmConfig, has_bias: bool, wide: bool = False):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
-    BM, BN, BK, WN_ = cfg.block_m, cfg.block_n, cfg.block_k, cfg.warps_n
-    WM, WN, STAGES, GM = cfg.warp_m, cfg.warp_n, cfg.stages, cfg.group_m
-    name = f"gemm_{dtype_name}_{out_name}_{'nk' if b_kmajor else 'kn'}_{BM}x{BN}x{BK}_w{cfg.warps_m}x{WN_}_s{STAGES}"
+    G = block_gemm(cfg, T, b_kmajor, dtype_name, wide)
+    E = tiles.Epilogue((tiles.Bias(),) if has_bias else (), OUT)
+    name = f"gemm_{dtype_name}_{out_name}_{'nk' if b_kmajor else 'kn'}_{cfg.block_m}x{cfg.block_n}x{cfg.block_k}" \
+           f"_w{cfg.warps_m}x{cfg.warps_n}_s{cfg.stages}" + ("_wide" if wide else "")
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def gemm(a: Ptr[T], b: Ptr[T], c: Ptr[OUT], bias: Ptr[f32], M: i32, N: i32, K: i32):
-        smem = kaiodsl.dynamic_shared(T)
-        tid = kaiodsl.thread_idx.x
-        row0, col0 = gk.tile_coords(M, N, BM, BN, GM)
-        acc = gk.main_loop(a, b, M, N, K, row0, col0, smem, tid, BM, BN, BK, WN_, WM, WN, STAGES, 2,
-                           b_kmajor, None, f32)
-        warp = tid // 32
-        gk.store_tile(c, acc, row0 + (warp // WN_) * WM, col0 + (warp % WN_) * WN, tid % 32, M, N,
-                      1.0, bias, bias, bias, WM, WN, OUT, False, False, False, has_bias)
+        gemm_body(G, E, a, b, c, (bias,) if has_bias else (), M, N, K)
 
     return gemm
 
@@ -206,7 +224,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
     if M == 0 or N == 0:
         return out
-    k = gemm_kernel(az.dtype.name, out_name, layout == "nk", cfg, bias is not None)
+    k = gemm_kernel(az.dtype.name, out_name, layout == "nk", cfg, bias is not None, needs_wide(M, N, K))
     grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
     k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes(2))
     return out

@@ -8,9 +8,8 @@ Output [M, N] in the activation dtype.
 The kernel is built for decode shapes (small M): every weight word is read once, straight
 into mma B fragments, and the K loop is split over the warps of a block so that enough
 loads are in flight to stream the weights at memory bandwidth. Dequantization is 3
-instructions per pair of weights: one ``lop3`` drops two nibbles into the mantissa of 1024.0
-(f16; 128.0 for bf16), one packed ``sub`` takes off 1024 + zero (exact), one packed ``mul``
-applies the scale (one rounding, as the reference).
+instructions per pair of weights (kaiodsl.tiles.dequant: one ``lop3``, one packed ``sub``, one
+packed ``mul``); the accumulators are a tiles.AccTile and the store is the tile epilogue.
 """
 
 from functools import lru_cache
@@ -18,7 +17,8 @@ from functools import lru_cache
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Const, Ptr, bf16, bf16x2, f16, f16x2, f32, i32, u8, u32
+from kaiodsl import Const, Ptr, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles, u8, u32
+from kaiodsl.tiles.dequant import MAGIC, group_consts, group_rows, int4_pair
 from kaiodsl.errors import ArgumentError
 
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
@@ -28,25 +28,14 @@ N_TILES = 4        # warps per block along N
 K_SPLIT = 4        # warps sharing one n range's K (partial sums reduced through shared memory)
 UNROLL = 2         # 16-byte weight loads (each 128 k) issued before the first is used
 NW = 1             # n8 tiles per warp: each A fragment load serves NW mma (M > 8 wants more)
-MAGIC = {"f16": (0x64006400, 1024.0), "bf16": (0x43004300, 128.0)}
 
 
 @kaiodsl.func
-def dequant_pair(w, j: Const[int], zz, s2, MAGIC_BITS: Const[int], H2: Const):
-    """Weights 2j, 2j+1 of a packed word as a half2: (1024 + q - (1024 + zero)) * scale."""
-    x = kaiodsl.lop3(w >> (4 * j), 0x000F000F, MAGIC_BITS, "(a & b) | c")
-    return (kaiodsl.bitcast(x, H2) - zz) * s2
-
-
-@kaiodsl.func
-def group_consts(scales, zeros, n, G, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: Const):
-    """(zero + 1024, scale) of one group of column n, each duplicated into both halves of a half2."""
-    s = kaiodsl.bitcast(scales[n * G + grp], kaiodsl.u16)
-    s2 = kaiodsl.bitcast(kaiodsl.pack_b32(s, s), H2)
-    zf = MAGIC_F + 8.0
-    if HAS_ZEROS:
-        zf = MAGIC_F + f32(zeros[n * G + grp])
-    return kaiodsl.pack_half2(zf, zf, H2), s2
+def _split_sum(red, nt, v: Const[int], lane, e: Const[int], K_SPLIT: Const[int]):
+    total = red[0, nt, v, lane, e]
+    for q in kaiodsl.static_range(1, K_SPLIT):
+        total = total + red[q, nt, v, lane, e]
+    return total
 
 
 def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: bool,
@@ -60,6 +49,9 @@ def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: boo
     THREADS = 32 * N_TILES * K_SPLIT
     name = (f"w4a16_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") +
             ("" if two_row_groups else "_m8") + f"_n{N_TILES}k{K_SPLIT}u{UNROLL}w{NW}_{wdtype}")
+
+    ACC = tiles.AccTile(1, NW)            # one m16 x (8 NW) accumulator tile per warp
+    OUT = tiles.Epilogue((), T)
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def w4a16(a: Ptr[T], w: Ptr[W], scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
@@ -79,13 +71,15 @@ def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: boo
         b0 = kq * per
         b1 = min(b0 + per, KB) if ntile * 8 < N else b0   # the grid's last block may pass N
         G = K // GS
-        wp = kaiodsl.ptr_cast(w + (ntile * KB * 32 + lane) * 4, u32)   # tile ntile + v: KB * 128 words on
+        # 64-bit bases: ntile x KB x 128 words (N K / 8) and row x K pass 2^31 on big operands
+        wp = kaiodsl.ptr_cast(w + (i64(ntile * KB) * 32 + lane) * 4, u32)   # tile ntile + v: KB * 128 words on
         ok0 = m0 + g < M
         ok1 = m0 + g + 8 < M
-        a0p = kaiodsl.ptr_cast(a + ((m0 + g) * K + 8 * t), u32)
-        a1p = kaiodsl.ptr_cast(a + ((m0 + g + 8) * K + 8 * t), u32)
+        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 8 * t), u32)
+        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 8 * t), u32)
         zero = kaiodsl.bitcast(u32(0), H2)
-        acc = [kaiodsl.mma_zeros(f32) for v in range(NW)]
+        acc = tiles.fragments.zeros(ACC)
+        qrows = [group_rows(scales, zeros, min((ntile + v) * 8 + g, N - 1), G) for v in range(NW)]
         for kb in range(b0, b1, UNROLL):
             words = [[kaiodsl.load(wp, (v * KB + kb + u) * 128, vec=4, cache="nc",
                                    mask=(kb + u < b1) and ((ntile + v) * 8 < N), other=0)
@@ -95,8 +89,7 @@ def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: boo
                     for ci in kaiodsl.static_range(4):
                         k0 = (kb + u) * 128 + 32 * ci
                         if ci * 32 % GS == 0:
-                            consts = [group_consts(scales, zeros, min((ntile + v) * 8 + g, N - 1), G, k0 // GS,
-                                                   MAGIC_F, has_zeros, H2) for v in range(NW)]
+                            consts = [group_consts(qrows[v], k0 // GS, MAGIC_F, has_zeros, H2) for v in range(NW)]
                         x0 = kaiodsl.load(a0p, k0 // 2, vec=4, cache="nc", mask=ok0, other=0)
                         x1 = (kaiodsl.load(a1p, k0 // 2, vec=4, cache="nc", mask=ok1, other=0)
                               if two_row_groups else (0, 0, 0, 0))
@@ -108,23 +101,16 @@ def _make(dtype_name: str, group_size: int, has_zeros: bool, two_row_groups: boo
                             for v in kaiodsl.static_range(NW):
                                 zz, s2 = consts[v]
                                 word = words[u][v][ci]
-                                bf = (dequant_pair(word, 2 * step, zz, s2, MAGIC_BITS, H2),
-                                      dequant_pair(word, 2 * step + 1, zz, s2, MAGIC_BITS, H2))
-                                acc[v] = kaiodsl.mma(af, bf, acc[v])
+                                bf = (int4_pair(word, 2 * step, zz, s2, MAGIC_BITS, H2),
+                                      int4_pair(word, 2 * step + 1, zz, s2, MAGIC_BITS, H2))
+                                acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
         for v in kaiodsl.static_range(NW):
             for e in kaiodsl.static_range(4):
-                red[kq, nt, v, lane, e] = acc[v][e]
+                red[kq, nt, v, lane, e] = acc[0][v][e]
         kaiodsl.syncthreads()
-        if kq == 0:
-            for v in kaiodsl.static_range(NW):
-                for e in kaiodsl.static_range(4):
-                    total = red[0, nt, v, lane, e]
-                    for q in kaiodsl.static_range(1, K_SPLIT):
-                        total = total + red[q, nt, v, lane, e]
-                    row = m0 + g + 8 * (e // 2)
-                    col = (ntile + v) * 8 + 2 * t + e % 2
-                    if row < M and col < N:
-                        c[row * N + col] = T(total)
+        if kq == 0:           # the K split's partial tiles summed in a fixed order (deterministic)
+            total = [[[_split_sum(red, nt, v, lane, e, K_SPLIT) for e in range(4)] for v in range(NW)]]
+            tiles.epilogue.store_tile(OUT, ACC, total, c, (), m0, ntile * 8, lane, M, N)
 
     return w4a16
 

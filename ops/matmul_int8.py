@@ -7,7 +7,7 @@
   ``weight_scale`` per output channel [N]. ``out[m, n] = acc[m, n] * act[m] * w[n] (+ bias[n])``,
   computed in f32 and rounded once to ``out_dtype``.
 
-The main loop is the f16 GEMM's (ops/gemm_kernels.py): tiles are counted in bytes, and a
+The kernel is the f16 GEMM's (kaiodsl.tiles.gemm) with an s8 atom: tiles are counted in bytes, and a
 32-byte k-slab is one m16n8k32 step.
 """
 
@@ -16,12 +16,11 @@ from functools import lru_cache
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Ptr, bf16, f16, f32, i8, i32
+from kaiodsl import Ptr, bf16, f16, f32, i8, i32, tiles
 from kaiodsl.errors import ArgumentError
 
-from . import gemm_kernels as gk
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
-from .matmul import GemmConfig, _dtype_name, dummy_f32
+from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, gemm_body, needs_wide
 
 
 def int8_config(M: int, N: int, K: int) -> GemmConfig:
@@ -34,24 +33,23 @@ def int8_config(M: int, N: int, K: int) -> GemmConfig:
 
 
 @lru_cache(maxsize=None)
-def int8_kernel(out_name: str, cfg: GemmConfig, row_scale: bool, col_scale: bool, has_bias: bool):
+def int8_kernel(out_name: str, cfg: GemmConfig, row_scale: bool, col_scale: bool, has_bias: bool,
+                wide: bool = False):
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
-    BM, BN, BK, WN_ = cfg.block_m, cfg.block_n, cfg.block_k, cfg.warps_n
-    WM, WN, STAGES, GM = cfg.warp_m, cfg.warp_n, cfg.stages, cfg.group_m
-    name = f"gemm_s8_{out_name}_{BM}x{BN}x{BK}_w{cfg.warps_m}x{WN_}_s{STAGES}" + \
-        ("_rs" if row_scale else "") + ("_cs" if col_scale else "") + ("_bias" if has_bias else "")
+    G = block_gemm(cfg, i8, True, "s8", wide)
+    ops_ = ((tiles.Scale(),) + ((tiles.RowScale(),) if row_scale else ())
+            + ((tiles.ColScale(),) if col_scale else ()) + ((tiles.Bias(),) if has_bias else ()))
+    E = tiles.Epilogue(ops_, OUT)
+    name = (f"gemm_s8_{out_name}_{cfg.block_m}x{cfg.block_n}x{cfg.block_k}_w{cfg.warps_m}x{cfg.warps_n}"
+            f"_s{cfg.stages}" + ("_rs" if row_scale else "") + ("_cs" if col_scale else "")
+            + ("_bias" if has_bias else "") + ("_wide" if wide else ""))
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def gemm_s8(a: Ptr[i8], b: Ptr[i8], c: Ptr[OUT], rscale: Ptr[f32], cscale: Ptr[f32], bias: Ptr[f32],
                 alpha: f32, M: i32, N: i32, K: i32):
-        smem = kaiodsl.dynamic_shared(i8)
-        tid = kaiodsl.thread_idx.x
-        row0, col0 = gk.tile_coords(M, N, BM, BN, GM)
-        acc = gk.main_loop(a, b, M, N, K, row0, col0, smem, tid, BM, BN, BK, WN_, WM, WN, STAGES, 1,
-                           True, "s8", i32)
-        warp = tid // 32
-        gk.store_tile(c, acc, row0 + (warp // WN_) * WM, col0 + (warp % WN_) * WN, tid % 32, M, N,
-                      alpha, rscale, cscale, bias, WM, WN, OUT, True, row_scale, col_scale, has_bias)
+        args = ((alpha,) + ((rscale,) if row_scale else ()) + ((cscale,) if col_scale else ())
+                + ((bias,) if has_bias else ()))
+        gemm_body(G, E, a, b, c, args, M, N, K)
 
     return gemm_s8
 
@@ -79,7 +77,7 @@ def _launch(az, a, b, out, rs, cs, bias, alpha, M, N, K, cfg, out_name, flags):
     cfg.check(1)
     if M == 0 or N == 0:
         return out
-    k = int8_kernel(out_name, cfg, *flags)
+    k = int8_kernel(out_name, cfg, *flags, needs_wide(M, N, K))
     grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
     k[grid, cfg.threads](a, b, out, rs, cs, bias, float(alpha), M, N, K, smem=cfg.smem_bytes(1))
     return out

@@ -11,7 +11,7 @@ shuffles and shared memory.
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Ptr, f16, bf16, f32, i8, i32
+from kaiodsl import Ptr, f16, bf16, f32, i8, i32, i64
 
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank
 
@@ -36,15 +36,17 @@ def _make(dtype):
     @kaiodsl.kernel(block_size=BLOCK, name=f"quantize_per_token_{dtype}")
     def quantize_rows(x: Ptr[dtype], xq: Ptr[i8], scales: Ptr[f32], K: i32):
         scratch = kaiodsl.shared_array(f32, 32)
-        base = kaiodsl.block_idx.x * K
+        row = i64(kaiodsl.block_idx.x) * K          # row x K passes 2^31 for big activations
+        xr = x + row
+        xqr = xq + row
         amax = 0.0
         for c in range(kaiodsl.thread_idx.x, K, BLOCK):
-            amax = max(amax, abs(f32(x[base + c])))
+            amax = max(amax, abs(f32(xr[c])))
         amax = _block_max(amax, scratch)
         scale = amax / 127.0
         for c in range(kaiodsl.thread_idx.x, K, BLOCK):
-            q = kaiodsl.round_even(f32(x[base + c]) / scale) if scale > 0.0 else 0.0
-            xq[base + c] = kaiodsl.saturate_cast(q, i8)
+            q = kaiodsl.round_even(f32(xr[c]) / scale) if scale > 0.0 else 0.0
+            xqr[c] = kaiodsl.saturate_cast(q, i8)
         if kaiodsl.thread_idx.x == 0:
             scales[kaiodsl.block_idx.x] = scale
 

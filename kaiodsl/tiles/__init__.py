@@ -1,0 +1,24 @@
+"""The tile library: every tensor-core kernel is composed of these levels (docs/tiles.md).
+
+layouts    shared-memory tile descriptors, swizzles as data
+copies     copy plans: global -> shared (cp.async), shared -> registers (ldmatrix), stores
+fragments  accumulator tiles that know each element's (row, col): reductions, masks, acc -> A
+mma        warp-level mma.sync over tiles
+pipeline   a ring of stages with an (index, phase) state
+epilogue   per-element functions and store policies
+gemm       a block's GEMM main loop composed of the above
+dequant    low-bit weights into mma B fragments on load (W4A16)
+"""
+
+from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline
+from .copies import TileCopy
+from .epilogue import Bias, ColScale, Epilogue, HeadMajor, Map, RowMajor, RowScale, Scale, Split
+from .fragments import AccTile
+from .gemm import BlockGemm
+from .layouts import B32, B64, B128, NONE, SmemTile, Swizzle
+from .mma import MmaAtom, WarpMma
+from .pipeline import Ring
+
+__all__ = ["copies", "dequant", "epilogue", "fragments", "gemm", "layouts", "mma", "pipeline", "TileCopy", "Bias",
+           "ColScale", "Epilogue", "HeadMajor", "Map", "RowMajor", "RowScale", "Scale", "Split", "AccTile",
+           "BlockGemm", "B32", "B64", "B128", "NONE", "SmemTile", "Swizzle", "MmaAtom", "WarpMma", "Ring"]

@@ -1,0 +1,224 @@
+"""Copy plans: global -> shared (cp.async now, TMA later), shared -> registers (ldmatrix), registers -> memory.
+
+A ``TileCopy`` says how a block fills one ``SmemTile`` stage from a row-major global matrix: which
+axis the k loop walks (``"cols"``: a K-contiguous operand such as A [M, K] or B [N, K]; ``"rows"``:
+B [K, N]), how many threads share it, and with which instruction (``kind``). ``plan`` precomputes
+each thread's entries once, before the k loop: a 64-bit global pointer at k = 0, the edge predicate
+of the fixed axis, the swizzled shared pointer and the entry's k offset; ``issue`` then costs one
+add, one compare and one copy per 16-byte chunk per k tile. Out-of-range chunks are zero-filled
+(``cp.async`` with src-size 0, PTX ISA 9.7.9.25.3.1), so the mma reads zeros past every edge.
+
+TMA slots in behind the same pair: a ``TileCopy(kind="tma")`` would make ``plan`` return the
+tensor-map coordinates and ``issue`` one ``cp.async.bulk.tensor`` per stage completing on the
+stage's mbarrier (pipeline.Ring(kind="mbarrier")).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kaiodsl
+from kaiodsl import Const, i64, u32
+
+from .layouts import SmemTile, chunk_ptr, swizzle_chunk
+
+KINDS = ("cp.async", "sync")
+
+
+@dataclass(frozen=True)
+class TileCopy:
+    """How ``threads`` threads copy one stage of ``tile``; ``k_axis``: the axis the k loop advances."""
+
+    tile: SmemTile
+    threads: int
+    k_axis: str = "cols"
+    kind: str = "cp.async"
+    wide: bool = False      # 64-bit offsets inside the tile too (rows x ld >= 2^31)
+    vec: int = 16           # bytes per copy: 4, 8 or 16 (global rows must be vec-aligned)
+    edge: str = "piece"     # "piece": a copy is all or nothing; "element": partial copies zero-fill
+                            # the rest (src-size), for extents that are not multiples of vec; "none"
+
+    def __post_init__(self):
+        if self.k_axis not in ("cols", "rows") or self.kind not in KINDS:
+            raise ValueError(f"TileCopy: k_axis must be 'cols' or 'rows' and kind one of {KINDS}, "
+                             f"got {self.k_axis!r}, {self.kind!r}")
+        if self.vec not in (4, 8, 16) or self.edge not in ("piece", "element", "none"):
+            raise ValueError(f"TileCopy: vec must be 4, 8 or 16 and edge 'piece', 'element' or 'none', "
+                             f"got {self.vec}, {self.edge!r}")
+        if self.edge == "element" and self.kind != "cp.async":
+            raise ValueError("TileCopy: edge='element' needs cp.async (its src-size zero fill)")
+        if (self.tile.rows * self.pieces_per_row) % self.threads:
+            raise ValueError(f"TileCopy: {self.tile.rows * self.pieces_per_row} {self.vec}-byte copies do not "
+                             f"split over {self.threads} threads")
+
+    @property
+    def pieces_per_row(self) -> int:
+        return self.tile.row_bytes // self.vec
+
+    @property
+    def piece_elems(self) -> int:
+        return self.vec // self.tile.elem_bytes
+
+    @property
+    def per_thread(self) -> int:
+        return self.tile.rows * self.pieces_per_row // self.threads
+
+
+@kaiodsl.func
+def _row_offset(C: Const, r, ld):
+    """r * ld inside the tile: i32 (one register an entry, exact while rows * ld < 2^31) or, with
+    C.wide, i64."""
+    if C.wide:
+        return i64(r) * ld
+    return r * ld
+
+
+@kaiodsl.func
+def plan(C: Const, smem, src, ld, start, extent, tid):
+    """This thread's entries for the tile whose fixed-axis origin is ``start`` (row0 for k_axis
+    "cols", col0 for "rows") of a matrix with ``extent`` rows (cols) and leading dimension ``ld``:
+    a list of (global pointer at k = 0, fixed-axis predicate (edge "element", k_axis "rows": the count
+    of elements in range), shared pointer in stage 0, k offset of the piece). The tile's
+    origin (``start * ld``: block index x ld) is 64-bit; offsets inside it are 64-bit with C.wide."""
+    T = C.tile
+    if C.k_axis == "cols":
+        base = src + i64(start) * ld          # block index x ld passes 2^31 on big operands: 64-bit
+    else:
+        base = src + start
+    entries = []
+    PE = C.piece_elems
+    for it in kaiodsl.static_range(C.per_thread):
+        q = tid + it * C.threads
+        r = q // C.pieces_per_row
+        p = q % C.pieces_per_row
+        if C.vec == 16:
+            sp = chunk_ptr(smem, T, r, p)
+        else:                                   # a piece of a 16-byte chunk: the swizzle moves whole chunks
+            sp = chunk_ptr(smem, T, r, p // (16 // C.vec)) + (p % (16 // C.vec)) * PE
+        g = base + (_row_offset(C, r, ld) + p * PE)
+        if C.k_axis == "cols":
+            fixed = start + r < extent
+            kofs = p * PE
+        else:
+            fixed = start + p * PE < extent
+            if C.edge == "element":
+                fixed = min(max(extent - (start + p * PE), 0), PE)      # elements in range
+            kofs = r
+        entries = entries + [(g, fixed, sp, kofs)]
+    return entries
+
+
+@kaiodsl.func
+def issue(C: Const, entries, ld, stage, k0, K):
+    """Copy the tile at k = k0 into ``stage`` (zeros where k or the fixed axis is out of range).
+    cp.async: the caller commits the group (pipeline.commit)."""
+    if C.k_axis == "cols":
+        step = k0
+    else:
+        step = i64(k0) * ld                                         # k0 * N passes 2^31 for big [K, N]
+    base = stage * C.tile.elems
+    PE = C.piece_elems
+    for e in kaiodsl.static_range(len(entries)):
+        g, fixed, sp, kofs = entries[e]
+        gp = g + step
+        s = sp + base
+        if C.edge == "none":
+            if C.kind == "cp.async":
+                kaiodsl.cp_async(s, gp, C.vec)
+            else:
+                _copy_sync(C, s, gp, True)
+        elif C.edge == "element":
+            if C.k_axis == "cols":
+                n = kaiodsl.where(fixed, min(max(K - (k0 + kofs), 0), PE), 0)
+            else:
+                n = kaiodsl.where(k0 + kofs < K, fixed, 0)
+            kaiodsl.cp_async(s, gp, C.vec, src_size=n * C.tile.elem_bytes)
+        else:
+            valid = fixed and k0 + kofs < K
+            if C.kind == "cp.async":
+                kaiodsl.cp_async(s, gp, C.vec, mask=valid)
+            else:
+                _copy_sync(C, s, gp, valid)
+
+
+@kaiodsl.func
+def _copy_sync(C: Const, s, gp, valid):
+    """The synchronous copy of one piece: a vector load to registers (zeros when not valid), a store."""
+    n = C.vec // 4
+    v = kaiodsl.load(kaiodsl.ptr_cast(gp, u32), 0, vec=n, mask=valid, other=0)
+    kaiodsl.store(kaiodsl.ptr_cast(s, u32), 0, v, vec=n)
+
+
+# -- shared -> registers (ldmatrix, PTX ISA 9.7.9.26) --------------------------------------------------
+@kaiodsl.func
+def a_ptrs(smem, T: Const, m0, lane, MI: Const[int]):
+    """For each 32-byte k slab of the K-contiguous tile T, the ldmatrix.x4 addresses of MI A fragments
+    (rows m0 + 16 i ..): lanes 0-15 give rows, lanes 16-31 the second 16-byte chunk (A's k 8..15)."""
+    out = []
+    for kk in kaiodsl.static_range(T.chunks // 2):
+        row = []
+        for i in kaiodsl.static_range(MI):
+            r = m0 + i * 16 + lane % 16
+            row = row + [chunk_ptr(smem, T, r, kk * 2 + lane // 16)]
+        out = out + [row]
+    return out
+
+
+@kaiodsl.func
+def b_ptrs(smem, T: Const, n0, lane, NJ: Const[int], KMAJOR: Const[bool]):
+    """For each 32-byte k slab, the ldmatrix.x4 addresses of NJ/2 pairs of n8 B fragments (columns
+    n0 + 16 j ..). KMAJOR: T is [N, K] (plain ldmatrix); else T is [K, N] (ldmatrix.trans, 16-bit)."""
+    out = []
+    slabs = T.chunks // 2 if KMAJOR else T.rows * T.elem_bytes // 32
+    for kk in kaiodsl.static_range(slabs):
+        row = []
+        for j in kaiodsl.static_range(NJ // 2):
+            if KMAJOR:
+                r = n0 + j * 16 + (lane // 16) * 8 + lane % 8
+                row = row + [chunk_ptr(smem, T, r, kk * 2 + (lane // 8) % 2)]
+            else:
+                r = kk * 16 + ((lane // 8) % 2) * 8 + lane % 8
+                row = row + [chunk_ptr(smem, T, r, (n0 + j * 16) // T.chunk_elems + lane // 16)]
+        out = out + [row]
+    return out
+
+
+@kaiodsl.func
+def load_a(ptrs, base):
+    """One k slab's A fragments (ldmatrix.x4 each) from the addresses of ``a_ptrs`` + ``base`` elements."""
+    return [kaiodsl.ldmatrix(p + base, 4) for p in ptrs]
+
+
+@kaiodsl.func
+def load_b(ptrs, base, KMAJOR: Const[bool]):
+    """One k slab's B fragments: each ldmatrix.x4 gives two n8 fragments (registers 0-1 and 2-3)."""
+    frags = []
+    for j in kaiodsl.static_range(len(ptrs)):
+        f = kaiodsl.ldmatrix(ptrs[j] + base, 4, trans=not KMAJOR)
+        frags = frags + [(f[0], f[1]), (f[2], f[3])]
+    return frags
+
+
+# -- registers -> memory ----------------------------------------------------------------------------
+@kaiodsl.func
+def store_pair(c, idx, v0, v1, col, N, OUT: Const):
+    """c[idx], c[idx + 1] = OUT(v0), OUT(v1) for columns col, col + 1 < N; one 2-vector store when
+    both exist and idx is even (aligned). ``idx`` may be 64-bit."""
+    if col + 1 < N and idx % 2 == 0:
+        kaiodsl.store(c, idx, (OUT(v0), OUT(v1)), vec=2)
+    elif col < N:
+        c[idx] = OUT(v0)
+        if col + 1 < N:
+            c[idx + 1] = OUT(v1)
+
+
+@kaiodsl.func
+def stmatrix_tile(smem, T: Const, m0, n0, lane, frags):
+    """Store four 8x8 16-bit matrices (a 16x16 block at (m0, n0) of T, in A-fragment register order:
+    rows 0-7/8-15 x cols 0-7, then cols 8-15) with one stmatrix.x4 (PTX ISA 9.7.9.27, sm_90)."""
+    r = m0 + lane % 16
+    kaiodsl.stmatrix(chunk_ptr(smem, T, r, n0 // T.chunk_elems + lane // 16), frags)
+
+
+__all__ = ["TileCopy", "plan", "issue", "a_ptrs", "b_ptrs", "load_a", "load_b", "store_pair", "stmatrix_tile",
+           "swizzle_chunk"]

@@ -1,0 +1,230 @@
+"""Epilogues: a list of per-element functions applied to an accumulator tile, then a store policy.
+
+``Epilogue(ops=(...), out=f16, store=RowMajor())`` is compile-time data; the run-time operands of
+the ops (a scale, vectors) are passed beside it as a tuple ``args`` in the same order (None for ops
+without one). Each element ``v = f32(acc)`` goes through the ops in order:
+
+* ``Scale()`` (arg: an f32), ``RowScale()`` (arg: Ptr[f32] [M]), ``ColScale()`` (Ptr[f32] [N]):
+  multiplications. Consecutive scales fold into one factor, ``v * (col_factor * row_factor)``, whose
+  column part is loaded once per column pair and row part once per row (the loads are hoisted).
+* ``Bias()`` (Ptr[f32] [N]): ``v + bias[col]``.
+* ``Map(fn)``: ``fn(v)`` (fn a @kaiodsl.func: an activation) or ``Map(fn, coords=True)``:
+  ``fn(v, row, col)`` (a rotary embedding, a residual, a mask).
+* then one rounding to ``out`` at the store.
+
+Store policies (``store``): ``RowMajor()`` writes [M, N] with 2-element vector stores;
+``HeadMajor(seq, heads, head_dim)`` writes rows (b, s) x columns (h, d) as [B, heads, seq, head_dim];
+``Split(((width, policy), ...))`` sends column ranges to several outputs (``out`` a tuple of pointers,
+e.g. Q, K, V). ``store_rows`` writes one value per row (a softmax LSE). Every offset is 64-bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kaiodsl
+from kaiodsl import Const, f32, i64
+
+from ..types import ScalarType
+from .copies import store_pair
+
+
+@dataclass(frozen=True)
+class Scale:
+    kind = "scale"
+    axis = "uniform"
+
+
+@dataclass(frozen=True)
+class RowScale:
+    kind = "scale"
+    axis = "row"
+
+
+@dataclass(frozen=True)
+class ColScale:
+    kind = "scale"
+    axis = "col"
+
+
+@dataclass(frozen=True)
+class Bias:
+    kind = "bias"
+
+
+@dataclass(frozen=True)
+class Map:
+    fn: object
+    coords: bool = False
+    kind = "map"
+
+
+@dataclass(frozen=True)
+class RowMajor:
+    kind = "row_major"
+
+
+@dataclass(frozen=True)
+class HeadMajor:
+    seq: int
+    heads: int
+    head_dim: int
+    kind = "head_major"
+
+    def __post_init__(self):
+        if self.head_dim % 2 or min(self.seq, self.heads, self.head_dim) < 1:
+            raise ValueError(f"HeadMajor: positive sizes and an even head_dim (pairs are stored together), "
+                             f"got {self}")
+
+
+@dataclass(frozen=True)
+class Split:
+    parts: tuple          # ((width, policy), ...), widths summing to N
+    kind = "split"
+
+    def __post_init__(self):
+        if any(w % 2 or w < 1 for w, _ in self.parts):
+            raise ValueError(f"Split: widths must be positive and even (pairs are stored together), got "
+                             f"{[w for w, _ in self.parts]}")
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    ops: tuple = ()
+    out: ScalarType = f32
+    store: object = RowMajor()
+
+    @property
+    def col_factor(self) -> bool:
+        """Whether a uniform or per-column scale is present (the factor loaded per column)."""
+        return any(op.kind == "scale" and op.axis != "row" for op in self.ops)
+
+    @property
+    def row_factor(self) -> bool:
+        return any(op.kind == "scale" and op.axis == "row" for op in self.ops)
+
+
+# -- per-column and per-row terms (hoisted) ---------------------------------------------------------
+@kaiodsl.func
+def col_terms(E: Const, args, col, N):
+    """For column ``col``: (the column scale factor, [bias value by op]); loads guarded by col < N."""
+    factor = 1.0
+    first = True
+    vals = []
+    for n in kaiodsl.static_range(len(E.ops)):
+        op = E.ops[n]
+        v = 0.0
+        if op.kind == "scale" and op.axis != "row":
+            c = args[n]
+            if op.axis == "col":
+                c = args[n][col] if col < N else 0.0
+            factor = c if first else factor * c
+            first = False
+        elif op.kind == "bias":
+            v = args[n][col] if col < N else 0.0
+        vals = vals + [v]
+    return factor, vals
+
+
+@kaiodsl.func
+def row_factor(E: Const, args, row):
+    """The product of the per-row scales at ``row`` (1.0 when there is none)."""
+    factor = 1.0
+    first = True
+    for n in kaiodsl.static_range(len(E.ops)):
+        op = E.ops[n]
+        if op.kind == "scale" and op.axis == "row":
+            factor = args[n][row] if first else factor * args[n][row]
+            first = False
+    return factor
+
+
+@kaiodsl.func
+def apply(E: Const, v, cf, rf, colvals, row, col):
+    """The ops on one f32 element (see the module doc)."""
+    pending = False
+    for n in kaiodsl.static_range(len(E.ops)):
+        op = E.ops[n]
+        if op.kind == "scale":
+            pending = True
+        else:
+            if pending:
+                v = _scale(E, v, cf, rf)
+                pending = False
+            if op.kind == "bias":
+                v = v + colvals[n]
+            elif op.coords:
+                v = op.fn(v, row, col)
+            else:
+                v = op.fn(v)
+    if pending:
+        v = _scale(E, v, cf, rf)
+    return v
+
+
+@kaiodsl.func
+def _scale(E: Const, v, cf, rf):
+    if not E.col_factor:
+        return v * rf
+    if not E.row_factor:
+        return v * cf
+    return v * (cf * rf)
+
+
+# -- stores ------------------------------------------------------------------------------------------
+@kaiodsl.func
+def _store(P: Const, out, row, col, width, v0, v1, OUT: Const):
+    """Columns col, col + 1 (col even, local to this output of ``width`` columns) of ``row``."""
+    if P.kind == "row_major":
+        store_pair(out, i64(row) * width + col, v0, v1, col, width, OUT)
+    else:
+        b = row // P.seq
+        s = row - b * P.seq
+        h = col // P.head_dim
+        d = col - h * P.head_dim
+        idx = ((i64(b) * P.heads + h) * P.seq + s) * P.head_dim + d
+        store_pair(out, idx, v0, v1, d, P.head_dim, OUT)
+
+
+@kaiodsl.func
+def _route(P: Const, out, row, col, N, v0, v1, OUT: Const):
+    if P.kind == "split":
+        lo = 0
+        for p in kaiodsl.static_range(len(P.parts)):
+            width, part = P.parts[p]
+            if col >= lo and col < lo + width:
+                _store(part, out[p], row, col - lo, width, v0, v1, OUT)
+            lo = lo + width
+    else:
+        _store(P, out, row, col, N, v0, v1, OUT)
+
+
+@kaiodsl.func
+def store_tile(E: Const, T: Const, acc, out, args, r0, c0, lane, M, N):
+    """The warp tile ``acc`` (an AccTile T) at (r0, c0) of the [M, N] result, through E; two
+    columns per lane (C fragment: rows g, g + 8; columns 2t, 2t + 1), rows >= M and columns >= N skipped."""
+    g = lane // 4
+    t = lane % 4
+    for j in kaiodsl.static_range(T.nj):
+        col = c0 + j * 8 + 2 * t
+        cf0, cv0 = col_terms(E, args, col, N)
+        cf1, cv1 = col_terms(E, args, col + 1, N)
+        for i in kaiodsl.static_range(T.mi):
+            for h in kaiodsl.static_range(2):
+                row = r0 + i * 16 + g + 8 * h
+                if row < M:
+                    rf = row_factor(E, args, row)
+                    v0 = apply(E, f32(acc[i][j][2 * h]), cf0, rf, cv0, row, col)
+                    v1 = apply(E, f32(acc[i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)
+                    _route(E.store, out, row, col, N, v0, v1, E.out)
+
+
+@kaiodsl.func
+def store_rows(T: Const, out, vals, r0, lane, M):
+    """One value per row (``vals[i][h]`` as fragments.row_reduce gives) to out[r0 + row]: lane t = 0 of each quad."""
+    if lane % 4 == 0:
+        for i in kaiodsl.static_range(T.mi):
+            for h in kaiodsl.static_range(2):
+                row = r0 + i * 16 + lane // 4 + 8 * h
+                if row < M:
+                    out[i64(row)] = vals[i][h]
