@@ -123,7 +123,8 @@ def quantize_int4(w, group_size: int = 128, symmetric: bool = True):
         raise ArgumentError(f"{op}(): 'w' is [N, K] = {w.shape}: K={K} must be a multiple of "
                             f"group_size={group_size}")
     _require_finite(op, "w", w)
-    w = w.astype(np.float32)
+    with np.errstate(over="ignore"):
+        w = w.astype(np.float32)
     _require_finite(op, "w (as float32)", w)         # a float64 beyond the f32 range
     g = w.reshape(N, K // group_size, group_size)
     if symmetric:
