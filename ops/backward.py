@@ -61,7 +61,7 @@ def _validate(grad, a, b, b_layout: str, pipeline: str):
     M, K = az.shape
     Kb, N = bz.shape if b_layout == "kn" else bz.shape[::-1]
     if Kb != K:
-        raise ArgumentError(f"{OP}(): a is [M, K] = {az.shape} but b (b_layout={b_layout!r}) is {bz.shape}: "
+        raise ArgumentError(f"{OP}(): 'a' is [M, K] = {az.shape} but 'b' (b_layout={b_layout!r}) is {bz.shape}: "
                             f"K={K} and {Kb} differ")
     if gz.shape != (M, N):
         raise ArgumentError(f"{OP}(): 'grad' must be [M, N] = {(M, N)} (the forward output's shape), "

@@ -200,6 +200,15 @@ def config_or_default(op: str, config, default):
     return config
 
 
+def check_config(op: str, cfg: GemmConfig, elem_bytes: int, b_kmajor: bool = True) -> None:
+    """``cfg.check`` and the shared-memory limit of the current arch, as errors of ``op``'s ``config``."""
+    try:
+        cfg.check(elem_bytes, b_kmajor)
+    except ArgumentError as e:
+        raise ArgumentError(f"{op}(): config: {e}") from None
+    require_smem(op, f"config {cfg}", cfg.smem_bytes(elem_bytes))
+
+
 def tile_grid(op: str, M: int, N: int, cfg: GemmConfig) -> int:
     """One block per output tile, in grid.x (at most 2**31 - 1 blocks: PTX ISA, %nctaid)."""
     grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
@@ -226,7 +235,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
         N, Kb = bz.shape
     if Kb != K:
         dims = "[K, N]" if layout == "kn" else "[N, K]"
-        raise ArgumentError(f"{op}(): a is [M, K] = {az.shape} but b ({dims}, b_layout={layout!r}) is "
+        raise ArgumentError(f"{op}(): 'a' is [M, K] = {az.shape} but 'b' ({dims}, b_layout={layout!r}) is "
                             f"{bz.shape}: K={K} and {Kb} differ")
     require_contiguous(az, op)
     require_contiguous(bz, op)
@@ -242,8 +251,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
         cfg = replace(cfg, stages=1)
     if pipeline == "async" and cfg.stages == 1:
         cfg = replace(cfg, stages=3)
-    cfg.check(2, layout == "nk")
-    require_smem(op, f"config {cfg}", cfg.smem_bytes(2))
+    check_config(op, cfg, 2, layout == "nk")
     require_i32_sizes(op, M=M, N=N, K=K)
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")

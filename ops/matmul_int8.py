@@ -26,8 +26,9 @@ from kaiodsl.errors import ArgumentError
 
 from . import gemm_kernels as gk
 from ._common import (copy_2d, inspect_array, is_real, new_like, require_choice, require_contiguous,
-                      require_dtype, require_f32_scalar, require_i32_sizes, require_rank, require_smem, same_kind)
-from .matmul import GemmConfig, _bias_f32, config_or_default, dummy_f32, out_dtype_of, tile_grid
+                      require_dtype, require_f32_scalar, require_i32_sizes, require_rank, same_kind)
+from .matmul import (GemmConfig, _bias_f32, check_config, config_or_default, dummy_f32, out_dtype_of,
+                     tile_grid)
 
 
 def int8_config(M: int, N: int, K: int) -> GemmConfig:
@@ -78,7 +79,7 @@ def _check_int8_pair(op, a, b, b_layout, a_name="a", b_name="b"):
     M, K = az.shape
     N, Kb = bz.shape if layout == "nk" else bz.shape[::-1]
     if Kb != K:
-        raise ArgumentError(f"{op}(): {a_name} is [M, K] = {az.shape} and {b_name} is {dims} = {bz.shape} "
+        raise ArgumentError(f"{op}(): '{a_name}' is [M, K] = {az.shape} and '{b_name}' is {dims} = {bz.shape} "
                             f"(b_layout={layout!r}): K={K} and {Kb} differ")
     require_contiguous(az, op)
     require_contiguous(bz, op)
@@ -95,8 +96,7 @@ def _check_int8_pair(op, a, b, b_layout, a_name="a", b_name="b"):
 
 def _config(op, config, M, N, K):
     cfg = config_or_default(op, config, lambda: int8_config(M, N, K))
-    cfg.check(1)
-    require_smem(op, f"config {cfg}", cfg.smem_bytes(1))
+    check_config(op, cfg, 1)
     return cfg, tile_grid(op, M, N, cfg)
 
 
