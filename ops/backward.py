@@ -17,8 +17,8 @@ The weight gradient reduces over M, and the kernels need the reduction length to
 multiple of 8, so that operand pair is zero-padded to ``M8 = max(8, ceil8(M))`` rows
 (the padding copy is fused into the transpose copy; the other operand is copied only
 when ``M % 8``). For ``"nk"`` with ``N % 8`` (allowed in the forward), ``da`` reduces over N
-and ``grad`` and ``w`` are zero-padded to a multiple of 8 as well (and for N = 0 in either
-layout, so that da comes out as zeros). Zero rows add nothing. Nothing is copied when
+and ``grad`` and ``w`` are zero-padded to a multiple of 8 as well. Zero rows add nothing.
+M = 0 or N = 0 launch nothing: one gradient is empty, the other all zeros. Nothing is copied when
 M and N are multiples of 8 except the one transposed operand.
 
 Copies use the input's framework: torch (``.t()`` + ``torch.zeros``), numpy, or for a
@@ -36,7 +36,7 @@ from kaiodsl.errors import ArgumentError
 
 from ._common import copy_2d as _copy
 from ._common import (inspect_array, require_choice, require_contiguous, require_dtype, require_i32_sizes,
-                      require_rank, same_kind)
+                      require_rank, same_kind, zeros_like)
 from .matmul import matmul
 
 OP = "matmul_backward"
@@ -84,8 +84,11 @@ def matmul_backward(grad, a, b, *, b_layout: str = "kn", pipeline: str = "auto")
     """Gradients of ``y = a @ b`` (``b_layout="kn"``, b [K, N]) or ``y = a @ b^T`` (``"nk"``,
     b [N, K]): returns ``(da [M, K], db)`` with db shaped like b, in the input dtype."""
     dt, gk, ak, bk, M, N, K = _validate(grad, a, b, b_layout, pipeline)
+    if M == 0 or N == 0:      # one gradient reduces over nothing (zeros), the other is empty: no launch
+        like = inspect_array("a", a, OP)
+        return zeros_like(like, (M, K), dt), zeros_like(like, tuple(b.shape), dt)
     M8 = _ceil8(M)
-    N8 = N if N % 8 == 0 and N else _ceil8(N)      # N = 0 pads too: da is then zeros, not an error
+    N8 = N if N % 8 == 0 else _ceil8(N)
     if b_layout == "kn":
         da = matmul(_copy(grad, gk, False, M, N8), _copy(b, bk, False, K, N8), b_layout="nk",
                     out_dtype=dt, pipeline=pipeline)

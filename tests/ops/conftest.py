@@ -35,6 +35,7 @@ def no_launch(monkeypatch):
         monkeypatch.setattr(mod, "new_like", no_alloc)
     monkeypatch.setattr(matmul, "_DUMMY", {})
     monkeypatch.setattr(backward, "_copy", no_alloc)
+    monkeypatch.setattr(backward, "zeros_like", no_alloc)
     monkeypatch.setattr(matmul_int8, "copy_2d", no_alloc)
     monkeypatch.setattr(quantize, "zeros_like", no_alloc)
     yield

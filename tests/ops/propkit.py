@@ -71,7 +71,7 @@ class Probe:
 
 
 _ALLOCATORS = {"matmul": ["new_like"], "matmul_int4": ["new_like"], "matmul_int8": ["new_like", "copy_2d"],
-               "quantize": ["new_like", "zeros_like"], "backward": ["_copy"]}
+               "quantize": ["new_like", "zeros_like"], "backward": ["_copy", "zeros_like"]}
 
 
 @pytest.fixture(scope="module", params=["sim", pytest.param("cuda", marks=pytest.mark.gpu)])

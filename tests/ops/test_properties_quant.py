@@ -180,7 +180,8 @@ def test_matmul_int4(probe, data):
     out = probe.run(lambda: ops.matmul_int4(args["a"], args["w_packed"], args["scales"], zeros=args["zeros"],
                                             **kw), merge(expect, base))
     if out is not None:
-        ref = ops.reference_matmul_int4(av, q, sv.astype(np.float16 if dtype == "f16" else np.float32), zv, gs)
+        with np.errstate(invalid="ignore", over="ignore"):      # NaN / inf in a
+            ref = ops.reference_matmul_int4(av, q, sv.astype(np.float16 if dtype == "f16" else np.float32), zv, gs)
         assert_close(out, ref, dtype)
         assert probe.launches == (1 if M and N else 0)
 
