@@ -1,9 +1,10 @@
-"""W4A16 GEMM (GPTQ-style): ``matmul_int4(a, w_packed, scales, *, zeros=None, group_size=128)``.
+"""W4A16 GEMM (GPTQ-style): ``matmul_int4(a, w_packed, scales, *, zeros=None, group_size=128, parallelism=None)``.
 
 ``a`` [M, K] f16/bf16 activations; ``w_packed`` the int4 weights of an [N, K] matrix in the
 layout of ops/int4_pack.py (``kaiodsl.ops.pack_int4``); ``scales`` [N, K // group_size] in the
 activation dtype; ``zeros`` optional [N, K // group_size] uint8 zero points (default 8).
-Output [M, N] in the activation dtype.
+Output [M, N] in the activation dtype. ``parallelism=(n_tiles, k_split, unroll, nw)`` overrides
+the decode kernel's shape (see ``_parallelism`` for the limits).
 
 The kernel is built for decode shapes (small M): every weight word is read once, straight
 into mma B fragments, and the K loop is split over the warps of a block so that enough
