@@ -69,7 +69,7 @@ class GemmConfig:
             (self.warp_m % 16 == 0 and self.warp_n % 16 == 0, "warp tiles (block / warps) must be multiples of 16"),
             (bk_bytes in (64, 128), f"block_k * {elem_bytes} bytes must be 64 or 128"),
             (self.threads <= 1024, "warps_m * warps_n must be at most 32 (1024 threads a block)"),
-            ((self.block_m * bk_bytes // 16) % self.threads == 0 and (self.block_n * bk_bytes // 16) % self.threads == 0,
+            (all(rows * bk_bytes // 16 % self.threads == 0 for rows in (self.block_m, self.block_n)),
              "every thread must copy whole 16-byte chunks of the A and B tiles"),
             # [BK, BN] B rows are swizzled with chunk ^ (row & 7): whole groups of 8 chunks per row
             (b_kmajor or (bn_chunks % 8 == 0 and (self.block_k * bn_chunks) % self.threads == 0),
@@ -210,7 +210,7 @@ def check_config(op: str, cfg: GemmConfig, elem_bytes: int, b_kmajor: bool = Tru
 
 
 def tile_grid(op: str, M: int, N: int, cfg: GemmConfig) -> int:
-    """One block per output tile, in grid.x (at most 2**31 - 1 blocks: PTX ISA, %nctaid)."""
+    """One block per output tile, in grid.x (which holds at most 2**31 - 1 blocks)."""
     grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
     if grid > I32_MAX:
         raise ArgumentError(f"{op}(): M={M}, N={N} with {cfg.block_m}x{cfg.block_n} tiles need {grid} blocks; "
@@ -269,8 +269,15 @@ def matmul_kernel_for(a, b, b_layout: str, config: GemmConfig, out_dtype: str = 
     """The CompiledKernel matmul would run (for its registers, spills, PTX)."""
     from kaiodsl.runtime import current
 
-    dt = inspect_array("a", a, "matmul").dtype.name
-    return gemm_kernel(dt, out_dtype, b_layout == "nk", config, bias).compile(arch=current().arch)
+    op = "matmul_kernel_for"
+    az = inspect_array("a", a, op)
+    require_dtype(az, (f16, bf16), op)
+    layout = _b_layout(b_layout, op)
+    out_t = out_dtype_of(op, out_dtype, az.dtype.name)
+    if not isinstance(config, GemmConfig):
+        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig, got {config!r}")
+    check_config(op, config, 2, layout == "nk")
+    return gemm_kernel(az.dtype.name, out_t.name, layout == "nk", config, bool(bias)).compile(arch=current().arch)
 
 
 def reference_matmul(a, b, b_layout: str = "kn", bias=None) -> np.ndarray:

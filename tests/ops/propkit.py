@@ -129,10 +129,11 @@ def as_arg(values: np.ndarray, dtype: str, kind: str = "numpy"):
 WRONG_DTYPES = [np.float32, np.float64, np.int8, np.int32, np.uint8, np.bool_, np.complex64, np.int64]
 
 
-def mutations(allowed):
-    """The ways one array argument can be wrong; ``allowed`` are the numpy dtypes it may have."""
-    return st.sampled_from(["dtype", "rank1", "rank3", "strided", "transposed", "none", "list", "str", "dict",
-                            "float", "mix"]) | st.sampled_from([d for d in WRONG_DTYPES if d not in allowed])
+def mutations(allowed, mix: bool = True):
+    """The ways one array argument can be wrong; ``allowed`` are the numpy dtypes it may have; ``mix``:
+    the op takes other arrays, which this one's kind (numpy / device) must match."""
+    ways = ["dtype", "rank1", "rank3", "strided", "transposed", "none", "list", "str", "dict", "float"]
+    return st.sampled_from(ways + ["mix"] * mix) | st.sampled_from([d for d in WRONG_DTYPES if d not in allowed])
 
 
 def mutate(how, name: str, arg, values: np.ndarray):

@@ -189,6 +189,11 @@ CASES = {
     "tc-layout": (lambda: ops.matmul_tc(z(A), z(B_NK)), ["matmul_tc", "K=32", "24"]),
     "tc-dtype": (lambda: ops.matmul_tc_bf16(z(A), z(B_KN)), ["matmul_tc_bf16", "'a'", "f16"]),
     "tc-none": (lambda: ops.matmul_tc_async(None, z(B_KN)), ["'a' is required"]),
+    "kernel-for-config": (lambda: ops.matmul_kernel_for(z(A), z(B_KN), "kn", {"block_m": 64}), ["config",
+                                                                                             "'block_m'"]),
+    "kernel-for-layout": (lambda: ops.matmul_kernel_for(z(A), z(B_KN), "tn", ops.GemmConfig()), ["b_layout"]),
+    "kernel-for-tiling": (lambda: ops.matmul_kernel_for(z(A), z(B_KN), "kn", ops.GemmConfig(block_k=48)),
+                          ["config", "block_k=48"]),
     "tc-config": (lambda: ops.matmul_tc(z(A), z(B_KN), config="x"), ["matmul_tc", "config", "'x'"]),
     "kaio-i8-layout": (lambda: ops.KAIO_NAMES["matmul_int8"](i8(A), i8((24, 32))), ["matmul_int8 (KAIO)",
                                                                                   "K=32 and 24 differ"]),
@@ -284,3 +289,8 @@ def test_gemm_config_fields(field, value):
     with pytest.raises(kaiodsl.ArgumentError, match=rf"GemmConfig: {field} must be a positive int, got "
                                                       rf"{re.escape(repr(value))}"):
         ops.GemmConfig(**{field: value})
+
+
+def test_matmul_kernel_for_compiles_a_valid_config():
+    k = ops.matmul_kernel_for(z(A), z(B_KN), "kn", ops.GemmConfig(block_m=64, block_n=64, warps_m=2, warps_n=2))
+    assert "mma.sync" in k.ptx
