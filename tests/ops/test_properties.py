@@ -54,6 +54,8 @@ def test_matmul(probe, data):
         vals = {"a": av, "b": bv, "bias": biasv if biasv is not None else np.ones(N)}[fault]
         args[fault], expect = mutate(d(mutations(F16 if fault != "bias" else (np.float16, np.float32))), fault,
                                      args[fault], vals)
+        if expect and fault != "bias":
+            expect += ["'a'", "'b'"]    # b's dtype must be a's: a changed 'a' may be reported at 'b'
         bz = args["bias"]
         if fault == "bias" and kind == "numpy" and isinstance(bz, np.ndarray) and bz.shape == (N,) \
                 and bz.dtype == np.float16:
@@ -89,6 +91,7 @@ def test_matmul_backward(probe, data):
     fault, expect = d(faults("grad", "a", "b", "b_layout", "pipeline")), None
     if fault in args:
         args[fault], expect = mutate(d(mutations(F16)), fault, args[fault], vals[fault])
+        expect = expect and expect + ["'grad'", "'a'", "'b'"]      # one dtype for the three
     elif fault:
         kw[fault], expect = d(st.sampled_from(BAD_CHOICE + ["auto"] * (fault == "b_layout"))), [fault]
     out = probe.run(lambda: ops.matmul_backward(args["grad"], args["a"], args["b"], **kw), merge(expect, base))
