@@ -57,9 +57,10 @@ def test_matmul(probe, data):
         if expect and fault != "bias":
             expect += ["'a'", "'b'"]    # b's dtype must be a's: a changed 'a' may be reported at 'b'
         bz = args["bias"]
-        if fault == "bias" and kind == "numpy" and isinstance(bz, np.ndarray) and bz.shape == (N,) \
-                and bz.dtype == np.float16:
-            expect = None           # an f16 numpy bias is valid (converted to f32)
+        if fault == "bias" and (bz is None or kind == "numpy" and isinstance(bz, np.ndarray) and bz.shape == (N,)
+                                and bz.dtype == np.float16):
+            expect = None           # no bias, or an f16 numpy one (converted to f32): valid
+            biasv = None if bz is None else bz.astype(np.float64)
     elif fault == "K":
         args["b"] = as_arg(floats(seed, (K + 8, N) if kn else (N, K + 8), dtype), dtype, kind)
         expect = ["K=", "'b'"]
