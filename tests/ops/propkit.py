@@ -141,7 +141,8 @@ def mutate(how, name: str, arg, values: np.ndarray):
     q = f"'{name}'"
     shape = values.shape
     if not isinstance(how, str):                               # a wrong numpy dtype
-        return np.ascontiguousarray(np.nan_to_num(values).astype(how)), [q]
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.ascontiguousarray(np.nan_to_num(values).astype(how)), [q]
     if how == "dtype":                                         # bf16 bits in numpy: uint16
         return np.zeros(shape, np.uint16), [q]
     if how in ("rank1", "rank3"):
