@@ -94,7 +94,8 @@ def require_dtype(a: Arr, allowed, op: str) -> None:
         extra = ""
         if a.kind == "numpy" and a.dtype is not None and a.dtype.name == "u16":
             extra = " (numpy has no bfloat16: pass a torch tensor or kaiodsl.runtime.to_device(x, kaiodsl.bf16))"
-        raise ArgumentError(f"{op}(): '{a.name}' has dtype {a.dtype}; allowed: {names}{extra}")
+        got = a.dtype if a.dtype is not None else getattr(a.obj, "dtype", "?")   # e.g. complex64, object
+        raise ArgumentError(f"{op}(): '{a.name}' has dtype {got}; allowed: {names}{extra}")
 
 
 def require_rank(a: Arr, rank: int, op: str, what: str) -> None:
@@ -132,3 +133,115 @@ def new_like(a: Arr, shape: tuple, dtype: ScalarType):
     from kaiodsl.runtime import empty
 
     return empty(shape, dtype)
+
+
+def zeros_like(a: Arr, shape: tuple, dtype: ScalarType):
+    """``new_like`` filled with zeros (a defined result that no kernel computes, e.g. an empty row's scale)."""
+    if a.kind == "torch":
+        out = new_like(a, shape, dtype)
+        out.zero_()
+        return out
+    if a.kind == "numpy":
+        return np.zeros(shape, dtype.np_dtype)
+    from kaiodsl.runtime import zeros
+
+    return zeros(shape, dtype)
+
+
+def copy_2d(x, kind: str, transpose: bool, rows: int, cols: int):
+    """A contiguous [rows, cols] copy of ``x`` (or of ``x^T`` when ``transpose``), zero past the
+    source's extent; ``x`` itself when that is already what it is (no copy). A DeviceArray
+    round-trips through host memory (slow on a GPU: prefer torch tensors there)."""
+    if not transpose and tuple(x.shape) == (rows, cols):
+        return x
+    if kind == "torch":
+        import torch
+
+        src = x.t() if transpose else x
+        out = torch.zeros((rows, cols), dtype=x.dtype, device=x.device)
+        out[:src.shape[0], :src.shape[1]] = src
+        return out
+    host = x if kind == "numpy" else x.numpy()       # a DeviceArray: raw bits (bf16 as uint16)
+    src = host.T if transpose else host
+    out = np.zeros((rows, cols), host.dtype)
+    out[:src.shape[0], :src.shape[1]] = src
+    if kind == "numpy":
+        return out
+    from kaiodsl.runtime import to_device
+
+    return to_device(out, x.scalar_type)
+
+
+# -- scalar arguments ---------------------------------------------------------------------------------
+I32_MAX = 2**31 - 1
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def is_int(v) -> bool:
+    """A Python or numpy integer, not a bool (True is an int to Python, never a size to us)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def require_choice(op: str, name: str, value, choices: tuple, why: str = "") -> str:
+    """``value`` is one of the strings ``choices`` (no == on arrays or other objects)."""
+    if not (isinstance(value, str) and value in choices):
+        allowed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ArgumentError(f"{op}(): {name} must be {allowed}{why}, got {value!r}")
+    return value
+
+
+def require_int(op: str, name: str, value, *, allowed: tuple = (), lo: int = None, hi: int = None) -> int:
+    """``value`` is an int (Python or numpy, not bool) in ``allowed`` / [lo, hi]; returns it as a Python int."""
+    ok = is_int(value)
+    if ok:
+        value = int(value)
+        ok = (not allowed or value in allowed) and (lo is None or value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        if allowed:
+            want = ", ".join(str(c) for c in allowed[:-1]) + f" or {allowed[-1]}"
+        else:
+            want = ("an int" + (f" >= {lo}" if lo is not None else "") +
+                    (f" and <= {hi}" if hi is not None else ""))
+        raise ArgumentError(f"{op}(): {name} must be {want}, got {value!r}")
+    return value
+
+
+def require_f32_scalar(op: str, name: str, value, what: str = "a Python float") -> float:
+    """A real number that the kernel's f32 scalar holds: finite and within the f32 range."""
+    if is_real(value):
+        try:
+            v = float(value)
+        except OverflowError:             # an int beyond every float
+            v = float("inf")
+        if np.isfinite(v) and abs(v) <= F32_MAX:
+            return v
+    raise ArgumentError(f"{op}(): {name} must be {what}, finite and within the f32 range "
+                        f"(|x| <= {F32_MAX:.4g}), got {value!r}")
+
+
+def require_i32_sizes(op: str, **sizes) -> None:
+    """The kernels take M, N, K as i32 arguments."""
+    for name, v in sizes.items():
+        if v > I32_MAX:
+            raise ArgumentError(f"{op}(): {name}={v} is more than the kernels' i32 size arguments hold "
+                                f"(at most 2**31 - 1)")
+
+
+# Dynamic shared memory a block may opt into, by arch (CUDA C Programming Guide, "Compute Capabilities").
+SMEM_LIMIT = {"sm_80": 163 * 1024, "sm_86": 99 * 1024, "sm_87": 163 * 1024, "sm_89": 99 * 1024,
+              "sm_90": 227 * 1024, "sm_90a": 227 * 1024}
+
+
+def require_smem(op: str, what: str, nbytes: int) -> None:
+    """``nbytes`` of dynamic shared memory fit the current backend's arch (before anything is allocated)."""
+    from kaiodsl.runtime import current
+
+    arch = getattr(current(), "arch", None)
+    limit = SMEM_LIMIT.get(arch, 227 * 1024)
+    if nbytes > limit:
+        raise ArgumentError(f"{op}(): {what} needs {nbytes} bytes of shared memory; a block on {arch} "
+                            f"can have at most {limit}: use fewer stages or smaller tiles")

@@ -17,8 +17,8 @@ The weight gradient reduces over M, and the kernels need the reduction length to
 multiple of 8, so that operand pair is zero-padded to ``M8 = max(8, ceil8(M))`` rows
 (the padding copy is fused into the transpose copy; the other operand is copied only
 when ``M % 8``). For ``"nk"`` with ``N % 8`` (allowed in the forward), ``da`` reduces over N
-and ``grad`` and ``w`` are zero-padded to a multiple of 8 as well (and for N = 0 in either
-layout, so that da comes out as zeros). Zero rows add nothing. Nothing is copied when
+and ``grad`` and ``w`` are zero-padded to a multiple of 8 as well. Zero rows add nothing.
+M = 0 or N = 0 launch nothing: one gradient is empty, the other all zeros. Nothing is copied when
 M and N are multiples of 8 except the one transposed operand.
 
 Copies use the input's framework: torch (``.t()`` + ``torch.zeros``), numpy, or for a
@@ -34,7 +34,9 @@ import numpy as np
 from kaiodsl import bf16, f16
 from kaiodsl.errors import ArgumentError
 
-from ._common import inspect_array, require_contiguous, require_dtype, require_rank, same_kind
+from ._common import copy_2d as _copy
+from ._common import (inspect_array, require_choice, require_contiguous, require_dtype, require_i32_sizes,
+                      require_rank, same_kind, zeros_like)
 from .matmul import matmul
 
 OP = "matmul_backward"
@@ -44,34 +46,11 @@ def _ceil8(n: int) -> int:
     return max(8, (n + 7) // 8 * 8)
 
 
-def _copy(x, kind: str, transpose: bool, rows: int, cols: int):
-    """A contiguous [rows, cols] copy of ``x`` (or of ``x^T`` when ``transpose``), zero past the
-    source's extent; ``x`` itself when that is already what it is (no copy)."""
-    if not transpose and tuple(x.shape) == (rows, cols):
-        return x
-    if kind == "torch":
-        import torch
-
-        src = x.t() if transpose else x
-        out = torch.zeros((rows, cols), dtype=x.dtype, device=x.device)
-        out[:src.shape[0], :src.shape[1]] = src
-        return out
-    host = x if kind == "numpy" else x.numpy()       # a DeviceArray: raw bits (bf16 as uint16)
-    src = host.T if transpose else host
-    out = np.zeros((rows, cols), host.dtype)
-    out[:src.shape[0], :src.shape[1]] = src
-    if kind == "numpy":
-        return out
-    from kaiodsl.runtime import to_device
-
-    return to_device(out, x.scalar_type)
-
-
-def _validate(grad, a, b, b_layout: str):
+def _validate(grad, a, b, b_layout: str, pipeline: str):
     gz, az, bz = (inspect_array("grad", grad, OP), inspect_array("a", a, OP), inspect_array("b", b, OP))
-    if b_layout not in ("kn", "nk"):
-        raise ArgumentError(f"{OP}(): b_layout must be 'kn' (b is [K, N]) or 'nk' (b is [N, K], the "
-                            f"nn.Linear weight), got {b_layout!r}")
+    require_choice(OP, "b_layout", b_layout, ("kn", "nk"), " ('kn': b is [K, N]; 'nk': b is [N, K], the "
+                   "nn.Linear weight)")
+    require_choice(OP, "pipeline", pipeline, ("auto", "sync", "async"))
     require_rank(az, 2, OP, "a matrix [M, K]")
     require_rank(bz, 2, OP, "a matrix [K, N]" if b_layout == "kn" else "a matrix [N, K]")
     require_rank(gz, 2, OP, "a matrix [M, N]")
@@ -82,7 +61,7 @@ def _validate(grad, a, b, b_layout: str):
     M, K = az.shape
     Kb, N = bz.shape if b_layout == "kn" else bz.shape[::-1]
     if Kb != K:
-        raise ArgumentError(f"{OP}(): a is [M, K] = {az.shape} but b (b_layout={b_layout!r}) is {bz.shape}: "
+        raise ArgumentError(f"{OP}(): 'a' is [M, K] = {az.shape} but 'b' (b_layout={b_layout!r}) is {bz.shape}: "
                             f"K={K} and {Kb} differ")
     if gz.shape != (M, N):
         raise ArgumentError(f"{OP}(): 'grad' must be [M, N] = {(M, N)} (the forward output's shape), "
@@ -93,28 +72,32 @@ def _validate(grad, a, b, b_layout: str):
         raise ArgumentError(f"{OP}(): K={K} must be a multiple of 8 (as in the forward matmul)")
     if b_layout == "kn" and N % 8:
         raise ArgumentError(f"{OP}(): with b as [K, N], N={N} must be a multiple of 8 (as in the forward)")
-    if az.kind == "cuda":
-        raise ArgumentError(f"{OP}(): needs torch tensors, kaiodsl.DeviceArrays or numpy arrays to make its "
-                            f"transposed copies; got a __cuda_array_interface__ object for 'a'")
-    return az, M, N, K
+    require_i32_sizes(OP, M=_ceil8(M), N=_ceil8(N), K=K)     # M, N as padded (see the module docstring)
+    for z in (gz, az, bz):
+        if z.kind == "cuda":
+            raise ArgumentError(f"{OP}(): needs torch tensors, kaiodsl.DeviceArrays or numpy arrays to make its "
+                                f"transposed copies; got a __cuda_array_interface__ object for '{z.name}'")
+    return az.dtype, gz.kind, az.kind, bz.kind, M, N, K
 
 
 def matmul_backward(grad, a, b, *, b_layout: str = "kn", pipeline: str = "auto"):
     """Gradients of ``y = a @ b`` (``b_layout="kn"``, b [K, N]) or ``y = a @ b^T`` (``"nk"``,
     b [N, K]): returns ``(da [M, K], db)`` with db shaped like b, in the input dtype."""
-    az, M, N, K = _validate(grad, a, b, b_layout)
-    kind, dt = az.kind, az.dtype
+    dt, gk, ak, bk, M, N, K = _validate(grad, a, b, b_layout, pipeline)
+    if M == 0 or N == 0:      # one gradient reduces over nothing (zeros), the other is empty: no launch
+        like = inspect_array("a", a, OP)
+        return zeros_like(like, (M, K), dt), zeros_like(like, tuple(b.shape), dt)
     M8 = _ceil8(M)
-    N8 = N if N % 8 == 0 and N else _ceil8(N)      # N = 0 pads too: da is then zeros, not an error
+    N8 = N if N % 8 == 0 else _ceil8(N)
     if b_layout == "kn":
-        da = matmul(_copy(grad, kind, False, M, N8), _copy(b, kind, False, K, N8), b_layout="nk",
+        da = matmul(_copy(grad, gk, False, M, N8), _copy(b, bk, False, K, N8), b_layout="nk",
                     out_dtype=dt, pipeline=pipeline)
-        db = matmul(_copy(a, kind, True, K, M8), _copy(grad, kind, False, M8, N), b_layout="kn",
+        db = matmul(_copy(a, ak, True, K, M8), _copy(grad, gk, False, M8, N), b_layout="kn",
                     out_dtype=dt, pipeline=pipeline)
         return da, db
-    da = matmul(_copy(grad, kind, False, M, N8), _copy(b, kind, False, N8, K), b_layout="kn", out_dtype=dt,
+    da = matmul(_copy(grad, gk, False, M, N8), _copy(b, bk, False, N8, K), b_layout="kn", out_dtype=dt,
                 pipeline=pipeline)
-    db = matmul(_copy(grad, kind, True, N, M8), _copy(a, kind, False, M8, K), b_layout="kn", out_dtype=dt,
+    db = matmul(_copy(grad, gk, True, N, M8), _copy(a, ak, False, M8, K), b_layout="kn", out_dtype=dt,
                 pipeline=pipeline)
     return da, db
 

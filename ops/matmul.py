@@ -9,7 +9,7 @@ Tile configurations are ``GemmConfig`` values; ``matmul_config(M, N, K, ...)`` s
 choice for a shape, and ``config=`` overrides it.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -17,8 +17,10 @@ import numpy as np
 import kaiodsl
 from kaiodsl import Const, Ptr, bf16, f16, f32, i32, tiles
 from kaiodsl.errors import ArgumentError
+from kaiodsl.types import ScalarType
 
-from ._common import (inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind)
+from ._common import (I32_MAX, inspect_array, new_like, require_choice, require_contiguous, require_dtype,
+                      require_i32_sizes, require_rank, require_smem, same_kind)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,12 @@ class GemmConfig:
     warps_n: int = 4
     stages: int = 4
     group_m: int = 8
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (type(v) is int and v >= 1):   # bool is an int subclass: excluded by type() is
+                raise ArgumentError(f"GemmConfig: {f.name} must be a positive int, got {v!r}")
 
     @property
     def warp_m(self) -> int:
@@ -50,17 +58,27 @@ class GemmConfig:
         return self.stages * (self.block_m + self.block_n) * self.block_k * elem_bytes
 
     def check(self, elem_bytes: int, b_kmajor: bool = True) -> None:
+        """Raise ArgumentError unless this tiling is one the GEMM kernels compute correctly with
+        ``elem_bytes``-byte elements and B [N, K] (``b_kmajor``) or [K, N]."""
         bk_bytes = self.block_k * elem_bytes
         bn_chunks = self.block_n * elem_bytes // 16      # 16-byte chunks in a row of a [BK, BN] B tile
-        ok = (self.warp_m % 16 == 0 and self.warp_n % 16 == 0 and bk_bytes % 32 == 0
-              and bk_bytes // 16 in (4, 8) and self.stages >= 1
-              and (self.block_m * bk_bytes // 16) % self.threads == 0
-              and (self.block_n * bk_bytes // 16) % self.threads == 0
-              and (b_kmajor or (bn_chunks >= 8 and (self.block_k * bn_chunks) % self.threads == 0)))
-        if not ok:
-            raise ArgumentError(f"GemmConfig {self} is not a valid tiling for {elem_bytes}-byte elements: "
-                                f"warp tiles must be multiples of 16, block_k*elem_bytes 64 or 128, and "
-                                f"every thread must copy whole 16-byte chunks")
+        rules = [
+            (self.block_m % self.warps_m == 0 and self.block_n % self.warps_n == 0,
+             "block_m / block_n must be whole multiples of warps_m / warps_n"),
+            (self.warp_m % 16 == 0 and self.warp_n % 16 == 0, "warp tiles (block / warps) must be multiples of 16"),
+            (bk_bytes in (64, 128), f"block_k * {elem_bytes} bytes must be 64 or 128"),
+            (self.threads <= 1024, "warps_m * warps_n must be at most 32 (1024 threads a block)"),
+            (all(rows * bk_bytes // 16 % self.threads == 0 for rows in (self.block_m, self.block_n)),
+             "every thread must copy whole 16-byte chunks of the A and B tiles"),
+            # [BK, BN] B rows are swizzled with chunk ^ (row & 7): whole groups of 8 chunks per row
+            (b_kmajor or (bn_chunks % 8 == 0 and (self.block_k * bn_chunks) % self.threads == 0),
+             f"with b as [K, N], block_n * {elem_bytes} bytes must be a multiple of 128 and every thread "
+             f"must copy whole 16-byte chunks of the B tile"),
+        ]
+        for ok, rule in rules:
+            if not ok:
+                raise ArgumentError(f"GemmConfig {self!r} is not a valid tiling for {elem_bytes}-byte elements"
+                                    f"{'' if b_kmajor else ' and b [K, N]'}: {rule}")
 
     def __str__(self) -> str:
         return (f"{self.block_m}x{self.block_n}x{self.block_k}/w{self.warps_m}x{self.warps_n}"
@@ -173,12 +191,49 @@ def _dtype_name(d, default: str):
     return {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}.get(text, text)
 
 
-def _b_layout(b, layout: str, op: str) -> str:
-    if layout in ("kn", "nk"):
-        return layout
-    if layout != "auto":
-        raise ArgumentError(f"{op}(): b_layout must be 'auto', 'kn' or 'nk', got {layout!r}")
-    return "kn"
+def _b_layout(layout, op: str) -> str:
+    require_choice(op, "b_layout", layout, ("auto", "kn", "nk"),
+                   " ('kn': b is [K, N]; 'nk': b is [N, K], the nn.Linear weight; 'auto': 'kn')")
+    return "kn" if layout == "auto" else layout
+
+
+def out_dtype_of(op: str, out_dtype, default: str) -> ScalarType:
+    """``out_dtype`` (a name, a kaiodsl type, a numpy/torch float dtype; None: ``default``) as f16/bf16/f32."""
+    name = _dtype_name(out_dtype, default)
+    if not (isinstance(name, str) and name in _OUT_TYPES):
+        raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
+    return _OUT_TYPES[name]
+
+
+_OUT_TYPES = {"f16": f16, "bf16": bf16, "f32": f32}
+
+
+def config_or_default(op: str, config, default):
+    """``config`` when it is a GemmConfig, ``default()`` when it is None."""
+    if config is None:
+        return default()
+    if not isinstance(config, GemmConfig):
+        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig (or None for the heuristic), "
+                            f"got {type(config).__name__} {config!r}")
+    return config
+
+
+def check_config(op: str, cfg: GemmConfig, elem_bytes: int, b_kmajor: bool = True) -> None:
+    """``cfg.check`` and the shared-memory limit of the current arch, as errors of ``op``'s ``config``."""
+    try:
+        cfg.check(elem_bytes, b_kmajor)
+    except ArgumentError as e:
+        raise ArgumentError(f"{op}(): config: {e}") from None
+    require_smem(op, f"config {cfg}", cfg.smem_bytes(elem_bytes))
+
+
+def tile_grid(op: str, M: int, N: int, cfg: GemmConfig) -> int:
+    """One block per output tile, in grid.x (which holds at most 2**31 - 1 blocks)."""
+    grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
+    if grid > I32_MAX:
+        raise ArgumentError(f"{op}(): M={M}, N={N} with {cfg.block_m}x{cfg.block_n} tiles need {grid} blocks; "
+                            f"a grid holds at most 2**31 - 1: use a config with larger tiles")
+    return grid
 
 
 def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout: str = "auto", config=None):
@@ -190,7 +245,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
     require_dtype(az, (f16, bf16), op)
     require_dtype(bz, (az.dtype,), op)
     same_kind(op, az, bz)
-    layout = _b_layout(b, b_layout, op)
+    layout = _b_layout(b_layout, op)
     M, K = az.shape
     if layout == "kn":
         Kb, N = bz.shape
@@ -198,7 +253,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
         N, Kb = bz.shape
     if Kb != K:
         dims = "[K, N]" if layout == "kn" else "[N, K]"
-        raise ArgumentError(f"{op}(): a is [M, K] = {az.shape} but b ({dims}, b_layout={layout!r}) is "
+        raise ArgumentError(f"{op}(): 'a' is [M, K] = {az.shape} but 'b' ({dims}, b_layout={layout!r}) is "
                             f"{bz.shape}: K={K} and {Kb} differ")
     require_contiguous(az, op)
     require_contiguous(bz, op)
@@ -207,25 +262,23 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
                             f"boundaries for the 16-byte cp.async copies)")
     if layout == "kn" and N % 8:
         raise ArgumentError(f"{op}(): with b as [K, N], N={N} must be a multiple of 8 (16-byte rows)")
-    if pipeline not in ("auto", "sync", "async"):
-        raise ArgumentError(f"{op}(): pipeline must be 'auto', 'sync' or 'async', got {pipeline!r}")
-    out_name = _dtype_name(out_dtype, az.dtype.name)
-    if out_name not in ("f16", "bf16", "f32"):
-        raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
-    cfg = config or matmul_config(M, N, K, az.dtype.name, layout, pipeline)
+    require_choice(op, "pipeline", pipeline, ("auto", "sync", "async"))
+    out_t = out_dtype_of(op, out_dtype, az.dtype.name)
+    cfg = config_or_default(op, config, lambda: matmul_config(M, N, K, az.dtype.name, layout, pipeline))
     if pipeline == "sync" and cfg.stages != 1:
         cfg = replace(cfg, stages=1)
     if pipeline == "async" and cfg.stages == 1:
         cfg = replace(cfg, stages=3)
-    cfg.check(2, layout == "nk")
+    check_config(op, cfg, 2, layout == "nk")
+    require_i32_sizes(op, M=M, N=N, K=K)
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
-    bias_arg = _bias_f32(bias, az, N, op)
-    out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
+    grid = tile_grid(op, M, N, cfg)
+    bias_arg = _bias_f32(bias, az, N, op)          # the last check; allocates only when all passed
+    out = new_like(az, (M, N), out_t)
     if M == 0 or N == 0:
         return out
-    k = gemm_kernel(az.dtype.name, out_name, layout == "nk", cfg, bias is not None, needs_wide(M, N, K))
-    grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
+    k = gemm_kernel(az.dtype.name, out_t.name, layout == "nk", cfg, bias is not None, needs_wide(M, N, K))
     k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes(2))
     return out
 
@@ -234,8 +287,15 @@ def matmul_kernel_for(a, b, b_layout: str, config: GemmConfig, out_dtype: str = 
     """The CompiledKernel matmul would run (for its registers, spills, PTX)."""
     from kaiodsl.runtime import current
 
-    dt = inspect_array("a", a, "matmul").dtype.name
-    return gemm_kernel(dt, out_dtype, b_layout == "nk", config, bias).compile(arch=current().arch)
+    op = "matmul_kernel_for"
+    az = inspect_array("a", a, op)
+    require_dtype(az, (f16, bf16), op)
+    layout = _b_layout(b_layout, op)
+    out_t = out_dtype_of(op, out_dtype, az.dtype.name)
+    if not isinstance(config, GemmConfig):
+        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig, got {config!r}")
+    check_config(op, config, 2, layout == "nk")
+    return gemm_kernel(az.dtype.name, out_t.name, layout == "nk", config, bool(bias)).compile(arch=current().arch)
 
 
 def reference_matmul(a, b, b_layout: str = "kn", bias=None) -> np.ndarray:

@@ -1,9 +1,10 @@
-"""W4A16 GEMM (GPTQ-style): ``matmul_int4(a, w_packed, scales, *, zeros=None, group_size=128)``.
+"""W4A16 GEMM (GPTQ-style): ``matmul_int4(a, w_packed, scales, *, zeros=None, group_size=128, parallelism=None)``.
 
 ``a`` [M, K] f16/bf16 activations; ``w_packed`` the int4 weights of an [N, K] matrix in the
 layout of ops/int4_pack.py (``kaiodsl.ops.pack_int4``); ``scales`` [N, K // group_size] in the
 activation dtype; ``zeros`` optional [N, K // group_size] uint8 zero points (default 8).
-Output [M, N] in the activation dtype.
+Output [M, N] in the activation dtype. ``parallelism=(n_tiles, k_split, unroll, nw)`` overrides
+the decode kernel's shape (see ``_parallelism`` for the limits).
 
 The kernel is built for decode shapes (small M): every weight word is read once, straight
 into mma B fragments, and the K loop is split over the warps of a block so that enough
@@ -21,7 +22,8 @@ from kaiodsl import Const, Ptr, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles, 
 from kaiodsl.tiles.dequant import MAGIC, group_consts, group_rows, int4_pair
 from kaiodsl.errors import ArgumentError
 
-from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
+from ._common import (inspect_array, is_int, new_like, require_contiguous, require_dtype, require_i32_sizes,
+                      require_int, require_rank, same_kind)
 
 # Parallelism of the decode kernel (benchmarks/tune_int4.py measured the alternatives on an H100):
 N_TILES = 4        # warps per block along N
@@ -122,11 +124,34 @@ def int4_kernel(dtype_name: str, group_size: int, has_zeros: bool, two_row_group
     return _make(dtype_name, group_size, has_zeros, two_row_groups, n_tiles, k_split, unroll, nw, wdtype)
 
 
+GRID_Y_MAX = 65535      # grid.y limit (CUDA C Programming Guide, "Compute Capabilities"): M is on grid.y
+
+
+def _parallelism(op: str, p, M: int) -> tuple:
+    """(warps along N, K split, unroll, n8 tiles per warp): the default for M, or a checked override."""
+    if p is None:   # from benchmarks/tune_int4.py on an H100
+        return (1, 8, 2, 4) if M <= 8 else (2, 4, 2, 2)
+    if not (isinstance(p, (tuple, list)) and len(p) == 4 and all(is_int(v) and v >= 1 for v in p)):
+        raise ArgumentError(f"{op}(): parallelism must be a tuple of 4 positive ints (n_tiles, k_split, unroll, "
+                            f"nw), got {p!r}")
+    nt, ks, un, nw = (int(v) for v in p)
+    if 32 * nt * ks > 1024:
+        raise ArgumentError(f"{op}(): parallelism={p!r} needs 32 * n_tiles * k_split = {32 * nt * ks} threads; "
+                            f"a block has at most 1024")
+    if ks * nt * nw * 512 > 48 * 1024:      # the reduction buffer: f32 [k_split, n_tiles, nw, 32, 4], static
+        raise ArgumentError(f"{op}(): parallelism={p!r} needs k_split * n_tiles * nw * 512 = {ks * nt * nw * 512} "
+                            f"bytes of static shared memory; a block has at most 49152 (k_split * n_tiles * nw "
+                            f"<= 96)")
+    if un > 8:
+        raise ArgumentError(f"{op}(): parallelism={p!r}: unroll must be at most 8 (each unrolled load holds "
+                            f"4 * nw registers)")
+    return nt, ks, un, nw
+
+
 def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, parallelism=None):
     """``a @ W^T`` with W [N, K] int4 (packed by ``pack_int4``), per-group ``scales`` (and ``zeros``)."""
     op = "matmul_int4"
-    if group_size not in (32, 64, 128):
-        raise ArgumentError(f"{op}(): group_size must be 32, 64 or 128, got {group_size!r}")
+    group_size = require_int(op, "group_size", group_size, allowed=(32, 64, 128))
     az = inspect_array("a", a, op)
     wz = inspect_array("w_packed", w_packed, op)
     sz = inspect_array("scales", scales, op)
@@ -158,14 +183,20 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     for x in arrs:
         require_contiguous(x, op)
     same_kind(op, *arrs)
+    nt, ks, un, nw = _parallelism(op, parallelism, M)
+    require_i32_sizes(op, M=M, N=N, K=K)
+    if K == 0 and M and N:
+        raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
+    grid = ((N + 8 * nt * nw - 1) // (8 * nt * nw), (M + 15) // 16)
+    if grid[1] > GRID_Y_MAX:
+        raise ArgumentError(f"{op}(): M={M} needs {grid[1]} blocks of 16 rows in grid.y, which holds at most "
+                            f"{GRID_Y_MAX} (M <= {GRID_Y_MAX * 16}); this decode kernel is for small M: "
+                            f"dequantize and use matmul for large M")
     out = new_like(az, (M, N), az.dtype)
-    if M == 0:
+    if M == 0 or N == 0:
         return out
     z = zeros if zeros is not None else new_like(az, (1,), u8)
-    # (warps along N, K split, unroll, n8 tiles per warp), from benchmarks/tune_int4.py on an H100.
-    nt, ks, un, nw = parallelism or ((1, 8, 2, 4) if M <= 8 else (2, 4, 2, 2))
     k = int4_kernel(az.dtype.name, group_size, zeros is not None, M > 8, nt, ks, un, nw, wz.dtype.name)
-    grid = ((N + 8 * nt * nw - 1) // (8 * nt * nw), (M + 15) // 16)
     k[grid, 32 * nt * ks](a, w_packed, scales, z, out, M, N, K)
     return out
 

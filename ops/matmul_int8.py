@@ -1,11 +1,16 @@
 """int8 GEMMs on mma.m16n8k32.s8: W8A8 and SmoothQuant.
 
-* ``matmul_int8(a, b, scale)``: ``(a_int8 @ b_int8^T) * scale`` as f32 -- int32 accumulation,
-  one f32 scale. ``b`` is [N, K] (K contiguous), the layout int8 tensor cores read.
-* ``matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias=None, out_dtype=f16)``: ``w_q`` [N, K];
-  ``act_scale`` per token [M] or one scalar (SmoothQuant's static per-tensor scale);
+* ``matmul_int8(a, b, scale, *, b_layout="nk")``: ``(a_int8 @ b_int8^T) * scale`` as f32 -- int32
+  accumulation, one f32 scale. ``b`` is [N, K] (K contiguous), the layout int8 tensor cores read.
+* ``matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias=None, out_dtype=f16, b_layout="nk")``:
+  ``w_q`` [N, K]; ``act_scale`` per token [M] or one scalar (SmoothQuant's static per-tensor scale);
   ``weight_scale`` per output channel [N]. ``out[m, n] = acc[m, n] * act[m] * w[n] (+ bias[n])``,
   computed in f32 and rounded once to ``out_dtype``.
+
+``b_layout="kn"`` takes ``b`` as [K, N] (KAIO's layout, ``a @ b``) and costs one transposed
+copy of ``b`` (O(NK), in the input's framework) per call: ``ldmatrix .trans`` moves 16-bit
+elements only (PTX ISA 9.7.9.26), so the kernel has no [K, N] path for int8. Keep weights in
+[N, K] to avoid the copy.
 
 The kernel is the f16 GEMM's (kaiodsl.tiles.gemm) with an s8 atom: tiles are counted in bytes, and a
 32-byte k-slab is one m16n8k32 step.
@@ -19,8 +24,10 @@ import kaiodsl
 from kaiodsl import Ptr, bf16, f16, f32, i8, i32, tiles
 from kaiodsl.errors import ArgumentError
 
-from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
-from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, gemm_body, needs_wide
+from ._common import (copy_2d, inspect_array, is_real, new_like, require_choice, require_contiguous,
+                      require_dtype, require_f32_scalar, require_i32_sizes, require_rank, same_kind)
+from .matmul import (GemmConfig, _bias_f32, block_gemm, check_config, config_or_default, dummy_f32,
+                     gemm_body, needs_wide, out_dtype_of, tile_grid)
 
 
 def int8_config(M: int, N: int, K: int) -> GemmConfig:
@@ -54,58 +61,79 @@ def int8_kernel(out_name: str, cfg: GemmConfig, row_scale: bool, col_scale: bool
     return gemm_s8
 
 
-def _check_int8_pair(op, a, b, a_name="a", b_name="b"):
+_LAYOUT_WHY = (" ('nk': b is [N, K], K contiguous, the layout the int8 tensor cores read; 'kn': b is [K, N], "
+               "copied transposed first)")
+
+
+def _check_int8_pair(op, a, b, b_layout, a_name="a", b_name="b"):
     az, bz = inspect_array(a_name, a, op), inspect_array(b_name, b, op)
+    layout = require_choice(op, "b_layout", b_layout, ("nk", "kn"), _LAYOUT_WHY)
+    dims = "[N, K]" if layout == "nk" else "[K, N]"
     require_rank(az, 2, op, "a matrix [M, K]")
-    require_rank(bz, 2, op, "a matrix [N, K]")
+    require_rank(bz, 2, op, f"a matrix {dims}")
     require_dtype(az, (i8,), op)
     require_dtype(bz, (i8,), op)
     same_kind(op, az, bz)
     M, K = az.shape
-    N, Kb = bz.shape
+    N, Kb = bz.shape if layout == "nk" else bz.shape[::-1]
     if Kb != K:
-        raise ArgumentError(f"{op}(): {a_name} is [M, K] = {az.shape} and {b_name} is [N, K] = {bz.shape}: "
-                            f"K={K} and {Kb} differ")
+        raise ArgumentError(f"{op}(): '{a_name}' is [M, K] = {az.shape} and '{b_name}' is {dims} = {bz.shape} "
+                            f"(b_layout={layout!r}): K={K} and {Kb} differ")
     require_contiguous(az, op)
     require_contiguous(bz, op)
     if K % 16:
         raise ArgumentError(f"{op}(): K={K} must be a multiple of 16 (16-byte rows for the cp.async copies)")
+    if layout == "kn" and bz.kind == "cuda":
+        raise ArgumentError(f"{op}(): b_layout='kn' copies '{b_name}' transposed, which needs a torch tensor, "
+                            f"kaiodsl.DeviceArray or numpy array; got a __cuda_array_interface__ object")
+    require_i32_sizes(op, M=M, N=N, K=K)
+    if K == 0 and M and N:
+        raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
     return az, bz, M, N, K
 
 
-def _launch(az, a, b, out, rs, cs, bias, alpha, M, N, K, cfg, out_name, flags):
-    cfg.check(1)
-    if M == 0 or N == 0:
-        return out
+def _config(op, config, M, N, K):
+    cfg = config_or_default(op, config, lambda: int8_config(M, N, K))
+    check_config(op, cfg, 1)
+    return cfg, tile_grid(op, M, N, cfg)
+
+
+def _b_nk(b, bz, layout, N, K):
+    """b as the [N, K] operand the kernel reads: itself, or (b_layout='kn') a transposed copy."""
+    return b if layout == "nk" else copy_2d(b, bz.kind, True, N, K)
+
+
+def _launch(a, b, out, rs, cs, bias, alpha, M, N, K, cfg, grid, out_name, flags):
     k = int8_kernel(out_name, cfg, *flags, needs_wide(M, N, K))
-    grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
-    k[grid, cfg.threads](a, b, out, rs, cs, bias, float(alpha), M, N, K, smem=cfg.smem_bytes(1))
+    k[grid, cfg.threads](a, b, out, rs, cs, bias, alpha, M, N, K, smem=cfg.smem_bytes(1))
     return out
 
 
-def matmul_int8(a, b, scale=1.0, *, config=None):
-    """W8A8 GEMM: int8 a [M, K] x int8 b [N, K] -> f32 [M, N] = (a @ b^T) * scale (int32 accumulation)."""
+def matmul_int8(a, b, scale=1.0, *, b_layout: str = "nk", config=None):
+    """W8A8 GEMM: int8 a [M, K] x int8 b -> f32 [M, N] = (a @ b^T) * scale for b [N, K] (``b_layout="nk"``,
+    the default) or (a @ b) * scale for b [K, N] (``"kn"``: transposed copy first); int32 accumulation."""
     op = "matmul_int8"
-    az, bz, M, N, K = _check_int8_pair(op, a, b)
-    if not isinstance(scale, (int, float, np.floating, np.integer)) or isinstance(scale, bool):
-        raise ArgumentError(f"{op}(): scale must be a Python float, got {scale!r}")
-    cfg = config or int8_config(M, N, K)
-    cfg.check(1)
+    az, bz, M, N, K = _check_int8_pair(op, a, b, b_layout)
+    alpha = require_f32_scalar(op, "scale", scale)
+    cfg, grid = _config(op, config, M, N, K)
     out = new_like(az, (M, N), f32)
+    if M == 0 or N == 0:
+        return out
     d = dummy_f32(az)
-    return _launch(az, a, b, out, d, d, d, scale, M, N, K, cfg, "f32", (False, False, False))
+    return _launch(a, _b_nk(b, bz, b_layout, N, K), out, d, d, d, alpha, M, N, K, cfg, grid, "f32",
+                   (False, False, False))
 
 
-def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype="f16", config=None):
-    """SmoothQuant W8A8: ``(a_q @ w_q^T) * act_scale[:, None] * weight_scale[None, :] (+ bias)``."""
+def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype="f16", b_layout: str = "nk",
+                config=None):
+    """SmoothQuant W8A8: ``(a_q @ w_q^T) * act_scale[:, None] * weight_scale[None, :] (+ bias)`` for w_q [N, K]
+    (``b_layout="nk"``, the default), or with ``a_q @ w_q`` for w_q [K, N] (``"kn"``: transposed copy first)."""
     op = "matmul_w8a8"
-    az, wz, M, N, K = _check_int8_pair(op, a_q, w_q, "a_q", "w_q")
-    out_name = _dtype_name(out_dtype, "f16")
-    if out_name not in ("f16", "bf16", "f32"):
-        raise ArgumentError(f"{op}(): out_dtype must be f16, bf16 or f32, got {out_dtype!r}")
+    az, wz, M, N, K = _check_int8_pair(op, a_q, w_q, b_layout, "a_q", "w_q")
+    out_t = out_dtype_of(op, out_dtype, "f16")
     alpha, rs, row_scale = 1.0, None, False
-    if isinstance(act_scale, (int, float, np.floating, np.integer)) and not isinstance(act_scale, bool):
-        alpha = float(act_scale)
+    if is_real(act_scale):
+        alpha = require_f32_scalar(op, "act_scale", act_scale, "per token [M] or a Python float (per tensor)")
     else:
         sz = inspect_array("act_scale", act_scale, op)
         require_dtype(sz, (f32,), op)
@@ -121,25 +149,26 @@ def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype="f16"
         raise ArgumentError(f"{op}(): weight_scale must be per output channel [N={N}], got shape {wsz.shape}")
     same_kind(op, az, wsz)
     require_contiguous(wsz, op)
-    from .matmul import _bias_f32
-
-    cfg = config or int8_config(M, N, K)
-    cfg.check(1)
+    cfg, grid = _config(op, config, M, N, K)
     bias_arg = _bias_f32(bias, az, N, op)           # the last check; allocates only when all passed
+    out = new_like(az, (M, N), out_t)
+    if M == 0 or N == 0:
+        return out
     if rs is None:
         rs = dummy_f32(az)
-    out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
-    return _launch(az, a_q, w_q, out, rs, weight_scale, bias_arg, alpha, M, N, K, cfg, out_name,
-                   (row_scale, True, bias is not None))
+    return _launch(a_q, _b_nk(w_q, wz, b_layout, N, K), out, rs, weight_scale, bias_arg, alpha, M, N, K, cfg,
+                   grid, out_t.name, (row_scale, True, bias is not None))
 
 
-def reference_matmul_int8(a, b) -> np.ndarray:
-    """Exact int64 product a [M, K] @ b [N, K]^T (the int32 accumulator's value when it does not overflow)."""
-    return np.asarray(a, np.int64) @ np.asarray(b, np.int64).T
+def reference_matmul_int8(a, b, b_layout: str = "nk") -> np.ndarray:
+    """Exact int64 product a [M, K] @ b [N, K]^T (or a @ b for b [K, N], ``"kn"``): the int32
+    accumulator's value when it does not overflow."""
+    b64 = np.asarray(b, np.int64)
+    return np.asarray(a, np.int64) @ (b64.T if b_layout == "nk" else b64)
 
 
-def reference_matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias=None) -> np.ndarray:
-    acc = reference_matmul_int8(a_q, w_q).astype(np.float64)
+def reference_matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias=None, b_layout: str = "nk") -> np.ndarray:
+    acc = reference_matmul_int8(a_q, w_q, b_layout).astype(np.float64)
     act = np.asarray(act_scale, np.float64).reshape(-1, 1) if np.ndim(act_scale) else float(act_scale)
     out = acc * act * np.asarray(weight_scale, np.float64)[None, :]
     if bias is not None:

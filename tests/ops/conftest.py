@@ -1,5 +1,6 @@
-"""Op-library fixtures: a guard that fails a test if an op allocates or launches (the backend and
-rng fixtures are tests/conftest.py's; helpers are in opkit.py)."""
+"""Op-library fixtures: a guard that fails a test if an op allocates or launches, and a counter of
+the launches that do happen (the backend and rng fixtures are tests/conftest.py's; helpers are in
+opkit.py)."""
 
 import pytest
 
@@ -34,5 +35,27 @@ def no_launch(monkeypatch):
         monkeypatch.setattr(mod, "new_like", no_alloc)
     monkeypatch.setattr(matmul, "_DUMMY", {})
     monkeypatch.setattr(backward, "_copy", no_alloc)
+    monkeypatch.setattr(backward, "zeros_like", no_alloc)
+    monkeypatch.setattr(matmul_int8, "copy_2d", no_alloc)
+    monkeypatch.setattr(quantize, "zeros_like", no_alloc)
     yield
     rt_backend.reset()
+
+
+class CountingBackend:
+    """Runs launches on ``inner`` and counts them."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.arch, self.launches = inner, inner.name, inner.arch, 0
+
+    def launch(self, *args, **kwargs):
+        self.launches += 1
+        return self.inner.launch(*args, **kwargs)
+
+
+@pytest.fixture
+def launches(backend):
+    """The test's backend (sim, or cuda where present) behind a launch counter: ``launches.launches``."""
+    counter = rt_backend.set_backend(CountingBackend(backend))
+    yield counter
+    rt_backend.set_backend(backend)

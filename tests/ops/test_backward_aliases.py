@@ -80,8 +80,36 @@ def test_kaio_tc_aliases_reject_other_dtype(name, dtype):
 
 
 def test_kaio_names_table():
-    assert ops.matmul_int8 is ops.KAIO_NAMES["matmul_int8"] is ops.aliases.matmul_int8
+    assert ops.KAIO_NAMES["matmul_int8"] is ops.aliases.matmul_int8
+    assert ops.KAIO_NAMES["matmul_int8"] is not ops.matmul_int8       # KAIO's takes b [K, N]
     assert ops.matmul_int4 is ops.KAIO_NAMES["matmul_int4"]
     assert set(ops.KAIO_NAMES) == {"matmul_tc", "matmul_tc_bf16", "matmul_tc_async", "matmul_tc_bf16_async",
                                    "matmul_int8", "matmul_int4"}
     assert all(name in ops.__all__ for name in ops.KAIO_NAMES)
+
+
+# square shapes are the case a transposed product passes unnoticed; non-square ones catch a shape mix-up
+KAIO_INT8_SHAPES = [(32, 32, 32), (16, 16, 16), (5, 24, 48), (37, 16, 64)]
+
+
+@pytest.mark.parametrize("M,N,K", KAIO_INT8_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in KAIO_INT8_SHAPES])
+@pytest.mark.parametrize("kind", ["numpy", "device"])
+def test_kaio_matmul_int8_contract(backend, rng, M, N, K, kind):
+    """KAIO's matmul_int8: b [K, N] row-major, out = (a @ b) * scale in f32 -- not a @ b.T."""
+    a = rng.integers(-128, 128, (M, K), dtype=np.int8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    want = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.float32) * np.float32(0.5)
+    args = (a, b) if kind == "numpy" else (kaiodsl.runtime.to_device(a), kaiodsl.runtime.to_device(b))
+    got = ops.KAIO_NAMES["matmul_int8"](*args, 0.5)
+    got = got if kind == "numpy" else got.numpy()
+    assert got.shape == (M, N) and got.dtype == np.float32
+    assert np.array_equal(got, want)
+    if M == N == K:          # the [N, K] reading of the same b is a different product: the test can tell
+        assert not np.array_equal(got, (a.astype(np.int64) @ b.astype(np.int64).T) * 0.5)
+
+
+def test_kaio_matmul_int8_rejects_nk_shape():
+    """A [N, K] b given to the KAIO name is a shape error (K mismatch), named as the KAIO call."""
+    a, b = np.ones((16, 32), np.int8), np.ones((24, 32), np.int8)
+    with pytest.raises(kaiodsl.ArgumentError, match=r"matmul_int8 \(KAIO\).*b_layout='kn'.*K=32 and 24 differ"):
+        ops.KAIO_NAMES["matmul_int8"](a, b)
