@@ -10,14 +10,14 @@ def transpose(src: Ptr[f32], dst: Ptr[f32], rows: i32, cols: i32, TILE: Const[in
     tx, ty = kaiodsl.thread_idx.x, kaiodsl.thread_idx.y
     bx, by = kaiodsl.block_idx.x * TILE, kaiodsl.block_idx.y * TILE
     for k in kaiodsl.static_range(0, TILE, ROWS):
-        r, c = by + ty + k, bx + tx
+        r, c = by + ty + k, bx + tx  # r * cols passes 2**31 on big matrices: the offset is 64-bit
         if r < rows and c < cols:
-            tile[ty + k, tx] = src[r * cols + c]
+            tile[ty + k, tx] = src[kaiodsl.i64(r) * cols + c]
     kaiodsl.syncthreads()
     for k in kaiodsl.static_range(0, TILE, ROWS):
         r, c = bx + ty + k, by + tx  # row/col of the transposed matrix
         if r < cols and c < rows:
-            dst[r * rows + c] = tile[tx, ty + k]
+            dst[kaiodsl.i64(r) * rows + c] = tile[tx, ty + k]
 
 
 # The Const values `python -m kaiodsl demo` compiles (and shows registers for), by kernel name.

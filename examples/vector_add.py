@@ -6,7 +6,8 @@ from kaiodsl import Ptr, f32, i32
 
 @kaiodsl.kernel
 def vector_add(a: Ptr[f32], b: Ptr[f32], out: Ptr[f32], n: i32):
-    i = kaiodsl.block_idx.x * kaiodsl.block_dim.x + kaiodsl.thread_idx.x
+    # 64-bit index: block_idx.x * block_dim.x passes 2**31 on grids of more than 2**31 threads
+    i = kaiodsl.i64(kaiodsl.block_idx.x) * kaiodsl.block_dim.x + kaiodsl.thread_idx.x
     if i < n:
         out[i] = a[i] + b[i]
 

@@ -4,6 +4,16 @@ Every op validates its inputs before launching (kaiodsl.ArgumentError names the 
 its value), has a plain numpy reference (``reference_*``), and an entry in benchmarks/.
 """
 
+import warnings as _warnings
+
+from kaiodsl.errors import IndexOverflowWarning as _IndexOverflowWarning
+
+# The op wrappers bound every 32-bit product their kernels form (a row inside a tile times a leading
+# dimension, a k index below K); where a bound could pass 2**31 they pick the 64-bit ("wide") kernel
+# variant. tests/ops/test_offsets64.py and tests/ops/test_large_gpu.py check it, so the per-line
+# warning meant for user kernels is noise here.
+_warnings.filterwarnings("ignore", category=_IndexOverflowWarning, module=r"kaiodsl\.ops(\.|$)")
+
 from .aliases import (KAIO_NAMES, matmul_tc, matmul_tc_async, matmul_tc_bf16,
                       matmul_tc_bf16_async)
 from .backward import matmul_backward, reference_matmul_backward

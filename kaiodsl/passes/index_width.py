@@ -11,6 +11,8 @@ Runs before constant folding, so the nodes still carry the user's expressions.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 from ..errors import IndexOverflowWarning
@@ -109,6 +111,17 @@ def _products_in(index, bounds: _Bounds, seen: set):
             stack.extend(n.operands)
 
 
+def _module_of(file: str) -> str | None:
+    """The dotted name of the loaded module whose source is ``file``, so that warning filters can name
+    modules (``warnings.filterwarnings(..., module="mypkg.kernels")``) as for any Python warning."""
+    want = os.path.realpath(file)
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if f and os.path.realpath(f) == want:
+            return name
+    return None
+
+
 def check_index_width(fn: Function) -> None:
     bounds, seen, warned = _Bounds(), set(), set()
     for n in fn.nodes():
@@ -132,4 +145,4 @@ def check_index_width(fn: Function) -> None:
             if loc is None:
                 warnings.warn(msg, IndexOverflowWarning, stacklevel=2)
             else:
-                warnings.warn_explicit(msg, IndexOverflowWarning, loc.file, loc.line)
+                warnings.warn_explicit(msg, IndexOverflowWarning, loc.file, loc.line, _module_of(loc.file))

@@ -10,6 +10,15 @@ gemm       a block's GEMM main loop composed of the above
 dequant    low-bit weights into mma B fragments on load (W4A16)
 """
 
+import warnings as _warnings
+
+from ..errors import IndexOverflowWarning as _IndexOverflowWarning
+
+# Offsets inside one tile are 32-bit by design (one register per copy): a tile's rows times its
+# leading dimension must stay below 2**31, or the caller asks for the 64-bit variant (``wide=True``,
+# docs/tiles.md). The check is the caller's, so the library's own lines do not warn.
+_warnings.filterwarnings("ignore", category=_IndexOverflowWarning, module=r"kaiodsl\.tiles(\.|$)")
+
 from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline
 from .copies import TileCopy
 from .epilogue import Bias, ColScale, Epilogue, HeadMajor, Map, RowMajor, RowScale, Scale, Split
