@@ -18,7 +18,7 @@ NORMAL, BRA, EXIT, BAR = 0, 1, 2, 3
 BIG = np.iinfo(np.int32).max
 
 # make sure every rule module registered itself
-from . import ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
+from . import ops_atom, ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
 
 
 def decode(m):
