@@ -13,7 +13,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import CudaError, LaunchError
+from ..errors import CudaError
+from ..limits import check_launch
 
 _drv = None  # cuda.bindings.driver, imported on first use (import kaiodsl never needs a driver)
 
@@ -152,35 +153,8 @@ class Device:
     # -- launch limits ------------------------------------------------------------------
     def check_launch(self, m: Module, compiled, grid, block, smem: int) -> None:
         """Raise LaunchError with the limit and the value for any configuration the device refuses."""
-        a, k = self.attrs, m.kernel
-        threads = block[0] * block[1] * block[2]
-        if min(block) < 1 or min(grid) < 1:
-            raise LaunchError(f"kernel '{k}': grid {grid} and block {block} must be positive")
-        if compiled.required_block and tuple(compiled.required_block) != tuple(block):
-            raise LaunchError(f"kernel '{k}' was compiled for block {tuple(compiled.required_block)} "
-                              f"(.reqntid), launched with block {block}")
-        for i, axis in enumerate("xyz"):
-            if block[i] > a[f"max_block_{axis}"]:
-                raise LaunchError(f"kernel '{k}': block.{axis}={block[i]} exceeds the device limit "
-                                  f"{a[f'max_block_{axis}']}")
-            if grid[i] > a[f"max_grid_{axis}"]:
-                raise LaunchError(f"kernel '{k}': grid.{axis}={grid[i]} exceeds the device limit "
-                                  f"{a[f'max_grid_{axis}']}")
-        if threads > a["max_threads_per_block"]:
-            raise LaunchError(f"kernel '{k}': block {block} has {threads} threads; the device allows "
-                              f"{a['max_threads_per_block']} per block")
-        regs = m.num_regs * threads
-        if regs > a["max_regs_per_block"]:
-            raise LaunchError(f"kernel '{k}' uses {m.num_regs} registers/thread x {threads} threads = "
-                              f"{regs} registers; the device has {a['max_regs_per_block']} per block "
-                              f"(use a smaller block, at most {m.max_threads} threads)")
-        if threads > m.max_threads:
-            raise LaunchError(f"kernel '{k}' can run at most {m.max_threads} threads per block "
-                              f"(registers / .maxntid), launched with {threads}")
-        total = m.static_shared + smem
-        if total > a["max_shared_optin"]:
-            raise LaunchError(f"kernel '{k}': {m.static_shared} B static + {smem} B dynamic shared "
-                              f"memory = {total} B exceeds the device limit {a['max_shared_optin']} B")
+        check_launch(m.kernel, self.attrs, grid, block, m.static_shared, smem, compiled.required_block,
+                     m.num_regs, m.max_threads)
 
     def opt_in_shared(self, m: Module, smem: int) -> None:
         """cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES) when static + dynamic passes 48 KB."""

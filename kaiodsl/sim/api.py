@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..errors import ArgumentError, SimError
-from . import executor
+from . import executor, preflight
 from .memory import GlobalMem
 from .numeric import NP
 from .parse import parse_ptx
@@ -49,18 +49,31 @@ def _param_block(kernel, values):
     return buf, offs
 
 
-def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit=None):
-    """Run every block of the grid, in batches of blocks simulated together."""
+def _entry(module, entry):
     kernel = module.kernels.get(entry)
     if kernel is None:
         raise SimError(f"no .entry named {entry!r} in the PTX (entries: {sorted(module.kernels)})")
+    return kernel
+
+
+def prepare(ptx, module, entry, arch, grid, block, smem, generated, link=None):
+    """Before anything is allocated: the kernel, its launch checked against the arch's limits,
+    and the PTX assembled by nvJitLink as the GPU would (LinkError if ptxas rejects it)."""
+    kernel = _entry(module, entry)
+    grid, block = _dim3(grid, "grid"), _dim3(block, "block")
+    if link is None:
+        link = preflight.assemble(ptx, arch, entry, generated)
+    preflight.check(kernel, arch, grid, block, smem, link)
+    return kernel, grid, block, link
+
+
+def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit=None):
+    """Run every block of the grid, in batches of blocks simulated together."""
+    kernel = _entry(module, entry)
     if len(param_values) != len(kernel.params):
         raise ArgumentError(f"{entry} takes {len(kernel.params)} parameters, got {len(param_values)}")
     grid, block = _dim3(grid, "grid"), _dim3(block, "block")
     _check_target(module, kernel)
-    req = kernel.perf.get("reqntid")
-    if req and tuple(req) + (1,) * (3 - len(req)) != block:
-        raise ArgumentError(f"{entry} requires block {tuple(req)} (.reqntid), got {block}")
     if check_uninit is None:
         check_uninit = os.environ.get("KAIODSL_SIM_CHECK_UNINIT", "") not in ("", "0")
     pbytes, poffs = _param_block(kernel, param_values)
@@ -92,13 +105,15 @@ def _check_target(module, kernel) -> None:
 
 
 def run_ptx(ptx: str, entry: str, grid, block, args, smem: int = 0, check_uninit: bool = False):
-    """Simulate a hand-written PTX kernel.
+    """Simulate a hand-written PTX kernel for the arch of its `.target`.
 
     args follow the .param order: numpy arrays are copied into simulated global memory
     (their address is the parameter) and copied back after the run; scalars are
-    converted to the parameter's type.
+    converted to the parameter's type. As on a GPU, PTX that ptxas rejects is a LinkError
+    and a launch past the arch's limits a LaunchError, before anything runs.
     """
     module = parse_ptx(ptx)
+    prepare(ptx, module, entry, module.target, grid, block, smem, generated=False)
     gmem = GlobalMem()
     values, back = [], []
     for i, a in enumerate(args):
@@ -126,6 +141,14 @@ class SimBackend:
         params = tuple(compiled.params)
         args = _validate(compiled.name, params, list(args))
         module = parse_ptx(compiled.ptx)
+        # the kernel's own nvJitLink result when it has one (its resource figures reuse ours);
+        # PTX from the user (PtxKernel: no IR) is not kaiodsl's codegen when ptxas rejects it
+        _, _, _, link = prepare(compiled.ptx, module, compiled.name, compiled.arch, grid, block,
+                                smem or 0, bool(compiled.ir_text), compiled.link_result)
+        if compiled.link_result is None and link is not None:  # stored with the PTX in the disk cache
+            compiled.link_result = link
+            if compiled.on_link is not None:
+                compiled.on_link(compiled)
         gmem = GlobalMem()
         values, back = [], []
         for p, a in zip(params, args):

@@ -74,7 +74,9 @@ class SharedShadow:
         self.rwarp[B[self.rwarp[B] != neww]] = MANY
         self.rep[B] = ep
 
-    def write(self, flat, size, ti, atomic=False):
+    def write(self, flat, size, ti, atomic=False, data=None):
+        """data: the bytes written, [threads, size] uint8 (compared when threads of one warp
+        write one byte in one instruction)."""
         B, t = self._expand(flat, size, ti)
         warp = self.st.warp_of[t]
         ep = self.warp_epoch[warp]
@@ -96,14 +98,32 @@ class SharedShadow:
         if bad.any():
             self._fail(bad, B, t, self.a, verb)
         self.w[B] = t
-        clash = self.w[B] != t
-        if clash.any():
-            i = int(np.argmax(clash))
-            self.st.fail(f"shared-memory race: threads {self.st.thread_xyz(int(t[i]))} and "
-                         f"{self.st.thread_xyz(int(self.w[B[i]]))} write the same shared byte "
-                         f"{int(B[i]) % self.pad:#x} in one instruction", int(t[i]),
-                         int(B[i]) % self.pad, space="shared")
+        if (self.w[B] != t).any():
+            self._same_instruction(B, t, warp, data)
         self.wwarp[B], self.wep[B] = warp, ep
+
+    def _same_instruction(self, B, t, warp, data):
+        """Several threads store to one byte in one instruction. Within one warp the stores are
+        one access and one of them lands (CUDA Programming Guide, SIMT architecture): equal values
+        are no hazard, as for compute-sanitizer racecheck; different values leave an undefined
+        result. Different warps execute the instruction independently: a write-write race."""
+        o = np.argsort(B, kind="stable")
+        dup = B[o[1:]] == B[o[:-1]]
+        i, j = o[1:][dup], o[:-1][dup]
+        cross = warp[i] != warp[j]
+        vals = None if data is None else np.asarray(data, np.uint8).reshape(-1)
+        differ = np.ones(i.shape, bool) if vals is None else vals[i] != vals[j]
+        st = self.st
+        for bad, why in ((cross, "threads of different warps write it in one instruction, with no "
+                                 "barrier between the warps"),
+                         (differ, "threads of one warp write different values to it in one "
+                                  "instruction: which one lands is undefined")):
+            if bad.any():
+                k = int(np.argmax(bad))
+                a, b = int(t[i[k]]), int(t[j[k]])
+                st.fail(f"shared-memory race on shared byte {int(B[i[k]]) % self.pad:#x}: threads "
+                        f"{st.thread_xyz(b)} and {st.thread_xyz(a)}: {why}", a,
+                        int(B[i[k]]) % self.pad, space="shared")
 
     def mark_pending(self, flat, size, ti, delta):
         B, _ = self._expand(flat, size, ti)

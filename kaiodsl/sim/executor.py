@@ -18,7 +18,7 @@ NORMAL, BRA, EXIT, BAR = 0, 1, 2, 3
 BIG = np.iinfo(np.int32).max
 
 # make sure every rule module registered itself
-from . import ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
+from . import ops_atom, ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
 from . import ops_hopper  # noqa: E402  (after ops_warp: it wraps the cp rule)
 
 
@@ -69,7 +69,10 @@ def _trap(m, ins):
 
 
 def _barrier_args(m, ins, mods):
-    """(sync?, id getter, expected-count getter or None)."""
+    """(sync?, id getter, expected-count getter or None, aligned?).
+
+    bar.sync is barrier.sync.aligned: every thread of the block executes the same barrier
+    instruction (PTX ISA 9.7.13.1); plain barrier.sync may be reached from different places."""
     if "arrive" in mods:
         sync = False
     elif "sync" in mods or not mods or mods[0] in ("aligned",):
@@ -79,7 +82,7 @@ def _barrier_args(m, ins, mods):
     ops = ins.operands
     bid = m.getter(ops[0], "u32") if ops else (lambda: 0)
     cnt = m.getter(ops[1], "u32") if len(ops) > 1 else None
-    return sync, bid, cnt
+    return sync, bid, cnt, ins.opcode.startswith("bar.") or "aligned" in mods
 
 
 def run(m, entries):
@@ -90,6 +93,9 @@ def run(m, entries):
     wait_id = np.zeros(T, dtype=np.int32)
     arrived = np.zeros((m.nb, 16), dtype=np.int64)
     pc = np.zeros(T, dtype=np.int32)
+    # per block: the PC of the whole-block .aligned barrier some of its threads wait at (BIG: none)
+    open_pc = np.full(m.nb, BIG, dtype=np.int64)
+    open_min = BIG
     m.alive = alive
     conv, cur = True, 0
     act = None if alive.all() else alive.copy()
@@ -112,18 +118,22 @@ def run(m, entries):
             if int(np.count_nonzero(mask)) == nrun:
                 conv, cur = True, p
                 act = mask = None if nrun == T else mask
+        if open_min < p:  # threads past a barrier the rest of their block waits at
+            _passed(m, entries, p, np.ones(T, bool) if mask is None else mask, open_pc, waiting)
         if p >= n:  # falling off the end of the kernel body ends the threads
             kind, fn, guard, target, ins = EXIT, None, None, 0, entries[-1][4] if entries else None
         else:
             kind, fn, guard, target, ins = entries[p]
         m.cur = ins
         if guard is not None:
+            m.cur_mask = mask
             g = guard()
             eff = g if mask is None else (mask & g)
         else:
             eff = mask
         if kind == NORMAL:
             if eff is None or eff.any():
+                m.cur_mask = eff
                 fn(eff)
             if conv:
                 cur = p + 1
@@ -153,13 +163,15 @@ def run(m, entries):
         if kind == EXIT:
             alive &= ~eff_arr
             continue
-        _barrier(m, fn, eff_arr, waiting, wait_id, arrived)
+        m.cur_mask = eff_arr
+        _barrier(m, fn, eff_arr, waiting, wait_id, arrived, open_pc, p)
+        open_min = int(open_pc.min())
     ops_warp.drain(m)
     ops_hopper.drain(m)
 
 
-def _barrier(m, args, arrivers, waiting, wait_id, arrived):
-    sync, bid_get, cnt_get = args
+def _barrier(m, args, arrivers, waiting, wait_id, arrived, open_pc, p):
+    sync, bid_get, cnt_get, aligned = args
     ti = np.flatnonzero(arrivers)
     if ti.size == 0:
         return
@@ -174,12 +186,39 @@ def _barrier(m, args, arrivers, waiting, wait_id, arrived):
         waiting[ti] = True
         wait_id[ti] = bid
     done = arrived[:, bid] >= expected
+    if sync and aligned and cnt_get is None:
+        here = np.zeros(m.nb, bool)
+        here[m.blk[ti]] = True
+        open_pc[here & ~done] = p
     if done.any():
         rel = waiting & (wait_id == bid) & done[m.blk]
         waiting[rel] = False
         arrived[done, bid] = 0
+        open_pc[done] = BIG
         if m.shadow is not None:
             m.shadow.barrier(np.flatnonzero(done))
+
+
+def _passed(m, entries, p, mask, open_pc, waiting):
+    """A thread runs at PC p past the .aligned whole-block barrier its block waits at: it skipped
+    the barrier (a branch around it, or a loop left early), which the GPU does not allow."""
+    late = mask & (open_pc[m.blk] < p)
+    if not late.any():
+        return
+    t = int(np.argmax(late))
+    b = m.blk[t]
+    bp = int(open_pc[b])
+    w = np.flatnonzero(waiting & (m.blk == b))
+    here = entries[p][4] if p < len(entries) else None
+    m.cur = entries[bp][4]
+    if here is not None and entries[p][0] == BAR:
+        how = f"arrives at another barrier instruction instead (PTX line {here.line})"
+    else:
+        how = "went past it without arriving" + (f" (it is at PTX line {here.line})" if here else "")
+    m.fail(f"barrier is reached by only part of the block ({w.size} of {m.tpb} threads wait here, "
+           f"e.g. thread {m.thread_xyz(int(w[0]))}; thread {m.thread_xyz(t)} {how}): bar.sync is "
+           f".aligned, so every thread of the block must execute this same instruction; a divergent "
+           f"or partial barrier deadlocks or pairs with the wrong barrier on the GPU", t)
 
 
 def _stuck(m, entries, pc, alive, waiting, wait_id, arrived):

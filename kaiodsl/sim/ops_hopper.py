@@ -37,8 +37,8 @@ def _proxy(m):
             dirty = m.proxy_dirty = np.full(m.shared.b8.size, -1, np.int64)
             inner = m.shadow.write
 
-            def write(flat, size, ti, atomic=False):
-                inner(flat, size, ti, atomic)
+            def write(flat, size, ti, atomic=False, data=None):
+                inner(flat, size, ti, atomic, data)
                 dirty[(flat[:, None] + np.arange(size)).reshape(-1)] = np.repeat(ti, size)
             m.shadow.write = write
     return m.proxy_dirty

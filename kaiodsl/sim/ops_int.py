@@ -109,27 +109,27 @@ def _mad(m, ins, mods):
 
 
 def _divrem(a, b, typ, rem):
-    """Truncating division; x/0 gives all ones, and so does x%0 (measured on an H100:
-    tests/sim/test_edge_vs_gpu.py runs both backends against the same bits)."""
-    a = np.asarray(a)
-    b = np.asarray(b)
+    """Truncating division on the two's-complement bits (PTX ISA 9.7.1.8-9 div, rem), exact at
+    every width: magnitudes are taken as unsigned, so INT_MIN has one (|INT_MIN| = 2^(w-1)) and
+    INT_MIN / -1 wraps to INT_MIN, INT_MIN % -1 is 0. x/0 and x%0 give all ones (measured on an
+    H100: tests/sim/test_edge_vs_gpu.py runs both backends against the same bits)."""
+    w = BITS[typ]
+    u = UINT[w]
+    a = np.asarray(a).astype(NP[typ])
+    b = np.asarray(b).astype(NP[typ])
     zero = b == 0
-    bb = np.where(zero, 1, b).astype(a.dtype if a.ndim else np.result_type(a, b))
+    ua, ub = a.view(u), np.where(zero, NP[typ](1), b).astype(NP[typ]).view(u)
     if is_signed(typ):
-        wide = np.int64 if BITS[typ] < 64 else np.int64
-        a64, b64 = a.astype(wide), bb.astype(wide)
-        q = np.abs(a64) // np.abs(b64)
-        q = np.where((a64 < 0) ^ (b64 < 0), -q, q)
-        r = a64 - q * b64
-        q, r = q.astype(NP[typ]), r.astype(NP[typ])
+        na, nb = a < 0, b < 0
+        ma = np.where(na, u(0) - ua, ua).astype(u)  # |a| as unsigned: 2^(w-1) for INT_MIN
+        mb = np.where(nb, u(0) - ub, ub).astype(u)
+        q, r = ma // mb, ma % mb
+        q = np.where(na ^ nb, u(0) - q, q).astype(u)  # wraps: -(2^(w-1)) is INT_MIN again
+        r = np.where(na, u(0) - r, r).astype(u)  # the remainder takes the dividend's sign
     else:
-        q, r = a // bb, a % bb
-    if rem:
-        ones = np.asarray(-1).astype(SINT[BITS[typ]]).view(NP[typ]) if is_signed(typ) \
-            else NP[typ](int_range(typ)[1])
-        return np.where(zero, ones, r).astype(NP[typ])
-    return np.where(zero, np.asarray(-1).astype(SINT[BITS[typ]]).view(NP[typ]) if is_signed(typ)
-                    else NP[typ](int_range(typ)[1]), q).astype(NP[typ])
+        q, r = ua // ub, ua % ub
+    out = np.where(zero, u(int_range("u" + str(w))[1]), r if rem else q).astype(u)
+    return out.view(NP[typ]) if out.ndim else out.view(NP[typ])[()]
 
 
 @rule("div", "rem")

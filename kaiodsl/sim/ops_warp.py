@@ -187,7 +187,7 @@ def _cp(m, ins, mods):
             _commit(m, mask)
             _wait(m, mask, 0)
         return wall
-    from .ops_mem import address, read
+    from .ops_mem import address, misaligned, read
     dst_a, src_a = address(m, ins.operands[0]), address(m, ins.operands[1])
     cp_size = ins.operands[2][1]
     src_size = None
@@ -209,6 +209,8 @@ def _cp(m, ins, mods):
         ss = np.full(ti.shape, cp_size, np.int64) if src_size is None else at(src_size(), ti).astype(np.int64)
         if ignore is not None:
             ss = np.where(at(ignore(), ti), 0, ss)
+        rd = ss > 0  # src-size 0 / ignore-src reads nothing
+        misaligned(m, ti[rd], src[rd], cp_size, "global", "cp-size")  # both addresses: PTX ISA cp.async
         data = np.zeros((ti.size, cp_size), np.uint8)
         for k in range(cp_size):
             sel = ss > k
@@ -218,9 +220,7 @@ def _cp(m, ins, mods):
         if bad.any():
             i = int(np.argmax(bad))
             m.fail("out-of-bounds cp.async destination in shared memory", int(ti[i]), int(dst[i]), "shared")
-        if (dst % np.uint64(cp_size) != 0).any():
-            i = int(np.argmax(dst % np.uint64(cp_size) != 0))
-            m.fail(f"misaligned cp.async destination (cp-size {cp_size})", int(ti[i]), int(dst[i]), "shared")
+        misaligned(m, ti, dst, cp_size, "shared", "cp-size")
         flat = m.shared.flat(m.blk[ti], dst)
         if m.shadow is not None:
             m.shadow.mark_pending(flat, cp_size, ti, 1)
@@ -251,7 +251,7 @@ def _land(m, ti, flat, data, ins):
     if m.shadow is not None:
         m.shadow.mark_pending(flat, size, ti, -1)
         cur, m.cur = m.cur, ins
-        m.shadow.write(flat, size, ti)
+        m.shadow.write(flat, size, ti, data=data)
         m.cur = cur
     idx = flat[:, None] + np.arange(size)
     m.shared.b8[idx] = data

@@ -16,6 +16,24 @@ from .memory import FlatSpace
 from .numeric import BITS, NP, UINT
 
 
+def shared_layout(kernel):
+    """Static .shared variables in declaration order, then the dynamic extern area (16-aligned
+    when there is one): ({name: offset}, offset of the dynamic area = static bytes)."""
+    off, offsets, externs = 0, {}, []
+    for v in kernel.vars:
+        if v.space == "shared":
+            if v.extern:
+                externs.append(v)
+                continue
+            off = (off + v.align - 1) // v.align * v.align
+            offsets[v.name] = off
+            off += v.size
+    dyn_base = (off + 15) // 16 * 16 if externs else off
+    for v in externs:  # every extern array starts at the dynamic area (CUDA semantics)
+        offsets[v.name] = dyn_base
+    return offsets, dyn_base
+
+
 class Machine:
     def __init__(self, kernel, grid, block, blocks, gmem, param_bytes, param_offsets, gvars,
                  dyn_smem, check_uninit, check_races=True):
@@ -52,22 +70,14 @@ class Machine:
         self.regs = {}
         for name, typ in kernel.regs.items():
             self.regs[name] = np.zeros(T, dtype=NP["pred"] if typ == "pred" else UINT[max(8, BITS[typ])])
+        # which threads an executed instruction has written each register for (padding threads
+        # never run: they count as written); `full` holds the registers written for every thread
+        self.written = {}
+        self.full = set()
+        self.cur_mask = None  # threads executing the current instruction (None: all), for reads
 
-        # shared: static variables in declaration order, then the dynamic extern area
-        off, self.shared_off = 0, {}
-        externs = []
-        for v in kernel.vars:
-            if v.space == "shared":
-                if v.extern:
-                    externs.append(v)
-                    continue
-                off = (off + v.align - 1) // v.align * v.align
-                self.shared_off[v.name] = off
-                off += v.size
-        dyn_base = (off + 15) // 16 * 16 if externs else off
-        for v in externs:  # every extern array starts at the dynamic area (CUDA semantics)
-            self.shared_off[v.name] = dyn_base
-        self.shared_size = dyn_base + dyn_smem if externs else off + dyn_smem
+        self.shared_off, dyn_base = shared_layout(kernel)
+        self.shared_size = dyn_base + dyn_smem
         self.shared = FlatSpace(self.nb, self.shared_size, "shared")
         self.shadow = SharedShadow(self, self.shared.b8.size, self.shared.pad, check_uninit) \
             if check_races or check_uninit else None
@@ -153,10 +163,10 @@ class Machine:
                 val = np.asarray(val).astype(UINT[BITS[typ]] if typ != "pred" else bool).view(dt) \
                     if typ != "pred" else val
                 return lambda: val
-            return self._reg_reader(reg, typ)
+            return self._checked(name, self._reg_reader(reg, typ))
         if kind == "not":
             reg = self.regs[op[1]]
-            return lambda: ~reg
+            return self._checked(op[1], lambda: ~reg)
         if kind in ("int", "fbits", "float"):
             val = self.immediate(op, typ)
             return lambda: val
@@ -166,6 +176,34 @@ class Machine:
             return lambda: val
         raise SimError(f"PTX line {self.cur.line}: operand {op} not allowed here: {self.cur.text}",
                        ptx_line=self.cur.line)
+
+    def _written(self, name):
+        w = self.written.get(name)
+        if w is None:
+            w = self.written[name] = ~self.exists
+        return w
+
+    def _checked(self, name, read):
+        """Wrap a register reader: reading it for a thread that no executed instruction wrote
+        it for is an error (on the GPU the value is whatever the register held)."""
+        full = self.full
+        w = self._written(name)
+
+        def checked():
+            if name not in full:
+                mask = self.cur_mask
+                bad = ~w if mask is None else mask & ~w
+                if bad.any():
+                    self._unwritten(name, int(np.argmax(bad)))
+                if mask is None:
+                    full.add(name)
+            return read()
+        return checked
+
+    def _unwritten(self, name, t):
+        self.fail(f"reads register {name}, which no executed instruction has written for this thread "
+                  f"(a write skipped by a predicate or a branch leaves it unwritten; on the GPU its "
+                  f"value is undefined)", t)
 
     def _reg_reader(self, reg, typ):
         if typ == "pred" or reg.dtype == np.bool_:
@@ -211,9 +249,12 @@ class Machine:
         if op[0] != "reg" or op[1] not in self.regs:
             raise SimError(f"PTX line {self.cur.line}: cannot write operand {op}: {self.cur.text}",
                            ptx_line=self.cur.line)
-        reg = self.regs[op[1]]
+        name = op[1]
+        reg = self.regs[name]
         rdt = reg.dtype
         rbytes = rdt.itemsize
+        full = self.full
+        w = self._written(name)
 
         def put(val, mask):
             v = np.asarray(val)
@@ -230,6 +271,13 @@ class Machine:
                 reg[...] = v
             else:
                 np.copyto(reg, v, where=mask)
+            if name not in full:
+                if mask is None:
+                    full.add(name)
+                else:
+                    np.logical_or(w, mask, out=w)
+                    if w.all():
+                        full.add(name)
         return put
 
     def symbol_address(self, name: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HEADER = """.version 8.0
+HEADER = """.version 8.4
 .target sm_90a
 .address_size 64
 """
@@ -18,10 +18,12 @@ REGS = """\t.reg .pred %p<16>;
 """
 
 
-def kernel(body: str, params=("u64",), name: str = "k", decls: str = "") -> str:
-    """A one-entry module: params named p0, p1 ... of the given PTX types."""
+def kernel(body: str, params=("u64",), name: str = "k", decls: str = "", module_decls: str = "") -> str:
+    """A one-entry module: params named p0, p1 ... of the given PTX types; module_decls go before
+    the entry (ptxas wants `.extern .shared` there)."""
     plist = ",\n".join(f"\t.param .{t} p{i}" for i, t in enumerate(params))
-    return f"{HEADER}\n.visible .entry {name}(\n{plist}\n)\n{{\n{REGS}{decls}{body}\n}}\n"
+    return (f"{HEADER}\n{module_decls}\n.visible .entry {name}(\n{plist}\n)\n{{\n{REGS}{decls}{body}"
+            f"\n}}\n")
 
 
 # Load global pointer params p0.. into %rd0.. and the linear thread index into %r0.

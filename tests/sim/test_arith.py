@@ -47,6 +47,32 @@ def test_div_rem_truncate_and_by_zero():
     assert ew("div.u32 {o}, {a}, {b};", [u, J32.view(np.uint32)], np.uint32)[-1] == 0xFFFFFFFF
 
 
+def _div_ref(x, y, w, signed, rem):
+    """PTX div/rem on w-bit ints with Python ints: truncating, INT_MIN / -1 wraps, x/0 all ones."""
+    if y == 0:
+        return (1 << w) - 1
+    q = abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1) if signed else x // y
+    return (x - q * y if rem else q) & ((1 << w) - 1)
+
+
+@pytest.mark.parametrize("typ", ["s16", "s32", "s64", "u16", "u32", "u64"])
+def test_div_rem_exact_at_every_width(typ, rng):
+    """Issue 10, item 7: np.abs(INT64_MIN) overflowed; every pair of corner values, bit-exact."""
+    w, signed = int(typ[1:]), typ[0] == "s"
+    dt = np.dtype(f"{'i' if signed else 'u'}{w // 8}")
+    lo, hi = np.iinfo(dt).min, np.iinfo(dt).max
+    corners = [lo, lo + 1, -1, 0, 1, 2, -2, 3, 7, -7, hi - 1, hi] if signed else [0, 1, 2, 3, 7, hi - 1, hi]
+    corners += rng.integers(lo, hi, 6, dtype=dt, endpoint=True).tolist()
+    a = np.array([x for x in corners for _ in corners], dt)
+    b = np.array([y for _ in corners for y in corners], dt)
+    ut = np.dtype(f"u{w // 8}")
+    for rem in (False, True):
+        got = ew(f"{'rem' if rem else 'div'}.{typ} {{o}}, {{a}}, {{b}};", [a, b], dt).view(ut)
+        want = np.array([_div_ref(int(x), int(y), w, signed, rem) for x, y in zip(a, b)], ut)
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, [(int(a[i]), int(b[i]), int(got[i]), int(want[i])) for i in bad[:5]]
+
+
 @pytest.mark.parametrize("op,ref", [
     ("shl.b32", lambda a, s: np.where(s >= 32, 0, a.astype(np.uint64) << np.minimum(s, 31)) & 0xFFFFFFFF),
     ("shr.u32", lambda a, s: np.where(s >= 32, 0, a >> np.minimum(s, 31))),

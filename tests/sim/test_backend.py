@@ -124,6 +124,7 @@ def test_grammar_corners():
 	add.f64 %fd1, %fd1, %fd3;
 	mov.u64 %rd3, gtab;
 	st.global.u32 [%rd3+-0], %r3;
+	setp.ne.u32 %p1, %r3, %r3;
 	{
 	@!%p1 st.global.f64 [%rd2+0], %fd1;
 	}

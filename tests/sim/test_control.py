@@ -6,9 +6,9 @@ from kaiodsl.sim import run_ptx
 from simkit import PROLOGUE, kernel, load_ptrs
 
 
-def _run(body, arrays, block=64, grid=1, decls="", params=None, smem=0):
+def _run(body, arrays, block=64, grid=1, decls="", params=None, smem=0, module_decls=""):
     ptx = kernel(load_ptrs(len(arrays)) + PROLOGUE + body + "\n\tret;",
-                 params=params or ("u64",) * len(arrays), decls=decls)
+                 params=params or ("u64",) * len(arrays), decls=decls, module_decls=module_decls)
     run_ptx(ptx, "k", (grid,), (block,), arrays, smem=smem)
 
 
@@ -79,7 +79,7 @@ def test_dynamic_shared_and_local():
 	add.s32 %r4, %r4, %r6;
 	add.s64 %rd5, %rd0, %rd40;
 	st.global.u32 [%rd5], %r4;""", [out], smem=256,
-         decls="\t.extern .shared .align 16 .b8 dyn[];\n\t.local .align 8 .b8 loc[16];\n")
+         module_decls=".extern .shared .align 16 .b8 dyn[];\n", decls="\t.local .align 8 .b8 loc[16];\n")
     assert np.array_equal(out, 2 * np.arange(64))
 
 

@@ -1,12 +1,17 @@
 """PTX edge cases, run by the simulator and by the GPU against the same expected bits.
 
-One hand-written kernel computes each corner of PTX semantics from values it loads (so
-ptxas cannot fold them): integer wrap, shifts past the width, min/max with NaN, integer
-division by zero and INT_MIN / -1, f16 and bf16 rounding ties, NaN/inf/overflow
-conversions. Both backends must produce exactly EXPECTED, so they agree bit for bit.
+Hand-written kernels (one per result width) compute each corner of PTX semantics from values
+they load (so ptxas cannot fold them): integer wrap, shifts past the width, min/max with NaN,
+integer division by zero and INT_MIN / -1 at 16, 32 and 64 bits, f16 and bf16 rounding ties,
+NaN/inf/overflow conversions, and the f32 atomic add's flush of subnormals (global memory only).
+Both backends must produce exactly the expected bits, so they agree bit for bit. A misaligned
+vector load must fault on both.
 """
 
+import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -28,7 +33,9 @@ INPUTS = [0x7FFFFFFF, 1, 0, 0x80000000, 0xFFFFFFFF, 33, 0x12345678,
           f32bits(1 + 3 * 2 ** -11),       # halfway, rounds up to the even 1 + 2**-9
           f32bits(1 + 2 ** -8),            # halfway between two bf16 values -> 1.0
           0x7F800000,                      # inf
-          f32bits(3e9), f32bits(70000.0), f32bits(1 + 3 * 2 ** -8)]
+          f32bits(3e9), f32bits(70000.0), f32bits(1 + 3 * 2 ** -8),
+          0x8000,                          # INT16_MIN (in %r8, narrowed with cvt.u16.u32)
+          0x00400000]                      # an f32 subnormal, 2**-127 (in %f10)
 
 # slot: (what, PTX, expected u32)
 CASES = [
@@ -56,14 +63,42 @@ CASES = [
     ("f32 inf -> s32 saturates", "cvt.rzi.s32.f32 %r40, %f6;", 0x7FFFFFFF),
     ("f32 3e9 -> s32 saturates", "cvt.rzi.s32.f32 %r40, %f7;", 0x7FFFFFFF),
     ("s32 -> s8 with .sat", "cvt.sat.s8.s32 %r40, %r1;", 0x7F),
+    ("INT16_MIN / -1", "cvt.u16.u32 %rs1, %r8; cvt.u16.u32 %rs2, %r5; div.s16 %rs3, %rs1, %rs2; "
+     "cvt.u32.u16 %r40, %rs3;", 0x8000),
+    ("INT16_MIN % -1", "cvt.u16.u32 %rs1, %r8; cvt.u16.u32 %rs2, %r5; rem.s16 %rs3, %rs1, %rs2; "
+     "cvt.u32.u16 %r40, %rs3;", 0),
+    ("div.s16 by zero", "cvt.u16.u32 %rs1, %r8; cvt.u16.u32 %rs2, %r3; div.s16 %rs3, %rs1, %rs2; "
+     "cvt.u32.u16 %r40, %rs3;", 0xFFFF),
+    # atom.add.f32 flushes subnormals on global memory, not on shared (PTX ISA atom)
+    ("atom.global.add.f32 flushes a subnormal", "st.global.u32 {slot}, %r3; "
+     "atom.global.add.f32 %f40, {slot}, %f10; ld.global.u32 %r40, {slot};", 0),
+    ("atom.shared.add.f32 keeps a subnormal", "st.shared.u32 [sbuf], %r3; "
+     "atom.shared.add.f32 %f40, [sbuf], %f10; ld.shared.u32 %r40, [sbuf];", 0x00400000),
+]
+
+M64 = (1 << 64) - 1
+INPUTS64 = [-2**63 & M64, M64, 0, 7, 2**63 - 1, -7 & M64, 2]   # %rd10 .. %rd16
+CASES64 = [
+    ("INT64_MIN / -1 wraps", "div.s64 %rd40, %rd10, %rd11;", 1 << 63),
+    ("INT64_MIN % -1", "rem.s64 %rd40, %rd10, %rd11;", 0),
+    ("INT64_MIN / 7 truncates", "div.s64 %rd40, %rd10, %rd13;", -(2**63 // 7) & M64),
+    ("INT64_MIN % 7 takes the dividend's sign", "rem.s64 %rd40, %rd10, %rd13;", -(2**63 % 7) & M64),
+    ("INT64_MIN / INT64_MIN", "div.s64 %rd40, %rd10, %rd10;", 1),
+    ("INT64_MAX / -1", "div.s64 %rd40, %rd14, %rd11;", -(2**63 - 1) & M64),
+    ("-7 / 2", "div.s64 %rd40, %rd15, %rd16;", -3 & M64),
+    ("-7 % 2", "rem.s64 %rd40, %rd15, %rd16;", -1 & M64),
+    ("div.s64 by zero", "div.s64 %rd40, %rd10, %rd12;", M64),
+    ("rem.s64 by zero", "rem.s64 %rd40, %rd15, %rd12;", M64),
+    ("div.u64 2^63 / 7", "div.u64 %rd40, %rd10, %rd13;", 2**63 // 7),
+    ("div.u64 by zero", "div.u64 %rd40, %rd13, %rd12;", M64),
 ]
 
 
-def _ptx() -> str:
-    loads_r = "\n".join(f"\tld.global.u32 %r{i + 1}, [%rd1+{4 * i}];" for i in range(7))
-    loads_f = "\n".join(f"\tld.global.f32 %f{i + 1}, [%rd1+{4 * (7 + i)}];" for i in range(8))
-    load_f9 = f"\tld.global.f32 %f9, [%rd1+{4 * 15}];"
-    body = "\n".join(f"\t{ptx}\n\tst.global.u32 [%rd2+{4 * k}], %r40;" for k, (_, ptx, _) in enumerate(CASES))
+def _ptx(cases, loads, width) -> str:
+    bits, res = (32, "%r40") if width == 32 else (64, "%rd40")
+    body = "\n".join(f"\t{ptx.format(slot=f'[%rd2+{width // 8 * k}]')}\n"
+                     f"\tst.global.u{bits} [%rd2+{width // 8 * k}], {res};"
+                     for k, (_, ptx, _) in enumerate(cases))
     return f""".version 7.8
 .target sm_80
 .address_size 64
@@ -72,31 +107,88 @@ def _ptx() -> str:
 \t.reg .b32 %r<48>;
 \t.reg .f32 %f<48>;
 \t.reg .b16 %rs<4>;
-\t.reg .b64 %rd<4>;
+\t.reg .b64 %rd<48>;
+\t.shared .align 4 .b8 sbuf[4];
 \tld.param.u64 %rd1, [pin];
 \tcvta.to.global.u64 %rd1, %rd1;
 \tld.param.u64 %rd2, [pout];
 \tcvta.to.global.u64 %rd2, %rd2;
-{loads_r}
-{loads_f}
-{load_f9}
+{loads}
 {body}
 \tret;
 }}
 """
 
 
+def _loads32():
+    r = [f"\tld.global.u32 %r{i + 1}, [%rd1+{4 * i}];" for i in range(7)]
+    f = [f"\tld.global.f32 %f{i + 1}, [%rd1+{4 * (7 + i)}];" for i in range(9)]
+    return "\n".join(r + f + ["\tld.global.u32 %r8, [%rd1+64];", "\tld.global.f32 %f10, [%rd1+68];"])
+
+
+TABLES = {
+    32: (CASES, INPUTS, _loads32),
+    64: (CASES64, INPUTS64, lambda: "\n".join(f"\tld.global.u64 %rd{10 + i}, [%rd1+{8 * i}];"
+                                               for i in range(len(INPUTS64)))),
+}
+
+
+@pytest.mark.parametrize("width", [32, 64])
 @pytest.mark.parametrize("backend", ["sim", pytest.param("cuda", marks=pytest.mark.gpu)])
-def test_ptx_edge_cases_same_bits(backend):
+def test_ptx_edge_cases_same_bits(backend, width):
     if backend == "cuda" and not gpu_available():
         pytest.skip("needs a CUDA driver and device")
-    inp = np.array(INPUTS, np.uint32)
-    out = np.full(len(CASES), 0xDEADBEEF, np.uint32)
+    cases, inputs, loads = TABLES[width]
+    u = np.uint32 if width == 32 else np.uint64
+    ptx = _ptx(cases, loads(), width)
+    inp = np.array(inputs, u)
+    out = np.full(len(cases), 0xDEADBEEF, u)
     if backend == "sim":
-        run_ptx(_ptx(), "edge", 1, 1, [inp, out])
+        run_ptx(ptx, "edge", 1, 1, [inp, out])
     else:
         kaiodsl.set_backend("cuda")
-        PtxKernel(_ptx(), ["pin: Ptr[u32]", "pout: Ptr[u32] writable"])[1, 1](inp, out)
-    wrong = [f"{what}: got {int(got):#010x}, expected {want:#010x}"
-             for (what, _, want), got in zip(CASES, out) if int(got) != want]
+        PtxKernel(ptx, [f"pin: Ptr[u{width}]", f"pout: Ptr[u{width}] writable"])[1, 1](inp, out)
+    wrong = [f"{what}: got {int(got):#x}, expected {want:#x}"
+             for (what, _, want), got in zip(cases, out) if int(got) != want]
     assert not wrong, "\n".join(wrong)
+
+
+MISALIGNED = """.version 7.8
+.target sm_80
+.address_size 64
+.visible .entry mis(.param .u64 pin, .param .u64 pout)
+{
+\t.reg .b32 %r<8>;
+\t.reg .b64 %rd<4>;
+\tld.param.u64 %rd1, [pin];
+\tcvta.to.global.u64 %rd1, %rd1;
+\tld.param.u64 %rd2, [pout];
+\tcvta.to.global.u64 %rd2, %rd2;
+\tld.global.v4.u32 {%r1, %r2, %r3, %r4}, [%rd1+4];
+\tst.global.u32 [%rd2], %r1;
+\tret;
+}
+"""
+
+_FAULT = f"""
+import numpy as np, kaiodsl
+from kaiodsl.runtime.ptx_kernel import PtxKernel
+k = PtxKernel({MISALIGNED!r}, ["pin: Ptr[u32]", "pout: Ptr[u32] writable"])
+try:
+    k[1, 1](np.arange(16, dtype=np.uint32), np.zeros(1, np.uint32))
+    print("RAN")
+except kaiodsl.KaioError as e:
+    print(type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sim", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_misaligned_vector_load_faults_on_both_backends(backend):
+    """A .v4 load at 4 bytes past a 16-byte boundary: the GPU's misaligned-address fault (in a
+    child process: on the GPU the fault ends the CUDA context)."""
+    if backend == "cuda" and not gpu_available():
+        pytest.skip("needs a CUDA driver and device")
+    env = {**os.environ, "KAIODSL_BACKEND": backend}
+    r = subprocess.run([sys.executable, "-c", _FAULT], capture_output=True, text=True, env=env, timeout=300)
+    out = r.stdout + r.stderr
+    assert "RAN" not in out and "misaligned address" in out.lower(), out
