@@ -31,6 +31,22 @@ SLOT_FORMAT = {
     "bool": "B7x", "f16x2": "I4x", "bf16x2": "I4x", "e4m3": "B7x", "e5m2": "B7x",
 }
 POINTER_FORMAT = "Q"
+TENSORMAP_SIZE = 128  # a CUtensorMap by value: .param .align 64 .b8 [128]
+
+
+def param_layout(params) -> tuple:
+    """(struct format, byte offset of each parameter): 8-byte slots, 128-byte TensorMaps on 64 bytes."""
+    fmt, offsets, off = "<", [], 0
+    for p in params:
+        size, align = (TENSORMAP_SIZE, 64) if p.is_tensormap else (8, 8)
+        pad = -off % align
+        fmt += f"{pad}x" if pad else ""
+        off += pad
+        offsets.append(off)
+        fmt += (f"{TENSORMAP_SIZE}s" if p.is_tensormap else POINTER_FORMAT if p.is_pointer
+                else SLOT_FORMAT[p.dtype.name])
+        off += size
+    return fmt, offsets
 
 
 class PreparedLaunch:
@@ -45,13 +61,19 @@ class PreparedLaunch:
         params = compiled.params
         self.n = len(params)
         self.ptr_idx = tuple(i for i, p in enumerate(params) if p.is_pointer)
-        self.bf16_idx = tuple(i for i, p in enumerate(params) if not p.is_pointer and p.dtype.name == "bf16")
+        self.bf16_idx = tuple(i for i, p in enumerate(params) if not p.is_pointer and not p.is_tensormap
+                              and p.dtype.name == "bf16")
         self.elem = tuple(p.dtype for p in params)
-        fmt = "<" + "".join(POINTER_FORMAT if p.is_pointer else SLOT_FORMAT[p.dtype.name] for p in params)
+        self.tmap_idx = tuple(i for i, p in enumerate(params) if p.is_tensormap)
+        fmt, offsets = param_layout(params)
         self.pack_into = struct.Struct(fmt).pack_into
-        self.buf = (ctypes.c_uint64 * max(1, self.n))()
+        # 64 spare bytes: the buffer's first slot starts on a 64-byte boundary (a TensorMap's alignment)
+        self.raw = (ctypes.c_uint64 * (max(1, struct.calcsize(fmt)) // 8 + 9))()
+        self.buf_off = -ctypes.addressof(self.raw) % 64
+        self.buf = (ctypes.c_uint8 * struct.calcsize(fmt)).from_buffer(self.raw, self.buf_off) if self.n \
+            else self.raw
         base = ctypes.addressof(self.buf)
-        self.argv = (ctypes.c_void_p * max(1, self.n))(*[base + 8 * i for i in range(self.n)])
+        self.argv = (ctypes.c_void_p * max(1, self.n))(*[base + o for o in offsets])
         self.argv_addr = ctypes.addressof(self.argv) if self.n else 0
         self.last = [None, -1]  # (block, smem) last checked: re-check only when they change
         self.launch = driver.drv().cuLaunchKernel
@@ -80,6 +102,13 @@ class PreparedLaunch:
         if self.entry(grid, block, args, smem, stream) is NotImplemented:
             self.fast(grid, block, args, smem, stream)
 
+    def tmap_fast(self, tm):
+        """The driver's bytes of a TensorMap over a DeviceArray on this device, else None (general path)."""
+        a = getattr(tm, "array", None)
+        if type(a) is DeviceArray and a.device == self.ordinal:
+            return tm.device_bytes(a.ptr)
+        return None
+
     def bf16_scalar(self, value):
         return value if type(value) is int else _args.float_to_bf16_bits(float(value))
 
@@ -107,8 +136,13 @@ class PreparedLaunch:
         fastpath.refresh_torch(self.fast, self)
         h = stream_handle(stream)
         vals, staged, keep, devices, waits, saw_torch = list(args), [], [], set(), set(), False
+        tmaps = {}
         for i, (p, a) in enumerate(zip(params, args)):
-            if not p.is_pointer:
+            if p.is_tensormap:  # its array is resolved like a pointer's; the bytes are encoded below
+                _args.check_tensormap(self.name, p, a)
+                tmaps[i], a = a, a.array
+                p = _args.TensorMapArray(p.name, a)
+            elif not p.is_pointer:
                 vals[i] = _args.convert_scalar(self.name, p, a)
                 continue
             host = _args.host_array(a)
@@ -157,6 +191,8 @@ class PreparedLaunch:
                 bufs.append((ptr, p, host, src))
                 driver.copy_htod(ptr, src.ctypes.data, src.nbytes, h)
                 vals[i] = ptr
+            for i, tm in tmaps.items():
+                vals[i] = tm.device_bytes(vals[i])
             self.pack_into(self.buf, 0, *vals)
             self.configure(grid, block, smem)
             err = self.launch(self.fn, grid[0], grid[1], grid[2], block[0], block[1], block[2],

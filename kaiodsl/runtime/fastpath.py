@@ -91,6 +91,8 @@ def build(prep) -> callable:
     not_here = "not a{i}.is_cuda" if prep.backend.single_gpu else "a{i}.get_device() != ORD"
     pointers = "".join(_POINTER.format(i=i, not_here=not_here.format(i=i)) for i in prep.ptr_idx)
     bf16 = "".join(f"    a{i} = BF16(a{i})\n" for i in prep.bf16_idx)
+    bf16 += "".join(f"    a{i} = TMAP(a{i})\n    if a{i} is None:\n        return GENERAL(grid, block, args, smem, stream)\n"
+                    for i in prep.tmap_idx)
     if n == 0:
         src = _TEMPLATE.replace("    try:\n        {unpack} = args\n    except ValueError:\n",
                                 "    if args:\n")
@@ -104,6 +106,7 @@ def build(prep) -> callable:
         "FAILED": prep.failed, "LAST": prep.last, "DA": DeviceArray, "TT": _NoTorch,
         "TORCH_STREAM": torch_stream, "STREAM_HANDLE": stream_handle, "CUSTREAMS": _CUSTREAMS,
         "CUSTREAM": custream, "CS0": custream(0), "BF16": prep.bf16_scalar,
+        "TMAP": prep.tmap_fast,
     }
     for i in prep.ptr_idx:
         ns[f"ST{i}"] = prep.elem[i]

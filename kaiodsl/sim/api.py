@@ -134,6 +134,11 @@ class SimBackend:
                 values.append(gmem.map(buf, p.name))
                 if copy_back:
                     back.append((a, buf))
+            elif getattr(p, "is_tensormap", False):  # the 128 bytes, with the array's simulated address
+                buf = _tensormap_array(compiled.name, p, a)
+                values.append(a.spec(gmem.map(buf, p.name)).sim_bytes())
+                if buf is not getattr(a.array, "_sim_buffer", None):
+                    back.append((a.array, buf))  # a numpy array: TMA stores are copied back
             else:
                 values.append(_scalar_arg(compiled.name, p, a))
         execute(module, compiled.name, grid, block, gmem, values, smem or 0, self.check_uninit)
@@ -154,6 +159,18 @@ def _validate(kname, params, args):
                                 f"({', '.join(p.name for p in params)}), got {len(args)}") from None
         return args
     return validate_args(kname, params, args)
+
+
+def _tensormap_array(kname, p, tm):
+    a = tm.array
+    buf = getattr(a, "_sim_buffer", a)
+    if not isinstance(buf, np.ndarray):
+        raise ArgumentError(f"{kname}: parameter '{p.name}': the TensorMap's array must be a numpy array or a "
+                            f"simulator DeviceArray, got {type(a).__name__}")
+    if not buf.flags.c_contiguous:
+        raise ArgumentError(f"{kname}: parameter '{p.name}': the simulator maps a TensorMap's numpy array "
+                            f"whole: pass a C-contiguous array (its strides are {buf.strides})")
+    return buf if hasattr(a, "_sim_buffer") else buf.copy()
 
 
 def _expected_dtypes(p):

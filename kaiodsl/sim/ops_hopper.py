@@ -228,9 +228,10 @@ def _land_bulk(m, key=None):
         if key is not None and k != key:
             keep.append(rec)
             continue
-        m.shared.b8[flat:flat + data.size] = data
+        where = flat if isinstance(flat, np.ndarray) else slice(flat, flat + data.size)  # TMA: scattered
+        m.shared.b8[where] = data
         if getattr(m, "proxy_dirty", None) is not None:
-            m.proxy_dirty[flat:flat + data.size] = -1  # written by the async proxy
+            m.proxy_dirty[where] = -1  # written by the async proxy
         b = m.mbarriers.get(k)
         if b is not None:
             cur, m.cur = m.cur, ins
@@ -252,9 +253,10 @@ def _check_bulk(m, t, dst, src, size, what):
 def _cp(m, ins, mods):
     if not (mods[:2] == ["async", "bulk"] or mods[:3] == ["reduce", "async", "bulk"]):
         return _BASE_CP(m, ins, mods)
-    if "tensor" in mods:
-        raise NotImplementedError("cp.async.bulk.tensor (tensor maps are not simulated yet)")
     _bars(m)
+    if "tensor" in mods:
+        from .ops_hopper_tma import tensor_copy
+        return tensor_copy(m, ins, mods)
     _proxy(m)
     if "commit_group" in mods or "wait_group" in mods:
         return lambda mask: None  # stores/reductions completed when issued
