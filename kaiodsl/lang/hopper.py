@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..arch import at_least
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import SharedArray, builtin
 from ..ir.node import Node
 from ..types import PtrType, ScalarType, TupleType, bool_, u32, u64
@@ -23,13 +24,13 @@ def _smem(b: Builder, p, what: str, cluster: bool = False) -> Node:
     if cluster and isinstance(p, Node) and p.type == u32:
         return p
     allowed = "a shared pointer or array" + (", or a u32 address from mapa()" if cluster else "")
-    b.error(f"{what}(): the address must be {allowed}, got {getattr(p, 'type', p)!r}"[:200])
+    b.error(f"{what}(): the address must be {allowed}, got {describe(p)}"[:200])
 
 
 def _gmem(b: Builder, p, what: str) -> Node:
     if isinstance(p, Node) and ((isinstance(p.type, PtrType) and p.type.space == "global") or p.type == u64):
         return p
-    b.error(f"{what}(): the address must be a global pointer, got {getattr(p, 'type', p)!r}"[:200])
+    b.error(f"{what}(): the address must be a global pointer, got {describe(p)}"[:200])
 
 
 def _u32(b: Builder, v, what: str) -> Node:
@@ -39,7 +40,7 @@ def _u32(b: Builder, v, what: str) -> Node:
         return v if v.type == u32 else b.bitcast(v, u32)
     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32:
         return b.const(u32, v)
-    b.error(f"{what} must be a 32-bit unsigned integer, got {v!r}")
+    b.error(f"{what} must be a 32-bit unsigned integer, got {describe(v)}")
 
 
 # -- mbarrier (PTX ISA 9.7.13.15) ---------------------------------------------------------------------
@@ -135,7 +136,7 @@ def fence_proxy_async(b: Builder, space: str = "shared"):
     space 'shared' (fence.proxy.async.shared::cta), 'global', or 'all' (fence.proxy.async)."""
     sp = {"shared": ".shared::cta", "global": ".global", "all": ""}.get(space)
     if sp is None:
-        b.error(f"fence_proxy_async(): space must be 'shared', 'global' or 'all', got {space!r}")
+        b.error(f"fence_proxy_async(): space must be 'shared', 'global' or 'all', got {describe(space)}")
     b.emit("inst", attrs={"form": f"fence.proxy.async{sp}"})
 
 
@@ -177,7 +178,7 @@ def bulk_reduce(b: Builder, dst, src, size, op: str = "add"):
     if op in ("and", "or", "xor") and elem.is_int:
         t = f"b{elem.bits}"
     if op not in _REDUCE or t not in _REDUCE[op]:
-        b.error(f"bulk_reduce(): op {op!r} on {elem} is not a cp.reduce.async.bulk form; "
+        b.error(f"bulk_reduce(): op {describe(op)} on {elem} is not a cp.reduce.async.bulk form; "
                 f"allowed: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in _REDUCE.items()))
     b.emit("inst", operands=(g, _smem(b, src, "bulk_reduce"), _nbytes(b, size, "bulk_reduce")),
            attrs={"form": f"cp.reduce.async.bulk.{op}.{t}", "writes_global": True})
@@ -193,7 +194,7 @@ def bulk_commit(b: Builder):
 def bulk_wait(b: Builder, n: int = 0, read: bool = False):
     """Wait until at most ``n`` bulk groups are pending; ``read`` waits only until their sources were read."""
     if not (isinstance(n, int) and 0 <= n <= 63):
-        b.error(f"bulk_wait(): n must be a compile-time int 0..63, got {n!r}")
+        b.error(f"bulk_wait(): n must be a compile-time int 0..63, got {describe(n)}")
     b.emit("inst", attrs={"form": f"cp.async.bulk.wait_group{'.read' if read else ''}", "n": n})
 
 
@@ -202,7 +203,7 @@ def bulk_wait(b: Builder, n: int = 0, read: bool = False):
 def setmaxnreg(b: Builder, n: int, inc: bool):
     """Raise (``inc``) or lower this warpgroup's register budget to ``n`` (24..256, a multiple of 8; sm_90a)."""
     if not (isinstance(n, int) and 24 <= n <= 256 and n % 8 == 0):
-        b.error(f"setmaxnreg(): n must be a compile-time multiple of 8 in 24..256, got {n!r}")
+        b.error(f"setmaxnreg(): n must be a compile-time multiple of 8 in 24..256, got {describe(n)}")
     b.emit("inst", attrs={"form": f"setmaxnreg.{'inc' if inc else 'dec'}", "n": n})
 
 
@@ -228,7 +229,7 @@ def griddep_wait(b: Builder):
 # -- clusters and distributed shared memory -------------------------------------------------------------
 def _dim(b: Builder, dim, what: str) -> str:
     if dim not in ("x", "y", "z"):
-        b.error(f"{what}(): dim must be 'x', 'y' or 'z', got {dim!r}")
+        b.error(f"{what}(): dim must be 'x', 'y' or 'z', got {describe(dim)}")
     return dim
 
 
@@ -282,7 +283,7 @@ def load_cluster(b: Builder, addr, dtype):
     """Load a ``dtype`` from a shared::cluster address (from mapa): distributed shared memory."""
     t = _CLUSTER_TYPES.get(getattr(dtype, "name", None))
     if t is None:
-        b.error(f"load_cluster(): dtype must be one of {', '.join(_CLUSTER_TYPES)}, got {dtype!r}")
+        b.error(f"load_cluster(): dtype must be one of {', '.join(_CLUSTER_TYPES)}, got {describe(dtype)}")
     return b.emit("inst", dtype, (_smem(b, addr, "load_cluster", cluster=True),), {"form": f"ld.shared::cluster.{t}"})
 
 

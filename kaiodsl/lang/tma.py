@@ -9,6 +9,7 @@ in this thread's bulk group (bulk_commit / bulk_wait). docs/hopper.md has an exa
 from __future__ import annotations
 
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import builtin
 from ..ir.node import Node
 from ..types import ScalarType, TensorMapType, i32, u16
@@ -18,8 +19,7 @@ from .hopper import _smem
 def _tmap(b: Builder, tm, what: str) -> Node:
     if isinstance(tm, Node) and isinstance(tm.type, TensorMapType):
         return tm
-    b.error(f"{what}(): the tensor map must be a kaiodsl.TensorMap kernel parameter, got "
-            f"{getattr(tm, 'type', type(tm).__name__)}")
+    b.error(f"{what}(): the tensor map must be a kaiodsl.TensorMap kernel parameter, got {describe(tm)}")
 
 
 def _coords(b: Builder, coords, what: str) -> Node:

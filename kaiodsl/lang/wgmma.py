@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..codegen.features import forms
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import SharedArray, builtin
 from ..ir.node import Node
 from ..types import (PtrType, ScalarType, TupleType, bf16, bf16x2, bool_, e4m3, e5m2, f16, f16x2, f32,
@@ -33,7 +34,7 @@ def descriptor_fields(swizzle: int, rows: int | None = None, row_bytes: int | No
     Give ``lbo``/``sbo`` explicitly for other (MN-major) layouts.
     """
     if swizzle not in SWIZZLE_MODE:
-        raise ValueError(f"swizzle must be 0 (none), 32, 64 or 128 bytes, got {swizzle!r}")
+        raise ValueError(f"swizzle must be 0 (none), 32, 64 or 128 bytes, got {describe(swizzle)}")
     w = swizzle or 16
     if row_bytes is not None and row_bytes != w:
         raise ValueError(f"row_bytes={row_bytes} must be {w} for swizzle={swizzle} (one column block per row)")
@@ -61,7 +62,7 @@ def wgmma_desc(b: Builder, ptr, swizzle: int = 128, rows=None, row_bytes=None, l
     if isinstance(ptr, SharedArray):
         ptr = ptr.base
     if not (isinstance(ptr, Node) and isinstance(ptr.type, PtrType) and ptr.type.space == "shared"):
-        b.error(f"wgmma_desc(): ptr must be a shared pointer or array, got {getattr(ptr, 'type', ptr)!r}"[:200])
+        b.error(f"wgmma_desc(): ptr must be a shared pointer or array, got {describe(ptr)}"[:200])
     try:
         bits = descriptor_fields(swizzle, rows, row_bytes, lbo, sbo)
     except ValueError as e:
@@ -91,12 +92,12 @@ def wgmma_wait(b: Builder, n: int, *accs):
     """Wait until at most ``n`` wgmma groups are pending; returns the accumulators (one value, or a tuple
     for several) -- use those, not the values wgmma returned. With n > 0 they may still only feed wgmma."""
     if not (isinstance(n, int) and 0 <= n <= 7):
-        b.error(f"wgmma_wait(): n must be a compile-time int 0..7, got {n!r}")
+        b.error(f"wgmma_wait(): n must be a compile-time int 0..7, got {describe(n)}")
     b.emit("inst", attrs={"form": "wgmma.wait_group", "n": n})
     out = []
     for a in accs:
         if not (isinstance(a, Node) and isinstance(a.type, TupleType)):
-            b.error(f"wgmma_wait(): accumulators must be the register tuples wgmma returned, got {a!r}"[:200])
+            b.error(f"wgmma_wait(): accumulators must be the register tuples wgmma returned, got {describe(a)}"[:200])
         out.append(b.emit("inst", a.type, (a,), {"form": "wgmma.done", "n": n}))
     if not out:
         return None
@@ -107,20 +108,20 @@ def wgmma_wait(b: Builder, n: int, *accs):
 def wgmma_zeros(b: Builder, n: int, acc=f32):
     """A zero m64nN accumulator for one thread: N/2 f32 or i32 registers, or N/4 f16x2."""
     if not (isinstance(n, int) and 8 <= n <= 256 and n % 8 == 0):
-        b.error(f"wgmma_zeros(): n must be a multiple of 8 in 8..256, got {n!r}")
+        b.error(f"wgmma_zeros(): n must be a multiple of 8 in 8..256, got {describe(n)}")
     if acc in (f32, "f32"):
         return b.make_tuple([b.const(f32, 0.0)] * (n // 2))
     if acc in (i32, "s32", "i32"):
         return b.make_tuple([b.const(i32, 0)] * (n // 2))
     if acc in (f16, f16x2, "f16"):
         return b.make_tuple([b.bitcast(b.const(u32, 0), f16x2)] * (n // 4))
-    b.error(f"wgmma_zeros(): acc must be f32, f16 or i32, got {acc!r}")
+    b.error(f"wgmma_zeros(): acc must be f32, f16 or i32, got {describe(acc)}")
 
 
 def _acc_kind(b: Builder, c: Node) -> tuple:
     """(accumulator name, N) from a register tuple."""
     if not (isinstance(c, Node) and isinstance(c.type, TupleType)):
-        b.error(f"wgmma(): acc must be an accumulator tuple (wgmma_zeros(n) or a wgmma result), got {c!r}"[:200])
+        b.error(f"wgmma(): acc must be an accumulator tuple (wgmma_zeros(n) or a wgmma result), got {describe(c)}"[:200])
     types = set(c.type.elems)
     kind = {f32: "f32", i32: "s32", f16x2: "f16"}.get(types.pop()) if len(types) == 1 else None
     if kind is None:
@@ -149,13 +150,13 @@ def wgmma(b: Builder, a, b_desc, acc, *, dtype=None, scale_d=True, negate_a: boo
     elif isinstance(a, Node) and a.type == u64:
         A = a
     else:
-        b.error(f"wgmma(): a must be a descriptor (wgmma_desc) or 4 registers, got {getattr(a, 'type', a)!r}"[:200])
+        b.error(f"wgmma(): a must be a descriptor (wgmma_desc) or 4 registers, got {describe(a)}"[:200])
     if not (isinstance(b_desc, Node) and b_desc.type == u64):
         b.error("wgmma(): b_desc must be a u64 descriptor from wgmma_desc()")
     pair = dtype if isinstance(dtype, (tuple, list)) else (dtype, dtype)
     an, bn = (_ALIAS.get(x, x) if isinstance(x, ScalarType) else x for x in pair)
     if an not in _ELEM or bn not in _ELEM:
-        b.error(f"wgmma(): dtype must be one of {', '.join(_ELEM)} (or a pair), got {dtype!r}")
+        b.error(f"wgmma(): dtype must be one of {', '.join(_ELEM)} (or a pair), got {describe(dtype)}")
     k = _K_BYTES * 8 // _ELEM[an]
     src = "rs" if regs_a else "ss"
     if an in ("f16", "bf16", "tf32"):

@@ -76,6 +76,7 @@ class PreparedLaunch:
         self.argv = (ctypes.c_void_p * max(1, self.n))(*[base + o for o in offsets])
         self.argv_addr = ctypes.addressof(self.argv) if self.n else 0
         self.last = [None, -1]  # (block, smem) last checked: re-check only when they change
+        self.non_portable = False  # cluster sizes above 8 allowed for this function yet
         self.launch = driver.drv().cuLaunchKernel
         self.desc = self._descriptor()  # before the Python tier: it fills in torch's entries too
         self.fast = fastpath.build(self)
@@ -120,6 +121,33 @@ class PreparedLaunch:
         if self.desc is not None and type(smem) is int:
             self.desc.set_config(block, smem)
 
+    def launch_ex(self, grid, block, smem, stream: int, config):
+        """cuLaunchKernelEx with the cluster-dimension and programmatic-serialization attributes."""
+        cu = driver.drv()
+        ids = cu.CUlaunchAttributeID
+        attrs = []
+        if config.cluster != (1, 1, 1):
+            if config.cluster_size > 8 and not self.non_portable:  # 9..16 CTAs: an opt-in per function
+                driver.check(cu.cuFuncSetAttribute(
+                    self.fn, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1),
+                    "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED)")
+                self.non_portable = True
+            a = cu.CUlaunchAttribute()
+            a.id = ids.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+            a.value.clusterDim.x, a.value.clusterDim.y, a.value.clusterDim.z = config.cluster
+            attrs.append(a)
+        if config.pdl:
+            a = cu.CUlaunchAttribute()
+            a.id = ids.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+            a.value.programmaticStreamSerializationAllowed = 1
+            attrs.append(a)
+        cfg = cu.CUlaunchConfig()
+        cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+        cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
+        cfg.sharedMemBytes, cfg.hStream = smem, fastpath.custream(stream)
+        cfg.attrs, cfg.numAttrs = attrs, len(attrs)
+        return cu.cuLaunchKernelEx(cfg, self.fn, self.argv_addr, 0)[0]
+
     def failed(self, err, grid, block, smem):
         if int(err) in (201, 709):  # INVALID_CONTEXT, CONTEXT_IS_DESTROYED: another thread's ctx
             self.dev.make_current()
@@ -129,8 +157,9 @@ class PreparedLaunch:
         driver.raise_error(err, f"cuLaunchKernel(grid={grid}, block={block}, smem={smem})", self.name)
 
     # -- the general path -----------------------------------------------------------------
-    def general(self, grid, block, args, smem, stream):
-        """Full validation, numpy staging, CAI / DLPack pointers; then the launch itself."""
+    def general(self, grid, block, args, smem, stream, config=None):
+        """Full validation, numpy staging, CAI / DLPack pointers; then the launch itself
+        (through cuLaunchKernelEx when ``config``, a launch.LaunchConfig, asks for clusters or PDL)."""
         params = self.compiled.params
         _args.check_count(self.name, params, args)
         fastpath.refresh_torch(self.fast, self)
@@ -178,7 +207,7 @@ class PreparedLaunch:
             raise ArgumentError(f"{self.name}(): arrays on different devices {sorted(devices)} in one launch")
         if devices and devices != {self.ordinal}:
             other = self.backend.prepare(self.compiled, devices.pop())
-            return other.general(grid, block, args, smem, stream)
+            return other.general(grid, block, args, smem, stream, config)
         if stream is None and saw_torch:
             h = fastpath.torch_stream(self.ordinal)
         for s in waits:  # CAI v3: the producer's stream must finish its writes first
@@ -195,8 +224,11 @@ class PreparedLaunch:
                 vals[i] = tm.device_bytes(vals[i])
             self.pack_into(self.buf, 0, *vals)
             self.configure(grid, block, smem)
-            err = self.launch(self.fn, grid[0], grid[1], grid[2], block[0], block[1], block[2],
-                              smem, fastpath.custream(h), self.argv_addr, 0)[0]
+            if config is None:
+                err = self.launch(self.fn, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                                  smem, fastpath.custream(h), self.argv_addr, 0)[0]
+            else:
+                err = self.launch_ex(grid, block, smem, h, config)
             if err:
                 self.failed(err, grid, block, smem)
             for ptr, p, host, src in bufs:
@@ -234,6 +266,10 @@ class CudaBackend:
 
     def launch(self, compiled, grid, block, args, smem=0, stream=None):
         self.prepare(compiled)(grid, block, tuple(args), smem, stream)
+
+    def launch_ex(self, compiled, grid, block, args, smem, stream, config):
+        """A launch with clusters or PDL (launch.launch_config checked them): the general path."""
+        self.prepare(compiled).general(grid, block, tuple(args), smem, stream, config)
 
     def synchronize(self) -> None:
         self.device.make_current()

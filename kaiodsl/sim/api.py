@@ -145,6 +145,13 @@ class SimBackend:
         for a, buf in back:
             a[...] = buf.reshape(a.shape)
 
+    def launch_ex(self, compiled, grid, block, args, smem, stream, config):
+        """PDL needs nothing here (launches run one after another); clusters are not simulated yet."""
+        if config.cluster != (1, 1, 1):
+            raise SimError(f"{compiled.name}: the simulator does not run thread block clusters yet "
+                           f"(cluster={config.cluster}); run it on an sm_90 GPU")
+        self.launch(compiled, grid, block, args, smem, stream)
+
     def synchronize(self):
         pass
 
