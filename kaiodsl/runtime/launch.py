@@ -1,4 +1,4 @@
-"""``kernel[grid, block](*args, smem=0, stream=None)``: the one launch path.
+"""``kernel[grid, block](*args, smem=0, stream=None, cluster=None, pdl=False)``: the one launch path.
 
 ``kernel[grid, block]`` returns the kernel's cached ``Launcher`` for that
 (grid, block) as written, so a repeated expression costs a dict lookup. A call

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..errors import ArgumentError, SimError
-from . import executor
+from . import executor, ops_cluster
 from .memory import GlobalMem
 from .numeric import NP
 from .parse import parse_ptx
@@ -49,8 +49,8 @@ def _param_block(kernel, values):
     return buf, offs
 
 
-def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit=None):
-    """Run every block of the grid, in batches of blocks simulated together."""
+def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit=None, cluster=None):
+    """Run every block of the grid, in batches of blocks simulated together (whole clusters)."""
     kernel = module.kernels.get(entry)
     if kernel is None:
         raise SimError(f"no .entry named {entry!r} in the PTX (entries: {sorted(module.kernels)})")
@@ -71,11 +71,15 @@ def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit
             gvars[v.name] = gmem.map(arr, v.name)
     nblocks = grid[0] * grid[1] * grid[2]
     tpad = (block[0] * block[1] * block[2] + 31) // 32 * 32
-    per = max(1, min(nblocks, MAX_BATCH_THREADS // tpad))
+    csize = cluster[0] * cluster[1] * cluster[2] if cluster else 1
+    per = max(1, min(nblocks, MAX_BATCH_THREADS // tpad)) // csize * csize or csize
+    order = ops_cluster.order_blocks(grid, cluster) if cluster else list(range(nblocks))
     with np.errstate(all="ignore"):
         for start in range(0, nblocks, per):
-            ids = list(range(start, min(nblocks, start + per)))
+            ids = order[start:start + per]
             m = Machine(kernel, grid, block, ids, gmem, pbytes, poffs, gvars, smem, check_uninit)
+            if cluster:
+                ops_cluster.setup(m, cluster)
             m.const_bytes = np.zeros(8, np.uint8)
             executor.run(m, executor.decode(m))
 
@@ -122,7 +126,7 @@ class SimBackend:
     def __init__(self, check_uninit: bool | None = None):
         self.check_uninit = check_uninit
 
-    def launch(self, compiled, grid, block, args, smem=0, stream=None):
+    def launch(self, compiled, grid, block, args, smem=0, stream=None, cluster=None):
         params = tuple(compiled.params)
         args = _validate(compiled.name, params, list(args))
         module = parse_ptx(compiled.ptx)
@@ -141,16 +145,14 @@ class SimBackend:
                     back.append((a.array, buf))  # a numpy array: TMA stores are copied back
             else:
                 values.append(_scalar_arg(compiled.name, p, a))
-        execute(module, compiled.name, grid, block, gmem, values, smem or 0, self.check_uninit)
+        execute(module, compiled.name, grid, block, gmem, values, smem or 0, self.check_uninit,
+                None if cluster in (None, (1, 1, 1)) else _dim3(cluster, "cluster"))
         for a, buf in back:
             a[...] = buf.reshape(a.shape)
 
     def launch_ex(self, compiled, grid, block, args, smem, stream, config):
-        """PDL needs nothing here (launches run one after another); clusters are not simulated yet."""
-        if config.cluster != (1, 1, 1):
-            raise SimError(f"{compiled.name}: the simulator does not run thread block clusters yet "
-                           f"(cluster={config.cluster}); run it on an sm_90 GPU")
-        self.launch(compiled, grid, block, args, smem, stream)
+        """Clusters run together (ops_cluster.py); PDL needs nothing (launches run one after another)."""
+        self.launch(compiled, grid, block, args, smem, stream, config.cluster)
 
     def synchronize(self):
         pass

@@ -88,7 +88,9 @@ def _bars(m) -> dict:
 
 
 def _bar_keys(m, addr_get, ti, what: str):
-    a = at(addr_get(), ti).astype(np.uint64)
+    from .ops_cluster import split
+    blk, a = split(m, ti, at(addr_get(), ti))  # a shared::cluster address may name another CTA
+    a = a.astype(np.uint64)
     if (a % np.uint64(8)).any():
         i = int(np.argmax(a % np.uint64(8) != 0))
         m.fail(f"{what}: an mbarrier must be 8-byte aligned", int(ti[i]), int(a[i]), "shared")
@@ -96,7 +98,7 @@ def _bar_keys(m, addr_get, ti, what: str):
     if bad.any():
         i = int(np.argmax(bad))
         m.fail(f"{what}: mbarrier address outside shared memory", int(ti[i]), int(a[i]), "shared")
-    return m.shared.flat(m.blk[ti], a), a
+    return m.shared.flat(blk, a), a
 
 
 def _describe(m, key) -> str:

@@ -77,14 +77,12 @@ def smem_offsets(spec, dst: int, n: int):
 
 
 def _cluster_block(m, t: int, rank: int):
-    """The batch block of CTA ``rank`` in thread t's cluster (ops_cluster when the launch has clusters)."""
-    peer = getattr(m, "cluster_peer", None)
-    if peer is not None:
-        return peer(t, rank)
-    if rank != 0:
-        m.fail(f"cp.async.bulk.tensor multicast to CTA rank {rank}, but this launch has no clusters "
-               f"(the cluster is this CTA alone: mask bit 0 only)", t)
-    return int(m.blk[t])
+    """The batch block of CTA ``rank`` in thread t's cluster (a launch without clusters: rank 0 only)."""
+    from .ops_cluster import setup
+
+    if not hasattr(m, "cluster_peer"):
+        setup(m, getattr(m, "cluster", None) or (1, 1, 1))
+    return m.cluster_peer(t, rank)
 
 
 def _check_box(m, spec, rank, dst, t, what):
@@ -113,7 +111,7 @@ def tensor_copy(m, ins, mods):
             ti = threads(mask, T)
             dst, maps = at(dst_a(), ti), at(map_a(), ti)
             cs = [at(c(), ti).astype(np.int32) for c in coords]
-            keys, ba = _bar_keys(m, bar_a, ti, "cp.async.bulk.tensor")
+            keys, ba = _bar_keys(m, bar_a, ti, "cp.async.bulk.tensor")  # flat keys of the issuer's barriers
             masks = at(mask_get(), ti) if mask_get is not None else None
             for j, t in enumerate(ti):
                 t = int(t)
@@ -134,13 +132,12 @@ def tensor_copy(m, ins, mods):
                 data = vals.view(np.uint8)
                 ranks = [r for r in range(16) if int(masks[j]) >> r & 1] if masks is not None else [None]
                 for r in ranks:
-                    blk = int(m.blk[t]) if r is None else _cluster_block(m, t, r)
+                    blk = int(keys[j]) // m.shared.pad if r is None else _cluster_block(m, t, r)
                     key = blk * m.shared.pad + int(ba[j])
                     if r is not None and key not in m.mbarriers:
                         m.fail(f"cp.async.bulk.tensor multicast: CTA rank {r} has no initialised mbarrier at "
                                f"shared offset {int(ba[j]):#x}", t)
                     m.bulk_pending.append((key, blk * m.shared.pad + lin, data.copy(), t, ins))
-                del keys
         return f
     src_a = address(m, ops[1])
 

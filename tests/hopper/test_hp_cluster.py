@@ -1,6 +1,6 @@
-"""Cluster launches (cuLaunchKernelEx): distributed shared memory across a cluster of 2, TMA multicast,
-and programmatic dependent launch. The simulator runs PDL launches (one after another) and refuses
-clusters with a SimError naming the launch (it does not run clusters yet); the GPU runs all of them."""
+"""Cluster launches (cuLaunchKernelEx) on both backends: cluster special registers and distributed
+shared memory across clusters of 2 and 4, TMA multicast, remote mbarrier arrives, and programmatic
+dependent launch (the simulator runs the two grids one after another: a valid PDL order)."""
 
 import numpy as np
 import pytest
@@ -24,10 +24,6 @@ def dsmem_exchange(out: Ptr[u32]):
 
 def test_dsmem_exchange(hopper):
     out = np.zeros(4 * 64, np.uint32)
-    if hopper.name == "sim":
-        with pytest.raises(K.SimError, match=r"does not run thread block clusters yet \(cluster=\(2, 1, 1\)\)"):
-            dsmem_exchange[4, 64](out, cluster=(2, 1, 1))
-        return
     dsmem_exchange[4, 64](out, cluster=(2, 1, 1))
     blk = np.repeat(np.arange(4), 64)
     t = np.tile(np.arange(64), 4)
@@ -57,10 +53,6 @@ def test_tma_multicast_cluster_of_two(hopper, rng):
     a = rng.integers(0, 2**32, (64, 32), dtype=np.uint32)
     out = np.zeros(4 * 1024, np.uint32)
     tm = K.TensorMap(a, (32, 32), swizzle=128)
-    if hopper.name == "sim":
-        with pytest.raises(K.SimError, match="does not run thread block clusters yet"):
-            tma_multicast[4, 128](tm, out, cluster=2)
-        return
     tma_multicast[4, 128](tm, out, cluster=2)
     o = np.arange(4096)
     for blk in range(4):
@@ -93,3 +85,55 @@ def test_pdl_launch(hopper, rng):
     pdl_first[8, 128](x, n)
     pdl_second[8, 128](x, y, n, pdl=True)
     np.testing.assert_array_equal(y.numpy(), host * 3 + 1 - 7)
+
+
+@K.kernel(block_size=32)
+def cluster_ring(out: Ptr[u32]):
+    bar = K.shared_array(u64, (1,), align=8)
+    t = K.thread_idx.x
+    rank = K.cluster_ctarank()
+    n = K.cluster_size()
+    if t == 0:
+        K.mbarrier_init(bar, 1)
+        K.fence_mbarrier_init()
+    K.cluster_sync()  # every barrier is initialised before anyone arrives remotely
+    if t == 0:
+        K.mbarrier_arrive_cluster(K.mapa(bar, (rank + 1) % n))  # complete the next CTA's phase 0
+    K.mbarrier_wait(bar, 0)
+    b = (K.block_idx.y * K.grid_dim.x + K.block_idx.x) * 8
+    if t == 0:
+        out[b] = rank
+        out[b + 1] = n
+        out[b + 2] = K.cluster_ctaid("x")
+        out[b + 3] = K.cluster_ctaid("y")
+        out[b + 4] = K.cluster_dim("y")
+        out[b + 5] = K.cluster_idx("x")
+        out[b + 6] = K.cluster_idx("y")
+        out[b + 7] = K.cluster_count("x")
+    K.cluster_sync()
+
+
+@pytest.mark.parametrize("grid,cluster", [((4, 2), (2, 2)), ((8, 1), (4, 1)), ((2, 3), (1, 1))])
+def test_cluster_registers_and_remote_arrive(hopper, grid, cluster):
+    out = np.full(grid[0] * grid[1] * 8, 0xDEAD, np.uint32)
+    cluster_ring[grid, 32](out, cluster=cluster)
+    by, bx = np.meshgrid(np.arange(grid[1]), np.arange(grid[0]), indexing="ij")
+    cx, cy = bx % cluster[0], by % cluster[1]
+    want = np.stack([cx + cy * cluster[0], np.full_like(bx, cluster[0] * cluster[1]), cx, cy,
+                     np.full_like(bx, cluster[1]), bx // cluster[0], by // cluster[1],
+                     np.full_like(bx, grid[0] // cluster[0])], -1)
+    np.testing.assert_array_equal(out.reshape(grid[1], grid[0], 8), want)
+
+
+def test_cluster_wait_without_every_arrival_is_a_deadlock(sim90):
+    out = np.zeros(64, np.uint32)
+    with pytest.raises(K.SimError, match="barrier.cluster.wait never completes"):
+        partial_cluster_barrier[2, 32](out, cluster=2)
+
+
+@K.kernel(block_size=32)
+def partial_cluster_barrier(out: Ptr[u32]):
+    if K.cluster_ctarank() == 0:
+        K.cluster_arrive()  # rank 1 never arrives: its threads exit
+        K.cluster_wait()
+    out[K.block_idx.x * 32 + K.thread_idx.x] = 1
