@@ -169,3 +169,21 @@ def test_tma_checks(sim90, rng, bug, msg):
 def swizzled_back(smem: np.ndarray, swizzle: int) -> np.ndarray:
     o = np.arange(smem.size)
     return smem[o ^ (((o >> 7) & (swizzle // 16 - 1)) << 4)]
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (13, 26)])
+def test_tma_element_strides(hopper, rng, corner):
+    """element_strides=(1, 2): every other column of the box, ceil(8 / 2) = 4 per row, 64 bytes."""
+    a = rng.standard_normal((16, 32)).astype(np.float32)
+    out = np.full((16, 32), 7.0, np.float32)
+    raw = np.zeros(16, np.uint32)
+    maps = (K.TensorMap(a, (4, 8), element_strides=(1, 2)), K.TensorMap(out, (4, 8), element_strides=(1, 2)))
+    tma_box[1, 128](*maps, raw, *corner, *corner, NBYTES=64)
+    r, c = corner
+    want = np.zeros((4, 4), np.float32)
+    src = a[r:r + 4, c:c + 8:2]
+    want[:src.shape[0], :src.shape[1]] = src
+    np.testing.assert_array_equal(raw.view(np.float32).reshape(4, 4), want)
+    expect = np.full((16, 32), 7.0, np.float32)
+    expect[r:r + 4, c:c + 8:2] = src
+    np.testing.assert_array_equal(out, expect)
