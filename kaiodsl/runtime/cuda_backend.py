@@ -184,6 +184,10 @@ class PreparedLaunch:
                 vals[i] = a.ptr
                 devices.add(a.device)
             elif host is not None:
+                if i in tmaps and not host.flags.c_contiguous:  # staging makes it contiguous: other strides
+                    raise ArgumentError(f"{self.name}(): argument '{p.name[:-6]}': a TensorMap over a numpy array "
+                                        f"is copied to the GPU whole; pass a C-contiguous array "
+                                        f"(its strides are {host.strides})")
                 if p.writable and not host.flags.writeable:
                     raise ArgumentError(f"{self.name}(): argument '{p.name}' is written by the kernel "
                                         f"but the numpy array passed is read-only")

@@ -187,3 +187,31 @@ def test_tma_element_strides(hopper, rng, corner):
     expect = np.full((16, 32), 7.0, np.float32)
     expect[r:r + 4, c:c + 8:2] = src
     np.testing.assert_array_equal(out, expect)
+
+
+@K.kernel(block_size=32)
+def tma_forms(tm: K.TensorMap, D: Const, OP: Const):
+    s = K.shared_array(u32, (256,), align=128)
+    bar = K.shared_array(u64, (1,), align=8)
+    cs = [K.thread_idx.y + i for i in K.static_range(D)]
+    if OP == "load":
+        K.tma_load(s, tm, cs, bar)
+    elif OP == "multicast":
+        K.tma_load(s, tm, cs, bar, multicast=K.u16(3))
+    else:
+        K.tma_store(tm, cs, s)
+        K.bulk_commit()
+        K.bulk_wait(0)
+
+
+@pytest.mark.parametrize("op", ["load", "multicast", "store"])
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5])
+def test_every_tma_form_assembles_for_sm_90a(d, op):
+    c = tma_forms.compile(arch="sm_90a", D=d, OP=op)
+    assert f"cp.async.bulk.tensor.{d}d." in c.ptx and ".param .align 64 .b8 tma_forms_param_0[128]" in c.ptx
+    assert c.registers > 0  # nvJitLink assembled it
+
+
+def test_tma_needs_sm_90():
+    with pytest.raises(K.CompileError, match=r"cp.async.bulk.tensor.2d.* needs sm_90 or newer.*compiled for sm_80"):
+        tma_forms.compile(arch="sm_80", D=2, OP="load")
