@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .types import SCALARS, PtrType, ScalarType, Type
+from .types import SCALARS, PtrType, ScalarType, TensorMapType, Type, tensormap
 
 
 @dataclass(frozen=True)
 class ParamInfo:
     """One runtime parameter of a kernel, in PTX parameter order (Const parameters are not here).
 
-    ``type`` is a ScalarType for scalars and a PtrType for pointers; ``writable``
+    ``type`` is a ScalarType for scalars, a PtrType for pointers and ``tensormap`` for a by-value
+    128-byte CUtensorMap (``kaiodsl.TensorMap``); ``writable``
     says whether the kernel may store or atomically update through a pointer
     (numpy arguments are copied back only for writable pointers).
     """
@@ -25,16 +26,24 @@ class ParamInfo:
         return isinstance(self.type, PtrType)
 
     @property
+    def is_tensormap(self) -> bool:
+        return isinstance(self.type, TensorMapType)
+
+    @property
     def dtype(self) -> ScalarType:
         """The scalar type of the value, or of the pointee for pointers."""
         return self.type.elem if isinstance(self.type, PtrType) else self.type
 
     def to_json(self) -> dict:
+        if self.is_tensormap:
+            return {"name": self.name, "dtype": "tensormap", "pointer": False, "space": None, "writable": False}
         return {"name": self.name, "dtype": self.dtype.name, "pointer": self.is_pointer,
                 "space": self.type.space if self.is_pointer else None, "writable": self.writable}
 
     @staticmethod
     def from_json(d: dict) -> "ParamInfo":
+        if d["dtype"] == "tensormap":
+            return ParamInfo(d["name"], tensormap, False)
         elem = SCALARS[d["dtype"]]
         t = PtrType(elem, d["space"]) if d["pointer"] else elem
         return ParamInfo(d["name"], t, d["writable"])

@@ -28,7 +28,7 @@ from .compiled import CompiledKernel, ParamInfo
 from .errors import CompileError, KaioError
 from .fingerprint import Dependencies, compiler_fingerprint
 from .ir.node import Function
-from .types import ConstType
+from .types import ConstType, TensorMapType
 
 DEFAULT_ARCH = "sm_80"
 DUMP_STAGES = ("ir", "passes", "ptx")
@@ -259,6 +259,8 @@ def build_ir(kernel, ctx: CompileContext) -> Function:
             env[name] = consts[name]
             continue
         p = b.emit("param", ann, (), {"index": k, "name": name}, kernel.param_loc(name))
+        if isinstance(ann, TensorMapType):
+            fn.features.add("7.7")  # cvta.param (PTX ISA 9.7.9.20) takes the by-value map's address
         fn.params.append(p)
         env[name] = p
         k += 1

@@ -102,6 +102,23 @@ class TupleType(Type):
 
 
 @dataclass(frozen=True, repr=False)
+class TensorMapType(Type):
+    """A 128-byte CUtensorMap passed by value (``.param .align 64 .b8 [128]``, grid-constant):
+    in the kernel, the value is the parameter's generic address (cp.async.bulk.tensor's tensorMap)."""
+
+    name = "tensormap"
+    size = 128
+    align = 64
+    bits = 64
+
+    def __str__(self) -> str:
+        return "TensorMap"
+
+
+tensormap = TensorMapType()
+
+
+@dataclass(frozen=True, repr=False)
 class VoidType(Type):
     def __str__(self) -> str:
         return "void"
@@ -191,6 +208,8 @@ REG_CLASS = {
 
 
 def reg_class(t: Type) -> tuple[str, str]:
+    if isinstance(t, TensorMapType):
+        return (".b64", "%rd")
     if isinstance(t, PtrType):
         return (".b32", "%r") if t.bits == 32 else (".b64", "%rd")
     return REG_CLASS[t.name]

@@ -20,7 +20,7 @@ __all__ = ["ARCH_MIN_PTX", "Form", "forms", "form", "family", "ptx_version_for",
 # The IR op an effect class becomes (kaiodsl/ir/ops.py): pure ops may be merged and removed,
 # read ops removed when unused, everything else stays where it is, in order.
 _EFFECT_OP = {"pure": "inst_pure", "read": "inst_read"}
-_KINDS = {"r", "t", "p", "s", "g"}
+_KINDS = {"r", "t", "p", "s", "g", "m"}
 
 
 @dataclass(frozen=True)
@@ -202,8 +202,10 @@ def ptx_version_for(arch: str, features) -> str:
 
 # -- the validator: an inst node against its form ------------------------------------------------
 def _kind_ok(kind: str, t) -> bool:
-    from ..types import PtrType, ScalarType, TupleType
+    from ..types import PtrType, ScalarType, TensorMapType, TupleType
 
+    if kind == "m":
+        return isinstance(t, TensorMapType)
     if kind == "t":
         return isinstance(t, TupleType)
     if kind == "p":

@@ -14,7 +14,7 @@ from .. import __version__
 from ..arch import Arch
 from ..errors import CompileError
 from ..ir.node import Function, Node
-from ..types import PtrType, ScalarType, TupleType, bf16, bf16_bits, f16, reg_class
+from ..types import PtrType, ScalarType, TensorMapType, TupleType, bf16, bf16_bits, f16, reg_class
 from .features import ptx_version_for
 
 @dataclass
@@ -111,7 +111,7 @@ def _assign_registers(ctx: Ctx) -> None:
             continue  # aliases an element of its tuple, assigned on demand below
         if isinstance(t, TupleType):
             ctx.regs[n] = [ctx.new_reg(e) for e in t.elems] if n.op != "tuple" else None
-        elif isinstance(t, (ScalarType, PtrType)):
+        elif isinstance(t, (ScalarType, PtrType, TensorMapType)):
             ctx.regs[n] = ctx.new_reg(t)
     _tie_registers(ctx, uses_by)
 
@@ -214,8 +214,12 @@ def _module_text(ctx: Ctx, body: list, files: dict) -> str:
     params = []
     for p in fn.params:
         t = p.type
+        pname = f"{fn.name}_param_{p.attrs['index']}"
+        if isinstance(t, TensorMapType):  # by value, grid-constant (PTX ISA 5.1.6.3 kernel parameters)
+            params.append(f"\t.param .align {t.align} .b8 {pname}[{t.size}]")
+            continue
         ptype = ".u64" if isinstance(t, PtrType) else _param_type(t)
-        params.append(f"\t.param {ptype} {fn.name}_param_{p.attrs['index']}")
+        params.append(f"\t.param {ptype} {pname}")
     comments = [f"  // {p.attrs['name']}: {p.type}" for p in fn.params]
     for d in fn.shared:  # the dynamic window is a module-scope declaration
         if d.size is None:

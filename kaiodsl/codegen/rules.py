@@ -8,7 +8,7 @@ with an explicit rounding modifier are not fused); ``kaiodsl.fma`` asks for one.
 from __future__ import annotations
 
 from ..errors import CompileError
-from ..types import PtrType, ScalarType, TupleType, bf16, f16, f32, ptx_suffix
+from ..types import PtrType, ScalarType, TensorMapType, TupleType, bf16, f16, f32, ptx_suffix
 from .features import form
 from .ptx import Ctx, mov_suffix, resolve
 from .rules_common import U32, bit_sfx, int_sfx, is_half, normalize8, to_f32, via_f32
@@ -26,7 +26,11 @@ _CMP_FLOAT = {"lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "eq": "eq", "ne": 
 def r_param(ctx: Ctx, n):
     t, d = n.type, ctx.reg(n)
     pname = f"{ctx.fn.name}_param_{n.attrs['index']}"
-    if isinstance(t, PtrType):
+    if isinstance(t, TensorMapType):  # its generic address: what cp.async.bulk.tensor takes (PTX ISA 9.7.9.25.5.1)
+        raw = ctx.new_reg(t)
+        ctx.emit(f"mov.u64 {raw}, {pname};")
+        ctx.emit(f"cvta.param.u64 {d}, {raw};")
+    elif isinstance(t, PtrType):
         raw = ctx.new_reg(t)
         ctx.emit(f"ld.param.u64 {raw}, [{pname}];")
         ctx.emit(f"cvta.to.global.u64 {d}, {raw};")

@@ -10,7 +10,7 @@ import textwrap
 
 from ..errors import CompileError, KaioError
 from ..ir.node import Node
-from ..types import ConstType, PtrType, ScalarType, bool_, f32, i32
+from ..types import ConstType, PtrType, ScalarType, TensorMapType, bool_, f32, i32
 from .params import check_const_value, resolve_annotation
 from .visitor import Source
 
@@ -110,9 +110,9 @@ class Kernel(_Compilable):
                                    f"(e.g. {pname}: kaiodsl.Ptr[kaiodsl.f32] or {pname}: kaiodsl.i32)",
                                    self.param_loc(pname))
             ann = resolve_annotation(p.annotation, g, f"parameter '{pname}' of {fn.__name__}", self.param_loc(pname))
-            if not isinstance(ann, (ScalarType, PtrType, ConstType)):
+            if not isinstance(ann, (ScalarType, PtrType, ConstType, TensorMapType)):
                 raise CompileError(f"kernel parameter '{pname}' has annotation {ann!r}; use a kaiodsl scalar "
-                                   f"type, Ptr[T] or Const", self.param_loc(pname))
+                                   f"type, Ptr[T], kaiodsl.TensorMap or Const", self.param_loc(pname))
             if isinstance(ann, PtrType) and ann.space != "global":
                 raise CompileError(f"kernel parameter '{pname}': only global pointers can be passed to a kernel",
                                    self.param_loc(pname))

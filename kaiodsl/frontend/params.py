@@ -6,7 +6,7 @@ import inspect
 
 from ..errors import CompileError
 from ..ir.node import Node
-from ..types import ConstType, InvalidType, PtrType, ScalarType, bool_, f32, i32
+from ..types import ConstType, InvalidType, PtrType, ScalarType, TensorMapType, bool_, f32, i32
 from .describe import describe
 
 _PY_ANNOTATIONS = {int: i32, float: f32, bool: bool_}
@@ -21,6 +21,7 @@ def resolve_annotation(ann, globals_, where: str, loc=None):
         except Exception as e:
             raise CompileError(f"cannot resolve the annotation {ann!r} of {where}: {type(e).__name__}: {e}",
                                loc) from None
+    ann = getattr(ann, "__kaiodsl_type__", ann)  # kaiodsl.TensorMap (the runtime class) -> its type
     return _PY_ANNOTATIONS.get(ann, ann)
 
 
@@ -55,7 +56,7 @@ def bind_func_args(fx, func, args, kwargs, node) -> tuple[dict, set]:
                          f"type: {ann.reason}", node)
             if isinstance(ann, ScalarType):
                 value = b.coerce(value, ann, f"argument '{name}' of {func.__name__}()")
-            elif isinstance(ann, PtrType):
+            elif isinstance(ann, (PtrType, TensorMapType)):
                 if not (isinstance(value, Node) and value.type == ann):
                     fx.error(f"argument '{name}' of {func.__name__}() must be {ann}, got {describe(value)}", node)
             elif isinstance(ann, ConstType):

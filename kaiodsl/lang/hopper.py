@@ -178,7 +178,7 @@ def bulk_reduce(b: Builder, dst, src, size, op: str = "add"):
     if op in ("and", "or", "xor") and elem.is_int:
         t = f"b{elem.bits}"
     if op not in _REDUCE or t not in _REDUCE[op]:
-        b.error(f"bulk_reduce(): op {op!r} on {elem} is not a cp.reduce.async.bulk form; "
+        b.error(f"bulk_reduce(): op {describe(op)} on {elem} is not a cp.reduce.async.bulk form; "
                 f"allowed: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in _REDUCE.items()))
     b.emit("inst", operands=(g, _smem(b, src, "bulk_reduce"), _nbytes(b, size, "bulk_reduce")),
            attrs={"form": f"cp.reduce.async.bulk.{op}.{t}", "writes_global": True})

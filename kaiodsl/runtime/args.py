@@ -127,6 +127,23 @@ def check_pointer(kernel: str, param, value, received: ScalarType | None = None)
                             f"got an array of dtype {got}")
 
 
+def check_tensormap(kernel: str, param, value) -> None:
+    from .tensormap import TensorMap
+
+    if not isinstance(value, TensorMap):
+        raise ArgumentError(f"{kernel}(): argument '{param.name}' expects a kaiodsl.TensorMap "
+                            f"(kaiodsl.TensorMap(array, box=...)), got {type(value).__name__} {_short(value)}")
+
+
+class TensorMapArray:
+    """A TensorMap's array seen as a writable pointer argument (the general launch path stages it)."""
+
+    is_pointer, is_tensormap, writable = True, False, True
+
+    def __init__(self, name: str, array):
+        self.name, self.dtype = f"{name}.array", array_scalar_type(array)
+
+
 def convert_scalar(kernel: str, param, value):
     """A Python/numpy scalar as the numpy value of the parameter's type, range-checked."""
     t: ScalarType = param.dtype
@@ -169,6 +186,9 @@ def validate_args(kernel: str, params, args) -> list:
     for p, a in zip(params, args):
         if p.is_pointer:
             check_pointer(kernel, p, a)
+            out.append(a)
+        elif p.is_tensormap:
+            check_tensormap(kernel, p, a)
             out.append(a)
         else:
             out.append(convert_scalar(kernel, p, a))

@@ -31,6 +31,22 @@ SLOT_FORMAT = {
     "bool": "B7x", "f16x2": "I4x", "bf16x2": "I4x", "e4m3": "B7x", "e5m2": "B7x",
 }
 POINTER_FORMAT = "Q"
+TENSORMAP_SIZE = 128  # a CUtensorMap by value: .param .align 64 .b8 [128]
+
+
+def param_layout(params) -> tuple:
+    """(struct format, byte offset of each parameter): 8-byte slots, 128-byte TensorMaps on 64 bytes."""
+    fmt, offsets, off = "<", [], 0
+    for p in params:
+        size, align = (TENSORMAP_SIZE, 64) if p.is_tensormap else (8, 8)
+        pad = -off % align
+        fmt += f"{pad}x" if pad else ""
+        off += pad
+        offsets.append(off)
+        fmt += (f"{TENSORMAP_SIZE}s" if p.is_tensormap else POINTER_FORMAT if p.is_pointer
+                else SLOT_FORMAT[p.dtype.name])
+        off += size
+    return fmt, offsets
 
 
 class PreparedLaunch:
@@ -45,15 +61,22 @@ class PreparedLaunch:
         params = compiled.params
         self.n = len(params)
         self.ptr_idx = tuple(i for i, p in enumerate(params) if p.is_pointer)
-        self.bf16_idx = tuple(i for i, p in enumerate(params) if not p.is_pointer and p.dtype.name == "bf16")
+        self.bf16_idx = tuple(i for i, p in enumerate(params) if not p.is_pointer and not p.is_tensormap
+                              and p.dtype.name == "bf16")
         self.elem = tuple(p.dtype for p in params)
-        fmt = "<" + "".join(POINTER_FORMAT if p.is_pointer else SLOT_FORMAT[p.dtype.name] for p in params)
+        self.tmap_idx = tuple(i for i, p in enumerate(params) if p.is_tensormap)
+        fmt, offsets = param_layout(params)
         self.pack_into = struct.Struct(fmt).pack_into
-        self.buf = (ctypes.c_uint64 * max(1, self.n))()
+        # 64 spare bytes: the buffer's first slot starts on a 64-byte boundary (a TensorMap's alignment)
+        self.raw = (ctypes.c_uint64 * (max(1, struct.calcsize(fmt)) // 8 + 9))()
+        self.buf_off = -ctypes.addressof(self.raw) % 64
+        self.buf = (ctypes.c_uint8 * struct.calcsize(fmt)).from_buffer(self.raw, self.buf_off) if self.n \
+            else self.raw
         base = ctypes.addressof(self.buf)
-        self.argv = (ctypes.c_void_p * max(1, self.n))(*[base + 8 * i for i in range(self.n)])
+        self.argv = (ctypes.c_void_p * max(1, self.n))(*[base + o for o in offsets])
         self.argv_addr = ctypes.addressof(self.argv) if self.n else 0
         self.last = [None, -1]  # (block, smem) last checked: re-check only when they change
+        self.non_portable = False  # cluster sizes above 8 allowed for this function yet
         self.launch = driver.drv().cuLaunchKernel
         self.desc = self._descriptor()  # before the Python tier: it fills in torch's entries too
         self.fast = fastpath.build(self)
@@ -80,6 +103,13 @@ class PreparedLaunch:
         if self.entry(grid, block, args, smem, stream) is NotImplemented:
             self.fast(grid, block, args, smem, stream)
 
+    def tmap_fast(self, tm):
+        """The driver's bytes of a TensorMap over a DeviceArray on this device, else None (general path)."""
+        a = getattr(tm, "array", None)
+        if type(a) is DeviceArray and a.device == self.ordinal:
+            return tm.device_bytes(a.ptr)
+        return None
+
     def bf16_scalar(self, value):
         return value if type(value) is int else _args.float_to_bf16_bits(float(value))
 
@@ -91,6 +121,33 @@ class PreparedLaunch:
         if self.desc is not None and type(smem) is int:
             self.desc.set_config(block, smem)
 
+    def launch_ex(self, grid, block, smem, stream: int, config):
+        """cuLaunchKernelEx with the cluster-dimension and programmatic-serialization attributes."""
+        cu = driver.drv()
+        ids = cu.CUlaunchAttributeID
+        attrs = []
+        if config.cluster != (1, 1, 1):
+            if config.cluster_size > 8 and not self.non_portable:  # 9..16 CTAs: an opt-in per function
+                driver.check(cu.cuFuncSetAttribute(
+                    self.fn, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1),
+                    "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED)")
+                self.non_portable = True
+            a = cu.CUlaunchAttribute()
+            a.id = ids.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+            a.value.clusterDim.x, a.value.clusterDim.y, a.value.clusterDim.z = config.cluster
+            attrs.append(a)
+        if config.pdl:
+            a = cu.CUlaunchAttribute()
+            a.id = ids.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+            a.value.programmaticStreamSerializationAllowed = 1
+            attrs.append(a)
+        cfg = cu.CUlaunchConfig()
+        cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+        cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
+        cfg.sharedMemBytes, cfg.hStream = smem, fastpath.custream(stream)
+        cfg.attrs, cfg.numAttrs = attrs, len(attrs)
+        return cu.cuLaunchKernelEx(cfg, self.fn, self.argv_addr, 0)[0]
+
     def failed(self, err, grid, block, smem):
         if int(err) in (201, 709):  # INVALID_CONTEXT, CONTEXT_IS_DESTROYED: another thread's ctx
             self.dev.make_current()
@@ -100,15 +157,21 @@ class PreparedLaunch:
         driver.raise_error(err, f"cuLaunchKernel(grid={grid}, block={block}, smem={smem})", self.name)
 
     # -- the general path -----------------------------------------------------------------
-    def general(self, grid, block, args, smem, stream):
-        """Full validation, numpy staging, CAI / DLPack pointers; then the launch itself."""
+    def general(self, grid, block, args, smem, stream, config=None):
+        """Full validation, numpy staging, CAI / DLPack pointers; then the launch itself
+        (through cuLaunchKernelEx when ``config``, a launch.LaunchConfig, asks for clusters or PDL)."""
         params = self.compiled.params
         _args.check_count(self.name, params, args)
         fastpath.refresh_torch(self.fast, self)
         h = stream_handle(stream)
         vals, staged, keep, devices, waits, saw_torch = list(args), [], [], set(), set(), False
+        tmaps = {}
         for i, (p, a) in enumerate(zip(params, args)):
-            if not p.is_pointer:
+            if p.is_tensormap:  # its array is resolved like a pointer's; the bytes are encoded below
+                _args.check_tensormap(self.name, p, a)
+                tmaps[i], a = a, a.array
+                p = _args.TensorMapArray(p.name, a)
+            elif not p.is_pointer:
                 vals[i] = _args.convert_scalar(self.name, p, a)
                 continue
             host = _args.host_array(a)
@@ -121,6 +184,10 @@ class PreparedLaunch:
                 vals[i] = a.ptr
                 devices.add(a.device)
             elif host is not None:
+                if i in tmaps and not host.flags.c_contiguous:  # staging makes it contiguous: other strides
+                    raise ArgumentError(f"{self.name}(): argument '{p.name[:-6]}': a TensorMap over a numpy array "
+                                        f"is copied to the GPU whole; pass a C-contiguous array "
+                                        f"(its strides are {host.strides})")
                 if p.writable and not host.flags.writeable:
                     raise ArgumentError(f"{self.name}(): argument '{p.name}' is written by the kernel "
                                         f"but the numpy array passed is read-only")
@@ -144,7 +211,7 @@ class PreparedLaunch:
             raise ArgumentError(f"{self.name}(): arrays on different devices {sorted(devices)} in one launch")
         if devices and devices != {self.ordinal}:
             other = self.backend.prepare(self.compiled, devices.pop())
-            return other.general(grid, block, args, smem, stream)
+            return other.general(grid, block, args, smem, stream, config)
         if stream is None and saw_torch:
             h = fastpath.torch_stream(self.ordinal)
         for s in waits:  # CAI v3: the producer's stream must finish its writes first
@@ -157,10 +224,15 @@ class PreparedLaunch:
                 bufs.append((ptr, p, host, src))
                 driver.copy_htod(ptr, src.ctypes.data, src.nbytes, h)
                 vals[i] = ptr
+            for i, tm in tmaps.items():
+                vals[i] = tm.device_bytes(vals[i])
             self.pack_into(self.buf, 0, *vals)
             self.configure(grid, block, smem)
-            err = self.launch(self.fn, grid[0], grid[1], grid[2], block[0], block[1], block[2],
-                              smem, fastpath.custream(h), self.argv_addr, 0)[0]
+            if config is None:
+                err = self.launch(self.fn, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                                  smem, fastpath.custream(h), self.argv_addr, 0)[0]
+            else:
+                err = self.launch_ex(grid, block, smem, h, config)
             if err:
                 self.failed(err, grid, block, smem)
             for ptr, p, host, src in bufs:
@@ -198,6 +270,10 @@ class CudaBackend:
 
     def launch(self, compiled, grid, block, args, smem=0, stream=None):
         self.prepare(compiled)(grid, block, tuple(args), smem, stream)
+
+    def launch_ex(self, compiled, grid, block, args, smem, stream, config):
+        """A launch with clusters or PDL (launch.launch_config checked them): the general path."""
+        self.prepare(compiled).general(grid, block, tuple(args), smem, stream, config)
 
     def synchronize(self) -> None:
         self.device.make_current()

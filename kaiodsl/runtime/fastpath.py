@@ -9,6 +9,7 @@ parameters unrolled:
     def launch(grid, block, args, smem, stream):
         a0, a1, a2, a3 = args
         <per pointer: torch tensor -> data_ptr() | DeviceArray -> .ptr | else: GENERAL(...)>
+        <per TensorMap: over a DeviceArray on this device -> its 128 driver bytes | else: GENERAL(...)>
         PACK(BUF, 0, a0, a1, a2, a3)          # struct.pack_into into the parameter slots
         <stream handle -> cached CUstream>
         <launch checks when block (by identity: dims are interned) or smem change>
@@ -56,6 +57,12 @@ _POINTER = """\
         return GENERAL(grid, block, args, smem, stream)
 """
 
+_TENSORMAP = """\
+    a{i} = TMAP(a{i})
+    if a{i} is None:
+        return GENERAL(grid, block, args, smem, stream)
+"""
+
 _TEMPLATE = """\
 def launch(grid, block, args, smem, stream):
     try:
@@ -91,6 +98,7 @@ def build(prep) -> callable:
     not_here = "not a{i}.is_cuda" if prep.backend.single_gpu else "a{i}.get_device() != ORD"
     pointers = "".join(_POINTER.format(i=i, not_here=not_here.format(i=i)) for i in prep.ptr_idx)
     bf16 = "".join(f"    a{i} = BF16(a{i})\n" for i in prep.bf16_idx)
+    bf16 += "".join(_TENSORMAP.format(i=i) for i in prep.tmap_idx)
     if n == 0:
         src = _TEMPLATE.replace("    try:\n        {unpack} = args\n    except ValueError:\n",
                                 "    if args:\n")
@@ -104,6 +112,7 @@ def build(prep) -> callable:
         "FAILED": prep.failed, "LAST": prep.last, "DA": DeviceArray, "TT": _NoTorch,
         "TORCH_STREAM": torch_stream, "STREAM_HANDLE": stream_handle, "CUSTREAMS": _CUSTREAMS,
         "CUSTREAM": custream, "CS0": custream(0), "BF16": prep.bf16_scalar,
+        "TMAP": prep.tmap_fast,
     }
     for i in prep.ptr_idx:
         ns[f"ST{i}"] = prep.elem[i]

@@ -1,4 +1,4 @@
-"""``kernel[grid, block](*args, smem=0, stream=None)``: the one launch path.
+"""``kernel[grid, block](*args, smem=0, stream=None, cluster=None, pdl=False)``: the one launch path.
 
 ``kernel[grid, block]`` returns the kernel's cached ``Launcher`` for that
 (grid, block) as written, so a repeated expression costs a dict lookup. A call
@@ -13,6 +13,7 @@ backend it last ran on.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,6 +49,42 @@ def _dims(d, what: str) -> tuple:
         return r
     except TypeError:  # lists are not hashable
         return dim3(d, what)
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """What cuLaunchKernelEx adds to a launch: cluster dimensions, programmatic dependent launch."""
+
+    cluster: tuple = (1, 1, 1)
+    pdl: bool = False
+
+    @property
+    def cluster_size(self) -> int:
+        return self.cluster[0] * self.cluster[1] * self.cluster[2]
+
+
+PORTABLE_CLUSTER, MAX_CLUSTER = 8, 16  # CUDA programming guide, "Thread Block Clusters"
+
+
+def launch_config(name: str, grid: tuple, cluster, pdl, arch: str) -> LaunchConfig:
+    """The launch options checked against the rules, before anything is compiled or launched."""
+    from ..arch import at_least
+
+    c = dim3(cluster, "cluster") if cluster is not None else (1, 1, 1)
+    if not isinstance(pdl, bool):
+        raise LaunchError(f"{name}: pdl must be True or False, got {pdl!r}")
+    if (c != (1, 1, 1) or pdl) and not at_least(arch, 90):
+        what = f"cluster={c}" if c != (1, 1, 1) else "pdl=True"
+        raise LaunchError(f"{name}: {what} needs sm_90 or newer; this backend targets {arch}")
+    for axis, g, n in zip("xyz", grid, c):
+        if g % n:
+            raise LaunchError(f"{name}: grid.{axis}={g} is not a multiple of cluster.{axis}={n} "
+                              f"(the grid must be whole clusters)")
+    size = c[0] * c[1] * c[2]
+    if size > MAX_CLUSTER:
+        raise LaunchError(f"{name}: cluster={c} has {size} CTAs; at most {PORTABLE_CLUSTER} (portable) "
+                          f"or {MAX_CLUSTER} (non-portable, sm_90) are allowed")
+    return LaunchConfig(c, pdl)
 
 
 def defaults_of(kernel) -> dict:
@@ -170,8 +207,10 @@ class Launcher:
             pass
         return self
 
-    def __call__(self, *args, smem=0, stream=None, **kwargs):
+    def __call__(self, *args, smem=0, stream=None, cluster=None, pdl=False, **kwargs):
         try:
+            if cluster is not None or pdl:  # cuLaunchKernelEx; ordinary launches keep the fast path below
+                return self._launch_ex(args, kwargs, smem, stream, cluster, pdl)
             memo = self._memo
             if memo[0] is _STATE.backend and not kwargs:
                 if memo[1](self.grid, self.block, args, smem, stream) is NotImplemented:
@@ -199,6 +238,13 @@ class Launcher:
             self._memo = (b, *entry)
         if entry[0](self.grid, self.block, args, smem, stream) is NotImplemented:
             entry[1](self.grid, self.block, args, smem, stream)
+
+    def _launch_ex(self, args, kwargs, smem, stream, cluster, pdl):
+        b = _STATE.backend or _backend.current()
+        name = getattr(self.kernel, "__name__", "kernel")
+        cfg = launch_config(name, self.grid, cluster, pdl, b.arch)
+        consts, args = split_args(self.kernel, args, kwargs)
+        b.launch_ex(self.kernel.specialize(consts, b.arch), self.grid, self.block, args, smem, stream, cfg)
 
     def compiled(self, *args, **kwargs):
         """The CompiledKernel this call would run (for inspection: .ptx, .registers ...)."""

@@ -168,6 +168,8 @@ def kind_of(param) -> int:
     """The native kind of a kernel parameter, 0 when the native code does not handle it."""
     if param.is_pointer:
         return PTR
+    if getattr(param, "is_tensormap", False):
+        return 0  # 128 bytes by value: the Python tier packs them
     t = param.dtype
     if t.is_int:
         return U64 if t.name == "u64" else INT  # u64's top half is beyond a signed 64-bit compare

@@ -13,17 +13,17 @@ import re
 
 from ..compiled import CompiledKernel, ParamInfo
 from ..errors import ArgumentError
-from ..types import SCALARS, Ptr
+from ..types import SCALARS, Ptr, tensormap
 from .launch import Launcher
 
 
 def param(spec: str) -> ParamInfo:
-    """'x: Ptr[f32]', 'out: Ptr[f32] writable' or 'n: i32' -> ParamInfo."""
+    """'x: Ptr[f32]', 'out: Ptr[f32] writable', 'n: i32' or 'tm: TensorMap' -> ParamInfo."""
     m = re.fullmatch(r"\s*(\w+)\s*:\s*(Ptr\[(\w+)\]|\w+)\s*(writable)?\s*", spec)
     if not m:
         raise ArgumentError(f"cannot read parameter spec {spec!r} (want 'name: Ptr[f32] [writable]')")
     name, t, elem, w = m.groups()
-    typ = Ptr[SCALARS[elem]] if elem else SCALARS[t]
+    typ = Ptr[SCALARS[elem]] if elem else tensormap if t == "TensorMap" else SCALARS[t]
     return ParamInfo(name, typ, bool(w))
 
 

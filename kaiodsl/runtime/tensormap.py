@@ -130,6 +130,36 @@ class TensorMapSpec:
         return struct.pack("<16Q", *(int(w) for w in tmap.opaque))  # CUtensorMap: 16 x u64, opaque
 
 
+    # -- the simulator's 128 bytes ----------------------------------------------------------------
+    def sim_bytes(self) -> bytes:
+        """The 128 bytes the simulator backend passes in the parameter (the driver's are opaque)."""
+        pad = lambda seq, n: tuple(seq) + (0,) * (n - len(seq))  # noqa: E731
+        return _SIM_FORMAT.pack(_SIM_MAGIC, DATA_TYPE[self.dtype], self.rank, SWIZZLE[self.swizzle],
+                                INTERLEAVE[self.interleave], L2_PROMOTION[self.l2_promotion], OOB_FILL[self.oob_fill],
+                                self.address, *pad(self.dims, 5), *pad(self.strides, 4), *pad(self.box, 5),
+                                *pad(self.element_strides, 5))
+
+    @staticmethod
+    def from_sim_bytes(raw: bytes) -> "TensorMapSpec | None":
+        """The spec that sim_bytes() wrote, or None when these 128 bytes are not one."""
+        f = _SIM_FORMAT.unpack(bytes(raw[:128]))
+        if f[0] != _SIM_MAGIC or not 1 <= f[2] <= 5:
+            return None
+        r = f[2]
+        inv = lambda table, v: next(k for k, x in table.items() if x == v)  # noqa: E731
+        dims, strides, box, es = f[8:13], f[13:17], f[17:22], f[22:27]
+        return TensorMapSpec(_CANONICAL[f[1]], f[7], dims[:r], strides[:r - 1], box[:r], es[:r],
+                             inv(SWIZZLE, f[3]), inv(INTERLEAVE, f[4]), inv(L2_PROMOTION, f[5]), inv(OOB_FILL, f[6]))
+
+
+# The simulator's layout: magic, data type, rank, swizzle, interleave, L2, OOB-fill codes, the global
+# address, dims (u64 x5), strides (u64 x4), box (u16 x5), element strides (u8 x5): innermost first.
+_SIM_MAGIC = b"KTMS"
+_SIM_FORMAT = struct.Struct("<4s6B6xQ5Q4Q5H5B17x")
+assert _SIM_FORMAT.size == 128
+_CANONICAL = {0: "u8", 1: "u16", 2: "u32", 3: "i32", 4: "u64", 5: "i64", 6: "f16", 7: "f32", 8: "f64",
+              9: "bf16", 11: "tf32"}
+
 _CACHE: dict = {}
 
 
@@ -162,3 +192,69 @@ def tensor_map(address: int, dtype: str, shape, box, strides=None, *, swizzle: i
                              oob_fill).validate()
         _CACHE[key] = spec
     return spec
+
+
+class TensorMap:
+    """A tiled TMA view of an array, passed by value to a ``kaiodsl.TensorMap`` kernel parameter.
+
+    ``TensorMap(a, box=(64, 64), swizzle=128)``: ``a`` is a DeviceArray, torch tensor or CAI array
+    (numpy under the simulator); shape, strides and dtype are the array's (numpy order). The rules
+    are checked here; each backend encodes the map at launch with the array's address (cached).
+    As an annotation (``tm: kaiodsl.TensorMap``) it declares the parameter.
+    """
+
+    from ..types import tensormap as __kaiodsl_type__  # noqa: N815 - what the frontend reads
+
+    __slots__ = ("array", "dtype", "shape", "strides", "box", "options")
+
+    def __init__(self, array, box, *, dtype=None, swizzle: int = 0, interleave: int = 0, l2_promotion: int = 0,
+                 oob_fill: str = "zero", element_strides=None):
+        from .args import array_scalar_type, is_array_like
+
+        if not is_array_like(array):
+            raise ArgumentError(f"TensorMap array: expected a device array, torch tensor or numpy array, "
+                                f"got {type(array).__name__}")
+        st = array_scalar_type(array)
+        name = getattr(dtype, "name", dtype) or (st.name if st is not None else None)
+        if name not in DATA_TYPE:
+            raise ArgumentError(f"TensorMap dtype={name!r}: allowed: {', '.join(DATA_TYPE)}")
+        shape = tuple(int(x) for x in array.shape)
+        self.array, self.dtype, self.shape, self.box = array, name, shape, tuple(int(b) for b in box)
+        self.strides = _byte_strides(array, ELEM_BYTES[DATA_TYPE[name]])
+        self.options = dict(swizzle=swizzle, interleave=interleave, l2_promotion=l2_promotion,
+                            oob_fill=oob_fill, element_strides=element_strides)
+        self.spec(0)  # every rule but the address's, now: before anything is launched
+
+    def spec(self, address: int) -> TensorMapSpec:
+        return tensor_map(address, self.dtype, self.shape, self.box, self.strides, **self.options)
+
+    def device_bytes(self, address: int) -> bytes:
+        """The driver's 128 bytes for the array at ``address`` (encoded once per spec)."""
+        spec = self.spec(address)
+        raw = _ENCODED.get(spec)
+        if raw is None:
+            raw = _ENCODED[spec] = spec.encode()
+        return raw
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if v not in (0, "zero", None))
+        return f"TensorMap({self.dtype}{list(self.shape)}, box={self.box}" + (f", {opts})" if opts else ")")
+
+
+_ENCODED: dict = {}  # TensorMapSpec -> the driver's bytes
+
+
+def _byte_strides(a, elem: int) -> tuple:
+    if type(a).__module__.startswith("torch"):
+        return tuple(int(s) * elem for s in a.stride())
+    s = getattr(a, "strides", None)
+    if s is None:
+        cai = getattr(a, "__cuda_array_interface__", None) or {}
+        s = cai.get("strides")
+    if s is None:  # C-contiguous
+        out, step = [], elem
+        for d in reversed(tuple(a.shape)):
+            out.append(step)
+            step *= int(d)
+        s = tuple(reversed(out))
+    return tuple(int(x) for x in s)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..errors import ArgumentError, SimError
-from . import executor, preflight
+from . import executor, ops_cluster, preflight
 from .memory import GlobalMem
 from .numeric import NP
 from .parse import parse_ptx
@@ -67,8 +67,8 @@ def prepare(ptx, module, entry, arch, grid, block, smem, generated, link=None):
     return kernel, grid, block, link
 
 
-def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit=None):
-    """Run every block of the grid, in batches of blocks simulated together."""
+def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit=None, cluster=None):
+    """Run every block of the grid, in batches of blocks simulated together (whole clusters)."""
     kernel = _entry(module, entry)
     if len(param_values) != len(kernel.params):
         raise ArgumentError(f"{entry} takes {len(kernel.params)} parameters, got {len(param_values)}")
@@ -84,11 +84,15 @@ def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit
             gvars[v.name] = gmem.map(arr, v.name)
     nblocks = grid[0] * grid[1] * grid[2]
     tpad = (block[0] * block[1] * block[2] + 31) // 32 * 32
-    per = max(1, min(nblocks, MAX_BATCH_THREADS // tpad))
+    csize = cluster[0] * cluster[1] * cluster[2] if cluster else 1
+    per = max(1, min(nblocks, MAX_BATCH_THREADS // tpad)) // csize * csize or csize
+    order = ops_cluster.order_blocks(grid, cluster) if cluster else list(range(nblocks))
     with np.errstate(all="ignore"):
         for start in range(0, nblocks, per):
-            ids = list(range(start, min(nblocks, start + per)))
+            ids = order[start:start + per]
             m = Machine(kernel, grid, block, ids, gmem, pbytes, poffs, gvars, smem, check_uninit)
+            if cluster:
+                ops_cluster.setup(m, cluster)
             m.const_bytes = np.zeros(8, np.uint8)
             executor.run(m, executor.decode(m))
 
@@ -137,7 +141,7 @@ class SimBackend:
     def __init__(self, check_uninit: bool | None = None):
         self.check_uninit = check_uninit
 
-    def launch(self, compiled, grid, block, args, smem=0, stream=None):
+    def launch(self, compiled, grid, block, args, smem=0, stream=None, cluster=None):
         params = tuple(compiled.params)
         args = _validate(compiled.name, params, list(args))
         module = parse_ptx(compiled.ptx)
@@ -157,11 +161,21 @@ class SimBackend:
                 values.append(gmem.map(buf, p.name))
                 if copy_back:
                     back.append((a, buf))
+            elif getattr(p, "is_tensormap", False):  # the 128 bytes, with the array's simulated address
+                buf = _tensormap_array(compiled.name, p, a)
+                values.append(a.spec(gmem.map(buf, p.name)).sim_bytes())
+                if buf is not getattr(a.array, "_sim_buffer", None):
+                    back.append((a.array, buf))  # a numpy array: TMA stores are copied back
             else:
                 values.append(_scalar_arg(compiled.name, p, a))
-        execute(module, compiled.name, grid, block, gmem, values, smem or 0, self.check_uninit)
+        execute(module, compiled.name, grid, block, gmem, values, smem or 0, self.check_uninit,
+                None if cluster in (None, (1, 1, 1)) else _dim3(cluster, "cluster"))
         for a, buf in back:
             a[...] = buf.reshape(a.shape)
+
+    def launch_ex(self, compiled, grid, block, args, smem, stream, config):
+        """Clusters run together (ops_cluster.py); PDL needs nothing (launches run one after another)."""
+        self.launch(compiled, grid, block, args, smem, stream, config.cluster)
 
     def synchronize(self):
         pass
@@ -177,6 +191,18 @@ def _validate(kname, params, args):
                                 f"({', '.join(p.name for p in params)}), got {len(args)}") from None
         return args
     return validate_args(kname, params, args)
+
+
+def _tensormap_array(kname, p, tm):
+    a = tm.array
+    buf = getattr(a, "_sim_buffer", a)
+    if not isinstance(buf, np.ndarray):
+        raise ArgumentError(f"{kname}: parameter '{p.name}': the TensorMap's array must be a numpy array or a "
+                            f"simulator DeviceArray, got {type(a).__name__}")
+    if not buf.flags.c_contiguous:
+        raise ArgumentError(f"{kname}: parameter '{p.name}': the simulator maps a TensorMap's numpy array "
+                            f"whole: pass a C-contiguous array (its strides are {buf.strides})")
+    return buf if hasattr(a, "_sim_buffer") else buf.copy()
 
 
 def _expected_dtypes(p):

@@ -20,6 +20,7 @@ BIG = np.iinfo(np.int32).max
 # make sure every rule module registered itself
 from . import ops_atom, ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
 from . import ops_hopper  # noqa: E402  (after ops_warp: it wraps the cp rule)
+from . import ops_cluster, ops_hopper_tma  # noqa: E402,F401  (after ops_mem: it wraps ld/st)
 
 
 def decode(m):
@@ -40,6 +41,8 @@ def decode(m):
             entries.append((BRA, None, guard, k.labels[tgt[1]], ins))
         elif base in ("ret", "exit"):
             entries.append((EXIT, None, guard, 0, ins))
+        elif base == "barrier" and mods[:1] == ["cluster"]:
+            entries.append((BAR, ("cluster", "wait" in mods), guard, 0, ins))
         elif base in ("bar", "barrier") and (not mods or mods[0] != "warp"):
             entries.append((BAR, _barrier_args(m, ins, mods), guard, 0, ins))
         elif base == "trap":
@@ -171,6 +174,8 @@ def run(m, entries):
 
 
 def _barrier(m, args, arrivers, waiting, wait_id, arrived, open_pc, p):
+    if args[0] == "cluster":
+        return ops_cluster.barrier(m, args[1], arrivers, waiting, wait_id)
     sync, bid_get, cnt_get, aligned = args
     ti = np.flatnonzero(arrivers)
     if ti.size == 0:
@@ -228,6 +233,9 @@ def _stuck(m, entries, pc, alive, waiting, wait_id, arrived):
     blk = m.blk == b
     bid = int(wait_id[t])
     m.cur = entries[int(pc[t]) - 1][4]
+    if bid == ops_cluster.CLUSTER_WAIT:
+        m.fail("barrier.cluster.wait never completes: not every thread of the cluster arrives "
+               "(barrier.cluster.arrive) as often as this one did", t)
     n_wait = int(np.count_nonzero(waiting & blk & (wait_id == bid)))
     exited = np.flatnonzero(blk & m.exists & ~alive)
     other = np.flatnonzero(blk & waiting & (wait_id != bid))

@@ -16,6 +16,7 @@ GLOBAL_GAP = 1 << 16  # unmapped bytes between buffers, so running off one array
 # Generic-address windows for cvta (PTX ISA 6.4 "Generic addressing").
 SHARED_WIN = 0x7000_0000_0000
 LOCAL_WIN = 0x7800_0000_0000
+PARAM_WIN = 0x6800_0000_0000  # cvta.param: kernel parameters (a by-value tensor map's address)
 WIN_SIZE = 1 << 40
 
 

@@ -88,7 +88,9 @@ def _bars(m) -> dict:
 
 
 def _bar_keys(m, addr_get, ti, what: str):
-    a = at(addr_get(), ti).astype(np.uint64)
+    from .ops_cluster import split
+    blk, a = split(m, ti, at(addr_get(), ti))  # a shared::cluster address may name another CTA
+    a = a.astype(np.uint64)
     if (a % np.uint64(8)).any():
         i = int(np.argmax(a % np.uint64(8) != 0))
         m.fail(f"{what}: an mbarrier must be 8-byte aligned", int(ti[i]), int(a[i]), "shared")
@@ -96,7 +98,7 @@ def _bar_keys(m, addr_get, ti, what: str):
     if bad.any():
         i = int(np.argmax(bad))
         m.fail(f"{what}: mbarrier address outside shared memory", int(ti[i]), int(a[i]), "shared")
-    return m.shared.flat(m.blk[ti], a), a
+    return m.shared.flat(blk, a), a
 
 
 def _describe(m, key) -> str:
@@ -228,9 +230,10 @@ def _land_bulk(m, key=None):
         if key is not None and k != key:
             keep.append(rec)
             continue
-        m.shared.b8[flat:flat + data.size] = data
+        where = flat if isinstance(flat, np.ndarray) else slice(flat, flat + data.size)  # TMA: scattered
+        m.shared.b8[where] = data
         if getattr(m, "proxy_dirty", None) is not None:
-            m.proxy_dirty[flat:flat + data.size] = -1  # written by the async proxy
+            m.proxy_dirty[where] = -1  # written by the async proxy
         b = m.mbarriers.get(k)
         if b is not None:
             cur, m.cur = m.cur, ins
@@ -252,9 +255,10 @@ def _check_bulk(m, t, dst, src, size, what):
 def _cp(m, ins, mods):
     if not (mods[:2] == ["async", "bulk"] or mods[:3] == ["reduce", "async", "bulk"]):
         return _BASE_CP(m, ins, mods)
-    if "tensor" in mods:
-        raise NotImplementedError("cp.async.bulk.tensor (tensor maps are not simulated yet)")
     _bars(m)
+    if "tensor" in mods:
+        from .ops_hopper_tma import tensor_copy
+        return tensor_copy(m, ins, mods)
     _proxy(m)
     if "commit_group" in mods or "wait_group" in mods:
         return lambda mask: None  # stores/reductions completed when issued

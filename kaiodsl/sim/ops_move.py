@@ -148,11 +148,11 @@ def _cvt(m, ins, mods):
 @rule("cvta")
 def _cvta(m, ins, mods):
     """Generic <-> state-space addresses: shared and local live in fixed windows (memory.py)."""
-    from .memory import LOCAL_WIN, SHARED_WIN
+    from .memory import LOCAL_WIN, PARAM_WIN, SHARED_WIN
     typ = mods[-1]
     to = "to" in mods
     space = next((x for x in mods if x in ("global", "shared", "local", "const", "param")), "global")
-    base = {"shared": SHARED_WIN, "local": LOCAL_WIN}.get(space, 0)
+    base = {"shared": SHARED_WIN, "local": LOCAL_WIN, "param": PARAM_WIN}.get(space, 0)
     dst = m.setter(ins.operands[0], typ)
     a = m.getter(ins.operands[1], typ)
     off = NP[typ](base & ((1 << BITS[typ]) - 1))

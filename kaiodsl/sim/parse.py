@@ -118,6 +118,9 @@ class _ToTuples(Transformer):
             return ("int", _int(t))
         return ("name", str(t))
 
+    def tensor_addr(self, c):  # [tensorMap, {coords}] (PTX ISA 9.7.9.25.5.2)
+        return ("taddr", self._base(c[0]), list(c[1:]))
+
     def addr_plain(self, c):
         return ("addr", self._base(c[0]), 0)
 

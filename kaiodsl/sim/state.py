@@ -142,7 +142,11 @@ class Machine:
             lt = ((one << self.lane.astype(np.uint64)) - one).astype(np.uint32)
             return {"lanemask_lt": lt, "lanemask_le": le, "lanemask_gt": ~le,
                     "lanemask_ge": ~lt}[base].astype(np.uint32)
-        raise KeyError(name)
+        from .ops_cluster import special
+        v = special(self, base, k)
+        if v is None:
+            raise KeyError(name)
+        return v
 
     def getter(self, op, typ: str):
         """A zero-argument function giving operand `op` as numpy values of PTX type `typ`."""
