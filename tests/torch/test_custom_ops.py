@@ -200,3 +200,11 @@ def test_missing_op_is_a_clear_error():
             continue
         with pytest.raises(Exception, match=f"kaiodsl.ops.{name} is not part of this kaiodsl install"):
             call()
+
+
+def test_import_kaiodsl_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, kaiodsl, kaiodsl.ops; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
