@@ -24,7 +24,7 @@ SIZES = {"small": dict(hidden_size=128, intermediate_size=256, num_hidden_layers
                        num_key_value_heads=4, vocab_size=32000)}
 SIZE = ["small", pytest.param("large", marks=pytest.mark.gpu)]
 # quantized variants: the deviation is reported; the bound only catches a broken kernel (garbage is ~1.4)
-VARIANT_BOUND = {"w8a8": 0.1, "w8a16": 0.1, "w4a16": 0.3}
+VARIANT_BOUND = {"w8a8": 0.15, "w8a16": 0.15, "w4a16": 0.5}
 
 
 def make_model(size, dtype, device):
