@@ -21,6 +21,13 @@ one CPU. A second table gives the sustained rate over 10000 back-to-back launche
 where the GPU's own rate for empty kernels can be the limit.
 Writes benchmarks/results/launch_overhead.json.
 
+A third table (``custom_op_overhead``) is the PyTorch layer's cost on a real op (a 16x128x128
+f16 matmul): ``kaiodsl.ops.matmul`` called directly, ``kaiodsl.torch.matmul`` (its fast path
+when no gradient is wanted), ``torch.ops.kaiodsl.matmul`` (the dispatcher), the same with a
+weight that requires grad (the autograd node), and ``F.linear`` (cuBLAS) for scale.
+``python benchmarks/launch_overhead.py --custom-op`` runs that table alone (on the CPU too,
+through the simulator, with KAIO_BENCH_N / KAIO_BENCH_BLOCKS small: a smoke run, not a figure).
+
 (No ``from __future__ import annotations`` here: the kernel below is defined in a
 function, and string annotations would be resolved in this module's globals.)
 """
@@ -286,8 +293,10 @@ def main():
     for name, note in notes.items():
         print(f"  {name}: {note}")
 
+    custom = custom_op_overhead(dev, sync)
+
     gpu = torch.cuda.get_device_name(0)
-    doc = {"benchmark": "launch_overhead", "gpu": gpu, "python": platform.python_version(),
+    doc = {"custom_op_us_per_call": custom, "benchmark": "launch_overhead", "gpu": gpu, "python": platform.python_version(),
            "torch": torch.__version__, "launches_per_block": N, "blocks": BLOCKS, "pinned_cpu": cpu,
            "us_per_launch": {k_: round(v, 3) for k_, v in results.items()},
            "p25_p75_us": {k_: [round(x, 3) for x in v] for k_, v in spread.items()},
@@ -304,5 +313,46 @@ def main():
     print(f"\nwrote {OUT}")
 
 
+def custom_op_overhead(dev, sync, n: int = N, blocks: int = BLOCKS) -> dict:
+    """us per call of one small matmul through each layer of kaiodsl's PyTorch integration."""
+    import torch
+
+    import kaiodsl.torch as kt
+    from kaiodsl import ops
+
+    a = torch.randn(16, 128, device=dev, dtype=torch.float16)
+    w = torch.randn(128, 128, device=dev, dtype=torch.float16)
+    wg = w.clone().requires_grad_()
+    op = torch.ops.kaiodsl.matmul
+    methods = {
+        "kaiodsl.ops.matmul (direct)": (lambda: ops.matmul(a, w, b_layout="nk"), sync),
+        "kaiodsl.torch.matmul (fast path)": (lambda: kt.matmul(a, w, b_layout="nk"), sync),
+        "torch.ops.kaiodsl.matmul": (lambda: op(a, w, None, "nk", None), sync),
+        "torch.ops.kaiodsl + autograd": (lambda: kt.matmul(a, wg, b_layout="nk"), sync),
+        "F.linear (cuBLAS)": (lambda: torch.nn.functional.linear(a, w), sync),
+    }
+    med, spread = measure(methods, n, blocks)
+    base = med["kaiodsl.ops.matmul (direct)"]
+    print(f"\ncustom-op overhead: 16x128x128 f16 matmul, {blocks} blocks of {n} calls (median us/call)")
+    print(f"{'path':<36}{'us/call':>9}{'p25':>8}{'p75':>8}{'- direct':>10}")
+    for name, us in med.items():
+        lo, hi = spread[name]
+        print(f"{name:<36}{us:>9.3f}{lo:>8.3f}{hi:>8.3f}{us - base:>+10.3f}")
+    print(f"dispatcher cost: {med['torch.ops.kaiodsl.matmul'] - base:+.3f} us/call over the direct call; "
+          f"the fast path: {med['kaiodsl.torch.matmul (fast path)'] - base:+.3f} us")
+    return {k: round(v, 3) for k, v in med.items()}
+
+
+def custom_op_only() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        custom_op_overhead(torch.device("cuda"), torch.cuda.synchronize)
+    else:                        # the simulator: proves the section runs; its times are the simulator's
+        custom_op_overhead(torch.device("cpu"), lambda: None, n=min(N, 2), blocks=min(BLOCKS, 2))
+
+
 if __name__ == "__main__":
+    if "--custom-op" in sys.argv[1:]:
+        sys.exit(custom_op_only())
     sys.exit(main())

@@ -157,6 +157,7 @@ class SimBackend:
         values, back = [], []
         for p, a in zip(params, args):
             if p.is_pointer:
+                a = _cpu_tensor_view(a)
                 buf, copy_back = _pointer_arg(compiled.name, p, a)
                 values.append(gmem.map(buf, p.name))
                 if copy_back:
@@ -208,6 +209,18 @@ def _tensormap_array(kname, p, tm):
 def _expected_dtypes(p):
     dt = np.dtype(p.dtype.np_dtype)
     return (dt,) if p.dtype.name != "bf16" else (dt, np.dtype(np.uint16))
+
+
+def _cpu_tensor_view(a):
+    """A CPU torch tensor as a numpy view of its memory (bf16 as its uint16 bits), else ``a``."""
+    if not type(a).__module__.startswith("torch") or getattr(getattr(a, "device", None), "type", "") != "cpu":
+        return a
+    import torch                                        # already imported: the caller holds a tensor
+
+    t = a.detach()
+    if t.dtype == torch.bfloat16:                       # numpy has no bfloat16: its raw bits
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
 
 
 def _pointer_arg(kname, p, a):
