@@ -1,5 +1,5 @@
-"""Command line: ``python -m kaiodsl ptx FILE.py:KERNEL [--arch sm_90a] [--const N=V ...] [--stats]``
-and ``python -m kaiodsl demo``."""
+"""Command line: ``python -m kaiodsl ptx FILE.py:KERNEL [--arch sm_90a] [--const N=V ...] [--stats]
+[--ir] [--dump ir,passes,ptx [--dump-dir DIR]]`` and ``python -m kaiodsl demo``."""
 
 from __future__ import annotations
 
@@ -57,9 +57,16 @@ def format_stats(compiled) -> str:
 
 
 def _cmd_ptx(args) -> int:
+    from dataclasses import replace
+
+    from .compiler import compile, options_for, parse_dump
+
     k = load_kernel(args.target)
     consts = parse_consts(args.const)
-    compiled = k.compile(arch=args.arch, **consts)
+    options = options_for(k)
+    if args.dump:
+        options = replace(options, dump=parse_dump(args.dump), dump_dir=args.dump_dir)
+    compiled = compile(k, consts, args.arch, options)
     if args.ir:
         print(compiled.ir_text)
     else:
@@ -85,6 +92,9 @@ def main(argv=None) -> int:
                    "else taken as a string; repeat for several")
     q.add_argument("--stats", action="store_true", help="registers, spills, shared and local memory (nvJitLink)")
     q.add_argument("--ir", action="store_true", help="print the optimized IR instead of PTX")
+    q.add_argument("--dump", metavar="STAGES", help="also show the stages of the compile: any of ir, passes "
+                   "(the IR after each pass), ptx, or all; to stderr unless --dump-dir is given")
+    q.add_argument("--dump-dir", metavar="DIR", help="write the --dump stages as files into DIR")
     q.set_defaults(run=_cmd_ptx)
     d = sub.add_parser("demo", help="compile the examples, show PTX, run and check them")
     d.add_argument("--quick", action="store_true", help="smaller problem sizes")

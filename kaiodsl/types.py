@@ -184,16 +184,33 @@ def reg_class(t: Type) -> tuple[str, str]:
     return REG_CLASS[t.name]
 
 
+@dataclass(frozen=True)
+class InvalidType:
+    """A ``Ptr[...]`` that is not a type (``Ptr[Ptr[f32]]``): the frontend reports it as a CompileError
+    where it is used (a parameter's annotation, a @func argument, a kernel expression)."""
+
+    text: str
+    reason: str
+
+    def __repr__(self) -> str:
+        return f"{self.text} ({self.reason})"
+
+
 class _PtrFactory:
     """``Ptr[f32]`` (global) or ``Ptr[f32, "shared"]``."""
 
-    def __getitem__(self, item) -> PtrType:
-        if isinstance(item, tuple):
-            elem, space = item
-        else:
-            elem, space = item, "global"
-        if not isinstance(elem, ScalarType) or space not in ("global", "shared", "local"):
-            raise TypeError(f"Ptr[...] takes a scalar type and optionally 'shared'/'local', got {item!r}")
+    def __getitem__(self, item) -> PtrType | InvalidType:
+        elem, space = item if isinstance(item, tuple) and len(item) == 2 else (item, "global")
+        text = f"Ptr[{', '.join(map(repr, item)) if isinstance(item, tuple) else item}]"
+        if isinstance(elem, PtrType):
+            return InvalidType(text, "a pointer's element must be a scalar type; pass a table of addresses "
+                                     "as Ptr[u64] and turn each into a pointer with kaiodsl.ptr_cast")
+        if not isinstance(elem, ScalarType) or isinstance(item, tuple) and len(item) != 2:
+            return InvalidType(text, "write Ptr[T] with a kaiodsl scalar type T (i8 ... u64, f16, bf16, f32, "
+                                     "f64, bool), optionally Ptr[T, 'shared'] or Ptr[T, 'local']")
+        if space not in ("global", "shared", "local"):
+            return InvalidType(text, f"the memory space must be 'global' (the default), 'shared' or 'local', "
+                                     f"got {space!r}")
         return PtrType(elem, space)
 
 

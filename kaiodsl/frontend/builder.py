@@ -13,8 +13,17 @@ from ..errors import CompileError
 from ..ir.node import Block, Function, Node, SharedDecl, SourceLoc
 from ..types import (ScalarType, TupleType, Type, bool_, f32, f64, i32, i64, promote, u32,
                      u64, void)
+from .describe import describe
 
 PyConst = (bool, int, float)
+# How users write each binary op, for messages.
+SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "shl": "<<",
+           "shr": ">>", "and": "&", "or": "|", "xor": "^", "pow": "**", "matmul": "@", "min": "min()",
+           "max": "max()"}
+# Largest finite value of each narrow float type, and the value past which round-to-nearest gives inf
+# (max + half an ulp, a tie that rounds to even = inf): (threshold, shown max).
+_FLOAT_MAX = {"f16": (65520.0, "65504"), "bf16": (3.3961775292304e38, "3.3895e38"),
+              "f32": (3.4028235677973366e38, "3.4028235e38")}
 
 
 def is_const(v) -> bool:
@@ -109,6 +118,8 @@ class Builder:
 
     # -- values -------------------------------------------------------------------------
     def const(self, t: ScalarType, v) -> Node:
+        if not isinstance(v, PyConst):
+            self.error(f"{describe(v)} cannot be used as a {t} value")
         if not _fits(t, v):
             self.error(f"constant {v!r} does not fit in {t}")
         if t.is_bool:
@@ -132,8 +143,8 @@ class Builder:
                 self.error(f"{what} {v!r} is a float where {t} is expected; cast it explicitly")
             if t.kind == "packed":
                 self.error(f"{what} {v!r} cannot become {t}; build it with kaiodsl.pack_half2")
-            return self.const(t, v)
-        self.error(f"{what} {_describe(v)} cannot be used as {t}")
+            return self.weak_const(t, v, what)
+        self.error(f"{what} {describe(v)} cannot be used as {t}")
 
     def value(self, v) -> Node:
         """Materialize a weak constant with its default type."""
@@ -141,7 +152,7 @@ class Builder:
             return v
         if isinstance(v, PyConst):
             return self.const(default_type(v), v)
-        self.error(f"{_describe(v)} is not a runtime value")
+        self.error(f"{describe(v)} is not a runtime value")
 
     def unify(self, a, b, what: str) -> tuple[Node, Node]:
         """Bring two operands to a common type (docs/language.md, 'Promotion')."""
@@ -167,9 +178,20 @@ class Builder:
 
     def _weak_to(self, v, t: Type, what: str) -> Node:
         if not isinstance(t, ScalarType):
-            self.error(f"{what}: {_describe(v)} does not combine with {t}")
+            self.error(f"{what}: {describe(v)} does not combine with {t}")
         if t.kind == "packed":
             self.error(f"{what}: a Python number does not combine with {t}")
+        return self.weak_const(t, v, what)
+
+    def weak_const(self, t: ScalarType, v, what: str) -> Node:
+        """A Python number taking the type of the value it meets: it must be representable there
+        (a finite literal that would round to inf in f16 is a mistake, not an infinity)."""
+        if t.is_float and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            big = _FLOAT_MAX.get(t.name)
+            if big is not None and abs(v) >= big[0]:
+                self.error(f"the constant {v!r} is out of range for {t} (largest finite {t} is {big[1]}), so "
+                           f"{what} would compute with inf; scale the values, or compute in f32 with "
+                           f"kaiodsl.f32(x) (or write float('inf') if infinity is meant)")
         return self.const(t, v)
 
     def _int_to_float_for(self, n: Node, weak) -> Node:
@@ -193,7 +215,7 @@ class Builder:
                 if t.is_int:
                     return self.const(t, _wrap(int(v), t))
                 return self.const(t, float(v))
-            self.error(f"cannot convert {_describe(v)} to {t}")
+            self.error(f"cannot convert {describe(v)} to {t}")
         if v.type == t and mode is None:
             return v
         if not isinstance(v.type, ScalarType):
@@ -216,17 +238,18 @@ class Builder:
                 return v
             if isinstance(v.type, ScalarType) and v.type.kind in ("int", "uint", "float"):
                 return self.emit("cmp", bool_, (v, self.const(v.type, 0)), {"pred": "ne"})
-            self.error(f"{_describe(v)} has no truth value")
+            self.error(f"{describe(v)} has no truth value")
         return bool(v)  # any compile-time Python value (str, None, list ...): Python truthiness
 
     # -- arithmetic ---------------------------------------------------------------------
     def binary(self, op: str, a, b) -> Node:
-        a, b = self.unify(a, b, f"'{op}'")
+        sym = SYMBOLS.get(op, op)
+        a, b = self.unify(a, b, f"'{sym}'")
         t = a.type
         if op in ("and", "or", "xor", "shl", "shr") and t.is_float:
-            self.error(f"'{op}' needs integer operands, got {t}")
+            self.error(f"'{sym}' needs integer operands, got {t}")
         if op in ("and", "or", "xor") and t.kind == "packed":
-            self.error(f"'{op}' needs integer operands, got {t}")
+            self.error(f"'{sym}' needs integer operands, got {t}")
         return self.emit(op, t, (a, b))
 
     def shift(self, op: str, a, amount) -> Node:
@@ -380,14 +403,6 @@ class Builder:
         self.shared_names.add(name)
         self.fn.shared.append(SharedDecl(name, size, align))
         return name
-
-
-def _describe(v) -> str:
-    if isinstance(v, Node):
-        return f"a {v.type} value"
-    if isinstance(v, (int, float, bool)):
-        return repr(v)
-    return f"{type(v).__name__} object {v!r}"[:80]
 
 
 def _pow2(b):

@@ -20,6 +20,9 @@ from .builder import PyConst, default_type
 from .values import Undefined
 
 _LEAF = "leaf"
+RET = "$ret"  # the environment slot an inlined function's return value travels in
+VAL = "$val"  # ... the value of a branching conditional expression
+BOOL = "$bool"  # ... and of a short-circuiting and/or
 
 
 def flatten(v):
@@ -171,6 +174,8 @@ class ControlFlow:
                 if all(_same(column[0], c) for c in column[1:]):
                     leaves_out.append(column[0])
                     continue
+                if len({c.type for c in column if isinstance(c, Node)}) > 1:
+                    self.merge_type_error(name, column)
                 t = leaf_type(column, f"'{name}'", b.loc)
                 arg = Node("blockarg", t, (), {"index": len(join.args)}, b.loc)
                 arg.block = join
@@ -184,6 +189,28 @@ class ControlFlow:
             b.br(join, [b.coerce(c, t, "merged value") for c, t in args])
         b.block = join
         self.env = new_env
+
+    def merge_type_error(self, name: str, column: list):
+        """Paths meet with values of different types: name the variable and both assignments."""
+        nodes = [c for c in column if isinstance(c, Node)]
+        first = nodes[0]
+        other = next(c for c in nodes if c.type != first.type)
+
+        def where(v):
+            hit = self.assigned_at.get((name, id(v)))
+            return hit[1] if hit is not None and hit[0] is v else v.loc
+
+        la, lb = where(first), where(other)
+        at = lambda loc: f"line {loc.line}" if loc is not None else "another path"  # noqa: E731
+        if name == RET:
+            self.error(f"this @kaiodsl.func returns {first.type} ({at(la)}) and {other.type} ({at(lb)}); every "
+                       f"return must give the same type: cast one (e.g. return kaiodsl.{first.type}(...))", lb)
+        if name == VAL:
+            self.error(f"the two sides of this conditional expression have types {first.type} and {other.type}; "
+                       f"cast one side (e.g. kaiodsl.{first.type}(...))")
+        self.error(f"'{name}' is {first.type} where it is assigned at {at(la)} and {other.type} at {at(lb)}; a "
+                   f"variable must have one type where the paths meet: cast one assignment "
+                   f"(e.g. {name} = kaiodsl.{first.type}(...))", lb)
 
     # -- if ----------------------------------------------------------------------------------
     def visit_If(self, node: ast.If):

@@ -1,8 +1,25 @@
-"""Print the IR as text: one line per node, blocks as labels."""
+"""Print the IR as text: one line per node, blocks as labels.
+
+Values are numbered per function, in printing order (parameters first), so a kernel
+prints the same text whatever else this process compiled before it.
+"""
 
 from __future__ import annotations
 
 from .node import Block, Function, Node
+
+
+class _Names:
+    """Node -> its number in this function: %1, %2, ... in order of first appearance."""
+
+    def __init__(self):
+        self.ids: dict = {}
+
+    def __call__(self, n: Node) -> str:
+        k = self.ids.get(n)
+        if k is None:
+            k = self.ids[n] = len(self.ids) + 1
+        return f"%{k}"
 
 
 def _fmt_attr(v) -> str:
@@ -15,8 +32,11 @@ def _fmt_attr(v) -> str:
     return str(v)
 
 
-def format_node(n: Node) -> str:
-    ops = ", ".join(f"%{o.id}" for o in n.operands)
+def format_node(n: Node, name=None) -> str:
+    """One node; ``name`` numbers values (default: the node's process-wide id, for a lone node
+    shown by the verifier)."""
+    name = name or (lambda v: f"%{v.id}")
+    ops = ", ".join(name(o) for o in n.operands)
     attrs = " ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs.items() if k not in ("target", "true", "false"))
     if n.op == "br":
         args = f"({ops})" if ops else ""
@@ -26,20 +46,21 @@ def format_node(n: Node) -> str:
     text = n.op + (f" {ops}" if ops else "") + (f" {{{attrs}}}" if attrs else "")
     if str(n.type) == "void":
         return text
-    return f"%{n.id}: {n.type} = {text}"
+    return f"{name(n)}: {n.type} = {text}"
 
 
 def format_function(fn: Function) -> str:
-    params = ", ".join(f"%{p.id}: {p.type} {p.attrs['name']}" for p in fn.params)
+    name = _Names()
+    params = ", ".join(f"{name(p)}: {p.type} {p.attrs['name']}" for p in fn.params)
     lines = [f"kernel {fn.name}({params})"]
     for decl in fn.shared:
         size = "dynamic" if decl.size is None else f"{decl.size} bytes"
         lines.append(f"  shared {decl.name}: {size}, align {decl.align}")
     for b in fn.blocks:
-        args = ", ".join(f"%{a.id}: {a.type}" for a in b.args)
+        args = ", ".join(f"{name(a)}: {a.type}" for a in b.args)
         lines.append(f"^{b.name}" + (f"({args})" if args else "") + ":")
         for n in b.body:
-            lines.append("  " + format_node(n))
+            lines.append("  " + format_node(n, name))
         if b.term is not None:
-            lines.append("  " + format_node(b.term))
+            lines.append("  " + format_node(b.term, name))
     return "\n".join(lines) + "\n"

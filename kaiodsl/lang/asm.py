@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import builtin
 from ..types import ScalarType, TupleType, void
 
@@ -24,7 +25,7 @@ def asm(b: Builder, template: str, outputs, *inputs, volatile: bool = True):
     elif isinstance(outputs, tuple) and all(isinstance(o, ScalarType) for o in outputs):
         t = TupleType(outputs)
     else:
-        b.error(f"asm(): outputs must be a kaiodsl type, a tuple of types or None, got {outputs!r}")
+        b.error(f"asm(): outputs must be a kaiodsl type, a tuple of types or None, got {describe(outputs)}")
     vals = [b.value(v) for v in inputs]
     for i in range(len(vals)):
         if "{%d}" % i not in template:

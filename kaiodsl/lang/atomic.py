@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import SharedArray, builtin
 from ..ir.node import Node
 from ..types import PtrType, f16x2, bf16x2, f32, f64, i32, i64, u32, u64
@@ -27,7 +28,7 @@ def _atomic(op: str):
             b.error(f"atomic_{op}() on {elem} is not supported; supported: "
                     f"{', '.join(sorted(str(t) for t in _ALLOWED[op]))}")
         if scope not in ("cta", "gpu", "sys"):
-            b.error(f"atomic_{op}(): scope must be 'cta', 'gpu' or 'sys', got {scope!r}")
+            b.error(f"atomic_{op}(): scope must be 'cta', 'gpu' or 'sys', got {describe(scope)}")
         vals = [b.coerce(v, elem, f"atomic_{op} operand") for v in (value, *extra)]
         attrs = {"op": op, "space": p.type.space, "scope": "" if scope == "gpu" else scope}
         return b.emit("atom", elem, (p, *vals), attrs)

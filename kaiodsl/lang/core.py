@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..errors import KaioError
 from ..frontend.builder import Builder, PyConst
-from ..frontend.values import builtin
-from ..frontend.visitor import _StaticRange
+from ..frontend.describe import describe
+from ..frontend.values import StaticRange, builtin
 from ..ir.node import Node
 from ..types import ScalarType, i32, u32
 
@@ -13,27 +13,31 @@ from ..types import ScalarType, i32, u32
 class _Dim3:
     """``thread_idx.x`` etc.: each field reads a PTX special register as an i32."""
 
-    def __init__(self, reg: str, doc: str):
+    def __init__(self, reg: str, name: str, doc: str):
         self._reg = reg
+        self._name = name
         self.__doc__ = doc
+
+    def __kaio_describe__(self) -> str:
+        return f"kaiodsl.{self._name} (read one field: .x, .y or .z)"
 
     def __kaio_getattr__(self, fx, name: str):
         if name not in ("x", "y", "z"):
-            fx.error(f"{self._reg} has fields x, y, z; not '{name}'")
-        if self._reg == "ntid" and getattr(fx, "kernel_block", None):
-            return fx.kernel_block["xyz".index(name)]  # block_size is fixed: a compile-time constant
+            fx.error(f"kaiodsl.{self._name} has fields x, y, z; not '{name}'")
+        if self._reg == "ntid" and fx.ctx.block:
+            return fx.ctx.block["xyz".index(name)]  # block_size is fixed: a compile-time constant
         return fx.b.emit("special", i32, (), {"reg": f"{self._reg}.{name}"})
 
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        raise KaioError(f"kaiodsl special registers can only be read inside a kernel ({self._reg}.{name})")
+        raise KaioError(f"kaiodsl.{self._name}.{name} can only be read inside a kernel")
 
 
-thread_idx = _Dim3("tid", "Index of the thread in its block (%tid).")
-block_idx = _Dim3("ctaid", "Index of the block in the grid (%ctaid).")
-block_dim = _Dim3("ntid", "Block size (%ntid); a constant when the kernel declares block_size.")
-grid_dim = _Dim3("nctaid", "Grid size in blocks (%nctaid).")
+thread_idx = _Dim3("tid", "thread_idx", "Index of the thread in its block (%tid).")
+block_idx = _Dim3("ctaid", "block_idx", "Index of the block in the grid (%ctaid).")
+block_dim = _Dim3("ntid", "block_dim", "Block size (%ntid); a constant when the kernel declares block_size.")
+grid_dim = _Dim3("nctaid", "grid_dim", "Grid size in blocks (%nctaid).")
 
 
 @builtin
@@ -63,13 +67,13 @@ def static_range(b: Builder, *args):
         if isinstance(a, Node) and a.op == "const":
             a = a.attrs["value"]
         if not isinstance(a, int) or isinstance(a, bool):
-            what = f"a run-time {a.type} value" if isinstance(a, Node) else repr(a)
+            what = describe(a)
             b.error(f"static_range() needs compile-time integer bounds, got {what}; "
                     f"use range() for a loop whose bounds are known only at run time")
     vals = [a.attrs["value"] if isinstance(a, Node) else a for a in args]
     if len(vals) == 3 and vals[2] == 0:
         b.error("static_range() step must not be zero")
-    return _StaticRange(range(*vals))
+    return StaticRange(range(*vals))
 
 
 @builtin
@@ -80,9 +84,9 @@ def cast(b: Builder, x, dtype, rounding=None):
     and NaN becomes 0 (PTX cvt). Int -> narrower int wraps (keeps the low bits).
     """
     if not isinstance(dtype, ScalarType):
-        b.error(f"cast(): dtype must be a kaiodsl scalar type, got {dtype!r}")
+        b.error(f"cast(): dtype must be a kaiodsl scalar type, got {describe(dtype)}")
     if rounding not in (None, "rn", "rz", "rm", "rp"):
-        b.error(f"cast(): rounding must be 'rn', 'rz', 'rm' or 'rp', got {rounding!r}")
+        b.error(f"cast(): rounding must be 'rn', 'rz', 'rm' or 'rp', got {describe(rounding)}")
     return b.convert(x, dtype, rounding)
 
 
@@ -90,7 +94,7 @@ def cast(b: Builder, x, dtype, rounding=None):
 def saturate_cast(b: Builder, x, dtype):
     """Convert to an integer type, clamping to its range (cvt.sat); floats: NaN -> 0."""
     if not (isinstance(dtype, ScalarType) and dtype.is_int):
-        b.error(f"saturate_cast(): dtype must be an integer type, got {dtype!r}")
+        b.error(f"saturate_cast(): dtype must be an integer type, got {describe(dtype)}")
     if isinstance(x, Node) and x.type.is_float:
         return b.convert(x, dtype)  # float -> int conversions always saturate
     return b.convert(x, dtype, "sat")
@@ -100,7 +104,7 @@ def saturate_cast(b: Builder, x, dtype):
 def truncate_cast(b: Builder, x, dtype):
     """Convert to an integer type keeping the low bits (wrapping), or a float toward zero."""
     if not (isinstance(dtype, ScalarType) and dtype.is_int):
-        b.error(f"truncate_cast(): dtype must be an integer type, got {dtype!r}")
+        b.error(f"truncate_cast(): dtype must be an integer type, got {describe(dtype)}")
     return b.convert(x, dtype, "rz" if isinstance(x, Node) and x.type.is_float else None)
 
 

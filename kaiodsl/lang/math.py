@@ -10,6 +10,7 @@ from __future__ import annotations
 import math as _m
 
 from ..frontend.builder import Builder, PyConst
+from ..frontend.describe import describe
 from ..frontend.values import builtin
 from ..ir.node import Node
 from ..types import ScalarType, f16, bf16, f32, f64
@@ -22,7 +23,7 @@ def _float_arg(b: Builder, x, name: str, f64_ok: bool):
     if isinstance(x, PyConst):
         x = b.const(f32, float(x))
     if not isinstance(x, Node) or not isinstance(x.type, ScalarType):
-        b.error(f"{name}() needs a number, got {x!r}")
+        b.error(f"{name}() needs a number, got {describe(x)}")
     t = x.type
     if t.is_int:
         x = b.convert(x, f32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..frontend.builder import Builder, PyConst
+from ..frontend.describe import describe
 from ..frontend.values import Builtin, SharedArray, builtin
 from ..ir.node import Node, SharedDecl
 from ..types import PtrType, ScalarType, TupleType, u32
@@ -17,7 +18,7 @@ def _shape(b: Builder, shape) -> tuple:
         b.error("an array's shape must be compile-time ints, but it has a run-time value; "
                 "make the size a Const parameter or a constant")
     if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        b.error(f"an array's shape must be positive compile-time ints, got {shape!r}")
+        b.error(f"an array's shape must be positive compile-time ints, got {describe(shape)}")
     return shape
 
 
@@ -25,7 +26,7 @@ def _shape(b: Builder, shape) -> tuple:
 def shared_array(b: Builder, dtype, shape, align: int = 16, name: str = "smem"):
     """A static shared-memory array of ``dtype`` and ``shape`` (row-major), ``align``-byte aligned."""
     if not isinstance(dtype, ScalarType) or dtype.is_bool:
-        b.error(f"shared_array(): dtype must be a kaiodsl scalar type, got {dtype!r}")
+        b.error(f"shared_array(): dtype must be a kaiodsl scalar type, got {describe(dtype)}")
     if align not in (4, 8, 16, 32, 64, 128, 256, 512, 1024):
         b.error(f"shared_array(): align must be a power of two from 4 to 1024, got {align}")
     shape = _shape(b, shape)
@@ -46,7 +47,7 @@ def dynamic_shared(b: Builder, dtype, shape=None, offset: int = 0):
     ``shape`` (compile-time) allows multi-dimensional indexing; without it the view is 1-D.
     """
     if not isinstance(dtype, ScalarType):
-        b.error(f"dynamic_shared(): dtype must be a kaiodsl scalar type, got {dtype!r}")
+        b.error(f"dynamic_shared(): dtype must be a kaiodsl scalar type, got {describe(dtype)}")
     if not any(d.size is None for d in b.fn.shared):
         b.fn.shared.append(SharedDecl("kaio_dyn_smem", None, 16))
     base = b.emit("shared_base", PtrType(dtype, "shared"), (), {"symbol": "kaio_dyn_smem"})
@@ -109,7 +110,7 @@ SharedArray.__kaio_getattr__ = _getattr
 def local_array(b: Builder, dtype, shape, fill=0):
     """An array in registers: a list of ``dtype`` values, indexed with compile-time constants only."""
     if not isinstance(dtype, ScalarType):
-        b.error(f"local_array(): dtype must be a kaiodsl scalar type, got {dtype!r}")
+        b.error(f"local_array(): dtype must be a kaiodsl scalar type, got {describe(dtype)}")
     shape = _shape(b, shape)
 
     def make(dims):
@@ -124,7 +125,7 @@ def _ptr_arg(b: Builder, p, index, what):
     if isinstance(p, SharedArray):
         p = p.base
     if not (isinstance(p, Node) and isinstance(p.type, PtrType)):
-        b.error(f"{what}(): the first argument must be a pointer or shared array, got {p!r}")
+        b.error(f"{what}(): the first argument must be a pointer or shared array, got {describe(p)}")
     return b.ptradd(p, index) if not (isinstance(index, int) and index == 0) else p
 
 
@@ -146,7 +147,7 @@ def load(b: Builder, ptr, index=0, *, vec: int = 1, cache: str = "", mask=None, 
     p = _ptr_arg(b, ptr, index, "load")
     _check_vec(b, p, vec, "load")
     if cache not in _LOAD_CACHE:
-        b.error(f"load(): cache must be one of {sorted(_LOAD_CACHE)}, got {cache!r}")
+        b.error(f"load(): cache must be one of {sorted(_LOAD_CACHE)}, got {describe(cache)}")
     if cache == "nc" and p.type.space != "global":
         b.error("load(): cache='nc' is for global memory only")
     return b.load(p, cache=cache, vec=vec, mask=mask, other=other)
@@ -158,7 +159,7 @@ def store(b: Builder, ptr, index, value, *, vec: int = 1, cache: str = "", mask=
     p = _ptr_arg(b, ptr, index, "store")
     _check_vec(b, p, vec, "store")
     if cache not in _STORE_CACHE:
-        b.error(f"store(): cache must be one of {sorted(_STORE_CACHE)}, got {cache!r}")
+        b.error(f"store(): cache must be one of {sorted(_STORE_CACHE)}, got {describe(cache)}")
     if vec > 1:
         vals = value
         if isinstance(value, Node) and isinstance(value.type, TupleType):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import SharedArray, builtin
 from ..ir.node import Node
 from ..types import PtrType, ScalarType
@@ -15,8 +16,8 @@ def ptr_cast(b: Builder, ptr, dtype):
     if isinstance(ptr, SharedArray):
         ptr = ptr.base
     if not (isinstance(ptr, Node) and isinstance(ptr.type, PtrType)):
-        b.error(f"ptr_cast(): needs a pointer, got {ptr!r}"[:120])
+        b.error(f"ptr_cast(): needs a pointer, got {describe(ptr)}"[:120])
     if not isinstance(dtype, ScalarType) or dtype.is_bool:
-        b.error(f"ptr_cast(): dtype must be a kaiodsl scalar type, got {dtype!r}")
+        b.error(f"ptr_cast(): dtype must be a kaiodsl scalar type, got {describe(dtype)}")
     t = PtrType(dtype, ptr.type.space)
     return ptr if t == ptr.type else b.emit("bitcast", t, (ptr,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import builtin
 from ..types import u32
 
@@ -40,5 +41,5 @@ def syncwarp(b: Builder, mask: int = 0xFFFFFFFF):
 def fence(b: Builder, scope: str = "gpu"):
     """Memory fence: scope 'cta' (membar.cta), 'gpu' (membar.gl) or 'sys' (membar.sys)."""
     if scope not in ("cta", "gpu", "sys"):
-        b.error(f"fence(): scope must be 'cta', 'gpu' or 'sys', got {scope!r}")
+        b.error(f"fence(): scope must be 'cta', 'gpu' or 'sys', got {describe(scope)}")
     b.emit("fence", attrs={"scope": scope})

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..frontend.builder import Builder
+from ..frontend.describe import describe
 from ..frontend.values import SharedArray, builtin
 from ..ir.node import Node
-from ..types import (PtrType, ScalarType, TupleType, bf16, bf16x2, e4m3, e5m2, f16, f16x2, f32, i8, i32,
+from ..types import (PtrType, ScalarType, TupleType, Type, bf16, bf16x2, e4m3, e5m2, f16, f16x2, f32, i8, i32,
                      u8, u16, u32)
 
 # -- fragment layouts ---------------------------------------------------------------------------
@@ -90,11 +91,11 @@ class FragmentLayout:
 def fragment_layout(role: str, dtype="f16", k: int = 16) -> FragmentLayout:
     """The layout of an mma operand: role 'a', 'b' or 'c'; dtype an mma type name or kaiodsl type."""
     if role not in ("a", "b", "c"):
-        raise ValueError(f"fragment role must be 'a', 'b' or 'c', got {role!r}")
+        raise ValueError(f"fragment role must be 'a', 'b' or 'c', got {describe(role)}")
     name = _dtype_name(dtype) if role != "c" else {"f32": "f32", "f16": "f16", "s32": "s32", "i32": "s32"}.get(
         getattr(dtype, "name", dtype), None)
     if name is None:
-        raise ValueError(f"no mma {role} fragment of {dtype!r}")
+        raise ValueError(f"no mma {role} fragment of {describe(dtype)}")
     return FragmentLayout(role, name, k)
 
 
@@ -143,7 +144,7 @@ def _regs(b: Builder, frag, what: str) -> Node:
         return b.make_tuple([frag])
     if isinstance(frag, (tuple, list)) and frag and all(isinstance(v, Node) for v in frag):
         return b.make_tuple(list(frag))
-    b.error(f"mma(): {what} must be a register tuple (a fragment), got {frag!r}"[:200])
+    b.error(f"mma(): {what} must be a register tuple (a fragment), got {describe(frag)}"[:200])
 
 
 def _frag_elem_type(b: Builder, t: Node, what: str) -> ScalarType:
@@ -183,14 +184,14 @@ def mma(b: Builder, a, b_, c, *, dtype=None, shape=None, satfinite: bool = False
         pair = dtype if isinstance(dtype, (tuple, list)) else (dtype, dtype)
         an, bn = (_dtype_name(x) for x in pair)
         if an is None or bn is None:
-            b.error(f"mma(): unknown dtype {dtype!r}; use one of {', '.join(ELEM_BITS)}")
+            b.error(f"mma(): unknown dtype {describe(dtype)}; use one of {', '.join(ELEM_BITS)}")
     acc = _ACC_NAME.get(ct_reg.name)
     if acc is None:
         b.error(f"mma(): the accumulator must be f32, f16x2 or i32 registers, got {C.type}")
     e = 32 // ELEM_BITS[an]
     k = 2 * e * len(A.type)
     if shape is not None and shape != f"m16n8k{k}":
-        b.error(f"mma(): shape {shape!r} needs {int(shape.split('k')[-1]) // (2 * e) if 'k' in shape else '?'} "
+        b.error(f"mma(): shape {describe(shape)} needs {int(shape.split('k')[-1]) // (2 * e) if 'k' in shape else '?'} "
                 f"A registers of {an}; got {len(A.type)} (that is m16n8k{k})")
     name = MMA_FORMS.get((k, an, bn, acc))
     if name is None:
@@ -221,7 +222,7 @@ def mma_zeros(b: Builder, acc=f32):
     if acc in (i32, "s32", "i32"):
         z = b.const(i32, 0)
         return b.make_tuple([z] * 4)
-    b.error(f"mma_zeros(): acc must be f32, f16 or i32, got {acc!r}")
+    b.error(f"mma_zeros(): acc must be f32, f16 or i32, got {describe(acc)}")
 
 
 @builtin
@@ -246,7 +247,7 @@ def _shared_ptr(b: Builder, p, what: str) -> Node:
     if isinstance(p, SharedArray):
         p = p.base
     if not (isinstance(p, Node) and isinstance(p.type, PtrType) and p.type.space == "shared"):
-        b.error(f"{what}(): the address must be a shared pointer (e.g. tile.ptr(row, col)), got {p!r}"[:200])
+        b.error(f"{what}(): the address must be a shared pointer (e.g. tile.ptr(row, col)), got {describe(p)}"[:200])
     return p
 
 
@@ -305,10 +306,10 @@ def cp_async(b: Builder, dst, src, size: int = 16, src_size=None, mask=None, cac
                                              and src.type.space == "global"):
         b.error("cp_async(): src must be a global pointer")
     if size not in (4, 8, 16):
-        b.error(f"cp_async(): size must be 4, 8 or 16 bytes, got {size!r}")
+        b.error(f"cp_async(): size must be 4, 8 or 16 bytes, got {describe(size)}")
     cache = cache or ("cg" if size == 16 else "ca")
     if cache not in ("ca", "cg"):
-        b.error(f"cp_async(): cache must be 'ca' or 'cg', got {cache!r}")
+        b.error(f"cp_async(): cache must be 'ca' or 'cg', got {describe(cache)}")
     if cache == "cg" and size != 16:
         b.error("cp_async(): cache='cg' copies 16 bytes only (PTX ISA cp.async)")
     if mask is not None:
@@ -339,7 +340,7 @@ def cp_async_commit(b: Builder):
 def cp_async_wait(b: Builder, n: int = 0):
     """Wait until at most ``n`` (a compile-time int) of this thread's newest committed groups are pending."""
     if not (isinstance(n, int) and 0 <= n <= 7):
-        b.error(f"cp_async_wait(): n must be a compile-time int 0..7, got {n!r}")
+        b.error(f"cp_async_wait(): n must be a compile-time int 0..7, got {describe(n)}")
     b.emit("inst", attrs={"form": "cp.async.wait_group", "n": n})
 
 
@@ -357,7 +358,7 @@ def pack_half2(b: Builder, lo, hi, dtype=f16x2):
     f32 inputs are rounded to nearest (one cvt.rn.f16x2.f32); f16/bf16 inputs are moved as they are.
     """
     if dtype not in (f16x2, bf16x2):
-        b.error(f"pack_half2(): dtype must be f16x2 or bf16x2, got {dtype!r}")
+        b.error(f"pack_half2(): dtype must be f16x2 or bf16x2, got {describe(dtype)}")
     half = f16 if dtype == f16x2 else bf16
     lo, hi = b.value(lo), b.value(hi)
     if lo.type == half and hi.type == half:
@@ -385,7 +386,7 @@ def _u32(b: Builder, v, what: str) -> Node:
         return b.bitcast(v, u32)
     if isinstance(v, int) and not isinstance(v, bool):
         return b.const(u32, v & 0xFFFFFFFF)
-    b.error(f"{what} must be a 32-bit value, got {v!r}")
+    b.error(f"{what} must be a 32-bit value, got {describe(v)}")
 
 
 @builtin
@@ -416,7 +417,7 @@ def prmt(b: Builder, a, b_, selector, mode: str = ""):
     """Byte permute (PTX ISA 9.7.8.7 prmt.b32): result byte i = byte ``selector[4i+2:4i]`` of {b_, a}
     (bytes 0-3 from a, 4-7 from b_; bit 3 of a nibble replicates the byte's sign). mode: f4e b4e rc8 ecl ecr rc16."""
     if mode not in _PRMT_MODES:
-        b.error(f"prmt(): mode must be one of {_PRMT_MODES[1:]}, got {mode!r}")
+        b.error(f"prmt(): mode must be one of {_PRMT_MODES[1:]}, got {describe(mode)}")
     ops = (_u32(b, a, "prmt() a"), _u32(b, b_, "prmt() b"), _u32(b, selector, "prmt() selector"))
     return b.emit("inst_pure", u32, ops, {"form": "prmt.b32", "mode": f".{mode}" if mode else ""})
 
@@ -431,7 +432,7 @@ def lop3_lut(fn) -> int:
     elif callable(fn):
         lut = fn(0xF0, 0xCC, 0xAA)
     else:
-        raise ValueError(f"lop3 needs an int LUT, a function or an expression string, got {fn!r}")
+        raise ValueError(f"lop3 needs an int LUT, a function or an expression string, got {describe(fn)}")
     return int(lut) & 0xFF
 
 
@@ -439,10 +440,13 @@ def lop3_lut(fn) -> int:
 def lop3(b: Builder, a, b_, c, lut):
     """Any 3-input bitwise function in one instruction (lop3.b32). ``lut``: an int 0..255, an expression
     string like ``"(a & b) ^ ~c"``, or a function of (a, b, c) defined outside the kernel."""
+    if isinstance(lut, (Type, Node)) or hasattr(lut, "__kaio_call__"):  # kaiodsl objects are not LUT functions
+        b.error(f"lop3(): lut must be an int 0..255, an expression string or a Python function of (a, b, c), "
+                f"got {describe(lut)}")
     try:
         imm = lop3_lut(lut)
     except Exception as e:  # the user's expression failed: show Python's complaint
-        b.error(f"lop3(): cannot compute the LUT from {lut!r}: {e}")
+        b.error(f"lop3(): cannot compute the LUT from {describe(lut)}: {e}")
     ops = [_u32(b, v, f"lop3() operand {n}") for n, v in zip("abc", (a, b_, c))]
     return b.emit("inst_pure", u32, tuple(ops), {"form": "lop3.b32", "lut": imm})
 
@@ -458,6 +462,6 @@ def to_tf32(b: Builder, x):
 def pack_fp8x2(b: Builder, lo, hi, dtype=e4m3):
     """Two f32 -> two e4m3/e5m2 bytes in a u16 (lo in bits 0-7), rounded, saturating to finite (sm_89+)."""
     if dtype not in (e4m3, e5m2):
-        b.error(f"pack_fp8x2(): dtype must be e4m3 or e5m2, got {dtype!r}")
+        b.error(f"pack_fp8x2(): dtype must be e4m3 or e5m2, got {describe(dtype)}")
     lo, hi = b.convert(b.value(lo), f32), b.convert(b.value(hi), f32)
     return b.emit("inst_pure", u16, (lo, hi), {"form": f"cvt.rn.satfinite.{dtype.name}x2.f32"})

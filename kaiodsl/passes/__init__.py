@@ -23,12 +23,15 @@ PIPELINE = [
 ]
 
 
-def run_pipeline(fn, verify_each: bool | None = None) -> None:
-    """Run every pass; with KAIODSL_VERIFY=1 (set by the tests) verify after each one."""
+def run_pipeline(fn, verify_each: bool | None = None, after_pass=None) -> None:
+    """Run every pass; with KAIODSL_VERIFY=1 (set by the tests) verify after each one.
+    ``after_pass(name, fn)`` is called after each pass (the compiler's KAIODSL_DUMP=passes)."""
     if verify_each is None:
         verify_each = os.environ.get("KAIODSL_VERIFY") == "1"
     for name, p in PIPELINE:
         p(fn)
+        if after_pass is not None:
+            after_pass(name, fn)
         if verify_each:
             try:
                 verify(fn)

@@ -8,7 +8,9 @@ where body is ``<json length>\\n<json><cubin bytes>``. Writes go to a temporary
 file in the same folder and are published with ``os.replace`` (atomic on POSIX
 and Windows), so a reader sees a whole entry or none; several processes storing
 the same key each publish a whole file and the last one wins. A truncated or
-corrupt entry fails its checksum, is removed, and reads as a miss.
+corrupt entry fails its checksum, is removed, and reads as a miss. An entry whose checksum
+holds but whose payload the compiler cannot use (an older layout, a planted file) is
+``evict``-ed by the compiler, which then rebuilds it (kaiodsl/compiler.py).
 
 Environment: ``KAIODSL_CACHE_DIR`` (default ``~/.cache/kaiodsl``), ``KAIODSL_CACHE=0``
 turns the cache off (``default_cache()`` returns None).
@@ -74,6 +76,10 @@ class DiskCache:
             if tmp is not None:
                 _remove(Path(tmp))
             return False
+
+    def evict(self, key: str) -> None:
+        """Remove one entry (its payload was unusable): the next store rebuilds it."""
+        _remove(self.path(key))
 
     def clear(self) -> None:
         for p in self.root.glob("*/*.kaio"):

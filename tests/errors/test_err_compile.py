@@ -10,6 +10,7 @@ import re
 import traceback
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import kaiodsl
@@ -324,6 +325,113 @@ def e_ptr_plus_ptr(x: Ptr[f32]):
     y[0] = 1.0
 
 
+# -- messages that used to leak internals (issue 10, item 17) -----------------------------------------
+@kaiodsl.func
+def mixed_returns(a, n):
+    if n > 0:
+        return a
+    return n  # !e_mixed_returns
+
+
+@case("kaiodsl.shfl_down(x[0])", r"^kaiodsl\.shfl_down\(\) takes 2 to 4 arguments \(1 given\); missing 'lane'; "
+      r"call it as kaiodsl\.shfl_down\(value, lane, mask=0xFFFFFFFF, width=32\)$")
+@kaiodsl.kernel
+def e_shfl_arity(x: Ptr[f32]):
+    x[0] = kaiodsl.shfl_down(x[0])  # !e_shfl_arity
+
+
+@case("kaiodsl.exp(x[0], x[1])", r"^kaiodsl\.exp\(\) takes 1 argument \(2 given\); call it as kaiodsl\.exp\(x\)$")
+@kaiodsl.kernel
+def e_exp_arity(x: Ptr[f32]):
+    x[0] = kaiodsl.exp(x[0], x[1])  # !e_exp_arity
+
+
+@case("kaiodsl.exp(x)", r"^exp\(\) needs a number, got a pointer \(Ptr\[f32\]\)$")
+@kaiodsl.kernel
+def e_exp_pointer(x: Ptr[f32]):
+    x[0] = kaiodsl.exp(x)  # !e_exp_pointer
+
+
+@case("x[0] = kaiodsl.block_dim", r"kaiodsl\.block_dim \(read one field: \.x, \.y or \.z\) cannot be used as f32")
+@kaiodsl.kernel
+def e_store_dim3(x: Ptr[f32]):
+    x[0] = kaiodsl.block_dim  # !e_store_dim3
+
+
+@case("h * 70000.0", r"the constant 70000\.0 is out of range for f16 \(largest finite f16 is 65504\)")
+@kaiodsl.kernel
+def e_f16_literal_overflow(x: Ptr[f16]):
+    h = x[0]
+    x[1] = h * 70000.0  # !e_f16_literal_overflow
+
+
+@case("y = n", r"'y' is f32 where it is assigned at line \d+ and i32 at line \d+; .*cast one assignment "
+      r"\(e\.g\. y = kaiodsl\.f32\(\.\.\.\)\)")
+@kaiodsl.kernel
+def e_branch_types(x: Ptr[f32], n: i32):
+    if n > 0:
+        y = x[0]
+    else:
+        y = n  # !e_branch_types
+    x[1] = y
+
+
+@case("return n", r"this @kaiodsl\.func returns f32 \(line \d+\) and i32 \(line \d+\); every return must give "
+      r"the same type")
+@kaiodsl.kernel
+def e_mixed_returns(x: Ptr[f32], n: i32):
+    x[0] = mixed_returns(x[0], n)
+
+
+@case("x[0] if n > 0 else x", r"the two sides of this conditional expression have types f32 and Ptr\[f32\]")
+@kaiodsl.kernel
+def e_ifexp_types(x: Ptr[f32], n: i32):
+    y = x[0] if n > 0 else x  # !e_ifexp_types
+    x[1] = y
+
+
+@case("lst.append(x[0])", r"cannot change in place with \.append\(\) on run-time values; write `lst = lst \+ \[x\]`")
+@kaiodsl.kernel
+def e_list_append(x: Ptr[f32]):
+    lst = []
+    lst.append(x[0])  # !e_list_append
+    x[1] = lst[0]
+
+
+@case("(x[i] for i in range(4))", r"a generator expression is not supported.*use a list comprehension over "
+      r"kaiodsl\.static_range")
+@kaiodsl.kernel
+def e_generator(x: Ptr[f32]):
+    x[4] = sum(x[i] for i in range(4))  # !e_generator
+
+
+@case("np.exp(x[0])", r"^numpy\.exp runs in Python at compile time and cannot take run-time values; use kaiodsl\.exp")
+@kaiodsl.kernel
+def e_numpy_exp(x: Ptr[f32]):
+    x[1] = np.exp(x[0])  # !e_numpy_exp
+
+
+@case("round(x[0])", r"Python's round\(\) .*use kaiodsl\.round_even.*builtins that take run-time values in a "
+      r"kernel: abs, bool, enumerate, float, int, isinstance, len, list, max, min, reversed, tuple, zip")
+@kaiodsl.kernel
+def e_round_runtime(x: Ptr[f32]):
+    x[1] = round(x[0])  # !e_round_runtime
+
+
+@case("Ptr[Ptr[f32]]", r"Ptr\[Ptr\[f32\]\] is not a type: a pointer's element must be a scalar type")
+@kaiodsl.kernel
+def e_ptr_ptr_in_body(x: Ptr[f32]):
+    p = kaiodsl.ptr_cast(x, Ptr[Ptr[f32]])  # !e_ptr_ptr_in_body
+    p[0] = x
+
+
+@case("helper(kaiodsl.i32(5))", r"compile-time call to the function helper failed: it was given the constant 5 "
+      r"\(i32\), a kaiodsl value that plain Python cannot compute with")
+@kaiodsl.kernel
+def e_helper_typed_const(x: Ptr[f32]):
+    x[0] = helper(kaiodsl.i32(5))  # !e_helper_typed_const
+
+
 def _expected(k, anchor):
     marker = f"# !{k.__name__}"
     (idx,) = [n for n, l in enumerate(LINES) if marker in l]
@@ -393,3 +501,67 @@ def test_ptx_and_ir_entries_are_clean_too():
         e_lambda.ir(optimized=False)
     names = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
     assert names == ["test_ptx_and_ir_entries_are_clean_too", "ir"]
+
+
+def test_branch_type_mismatch_names_both_assignment_lines():
+    with pytest.raises(kaiodsl.CompileError) as info:
+        e_branch_types.compile()
+    then_line = next(n for n, l in enumerate(LINES, 1) if l.strip() == "y = x[0]" and "e_branch_types" in
+                     LINES[n - 3])
+    else_line, _ = _expected(e_branch_types, "y = n")
+    assert f"assigned at line {then_line} and i32 at line {else_line}" in info.value.message
+
+
+def test_mixed_returns_name_both_return_lines():
+    with pytest.raises(kaiodsl.CompileError) as info:
+        e_mixed_returns.compile()
+    first = next(n for n, l in enumerate(LINES, 1) if l.strip() == "return a")
+    second, _ = _expected(e_mixed_returns, "return n")
+    assert f"returns f32 (line {first}) and i32 (line {second})" in info.value.message
+    assert info.value.loc.func == "mixed_returns"
+
+
+@pytest.mark.parametrize("annotation,reason", [
+    ("Ptr[Ptr[f32]]", r"a pointer's element must be a scalar type; pass a table of addresses as Ptr\[u64\]"),
+    ('Ptr[f32, "texture"]', r"the memory space must be 'global' \(the default\), 'shared' or 'local', got 'texture'"),
+    ("Ptr[3]", r"write Ptr\[T\] with a kaiodsl scalar type T"),
+])
+def test_bad_pointer_annotation_is_a_compile_error_at_the_parameter(annotation, reason, tmp_path):
+    import importlib.util
+    path = tmp_path / "bad_annotation.py"
+    path.write_text("import kaiodsl\nfrom kaiodsl import Ptr, f32\n\n\n@kaiodsl.kernel\n"
+                    f"def k(x: {annotation}):\n    x[0] = 1.0\n")
+    spec = importlib.util.spec_from_file_location("bad_annotation", path)
+    with pytest.raises(kaiodsl.CompileError) as info:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    e = info.value
+    assert re.search(r"kernel parameter 'x' has annotation .*" + reason, e.message), e.message
+    assert (pathlib.Path(e.loc.file).resolve(), e.loc.line, e.loc.col) == (path.resolve(), 6, 6)
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "kaiodsl" in f.filename
+              and "bad_annotation" not in f.filename]
+    assert [f.name for f in frames] == ["kernel"], frames
+
+
+def test_wrong_const_value_points_at_the_parameter():
+    @kaiodsl.kernel
+    def k(x: Ptr[f32], N: Const[int]):  # !wrong_const
+        x[0] = 1.0
+
+    with pytest.raises(kaiodsl.CompileError) as info:
+        k.compile(N=1.5)
+    line, col = _expected(SimpleNamespace(__name__="wrong_const"), "N: Const")
+    assert info.value.loc is not None and (info.value.loc.line, info.value.loc.col) == (line, col)
+    assert "Const parameter 'N' must be int, got 1.5" in info.value.message
+
+
+def test_check_const_value_locates_the_parameter():
+    from kaiodsl.frontend.params import check_const_value
+    from kaiodsl.types import ConstType
+
+    loc = e_assign_const.param_loc("N")
+    with pytest.raises(kaiodsl.CompileError) as info:
+        check_const_value("e_assign_const", "N", ConstType(int), 1.5, loc)
+    assert info.value.loc == loc and "must be int, got 1.5 (float)" in info.value.message
+    with pytest.raises(kaiodsl.CompileError):
+        check_const_value("e_assign_const", "N", ConstType(int), True, loc)
+    assert check_const_value("e_assign_const", "N", ConstType(int), 7, loc) == 7

@@ -286,6 +286,31 @@ def test_block_size_makes_block_dim_constant(backend):
     assert ".reqntid 64, 1, 1" in ptx and "%ntid" not in ptx
 
 
+@kaiodsl.func
+def _block_x_inner():
+    return kaiodsl.block_dim.x * 3
+
+
+@kaiodsl.func
+def _block_x_outer(i):
+    return _block_x_inner() + kaiodsl.block_dim.y * 1000 + i  # a func calling a func
+
+
+@kaiodsl.kernel(block_size=("B", 2))
+def _block_size_in_func(o: Ptr[i32], B: Const[int]):
+    i = kaiodsl.thread_idx.x + kaiodsl.thread_idx.y * B
+    o[i] = _block_x_outer(i)
+
+
+@pytest.mark.parametrize("B", [32, 64])
+def test_block_dim_x_inside_a_func_folds_like_in_the_kernel(backend, B):
+    o = poison(2 * B, np.int32)
+    _block_size_in_func[1, (B, 2)](o, B=B)
+    np.testing.assert_array_equal(o, 3 * B + 2000 + np.arange(2 * B))
+    ptx = _block_size_in_func.ptx(B=B)
+    assert f".reqntid {B}, 2, 1" in ptx and "%ntid" not in ptx, ptx
+
+
 @kaiodsl.kernel
 def _ifexp_and_where(x: Ptr[f32], o: Ptr[f32]):
     i = kaiodsl.thread_idx.x

@@ -1,4 +1,5 @@
-"""DiskCache: round trip, corrupt/truncated entries, other processes, concurrency, env."""
+"""DiskCache: round trip, corrupt/truncated and malformed entries, other processes, concurrency, env,
+and the compiler's use of it (malformed payloads evicted and rebuilt; cubins kept for warm processes)."""
 
 import json
 import os
@@ -16,7 +17,7 @@ KEY = "abc123def456"
 
 
 def payload(key=KEY):
-    ck = CompiledKernel(name="k", ptx=".version 7.0\n// body\n", arch="sm_80", key=key,
+    ck = CompiledKernel(name="k", ptx=".version 7.0\n.visible .entry k()\n{\n}\n", arch="sm_80", key=key,
                         params=(ParamInfo("x", Ptr[f32], True), ParamInfo("n", i32)))
     return ck.to_payload()
 
@@ -120,3 +121,109 @@ def test_unwritable_dir_is_not_an_error(tmp_path):
     c = DiskCache(f / "sub")  # a file where a folder should be
     assert c.store(KEY, payload()) is False
     assert c.load(KEY) is None
+
+
+# -- the compiler's side: payloads that pass the checksum but cannot be used -------------
+KERNEL_SRC = """
+import kaiodsl
+from kaiodsl import Ptr, f32, i32
+
+@kaiodsl.kernel
+def scale(x: Ptr[f32], n: i32):
+    i = kaiodsl.block_idx.x * kaiodsl.block_dim.x + kaiodsl.thread_idx.x
+    if i < n:
+        x[i] = x[i] * 3.0
+"""
+
+
+@pytest.fixture
+def scale_kernel(tmp_path, monkeypatch):
+    import importlib.util
+
+    from kaiodsl import compiler
+
+    f = tmp_path / "scale_mod.py"
+    f.write_text(KERNEL_SRC)
+    spec = importlib.util.spec_from_file_location("scale_mod", f)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setenv("KAIODSL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("KAIODSL_CACHE", raising=False)
+    compiler.MEMORY.clear()
+    yield mod.scale
+    compiler.MEMORY.clear()
+
+
+def _plant(good: dict, damage: str) -> dict:
+    bad = json.loads(json.dumps(good))
+    if damage == "missing_ptx":
+        del bad["ptx"]
+    elif damage == "params_not_list":
+        bad["params"] = "x"
+    elif damage == "param_not_object":
+        bad["params"] = [5]
+    elif damage == "unknown_dtype":
+        bad["params"][0]["dtype"] = "f99"
+    elif damage == "bad_space":
+        bad["params"][0]["space"] = "texture"
+    elif damage == "bad_block":
+        bad["required_block"] = [0, 1]
+    elif damage == "empty_ptx":
+        bad["ptx"] = ""
+    elif damage == "shared_is_text":
+        bad["static_shared_bytes"] = "0"
+    elif damage == "link_without_cubin":
+        bad["link"] = {"registers": 8, "spill_stores": 0, "spill_loads": 0, "stack_bytes": 0,
+                       "shared_bytes": 0, "local_bytes": 0, "info_log": ""}
+    elif damage == "not_an_object_inside":
+        bad["link"] = [1, 2]
+    return bad
+
+
+@pytest.mark.parametrize("damage", ["missing_ptx", "params_not_list", "param_not_object", "unknown_dtype",
+                                    "bad_space", "bad_block", "empty_ptx", "shared_is_text", "link_without_cubin",
+                                    "not_an_object_inside"])
+def test_malformed_payload_is_evicted_and_rebuilt(scale_kernel, damage):
+    from kaiodsl import compiler
+
+    good = compiler.compile(scale_kernel, {}, "sm_80")
+    disk = default_cache()
+    payload = disk.load(good.key)
+    assert payload is not None and CompiledKernel.from_payload(payload).ptx == good.ptx
+    assert disk.store(good.key, _plant(payload, damage))  # a valid checksum over a broken payload
+    compiler.MEMORY.clear()  # a new process, as far as the caches go
+    again = compiler.compile(scale_kernel, {}, "sm_80")
+    assert again.ptx == good.ptx and again.params == good.params
+    assert CompiledKernel.from_payload(disk.load(good.key)).ptx == good.ptx  # the entry was rebuilt
+
+
+WARM = """
+import json, sys
+import kaiodsl.toolchain.nvjitlink as nv
+calls = []
+real = nv.link_ptx
+def counting(*a, **k):
+    calls.append(a[1])
+    return real(*a, **k)
+nv.link_ptx = counting
+sys.path.insert(0, sys.argv[1])
+import scale_mod
+ck = scale_mod.scale.compile(arch="sm_90a")
+regs, cubin = ck.registers, ck.cubin
+print(json.dumps({"links": len(calls), "registers": regs, "cubin": cubin.hex(), "size": len(cubin)}))
+"""
+
+
+def test_warm_process_does_not_assemble_again(tmp_path):
+    (tmp_path / "scale_mod.py").write_text(KERNEL_SRC)
+    env = dict(os.environ, KAIODSL_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("KAIODSL_CACHE", None)
+    runs = []
+    for _ in range(2):
+        r = _run(WARM.replace("sys.argv[1]", repr(str(tmp_path))), env)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["links"] == 1 and cold["size"] > 0
+    assert warm["links"] == 0, "a warm process ran nvJitLink again"
+    assert (warm["registers"], warm["size"], warm["cubin"]) == (cold["registers"], cold["size"], cold["cubin"])

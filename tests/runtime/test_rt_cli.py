@@ -1,4 +1,4 @@
-"""``python -m kaiodsl ptx FILE.py:KERNEL --const NAME=VALUE``: Const values are Python literals."""
+"""``python -m kaiodsl ptx FILE.py:KERNEL``: --const values are Python literals; --stats, --ir, --dump."""
 
 import pathlib
 import subprocess
@@ -7,10 +7,12 @@ import sys
 import pytest
 
 from kaiodsl.cli import main, parse_consts
+from kaiodsl.passes import PIPELINE
 from kaiodsl.errors import KaioError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TC = f"{ROOT / 'examples' / 'tc_matmul.py'}:tc_matmul"
+SAXPY = f"{ROOT / 'examples' / 'saxpy.py'}:saxpy"
 
 
 @pytest.mark.parametrize("text, value", [
@@ -55,3 +57,24 @@ def test_module_entry_point_subprocess():
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "tc_matmul" in r.stdout
+
+
+def _stages(err: str) -> list:
+    return [l.split(" dump: ", 1)[1].rstrip(" =") for l in err.splitlines() if l.startswith("// ===== kaiodsl dump:")]
+
+
+def test_cli_ptx_stats_ir_and_dump(capsys, tmp_path):
+    assert main(["ptx", SAXPY, "--arch", "sm_90a", "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert ".target sm_90a" in out and ".entry saxpy" in out and "registers" in out.splitlines()[-1]
+    assert main(["ptx", SAXPY, "--arch", "sm_90a", "--ir"]) == 0
+    assert capsys.readouterr().out.startswith("kernel saxpy(%1: f32 a")
+    assert main(["ptx", SAXPY, "--arch", "sm_80", "--dump", "passes"]) == 0
+    cap = capsys.readouterr()
+    assert [s.split(" after pass ")[1] for s in _stages(cap.err)] == [n for n, _ in PIPELINE]
+    assert ".entry saxpy" in cap.out
+    assert main(["ptx", SAXPY, "--dump", "all", "--dump-dir", str(tmp_path / "d")]) == 0
+    files = {p.name for p in (tmp_path / "d").rglob("*") if p.is_file()}
+    assert {"00-ir.txt", "ptx.ptx"} <= files
+    assert main(["ptx", SAXPY, "--dump", "sass"]) == 1
+    assert "unknown stage" in capsys.readouterr().err
