@@ -51,15 +51,14 @@ class FwdConfig:
 
 def fwd_config(d: int, sq: int) -> FwdConfig:
     """The tile heuristic: 128 query rows over 8 warps (16 rows each: O stays at d/2 registers a
-    lane); narrower key blocks and Q re-read from shared memory at d = 256 (registers); one warp of
-    16 rows for decode (sq <= 16)."""
-    if sq <= 16:
-        return FwdConfig(bq=16, bk=64 if d <= 128 else 32, warps=1, stages=3, q_regs=d <= 128)
-    if d <= 64:
-        return FwdConfig(bq=128, bk=64, warps=8, stages=3)
-    if d <= 128:
-        return FwdConfig(bq=128, bk=64, warps=8, stages=2)
-    return FwdConfig(bq=64, bk=32, warps=4, stages=2, q_regs=False)
+    lane); narrower key blocks and Q re-read from shared memory at d = 256 (registers); 64 rows over
+    4 warps for short queries (decode: the copies spread over 128 threads, the wasted rows are free
+    in a bandwidth-bound kernel)."""
+    if d > 128:
+        return FwdConfig(bq=64, bk=16, warps=4, stages=2, q_regs=False)
+    if sq <= 64:
+        return FwdConfig(bq=64, bk=64 if d <= 64 else 32, warps=4, stages=3 if d <= 64 else 4)
+    return FwdConfig(bq=128, bk=64, warps=8, stages=3 if d <= 64 else 2)
 
 
 @dataclass(frozen=True)
