@@ -223,3 +223,77 @@ def reference_attention(q, k, v, causal=False, scale=None, seqlens_k=None):
     with np.errstate(divide="ignore"):
         lse = np.where(l[..., 0] > 0, m[..., 0] + np.log(np.where(l[..., 0] > 0, l[..., 0], 1.0)), -np.inf)
     return o, lse
+
+
+def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None):
+    """The gradients (dq, dk, dv) of ``attention(q, k, v, causal=, scale=)`` given its output ``o``,
+    ``lse`` (``return_lse=True``) and the output gradient ``do`` (FlashAttention-2: Dr = rowsum(dO O),
+    a dK/dV kernel, a dQ kernel; f32 accumulation; deterministic). dk/dv are [B, Hkv, Sk, D]: with
+    GQA each is summed over its group of query heads. No ``seqlens_k`` (full sequences)."""
+    from .attention_bwd import (bwd_config, dkdv_kernel, dkdv_smem, dq_kernel, dq_smem, rowdot_kernel)
+
+    op = "attention_backward"
+    qz, kz, vz, B, H, Hkv, Sq, Sk, D = check_qkv(q, k, v, op)
+    mode = causal_mode(causal, op)
+    sc = softmax_scale(scale, D, op)
+    dz, oz = inspect_array("do", do, op), inspect_array("o", o, op)
+    for z in (dz, oz):
+        require_rank(z, 4, op, "[B, H, Sq, D]")
+        require_dtype(z, (qz.dtype,), op)
+        if tuple(z.shape) != tuple(qz.shape):
+            raise ArgumentError(f"{op}(): '{z.name}' has shape {z.shape}; it must be q's {qz.shape}")
+    lz = inspect_array("lse", lse, op)
+    require_dtype(lz, (f32,), op)
+    if tuple(lz.shape) != (B, H, Sq) or not lz.contiguous:
+        raise ArgumentError(f"{op}(): 'lse' must be a contiguous f32 [B, H, Sq] = {(B, H, Sq)} (attention(..., "
+                            f"return_lse=True) gives it), got shape {lz.shape} strides {lz.strides}")
+    same_kind(op, qz, dz, oz, lz)
+    qa, ka, va = operand(qz, op), operand(kz, op), operand(vz, op)
+    da, oa = operand(dz, op), operand(oz, op)
+    dq = new_like(qz, (B, H, Sq, D), qz.dtype)
+    dk = new_like(qz, (B, Hkv, Sk, D), qz.dtype)
+    dv = new_like(qz, (B, Hkv, Sk, D), qz.dtype)
+    if B * H * Sq == 0 or Sk == 0:
+        for x in (dq, dk, dv):
+            x[...] = 0
+        return dq, dk, dv
+    rows = B * H * Sq
+    dr = new_like(qz, (B, H, Sq), f32)
+    rowdot_kernel(D, qz.dtype.name)[(rows + 3) // 4, 128](da[0], oa[0], dr, rows, Sq, H, da[1], *da[2][:3],
+                                                          oa[1], *oa[2][:3])
+    cfg = bwd_config(D)
+    shift = Sk - Sq if mode == "bottom_right" else 0
+    args = (Sq, Sk, H, H // Hkv, qa[1], *qa[2][:3], ka[1], *ka[2][:3], va[1], *va[2][:3], da[1], *da[2][:3],
+            sc * LOG2E, sc, shift)
+    kv = dkdv_kernel(D, qz.dtype.name, cfg, mode is not None)
+    kv[B * Hkv * ((Sk + cfg.bkv - 1) // cfg.bkv), cfg.bkv * 2](qa[0], ka[0], va[0], da[0], lse, dr, dk, dv, *args,
+                                                                smem=dkdv_smem(D, cfg))
+    kq = dq_kernel(D, qz.dtype.name, cfg, mode is not None)
+    kq[B * H * ((Sq + cfg.bq - 1) // cfg.bq), cfg.bq * 2](qa[0], ka[0], va[0], da[0], lse, dr, dq, *args,
+                                                           smem=dq_smem(D, cfg))
+    return dq, dk, dv
+
+
+def reference_attention_backward(do, q, k, v, causal=False, scale=None):
+    """float64 numpy gradients (dq, dk, dv) of reference_attention; GQA dk/dv summed over each group."""
+    q64, k64, v64, do64 = (np.asarray(x, np.float64) for x in (q, k, v, do))
+    B, H, Sq, D = q64.shape
+    Hkv, Sk = k64.shape[1], k64.shape[2]
+    g = H // Hkv
+    kr, vr = np.repeat(k64, g, axis=1), np.repeat(v64, g, axis=1)
+    sc = 1.0 / math.sqrt(D) if scale is None else scale
+    o, lse = reference_attention(q64, k64, v64, causal, scale)
+    s = np.einsum("bhqd,bhkd->bhqk", q64, kr) * sc
+    with np.errstate(invalid="ignore"):
+        p = np.where(np.isfinite(lse)[..., None], np.exp(s - np.where(np.isfinite(lse), lse, 0)[..., None]), 0.0)
+    rows, cols = np.arange(Sq)[:, None], np.arange(Sk)[None, :]
+    mode = CAUSAL[causal]
+    if mode:
+        p = np.where(cols <= rows + (Sk - Sq if mode == "bottom_right" else 0), p, 0.0)
+    dv = np.einsum("bhqk,bhqd->bhkd", p, do64)
+    dp = np.einsum("bhqd,bhkd->bhqk", do64, vr)
+    dr = (do64 * o).sum(-1, keepdims=True)
+    ds = p * (dp - dr)
+    dq = np.einsum("bhqk,bhkd->bhqd", ds, kr) * sc
+    dk = np.einsum("bhqk,bhqd->bhkd", ds, q64) * sc
+    return dq, dk.reshape(B, Hkv, g, Sk, D).sum(2), dv.reshape(B, Hkv, g, Sk, D).sum(2)
