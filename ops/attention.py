@@ -116,11 +116,11 @@ def _seqlens(seqlens_k, qz: Arr, B: int, op: str):
     return seqlens_k
 
 
-def _out(out, qz: Arr, op: str):
+def _out(out, qz: Arr, odt, op: str):
     if out is None:
         return None
     oz = inspect_array("out", out, op)
-    require_dtype(oz, (qz.dtype,), op)
+    require_dtype(oz, (odt,), op)
     if tuple(oz.shape) != tuple(qz.shape):
         raise ArgumentError(f"{op}(): 'out' has shape {oz.shape}; it must be q's {qz.shape}")
     same_kind(op, qz, oz)
@@ -145,13 +145,17 @@ def _dummy_i32(like: Arr):
 
 
 def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, out=None, seqlens_k=None,
-              num_splits=None, config: FwdConfig = None):
-    """softmax(q k^T * scale [+ causal mask]) v; see the module doc. Returns out, or (out, lse)."""
+              num_splits=None, out_dtype=None, config: FwdConfig = None):
+    """softmax(q k^T * scale [+ causal mask]) v; see the module doc. Returns out, or (out, lse).
+    ``out_dtype``: None (q's dtype) or "f32"."""
     op = "attention"
     qz, kz, vz, B, H, Hkv, Sq, Sk, D = check_qkv(q, k, v, op)
+    if out_dtype not in (None, "f32", f32):
+        raise ArgumentError(f"{op}(): out_dtype must be None (q's dtype) or 'f32', got {out_dtype!r}")
+    odt = f32 if out_dtype is not None else qz.dtype
     mode = causal_mode(causal, op)
     sc = softmax_scale(scale, D, op)
-    oz = _out(out, qz, op)
+    oz = _out(out, qz, odt, op)
     lens = _seqlens(seqlens_k, qz, B, op)
     qa, ka, va = operand(qz, op, False), operand(kz, op), operand(vz, op)
     if oz is not None:
@@ -162,7 +166,7 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
     cfg = config or fwd_config(D, Sq)
     wide = max(qa[2][2], ka[2][2], va[2][2]) * max(cfg.bq, cfg.bk) >= 2**31
     if out is None:
-        out = new_like(qz, (B, H, Sq, D), qz.dtype)
+        out = new_like(qz, (B, H, Sq, D), odt)
         oa = operand(inspect_array("out", out, op), op)
     lse = new_like(qz, (B, H, Sq), f32)
     if B * H * Sq == 0:
@@ -179,7 +183,7 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
     args = (Sq, Sk, H, H // Hkv, qa[1], *qa[2][:3], ka[1], *ka[2][:3], va[1], *va[2][:3])
     smem = cfg.smem_bytes(D)
     if splits == 1:
-        kern = forward_kernel(D, qz.dtype.name, cfg, mode is not None, qz.dtype.name, seq_mode, wide)
+        kern = forward_kernel(D, qz.dtype.name, cfg, mode is not None, odt.name, seq_mode, wide)
         kern[(common[0], 1), common[1]](qa[0], ka[0], va[0], oa[0], lse, lens_arg, *args, oa[1], *oa[2][:3], 0,
                                         c, shift, kps, smem=smem)
     else:
@@ -189,7 +193,7 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
         kern = forward_kernel(D, qz.dtype.name, cfg, mode is not None, "f32", seq_mode, wide)
         kern[(common[0], splits), common[1]](qa[0], ka[0], va[0], po, plse, lens_arg, *args, 0, H * Sq * D,
                                              Sq * D, D, rows * D, c, shift, kps, smem=smem)
-        combine_kernel(D, qz.dtype.name)[(rows + 3) // 4, 128](po, plse, oa[0], lse, splits, rows, Sq, H, oa[1],
+        combine_kernel(D, odt.name)[(rows + 3) // 4, 128](po, plse, oa[0], lse, splits, rows, Sq, H, oa[1],
                                                                  *oa[2][:3])
     return (out, lse) if return_lse else out
 

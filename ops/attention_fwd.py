@@ -306,7 +306,7 @@ def combine_body(D: Const[int], OUT: Const, po, plse, o, lse, splits, rows, Sq, 
 
 @lru_cache(maxsize=None)
 def combine_kernel(d: int, out_name: str):
-    OUT = {"f16": f16, "bf16": bf16}[out_name]
+    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
 
     @kaiodsl.kernel(block_size=128, name=f"attn_combine_d{d}_{out_name}")
     def attn_combine(po: Ptr[f32], plse: Ptr[f32], o: Ptr[OUT], lse: Ptr[f32], splits: i32, rows: i32, Sq: i32,
