@@ -119,31 +119,50 @@ def _fill(L: Const, ck, cv, kplan, vplan, kld, vld, state, k0, kend):
 
 
 @kaiodsl.func
-def _q_frags(L: Const, qa, base):
-    return [copies.load_a(qa[kk], base) for kk in kaiodsl.static_range(L.d // 16)]
+def _b_frags(T: Const, bases, R: Const[int], C: Const[int], count: Const[int], off, trans: Const[bool]):
+    """``count`` n8 B fragments (count / 2 ldmatrix.x4) at logical (R + 16 p, C) of tile T (+ off elements)."""
+    frags = []
+    for p in kaiodsl.static_range(count // 2):
+        if trans:
+            f = kaiodsl.ldmatrix(copies.chunk_at(T, bases, R, C + 2 * p) + off, 4, trans=True)
+        else:
+            f = kaiodsl.ldmatrix(copies.chunk_at(T, bases, R + 16 * p, C) + off, 4)
+        frags = frags + [(f[0], f[1]), (f[2], f[3])]
+    return frags
 
 
 @kaiodsl.func
-def _scores(L: Const, qf, qa, kb, stage):
-    """S = Q K^T for this warp's rows and one key block (raw units)."""
+def _q_slab(L: Const, qb, kk: Const[int]):
+    return [kaiodsl.ldmatrix(copies.chunk_at(L.q_tile, qb, 16 * i, 2 * kk), 4) for i in range(L.s_warp.mi)]
+
+
+@kaiodsl.func
+def _q_frags(L: Const, qb):
+    return [_q_slab(L, qb, kk) for kk in kaiodsl.static_range(L.d // 16)]
+
+
+@kaiodsl.func
+def _scores(L: Const, qf, qb, kb, stage):
+    """S = Q K^T for this warp's rows and one key block (raw units); K is the K-major B operand."""
     SW = L.s_warp
     s = fragments.zeros(SW.acc_tile)
     for kk in kaiodsl.static_range(L.d // 16):
         if L.cfg.q_regs:
             a = qf[kk]
         else:
-            a = copies.load_a(qa[kk], 0)
-        s = mma.mma_tile(SW, s, a, copies.load_b(kb[kk], stage * L.k_tile.elems, True))
+            a = _q_slab(L, qb, kk)
+        s = mma.mma_tile(SW, s, a, _b_frags(L.k_tile, kb, 0, 2 * kk, SW.nj, stage * L.k_tile.elems, False))
     return s
 
 
 @kaiodsl.func
 def _pv(L: Const, acc, p, vb, stage):
-    """O += P V with P (an accumulator) as the A operand, no shared memory."""
+    """O += P V with P (an accumulator) as the A operand, no shared memory; V is [K, N]: ldmatrix.trans."""
     pa = fragments.to_a(L.s_warp.acc_tile, p, L.h2)
     for kk in kaiodsl.static_range(L.cfg.bk // 16):
         a = [pa[i][kk] for i in range(L.s_warp.mi)]
-        acc = mma.mma_tile(L.o_warp, acc, a, copies.load_b(vb[kk], stage * L.v_tile.elems, False))
+        acc = mma.mma_tile(L.o_warp, acc, a, _b_frags(L.v_tile, vb, 16 * kk, 0, L.o_warp.nj,
+                                                      stage * L.v_tile.elems, True))
     return acc
 
 
@@ -208,9 +227,9 @@ def forward_body(L: Const, q, k, v, o, lse, Sq, Sk, H, group, qs, ks, vs, os, c,
         if st < nb:
             _fill(L, ck, cv, kplan, vplan, ks[3], vs[3], pipeline.start(R, st), kstart + st * cfg.bk, kend)
         pipeline.commit(R)
-    qa = copies.a_ptrs(smem, L.q_tile, wm0, lane, L.s_warp.mi)
-    kb = copies.b_ptrs(smem, L.k_tile, 0, lane, L.s_warp.nj, True)
-    vb = copies.b_ptrs(smem, L.v_tile, 0, lane, L.o_warp.nj, False)
+    qa = copies.lane_chunks(smem, L.q_tile, wm0 + lane % 16, lane // 16)            # A: rows, k halves
+    kb = copies.lane_chunks(smem, L.k_tile, (lane // 16) * 8 + lane % 8, (lane // 8) % 2)   # B K-major
+    vb = copies.lane_chunks(smem, L.v_tile, ((lane // 8) % 2) * 8 + lane % 8, lane // 16)  # B [K, N]
     ST = L.s_warp.acc_tile
     m = [[f32(NEG_INF), f32(NEG_INF)] for i in range(ST.mi)]
     l = [[f32(0.0), f32(0.0)] for i in range(ST.mi)]
@@ -218,7 +237,7 @@ def forward_body(L: Const, q, k, v, o, lse, Sq, Sk, H, group, qs, ks, vs, os, c,
     pipeline.wait(R, cfg.stages - 1)                # Q landed (the key blocks may still be in flight)
     qf = 0
     if cfg.q_regs:
-        qf = _q_frags(L, qa, 0)
+        qf = _q_frags(L, qa)
     read = pipeline.start(R)
     write = pipeline.start(R, cfg.stages - 1)
     row_lo = q0 + wm0
