@@ -23,6 +23,8 @@ import kaiodsl
 from kaiodsl import Const, Ptr, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles
 from kaiodsl.tiles import copies, fragments, mma, pipeline
 
+from .attention_fwd import _b_frags
+
 LOG2E = 1.4426950408889634
 INF = float("inf")
 
@@ -43,7 +45,7 @@ class BwdConfig:
 
 def bwd_config(d: int) -> BwdConfig:
     if d <= 64:
-        return BwdConfig(64, 64, 64, 64)
+        return BwdConfig(64, 32, 64, 64)
     if d <= 128:
         return BwdConfig(64, 32, 64, 32)
     return BwdConfig(32, 16, 32, 16)
@@ -111,18 +113,28 @@ def _lse2(lse, idx, valid):
 
 
 @kaiodsl.func
-def _gemm_frag(W: Const, acc, aptrs, abase, bptrs, bbase, SLABS: Const[int], BKMAJOR: Const[bool]):
+def _gemm_frag(W: Const, acc, AT: Const, abases, BT: Const, bbases, boff, SLABS: Const[int]):
+    """acc += A B^T for one 16-row A tile (rows of AT) and B K-major (rows of BT, + boff elements)."""
     for kk in kaiodsl.static_range(SLABS):
-        acc = mma.mma_tile(W, acc, copies.load_a(aptrs[kk], abase), copies.load_b(bptrs[kk], bbase, BKMAJOR))
+        a = [kaiodsl.ldmatrix(copies.chunk_at(AT, abases, 0, 2 * kk), 4)]
+        acc = mma.mma_tile(W, acc, a, _b_frags(BT, bbases, 0, 2 * kk, W.nj, boff, False))
     return acc
 
 
 @kaiodsl.func
-def _acc_b(W: Const, acc, pa, bptrs, bbase, SLABS: Const[int]):
+def _acc_b(W: Const, acc, pa, BT: Const, bbases, boff, SLABS: Const[int]):
     """acc += A B with A already as register A fragments pa[0][kk] (one 16-row tile), B [K, N] (.trans)."""
     for kk in kaiodsl.static_range(SLABS):
-        acc = mma.mma_tile(W, acc, [pa[0][kk]], copies.load_b(bptrs[kk], bbase, False))
+        acc = mma.mma_tile(W, acc, [pa[0][kk]], _b_frags(BT, bbases, 16 * kk, 0, W.nj, boff, True))
     return acc
+
+
+@kaiodsl.func
+def _bases(smem, T: Const, r0, lane):
+    """lane_chunks bases of tile T as an A operand at row r0, a K-major B, and a [K, N] B (.trans)."""
+    return (copies.lane_chunks(smem, T, r0 + lane % 16, lane // 16),
+            copies.lane_chunks(smem, T, (lane // 16) * 8 + lane % 8, (lane // 8) % 2),
+            copies.lane_chunks(smem, T, ((lane // 8) % 2) * 8 + lane % 8, lane // 16))
 
 
 @kaiodsl.func
@@ -186,12 +198,10 @@ def dkdv_body(L: Const, q, k, v, do, lse, dr, dk, dv, Sq, Sk, H, group, qs, ks, 
         copies.issue(cq, qp, qs[3], 0, qb0 * BQ, Sq)
         copies.issue(cd, dp, dos[3], 0, qb0 * BQ, Sq)
     pipeline.commit(R)
-    ka = copies.a_ptrs(smem, KT, wk0, lane, 1)
-    va = copies.a_ptrs(smem, VT, wk0, lane, 1)
-    qbk = copies.b_ptrs(smem, QT, 0, lane, SW.nj, True)       # Q as [N = queries, K = D]
-    dbk = copies.b_ptrs(smem, DT, 0, lane, SW.nj, True)
-    qbt = copies.b_ptrs(smem, QT, 0, lane, OW.nj, False)      # Q as [K = queries, N = D] (.trans)
-    dbt = copies.b_ptrs(smem, DT, 0, lane, OW.nj, False)
+    ka = _bases(smem, KT, wk0, lane)[0]
+    va = _bases(smem, VT, wk0, lane)[0]
+    qb3 = _bases(smem, QT, 0, lane)           # [1]: Q as [N = queries, K = D]; [2]: [K = queries, N = D]
+    db3 = _bases(smem, DT, 0, lane)
     dkacc = fragments.zeros(OW.acc_tile)
     dvacc = fragments.zeros(OW.acc_tile)
     ST = SW.acc_tile
@@ -212,9 +222,9 @@ def dkdv_body(L: Const, q, k, v, do, lse, dr, dk, dv, Sq, Sk, H, group, qs, ks, 
         q0 = (qb0 + it % per_head) * BQ
         rbase = (i64(b) * H + h) * Sq
         st_t = fragments.zeros(ST)
-        st_t = _gemm_frag(SW, st_t, ka, 0, qbk, st * QT.elems, D // 16, True)       # S^T = K Q^T
+        st_t = _gemm_frag(SW, st_t, KT, ka, QT, qb3[1], st * QT.elems, D // 16)     # S^T = K Q^T
         dpt = fragments.zeros(ST)
-        dpt = _gemm_frag(SW, dpt, va, 0, dbk, st * DT.elems, D // 16, True)        # dP^T = V dO^T
+        dpt = _gemm_frag(SW, dpt, VT, va, DT, db3[1], st * DT.elems, D // 16)      # dP^T = V dO^T
         pt = []
         dst = []
         for j in kaiodsl.static_range(ST.nj):
@@ -232,8 +242,8 @@ def dkdv_body(L: Const, q, k, v, do, lse, dr, dk, dv, Sq, Sk, H, group, qs, ks, 
                 de = de + [p * (dpt[0][j][e] - drv)]
             pt = pt + [(pe[0], pe[1], pe[2], pe[3])]
             dst = dst + [(de[0], de[1], de[2], de[3])]
-        dvacc = _acc_b(OW, dvacc, fragments.to_a(ST, [pt], L.h2), dbt, st * DT.elems, BQ // 16)
-        dkacc = _acc_b(OW, dkacc, fragments.to_a(ST, [dst], L.h2), qbt, st * QT.elems, BQ // 16)
+        dvacc = _acc_b(OW, dvacc, fragments.to_a(ST, [pt], L.h2), DT, db3[2], st * DT.elems, BQ // 16)
+        dkacc = _acc_b(OW, dkacc, fragments.to_a(ST, [dst], L.h2), QT, qb3[2], st * QT.elems, BQ // 16)
         kaiodsl.syncthreads()                                       # the slot is refilled next iteration
     pipeline.drain(R)
     obase = (i64(b) * Hkv + hk) * Sk * D
@@ -306,11 +316,10 @@ def dq_body(L: Const, q, k, v, do, lse, dr, dq, Sq, Sk, H, group, qs, ks, vs, do
         copies.issue(ck, kp, ks[3], 0, 0, kend)
         copies.issue(cv, vp, vs[3], 0, 0, kend)
     pipeline.commit(R)
-    qa = copies.a_ptrs(smem, QT, wm0, lane, 1)
-    da = copies.a_ptrs(smem, DT, wm0, lane, 1)
-    kbk = copies.b_ptrs(smem, KT, 0, lane, SW.nj, True)        # K as [N = keys, K = D]
-    vbk = copies.b_ptrs(smem, VT, 0, lane, SW.nj, True)
-    kbt = copies.b_ptrs(smem, KT, 0, lane, OW.nj, False)       # K as [K = keys, N = D] (.trans)
+    qa = _bases(smem, QT, wm0, lane)[0]
+    da = _bases(smem, DT, wm0, lane)[0]
+    kb3 = _bases(smem, KT, 0, lane)           # [1]: K as [N = keys, K = D]; [2]: [K = keys, N = D] (.trans)
+    vbk = _bases(smem, VT, 0, lane)[1]
     rbase = i64(bh) * Sq
     row_lo = q0 + wm0 + lane // 4
     l2 = [_lse2(lse, rbase + row_lo + 8 * hh, row_lo + 8 * hh < Sq) for hh in range(2)]
@@ -325,8 +334,8 @@ def dq_body(L: Const, q, k, v, do, lse, dr, dq, Sq, Sk, H, group, qs, ks, vs, do
             copies.issue(cv, vp, vs[3], 1 - st, (j + 1) * BK, kend)
         pipeline.commit(R)
         pipeline.wait(R, 1)
-        s = _gemm_frag(SW, fragments.zeros(ST), qa, 0, kbk, st * KT.elems, D // 16, True)     # S = Q K^T
-        dpv = _gemm_frag(SW, fragments.zeros(ST), da, 0, vbk, st * VT.elems, D // 16, True)   # dP = dO V^T
+        s = _gemm_frag(SW, fragments.zeros(ST), QT, qa, KT, kb3[1], st * KT.elems, D // 16)     # S = Q K^T
+        dpv = _gemm_frag(SW, fragments.zeros(ST), DT, da, VT, vbk, st * VT.elems, D // 16)     # dP = dO V^T
         ds = []
         for jj in kaiodsl.static_range(ST.nj):
             de = []
@@ -337,7 +346,7 @@ def dq_body(L: Const, q, k, v, do, lse, dr, dq, Sq, Sk, H, group, qs, ks, vs, do
                 p = kaiodsl.where(seen(row_lo + 8 * hh, key, (kend, shift, L.causal)), p, f32(0.0))
                 de = de + [p * (dpv[0][jj][e] - drv[hh])]
             ds = ds + [(de[0], de[1], de[2], de[3])]
-        dqacc = _acc_b(OW, dqacc, fragments.to_a(ST, [ds], L.h2), kbt, st * KT.elems, BK // 16)   # dQ += dS K
+        dqacc = _acc_b(OW, dqacc, fragments.to_a(ST, [ds], L.h2), KT, kb3[2], st * KT.elems, BK // 16)  # dQ += dS K
         kaiodsl.syncthreads()
     pipeline.drain(R)
     _store_rows(OW.acc_tile, dqacc, scale, dq, rbase * D, D, q0 + wm0, Sq, lane, D, L.dtype)
