@@ -134,6 +134,17 @@ def num_splits_for(blocks: int, Sk: int, bk: int) -> int:
     return max(1, min((2 * SMS + blocks - 1) // blocks, Sk // (4 * bk)))
 
 
+def zeros_like(a: Arr, shape: tuple, dtype):
+    """A zero array of the kind of ``a`` (the ops' empty outputs are uninitialised)."""
+    if a.kind == "torch":
+        return new_like(a, shape, dtype).zero_()
+    if a.kind == "numpy":
+        return np.zeros(shape, dtype.np_dtype)
+    from kaiodsl.runtime import zeros
+
+    return zeros(shape, dtype)
+
+
 _I32 = {}
 
 
@@ -254,13 +265,11 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None):
     same_kind(op, qz, dz, oz, lz)
     qa, ka, va = operand(qz, op), operand(kz, op), operand(vz, op)
     da, oa = operand(dz, op), operand(oz, op)
+    if B * H * Sq == 0 or Sk == 0:          # no score: every gradient is 0
+        return tuple(zeros_like(qz, s, qz.dtype) for s in ((B, H, Sq, D), (B, Hkv, Sk, D), (B, Hkv, Sk, D)))
     dq = new_like(qz, (B, H, Sq, D), qz.dtype)
     dk = new_like(qz, (B, Hkv, Sk, D), qz.dtype)
     dv = new_like(qz, (B, Hkv, Sk, D), qz.dtype)
-    if B * H * Sq == 0 or Sk == 0:
-        for x in (dq, dk, dv):
-            x[...] = 0
-        return dq, dk, dv
     rows = B * H * Sq
     dr = new_like(qz, (B, H, Sq), f32)
     rowdot_kernel(D, qz.dtype.name)[(rows + 3) // 4, 128](da[0], oa[0], dr, rows, Sq, H, da[1], *da[2][:3],

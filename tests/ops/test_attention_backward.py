@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from test_attention import no_alloc  # noqa: F401  (fixture)
+
 from kaiodsl.errors import ArgumentError
-from ops.attention import attention, attention_backward, reference_attention_backward
+from kaiodsl.ops.attention import attention, attention_backward, reference_attention_backward
 
 
 def _rel(a, b):
@@ -49,10 +51,20 @@ def test_attention_backward_deterministic(backend, rng):
     ("do_shape", "'do' has shape"),
     ("o_dtype", "'o' has dtype f32"),
 ])
-def test_attention_backward_validation(no_launch, bad, match):
+def test_attention_backward_validation(no_alloc, bad, match):
     q = k = v = np.ones((1, 1, 8, 32), np.float16)
     do = np.ones((1, 1, 7, 32), np.float16) if bad == "do_shape" else q
     o = q.astype(np.float32) if bad == "o_dtype" else q
     lse = np.zeros((1, 8), np.float32) if bad == "lse_shape" else np.zeros((1, 1, 8), np.float32)
     with pytest.raises(ArgumentError, match=match):
         attention_backward(do, q, k, v, o, lse)
+
+
+def test_attention_backward_no_keys(backend, rng):
+    """Sk = 0: nothing attends, every gradient is 0 (not uninitialised memory)."""
+    q = rng.standard_normal((1, 1, 5, 32)).astype(np.float16)
+    k = np.zeros((1, 1, 0, 32), np.float16)
+    o, lse = attention(q, k, k, return_lse=True)
+    assert (o == 0).all() and np.isneginf(lse).all()
+    dq, dk, dv = attention_backward(q, q, k, k, o, lse)
+    assert (dq == 0).all() and dk.shape == (1, 1, 0, 32)

@@ -4,9 +4,11 @@ rel err <= 1e-5 vs float64) with its backward, in the simulator and on the GPU."
 import numpy as np
 import pytest
 
+from test_attention import no_alloc  # noqa: F401  (fixture)
+
 from kaiodsl.errors import ArgumentError
-from ops.attention import reference_attention, reference_attention_backward
-from ops.attention_kaio import (attention_flash, attention_flash_backward, attention_flash_causal, attention_tc,
+from kaiodsl.ops.attention import reference_attention, reference_attention_backward
+from kaiodsl.ops.attention_kaio import (attention_flash, attention_flash_backward, attention_flash_causal, attention_tc,
                                 attention_tc_causal)
 
 
@@ -23,7 +25,7 @@ def test_attention_tc(backend, rng, causal):
     assert _rel(o, want[0, 0]) < 2e-3
 
 
-def test_attention_tc_rejects_long_keys(no_launch):
+def test_attention_tc_rejects_long_keys(no_alloc):
     q = np.ones((8, 64), np.float16)
     k = np.ones((385, 64), np.float16)
     with pytest.raises(ArgumentError, match="seq_k=385 is above this op's 384"):
@@ -45,7 +47,7 @@ def test_attention_flash_f32_accurate(backend, rng, causal, Sq, Sk, D):
         assert _rel(g, w[0, 0]) < 1e-5
 
 
-def test_attention_flash_validation(no_launch):
+def test_attention_flash_validation(no_alloc):
     q = np.ones((8, 32), np.float16)
     with pytest.raises(ArgumentError, match="'q' has dtype f16"):
         attention_flash(q, q, q)
