@@ -127,11 +127,13 @@ def _out(out, qz: Arr, odt, op: str):
     return oz
 
 
-def num_splits_for(blocks: int, Sk: int, bk: int) -> int:
-    """Flash-decoding: split the keys so that the grid fills the GPU, at least 4 key blocks a split."""
-    if blocks >= SMS:
+def num_splits_for(blocks: int, Sk: int, cfg: FwdConfig) -> int:
+    """Flash-decoding: split the keys so that the grid fills the GPU (8 one-warp blocks or 2 larger
+    ones an SM), at least 4 key blocks a split."""
+    target = SMS * (8 if cfg.warps == 1 else 2)
+    if blocks >= target:
         return 1
-    return max(1, min((2 * SMS + blocks - 1) // blocks, Sk // (4 * bk)))
+    return max(1, min((target + blocks - 1) // blocks, Sk // (4 * cfg.bk)))
 
 
 def zeros_like(a: Arr, shape: tuple, dtype):
@@ -174,36 +176,44 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
     if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int)
                                    or num_splits < 1):
         raise ArgumentError(f"{op}(): num_splits must be a positive int or None (automatic), got {num_splits!r}")
-    cfg = config or fwd_config(D, Sq)
-    wide = max(qa[2][2], ka[2][2], va[2][2]) * max(cfg.bq, cfg.bk) >= 2**31
     if out is None:
         out = new_like(qz, (B, H, Sq, D), odt)
         oa = operand(inspect_array("out", out, op), op)
     lse = new_like(qz, (B, H, Sq), f32)
     if B * H * Sq == 0:
         return (out, lse) if return_lse else out
-    nqb = (Sq + cfg.bq - 1) // cfg.bq
-    splits = num_splits or (num_splits_for(nqb * B * H, Sk, cfg.bk) if Sq <= 16 else 1)
+    # the kernel's view: (Sq, H, group, q/o strides, causal); one query row per head with a GQA group
+    # (decode) packs the group's heads as the rows of one block, so each K/V tile is read once per group
+    g = H // Hkv
+    kq, kh, kg, kmode, qk, ok = Sq, H, g, mode, qa[2], oa[2]
+    if Sq == 1 and g > 1 and mode != "top_left":        # bottom-right with Sq = 1 masks nothing
+        kq, kh, kg, kmode = g, Hkv, 1, None
+        qk = (qa[2][0], qa[2][1] * g, qa[2][1], 1)
+        ok = (oa[2][0], oa[2][1] * g, oa[2][1], 1)
+    cfg = config or fwd_config(D, kq)
+    wide = max(qk[2], ka[2][2], va[2][2], ok[2]) * max(cfg.bq, cfg.bk) >= 2**31
+    nqb = (kq + cfg.bq - 1) // cfg.bq
+    splits = num_splits or (num_splits_for(nqb * B * kh, Sk, cfg) if kq <= 64 else 1)
     kps = ((Sk + splits - 1) // splits + cfg.bk - 1) // cfg.bk * cfg.bk if Sk else cfg.bk
     splits = max(1, (Sk + kps - 1) // kps) if Sk else 1
-    shift = Sk - Sq if mode == "bottom_right" else 0
-    seq_mode = 0 if lens is None else (2 if mode == "bottom_right" else 1)
+    shift = Sk - Sq if kmode == "bottom_right" else 0
+    seq_mode = 0 if lens is None else (2 if kmode == "bottom_right" else 1)
     lens_arg = lens if lens is not None else _dummy_i32(qz)
     c = sc * LOG2E
-    common = (B * H * nqb, cfg.threads)
-    args = (Sq, Sk, H, H // Hkv, qa[1], *qa[2][:3], ka[1], *ka[2][:3], va[1], *va[2][:3])
+    common = (B * kh * nqb, cfg.threads)
+    args = (kq, Sk, kh, kg, qa[1], *qk[:3], ka[1], *ka[2][:3], va[1], *va[2][:3])
     smem = cfg.smem_bytes(D)
     if splits == 1:
-        kern = forward_kernel(D, qz.dtype.name, cfg, mode is not None, odt.name, seq_mode, wide)
-        kern[(common[0], 1), common[1]](qa[0], ka[0], va[0], oa[0], lse, lens_arg, *args, oa[1], *oa[2][:3], 0,
+        kern = forward_kernel(D, qz.dtype.name, cfg, kmode is not None, odt.name, seq_mode, wide)
+        kern[(common[0], 1), common[1]](qa[0], ka[0], va[0], oa[0], lse, lens_arg, *args, oa[1], *ok[:3], 0,
                                         c, shift, kps, smem=smem)
     else:
         rows = B * H * Sq
         po = new_like(qz, (splits, rows, D), f32)
         plse = new_like(qz, (splits, rows), f32)
-        kern = forward_kernel(D, qz.dtype.name, cfg, mode is not None, "f32", seq_mode, wide)
+        kern = forward_kernel(D, qz.dtype.name, cfg, kmode is not None, "f32", seq_mode, wide)
         kern[(common[0], splits), common[1]](qa[0], ka[0], va[0], po, plse, lens_arg, *args, 0, H * Sq * D,
-                                             Sq * D, D, rows * D, c, shift, kps, smem=smem)
+                                             kq * D, D, rows * D, c, shift, kps, smem=smem)
         combine_kernel(D, odt.name)[(rows + 3) // 4, 128](po, plse, oa[0], lse, splits, rows, Sq, H, oa[1],
                                                                  *oa[2][:3])
     return (out, lse) if return_lse else out

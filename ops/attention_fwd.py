@@ -50,12 +50,15 @@ class FwdConfig:
 
 
 def fwd_config(d: int, sq: int) -> FwdConfig:
-    """The tile heuristic: 128 query rows over 8 warps (16 rows each: O stays at d/2 registers a
-    lane); narrower key blocks and Q re-read from shared memory at d = 256 (registers); 64 rows over
-    4 warps for short queries (decode: the copies spread over 128 threads, the wasted rows are free
-    in a bandwidth-bound kernel)."""
+    """The tile heuristic (``sq``: the query rows of a (batch, head), or of a packed GQA group):
+    128 rows over 8 warps (16 rows each: O stays at d/2 registers a lane); one warp of 16 rows with
+    16-key blocks in a 4-slot ring for sq <= 16 (decode: bandwidth-bound, many small blocks an SM);
+    64 rows over 4 warps up to 64; at d = 256 always 64 rows over 4 warps, 16-key blocks and Q
+    re-read from shared memory (registers: O alone is 128 a lane)."""
     if d > 128:
         return FwdConfig(bq=64, bk=16, warps=4, stages=2, q_regs=False)
+    if sq <= 16:
+        return FwdConfig(bq=16, bk=16, warps=1, stages=4)
     if sq <= 64:
         return FwdConfig(bq=64, bk=64 if d <= 64 else 32, warps=4, stages=3 if d <= 64 else 4)
     return FwdConfig(bq=128, bk=64, warps=8, stages=3 if d <= 64 else 2)
@@ -194,7 +197,7 @@ def forward_body(L: Const, q, k, v, o, lse, Sq, Sk, H, group, qs, ks, vs, os, c,
     lane = tid % 32
     nqb = (Sq + cfg.bq - 1) // cfg.bq
     pid = kaiodsl.block_idx.x
-    qb = pid % nqb
+    qb = nqb - 1 - pid % nqb                        # the longest causal blocks first (a shorter tail)
     bh = pid // nqb
     b = bh // H
     h = bh - b * H

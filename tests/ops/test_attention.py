@@ -109,13 +109,16 @@ def _from_bf16(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
-@pytest.mark.parametrize("Sq,Sk,causal,lens", [
-    (1, 300, False, None),                                  # decode: one query row, 5 splits of 64 keys
-    (3, 300, "bottom_right", [0, 170]),                     # padded cache; batch 0 has no key at all
+@pytest.mark.parametrize("Sq,Sk,causal,lens,view", [
+    (1, 300, False, None, False),                # decode: one query row, the GQA group packed as rows, 5 splits
+    (1, 300, "bottom_right", [0, 170], True),    # padded cache (batch 0: no key at all), [B, S, H, D] views
+    (3, 300, "bottom_right", [0, 170], False),   # 3 rows: not packed, the diagonal aligned to each length
 ])
-def test_attention_decode_split_kv(backend, rng, Sq, Sk, causal, lens):
+def test_attention_decode_split_kv(backend, rng, Sq, Sk, causal, lens, view):
     B = 2
-    q, k, v = inputs(rng, B, 2, 1, Sq, Sk, 64)
+    q, k, v = inputs(rng, B, 4, 2, Sq, Sk, 64)
+    if view:
+        q, k, v = (np.ascontiguousarray(x.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3) for x in (q, k, v))
     seq = None if lens is None else np.array(lens, np.int32)
     o, lse = attention(q, k, v, causal=causal, return_lse=True, seqlens_k=seq, num_splits=5)
     check(o, lse, q, k, v, causal, seqlens_k=seq)
