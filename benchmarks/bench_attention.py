@@ -6,7 +6,7 @@ inputs. Forward and backward in TFLOPS (4 B H Sq Sk D forward, 2.5x that backwar
 decode (Sq = 1) in GB/s of K/V read against the device's measured copy bandwidth (a D2D copy of the
 same size). Writes a table to stdout, benchmarks/results/attention[_quick].json and a PNG per plot.
 
-    python benchmarks/bench_attention.py [--quick] [--no-backward]
+    python benchmarks/bench_attention.py [--quick] [--no-backward] [--sweep]
 """
 
 import argparse
@@ -181,10 +181,30 @@ def plot(results, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def sweep(torch, ops, results) -> None:
+    """Forward tile configs at D 64/128, S 4096, f16 (the lead's tuning run: --sweep)."""
+    from kaiodsl.ops.attention_fwd import FwdConfig
+
+    cfgs = [FwdConfig(128, 64, 8, 2), FwdConfig(128, 64, 8, 3), FwdConfig(128, 32, 8, 3), FwdConfig(128, 64, 8, 2,
+            False), FwdConfig(64, 64, 4, 2), FwdConfig(64, 64, 4, 3), FwdConfig(128, 128, 8, 2, False)]
+    for D in (64, 128):
+        B, H, S = 4, 16, 4096
+        q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(3))
+        for causal in (False, True):
+            flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+            for cfg in cfgs:
+                t = _try(lambda: ops.attention(q, k, v, causal=causal, config=cfg))
+                tf = flops / t / 1e9 if t else None
+                results.append({"kind": "sweep", "D": D, "S": S, "causal": causal, "config": str(cfg),
+                                "kaiodsl_tflops": tf})
+                print(f"sweep D{D} {'causal' if causal else 'full  '} {str(cfg):18} {_f(tf)} TFLOPS", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="f16, D 128, S 1k/4k, one GQA and decode point (< 3 min)")
     ap.add_argument("--no-backward", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="only the forward tile-config sweep (D 64/128, S 4096)")
     args = ap.parse_args()
     import torch
 
@@ -196,6 +216,11 @@ def main() -> int:
     results = []
     copy_gbs = copy_bandwidth(torch)
     print(f"device {torch.cuda.get_device_name()}: copy bandwidth {copy_gbs:.0f} GB/s", flush=True)
+    if args.sweep:
+        sweep(torch, ops, results)
+        out = ROOT / "benchmarks" / "results" / "attention_sweep.json"
+        out.write_text(json.dumps({"results": results}, indent=1))
+        return 0
     if args.quick:
         plan = [("float16", 128, S, c, 32, 32) for S in (1024, 4096) for c in (False, True)]
         plan += [("float16", 128, 4096, True, 32, 8)]
