@@ -61,6 +61,8 @@ def operand(a: Arr, op: str, zero_ok: bool = True):
             allowed = "a non-negative multiple of 8" if zero_ok else "a positive multiple of 8"
             raise ArgumentError(f"{op}(): '{a.name}' has stride {s} on dimension {n} (shape {a.shape}, strides "
                                 f"{st}); it must be {allowed} elements (16-byte rows for cp.async)")
+    if a.shape[2] > 1 and st[2] >= 2**31:
+        raise ArgumentError(f"{op}(): '{a.name}' has a row stride of {st[2]} elements; it must be below 2^31")
     obj, off = a.obj, 0
     if a.kind == "numpy" and not a.obj.flags.c_contiguous:
         root = a.obj

@@ -156,3 +156,27 @@ def test_attention_validation(no_alloc, kwargs, match):
         q = np.ones((1, 2, 32, 8), np.float16).transpose(0, 1, 3, 2)
     with pytest.raises(ArgumentError, match=match):
         attention(q, k, v, **kwargs)
+
+
+def _attention_kernels():
+    import importlib
+
+    fw = importlib.import_module("kaiodsl.ops.attention_fwd")
+    bw = importlib.import_module("kaiodsl.ops.attention_bwd")
+    rows = ("Sq", "qss", "kss", "vss")
+    for d in (64, 128):
+        yield f"fwd-d{d}", fw.forward_kernel(d, "f16", fw.fwd_config(d, 4096), True, "f16", 0), rows + ("oss",)
+        yield f"fwd-split-d{d}", fw.forward_kernel(d, "f16", fw.fwd_config(d, 1), False, "f32", 2), rows + ("oss",)
+        yield f"dkdv-d{d}", bw.dkdv_kernel(d, "f16", bw.bwd_config(d), True), rows + ("Sk", "doss")
+        yield f"dq-d{d}", bw.dq_kernel(d, "f16", bw.bwd_config(d), False), rows + ("doss",)
+    yield "combine", fw.combine_kernel(128, "bf16"), ("oss",)
+
+
+@pytest.mark.parametrize("label,kernel,names", list(_attention_kernels()), ids=lambda x: x if isinstance(x, str)
+                         else "")
+def test_attention_kernels_use_64_bit_offsets(label, kernel, names):
+    """Every row stride and sequence length that multiplies a block-derived index enters 64-bit arithmetic
+    (test_offsets64's PTX dataflow check: B H S D passes 2^31 on big inputs; the simulator cannot hold them)."""
+    from test_offsets64 import offsets_problems
+
+    assert offsets_problems(kernel.ptx(), names) == []
