@@ -257,7 +257,7 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None):
     ``lse`` (``return_lse=True``) and the output gradient ``do`` (FlashAttention-2: Dr = rowsum(dO O),
     a dK/dV kernel, a dQ kernel; f32 accumulation; deterministic). dk/dv are [B, Hkv, Sk, D]: with
     GQA each is summed over its group of query heads. No ``seqlens_k`` (full sequences)."""
-    from .attention_bwd import (bwd_config, dkdv_kernel, dkdv_smem, dq_kernel, dq_smem, rowdot_kernel)
+    from .attention_bwd import (bwd_config, dkdv_kernel, dkdv_parts, dkdv_smem, dq_kernel, dq_smem, rowdot_kernel)
 
     op = "attention_backward"
     qz, kz, vz, B, H, Hkv, Sq, Sk, D = check_qkv(q, k, v, op)
@@ -290,9 +290,10 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None):
     shift = Sk - Sq if mode == "bottom_right" else 0
     args = (Sq, Sk, H, H // Hkv, qa[1], *qa[2][:3], ka[1], *ka[2][:3], va[1], *va[2][:3], da[1], *da[2][:3],
             sc * LOG2E, sc, shift)
-    kv = dkdv_kernel(D, qz.dtype.name, cfg, mode is not None)
-    kv[B * Hkv * ((Sk + cfg.bkv - 1) // cfg.bkv), cfg.bkv * 2](qa[0], ka[0], va[0], da[0], lse, dr, dk, dv, *args,
-                                                                smem=dkdv_smem(D, cfg))
+    for part in dkdv_parts(D):
+        kv = dkdv_kernel(D, qz.dtype.name, cfg, mode is not None, part)
+        kv[B * Hkv * ((Sk + cfg.bkv - 1) // cfg.bkv), cfg.bkv * 2](qa[0], ka[0], va[0], da[0], lse, dr, dk, dv,
+                                                                    *args, smem=dkdv_smem(D, cfg))
     kq = dq_kernel(D, qz.dtype.name, cfg, mode is not None)
     kq[B * H * ((Sq + cfg.bq - 1) // cfg.bq), cfg.bq * 2](qa[0], ka[0], va[0], da[0], lse, dr, dq, *args,
                                                            smem=dq_smem(D, cfg))

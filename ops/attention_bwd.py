@@ -43,6 +43,11 @@ class BwdConfig:
         return f"kv{self.bkv}x{self.bq_kv}_q{self.bq}x{self.bk_q}"
 
 
+def dkdv_parts(d: int) -> tuple:
+    """The dK/dV launches: one computing both, or (d = 256) one for dV and one for dK (each recomputes P)."""
+    return ("both",) if d <= 128 else ("dv", "dk")
+
+
 def bwd_config(d: int) -> BwdConfig:
     if d <= 64:
         return BwdConfig(64, 32, 64, 64)
@@ -57,6 +62,7 @@ class BLayout:
     dtype: object
     cfg: BwdConfig
     causal: bool
+    part: str = "both"      # dK/dV kernel: "both", or one of "dk" / "dv" (d = 256: two accumulators do not fit)
 
     @property
     def h2(self):
@@ -202,8 +208,10 @@ def dkdv_body(L: Const, q, k, v, do, lse, dr, dk, dv, Sq, Sk, H, group, qs, ks, 
     va = _bases(smem, VT, wk0, lane)[0]
     qb3 = _bases(smem, QT, 0, lane)           # [1]: Q as [N = queries, K = D]; [2]: [K = queries, N = D]
     db3 = _bases(smem, DT, 0, lane)
-    dkacc = fragments.zeros(OW.acc_tile)
-    dvacc = fragments.zeros(OW.acc_tile)
+    DO_K = L.part != "dv"
+    DO_V = L.part != "dk"
+    dkacc = fragments.zeros(OW.acc_tile) if DO_K else 0
+    dvacc = fragments.zeros(OW.acc_tile) if DO_V else 0
     ST = SW.acc_tile
     t4 = lane % 4
     key_lo = k0 + wk0 + lane // 4                                  # this lane's keys: key_lo, key_lo + 8
@@ -224,7 +232,8 @@ def dkdv_body(L: Const, q, k, v, do, lse, dr, dk, dv, Sq, Sk, H, group, qs, ks, 
         st_t = fragments.zeros(ST)
         st_t = _gemm_frag(SW, st_t, KT, ka, QT, qb3[1], st * QT.elems, D // 16)     # S^T = K Q^T
         dpt = fragments.zeros(ST)
-        dpt = _gemm_frag(SW, dpt, VT, va, DT, db3[1], st * DT.elems, D // 16)      # dP^T = V dO^T
+        if DO_K:
+            dpt = _gemm_frag(SW, dpt, VT, va, DT, db3[1], st * DT.elems, D // 16)  # dP^T = V dO^T
         pt = []
         dst = []
         for j in kaiodsl.static_range(ST.nj):
@@ -242,21 +251,26 @@ def dkdv_body(L: Const, q, k, v, do, lse, dr, dk, dv, Sq, Sk, H, group, qs, ks, 
                 de = de + [p * (dpt[0][j][e] - drv)]
             pt = pt + [(pe[0], pe[1], pe[2], pe[3])]
             dst = dst + [(de[0], de[1], de[2], de[3])]
-        dvacc = _acc_b(OW, dvacc, fragments.to_a(ST, [pt], L.h2), DT, db3[2], st * DT.elems, BQ // 16)
-        dkacc = _acc_b(OW, dkacc, fragments.to_a(ST, [dst], L.h2), QT, qb3[2], st * QT.elems, BQ // 16)
+        if DO_V:
+            dvacc = _acc_b(OW, dvacc, fragments.to_a(ST, [pt], L.h2), DT, db3[2], st * DT.elems, BQ // 16)
+        if DO_K:
+            dkacc = _acc_b(OW, dkacc, fragments.to_a(ST, [dst], L.h2), QT, qb3[2], st * QT.elems, BQ // 16)
         kaiodsl.syncthreads()                                       # the slot is refilled next iteration
     pipeline.drain(R)
     obase = (i64(b) * Hkv + hk) * Sk * D
-    _store_rows(OW.acc_tile, dkacc, scale, dk, obase, D, k0 + wk0, Sk, lane, D, L.dtype)
-    _store_rows(OW.acc_tile, dvacc, f32(1.0), dv, obase, D, k0 + wk0, Sk, lane, D, L.dtype)
+    if DO_K:
+        _store_rows(OW.acc_tile, dkacc, scale, dk, obase, D, k0 + wk0, Sk, lane, D, L.dtype)
+    if DO_V:
+        _store_rows(OW.acc_tile, dvacc, f32(1.0), dv, obase, D, k0 + wk0, Sk, lane, D, L.dtype)
 
 
 @lru_cache(maxsize=None)
-def dkdv_kernel(d: int, dtype_name: str, cfg: BwdConfig, causal: bool):
+def dkdv_kernel(d: int, dtype_name: str, cfg: BwdConfig, causal: bool, part: str = "both"):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    L = BLayout(d, T, cfg, causal)
+    L = BLayout(d, T, cfg, causal, part)
+    name = f"attn_dkdv_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "") + ("" if part == "both" else "_" + part)
 
-    @kaiodsl.kernel(block_size=cfg.bkv * 2, name=f"attn_dkdv_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else ""))
+    @kaiodsl.kernel(block_size=cfg.bkv * 2, name=name)
     def attn_dkdv(q: Ptr[T], k: Ptr[T], v: Ptr[T], do: Ptr[T], lse: Ptr[f32], dr: Ptr[f32], dk: Ptr[T], dv: Ptr[T],
                   Sq: i32, Sk: i32, H: i32, group: i32, qo: i64, qsb: i64, qsh: i64, qss: i32, ko: i64, ksb: i64,
                   ksh: i64, kss: i32, vo: i64, vsb: i64, vsh: i64, vss: i32, doo: i64, dosb: i64, dosh: i64,

@@ -18,6 +18,7 @@ def _rel(a, b):
     (1, 2, 2, 40, 23, 32, "bottom_right", False),     # Sq > Sk: 17 rows see no key (their P is 0)
     (1, 2, 1, 45, 70, 64, "top_left", True),          # [B, S, H, D] views
     (1, 1, 1, 20, 33, 128, True, False),
+    (1, 2, 1, 17, 21, 256, True, False),             # d 256: dK and dV in two launches (registers)
 ])
 def test_attention_backward_matches_float64(backend, rng, B, H, Hkv, Sq, Sk, D, causal, view):
     def make(shape):
