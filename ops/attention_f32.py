@@ -92,6 +92,12 @@ def _store(D: Const[int], dst, row, n, acc, factor, lane):
                 dst[i64(row) * D + c * 32 + lane] = acc[c] * factor
 
 
+def smem_bytes(d: int, own_rows: int) -> int:
+    """Dynamic shared memory of a kernel holding ``own_rows`` rows a warp and two 32-row tiles (> 48 KB
+    at d = 256: static shared memory could not hold it)."""
+    return 4 * d * (own_rows * WARPS + 2 * TILE)
+
+
 @lru_cache(maxsize=None)
 def flash_f32_forward(d: int, causal: bool):
     NC = (d + 31) // 32
@@ -99,7 +105,7 @@ def flash_f32_forward(d: int, causal: bool):
     @kaiodsl.kernel(block_size=32 * WARPS, name=f"attn_flash_f32_d{d}" + ("_causal" if causal else ""))
     def attn_flash_f32(q: Ptr[f32], k: Ptr[f32], v: Ptr[f32], o: Ptr[f32], lse: Ptr[f32], Sq: i32, Sk: i32,
                        scale: f32, shift: i32):
-        smem = kaiodsl.shared_array(f32, (WARPS * d + 2 * TILE * d,), name="smem")
+        smem = kaiodsl.dynamic_shared(f32)          # smem_bytes(d, 1)
         tid = kaiodsl.thread_idx.x
         lane = tid % 32
         warp = tid // 32
@@ -145,7 +151,7 @@ def flash_f32_dq(d: int, causal: bool):
     @kaiodsl.kernel(block_size=32 * WARPS, name=f"attn_flash_f32_dq_d{d}" + ("_causal" if causal else ""))
     def attn_flash_f32_dq(q: Ptr[f32], k: Ptr[f32], v: Ptr[f32], do: Ptr[f32], lse: Ptr[f32], dr: Ptr[f32],
                           dq: Ptr[f32], Sq: i32, Sk: i32, scale: f32, shift: i32):
-        smem = kaiodsl.shared_array(f32, (2 * WARPS * d + 2 * TILE * d,), name="smem")
+        smem = kaiodsl.dynamic_shared(f32)          # smem_bytes(d, 2)
         tid = kaiodsl.thread_idx.x
         lane = tid % 32
         warp = tid // 32
@@ -181,7 +187,7 @@ def flash_f32_dkdv(d: int, causal: bool):
     @kaiodsl.kernel(block_size=32 * WARPS, name=f"attn_flash_f32_dkdv_d{d}" + ("_causal" if causal else ""))
     def attn_flash_f32_dkdv(q: Ptr[f32], k: Ptr[f32], v: Ptr[f32], do: Ptr[f32], lse: Ptr[f32], dr: Ptr[f32],
                             dk: Ptr[f32], dv: Ptr[f32], Sq: i32, Sk: i32, scale: f32, shift: i32):
-        smem = kaiodsl.shared_array(f32, (2 * WARPS * d + 2 * TILE * d,), name="smem")
+        smem = kaiodsl.dynamic_shared(f32)          # smem_bytes(d, 2)
         tid = kaiodsl.thread_idx.x
         lane = tid % 32
         warp = tid // 32

@@ -14,7 +14,7 @@ from kaiodsl.errors import ArgumentError
 
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
 from .attention import HEAD_DIMS, attention
-from .attention_f32 import WARPS, flash_f32_dkdv, flash_f32_dq, flash_f32_forward, rowdot_f32
+from .attention_f32 import WARPS, flash_f32_dkdv, flash_f32_dq, flash_f32_forward, rowdot_f32, smem_bytes
 
 TC_MAX_SEQ_K = 384
 
@@ -77,7 +77,8 @@ def _flash(op: str, causal: bool):
         lse = new_like(qz, (Sq,), f32)
         if Sq:
             flash_f32_forward(D, causal)[(Sq + WARPS - 1) // WARPS, 32 * WARPS](q, k, v, out, lse, Sq, Sk,
-                                                                             1.0 / math.sqrt(D), 0)
+                                                                             1.0 / math.sqrt(D), 0,
+                                                                             smem=smem_bytes(D, 1))
         return (out, lse) if return_lse else out
 
     run.__name__ = run.__qualname__ = op
@@ -110,10 +111,11 @@ def attention_flash_backward(do, q, k, v, o, lse, *, causal: bool = False):
     sc = 1.0 / math.sqrt(D)
     if Sq:
         rowdot_f32(D)[(Sq + 3) // 4, 128](do, o, dr, Sq)
-        flash_f32_dq(D, causal)[(Sq + WARPS - 1) // WARPS, 32 * WARPS](q, k, v, do, lse, dr, dq, Sq, Sk, sc, 0)
+        flash_f32_dq(D, causal)[(Sq + WARPS - 1) // WARPS, 32 * WARPS](q, k, v, do, lse, dr, dq, Sq, Sk, sc, 0,
+                                                                        smem=smem_bytes(D, 2))
     if Sk:
         flash_f32_dkdv(D, causal)[(Sk + WARPS - 1) // WARPS, 32 * WARPS](q, k, v, do, lse, dr, dk, dv, Sq, Sk, sc,
-                                                                          0)
+                                                                          0, smem=smem_bytes(D, 2))
     return dq, dk, dv
 
 

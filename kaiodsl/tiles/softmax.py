@@ -24,8 +24,8 @@ LN2 = 0.6931471805599453
 
 @kaiodsl.func
 def _exp2_fma(v, mc):
-    x, c = mc
-    return kaiodsl.exp2(v * c - x)
+    neg, c = mc
+    return kaiodsl.exp2(kaiodsl.fma(v, c, neg))      # one fma (mul.rn + sub.rn would not contract)
 
 
 @kaiodsl.func
@@ -55,10 +55,10 @@ def online_update(T: Const, s, m, l, c):
     the running max and per-lane sum; the caller rescales its output by ``alpha`` (0 on a row's first
     visible block: exp2(-inf) = 0)."""
     m_new = row_max(T, s, m)
-    mc = [[offset(m_new[i][h], c) for h in range(2)] for i in range(T.mi)]
-    alpha = [[kaiodsl.exp2(m[i][h] * c - mc[i][h]) for h in range(2)] for i in range(T.mi)]
-    p = [[(_exp2_fma(s[i][j][0], (mc[i][0], c)), _exp2_fma(s[i][j][1], (mc[i][0], c)),
-           _exp2_fma(s[i][j][2], (mc[i][1], c)), _exp2_fma(s[i][j][3], (mc[i][1], c)))
+    neg = [[-offset(m_new[i][h], c) for h in range(2)] for i in range(T.mi)]
+    alpha = [[_exp2_fma(m[i][h], (neg[i][h], c)) for h in range(2)] for i in range(T.mi)]
+    p = [[(_exp2_fma(s[i][j][0], (neg[i][0], c)), _exp2_fma(s[i][j][1], (neg[i][0], c)),
+           _exp2_fma(s[i][j][2], (neg[i][1], c)), _exp2_fma(s[i][j][3], (neg[i][1], c)))
           for j in range(T.nj)] for i in range(T.mi)]
     l_new = local_sum(T, p, [[l[i][h] * alpha[i][h] for h in range(2)] for i in range(T.mi)])
     return p, m_new, l_new, alpha

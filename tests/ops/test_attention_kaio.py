@@ -32,7 +32,8 @@ def test_attention_tc_rejects_long_keys(no_alloc):
         attention_tc(q, k, k)
 
 
-@pytest.mark.parametrize("causal,Sq,Sk,D", [(False, 40, 37, 32), (True, 33, 70, 24), (True, 50, 50, 64)])
+@pytest.mark.parametrize("causal,Sq,Sk,D", [(False, 40, 37, 32), (True, 33, 70, 24), (True, 50, 50, 64),
+                                           (False, 9, 40, 256)])
 def test_attention_flash_f32_accurate(backend, rng, causal, Sq, Sk, D):
     q, do = (rng.standard_normal((Sq, D)).astype(np.float32) for _ in range(2))
     k, v = (rng.standard_normal((Sk, D)).astype(np.float32) for _ in range(2))
