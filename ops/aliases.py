@@ -61,4 +61,9 @@ KAIO_NAMES = {"matmul_tc": matmul_tc, "matmul_tc_bf16": matmul_tc_bf16, "matmul_
               "matmul_tc_bf16_async": matmul_tc_bf16_async, "matmul_int8": matmul_int8,
               "matmul_int4": matmul_int4}
 
+# attention: KAIO's single-head names (ops/attention_kaio.py; the map is in docs/attention.md)
+from .attention_kaio import KAIO_ATTENTION  # noqa: E402
+
+KAIO_NAMES.update(KAIO_ATTENTION)
+
 __all__ = list(KAIO_NAMES) + ["KAIO_NAMES"]

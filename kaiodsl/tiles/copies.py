@@ -222,3 +222,27 @@ def stmatrix_tile(smem, T: Const, m0, n0, lane, frags):
 
 __all__ = ["TileCopy", "plan", "issue", "a_ptrs", "b_ptrs", "load_a", "load_b", "store_pair", "stmatrix_tile",
            "swizzle_chunk"]
+
+
+# -- ldmatrix addresses as a few lane bases plus immediates ---------------------------------------------
+@kaiodsl.func
+def lane_chunks(smem, T: Const, lrow, lchunk):
+    """Per-lane bases for ldmatrix addresses of tile T at rows ``lrow + R`` and logical chunks
+    ``lchunk + C`` (R a multiple of 8, C even, lchunk 0 or 1; stage 0). Every swizzle of
+    ``Swizzle.for_row`` XORs chunk bits with row bits that R does not touch (bits + shift = 3), so the
+    XOR is a per-lane constant and only ``C & mask`` selects a base: (mask + 1) / 2 registers instead
+    of one per fragment; ``chunk_at`` adds the rest as an immediate."""
+    z = swizzle_chunk(T, lrow, 0)
+    zl = (lchunk ^ z) & 1
+    zh = z - (z & 1)
+    out = []
+    for t in kaiodsl.static_range((T.swizzle.mask + 1) // 2 if T.swizzle.bits else 1):
+        out = out + [smem.ptr(T.offset + lrow * T.cols + (((2 * t) ^ zh) + zl) * T.chunk_elems)]
+    return out
+
+
+@kaiodsl.func
+def chunk_at(T: Const, bases, R: Const[int], C: Const[int]):
+    """The address of logical (lrow + R, lchunk + C) from ``lane_chunks`` bases."""
+    m = T.swizzle.mask if T.swizzle.bits else 0
+    return bases[(C & m) // 2] + (R * T.cols + (C - (C & m)) * T.chunk_elems)

@@ -84,7 +84,8 @@ def test_kaio_names_table():
     assert ops.KAIO_NAMES["matmul_int8"] is not ops.matmul_int8       # KAIO's takes b [K, N]
     assert ops.matmul_int4 is ops.KAIO_NAMES["matmul_int4"]
     assert set(ops.KAIO_NAMES) == {"matmul_tc", "matmul_tc_bf16", "matmul_tc_async", "matmul_tc_bf16_async",
-                                   "matmul_int8", "matmul_int4"}
+                                   "matmul_int8", "matmul_int4", "attention_tc", "attention_tc_causal",
+                                   "attention_flash", "attention_flash_causal", "attention_flash_backward"}
     assert all(name in ops.__all__ for name in ops.KAIO_NAMES)
 
 

@@ -1,0 +1,248 @@
+"""Attention benchmarks: kaiodsl.ops.attention / attention_backward against torch SDPA's FLASH_ATTENTION
+(FlashAttention-2) and CUDNN_ATTENTION backends, side by side in one process (not a test).
+
+CUDA-graph replay between events (bench_gemm.timed: warm-up, median of 5 replays), fresh random
+inputs. Forward and backward in TFLOPS (4 B H Sq Sk D forward, 2.5x that backward, halved when causal),
+decode (Sq = 1) in GB/s of K/V read against the device's measured copy bandwidth (a D2D copy of the
+same size). Writes a table to stdout, benchmarks/results/attention[_quick].json and a PNG per plot.
+
+    python benchmarks/bench_attention.py [--quick] [--no-backward] [--sweep]
+"""
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_gemm import timed  # noqa: E402
+
+SEQS = [512, 1024, 2048, 4096, 8192, 16384]
+DECODE_SK = [1024, 4096, 8192, 32768, 131072]
+TOKENS = 16384          # B * S held constant, as FlashAttention's benchmarks do
+
+
+def _backends(torch):
+    from torch.nn.attention import SDPBackend
+
+    return {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
+
+
+def _try(fn):
+    try:
+        return timed(fn)
+    except Exception as e:       # a backend that does not run this shape
+        print(f"    ({type(e).__name__}: {str(e).splitlines()[0][:100]})", flush=True)
+        return None
+
+
+def bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, backward, results):
+    dt = getattr(torch, dtype)
+    B = max(1, TOKENS // S)
+    q = torch.randn(B, hq, S, D, device="cuda", dtype=dt)
+    k, v = (torch.randn(B, hkv, S, D, device="cuda", dtype=dt) for _ in range(2))
+    flops = 4.0 * B * hq * S * S * D * (0.5 if causal else 1.0)
+    row = {"kind": "fwd", "dtype": dtype, "D": D, "S": S, "B": B, "H": hq, "Hkv": hkv, "causal": causal}
+    t = _try(lambda: ops.attention(q, k, v, causal=causal))
+    row["kaiodsl_tflops"] = flops / t / 1e9 if t else None
+    # torch SDPA backends need equal heads: K/V expanded once, outside the timed region (favours torch)
+    g = hq // hkv
+    ke, ve = (x.repeat_interleave(g, 1).contiguous() for x in (k, v)) if g > 1 else (k, v)
+    from torch.nn.attention import sdpa_kernel
+    for name, be in _backends(torch).items():
+        def run(be=be):
+            with sdpa_kernel(be):
+                return torch.nn.functional.scaled_dot_product_attention(q, ke, ve, is_causal=causal)
+        tt = _try(run)
+        row[f"{name}_tflops"] = flops / tt / 1e9 if tt else None
+    _ratios(row)
+    results.append(row)
+    _print(row)
+    if not backward:
+        return
+    do = torch.randn_like(q)
+    o, lse = ops.attention(q, k, v, causal=causal, return_lse=True)
+    brow = dict(row, kind="bwd")
+    t = _try(lambda: ops.attention_backward(do, q, k, v, o, lse, causal=causal))
+    brow["kaiodsl_tflops"] = 2.5 * flops / t / 1e9 if t else None
+    for name, be in _backends(torch).items():
+        qg, kg, vg = (x.detach().clone().requires_grad_() for x in (q, ke, ve))
+        try:
+            with sdpa_kernel(be):
+                out = torch.nn.functional.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+        except Exception:
+            brow[f"{name}_tflops"] = None
+            continue
+
+        def run(out=out, qg=qg, kg=kg, vg=vg):
+            return torch.autograd.grad(out, (qg, kg, vg), do, retain_graph=True)
+        tt = _try(run)
+        brow[f"{name}_tflops"] = 2.5 * flops / tt / 1e9 if tt else None
+    _ratios(brow)
+    results.append(brow)
+    _print(brow)
+
+
+def bench_decode(torch, ops, dtype, D, Sk, hq, hkv, copy_gbs, results):
+    dt = getattr(torch, dtype)
+    B = 1
+    q = torch.randn(B, hq, 1, D, device="cuda", dtype=dt)
+    k, v = (torch.randn(B, hkv, Sk, D, device="cuda", dtype=dt) for _ in range(2))
+    nbytes = 2 * k.numel() * k.element_size()
+    t = _try(lambda: ops.attention(q, k, v))
+    row = {"kind": "decode", "dtype": dtype, "D": D, "Sq": 1, "Sk": Sk, "H": hq, "Hkv": hkv,
+           "kaiodsl_gbs": nbytes / t / 1e6 if t else None, "copy_gbs": copy_gbs}
+    row["fraction_of_copy"] = row["kaiodsl_gbs"] / copy_gbs if t else None
+    g = hq // hkv
+    ke, ve = (x.repeat_interleave(g, 1).contiguous() for x in (k, v)) if g > 1 else (k, v)
+    from torch.nn.attention import sdpa_kernel
+    for name, be in _backends(torch).items():
+        def run(be=be):
+            with sdpa_kernel(be):
+                return torch.nn.functional.scaled_dot_product_attention(q, ke, ve)
+        tt = _try(run)
+        row[f"{name}_gbs"] = nbytes * g / tt / 1e6 if tt else None     # torch reads the expanded K/V
+    results.append(row)
+    _print(row)
+
+
+def copy_bandwidth(torch) -> float:
+    """GB/s of a 1 GiB device-to-device copy (read + write counted)."""
+    a = torch.empty(1 << 29, device="cuda", dtype=torch.float16)
+    b = torch.empty_like(a)
+    t = timed(lambda: b.copy_(a))
+    return 2 * a.numel() * 2 / t / 1e6
+
+
+def _ratios(row):
+    for name in ("flash", "cudnn"):
+        k, o = row.get("kaiodsl_tflops"), row.get(f"{name}_tflops")
+        row[f"ratio_vs_{name}"] = k / o if k and o else None
+
+
+def _f(x, w=8, p=1):
+    return f"{x:{w}.{p}f}" if isinstance(x, float) else f"{'-':>{w}}"
+
+
+def _print(r):
+    if r["kind"] == "decode":
+        print(f"decode {r['dtype']:8} D{r['D']:<4} Sk {r['Sk']:>6} H {r['H']}/{r['Hkv']}  "
+              f"kaiodsl {_f(r['kaiodsl_gbs'])} GB/s "
+              f"({_f(r['fraction_of_copy'], 5, 2)} of copy {r['copy_gbs']:.0f})  flash {_f(r.get('flash_gbs'))}  "
+              f"cudnn {_f(r.get('cudnn_gbs'))}", flush=True)
+        return
+    print(f"{r['kind']:6} {r['dtype']:8} D{r['D']:<4} S {r['S']:>6} B {r['B']:>3} H {r['H']}/{r['Hkv']} "
+          f"{'causal' if r['causal'] else 'full  '}  kaiodsl {_f(r['kaiodsl_tflops'])}  flash {_f(r['flash_tflops'])}"
+          f"  cudnn {_f(r['cudnn_tflops'])} TFLOPS  x{_f(r['ratio_vs_flash'], 5, 2)} vs FA2  "
+          f"x{_f(r['ratio_vs_cudnn'], 5, 2)} vs cuDNN", flush=True)
+
+
+def plot(results, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib missing: no plot)")
+        return
+    groups = sorted({(r["kind"], r["dtype"], r["D"], r["causal"], r["Hkv"] != r["H"]) for r in results
+                     if r["kind"] != "decode"})
+    fig, axes = plt.subplots(len(groups) + 1, 1, figsize=(9, 3.0 * (len(groups) + 1)), squeeze=False)
+    for ax, (kind, dtype, D, causal, gqa) in zip(axes[:, 0], groups):
+        rows = [r for r in results if (r["kind"], r["dtype"], r["D"], r["causal"], r["Hkv"] != r["H"]) ==
+                (kind, dtype, D, causal, gqa)]
+        for key, label in (("kaiodsl_tflops", "kaiodsl"), ("flash_tflops", "SDPA flash"),
+                           ("cudnn_tflops", "SDPA cuDNN")):
+            pts = [(r["S"], r[key]) for r in rows if r.get(key)]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{kind} {dtype} D={D} {'causal' if causal else 'full'}{' GQA' if gqa else ''}")
+        ax.set_ylabel("TFLOPS")
+        ax.legend(fontsize=7)
+    ax = axes[-1, 0]
+    dec = [r for r in results if r["kind"] == "decode"]
+    for dtype in sorted({r["dtype"] for r in dec}):
+        pts = [(r["Sk"], r["kaiodsl_gbs"]) for r in dec if r["dtype"] == dtype and r["kaiodsl_gbs"]]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=f"kaiodsl {dtype}")
+    if dec:
+        ax.axhline(dec[0]["copy_gbs"], ls="--", color="gray", label="copy bandwidth")
+    ax.set_xscale("log", base=2)
+    ax.set_title("decode Sq=1, GB/s of K/V")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def sweep(torch, ops, results) -> None:
+    """Forward tile configs at D 64/128, S 4096, f16 (the lead's tuning run: --sweep)."""
+    from kaiodsl.ops.attention_fwd import FwdConfig
+
+    cfgs = [FwdConfig(128, 64, 8, 2), FwdConfig(128, 64, 8, 3), FwdConfig(128, 32, 8, 3), FwdConfig(128, 64, 8, 2,
+            False), FwdConfig(64, 64, 4, 2), FwdConfig(64, 64, 4, 3), FwdConfig(128, 128, 8, 2, False)]
+    for D in (64, 128):
+        B, H, S = 4, 16, 4096
+        q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(3))
+        for causal in (False, True):
+            flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+            for cfg in cfgs:
+                t = _try(lambda: ops.attention(q, k, v, causal=causal, config=cfg))
+                tf = flops / t / 1e9 if t else None
+                results.append({"kind": "sweep", "D": D, "S": S, "causal": causal, "config": str(cfg),
+                                "kaiodsl_tflops": tf})
+                print(f"sweep D{D} {'causal' if causal else 'full  '} {str(cfg):18} {_f(tf)} TFLOPS", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="f16, D 128, S 1k/4k, one GQA and decode point (< 3 min)")
+    ap.add_argument("--no-backward", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="only the forward tile-config sweep (D 64/128, S 4096)")
+    args = ap.parse_args()
+    import torch
+
+    import kaiodsl.runtime
+    from kaiodsl import ops
+
+    kaiodsl.runtime.set_backend("cuda")
+    torch.manual_seed(0)
+    results = []
+    copy_gbs = copy_bandwidth(torch)
+    print(f"device {torch.cuda.get_device_name()}: copy bandwidth {copy_gbs:.0f} GB/s", flush=True)
+    if args.sweep:
+        sweep(torch, ops, results)
+        out = ROOT / "benchmarks" / "results" / "attention_sweep.json"
+        out.write_text(json.dumps({"results": results}, indent=1))
+        return 0
+    if args.quick:
+        plan = [("float16", 128, S, c, 32, 32) for S in (1024, 4096) for c in (False, True)]
+        plan += [("float16", 128, 4096, True, 32, 8)]
+        dec = [("float16", 128, sk, 32, 8) for sk in (8192, 131072)]
+    else:
+        plan = [(dt, D, S, c, 32 if D == 64 else 16, 32 if D == 64 else 16)
+                for dt in ("float16", "bfloat16") for D in (64, 128) for S in SEQS for c in (False, True)]
+        plan += [("float16", 128, S, c, 32, 8) for S in SEQS for c in (False, True)]
+        dec = [(dt, 128, sk, 32, 8) for dt in ("float16", "bfloat16") for sk in DECODE_SK]
+        dec += [("float16", 128, sk, 32, 32) for sk in DECODE_SK]
+    for dtype, D, S, causal, hq, hkv in plan:
+        bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, not args.no_backward, results)
+    for dtype, D, sk, hq, hkv in dec:
+        bench_decode(torch, ops, dtype, D, sk, hq, hkv, copy_gbs, results)
+    out = ROOT / "benchmarks" / "results" / ("attention_quick.json" if args.quick else "attention.json")
+    meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
+            "copy_gbs": copy_gbs}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    print(f"wrote {out}")
+    plot(results, out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
