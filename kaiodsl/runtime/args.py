@@ -93,6 +93,8 @@ def array_scalar_type(obj) -> ScalarType | None:
 
 
 def is_array_like(obj) -> bool:
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "data_ptr"):
+        return True  # asking a tensor that requires grad for __cuda_array_interface__ raises RuntimeError
     return (isinstance(obj, np.ndarray) or hasattr(obj, "_sim_buffer")
             or hasattr(obj, "__cuda_array_interface__") or hasattr(obj, "__dlpack__"))
 

@@ -118,9 +118,11 @@ class TensorMapSpec:
             from cuda.bindings import driver as cu
         except ImportError as e:  # pragma: no cover - a dependency of the package
             raise CudaError(f"cuTensorMapEncodeTiled needs cuda-python ({e})") from None
+        u32, u64 = cu.cuuint32_t, cu.cuuint64_t  # some cuda-python releases take only these wrappers
         err, tmap = cu.cuTensorMapEncodeTiled(
-            cu.CUtensorMapDataType(DATA_TYPE[self.dtype]), self.rank, self.address, list(self.dims),
-            list(self.strides), list(self.box), list(self.element_strides),
+            cu.CUtensorMapDataType(DATA_TYPE[self.dtype]), u32(self.rank), self.address,
+            [u64(d) for d in self.dims], [u64(s) for s in self.strides], [u32(b) for b in self.box],
+            [u32(e) for e in self.element_strides],
             cu.CUtensorMapInterleave(INTERLEAVE[self.interleave]), cu.CUtensorMapSwizzle(SWIZZLE[self.swizzle]),
             cu.CUtensorMapL2promotion(L2_PROMOTION[self.l2_promotion]),
             cu.CUtensorMapFloatOOBfill(OOB_FILL[self.oob_fill]))

@@ -218,6 +218,11 @@ def _cpu_tensor_view(a):
     import torch                                        # already imported: the caller holds a tensor
 
     t = a.detach()
+    if not t.is_contiguous() and t.numel() and min(t.stride()) >= 0:
+        # a strided view (e.g. [B, S, H, D] storage seen as [B, H, S, D]): the kernel addresses it through
+        # its strides from element 0, so the simulator gets the whole span of memory it may touch
+        span = 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+        t = t.as_strided((span,), (1,))
     if t.dtype == torch.bfloat16:                       # numpy has no bfloat16: its raw bits
         return t.view(torch.int16).numpy().view(np.uint16)
     return t.numpy()

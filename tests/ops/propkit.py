@@ -38,6 +38,9 @@ class Probe:
         self.inner, self.name, self.arch = inner, inner.name, inner.arch
         self.launches = self.allocs = 0
 
+    def __getattr__(self, name):  # everything else is the wrapped backend's (device, synchronize, ...)
+        return getattr(self.inner, name)
+
     def launch(self, *args, **kwargs):
         self.launches += 1
         return self.inner.launch(*args, **kwargs)
