@@ -162,6 +162,11 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     if M == 0:
         return out
     z = zeros if zeros is not None else new_like(az, (1,), u8)
+    if M > 16 and parallelism is None:    # prefill: the block-tiled kernel reads each weight once per block
+        from .matmul_int4_tiled import launch_int4_tiled
+
+        return launch_int4_tiled(a, w_packed, scales, z, out, M, N, K, az.dtype.name, group_size,
+                                 zeros is not None, wz.dtype.name)
     # (warps along N, K split, unroll, n8 tiles per warp), from benchmarks/tune_int4.py on an H100.
     nt, ks, un, nw = parallelism or ((1, 8, 2, 4) if M <= 8 else (2, 4, 2, 2))
     k = int4_kernel(az.dtype.name, group_size, zeros is not None, M > 8, nt, ks, un, nw, wz.dtype.name)

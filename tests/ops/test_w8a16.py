@@ -13,27 +13,9 @@ import importlib
 w8mod = importlib.import_module("kaiodsl.ops.matmul_w8a16")     # the module (the package attribute is the function)
 
 from opkit import bf16_values, check_close, host, make
+from qkvkit import poison_outputs, torch_cuda  # noqa: F401 (a fixture)
 
 dev = kaiodsl.runtime.to_device
-
-
-def poison_outputs(monkeypatch, module):
-    """Every output the op allocates starts as NaN (an unwritten element fails the finite check)."""
-    orig = module.new_like
-
-    def poisoned(like, shape, dtype):
-        out = orig(like, shape, dtype)
-        if isinstance(out, np.ndarray):
-            out[...] = np.nan if out.dtype.kind == "f" else np.array(0xFFFF).astype(out.dtype)
-            return out
-        if isinstance(out, kaiodsl.runtime.DeviceArray):
-            fill = np.full(shape, 0xFFFF, np.uint16) if dtype.name == "bf16" else np.full(shape, np.nan,
-                                                                                            dtype.np_dtype)
-            return dev(fill, dtype) if dtype.name == "bf16" else dev(fill)
-        out.fill_(float("nan"))
-        return out
-
-    monkeypatch.setattr(module, "new_like", poisoned)
 
 
 @pytest.fixture
@@ -133,17 +115,6 @@ def test_w8a16_validation(no_launch, monkeypatch, kw, msg):
     with pytest.raises(ArgumentError) as e:
         ops.matmul_w8a16(args["a"], args["w_q"], args["scales"], **extra)
     assert msg in str(e.value)
-
-
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    kaiodsl.runtime.set_backend("cuda")
-    torch.manual_seed(0)
-    yield torch
-    kaiodsl.runtime.backend.reset()
 
 
 @pytest.mark.gpu
