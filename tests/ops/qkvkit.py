@@ -19,8 +19,9 @@ def poison_outputs(monkeypatch, module):
             out[...] = np.nan if out.dtype.kind == "f" else np.array(0xFFFF).astype(out.dtype)
             return out
         if isinstance(out, kaiodsl.runtime.DeviceArray):
-            fill = np.full(shape, 0xFFFF, np.uint16) if dtype.name == "bf16" else np.full(shape, np.nan,
-                                                                                            dtype.np_dtype)
+            npd = np.dtype(dtype.np_dtype)
+            fill = (np.full(shape, 0xFFFF, np.uint16) if dtype.name == "bf16" else
+                    np.full(shape, np.nan if npd.kind == "f" else np.array(-1).astype(npd), npd))
             return dev(fill, dtype) if dtype.name == "bf16" else dev(fill)
         out.fill_(float("nan"))
         return out
