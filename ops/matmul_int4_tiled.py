@@ -63,6 +63,8 @@ class Int4Gemm:
     wide: bool = False
 
     def __post_init__(self):
+        if self.a_tile.swizzle.shift or self.a_tile.swizzle.mask > 7:
+            raise ValueError(f"Int4Gemm: the A tile's swizzle {self.a_tile.swizzle} must XOR row & 7 (a_lane)")
         if self.cfg.block_m % 16 or self.cfg.stages < 2 or self.cfg.n8 < 1:
             raise ValueError(f"Int4Gemm: block_m a multiple of 16, stages >= 2, got {self.cfg}")
 
@@ -99,17 +101,14 @@ def _words(G: Const, wp, kb, KB, ntile, N):
 
 
 @kaiodsl.func
-def _a_frags(G: Const, a_rows, base, ci: Const[int], H2: Const):
-    """For k32 chunk ci of the stage at ``base``: [mi][step] m16n8k16 A fragments (8 consecutive k
-    per row and lane: the packed weights' k order)."""
-    out = []
-    for i in kaiodsl.static_range(G.mi):
-        x0 = kaiodsl.load(kaiodsl.ptr_cast(a_rows[i][0][ci] + base, u32), 0, vec=4)
-        x1 = kaiodsl.load(kaiodsl.ptr_cast(a_rows[i][1][ci] + base, u32), 0, vec=4)
-        out = out + [[[kaiodsl.bitcast(x0[2 * s], H2), kaiodsl.bitcast(x1[2 * s], H2),
-                       kaiodsl.bitcast(x0[2 * s + 1], H2), kaiodsl.bitcast(x1[2 * s + 1], H2)]
-                      for s in range(2)]]
-    return out
+def _a_rows(G: Const, a_lane, base, i: Const[int], ci: Const[int], H2: Const):
+    """The two m16n8k16 A fragments (k steps 0, 1) of rows 16 i .. 16 i + 15 for k32 chunk ci of the
+    stage at ``base``: 8 consecutive k per row and lane (the packed weights' k order), one 16-byte
+    shared load per row."""
+    x0 = kaiodsl.load(kaiodsl.ptr_cast(a_lane[ci] + (base + 16 * i * 128), u32), 0, vec=4)
+    x1 = kaiodsl.load(kaiodsl.ptr_cast(a_lane[ci] + (base + (16 * i + 8) * 128), u32), 0, vec=4)
+    return [[kaiodsl.bitcast(x0[2 * s], H2), kaiodsl.bitcast(x1[2 * s], H2),
+             kaiodsl.bitcast(x0[2 * s + 1], H2), kaiodsl.bitcast(x1[2 * s + 1], H2)] for s in range(2)]
 
 
 @kaiodsl.func
@@ -131,8 +130,8 @@ def main_loop(G: Const, smem, a, w, scales, zeros, M, N, K, row0, col0):
     wp = w + (i64(ntile * KB) * 32 + lane) * 4       # 64-bit: ntile x KB x 128 words pass 2^31
     qrows = [group_rows(scales, zeros, min((ntile + v) * 8 + g, N - 1), GN) for v in range(C.n8)]
     a_plan = copies.plan(G.a_copy, smem, a, K, row0, M, tid)
-    a_rows = [[[chunk_ptr(smem, G.a_tile, 16 * i + g + 8 * h, 4 * ci + t) for ci in range(4)]
-               for h in range(2)] for i in range(G.mi)]
+    # rows 16 i + 8 h + g share row g's swizzle (the 128-byte pattern XORs row & 7): one pointer per chunk
+    a_lane = [chunk_ptr(smem, G.a_tile, g, 4 * ci + t) for ci in range(4)]
     acc = tiles.fragments.zeros(G.acc_tile)
     for s in kaiodsl.static_range(S - 1):
         if s < KB:
@@ -156,15 +155,17 @@ def main_loop(G: Const, smem, a, w, scales, zeros, M, N, K, row0, col0):
             k0 = kb * 128 + 32 * ci
             if ci * 32 % G.group == 0:
                 consts = [group_consts(qrows[v], k0 // G.group, MAGIC_F, G.has_zeros, H2) for v in range(C.n8)]
-            af = _a_frags(G, a_rows, base, ci, H2)
-            for st in kaiodsl.static_range(2):
-                for v in kaiodsl.static_range(C.n8):
-                    zz, s2 = consts[v]
-                    word = words[v][ci]
-                    bf = (int4_pair(word, 2 * st, zz, s2, MAGIC_BITS, H2),
-                          int4_pair(word, 2 * st + 1, zz, s2, MAGIC_BITS, H2))
-                    for i in kaiodsl.static_range(G.mi):
-                        acc[i][v] = kaiodsl.mma(af[i][st], bf, acc[i][v])
+            bfs = []                                      # each weight dequantized once, used mi times
+            for v in kaiodsl.static_range(C.n8):
+                zz, s2 = consts[v]
+                word = words[v][ci]
+                bfs = bfs + [[(int4_pair(word, 2 * st, zz, s2, MAGIC_BITS, H2),
+                               int4_pair(word, 2 * st + 1, zz, s2, MAGIC_BITS, H2)) for st in range(2)]]
+            for i in kaiodsl.static_range(G.mi):
+                af = _a_rows(G, a_lane, base, i, ci, H2)
+                for st in kaiodsl.static_range(2):
+                    for v in kaiodsl.static_range(C.n8):
+                        acc[i][v] = kaiodsl.mma(af[st], bfs[v][st], acc[i][v])
         read = pipeline.advance(R, read)
         words = nxt
     pipeline.drain(R)

@@ -28,7 +28,7 @@ from .w8_gemm import W8Config, W8Gemm
 
 DECODE = W8Config(block_m=16, block_n=32, block_k=128, warps_m=1, warps_n=2, stages=4)
 SMALL_M = W8Config(block_m=64, block_n=64, block_k=64, warps_m=2, warps_n=2, stages=4)
-LARGE_M = W8Config(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=2, stages=3)
+LARGE_M = W8Config(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=4, stages=3)
 GROUP_SIZES = (64, 128, 256)
 
 
@@ -154,6 +154,8 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     bias_arg = _bias_f32(bias, az, N, op)
     cfg = config or w8_config(M, N, K, group_size or 0)
+    if group_size and group_size % cfg.block_k:
+        raise ArgumentError(f"{op}(): config {cfg}: block_k={cfg.block_k} must divide group_size={group_size}")
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
     if M == 0 or N == 0:
         return out

@@ -32,8 +32,8 @@ from .qkv_kernels import QkvPlan, qkv_kernel
 from .w8_gemm import W8Config, W8Gemm
 
 BLOCK_N = 128       # every QKV config's block width: rotate_half needs whole heads in a block (D | 128)
-F16_CONFIGS = (GemmConfig(16, 128, 64, 1, 4, 4), GemmConfig(64, 128, 32, 2, 2, 4), GemmConfig(128, 128, 32, 2, 2, 4))
-W8_CONFIGS = (W8Config(16, 128, 128, 1, 4, 4), W8Config(64, 128, 64, 2, 2, 4), W8Config(128, 128, 64, 2, 2, 3))
+F16_CONFIGS = (GemmConfig(16, 128, 64, 1, 4, 4), GemmConfig(64, 128, 32, 2, 2, 4), GemmConfig(128, 128, 32, 2, 4, 4))
+W8_CONFIGS = (W8Config(16, 128, 128, 1, 4, 4), W8Config(64, 128, 64, 2, 2, 4), W8Config(128, 128, 64, 2, 4, 3))
 I4_CONFIGS = (i4t.Int4Config(16, 4, 4, 3), i4t.Int4Config(64, 4, 4, 3), i4t.Int4Config(128, 8, 2, 3))
 STYLES = ("rotate_half", "interleaved")
 

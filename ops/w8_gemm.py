@@ -65,6 +65,9 @@ class W8Gemm:
 
     def __post_init__(self):
         c = self.cfg
+        sw = self.b_tile.swizzle
+        if sw.bits and (8 >> sw.shift) % (sw.mask + 1):
+            raise ValueError(f"W8Gemm: B rows 8 apart must share a swizzle, {sw} on {c.block_k}-byte rows")
         if (c.warp_m % 16 or c.warp_n % 8 or c.block_k % 32 or c.stages < 2
                 or (self.group and self.group % c.block_k)):
             raise ValueError(f"W8Gemm: {c} is not a valid tiling (warp tiles of 16 x 8, block_k a multiple of "
@@ -168,9 +171,9 @@ def main_loop(G: Const, smem, a, w, gscales, M, N, K, row0, col0):
     a_plan = copies.plan(G.a_copy, smem, a, K, row0, M, tid)
     b_plan = copies.plan(G.b_copy, smem, w, K // 2, col0, N, tid)
     a_ptrs = copies.a_ptrs(smem, G.a_tile, wm0, lane, W.mi)
-    # word (t // 2) of 16-byte chunk `step` of weight row n: bytes 2t.. are in it (half t % 2)
-    b_ptrs = [[chunk_ptr(smem, G.b_tile, wn0 + 8 * j + g, s) + 2 * (t // 2) for j in range(W.nj)]
-              for s in range(G.steps)]
+    # word (t // 2) of 16-byte chunk `step` of weight row n: bytes 2t.. are in it (half t % 2); rows
+    # n + 8 j share row n's swizzle (the 64/128-byte patterns XOR (row >> 1) & 3 or row & 7)
+    b_ptrs = [chunk_ptr(smem, G.b_tile, wn0 + g, s) + 2 * (t // 2) for s in range(G.steps)]
     sel = int8_selector(t)
     srows = []
     if G.group:
@@ -197,7 +200,7 @@ def main_loop(G: Const, smem, a, w, gscales, M, N, K, row0, col0):
             a_f = copies.load_a(a_ptrs[s], index * G.a_tile.elems)
             b_f = []
             for j in kaiodsl.static_range(W.nj):
-                wp = kaiodsl.ptr_cast(b_ptrs[s][j] + index * G.b_tile.elems, u32)
+                wp = kaiodsl.ptr_cast(b_ptrs[s] + (index * G.b_tile.elems + 8 * j * G.b_tile.cols), u32)
                 r = int8_select(wp[0], wp[2], sel)
                 b_f = b_f + [int8_quad(r, gs[j], G.group > 0, G.is_f16, H2)]
             acc = tiles.mma.mma_tile(W, acc, a_f, b_f)

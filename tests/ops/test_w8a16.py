@@ -131,3 +131,16 @@ def test_w8a16_llama_shapes_gpu(torch_cuda, M, gs):
     ref = ops.reference_matmul_w8a16(a.cpu().numpy(), q.cpu().numpy(), s.cpu().numpy(), group_size=gs)
     check_close(out, ref, "f16")
     assert torch.equal(out, ops.matmul_w8a16(a, q, s, group_size=gs))          # deterministic
+
+
+@pytest.mark.parametrize("cfg", [w8mod.DECODE, w8mod.SMALL_M, w8mod.LARGE_M, w8mod.W8Config(32, 32, 32, 2, 1, 2)],
+                         ids=str)
+@pytest.mark.parametrize("gs", [None, 64], ids=["pc", "g64"])
+def test_w8a16_configs(backend, rng, poison, cfg, gs):
+    """Every tiling (the heuristic's three and a small one) computes the same product, edges included."""
+    if gs and gs % cfg.block_k:
+        pytest.skip("group smaller than the k tile")
+    M, N, K = 37, 136, 256
+    a, av, q, sa, sv = _inputs(rng, M, N, K, "f16", gs)
+    out = ops.matmul_w8a16(a, q, sa, group_size=gs, config=cfg)
+    check_close(out, ops.reference_matmul_w8a16(av, q, sv, group_size=gs), "f16")
