@@ -23,16 +23,22 @@ def kernels():
     w8 = importlib.import_module("kaiodsl.ops.matmul_w8a16")      # the module (ops.matmul_w8a16 is the op)
     from kaiodsl.ops.matmul import block_gemm
     from kaiodsl.ops.qkv_kernels import QkvPlan, qkv_kernel
+    from kaiodsl.ops.decode_gemm import DecodeConfig, DecodeGemm
     from kaiodsl.ops.w8_gemm import W8Gemm
 
-    for cfg in (w8.DECODE, w8.SMALL_M, w8.LARGE_M):
+    for gs in (0, 128):
+        yield (f"matmul_w8a16 decode {w8.DECODE} g{gs}", w8.w8a16_decode_kernel("f16", "f16", w8.DECODE, gs, False, True),
+               w8.DECODE.smem_bytes())
+    for cfg in (w8.SMALL_M, w8.LARGE_M):
         for gs in (0, 128):
             yield f"matmul_w8a16 {cfg} g{gs}", w8.w8a16_kernel("f16", "f16", cfg, gs, False), cfg.smem_bytes()
     for cfg in (i4t.PREFILL, i4t.PREFILL_LARGE):
         yield f"matmul_int4 tiled {cfg}", i4t.int4_tiled_kernel("f16", 128, True, cfg), cfg.smem_bytes()
     for kind, table in (("f16", qkv.F16_CONFIGS), ("int8", qkv.W8_CONFIGS), ("int4", qkv.I4_CONFIGS)):
         for cfg in table:
-            if kind == "f16":
+            if isinstance(cfg, DecodeConfig):
+                G, smem = DecodeGemm(cfg, f16, kind, 128 if kind == "int4" else 0, kind == "int4"), cfg.smem_bytes(128)
+            elif kind == "f16":
                 G, smem = block_gemm(cfg, f16, True, "f16"), cfg.smem_bytes(2)
             elif kind == "int8":
                 G, smem = W8Gemm(cfg, f16), cfg.smem_bytes()
@@ -43,6 +49,8 @@ def kernels():
                                cfg.block_n, cfg.threads)
                 yield (f"qkv {kind} {cfg} {'bhsd+' + rope if rope else 'mn'}", qkv_kernel(plan),
                        max(smem, cfg.block_m * cfg.block_n * 4) if rope else smem)
+    yield "matmul_int4 decode (ops/matmul_int4.py)", importlib.import_module("kaiodsl.ops.matmul_int4").int4_kernel(
+        "f16", 128, True, True, 2, 4, 2, 2), 0
 
 
 def main() -> int:

@@ -7,9 +7,10 @@ f32 in the epilogue) or, with ``group_size``, [N, K // group_size] in the activa
 ``reference_matmul_w8a16`` does). ``bias`` [N]; f32 accumulation; out f16/bf16/f32 (default: a's).
 K must be a multiple of 16 (weight rows are copied in 16-byte pieces); M and N are free.
 
-The kernel is ops/w8_gemm.py's main loop (the tile library's cp.async ring with int8 dequant on
-load) and the tile epilogue; ``w8_config(M, N, K)`` picks the tiling (small tiles at decode sizes,
-so that enough blocks stream the weights), ``config=`` overrides it.
+The kernels: for M <= 16 (and K a multiple of 64) ops/decode_gemm.py's K-split weight stream, else
+ops/w8_gemm.py's main loop (the tile library's cp.async ring with int8 dequant on load); both end in
+the tile epilogue. ``w8_config(M, N, K)`` picks the tiling, ``config=`` (a W8Config or a
+DecodeConfig) overrides it.
 """
 
 
@@ -24,24 +25,28 @@ from kaiodsl.errors import ArgumentError
 from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
 from .matmul import _bias_f32, _dtype_name, dummy_f32, needs_wide
 from . import w8_gemm
+from .decode_gemm import DecodeConfig, DecodeGemm
 from .w8_gemm import W8Config, W8Gemm
+from . import decode_gemm
 
-DECODE = W8Config(block_m=16, block_n=32, block_k=128, warps_m=1, warps_n=2, stages=4)
+DECODE = DecodeConfig(n_tiles=1, k_split=8, nw=4, unroll=2)     # M <= 16: the K-split weight stream
 SMALL_M = W8Config(block_m=64, block_n=64, block_k=64, warps_m=2, warps_n=2, stages=4)
 LARGE_M = W8Config(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=4, stages=3)
 GROUP_SIZES = (64, 128, 256)
 
 
 def w8_config(M: int, N: int, K: int, group_size: int = 0) -> W8Config:
-    """Decode sizes (M <= 16): 16-row tiles, narrow blocks and deep k tiles, so that the grid covers
-    the GPU and each block keeps several weight tiles in flight; larger M: 64/128-square tiles."""
-    if M <= 16:
+    """Decode sizes (M <= 16): the K-split weight stream (16 rows, 32 columns a block, 8 warps along K);
+    larger M: 64/128-square tiles."""
+    if M <= 16 and K % 64 == 0:
         cfg = DECODE
+    elif M <= 16:
+        cfg = W8Config(block_m=16, block_n=32, block_k=64, warps_m=1, warps_n=2, stages=4)
     elif M <= 512:
         cfg = SMALL_M
     else:
         cfg = LARGE_M
-    if group_size and group_size % cfg.block_k:
+    if group_size and not isinstance(cfg, DecodeConfig) and group_size % cfg.block_k:
         from dataclasses import replace
 
         cfg = replace(cfg, block_k=64)
@@ -77,6 +82,34 @@ def w8a16_kernel(dtype_name: str, out_name: str, cfg: W8Config, group_size: int,
         w8a16_body(G, E, a, w, gscales, c, args, M, N, K)
 
     return w8a16
+
+
+@lru_cache(maxsize=None)
+def w8a16_decode_kernel(dtype_name: str, out_name: str, cfg: DecodeConfig, group_size: int, has_bias: bool,
+                        two_rows: bool):
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
+    G = DecodeGemm(cfg, T, "int8", group_size, False, two_rows)
+    ops = (() if group_size else (tiles.ColScale(),)) + ((tiles.Bias(),) if has_bias else ())
+    E = tiles.Epilogue(ops, OUT)
+    name = (f"w8a16_decode_{dtype_name}_{out_name}_{cfg}" + (f"_g{group_size}" if group_size else "_pc") +
+            ("_bias" if has_bias else "") + ("" if two_rows else "_m8"))
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def w8a16_decode(a: Ptr[T], w: Ptr[i8], scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
+                     M: i32, N: i32, K: i32):
+        sm = kaiodsl.dynamic_shared(f32)
+        tid = kaiodsl.thread_idx.x
+        col0 = kaiodsl.block_idx.x * cfg.block_n
+        m0 = kaiodsl.block_idx.y * 16
+        acc = decode_gemm.main_loop(G, sm.ptr(0), a, kaiodsl.ptr_cast(w, kaiodsl.u32), gscales, gscales, M, N, K,
+                                    m0, col0)
+        nt, kq = decode_gemm.warp_place(G, tid)
+        args = ((scales,) if not group_size else ()) + ((bias,) if has_bias else ())
+        if kq == 0:
+            tiles.epilogue.store_tile(E, G.acc_tile, acc, c, args, m0, col0 + nt * 8 * cfg.nw, tid % 32, M, N)
+
+    return w8a16_decode
 
 
 def _vec_f32(x, like, n: int, op: str, name: str):
@@ -154,16 +187,22 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     bias_arg = _bias_f32(bias, az, N, op)
     cfg = config or w8_config(M, N, K, group_size or 0)
-    if group_size and group_size % cfg.block_k:
+    if group_size and not isinstance(cfg, DecodeConfig) and group_size % cfg.block_k:
         raise ArgumentError(f"{op}(): config {cfg}: block_k={cfg.block_k} must divide group_size={group_size}")
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
     if M == 0 or N == 0:
         return out
     gs = group_size or 0
-    k = w8a16_kernel(az.dtype.name, out_name, cfg, gs, bias is not None, needs_wide(M, N, K))
     pc = dummy_f32(az) if gs else s
     gsc = s if gs else a
-    grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
+    if isinstance(cfg, DecodeConfig):
+        if K % 64:
+            raise ArgumentError(f"{op}(): a DecodeConfig needs K={K} to be a multiple of 64")
+        k = w8a16_decode_kernel(az.dtype.name, out_name, cfg, gs, bias is not None, M > 8)
+        grid = ((N + cfg.block_n - 1) // cfg.block_n, (M + 15) // 16)
+    else:
+        k = w8a16_kernel(az.dtype.name, out_name, cfg, gs, bias is not None, needs_wide(M, N, K))
+        grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)
     k[grid, cfg.threads](a, w_q, pc, gsc, out, bias_arg, M, N, K, smem=cfg.smem_bytes())
     return out
 

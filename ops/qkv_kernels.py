@@ -17,6 +17,7 @@ from kaiodsl import Const, Ptr, bf16, f16, f32, i8, i32, i64, tiles, u8, u32
 from kaiodsl.tiles import rope as trope
 from kaiodsl.tiles.copies import store_pair
 
+from . import decode_gemm
 from . import matmul_int4_tiled as i4t
 from . import w8_gemm
 
@@ -26,7 +27,7 @@ class QkvPlan:
     """Compile-time facts of one QKV kernel: weight kind and main-loop config, out dtype, layout, rope."""
 
     kind: str            # "f16" | "int8" | "int4"
-    G: object            # tiles.BlockGemm | w8_gemm.W8Gemm | i4t.Int4Gemm
+    G: object            # tiles.BlockGemm | w8_gemm.W8Gemm | i4t.Int4Gemm | decode_gemm.DecodeGemm
     out: object          # ScalarType
     bhsd: bool
     head_dim: int        # D (0: not needed)
@@ -36,6 +37,10 @@ class QkvPlan:
     bm: int
     bn: int
     threads: int
+
+    @property
+    def decode(self) -> bool:
+        return isinstance(self.G, decode_gemm.DecodeGemm)
 
     @property
     def epi(self) -> tiles.Epilogue:
@@ -56,7 +61,10 @@ def _pick(p, xq, xk, xv):
 
 @kaiodsl.func
 def _warp_tile(Q: Const, tid):
-    """(row, col) of the warp tile in the block, and its AccTile."""
+    """(row, col) of the warp tile in the block."""
+    if Q.decode:
+        nt, kq = decode_gemm.warp_place(Q.G, tid)
+        return 0, nt * 8 * Q.G.cfg.nw
     if Q.kind == "int4":
         return 0, (tid // 32) * 8 * Q.G.cfg.n8
     if Q.kind == "int8":
@@ -80,9 +88,10 @@ def _store(Q: Const, out, row, col, N, S, v0, v1):
 
 
 @kaiodsl.func
-def _finish(Q: Const, T: Const, acc, out, args, rope_args, smem, r0, c0, wr0, wc0, lane, M, N, S, is_qk):
+def _finish(Q: Const, T: Const, acc, out, args, rope_args, smem, r0, c0, wr0, wc0, lane, M, N, S, is_qk,
+            active):
     """Scale/bias, rope on q and k, store: the warp tile at (r0, c0) of the projection
-    ((wr0, wc0) inside the block tile)."""
+    ((wr0, wc0) inside the block tile); only ``active`` warps write (decode: the K split's kq == 0)."""
     E = Q.epi
     g = lane // 4
     t = lane % 4
@@ -113,14 +122,14 @@ def _finish(Q: Const, T: Const, acc, out, args, rope_args, smem, r0, c0, wr0, wc
             rot = trope.interleaved(T, vals, cos, sin, prow, c0, lane, Q.head_dim)
         else:
             sm = kaiodsl.ptr_cast(smem.ptr(0), f32)
-            rot = trope.rotate_half(T, vals, cos, sin, prow, sm, Q.bn, wr0, wc0, lane, Q.head_dim)
+            rot = trope.rotate_half(T, vals, cos, sin, prow, sm, Q.bn, wr0, wc0, lane, Q.head_dim, active)
         if is_qk:
             vals = rot
     for i in kaiodsl.static_range(T.mi):
         for j in kaiodsl.static_range(T.nj):
             for h in kaiodsl.static_range(2):
                 row = r0 + 16 * i + g + 8 * h
-                if row < M:
+                if row < M and active:
                     _store(Q, out, row, c0 + 8 * j + 2 * t, N, S, vals[i][j][2 * h], vals[i][j][2 * h + 1])
 
 
@@ -138,7 +147,22 @@ def qkv_body(Q: Const, x, ws, quant, biases, outs, rope_args, M, Nq, Nkv, K, S, 
     row0 = kaiodsl.block_idx.y * Q.bm
     N = kaiodsl.where(p == 0, Nq, Nkv)
     w = _pick(p, ws[0], ws[1], ws[2])
-    if Q.kind == "f16":
+    active = True
+    if Q.decode:
+        sc = x
+        zp = x
+        args = ()
+        if Q.kind == "int4":
+            sc = _pick(p, quant[0][0], quant[0][1], quant[0][2])
+            zp = _pick(p, quant[1][0], quant[1][1], quant[1][2])
+        else:
+            args = (_pick(p, quant[0], quant[1], quant[2]),)
+        acc = decode_gemm.main_loop(G, kaiodsl.ptr_cast(smem.ptr(0), f32), x, kaiodsl.ptr_cast(w, u32), sc, zp,
+                                    M, N, K, row0, col0)
+        T = G.acc_tile
+        nt, kq = decode_gemm.warp_place(G, tid)
+        active = kq == 0
+    elif Q.kind == "f16":
         acc = tiles.gemm.main_loop(G, smem, x, w, M, N, K, row0, col0)
         args = ()
         T = G.warp.acc_tile
@@ -156,7 +180,8 @@ def qkv_body(Q: Const, x, ws, quant, biases, outs, rope_args, M, Nq, Nkv, K, S, 
         args = args + (_pick(p, biases[0], biases[1], biases[2]),)
     out = _pick(p, outs[0], outs[1], outs[2])
     wr0, wc0 = _warp_tile(Q, tid)
-    _finish(Q, T, acc, out, args, rope_args, smem, row0 + wr0, col0 + wc0, wr0, wc0, lane, M, N, S, p < 2)
+    _finish(Q, T, acc, out, args, rope_args, smem, row0 + wr0, col0 + wc0, wr0, wc0, lane, M, N, S, p < 2,
+            active)
 
 
 @lru_cache(maxsize=None)
@@ -169,6 +194,8 @@ def qkv_kernel(Q: QkvPlan, wdtype: str = "i32"):
             ("_bias" if Q.has_bias else "") + ("_pos" if Q.has_pos else ""))
     if Q.kind == "int4":
         name += f"_g{Q.G.group}" + ("_zp" if Q.G.has_zeros else "")
+    if Q.decode:
+        name += f"_dec_{Q.G.cfg}" + ("" if Q.G.two_rows else "_m8")
 
     @kaiodsl.kernel(block_size=Q.threads, name=name)
     def qkv(x: Ptr[T], wq: Ptr[W], wk: Ptr[W], wv: Ptr[W], sq: Ptr[f32], sk: Ptr[f32], sv: Ptr[f32],

@@ -47,18 +47,19 @@ def interleaved(T: Const, vals, cos, sin, pos_rows, c0, lane, D: Const[int]):
 
 
 @kaiodsl.func
-def rotate_half(T: Const, vals, cos, sin, pos_rows, sm, ld: Const[int], r0, c0, lane, D: Const[int]):
+def rotate_half(T: Const, vals, cos, sin, pos_rows, sm, ld: Const[int], r0, c0, lane, D: Const[int], write=True):
     """x[d] cos - x[d + D/2] sin for d < D/2, x[d] cos + x[d - D/2] sin above. ``sm``: an f32 shared
     buffer of [rows, ld] for the block's tile, (r0, c0) this warp tile's origin inside it (c0 % D of the
     global column must equal c0 % D: the block starts at a head boundary). Every thread of the block
-    must call it (two barriers)."""
+    must call it (two barriers); ``write`` False: a warp that only reads (another holds the same tile)."""
     g = lane // 4
     t = lane % 4
     kaiodsl.syncthreads()                       # the buffer may still be in use by the main loop
-    for i in kaiodsl.static_range(T.mi):
-        for j in kaiodsl.static_range(T.nj):
-            for e in kaiodsl.static_range(4):
-                sm[(r0 + 16 * i + g + 8 * (e >> 1)) * ld + c0 + 8 * j + 2 * t + (e & 1)] = vals[i][j][e]
+    if write:
+        for i in kaiodsl.static_range(T.mi):
+            for j in kaiodsl.static_range(T.nj):
+                for e in kaiodsl.static_range(4):
+                    sm[(r0 + 16 * i + g + 8 * (e >> 1)) * ld + c0 + 8 * j + 2 * t + (e & 1)] = vals[i][j][e]
     kaiodsl.syncthreads()
     out = []
     for i in kaiodsl.static_range(T.mi):
