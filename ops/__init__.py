@@ -19,6 +19,6 @@ from .quantize import quantize_per_token, reference_quantize_per_token
 __all__ = ["GemmConfig", "KAIO_NAMES", "dequantize", "from_gptq", "int8_config", "matmul", "matmul_backward",
            "matmul_config", "matmul_int4", "matmul_int8", "matmul_kernel_for", "matmul_tc", "matmul_tc_async",
            "matmul_tc_bf16", "matmul_tc_bf16_async", "matmul_w8a16", "matmul_w8a8", "pack_int4", "qkv_project",
-           "qkv_project_int4", "qkv_project_int8", "quantize_int4",
-           "quantize_per_token", "reference_matmul", "reference_matmul_backward", "reference_matmul_int4",
-           "reference_matmul_int8", "reference_matmul_w8a16", "reference_matmul_w8a8", "reference_qkv", "reference_quantize_per_token", "unpack_int4"]
+           "qkv_project_int4", "qkv_project_int8", "quantize_int4", "quantize_per_token", "reference_matmul",
+           "reference_matmul_backward", "reference_matmul_int4", "reference_matmul_int8", "reference_matmul_w8a16",
+           "reference_matmul_w8a8", "reference_qkv", "reference_quantize_per_token", "unpack_int4"]
