@@ -83,5 +83,5 @@ def test_kaio_names_table():
     assert ops.matmul_int8 is ops.KAIO_NAMES["matmul_int8"] is ops.aliases.matmul_int8
     assert ops.matmul_int4 is ops.KAIO_NAMES["matmul_int4"]
     assert set(ops.KAIO_NAMES) == {"matmul_tc", "matmul_tc_bf16", "matmul_tc_async", "matmul_tc_bf16_async",
-                                   "matmul_int8", "matmul_int4"}
+                                   "matmul_int8", "matmul_int4", "qkv_project_int8", "qkv_project_int4"}
     assert all(name in ops.__all__ for name in ops.KAIO_NAMES)
