@@ -1,4 +1,5 @@
-"""The decode main loop (M <= 16) for int8 and int4 weights: weights streamed once, K split over warps.
+"""The decode main loop (M <= 16) for f16/bf16, int8 and int4 weights: weights streamed once, K split
+over warps.
 
 At decode sizes the GEMM is a weight stream: a block is ``n_tiles x k_split`` warps; warp (nt, kq)
 owns ``nw`` n8 column tiles and a 1/k_split share of K, loads 16 bytes of weights a lane per n8 tile
@@ -10,7 +11,8 @@ The k order inside a unit is a permutation the dot product does not see, chosen 
 are contiguous 16-byte loads (ops/int4_pack.py for int4). int8 (raw [N, K] rows, unit 64 k): lane t
 holds k 16 t .. 16 t + 15 of weight row n; mma step s takes its bytes 4 s .. 4 s + 3 as the B fragment
 (k 2t, 2t+1 | 2t+8, 2t+9 of the step, PTX ISA 9.7.14.5.8) and halves 4 s .. 4 s + 3 of A's row chunk
-as the matching A registers, so one word of weights feeds one mma without a byte shuffle.
+as the matching A registers, so one word of weights feeds one mma without a byte shuffle. f16/bf16
+(raw [N, K] rows, unit 32 k) takes int4's order: lane t holds k 8 t .. 8 t + 7, two words a k16 step.
 """
 
 from dataclasses import dataclass
@@ -54,7 +56,7 @@ class DecodeConfig:
 class DecodeGemm:
     cfg: DecodeConfig
     dtype: ScalarType
-    wkind: str            # "int8" | "int4"
+    wkind: str            # "f16" (weights in the activation dtype) | "int8" | "int4"
     group: int = 0        # 0: per-channel (int8)
     has_zeros: bool = False
     two_rows: bool = True  # rows g + 8 too (M > 8)
@@ -62,7 +64,7 @@ class DecodeGemm:
     @property
     def unit(self) -> int:
         """k per 16-byte weight load."""
-        return 64 if self.wkind == "int8" else 128
+        return {"f16": 32, "int8": 64, "int4": 128}[self.wkind]
 
     @property
     def acc_tile(self) -> tiles.AccTile:
@@ -118,6 +120,11 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
         a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 8 * t), u32)
         GN = K // G.group
         qrows = [group_rows(scales, zeros, min((ntile + v) * 8 + g, N - 1), GN) for v in range(C.nw)]
+    elif G.wkind == "f16":
+        # weight row n = 8 (ntile + v) + g, k 8 t .. 8 t + 7 of each 32-k unit: int4's k order (64-bit: n x K)
+        wp = kaiodsl.ptr_cast(w, u32) + (i64(min(ntile * 8 + g, N - 1)) * K + 8 * t) // 2
+        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 8 * t), u32)
+        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 8 * t), u32)
     else:
         # weight row n = 8 (ntile + v) + g, bytes 16 t .. of each 64-k unit (64-bit: n x K)
         wp = kaiodsl.ptr_cast(w, u32) + (i64(min(ntile * 8 + g, N - 1)) * K + 16 * t) // 4
@@ -132,6 +139,10 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
         if G.wkind == "int4":
             words = [[kaiodsl.load(wp, (v * KB + kb + u) * 128, vec=4, cache="nc",
                                    mask=(kb + u < b1) and ((ntile + v) * 8 < N), other=0)
+                      for v in range(C.nw)] for u in range(C.unroll)]
+        elif G.wkind == "f16":
+            words = [[kaiodsl.load(wp, i64(v * 8) * (K // 2) + (kb + u) * 16, vec=4, cache="nc",
+                                   mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
                       for v in range(C.nw)] for u in range(C.unroll)]
         else:
             words = [[kaiodsl.load(wp, i64(v * 8) * (K // 4) + (kb + u) * 16, vec=4, cache="nc",
@@ -155,6 +166,16 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                                 bf = (int4_pair(word, 2 * st, zz, s2, MAGIC_BITS, H2),
                                       int4_pair(word, 2 * st + 1, zz, s2, MAGIC_BITS, H2))
                                 acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+                elif G.wkind == "f16":
+                    k0 = (kb + u) * 32
+                    x0 = _a_load(G, a0p, ok0, k0)
+                    x1 = _a_load(G, a1p, ok1, k0) if G.two_rows else (0, 0, 0, 0)
+                    for st in kaiodsl.static_range(2):
+                        af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
+                        for v in kaiodsl.static_range(C.nw):
+                            word = words[u][v]
+                            bf = (kaiodsl.bitcast(word[2 * st], H2), kaiodsl.bitcast(word[2 * st + 1], H2))
+                            acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
                 else:
                     k0 = (kb + u) * 64
                     gs = [0.0 for v in range(C.nw)]

@@ -33,7 +33,7 @@ from .decode_gemm import DecodeConfig, DecodeGemm
 from .w8_gemm import W8Config, W8Gemm
 
 BLOCK_N = 128       # every QKV config's block width: rotate_half needs whole heads in a block (D | 128)
-F16_CONFIGS = (GemmConfig(16, 128, 64, 1, 4, 4), GemmConfig(64, 128, 32, 2, 2, 4), GemmConfig(128, 128, 32, 2, 4, 4))
+F16_CONFIGS = (DecodeConfig(4, 4, 4, 2), GemmConfig(64, 128, 32, 2, 2, 4), GemmConfig(128, 128, 32, 2, 4, 4))
 W8_CONFIGS = (DecodeConfig(4, 4, 4, 2), W8Config(64, 128, 64, 2, 2, 4), W8Config(128, 128, 64, 2, 4, 3))
 I4_CONFIGS = (DecodeConfig(4, 4, 4, 1), i4t.Int4Config(64, 4, 4, 3), i4t.Int4Config(128, 8, 2, 3))
 STYLES = ("rotate_half", "interleaved")
@@ -42,8 +42,10 @@ STYLES = ("rotate_half", "interleaved")
 def qkv_config(kind: str, M: int, K: int = 0):
     """The main-loop config for M rows (decode <= 16: the K-split weight stream for int8/int4, <= 512, larger)."""
     table = {"f16": F16_CONFIGS, "int8": W8_CONFIGS, "int4": I4_CONFIGS}[kind]
-    if kind == "int8" and M <= 16 and K % 64:       # the decode stream reads 64 k a load
+    if kind == "int8" and M <= 16 and K % 64:       # the decode stream reads 64 (f16: 32) k a load
         return W8Config(16, 128, 64, 1, 4, 4)
+    if kind == "f16" and M <= 16 and K % 32:
+        return GemmConfig(16, 128, 64, 1, 4, 4)
     return table[0] if M <= 16 else table[1] if M <= 512 else table[2]
 
 
@@ -211,10 +213,9 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
     cfg = config or qkv_config(kind, M, K)
     wide = needs_wide(M, max(Nq, Nkv), K)
     if isinstance(cfg, DecodeConfig):
-        if kind == "f16":
-            raise ArgumentError(f"{op}(): a DecodeConfig is for int8/int4 weights")
-        if K % (64 if kind == "int8" else 128):
-            raise ArgumentError(f"{op}(): a DecodeConfig needs hidden={K} to be a multiple of 64 (int8)")
+        unit = {"f16": 32, "int8": 64, "int4": 128}[kind]
+        if K % unit:
+            raise ArgumentError(f"{op}(): a DecodeConfig needs hidden={K} to be a multiple of {unit}")
         G = DecodeGemm(cfg, T, kind, group_size if kind == "int4" else 0, zeros is not None, M > 8)
         smem = cfg.smem_bytes()
     elif kind == "f16":

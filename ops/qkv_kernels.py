@@ -155,7 +155,7 @@ def qkv_body(Q: Const, x, ws, quant, biases, outs, rope_args, M, Nq, Nkv, K, S, 
         if Q.kind == "int4":
             sc = _pick(p, quant[0][0], quant[0][1], quant[0][2])
             zp = _pick(p, quant[1][0], quant[1][1], quant[1][2])
-        else:
+        elif Q.kind == "int8":
             args = (_pick(p, quant[0], quant[1], quant[2]),)
         acc = decode_gemm.main_loop(G, kaiodsl.ptr_cast(smem.ptr(0), f32), x, kaiodsl.ptr_cast(w, u32), sc, zp,
                                     M, N, K, row0, col0)
