@@ -101,8 +101,12 @@ def bench_gemm(torch, ms, results):
         for M in ms:
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
             t_c = timed(lambda: x @ w16.T)
-            for name, fn, wf in (("matmul_w8a16", lambda: ops.matmul_w8a16(x, q8, s8), w8f),
-                                 ("matmul_int4", lambda: ops.matmul_int4(x, p4, s4, group_size=gs), w4f)):
+            cands = [("matmul_w8a16", lambda: ops.matmul_w8a16(x, q8, s8), w8f),
+                     ("matmul_int4", lambda: ops.matmul_int4(x, p4, s4, group_size=gs), w4f)]
+            if M == 16:      # the decode kernel's other (n tiles, K split, unroll, n8 per warp) choices at M = 16
+                cands += [(f"matmul_int4[p={p}]", lambda p=p: ops.matmul_int4(x, p4, s4, group_size=gs, parallelism=p),
+                           w4f) for p in ((1, 8, 2, 4), (1, 8, 2, 2), (2, 8, 2, 2), (4, 4, 2, 1))]
+            for name, fn, wf in cands:
                 t_k = timed(fn)
                 err = rel_err(fn(), x @ wf.T)
                 results.append({"op": name, "shape": f"{N}x{K}", "M": M, "N": N, "K": K, "kaiodsl_ms": t_k,

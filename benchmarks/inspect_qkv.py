@@ -27,8 +27,8 @@ def kernels():
     from kaiodsl.ops.w8_gemm import W8Gemm
 
     for gs in (0, 128):
-        yield (f"matmul_w8a16 decode {w8.DECODE} g{gs}", w8.w8a16_decode_kernel("f16", "f16", w8.DECODE, gs, False, True),
-               w8.DECODE.smem_bytes())
+        yield (f"matmul_w8a16 decode {w8.DECODE} g{gs}",
+               w8.w8a16_decode_kernel("f16", "f16", w8.DECODE, gs, False, True), w8.DECODE.smem_bytes())
     for cfg in (w8.SMALL_M, w8.LARGE_M):
         for gs in (0, 128):
             yield f"matmul_w8a16 {cfg} g{gs}", w8.w8a16_kernel("f16", "f16", cfg, gs, False), cfg.smem_bytes()

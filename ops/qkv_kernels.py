@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Const, Ptr, bf16, f16, f32, i8, i32, i64, tiles, u8, u32
+from kaiodsl import Const, Ptr, f32, i8, i32, i64, tiles, u8, u32
 from kaiodsl.tiles import rope as trope
 from kaiodsl.tiles.copies import store_pair
 

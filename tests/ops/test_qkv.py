@@ -12,7 +12,7 @@ from kaiodsl import ops
 from kaiodsl.errors import ArgumentError
 from kaiodsl.ops.matmul_w8a16 import dequantize_w8
 
-from opkit import bf16_values, check_close, host, make
+from opkit import bf16_values, check_close, make
 from qkvkit import poison_outputs
 
 qmod = importlib.import_module("kaiodsl.ops.qkv")
@@ -212,3 +212,20 @@ def test_qkv_quant_validation(no_launch, monkeypatch, kind, kw, msg):
     with pytest.raises(ArgumentError) as e:
         OP[kind](x, *a.values(), **kw)
     assert msg in str(e.value)
+
+
+def test_qkv_int4_from_gptq(backend, rng, poison):
+    """GPTQ checkpoints: from_gptq per projection, then one fused launch."""
+    from test_int4 import _to_gptq
+
+    K, gs, Ns = 256, 64, (32, 16, 16)
+    qs = [rng.integers(0, 16, (n, K), dtype=np.uint8) for n in Ns]
+    ss = [(rng.uniform(0.5, 1.5, (n, K // gs)) * 1e-1).astype(np.float16) for n in Ns]
+    zs = [rng.integers(0, 16, (n, K // gs), dtype=np.uint8) for n in Ns]
+    conv = [ops.from_gptq(*_to_gptq(q, s, z, gs), group_size=gs) for q, s, z in zip(qs, ss, zs)]
+    x = rng.standard_normal((3, K)).astype(np.float16)
+    outs = ops.qkv_project_int4(x, *[c[0] for c in conv], *[c[1] for c in conv], zeros=[c[2] for c in conv],
+                                group_size=gs)
+    refs = qmod.reference_qkv(x, *[ops.dequantize(q, s, z, gs, np.float16) for q, s, z in zip(qs, ss, zs)])
+    for o, r in zip(outs, refs):
+        check_close(o, r, "f16")
