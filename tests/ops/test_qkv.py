@@ -229,3 +229,11 @@ def test_qkv_int4_from_gptq(backend, rng, poison):
     refs = qmod.reference_qkv(x, *[ops.dequantize(q, s, z, gs, np.float16) for q, s, z in zip(qs, ss, zs)])
     for o, r in zip(outs, refs):
         check_close(o, r, "f16")
+
+
+@pytest.mark.parametrize("kind,hidden", [("f16", 80), ("int8", 48)])
+def test_qkv_decode_fallback_ragged_hidden(backend, rng, poison, kind, hidden):
+    """Decode sizes with a hidden size the weight stream's k unit does not divide (f16: 32, int8: 64)
+    run the block GEMM instead."""
+    assert qmod.qkv_config(kind, 3, hidden).__class__.__name__ != "DecodeConfig"
+    _run(rng, kind, "f16", 1, 3, hidden, 2, 1, 16)
