@@ -15,6 +15,8 @@ these are kaiodsl's ops pinned to that contract: the tensor-core ones are ``matm
 | matmul_tc_bf16_async | pipeline="async", bf16                                           |
 | matmul_int8          | matmul_int8(a, b, scale, b_layout="kn"): (a @ b) * scale, f32    |
 | matmul_int4          | matmul_int4 (the same function)                                  |
+| qkv_project_int8     | qkv_project_int8 pinned to f16 x, three f16 [M, N] outputs       |
+| qkv_project_int4     | qkv_project_int4 pinned to f16 x, three f16 [M, N] outputs       |
 """
 
 from kaiodsl import bf16, f16, f32
@@ -23,6 +25,7 @@ from kaiodsl.errors import ArgumentError
 from ._common import inspect_array, require_dtype
 from .matmul import matmul
 from .matmul_int4 import matmul_int4
+from . import qkv as _qkv
 from .matmul_int8 import matmul_int8 as _matmul_int8
 
 
@@ -57,9 +60,30 @@ def matmul_int8(a, b, scale=1.0, *, config=None):
     return _renamed("matmul_int8 (KAIO)", lambda: _matmul_int8(a, b, scale, b_layout="kn", config=config))
 
 
+def _kaio_qkv(op: str, fn):
+    def run(x, wq, wk, wv, sq, sk, sv, **kw):
+        require_dtype(inspect_array("x", x, op), (f16,), op)
+        if len(inspect_array("x", x, op).shape) != 2:
+            raise ArgumentError(f"{op}: 'x' must be [M, K] (KAIO's contract)")
+        extra = set(kw) - {"bias", "zeros", "group_size"}
+        if extra:
+            raise ArgumentError(f"{op}: KAIO's contract takes bias=, zeros=, group_size=; got {sorted(extra)} "
+                                f"(kaiodsl.ops.{op} has layouts, rope and out dtypes)")
+        try:
+            return fn(x, wq, wk, wv, sq, sk, sv, **kw)
+        except ArgumentError as e:
+            raise ArgumentError(f"{op}: {e}") from None
+
+    run.__name__ = run.__qualname__ = op
+    run.__doc__ = f"KAIO's ``{op}``: f16 x [M, K] -> (q, k, v) f16 [M, N_q], [M, N_kv], [M, N_kv] (ops.{op})."
+    return run
+
+
 KAIO_NAMES = {"matmul_tc": matmul_tc, "matmul_tc_bf16": matmul_tc_bf16, "matmul_tc_async": matmul_tc_async,
               "matmul_tc_bf16_async": matmul_tc_bf16_async, "matmul_int8": matmul_int8,
-              "matmul_int4": matmul_int4}
+              "matmul_int4": matmul_int4,
+              "qkv_project_int8": _kaio_qkv("qkv_project_int8", _qkv.qkv_project_int8),
+              "qkv_project_int4": _kaio_qkv("qkv_project_int4", _qkv.qkv_project_int4)}
 
 # attention: KAIO's single-head names (ops/attention_kaio.py; the map is in docs/attention.md)
 from .attention_kaio import KAIO_ATTENTION  # noqa: E402

@@ -187,15 +187,21 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     require_i32_sizes(op, M=M, N=N, K=K)
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
+    tiled = M > 16 and parallelism is None  # prefill: the block-tiled kernel (ops/matmul_int4_tiled.py)
     grid = ((N + 8 * nt * nw - 1) // (8 * nt * nw), (M + 15) // 16)
-    if grid[1] > GRID_Y_MAX:
-        raise ArgumentError(f"{op}(): M={M} needs {grid[1]} blocks of 16 rows in grid.y, which holds at most "
-                            f"{GRID_Y_MAX} (M <= {GRID_Y_MAX * 16}); this decode kernel is for small M: "
-                            f"dequantize and use matmul for large M")
+    if not tiled and grid[1] > GRID_Y_MAX:
+        raise ArgumentError(f"{op}(): M={M} with parallelism={parallelism!r} needs {grid[1]} blocks of 16 rows "
+                            f"in grid.y, which holds at most {GRID_Y_MAX} (M <= {GRID_Y_MAX * 16}); leave "
+                            f"parallelism unset for large M (the tiled kernel)")
     out = new_like(az, (M, N), az.dtype)
     if M == 0 or N == 0:
         return out
     z = zeros if zeros is not None else new_like(az, (1,), u8)
+    if tiled:                             # it reads each weight tile once per block
+        from .matmul_int4_tiled import launch_int4_tiled
+
+        return launch_int4_tiled(a, w_packed, scales, z, out, M, N, K, az.dtype.name, group_size,
+                                 zeros is not None, wz.dtype.name)
     k = int4_kernel(az.dtype.name, group_size, zeros is not None, M > 8, nt, ks, un, nw, wz.dtype.name)
     k[grid, 32 * nt * ks](a, w_packed, scales, z, out, M, N, K)
     return out

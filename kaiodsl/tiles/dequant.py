@@ -1,4 +1,4 @@
-"""Dequantization on load: low-bit weights straight into mma B fragments (W4A16 today, W8A16 next).
+"""Dequantization on load: low-bit weights straight into mma B fragments (W4A16, W8A16).
 
 int4 -> f16/bf16 in three instructions a pair (the "magic number" trick, as in FasterTransformer's
 and Marlin's kernels): one ``lop3`` drops two nibbles into the mantissa of 1024.0 (f16) or 128.0
@@ -41,3 +41,44 @@ def group_consts(rows, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: C
     if HAS_ZEROS:
         zf = MAGIC_F + f32(zrow[grp])
     return kaiodsl.pack_half2(zf, zf, H2), s2
+
+
+# -- int8 (W8A16) ----------------------------------------------------------------------------------
+# Signed bytes become unsigned u = q + 128 with one XOR of the word (q ^ 0x80 == q + 128 mod 256); a
+# prmt drops two bytes under 1024.0's exponent (f16: 1024 + u exact) or four prmt under 2^23 (f32, for
+# bf16: 8 bits do not fit a bf16 mantissa); one packed sub of 1024 + 128 (2^23 + 128) gives q exactly.
+I8_F16_SUB = 0x64806480            # f16 1152.0 in both halves
+I8_F32_MAGIC = 0x4B000000          # f32 2^23: its mantissa ulp is 1
+I8_F32_SUB = 8388736.0             # 2^23 + 128
+
+
+@kaiodsl.func
+def int8_select(w0, w1, sel):
+    """Bytes 2t, 2t+1 of ``w0`` and of ``w1`` (``sel`` = int8_selector(t)) in one word: the four
+    int8 weights an m16n8k16 B fragment of lane t holds (k 2t, 2t+1 | 2t+8, 2t+9; PTX ISA 9.7.14.5.8)."""
+    return kaiodsl.prmt(w0, w1, sel)
+
+
+@kaiodsl.func
+def int8_selector(t):
+    """The prmt selector of int8_select for lane t of the quad: bytes {0,1,4,5} or {2,3,6,7}."""
+    return kaiodsl.where(t % 2 == 1, kaiodsl.u32(0x7632), kaiodsl.u32(0x5410))
+
+
+@kaiodsl.func
+def int8_quad(r, s, GROUPED: Const[bool], IS_F16: Const[bool], H2: Const):
+    """Four int8 weights in ``r`` (bytes 0-3) as two packed halves (bytes 0,1 | 2,3), exact integers,
+    or, GROUPED, times the group scale ``s`` (f16: a half2 pair; bf16: an f32) rounded once."""
+    x = r ^ kaiodsl.u32(0x80808080)
+    if IS_F16:
+        sub = kaiodsl.bitcast(kaiodsl.u32(I8_F16_SUB), H2)
+        lo = kaiodsl.bitcast(kaiodsl.prmt(x, kaiodsl.u32(0x64646464), kaiodsl.u32(0x4140)), H2) - sub
+        hi = kaiodsl.bitcast(kaiodsl.prmt(x, kaiodsl.u32(0x64646464), kaiodsl.u32(0x4342)), H2) - sub
+        if GROUPED:
+            return lo * s, hi * s
+        return lo, hi
+    f = [kaiodsl.bitcast(kaiodsl.prmt(x, kaiodsl.u32(I8_F32_MAGIC), kaiodsl.u32(0x7540 + b)), f32) - I8_F32_SUB
+         for b in range(4)]
+    if GROUPED:
+        f = [v * s for v in f]
+    return kaiodsl.pack_half2(f[0], f[1], H2), kaiodsl.pack_half2(f[2], f[3], H2)

@@ -85,7 +85,8 @@ def test_kaio_names_table():
     assert ops.matmul_int4 is ops.KAIO_NAMES["matmul_int4"]
     assert set(ops.KAIO_NAMES) == {"matmul_tc", "matmul_tc_bf16", "matmul_tc_async", "matmul_tc_bf16_async",
                                    "matmul_int8", "matmul_int4", "attention_tc", "attention_tc_causal",
-                                   "attention_flash", "attention_flash_causal", "attention_flash_backward"}
+                                   "attention_flash", "attention_flash_causal", "attention_flash_backward",
+                                   "qkv_project_int8", "qkv_project_int4"}
     assert all(name in ops.__all__ for name in ops.KAIO_NAMES)
 
 

@@ -1,0 +1,225 @@
+"""The decode main loop (M <= 16) for f16/bf16, int8 and int4 weights: weights streamed once, K split
+over warps.
+
+At decode sizes the GEMM is a weight stream: a block is ``n_tiles x k_split`` warps; warp (nt, kq)
+owns ``nw`` n8 column tiles and a 1/k_split share of K, loads 16 bytes of weights a lane per n8 tile
+and k unit (``unroll`` units in flight), and the A fragments straight from global memory (A is a few
+rows: L1/L2 resident). The partial tiles of the K split are summed through shared memory in a fixed
+order (deterministic) and every warp gets the total; warps with kq == 0 store it.
+
+The k order inside a unit is a permutation the dot product does not see, chosen so that both operands
+are contiguous 16-byte loads (ops/int4_pack.py for int4). int8 (raw [N, K] rows, unit 64 k): lane t
+holds k 16 t .. 16 t + 15 of weight row n; mma step s takes its bytes 4 s .. 4 s + 3 as the B fragment
+(k 2t, 2t+1 | 2t+8, 2t+9 of the step, PTX ISA 9.7.14.5.8) and halves 4 s .. 4 s + 3 of A's row chunk
+as the matching A registers, so one word of weights feeds one mma without a byte shuffle. f16/bf16
+(raw [N, K] rows, unit 32 k) takes int4's order: lane t holds k 8 t .. 8 t + 7, two words a k16 step.
+"""
+
+from dataclasses import dataclass
+
+import kaiodsl
+from kaiodsl import Const, f32, i64, tiles, u32
+from kaiodsl.tiles.dequant import MAGIC, group_consts, group_rows, int4_pair, int8_quad
+from kaiodsl.types import ScalarType
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """``n_tiles`` warps along N with ``nw`` n8 tiles each, ``k_split`` warps along K, ``unroll``
+    16-byte weight loads per n8 tile in flight."""
+
+    n_tiles: int = 4
+    k_split: int = 4
+    nw: int = 4
+    unroll: int = 2
+
+    @property
+    def block_n(self) -> int:
+        return 8 * self.nw * self.n_tiles
+
+    @property
+    def block_m(self) -> int:
+        return 16
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.n_tiles * self.k_split
+
+    def smem_bytes(self, rope_cols: int = 0) -> int:
+        return max(self.k_split * self.n_tiles * self.nw * 32 * 4, 16 * rope_cols) * 4
+
+    def __str__(self) -> str:
+        return f"n{self.n_tiles}k{self.k_split}w{self.nw}u{self.unroll}"
+
+
+@dataclass(frozen=True)
+class DecodeGemm:
+    cfg: DecodeConfig
+    dtype: ScalarType
+    wkind: str            # "f16" (weights in the activation dtype) | "int8" | "int4"
+    group: int = 0        # 0: per-channel (int8)
+    has_zeros: bool = False
+    two_rows: bool = True  # rows g + 8 too (M > 8)
+
+    @property
+    def unit(self) -> int:
+        """k per 16-byte weight load."""
+        return {"f16": 32, "int8": 64, "int4": 128}[self.wkind]
+
+    @property
+    def acc_tile(self) -> tiles.AccTile:
+        return tiles.AccTile(1, self.cfg.nw)
+
+    @property
+    def is_f16(self) -> bool:
+        return self.dtype.name == "f16"
+
+
+@kaiodsl.func
+def warp_place(G: Const, tid):
+    """(nt, kq): this warp's n group and K share."""
+    warp = tid // 32
+    return warp % G.cfg.n_tiles, warp // G.cfg.n_tiles
+
+
+@kaiodsl.func
+def _a_load(G: Const, ap, ok, k0):
+    return kaiodsl.load(ap, k0 // 2, vec=4, cache="nc", mask=ok, other=0)
+
+
+@kaiodsl.func
+def _frag(x0, x1, w0: Const[int], w1: Const[int], H2: Const, TWO: Const[bool]):
+    zero = kaiodsl.bitcast(u32(0), H2)
+    return [kaiodsl.bitcast(x0[w0], H2), kaiodsl.bitcast(x1[w0], H2) if TWO else zero,
+            kaiodsl.bitcast(x0[w1], H2), kaiodsl.bitcast(x1[w1], H2) if TWO else zero]
+
+
+@kaiodsl.func
+def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
+    """The total (all K) accumulator tile AccTile(1, nw) of this warp's columns (col0 + 8 nw nt ..)
+    for rows m0 .. m0 + 15; ``w`` a u32 pointer (int4: the pack_int4 layout; int8: [N, K] bytes);
+    ``scales``/``zeros`` per group [N, K / group] (unused for per-channel int8)."""
+    C = G.cfg
+    tid = kaiodsl.thread_idx.x
+    lane = tid % 32
+    g = lane // 4
+    t = lane % 4
+    nt, kq = warp_place(G, tid)
+    H2 = kaiodsl.f16x2 if G.is_f16 else kaiodsl.bf16x2
+    ntile = col0 // 8 + nt * C.nw
+    KB = K // G.unit
+    per = (KB + C.k_split - 1) // C.k_split
+    b0 = kq * per
+    b1 = min(b0 + per, KB)
+    ok0 = m0 + g < M
+    ok1 = m0 + g + 8 < M
+    if G.wkind == "int4":
+        MAGIC_BITS, MAGIC_F = MAGIC[G.dtype.name]
+        wp = w + (i64(ntile * KB) * 32 + lane) * 4          # 64-bit: ntile x KB x 128 words pass 2^31
+        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 8 * t), u32)
+        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 8 * t), u32)
+        GN = K // G.group
+        qrows = [group_rows(scales, zeros, min((ntile + v) * 8 + g, N - 1), GN) for v in range(C.nw)]
+    elif G.wkind == "f16":
+        # weight row n = 8 (ntile + v) + g, k 8 t .. 8 t + 7 of each 32-k unit: int4's k order (64-bit: n x K)
+        wp = kaiodsl.ptr_cast(w, u32) + (i64(min(ntile * 8 + g, N - 1)) * K + 8 * t) // 2
+        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 8 * t), u32)
+        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 8 * t), u32)
+    else:
+        # weight row n = 8 (ntile + v) + g, bytes 16 t .. of each 64-k unit (64-bit: n x K)
+        wp = kaiodsl.ptr_cast(w, u32) + (i64(min(ntile * 8 + g, N - 1)) * K + 16 * t) // 4
+        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 16 * t), u32)
+        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 16 * t), u32)
+        srows = []
+        if G.group:
+            GN = K // G.group
+            srows = [scales + i64(min((ntile + v) * 8 + g, N - 1)) * GN for v in range(C.nw)]
+    acc = tiles.fragments.zeros(G.acc_tile)
+    for kb in range(b0, b1, C.unroll):
+        if G.wkind == "int4":
+            words = [[kaiodsl.load(wp, (v * KB + kb + u) * 128, vec=4, cache="nc",
+                                   mask=(kb + u < b1) and ((ntile + v) * 8 < N), other=0)
+                      for v in range(C.nw)] for u in range(C.unroll)]
+        elif G.wkind == "f16":
+            words = [[kaiodsl.load(wp, i64(v * 8) * (K // 2) + (kb + u) * 16, vec=4, cache="nc",
+                                   mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
+                      for v in range(C.nw)] for u in range(C.unroll)]
+        else:
+            words = [[kaiodsl.load(wp, i64(v * 8) * (K // 4) + (kb + u) * 16, vec=4, cache="nc",
+                                   mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
+                      for v in range(C.nw)] for u in range(C.unroll)]
+        for u in kaiodsl.static_range(C.unroll):
+            if kb + u < b1:
+                if G.wkind == "int4":
+                    for ci in kaiodsl.static_range(4):
+                        k0 = (kb + u) * 128 + 32 * ci
+                        if ci * 32 % G.group == 0:
+                            consts = [group_consts(qrows[v], k0 // G.group, MAGIC_F, G.has_zeros, H2)
+                                      for v in range(C.nw)]
+                        x0 = _a_load(G, a0p, ok0, k0)
+                        x1 = _a_load(G, a1p, ok1, k0) if G.two_rows else (0, 0, 0, 0)
+                        for st in kaiodsl.static_range(2):
+                            af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
+                            for v in kaiodsl.static_range(C.nw):
+                                zz, s2 = consts[v]
+                                word = words[u][v][ci]
+                                bf = (int4_pair(word, 2 * st, zz, s2, MAGIC_BITS, H2),
+                                      int4_pair(word, 2 * st + 1, zz, s2, MAGIC_BITS, H2))
+                                acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+                elif G.wkind == "f16":
+                    k0 = (kb + u) * 32
+                    x0 = _a_load(G, a0p, ok0, k0)
+                    x1 = _a_load(G, a1p, ok1, k0) if G.two_rows else (0, 0, 0, 0)
+                    for st in kaiodsl.static_range(2):
+                        af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
+                        for v in kaiodsl.static_range(C.nw):
+                            word = words[u][v]
+                            bf = (kaiodsl.bitcast(word[2 * st], H2), kaiodsl.bitcast(word[2 * st + 1], H2))
+                            acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+                else:
+                    k0 = (kb + u) * 64
+                    gs = [0.0 for v in range(C.nw)]
+                    if G.group:
+                        gs = [_scale(G, srows[v], k0 // G.group) for v in range(C.nw)]
+                    xs = [_a_load(G, a0p, ok0, k0), _a_load(G, a0p, ok0, k0 + 8)]
+                    ys = [(0, 0, 0, 0), (0, 0, 0, 0)]
+                    if G.two_rows:
+                        ys = [_a_load(G, a1p, ok1, k0), _a_load(G, a1p, ok1, k0 + 8)]
+                    for st in kaiodsl.static_range(4):
+                        af = _frag(xs[st // 2], ys[st // 2], 2 * (st % 2), 2 * (st % 2) + 1, H2, G.two_rows)
+                        for v in kaiodsl.static_range(C.nw):
+                            bf = int8_quad(words[u][v][st], gs[v], G.group > 0, G.is_f16, H2)
+                            acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+    return _reduce(G, smem32, acc, nt, kq, lane)
+
+
+@kaiodsl.func
+def _scale(G: Const, srow, grp):
+    s = srow[grp]
+    if G.is_f16:
+        h = kaiodsl.bitcast(s, kaiodsl.u16)
+        return kaiodsl.bitcast(kaiodsl.pack_b32(h, h), kaiodsl.f16x2)
+    return f32(s)
+
+
+@kaiodsl.func
+def _reduce(G: Const, sm, acc, nt, kq, lane):
+    """Sum the K split's partial tiles in kq order (deterministic); every warp gets its n group's total."""
+    C = G.cfg
+    if C.k_split == 1:
+        return acc
+    W = C.nw * 32 * 4
+    for v in kaiodsl.static_range(C.nw):
+        for e in kaiodsl.static_range(4):
+            sm[((kq * C.n_tiles + nt) * C.nw + v) * 128 + lane * 4 + e] = acc[0][v][e]
+    kaiodsl.syncthreads()
+    out = []
+    for v in kaiodsl.static_range(C.nw):
+        vals = []
+        for e in kaiodsl.static_range(4):
+            total = sm[(nt * C.nw + v) * 128 + lane * 4 + e]
+            for q in kaiodsl.static_range(1, C.k_split):
+                total = total + sm[q * C.n_tiles * W + (nt * C.nw + v) * 128 + lane * 4 + e]
+            vals = vals + [total]
+        out = out + [(vals[0], vals[1], vals[2], vals[3])]
+    return [out]

@@ -1,0 +1,40 @@
+"""Helpers of the W8A16 / W4A16 / QKV tests: outputs poisoned with NaN, a CUDA torch fixture."""
+
+import numpy as np
+import pytest
+
+import kaiodsl
+import kaiodsl.runtime
+
+dev = kaiodsl.runtime.to_device
+
+
+def poison_outputs(monkeypatch, module):
+    """Every output the op allocates starts as NaN (an unwritten element fails the finite check)."""
+    orig = module.new_like
+
+    def poisoned(like, shape, dtype):
+        out = orig(like, shape, dtype)
+        if isinstance(out, np.ndarray):
+            out[...] = np.nan if out.dtype.kind == "f" else np.array(0xFFFF).astype(out.dtype)
+            return out
+        if isinstance(out, kaiodsl.runtime.DeviceArray):
+            npd = np.dtype(dtype.np_dtype)
+            fill = (np.full(shape, 0xFFFF, np.uint16) if dtype.name == "bf16" else
+                    np.full(shape, np.nan if npd.kind == "f" else np.array(-1).astype(npd), npd))
+            return dev(fill, dtype) if dtype.name == "bf16" else dev(fill)
+        out.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(module, "new_like", poisoned)
+
+
+@pytest.fixture
+def torch_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    kaiodsl.runtime.set_backend("cuda")
+    torch.manual_seed(0)
+    yield torch
+    kaiodsl.runtime.backend.reset()
