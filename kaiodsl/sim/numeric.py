@@ -122,8 +122,8 @@ _INT_ROUND = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil,
               "rn": np.rint, "rz": np.trunc, "rm": np.floor, "rp": np.ceil, "": np.trunc}
 
 
-def float_to_int(x, dst: str, mode: str) -> np.ndarray:
-    """PTX float->int: round, saturate to the destination range, NaN -> 0."""
+def float_to_int(x, dst: str, mode: str, src: str = "f32") -> np.ndarray:
+    """PTX float->int: round, saturate to the destination range (PTX ISA 9.7.9.21); NaN per nan_to_int."""
     x = np.asarray(x, dtype=np.float64)
     r = _INT_ROUND[mode](x)
     lo, hi = int_range(dst)
@@ -133,7 +133,20 @@ def float_to_int(x, dst: str, mode: str) -> np.ndarray:
     safe = np.where(big | small | np.isnan(r), 0.0, r)
     out = safe.astype(np.int64) if is_signed(dst) else safe.astype(np.uint64)
     out = np.where(big, dt(hi), np.where(small, dt(lo), out.astype(dt)))
-    return out.astype(dt)
+    return np.where(np.isnan(r), nan_to_int(src, dst), out).astype(dt)
+
+
+def nan_to_int(src: str, dst: str):
+    """What cvt.*i.<dst>.<src> gives for NaN on the GPU (H200, measured; the PTX ISA says 0).
+
+    An f64 source, or a 64-bit destination, gives the lone top bit of the destination
+    (0x80, 0x8000, 0x80000000, 0x8000000000000000, for signed and unsigned alike);
+    f16/f32 into 8/16/32-bit integers gives 0.
+    """
+    bits = BITS[dst]
+    if src == "f64" or bits == 64:
+        return np.array(1 << (bits - 1), dtype=UINT[bits]).view(NP[dst])[()]
+    return NP[dst](0)
 
 
 def round_integral(x, mode: str) -> np.ndarray:
