@@ -202,6 +202,18 @@ def test_abs_of_unsigned_and_needless_saturation_emit_valid_forms():
     assert k.compile(arch="sm_80").cubin
 
 
+def test_i16_neg_and_abs_are_computed_in_32_bits():
+    """ptxas leaves neg/abs.s16 of -32768 as +32768 in its register (H200): kaiodsl widens, then truncates."""
+    @kaiodsl.kernel
+    def k(a: Ptr[i16], o: Ptr[i16]):
+        i = kaiodsl.thread_idx.x
+        o[i] = abs(a[i]) - (-a[i])
+
+    ptx = k.ptx(arch="sm_80")
+    assert "neg.s16" not in ptx and "abs.s16" not in ptx and "neg.s32" in ptx and "abs.s32" in ptx
+    assert k.compile(arch="sm_80").cubin
+
+
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("dst", INTS, ids=str)
 @pytest.mark.parametrize("src", [kaiodsl.f16, kaiodsl.f32, kaiodsl.f64], ids=str)
