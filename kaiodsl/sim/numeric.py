@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import bf16_bits
+from ..types import bf16_bits, nan_to_int
 
 # PTX type suffix -> numpy dtype holding it. bf16/fp8/packed types are raw bits.
 NP = {
@@ -123,7 +123,7 @@ _INT_ROUND = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil,
 
 
 def float_to_int(x, dst: str, mode: str, src: str = "f32") -> np.ndarray:
-    """PTX float->int: round, saturate to the destination range (PTX ISA 9.7.9.21); NaN per nan_to_int."""
+    """PTX float->int: round, saturate to the destination range (PTX ISA 9.7.9.21); NaN as the GPU gives it."""
     x = np.asarray(x, dtype=np.float64)
     r = _INT_ROUND[mode](x)
     lo, hi = int_range(dst)
@@ -133,20 +133,7 @@ def float_to_int(x, dst: str, mode: str, src: str = "f32") -> np.ndarray:
     safe = np.where(big | small | np.isnan(r), 0.0, r)
     out = safe.astype(np.int64) if is_signed(dst) else safe.astype(np.uint64)
     out = np.where(big, dt(hi), np.where(small, dt(lo), out.astype(dt)))
-    return np.where(np.isnan(r), nan_to_int(src, dst), out).astype(dt)
-
-
-def nan_to_int(src: str, dst: str):
-    """What cvt.*i.<dst>.<src> gives for NaN on the GPU (H200, measured; the PTX ISA says 0).
-
-    An f64 source, or a 64-bit destination, gives the lone top bit of the destination
-    (0x80, 0x8000, 0x80000000, 0x8000000000000000, for signed and unsigned alike);
-    f16/f32 into 8/16/32-bit integers gives 0.
-    """
-    bits = BITS[dst]
-    if src == "f64" or bits == 64:
-        return np.array(1 << (bits - 1), dtype=UINT[bits]).view(NP[dst])[()]
-    return NP[dst](0)
+    return np.where(np.isnan(r), dt(nan_to_int(src, BITS[dst], is_signed(dst))), out).astype(dt)
 
 
 def round_integral(x, mode: str) -> np.ndarray:
