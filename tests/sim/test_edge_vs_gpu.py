@@ -188,7 +188,7 @@ except kaiodsl.KaioError as e:
 def test_misaligned_vector_load_faults_on_both_backends(backend):
     """A .v4 load at 4 bytes past a 16-byte boundary: the GPU's misaligned-address fault (in a
     child process: on the GPU the fault ends the CUDA context). All four words are stored: with
-    only one used, ptxas may narrow the load to an aligned scalar one and the GPU does not fault."""
+    only one used, ptxas narrows the load to an aligned scalar LDG.E (seen in its SASS): no fault."""
     if backend == "cuda" and not gpu_available():
         pytest.skip("needs a CUDA driver and device")
     env = {**os.environ, "KAIODSL_BACKEND": backend}
