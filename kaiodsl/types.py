@@ -175,6 +175,18 @@ def bf16_bits(x) -> np.ndarray:
     return np.where(np.isnan(f), 0x7FFF, r).astype(np.uint16)
 
 
+def nan_to_int(src: str, bits: int, signed: bool) -> int:
+    """What cvt.*i.<int>.<src> gives for NaN on the GPU (H200, measured; the PTX ISA 9.7.9.21 says 0).
+
+    An f64 source, or a 64-bit destination, gives the lone top bit (0x80, 0x8000, 0x80000000,
+    0x8000000000000000: the minimum of a signed type, 2^(bits-1) of an unsigned one); f16/bf16/f32
+    into 8/16/32-bit integers give 0. The one rule kaiodsl uses (simulator and constant folding).
+    """
+    if src != "f64" and bits < 64:
+        return 0
+    return -(1 << (bits - 1)) if signed else 1 << (bits - 1)
+
+
 def ptx_suffix(t: Type) -> str:
     """Typed instruction suffix: .s32, .u64, .f32, .pred ..."""
     if isinstance(t, PtrType):

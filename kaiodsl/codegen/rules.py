@@ -8,7 +8,7 @@ with an explicit rounding modifier are not fused); ``kaiodsl.fma`` asks for one.
 from __future__ import annotations
 
 from ..errors import CompileError
-from ..types import PtrType, ScalarType, TensorMapType, TupleType, bf16, f16, f32, ptx_suffix
+from ..types import PtrType, ScalarType, TensorMapType, TupleType, bf16, f16, f32, i16, i32, ptx_suffix
 from .features import form
 from .ptx import Ctx, mov_suffix, resolve
 from .rules_common import U32, bit_sfx, int_sfx, is_half, normalize8, to_f32, via_f32
@@ -123,6 +123,13 @@ def r_unary(ctx: Ctx, n):
         normalize8(ctx, t, d)
     elif t.is_int and op == "abs" and not t.is_signed:
         ctx.emit(f"mov{bit_sfx(t)} {d}, {a};")  # abs of an unsigned value is itself (PTX has no abs.uN)
+    elif t == i16:
+        # ptxas keeps neg/abs.s16 of -32768 as +32768 in its 32-bit register (H200), so compares and
+        # widening see 32768: compute in 32 bits and truncate back, which ptxas re-extends (PTX ISA 9.7.9.21)
+        w = ctx.new_reg(i32)
+        ctx.emit(f"cvt.s32.s16 {w}, {a};")
+        ctx.emit(f"{op}.s32 {w}, {w};")
+        ctx.emit(f"cvt.s16.s32 {d}, {w};")  # the form an i32 -> i16 cast emits
     elif t.is_int:
         # neg exists only for signed types (PTX ISA 9.7.1.9); two's complement gives unsigned the same bits
         ctx.emit(f"{op}.s{max(16, t.bits)} {d}, {a};")

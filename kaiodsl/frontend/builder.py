@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from ..arch import Arch, at_least
 from ..errors import CompileError
 from ..ir.node import Block, Function, Node, SharedDecl, SourceLoc
-from ..types import (ScalarType, TupleType, Type, bool_, f32, f64, i32, i64, promote, u32,
-                     u64, void)
+from ..types import (ScalarType, TupleType, Type, bool_, f32, f64, i32, i64, nan_to_int, promote,
+                     u32, u64, void)
 from .describe import describe
 
 PyConst = (bool, int, float)
@@ -222,6 +222,8 @@ class Builder:
         if not isinstance(v.type, ScalarType):
             self.error(f"cannot convert a {v.type} to {t}")
         if v.op == "const" and mode is None and t.kind != "packed" and v.type.kind != "packed":
+            if t.is_int and v.type.is_float:  # NaN's result depends on the source type
+                return self.const(t, _py_float_to_int(float(v.attrs["value"]), t, None, v.type.name))
             return self.convert(v.attrs["value"], t)
         return self.emit("cast", t, (v,), {"mode": mode} if mode else None)
 
@@ -420,10 +422,11 @@ def _wrap(v: int, t: ScalarType) -> int:
     return v
 
 
-def _py_float_to_int(v: float, t: ScalarType, mode: str | None) -> int:
-    """Float -> int like cvt.rzi (truncation) with PTX saturation; NaN gives 0."""
+def _py_float_to_int(v: float, t: ScalarType, mode: str | None, src: str = "f32") -> int:
+    """Float -> int like cvt.rzi (truncation) with PTX saturation; NaN as the GPU gives it from `src`
+    (a weak float is f32)."""
     if math.isnan(v):
-        return 0
+        return nan_to_int(src, t.bits, t.is_signed)
     r = {"rn": round, "rm": math.floor, "rp": math.ceil}.get(mode or "rz", math.trunc)
     lo, hi = t.int_range
     if math.isinf(v):

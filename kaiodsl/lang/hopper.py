@@ -209,7 +209,7 @@ def setmaxnreg(b: Builder, n: int, inc: bool):
 
 @builtin
 def elect_sync(b: Builder, mask=0xFFFFFFFF):
-    """True in exactly one active lane of ``mask`` (the lowest), false in the others (elect.sync)."""
+    """True in the lowest lane of ``mask``, false in the others; exactly the lanes of ``mask`` call it (elect.sync)."""
     pair = b.emit("inst", TupleType((u32, bool_)), (_u32(b, mask, "elect_sync() mask"),), {"form": "elect.sync"})
     return b.extract(pair, 1)
 

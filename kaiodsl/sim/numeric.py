@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import bf16_bits
+from ..types import bf16_bits, nan_to_int
 
 # PTX type suffix -> numpy dtype holding it. bf16/fp8/packed types are raw bits.
 NP = {
@@ -122,8 +122,8 @@ _INT_ROUND = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil,
               "rn": np.rint, "rz": np.trunc, "rm": np.floor, "rp": np.ceil, "": np.trunc}
 
 
-def float_to_int(x, dst: str, mode: str) -> np.ndarray:
-    """PTX float->int: round, saturate to the destination range, NaN -> 0."""
+def float_to_int(x, dst: str, mode: str, src: str = "f32") -> np.ndarray:
+    """PTX float->int: round, saturate to the destination range (PTX ISA 9.7.9.21); NaN as the GPU gives it."""
     x = np.asarray(x, dtype=np.float64)
     r = _INT_ROUND[mode](x)
     lo, hi = int_range(dst)
@@ -133,7 +133,7 @@ def float_to_int(x, dst: str, mode: str) -> np.ndarray:
     safe = np.where(big | small | np.isnan(r), 0.0, r)
     out = safe.astype(np.int64) if is_signed(dst) else safe.astype(np.uint64)
     out = np.where(big, dt(hi), np.where(small, dt(lo), out.astype(dt)))
-    return out.astype(dt)
+    return np.where(np.isnan(r), dt(nan_to_int(src, BITS[dst], is_signed(dst))), out).astype(dt)
 
 
 def round_integral(x, mode: str) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .ops_mem import address, read, write
 from .ops_mma import _elements, a_layout
+from .ops_warp import check_membermask
 from .registry import RULES, at, rule, threads
 
 _BASE_CP = RULES["cp"]  # cp.async (ops_warp); the bulk forms are handled here
@@ -457,6 +458,8 @@ def _elect(m, ins, mods):
     T = m.T
 
     def f(mask):
+        # every executing thread must be in membermask and wait for all of it (PTX ISA, elect.sync)
+        check_membermask(m, mask, member(), "elect.sync")
         act = np.ones(T, bool) if mask is None else mask
         mm = np.broadcast_to(np.asarray(member()), (T,)).astype(np.uint64)
         part = act & (((mm >> m.lane.astype(np.uint64)) & np.uint64(1)) == 1)

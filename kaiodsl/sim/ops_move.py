@@ -59,7 +59,7 @@ def _src_value(x, styp):
 
 
 def convert(x, dtyp, styp, mods):
-    """One scalar cvt: value semantics of PTX ISA 9.7.9.21 (saturating float->int, NaN->0)."""
+    """One scalar cvt: value semantics of PTX ISA 9.7.9.21 (saturating float->int; NaN as the GPU gives it)."""
     mode = rounding(mods, default="")
     v = _src_value(x, styp)
     relu = "relu" in mods
@@ -71,7 +71,7 @@ def convert(x, dtyp, styp, mods):
                 lo, hi = max(lo, slo), min(hi, shi)
                 v = np.clip(v, v.dtype.type(lo), v.dtype.type(hi))
             return np.asarray(v).astype(NP[dtyp])
-        return float_to_int(v, dtyp, mode or "rzi")
+        return float_to_int(v, dtyp, mode or "rzi", styp)
     # float destination
     if styp in _INTS:
         v64 = np.asarray(v).astype(np.float64)

@@ -202,11 +202,23 @@ def test_abs_of_unsigned_and_needless_saturation_emit_valid_forms():
     assert k.compile(arch="sm_80").cubin
 
 
+def test_i16_neg_and_abs_are_computed_in_32_bits():
+    """ptxas leaves neg/abs.s16 of -32768 as +32768 in its register (H200): kaiodsl widens, then truncates."""
+    @kaiodsl.kernel
+    def k(a: Ptr[i16], o: Ptr[i16]):
+        i = kaiodsl.thread_idx.x
+        o[i] = abs(a[i]) - (-a[i])
+
+    ptx = k.ptx(arch="sm_80")
+    assert "neg.s16" not in ptx and "abs.s16" not in ptx and "neg.s32" in ptx and "abs.s32" in ptx
+    assert k.compile(arch="sm_80").cubin
+
+
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("dst", INTS, ids=str)
 @pytest.mark.parametrize("src", [kaiodsl.f16, kaiodsl.f32, kaiodsl.f64], ids=str)
 def test_float_to_int_truncates_saturates_and_extends(backend, src, dst):
-    """float -> int truncates toward zero and saturates (NaN -> 0); the result, observed by a
+    """float -> int truncates toward zero and saturates (NaN as the GPU gives it); the result, observed by a
     comparison and bool_, is extended in its register (cvt into an 8-bit type)."""
     @kaiodsl.kernel
     def k(a: Ptr[src], c: Ptr[dst], o: Ptr[dst], ob: Ptr[bool_], olt: Ptr[bool_]):
@@ -225,10 +237,30 @@ def test_float_to_int_truncates_saturates_and_extends(backend, src, dst):
     k[1, len(a)](a, c, o, ob, olt)
     def ref(v: float) -> int:
         if v != v:
-            return 0
+            return _nan_want(src, dst)
         return lo if v <= lo else hi if v >= hi else int(v)  # int() truncates toward zero
 
     want = [ref(float(v)) for v in a]
     assert [int(v) for v in o] == want, (a, o)
     assert list(ob) == [w != 0 for w in want]
     assert list(olt) == [w < int(cc) for w, cc in zip(want, c)]
+
+
+def _nan_want(src, dst) -> int:
+    """The H200's cvt of NaN: the top bit alone from an f64 or into 64 bits, else 0 (the PTX ISA says 0)."""
+    top = 1 << (dst.bits - 1)
+    return (-top if dst.is_signed else top) if src == kaiodsl.f64 or dst.bits == 64 else 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+@pytest.mark.parametrize("dst", INTS, ids=str)
+@pytest.mark.parametrize("src", [kaiodsl.f16, kaiodsl.bf16, kaiodsl.f32, kaiodsl.f64, None], ids=str)
+def test_float_to_int_of_constant_nan_folds_as_the_gpu_converts(backend, src, dst):
+    """A folded cast of a NaN constant gives what cvt gives at run time (src None: a weak float, f32)."""
+    @kaiodsl.kernel
+    def k(o: Ptr[dst], X: Const[float]):
+        o[0] = kaiodsl.cast(X if src is None else kaiodsl.cast(X, src), dst)
+
+    o = np.full(1, 5, dst.np_dtype)
+    k[1, 1](o, X=float("nan"))
+    assert int(o[0]) == _nan_want(src or kaiodsl.f32, dst)

@@ -109,7 +109,7 @@ def test_mbarrier_phases(hopper):
 def elect(out: Ptr[u32], MASK: Const, ACTIVE: Const):
     t = K.thread_idx.x
     out[t] = K.u32(7)
-    if t % 32 < ACTIVE:
+    if t % 32 < ACTIVE and ((K.u32(MASK) >> K.u32(t % 32)) & 1) != 0:  # only membermask lanes may run it
         out[t] = K.u32(K.elect_sync(MASK))
 
 
@@ -118,6 +118,20 @@ def test_elect_sync(hopper, mask, active):
     out = np.zeros(64, np.uint32)
     elect[1, 64](out, MASK=mask, ACTIVE=active)
     lane = np.arange(64) % 32
-    first = min(l for l in range(active) if mask >> l & 1)
-    want = np.where(lane < active, (lane == first).astype(np.uint32), 7)
+    runs = (lane < active) & ((mask >> lane) & 1 == 1)
+    first = min(l for l in range(active) if mask >> l & 1)  # the lowest lane of the mask is elected
+    want = np.where(runs, (lane == first).astype(np.uint32), 7)
     np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("mask,active", [(0xFFFFFFF0, 32), (0x0000FF00, 16)])
+def test_elect_sync_outside_membermask_is_an_error(sim90, mask, active):
+    """The old test's bug: lanes outside membermask ran elect.sync (undefined; the H200 elected lane 0)."""
+    @K.kernel(block_size=32)
+    def bad(out: Ptr[u32], MASK: Const, ACTIVE: Const):
+        t = K.thread_idx.x
+        if t < ACTIVE:
+            out[t] = K.u32(K.elect_sync(MASK))
+
+    with pytest.raises(K.SimError, match="elect.sync: membermask .* does not match the lanes"):
+        bad[1, 32](np.zeros(32, np.uint32), MASK=mask, ACTIVE=active)
