@@ -47,6 +47,18 @@ def ops():
     da, db = ops.matmul_backward(torch.randn(67, 72).half().to(dev), a, b.t().contiguous())
     torch.cuda.synchronize()
     print("backward ok", flush=True)
+    for m in (5, 40):  # decode and tiled paths
+        ops.matmul_int4(torch.randn(m, 256).half().to(dev), wp, sc, group_size=128)
+        ops.matmul_w8a16(torch.randn(m, 96).half().to(dev), b8, torch.rand(72).half().to(dev))
+        ops.qkv_project(torch.randn(m, 96).half().to(dev), b, b[:24].contiguous(), b[:24].contiguous())
+    torch.cuda.synchronize()
+    print("w8a16 / int4 tiled / qkv ok", flush=True)
+    q_, k_, v_ = (torch.randn(2, h, 70, 64, generator=g).half().to(dev) for h in (4, 2, 2))
+    o, lse = ops.attention(q_, k_, v_, causal="bottom_right", return_lse=True)
+    ops.attention_backward(torch.randn_like(o), q_, k_, v_, o, lse, causal="bottom_right")
+    ops.attention(q_[:, :, :1].contiguous(), k_, v_)  # decode
+    torch.cuda.synchronize()
+    print("attention ok", flush=True)
 
 
 if __name__ == "__main__":
