@@ -154,8 +154,8 @@ def plot(results, path: Path) -> None:
                      if r["kind"] != "decode"})
     fig, axes = plt.subplots(len(groups) + 1, 1, figsize=(9, 3.0 * (len(groups) + 1)), squeeze=False)
     for ax, (kind, dtype, D, causal, gqa) in zip(axes[:, 0], groups):
-        rows = [r for r in results if (r["kind"], r["dtype"], r["D"], r["causal"], r["Hkv"] != r["H"]) ==
-                (kind, dtype, D, causal, gqa)]
+        rows = [r for r in results if r["kind"] != "decode" and
+                (r["kind"], r["dtype"], r["D"], r["causal"], r["Hkv"] != r["H"]) == (kind, dtype, D, causal, gqa)]
         for key, label in (("kaiodsl_tflops", "kaiodsl"), ("flash_tflops", "SDPA flash"),
                            ("cudnn_tflops", "SDPA cuDNN")):
             pts = [(r["S"], r[key]) for r in rows if r.get(key)]
