@@ -59,3 +59,17 @@ def launches(backend):
     counter = rt_backend.set_backend(CountingBackend(backend))
     yield counter
     rt_backend.set_backend(backend)
+
+
+@pytest.fixture
+def torch_cuda():
+    """torch on a CUDA device with kaiodsl's cuda backend, for the GPU-only op tests (skips without one)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    rt_backend.set_backend("cuda")
+    torch.manual_seed(0)
+    yield torch
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()  # the past-2**31 tests hold tens of GB each
+    rt_backend.reset()

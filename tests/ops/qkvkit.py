@@ -1,7 +1,6 @@
 """Helpers of the W8A16 / W4A16 / QKV tests: outputs poisoned with NaN, a CUDA torch fixture."""
 
 import numpy as np
-import pytest
 
 import kaiodsl
 import kaiodsl.runtime
@@ -29,12 +28,3 @@ def poison_outputs(monkeypatch, module):
     monkeypatch.setattr(module, "new_like", poisoned)
 
 
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    kaiodsl.runtime.set_backend("cuda")
-    torch.manual_seed(0)
-    yield torch
-    kaiodsl.runtime.backend.reset()

@@ -5,22 +5,9 @@ Run on the H200 with ``pytest -m gpu tests/ops/test_attention_gpu.py``."""
 
 import pytest
 
-import kaiodsl
-import kaiodsl.runtime
 from kaiodsl import ops
 
 pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    kaiodsl.runtime.set_backend("cuda")
-    torch.manual_seed(0)
-    yield torch
-    kaiodsl.runtime.backend.reset()
 
 
 def _sdpa64(torch, q, k, v, causal, Sq, Sk):

@@ -10,26 +10,12 @@ import numpy as np
 import pytest
 
 import kaiodsl
-import kaiodsl.runtime
 from kaiodsl import ops
 
 from opkit import TOL, rel_err
 
 pytestmark = pytest.mark.gpu
 BIG = 2**31
-
-
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    kaiodsl.runtime.set_backend("cuda")
-    torch.manual_seed(0)
-    yield torch
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    kaiodsl.runtime.backend.reset()
 
 
 def _sample(torch, n, k=24):

@@ -14,17 +14,6 @@ from opkit import TOL, rel_err
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    kaiodsl.runtime.set_backend("cuda")
-    torch.manual_seed(0)
-    yield torch
-    kaiodsl.runtime.backend.reset()
-
-
 def _err(torch, got, ref):
     return rel_err(got.double().cpu().numpy(), ref.double().cpu().numpy())
 

@@ -10,7 +10,6 @@ import pytest
 from kaiodsl import ops
 
 from opkit import TOL
-from qkvkit import torch_cuda  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.gpu
 

@@ -13,7 +13,7 @@ import importlib
 w8mod = importlib.import_module("kaiodsl.ops.matmul_w8a16")     # the module (the package attribute is the function)
 
 from opkit import bf16_values, check_close, host, make
-from qkvkit import poison_outputs, torch_cuda  # noqa: F401 (a fixture)
+from qkvkit import poison_outputs
 
 dev = kaiodsl.runtime.to_device
 
