@@ -31,7 +31,7 @@ from kaiodsl import Ptr, f16, f32, i32
 from kaiodsl import tiles
 from kaiodsl.tiles import copies, epilogue, fragments, mma
 
-from gemm_common import check_args, check_level
+from gemm_common import TILE_K_LIMIT, check_args, check_level
 
 BM, BN, BK = 128, 128, 32                                  # the block tile; BK f16 = 64-byte shared rows
 WARPS_M, WARPS_N = 2, 2
@@ -79,7 +79,7 @@ def gemm_mma(a: Ptr[f16], b: Ptr[f16], c: Ptr[f32], M: i32, N: i32, K: i32):
 
 def gemm(a, b, out=None):
     """a [M, K] f16 @ b [N, K] f16 ^T -> [M, N] f32 (into ``out`` when given); K a multiple of 8."""
-    M, N, K, out = check_args("gemm_mma", a, b, out, k_multiple=8)
+    M, N, K, out = check_args("gemm_mma", a, b, out, k_multiple=8, k_limit=TILE_K_LIMIT)
     grid = ((N + BN - 1) // BN, (M + BM - 1) // BM)
     gemm_mma[grid, THREADS](a, b, out, M, N, K)
     return out

@@ -33,7 +33,7 @@ from kaiodsl import Ptr, f16, f32, i32
 from kaiodsl import tiles
 from kaiodsl.tiles import copies, epilogue, fragments, mma, pipeline
 
-from gemm_common import check_args, check_level
+from gemm_common import TILE_K_LIMIT, check_args, check_level
 
 BM, BN, BK = 128, 128, 32
 WARPS_M, WARPS_N = 2, 2
@@ -100,7 +100,7 @@ def gemm_pipelined(a: Ptr[f16], b: Ptr[f16], c: Ptr[f32], M: i32, N: i32, K: i32
 
 def gemm(a, b, out=None):
     """a [M, K] f16 @ b [N, K] f16 ^T -> [M, N] f32 (into ``out`` when given); K a multiple of 8."""
-    M, N, K, out = check_args("gemm_pipelined", a, b, out, k_multiple=8)
+    M, N, K, out = check_args("gemm_pipelined", a, b, out, k_multiple=8, k_limit=TILE_K_LIMIT)
     blocks = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)   # tile_coords turns the 1-D index into a tile
     gemm_pipelined[blocks, THREADS](a, b, out, M, N, K, smem=SMEM_BYTES)
     return out

@@ -21,7 +21,12 @@ FULL = (1000, 1016, 1032)   # GPU: a few hundred blocks, every edge still ragged
 TOL = 1e-5                  # relative norm: f32 accumulation of exact f16 products
 
 
-def check_args(op: str, a, b, out, k_multiple: int = 1):
+# The tile library keeps offsets inside a tile 32-bit (a row below 256 times K): the tensor-core levels
+# take K below this; kaiodsl.ops.matmul switches to its 64-bit ("wide") kernels instead.
+TILE_K_LIMIT = 2**31 // 256
+
+
+def check_args(op: str, a, b, out, k_multiple: int = 1, k_limit: int | None = None):
     """(M, N, K, out) for ``a`` [M, K] and ``b`` [N, K]; ``out`` (None: a new [M, N] f32 array like ``a``).
     Raises ArgumentError naming the argument and its value before anything is allocated."""
     az, bz = inspect_array("a", a, op), inspect_array("b", b, op)
@@ -42,6 +47,9 @@ def check_args(op: str, a, b, out, k_multiple: int = 1):
     if K % k_multiple:
         raise ArgumentError(f"{op}(): K={K} must be a multiple of {k_multiple} (rows of a and b start on "
                             f"16-byte boundaries for the 16-byte copies)")
+    if k_limit is not None and K >= k_limit:
+        raise ArgumentError(f"{op}(): K={K} must be below {k_limit} (32-bit offsets inside a tile); "
+                            f"kaiodsl.ops.matmul handles larger K")
     require_i32_sizes(op, M=M, N=N, K=K)
     if out is None:
         return M, N, K, new_like(az, (M, N), f32)
