@@ -9,7 +9,7 @@ hardware and, in this kernel, their own warps:
 * **An mbarrier ring**: each stage has a *full* barrier (the TMA bytes complete on it: ``expect_tx``)
   and an *empty* one (the consumers arrive when they are done reading); waits check a phase bit
   that flips each time the ring wraps (``tiles.Ring``'s ``(index, phase)``).
-* **Warp specialisation**: a *producer* warpgroup only issues TMA into the ring; two *consumer*
+* **Warp specialisation**: a *producer* warpgroup only issues TMA into the ring; the *consumer*
   warpgroups only run ``wgmma.mma_async`` (a warpgroup-wide m64nNk16 that reads A and B straight from
   shared memory through descriptors, no ldmatrix) and the epilogue. ``setmaxnreg`` moves registers
   from the producer (it needs few) to the consumers (their accumulators are large).
