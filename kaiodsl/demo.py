@@ -72,8 +72,11 @@ def main(quick: bool = False, only=None, folder: Path | None = None) -> int:
             continue  # a helper module the examples import
         print(f"== {path.relative_to(folder)}")
         archs = getattr(mod, "DEMO_ARCHS", None)
-        if archs is not None and be.arch not in archs:
-            print(f"   skipped: runs on {', '.join(archs)}, this is {be.arch}\n")
+        reason = getattr(mod, "DEMO_SKIP", None)
+        if reason is None and archs is not None and be.arch not in archs:
+            reason = f"runs on {', '.join(archs)}, this is {be.arch}"
+        if reason:
+            print(f"   skipped: {reason}\n")
             skipped += 1
             continue
         try:

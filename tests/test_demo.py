@@ -86,6 +86,15 @@ def test_demo_runs_every_shipped_example(backend, capsys):
     assert ".entry saxpy" in out  # the one PTX the demo prints
 
 
+def test_demo_skips_an_example_that_says_why(backend, tmp_path, capsys):
+    """DEMO_SKIP (a reason) skips an example before it compiles or runs, whatever the arch."""
+    _example(tmp_path / "later.py", "later", expect="2.0", header='DEMO_SKIP = "its op is not written yet"')
+    assert demo.main(folder=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "   skipped: its op is not written yet" in out and "registers" not in out, out
+    assert out.rstrip().endswith("demo: 0 passed, 0 failed, 1 skipped"), out
+
+
 def test_example_files_skips_private_modules(folder):
     rel = [p.relative_to(folder).as_posix() for p in demo.example_files(folder)]
     assert rel == ["broken.py", "other_arch.py", "top.py", "gemm/gemm_helpers.py", "gemm/level1.py"]

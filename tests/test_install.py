@@ -130,11 +130,15 @@ def test_installed_kaiodsl_simulates_a_kernel_from_a_file(installed, user_env):
 
 
 def test_installed_demo_runs_from_another_directory(installed, user_env):
-    """Two examples here (saxpy, and tc_matmul for the tile library); .ci/run runs the whole demo."""
+    """Three examples here (saxpy, tc_matmul for the tile library, and a GEMM tutorial level, which
+    imports its sibling gemm_common.py); .ci/run runs the whole demo."""
     work, env = user_env
-    shipped = {p.name for p in (installed / "kaiodsl" / "examples").glob("*.py")}
-    assert {p.name for p in (ROOT / "examples").glob("*.py")} <= shipped  # .py files, not only .pyc
-    code = "import sys; from kaiodsl.demo import main; sys.exit(main(only={'saxpy', 'tc_matmul'}))"
+    shipped = {p.relative_to(installed / "kaiodsl" / "examples").as_posix()
+               for p in (installed / "kaiodsl" / "examples").rglob("*.py")}
+    assert {p.relative_to(ROOT / "examples").as_posix() for p in (ROOT / "examples").rglob("*.py")} <= shipped
+    code = ("import sys; from kaiodsl.demo import main; "
+            "sys.exit(main(only={'saxpy', 'tc_matmul', '03_mma_ldmatrix'}))")
     out = _run([sys.executable, "-S", "-c", code], cwd=work, env=env)
-    assert "demo: 2 passed, 0 failed" in out, out
+    assert "demo: 3 passed, 0 failed" in out, out
+    assert "== gemm/03_mma_ldmatrix.py" in out, out
     assert ".entry saxpy" in out  # the PTX is shown
