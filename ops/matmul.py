@@ -87,7 +87,8 @@ class GemmConfig:
                 f"/s{self.stages}")
 
 
-# The table below was picked with benchmarks/tune_gemm.py on an H100 (results in benchmarks/results).
+# The heuristic's configs, picked by hand-run sweeps on an H100 (results in benchmarks/results); a device with
+# a tuning table (python -m kaiodsl tune) gets its measured configs instead (matmul_choice).
 SYNC = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=1)
 ASYNC_LARGE = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4)
 ASYNC_SMALL_M = GemmConfig(block_m=64, block_n=64, block_k=32, warps_m=2, warps_n=2, stages=4)
