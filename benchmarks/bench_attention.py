@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_gemm import timed  # noqa: E402
+from kaiodsl.runtime.timing import timed  # noqa: E402
 
 SEQS = [512, 1024, 2048, 4096, 8192, 16384]
 DECODE_SK = [1024, 4096, 8192, 32768, 131072]

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,66 +22,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from kaiodsl.runtime.timing import timed, timed_eager  # noqa: E402
+
 SQUARES = [1024, 2048, 4096, 8192]
 LLM_M = [1, 16, 128, 2048, 8192]
 LLM_NK = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096)]
-
-
-def timed(fn, warmup: int = 3, reps: int = 10) -> float:
-    """Median milliseconds per call of ``fn()``, device time.
-
-    The calls are captured in a CUDA graph and the graph is replayed between two CUDA events
-    (METHOD.md: graph replay removes launch gaps), so host-side Python cost is not counted --
-    for both kaiodsl and torch. ``timed_eager`` gives the per-call time with host cost.
-    """
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    try:
-        g = torch.cuda.CUDAGraph()
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            fn()
-        torch.cuda.current_stream().wait_stream(s)
-        with torch.cuda.graph(g):
-            for _ in range(reps):
-                fn()
-        g.replay()
-        torch.cuda.synchronize()
-    except Exception as e:  # a call that cannot be captured: fall back to per-call events
-        print(f"  (graph capture failed: {type(e).__name__}: {e}; timing eagerly)", flush=True)
-        return timed_eager(fn, 0, reps)
-    times = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        g.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / reps)
-    return statistics.median(times)
-
-
-def timed_eager(fn, warmup: int = 3, reps: int = 10) -> float:
-    """Median milliseconds of single eager calls between CUDA events: includes host overhead
-    whenever the host is slower than the GPU (small, fast calls)."""
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def rel_err(out, ref) -> float:

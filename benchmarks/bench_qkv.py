@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_gemm import rel_err, timed  # noqa: E402
+from bench_gemm import rel_err  # noqa: E402
+from kaiodsl.runtime.timing import timed  # noqa: E402
 
 SHAPES = {"llama3-8b": (4096, 32, 8, 128), "70b-like": (8192, 64, 8, 128)}
 MS = [1, 4, 16, 64, 2048]

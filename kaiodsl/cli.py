@@ -1,5 +1,6 @@
 """Command line: ``python -m kaiodsl ptx FILE.py:KERNEL [--arch sm_90a] [--const N=V ...] [--stats]
-[--ir] [--dump ir,passes,ptx [--dump-dir DIR]]`` and ``python -m kaiodsl demo``."""
+[--ir] [--dump ir,passes,ptx [--dump-dir DIR]]``, ``python -m kaiodsl demo`` and ``python -m kaiodsl tune
+...`` (kaiodsl/tuning/cli.py). A kaiodsl error exits with 1, or with the error's ``exit_code`` (2: no GPU)."""
 
 from __future__ import annotations
 
@@ -99,12 +100,15 @@ def main(argv=None) -> int:
     d = sub.add_parser("demo", help="compile the examples, show PTX, run and check them")
     d.add_argument("--quick", action="store_true", help="smaller problem sizes")
     d.set_defaults(run=_cmd_demo)
+    from .tuning.cli import add_parser as add_tune
+
+    add_tune(sub)
     args = p.parse_args(argv)
     try:
         return args.run(args)
     except KaioError as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
 
 
 if __name__ == "__main__":

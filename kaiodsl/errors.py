@@ -46,6 +46,12 @@ class CudaError(KaioError):
         super().__init__(message)
 
 
+class NoDeviceError(KaioError):
+    """The operation measures or runs on a CUDA GPU and none was found (the CLI exits with 2)."""
+
+    exit_code = 2
+
+
 class LinkError(KaioError):
     """nvJitLink rejected PTX that kaiodsl generated (a codegen bug): shows the log and the PTX lines."""
 

@@ -5,8 +5,10 @@
 ``a @ w.T`` without a transpose copy). Both must be contiguous. Accumulation is f32; the output is f32, f16 or bf16
 (default: the input dtype). ``bias`` [N] is added in f32 before the conversion.
 
-Tile configurations are ``GemmConfig`` values; ``matmul_config(M, N, K, ...)`` shows the
-choice for a shape, and ``config=`` overrides it.
+Tile configurations are ``GemmConfig`` values. ``config="auto"`` (the default; None means the same)
+takes the device's tuning table (kaiodsl.tuning, ``python -m kaiodsl tune``) and falls back to the
+heuristic; ``matmul_choice(M, N, K, ...)`` shows the choice for a shape and its source, and a
+GemmConfig as ``config=`` overrides it.
 """
 
 from dataclasses import dataclass, fields, replace
@@ -15,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Const, Ptr, bf16, f16, f32, i32, tiles
+from kaiodsl import Const, Ptr, bf16, f16, f32, i32, tiles, tuning
 from kaiodsl.errors import ArgumentError
 from kaiodsl.types import ScalarType
 
@@ -85,14 +87,15 @@ class GemmConfig:
                 f"/s{self.stages}")
 
 
-# The table below was picked with benchmarks/tune_gemm.py on an H100 (results in benchmarks/results).
+# The heuristic's configs, picked by hand-run sweeps on an H100 (results in benchmarks/results); a device with
+# a tuning table (python -m kaiodsl tune) gets its measured configs instead (matmul_choice).
 SYNC = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=1)
 ASYNC_LARGE = GemmConfig(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=4)
 ASYNC_SMALL_M = GemmConfig(block_m=64, block_n=64, block_k=32, warps_m=2, warps_n=2, stages=4)
 ASYNC_TINY_M = GemmConfig(block_m=16, block_n=64, block_k=64, warps_m=1, warps_n=2, stages=4)
 
 
-def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto") -> GemmConfig:
+def matmul_heuristic(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto") -> GemmConfig:
     """The heuristic: the async pipeline for everything but tiny K (where there is nothing to
     overlap); smaller tiles as M shrinks, so that small-M (decode) shapes still fill the GPU."""
     if pipeline == "sync" or (pipeline == "auto" and K <= 64):
@@ -102,6 +105,38 @@ def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
     if M <= 512:
         return ASYNC_SMALL_M
     return ASYNC_LARGE
+
+
+def _validate_entry(cfg: GemmConfig, dtype: str, layout: str) -> None:
+    """A table entry's config must be one matmul can run on the current arch."""
+    check_config("matmul", cfg, 2, layout == "nk")
+
+
+def matmul_choice(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto",
+                  config="auto") -> tuning.Choice:
+    """The config ``matmul`` runs for this shape and where it comes from (``.config``, ``.source``).
+
+    ``config`` a GemmConfig: that one ("given"). ``"auto"`` or None: with ``pipeline="auto"``, the
+    tuning table of the current device (``python -m kaiodsl tune``; the exact shape, else its shape
+    class), else the heuristic (``matmul_heuristic``); ``pipeline="sync"/"async"`` always use the
+    heuristic, since the table was tuned with the pipeline free."""
+    if isinstance(config, GemmConfig):
+        return tuning.Choice(config, "given")
+    if not (config is None or (isinstance(config, str) and config == "auto")):
+        raise ArgumentError(f"matmul(): config must be a kaiodsl.ops.GemmConfig, 'auto' or None, "
+                            f"got {type(config).__name__} {config!r}")
+    name = _dtype_name(dtype, "f16")
+    if pipeline == "auto":
+        found = tuning.lookup(tuning.device_name(), "matmul", name, b_layout, (M, N, K), GemmConfig,
+                              _validate_entry)
+        if found is not None:
+            return found
+    return tuning.Choice(matmul_heuristic(M, N, K, name, b_layout, pipeline), "heuristic")
+
+
+def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto") -> GemmConfig:
+    """The GemmConfig ``matmul`` picks for this shape with ``config="auto"`` (``matmul_choice(...).config``)."""
+    return matmul_choice(M, N, K, dtype, b_layout, pipeline).config
 
 
 # -- the kernels ---------------------------------------------------------------------------------------
@@ -209,12 +244,12 @@ _OUT_TYPES = {"f16": f16, "bf16": bf16, "f32": f32}
 
 
 def config_or_default(op: str, config, default):
-    """``config`` when it is a GemmConfig, ``default()`` when it is None."""
-    if config is None:
+    """``config`` when it is a GemmConfig, ``default()`` when it is None or ``"auto"``."""
+    if config is None or (isinstance(config, str) and config == "auto"):
         return default()
     if not isinstance(config, GemmConfig):
-        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig (or None for the heuristic), "
-                            f"got {type(config).__name__} {config!r}")
+        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig, or 'auto' / None to let the op "
+                            f"choose, got {type(config).__name__} {config!r}")
     return config
 
 
@@ -236,8 +271,11 @@ def tile_grid(op: str, M: int, N: int, cfg: GemmConfig) -> int:
     return grid
 
 
-def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout: str = "auto", config=None):
-    """``a @ b`` (b [K, N]) or ``a @ b.T`` (b [N, K], ``b_layout="nk"``) on the tensor cores."""
+def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout: str = "auto", config="auto"):
+    """``a @ b`` (b [K, N]) or ``a @ b.T`` (b [N, K], ``b_layout="nk"``) on the tensor cores.
+
+    ``config``: a GemmConfig, or ``"auto"`` (None means the same): the device's tuning table, else the
+    heuristic; ``matmul_choice`` shows which and why."""
     op = "matmul"
     az, bz = inspect_array("a", a, op), inspect_array("b", b, op)
     require_rank(az, 2, op, "a matrix [M, K]")
@@ -264,7 +302,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
         raise ArgumentError(f"{op}(): with b as [K, N], N={N} must be a multiple of 8 (16-byte rows)")
     require_choice(op, "pipeline", pipeline, ("auto", "sync", "async"))
     out_t = out_dtype_of(op, out_dtype, az.dtype.name)
-    cfg = config_or_default(op, config, lambda: matmul_config(M, N, K, az.dtype.name, layout, pipeline))
+    cfg = config_or_default(op, config, lambda: matmul_choice(M, N, K, az.dtype.name, layout, pipeline).config)
     if pipeline == "sync" and cfg.stages != 1:
         cfg = replace(cfg, stages=1)
     if pipeline == "async" and cfg.stages == 1:

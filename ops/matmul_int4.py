@@ -25,7 +25,7 @@ from kaiodsl.errors import ArgumentError
 from ._common import (inspect_array, is_int, new_like, require_contiguous, require_dtype, require_i32_sizes,
                       require_int, require_rank, same_kind)
 
-# Parallelism of the decode kernel (benchmarks/tune_int4.py measured the alternatives on an H100):
+# Parallelism of the decode kernel (measured on an H100 with a sweep script since folded into python -m kaiodsl tune):
 N_TILES = 4        # warps per block along N
 K_SPLIT = 4        # warps sharing one n range's K (partial sums reduced through shared memory)
 UNROLL = 2         # 16-byte weight loads (each 128 k) issued before the first is used
@@ -129,7 +129,7 @@ GRID_Y_MAX = 65535      # grid.y limit (CUDA C Programming Guide, "Compute Capab
 
 def _parallelism(op: str, p, M: int) -> tuple:
     """(warps along N, K split, unroll, n8 tiles per warp): the default for M, or a checked override."""
-    if p is None:   # from benchmarks/tune_int4.py on an H100
+    if p is None:   # measured on an H100 (see PARALLELISM above)
         return (1, 8, 2, 4) if M <= 8 else (2, 4, 2, 2)
     if not (isinstance(p, (tuple, list)) and len(p) == 4 and all(is_int(v) and v >= 1 for v in p)):
         raise ArgumentError(f"{op}(): parallelism must be a tuple of 4 positive ints (n_tiles, k_split, unroll, "

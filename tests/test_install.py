@@ -142,3 +142,12 @@ def test_installed_demo_runs_from_another_directory(installed, user_env):
     assert "demo: 3 passed, 0 failed" in out, out
     assert "== gemm/03_mma_ldmatrix.py" in out, out
     assert ".entry saxpy" in out  # the PTX is shown
+
+
+def test_installed_tuning_table_is_package_data(installed, user_env):
+    """The shipped tuning tables come with the wheel and are found from the installed copy."""
+    work, env = user_env
+    code = ("from kaiodsl.tuning import table; p = table.table_path('NVIDIA H200'); "
+            "print(p.resolve()); print(len(table.read_table(p)['entries']))")
+    out = _run([sys.executable, "-S", "-c", code], cwd=work, env=env).split()
+    assert Path(out[0]).is_relative_to(installed.resolve()), out

@@ -260,6 +260,11 @@ class CudaBackend:
         self.arch = self.device.arch
         self._prepared = {}
 
+    @property
+    def device_name(self) -> str:
+        """The driver's name of the device ("NVIDIA H200"): which tuning table applies."""
+        return self.device.name
+
     def prepare(self, compiled, ordinal: int | None = None) -> PreparedLaunch:
         ordinal = self.device.ordinal if ordinal is None else ordinal
         p = self._prepared.get((compiled.key, ordinal))

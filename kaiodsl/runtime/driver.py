@@ -134,6 +134,7 @@ class Device:
     context: object
     attrs: dict
     arch: str
+    name: str = ""        # cuDeviceGetName, e.g. "NVIDIA H200": the key of the tuning tables
     modules: dict = field(default_factory=dict)  # specialization key -> Module
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -192,7 +193,9 @@ def device(ordinal: int = 0) -> Device:
         arch = f"sm_{attrs['cc_major']}{attrs['cc_minor']}"
         if attrs["cc_major"] >= 9:  # Hopper: the 'a' target enables wgmma / setmaxnreg
             arch += "a"
-        dev = _devices[ordinal] = Device(ordinal, handle, ctx, attrs, arch)
+        raw = check(d.cuDeviceGetName(256, handle), "cuDeviceGetName")
+        name = bytes(raw).split(b"\0")[0].decode("ascii", "replace").strip()
+        dev = _devices[ordinal] = Device(ordinal, handle, ctx, attrs, arch, name)
         return dev
 
 
