@@ -21,6 +21,7 @@ from kaiodsl import Const, Ptr, bf16, f16, f32, i32, tiles, tuning
 from kaiodsl.errors import ArgumentError
 from kaiodsl.types import ScalarType
 
+from . import gemm_sm90
 from ._common import (I32_MAX, inspect_array, new_like, require_choice, require_contiguous, require_dtype,
                       require_i32_sizes, require_rank, require_smem, same_kind)
 
@@ -120,12 +121,19 @@ def matmul_choice(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
     tuning table of the current device (``python -m kaiodsl tune``; the exact shape, else its shape
     class), else the heuristic (``matmul_heuristic``); ``pipeline="sync"/"async"`` always use the
     heuristic, since the table was tuned with the pipeline free."""
-    if isinstance(config, GemmConfig):
+    if isinstance(config, (GemmConfig, gemm_sm90.Sm90Config)):
         return tuning.Choice(config, "given")
     if not (config is None or (isinstance(config, str) and config == "auto")):
         raise ArgumentError(f"matmul(): config must be a kaiodsl.ops.GemmConfig, 'auto' or None, "
                             f"got {type(config).__name__} {config!r}")
     name = _dtype_name(dtype, "f16")
+    if pipeline == "auto" and gemm_sm90.wants_sm90(M, N, K, b_layout):
+        found = tuning.lookup(tuning.device_name(), "matmul_sm90", name, b_layout, (M, N, K), gemm_sm90.Sm90Config,
+                              lambda c, d, l: c.check(2))
+        if found is not None:
+            return found
+        return tuning.Choice(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()),
+                             "heuristic: the sm_90a kernel (TMA + wgmma, ops/gemm_sm90.py)")
     if pipeline == "auto":
         found = tuning.lookup(tuning.device_name(), "matmul", name, b_layout, (M, N, K), GemmConfig,
                               _validate_entry)
@@ -302,6 +310,9 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
         raise ArgumentError(f"{op}(): with b as [K, N], N={N} must be a multiple of 8 (16-byte rows)")
     require_choice(op, "pipeline", pipeline, ("auto", "sync", "async"))
     out_t = out_dtype_of(op, out_dtype, az.dtype.name)
+    if isinstance(config, gemm_sm90.Sm90Config) or (
+            (config is None or config == "auto") and pipeline == "auto" and gemm_sm90.wants_sm90(M, N, K, layout)):
+        return _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config)
     cfg = config_or_default(op, config, lambda: matmul_choice(M, N, K, az.dtype.name, layout, pipeline).config)
     if pipeline == "sync" and cfg.stages != 1:
         cfg = replace(cfg, stages=1)
@@ -319,6 +330,34 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
     k = gemm_kernel(az.dtype.name, out_t.name, layout == "nk", cfg, bias is not None, needs_wide(M, N, K))
     k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes(2))
     return out
+
+
+def _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config):
+    """The Hopper kernel (ops/gemm_sm90.py) for validated f16/bf16 operands."""
+    from kaiodsl.compiler import default_arch
+
+    if default_arch() != "sm_90a":
+        raise ArgumentError(f"{op}(): config {config!r} is the sm_90a kernel (wgmma, TMA); the current target is "
+                            f"{default_arch()}: use a GemmConfig or config='auto'")
+    if layout != "nk":
+        raise ArgumentError(f"{op}(): the sm_90a kernel takes b as [N, K] (b_layout='nk'); got b_layout={layout!r}")
+    cfg = config if isinstance(config, gemm_sm90.Sm90Config) else \
+        matmul_choice(M, N, K, az.dtype.name, layout).config
+    try:
+        cfg.check(2)
+    except ArgumentError as e:
+        raise ArgumentError(f"{op}(): config: {e}") from None
+    require_smem(op, f"config {cfg}", cfg.smem_bytes() + 1024)
+    require_i32_sizes(op, M=M, N=N, K=K)
+    if K == 0 and M and N:
+        raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
+    bias_arg = _bias_f32(bias, az, N, op) if bias is not None else None
+    out = new_like(az, (M, N), out_t)
+    if M == 0 or N == 0:
+        return out
+    E = tiles.Epilogue((tiles.Bias(),) if bias is not None else (), out_t)
+    args, types = ((bias_arg,), (Ptr[f32],)) if bias is not None else ((), ())
+    return gemm_sm90.launch(az.dtype.name, a, b, out, M, N, K, cfg, E, args, types)
 
 
 def matmul_kernel_for(a, b, b_layout: str, config: GemmConfig, out_dtype: str = "f16", bias: bool = False):

@@ -11,6 +11,8 @@
 #                    commit, carried), in the same call, for before/after ratios
 #   bench-attn / bench-qkv / bench-decode   the attention, QKV and model-decode benchmarks (--quick)
 #   launch           benchmarks/launch_overhead.py
+#   tune=OP:SHAPES   python -m kaiodsl tune --op OP --shapes SHAPES into this device's table (copied to $OUT)
+#   tutorial         examples/gemm/bench.py (the GEMM tutorial's levels beside cuBLAS)
 #   hopper           examples/hopper_gemm.py at full size
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
 set -uo pipefail
@@ -66,6 +68,14 @@ for step in $steps; do
     launch)
       timeout 150 python3 benchmarks/launch_overhead.py 2>&1 | tee "$OUT/launch.log" | tail -20
       cp benchmarks/results/launch_overhead.json "$OUT/" 2>/dev/null ;;
+    tune=*)
+      spec=${step#tune=}; op=${spec%%:*}; shapes=${spec#*:}
+      timeout 420 python3 -m kaiodsl tune --op "$op" --shapes "$shapes" --dtype f16 --max-candidates 24 \
+        --budget-seconds 360 2>&1 | tr '\r' '\n' | grep -v "^\[" | tee "$OUT/tune_$op.log" | tail -40
+      cp kaiodsl/tuning/tables/*.json "$OUT/" 2>/dev/null ;;
+    tutorial)
+      timeout 300 python3 examples/gemm/bench.py --update-readme 2>&1 | tee "$OUT/tutorial.log" | tail -20
+      cp benchmarks/results/gemm_tutorial.json examples/gemm/README.md "$OUT/" 2>/dev/null ;;
     hopper)
       KAIODSL_BACKEND=cuda timeout 120 python3 examples/hopper_gemm.py 2>&1 | tee "$OUT/hopper_gemm.log" | tail -10
       for tool in memcheck racecheck; do

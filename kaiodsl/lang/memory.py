@@ -41,15 +41,22 @@ def shared_array(b: Builder, dtype, shape, align: int = 16, name: str = "smem"):
 
 
 @builtin
-def dynamic_shared(b: Builder, dtype, shape=None, offset: int = 0):
+def dynamic_shared(b: Builder, dtype, shape=None, offset: int = 0, align: int = 16):
     """The dynamic shared memory given at launch (``smem=`` bytes), viewed as ``dtype`` from ``offset`` bytes.
 
     ``shape`` (compile-time) allows multi-dimensional indexing; without it the view is 1-D.
+    ``align``: the window's alignment in bytes (the largest any call asks for; 1024 for tiles that
+    a 128-byte-swizzled TMA box or wgmma descriptor reads).
     """
     if not isinstance(dtype, ScalarType):
         b.error(f"dynamic_shared(): dtype must be a kaiodsl scalar type, got {describe(dtype)}")
-    if not any(d.size is None for d in b.fn.shared):
-        b.fn.shared.append(SharedDecl("kaio_dyn_smem", None, 16))
+    if align not in (16, 32, 64, 128, 256, 512, 1024):
+        b.error(f"dynamic_shared(): align must be a power of two from 16 to 1024, got {describe(align)}")
+    decl = next((d for d in b.fn.shared if d.size is None), None)
+    if decl is None:
+        b.fn.shared.append(SharedDecl("kaio_dyn_smem", None, align))
+    elif decl.align < align:
+        decl.align = align
     base = b.emit("shared_base", PtrType(dtype, "shared"), (), {"symbol": "kaio_dyn_smem"})
     if offset:
         if offset % dtype.nbytes:

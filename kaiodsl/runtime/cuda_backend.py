@@ -265,6 +265,11 @@ class CudaBackend:
         """The driver's name of the device ("NVIDIA H200"): which tuning table applies."""
         return self.device.name
 
+    @property
+    def sm_count(self) -> int:
+        """Streaming multiprocessors of the device: how many blocks a persistent kernel launches."""
+        return self.device.attrs["sm_count"]
+
     def prepare(self, compiled, ordinal: int | None = None) -> PreparedLaunch:
         ordinal = self.device.ordinal if ordinal is None else ordinal
         p = self._prepared.get((compiled.key, ordinal))

@@ -137,6 +137,7 @@ class SimBackend:
 
     name = "sim"
     arch = "sm_90a"
+    sm_count = 3   # a persistent kernel's grid here: few blocks, so each walks several tiles
 
     def __init__(self, check_uninit: bool | None = None):
         self.check_uninit = check_uninit

@@ -17,8 +17,8 @@ from .numeric import BITS, NP, UINT
 
 
 def shared_layout(kernel):
-    """Static .shared variables in declaration order, then the dynamic extern area (16-aligned
-    when there is one): ({name: offset}, offset of the dynamic area = static bytes)."""
+    """Static .shared variables in declaration order, then the dynamic extern area (aligned to 16
+    bytes or the largest .align an extern declares, as ptxas places it): ({name: offset}, offset of the dynamic area = static bytes)."""
     off, offsets, externs = 0, {}, []
     for v in kernel.vars:
         if v.space == "shared":
@@ -28,7 +28,8 @@ def shared_layout(kernel):
             off = (off + v.align - 1) // v.align * v.align
             offsets[v.name] = off
             off += v.size
-    dyn_base = (off + 15) // 16 * 16 if externs else off
+    align = max([16] + [v.align for v in externs])   # the largest alignment an extern declares
+    dyn_base = (off + align - 1) // align * align if externs else off
     for v in externs:  # every extern array starts at the dynamic area (CUDA semantics)
         offsets[v.name] = dyn_base
     return offsets, dyn_base

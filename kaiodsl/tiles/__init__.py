@@ -4,6 +4,7 @@ layouts    shared-memory tile descriptors, swizzles as data
 copies     copy plans: global -> shared (cp.async), shared -> registers (ldmatrix), stores
 fragments  accumulator tiles that know each element's (row, col): reductions, masks, acc -> A
 mma        warp-level mma.sync over tiles
+warpgroup  warpgroup-level wgmma over shared-memory tiles (sm_90a)
 pipeline   a ring of stages with an (index, phase) state
 epilogue   per-element functions and store policies
 gemm       a block's GEMM main loop composed of the above
@@ -19,7 +20,7 @@ from ..errors import IndexOverflowWarning as _IndexOverflowWarning
 # docs/tiles.md). The check is the caller's, so the library's own lines do not warn.
 _warnings.filterwarnings("ignore", category=_IndexOverflowWarning, module=r"kaiodsl\.tiles(\.|$)")
 
-from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline
+from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline, warpgroup
 from .copies import TileCopy
 from .epilogue import Bias, ColScale, Epilogue, HeadMajor, Map, RowMajor, RowScale, Scale, Split
 from .fragments import AccTile
@@ -27,7 +28,9 @@ from .gemm import BlockGemm
 from .layouts import B32, B64, B128, NONE, SmemTile, Swizzle
 from .mma import MmaAtom, WarpMma
 from .pipeline import Ring
+from .warpgroup import WarpgroupMma
 
 __all__ = ["copies", "dequant", "epilogue", "fragments", "gemm", "layouts", "mma", "pipeline", "TileCopy", "Bias",
            "ColScale", "Epilogue", "HeadMajor", "Map", "RowMajor", "RowScale", "Scale", "Split", "AccTile",
-           "BlockGemm", "B32", "B64", "B128", "NONE", "SmemTile", "Swizzle", "MmaAtom", "WarpMma", "Ring"]
+           "BlockGemm", "B32", "B64", "B128", "NONE", "SmemTile", "Swizzle", "MmaAtom", "WarpMma", "Ring",
+           "warpgroup", "WarpgroupMma"]

@@ -87,7 +87,14 @@ class BlockGemm:
 @kaiodsl.func
 def tile_coords(M, N, BM: Const[int], BN: Const[int], GROUP_M: Const[int]):
     """(row0, col0) of this block's output tile; blocks walk GROUP_M tile-rows at a time for L2 reuse."""
-    pid = kaiodsl.block_idx.x
+    return tile_coords_of(kaiodsl.block_idx.x, M, N, BM, BN, GROUP_M)
+
+
+@kaiodsl.func
+def tile_coords_of(pid, M, N, BM: Const[int], BN: Const[int], GROUP_M: Const[int]):
+    """(row0, col0) of output tile ``pid`` in the grouped order (a persistent kernel's tile loop):
+    consecutive pids sweep GROUP_M tile-rows column by column, so the blocks running at one time
+    share their A rows and B columns in L2."""
     num_m = (M + BM - 1) // BM
     num_n = (N + BN - 1) // BN
     width = GROUP_M * num_n

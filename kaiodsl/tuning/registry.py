@@ -47,7 +47,7 @@ class Tunable:
 
 _REGISTRY: dict = {}
 # modules that register the built-in entries; imported on the first lookup by name
-BUILTIN_MODULES = ("kaiodsl.ops.matmul_tune",)
+BUILTIN_MODULES = ("kaiodsl.ops.matmul_tune", "kaiodsl.ops.gemm_sm90_tune")
 
 
 def register(tunable: Tunable) -> Tunable:

@@ -1,0 +1,107 @@
+"""Warpgroup-level matrix multiply: ``wgmma.mma_async`` over shared-memory tiles (PTX ISA 9.7.15, sm_90a).
+
+A ``WarpgroupMma(dtype, n, row_bytes, m_tiles)`` is one warpgroup's share of a block tile: ``m_tiles``
+m64 row blocks of A against the same ``n`` rows of B, both K-major in shared memory with rows of
+``row_bytes`` bytes (one TMA box row: 128 bytes with the 128-byte swizzle, so 64 f16 or 128 8-bit
+elements of K), as ``layouts.SmemTile`` describes them and TMA writes them. One k step of wgmma reads
+32 bytes of every row (k16 for f16/bf16, k32 for 8-bit types), so a stage is ``row_bytes / 32``
+steps; inside a swizzled row a step is 32 bytes further on the descriptor's start address (the
+swizzle is applied to the address bits, 9.7.15.5.1).
+
+``mma_stage`` issues the whole stage (fence, the wgmmas of every m tile and k step, commit) and
+returns the pending accumulators; ``wgmma_wait`` completes them. The accumulator of m tile i is
+warp w's 16 rows ``64 i + 16 w ..`` in the m16n8 C layout, repeated along N: ``acc_tile`` views it as
+a ``fragments.AccTile(1, n / 8)``, so the epilogue's per-element ops and stores apply unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kaiodsl
+from kaiodsl import Const
+
+from .fragments import AccTile
+from .mma import ACC, ELEM_BITS
+
+K_STEP_BYTES = 32          # every wgmma shape reads 32 bytes of K per row
+
+
+@dataclass(frozen=True)
+class WarpgroupMma:
+    dtype: str = "f16"
+    n: int = 256
+    row_bytes: int = 128
+    m_tiles: int = 1
+    swizzle: int = 128
+
+    def __post_init__(self):
+        if self.dtype not in ("f16", "bf16", "e4m3", "e5m2", "s8", "u8"):
+            raise ValueError(f"WarpgroupMma: dtype must be f16, bf16, e4m3, e5m2, s8 or u8, got {self.dtype!r}")
+        if not (8 <= self.n <= 256 and self.n % (8 if ELEM_BITS[self.dtype] == 16 else 16) == 0):
+            raise ValueError(f"WarpgroupMma: n={self.n} is not a wgmma N for {self.dtype}")
+        if self.row_bytes % K_STEP_BYTES or self.swizzle not in (0, 32, 64, 128) or \
+                (self.swizzle and self.row_bytes != self.swizzle):
+            raise ValueError(f"WarpgroupMma: rows of {self.row_bytes} bytes with swizzle {self.swizzle}: a "
+                             f"swizzled row is one swizzle atom wide")
+        if self.m_tiles < 1:
+            raise ValueError("WarpgroupMma: m_tiles >= 1")
+
+    @property
+    def acc(self) -> str:
+        return ACC[self.dtype]
+
+    @property
+    def rows(self) -> int:
+        """A rows this warpgroup multiplies."""
+        return 64 * self.m_tiles
+
+    @property
+    def k_steps(self) -> int:
+        return self.row_bytes // K_STEP_BYTES
+
+    @property
+    def elem_bytes(self) -> int:
+        return ELEM_BITS[self.dtype] // 8
+
+    @property
+    def acc_tile(self) -> AccTile:
+        return AccTile(1, self.n // 8, self.acc)
+
+
+@kaiodsl.func
+def zeros(W: Const):
+    """Zero accumulators, one per m tile."""
+    return [kaiodsl.wgmma_zeros(W.n, W.acc) for i in range(W.m_tiles)]
+
+
+@kaiodsl.func
+def mma_stage(W: Const, a, b, accs):
+    """``accs += A @ B^T`` over one stage: ``a`` the shared pointer of this warpgroup's first A row,
+    ``b`` of B's first row (both tiles of ``row_bytes`` rows, swizzle-atom aligned); one commit group."""
+    kaiodsl.wgmma_fence()
+    out = accs
+    for s in kaiodsl.static_range(W.k_steps):
+        db = kaiodsl.wgmma_desc(b + s * K_STEP_BYTES // W.elem_bytes, W.swizzle, rows=W.n)
+        nxt = []
+        for i in kaiodsl.static_range(W.m_tiles):
+            da = kaiodsl.wgmma_desc(a + (64 * i * W.row_bytes + s * K_STEP_BYTES) // W.elem_bytes, W.swizzle,
+                                    rows=64)
+            nxt = nxt + [kaiodsl.wgmma(da, db, out[i], dtype=W.dtype)]
+        out = nxt
+    kaiodsl.wgmma_commit()
+    return out
+
+
+@kaiodsl.func
+def wait(W: Const, pending: Const[int], accs):
+    """Until at most ``pending`` stages are in flight; the accumulators to use from here."""
+    if W.m_tiles == 1:
+        return [kaiodsl.wgmma_wait(pending, accs[0])]
+    return list(kaiodsl.wgmma_wait(pending, *accs))
+
+
+@kaiodsl.func
+def acc_tile(W: Const, acc):
+    """One m tile's accumulator as the AccTile(1, n / 8) nested list the epilogue takes."""
+    return [[(acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]) for j in range(W.n // 8)]]

@@ -1,0 +1,248 @@
+"""The Hopper GEMM (sm_90a): persistent, warp-specialised, TMA loads into an mbarrier ring, wgmma.
+
+``C = epilogue(A @ B^T)`` for A [M, K] and B [N, K] (K-major, the nn.Linear weight layout), 2-byte
+(f16/bf16, f32 accumulation) or 1-byte (s8 with s32 accumulation, e4m3/e5m2 with f32) elements.
+
+A block is ``1 + consumers`` warpgroups of 128 threads and owns one SM for the whole kernel
+(``grid = min(tiles, SMs)``); it walks the output tiles ``pid, pid + grid, ...`` in the grouped order
+of ``tiles.gemm.tile_coords_of`` (GROUP_M tile-rows at a time, so the tiles in flight share A rows
+and B columns in L2).
+
+* **Producer** (warpgroup 0) gives most of its registers back (``setmaxnreg.dec``); one thread walks
+  the same tile sequence and, per K step, acquires a ring slot (``tiles.pipeline``: its empty
+  mbarrier), announces the slot's bytes on its full mbarrier and issues two TMA loads (an A box of
+  ``block_m x BK`` and a B box of ``block_n x BK``, 128-byte swizzled, zero-filled past the edges, so
+  ragged M, N and K need no predication in the main loop). It runs up to ``stages`` steps ahead, into
+  the next tile while the consumers finish the current one.
+* **Consumers** (warpgroups 1..) raise their registers (``setmaxnreg.inc``); consumer c owns rows
+  ``c * block_m / consumers ..`` of the tile and multiplies them against all ``block_n`` columns:
+  ``m_tiles`` m64nN wgmmas per k step (``tiles.warpgroup``). Each stage is one wgmma commit group;
+  after issuing stage s it waits until stage s - 1's group is done (``wgmma.wait_group 1``) and
+  releases that slot, so one stage of tensor-core work is always queued behind the wait.
+* **Epilogue** per consumer, straight from the accumulators (``tiles.epilogue``: scales, bias,
+  rounding, 2-element stores guarded at M and N), while the producer already fills the ring for the
+  next tile.
+
+``BK`` is 128 bytes of K (64 f16 or 128 8-bit elements): one swizzle atom per row, what the 128-byte
+wgmma descriptor and the TMA box agree on. Shared memory is ``stages x (block_m + block_n) x 128``
+bytes; 128 x 256 tiles with 4 stages take 192 KB of the 227 KB.
+"""
+
+
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+import kaiodsl
+from kaiodsl import Const, Ptr, TensorMap, bf16, f16, f32, i32, tiles, u64
+from kaiodsl.errors import ArgumentError
+
+ROW_BYTES = 128                 # bytes of K per stage row: one 128-byte swizzle atom
+REGS = 64 * 1024                # registers per SM (and per block here: one block an SM)
+ELEM_BYTES = {"f16": 2, "bf16": 2, "s8": 1, "u8": 1, "e4m3": 1, "e5m2": 1}
+
+
+@dataclass(frozen=True)
+class Sm90Config:
+    """``block_m x block_n`` output tiles, ``stages`` ring slots, ``consumers`` consumer warpgroups
+    (each ``block_m / consumers`` rows, a multiple of 64), tiles walked ``group_m`` tile-rows at a time."""
+
+    block_m: int = 128
+    block_n: int = 256
+    stages: int = 4
+    consumers: int = 2
+    group_m: int = 8
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (type(v) is int and v >= 1):
+                raise ArgumentError(f"Sm90Config: {f.name} must be a positive int, got {v!r}")
+
+    @property
+    def wg_rows(self) -> int:
+        return self.block_m // self.consumers
+
+    @property
+    def threads(self) -> int:
+        return 128 * (1 + self.consumers)
+
+    def block_k(self, elem_bytes: int) -> int:
+        return ROW_BYTES // elem_bytes
+
+    def smem_bytes(self) -> int:
+        return self.stages * (self.block_m + self.block_n) * ROW_BYTES
+
+    def registers(self) -> tuple:
+        """(producer, consumer) per-thread register budgets for setmaxnreg: the producer keeps 40
+        (24 with three or more consumers), the consumers share the rest of the 64K in multiples of 8."""
+        prod = 40 if self.consumers <= 2 else 24
+        cons = min(256, (REGS - 128 * prod) // (128 * self.consumers)) // 8 * 8
+        return prod, cons
+
+    def check(self, elem_bytes: int = 2) -> None:
+        """Raise ArgumentError unless the kernel computes this tiling correctly."""
+        n_step = 8 if elem_bytes == 2 else 16
+        rules = [
+            (self.block_m % self.consumers == 0 and self.wg_rows % 64 == 0,
+             "block_m / consumers must be a multiple of 64 (m64 wgmma row blocks)"),
+            (self.wg_rows <= 256, "a consumer holds at most 4 m64 row blocks"),
+            (8 <= self.block_n <= 256 and self.block_n % n_step == 0,
+             f"block_n must be a multiple of {n_step} in {n_step}..256 (a wgmma N, and one TMA box)"),
+            (self.block_m <= 256, "block_m must be at most 256 (one TMA box)"),
+            (self.consumers <= 3, "at most 3 consumer warpgroups (512 threads a block)"),
+            (self.stages >= 2, "stages must be at least 2"),
+            (self.registers()[1] * 128 * self.consumers >= self.wg_rows // 64 * self.block_n // 2 * 128 * self.consumers,
+             "the accumulators do not fit in the consumers' registers"),
+        ]
+        for ok, rule in rules:
+            if not ok:
+                raise ArgumentError(f"Sm90Config {self!r} is not a valid tiling: {rule}")
+
+    def __str__(self) -> str:
+        return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}"
+
+
+DEFAULT = Sm90Config()
+NARROW = Sm90Config(block_m=128, block_n=128, stages=6)
+
+
+def sm90_config(M: int, N: int, K: int, sms: int) -> Sm90Config:
+    """The heuristic: 128 x 256 tiles when they still give every SM a tile, else 128 x 128."""
+    tiles_256 = -(-M // 128) * -(-N // 256)
+    return DEFAULT if tiles_256 >= sms else NARROW
+
+
+@lru_cache(maxsize=None)
+def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_types: tuple):
+    """The kernel for ``dtype_name`` operands, tiling ``cfg`` and epilogue ``E`` (whose run-time
+    operands have kaiodsl types ``arg_types``)."""
+    eb = ELEM_BYTES[dtype_name]
+    cfg.check(eb)
+    BM, BN, BK, S, GM = cfg.block_m, cfg.block_n, cfg.block_k(eb), cfg.stages, cfg.group_m
+    W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
+    R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers)
+    A_ELEMS, B_ELEMS = BM * BK, BN * BK
+    STAGE_ELEMS = A_ELEMS + B_ELEMS
+    STAGE_BYTES = STAGE_ELEMS * eb
+    WG_ELEMS = cfg.wg_rows * BK
+    PROD_REGS, CONS_REGS = cfg.registers()
+    SMEM_T = {1: kaiodsl.u8, 2: f16}[eb]
+    OUT = E.out
+    nargs = len(arg_types)
+    name = f"gemm_sm90_{dtype_name}_{OUT.name}_{BM}x{BN}_c{cfg.consumers}_s{S}" + \
+           "".join(f"_{op.kind}{getattr(op, 'axis', '')}" for op in E.ops)
+
+    @kaiodsl.func
+    def body(ta, tb, c, args, M, N, K):
+        smem = kaiodsl.dynamic_shared(SMEM_T, align=1024)
+        bars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="ring")
+        tid = kaiodsl.thread_idx.x
+        wg = tid // 128
+        if tid == 0:
+            kaiodsl.tma_prefetch(ta)
+            kaiodsl.tma_prefetch(tb)
+            tiles.pipeline.init(R, bars)
+        kaiodsl.syncthreads()
+        total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
+        ktiles = (K + BK - 1) // BK
+        if wg == 0:
+            kaiodsl.setmaxnreg(PROD_REGS, False)
+            if tid == 0:
+                state = tiles.pipeline.start(R)
+                for t in range(kaiodsl.block_idx.x, total, kaiodsl.grid_dim.x):
+                    m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+                    for kt in range(ktiles):
+                        tiles.pipeline.acquire(R, state, bars)
+                        index, phase = state
+                        tiles.pipeline.commit(R, state, bars, STAGE_BYTES)
+                        slot = smem.ptr(index * STAGE_ELEMS)
+                        kaiodsl.tma_load(slot, ta, (m0, kt * BK), bars.ptr(index))
+                        kaiodsl.tma_load(slot + A_ELEMS, tb, (n0, kt * BK), bars.ptr(index))
+                        state = tiles.pipeline.advance(R, state)
+        else:
+            kaiodsl.setmaxnreg(CONS_REGS, True)
+            cw = wg - 1
+            lane = tid % 32
+            state = tiles.pipeline.start(R)
+            for t in range(kaiodsl.block_idx.x, total, kaiodsl.grid_dim.x):
+                m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+                accs = tiles.warpgroup.zeros(W)
+                prev = state
+                for kt in range(ktiles):
+                    tiles.pipeline.wait(R, 0, state, bars)
+                    index, phase = state
+                    slot = smem.ptr(index * STAGE_ELEMS)
+                    accs = tiles.warpgroup.mma_stage(W, slot + cw * WG_ELEMS, slot + A_ELEMS, accs)
+                    accs = tiles.warpgroup.wait(W, 1, accs)
+                    if kt > 0:
+                        tiles.pipeline.release(R, prev, bars)
+                    prev = state
+                    state = tiles.pipeline.advance(R, state)
+                accs = tiles.warpgroup.wait(W, 0, accs)
+                if ktiles > 0:
+                    tiles.pipeline.release(R, prev, bars)
+                r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
+                for i in kaiodsl.static_range(W.m_tiles):
+                    tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
+                                              r0 + 64 * i, n0, lane, M, N)
+
+    if nargs == 0:
+        @kaiodsl.kernel(block_size=cfg.threads, name=name)
+        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], M: i32, N: i32, K: i32):
+            body(ta, tb, c, (), M, N, K)
+    elif nargs == 1:
+        T0, = arg_types
+
+        @kaiodsl.kernel(block_size=cfg.threads, name=name)
+        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], x0: T0, M: i32, N: i32, K: i32):
+            body(ta, tb, c, (x0,), M, N, K)
+    elif nargs == 2:
+        T0, T1 = arg_types
+
+        @kaiodsl.kernel(block_size=cfg.threads, name=name)
+        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], x0: T0, x1: T1, M: i32, N: i32, K: i32):
+            body(ta, tb, c, (x0, x1), M, N, K)
+    else:
+        T0, T1, T2 = arg_types
+
+        @kaiodsl.kernel(block_size=cfg.threads, name=name)
+        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], x0: T0, x1: T1, x2: T2, M: i32, N: i32, K: i32):
+            body(ta, tb, c, (x0, x1, x2), M, N, K)
+    return kern
+
+
+def sm_count() -> int:
+    """SMs of the current device (a persistent grid's size); the simulator reports a few."""
+    from kaiodsl.runtime import current
+    return int(getattr(current(), "sm_count", 132))
+
+
+def launch(dtype_name: str, a, b, out, M: int, N: int, K: int, cfg: Sm90Config, E: tiles.Epilogue,
+           args: tuple = (), arg_types: tuple = ()):
+    """Run the kernel on validated operands: a [M, K], b [N, K] (row-major, 16-byte aligned rows),
+    out [M, N]; ``args`` the epilogue's run-time operands."""
+    eb = ELEM_BYTES[dtype_name]
+    BK = cfg.block_k(eb)
+    ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
+    tb = TensorMap(b, (cfg.block_n, BK), swizzle=128, l2_promotion=256)
+    total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
+    k = sm90_gemm_kernel(dtype_name, cfg, E, arg_types)
+    k[min(total, sm_count()), cfg.threads](ta, tb, out, *args, M, N, K, smem=cfg.smem_bytes())
+    return out
+
+
+def wants_sm90(M: int, N: int, K: int, b_layout: str) -> bool:
+    """Whether ops.matmul's heuristic takes this kernel: on sm_90a, b as [N, K], and M past the
+    decode sizes (there one 128-row tile would be mostly padding; the small-M kernels stream B)."""
+    from kaiodsl.compiler import default_arch
+    return default_arch() == "sm_90a" and b_layout == "nk" and M > 64
+
+
+def gemm_sm90(a, b, *, bias=None, out_dtype="f32", config: Sm90Config | None = None):
+    """``a @ b.T`` through this kernel (the GEMM tutorial's last level; ``ops.matmul`` picks it by
+    itself on sm_90a): a [M, K], b [N, K] f16/bf16, the result [M, N] in ``out_dtype``."""
+    import kaiodsl.ops as ops
+    if config is None:
+        M, N, K = a.shape[0], b.shape[0], a.shape[1]
+        config = sm90_config(M, N, K, sm_count())
+    return ops.matmul(a, b, b_layout="nk", out_dtype=out_dtype, bias=bias, config=config)
