@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import SimError
 from .registry import RULES
 
-NORMAL, BRA, EXIT, BAR = 0, 1, 2, 3
+NORMAL, BRA, EXIT, BAR, WAIT = 0, 1, 2, 3, 4
 BIG = np.iinfo(np.int32).max
 
 # make sure every rule module registered itself
@@ -60,7 +60,8 @@ def decode(m):
                 raise SimError(f"{k.name}: unsupported form of '{ins.opcode}' ({type(e).__name__}: {e})\n"
                                f"  PTX line {ins.line}: {ins.text}", ptx_line=ins.line,
                                source=ins.source) from None
-            entries.append((NORMAL, fn, guard, 0, ins))
+            wait = base == "mbarrier" and mods[:1] in (["try_wait"], ["test_wait"])
+            entries.append((WAIT if wait else NORMAL, fn, guard, 0, ins))
     return entries
 
 
@@ -99,6 +100,10 @@ def run(m, entries):
     # per block: the PC of the whole-block .aligned barrier some of its threads wait at (BIG: none)
     open_pc = np.full(m.nb, BIG, dtype=np.int64)
     open_min = BIG
+    # threads whose mbarrier wait failed, and the event count when they parked (module docstring)
+    parked = np.zeros(T, dtype=bool)
+    parked_at = np.zeros(T, dtype=np.int64)
+    nparked, seen_ev = 0, 0
     m.alive = alive
     conv, cur = True, 0
     act = None if alive.all() else alive.copy()
@@ -106,12 +111,28 @@ def run(m, entries):
     while True:
         steps += 1
         m.clock = steps
+        if nparked and m.mb_event != seen_ev:  # an mbarrier event: wake who parked before it
+            seen_ev = m.mb_event
+            wake = parked & (parked_at < seen_ev)
+            if wake.any():
+                if conv:  # the woken threads join the runnable set: no longer converged
+                    pc[slice(None) if act is None else act] = cur
+                    conv = False
+                parked &= ~wake
+                nparked = int(np.count_nonzero(parked))
         if conv:
             p, mask = cur, act
         else:
             runnable = alive & ~waiting
+            if nparked:
+                runnable &= ~parked
             nrun = int(np.count_nonzero(runnable))
             if nrun == 0:
+                if nparked:  # only parked waiters left: all poll again (ops_hopper._count_spins)
+                    parked[:] = False
+                    nparked = 0
+                    m.mbar_spins += 1
+                    continue
                 if waiting.any():
                     _stuck(m, entries, pc, alive, waiting, wait_id, arrived)
                 break
@@ -142,6 +163,26 @@ def run(m, entries):
                 cur = p + 1
             else:
                 pc[mask] = p + 1
+            continue
+        if kind == WAIT:
+            failed = None
+            if eff is None or eff.any():
+                m.cur_mask = eff
+                ok = fn(eff)
+                failed = ~ok if eff is None else eff & ~ok
+            if failed is None or not failed.any():
+                if conv:
+                    cur = p + 1
+                else:
+                    pc[mask] = p + 1
+                continue
+            # park the threads whose wait failed, after the wait (its predicate is written): a
+            # looping wait branches back and polls again once woken, a lone test_wait goes on
+            pc[slice(None) if mask is None else mask] = p + 1
+            conv = False
+            parked |= failed
+            parked_at[failed] = m.mb_event
+            nparked = int(np.count_nonzero(parked))
             continue
         mask_arr = np.ones(T, dtype=bool) if mask is None else mask
         eff_arr = mask_arr if eff is None else eff
