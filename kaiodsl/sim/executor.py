@@ -5,6 +5,18 @@ lowest PC runs for every thread at that PC. kaiodsl code is structured (join poi
 follow branches, loop exits follow loop bodies), so threads reconverge where a
 compiler's reconvergence stack would put them. While all runnable threads share
 one PC ("converged"), no per-thread PC array is touched.
+
+mbarrier waits (decoded as kind WAIT): a thread whose try_wait/test_wait fails is *parked* after
+the wait (its predicate written), remembering the mbarrier event count at that moment; it is not
+runnable until a later event (ops_hopper._event: init, arrive, local or remote, expect_tx, inval,
+a bulk copy or TMA load issued or landed; a completed phase comes with one of these). A looping
+wait then branches back and polls again, so a producer warp whose wait loop sits at lower PCs
+than its consumers no longer starves them; a lone test_wait goes on with the false it saw. When
+nothing else can run, every parked thread is woken to poll again; ops_hopper._count_spins reports
+a deadlock (barrier, phase, missing arrivals and bytes, waiters) once waits keep failing through
+_SPIN_LIMIT such wake-ups with no event between. A bar.sync whose other threads are parked is only
+"stuck" after that. Without mbarriers nothing parks, and the only added cost per step is the test
+of a local counter.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import numpy as np
 from ..errors import SimError
 from .registry import RULES
 
-NORMAL, BRA, EXIT, BAR = 0, 1, 2, 3
+NORMAL, BRA, EXIT, BAR, WAIT = 0, 1, 2, 3, 4
 BIG = np.iinfo(np.int32).max
 
 # make sure every rule module registered itself
@@ -60,7 +72,8 @@ def decode(m):
                 raise SimError(f"{k.name}: unsupported form of '{ins.opcode}' ({type(e).__name__}: {e})\n"
                                f"  PTX line {ins.line}: {ins.text}", ptx_line=ins.line,
                                source=ins.source) from None
-            entries.append((NORMAL, fn, guard, 0, ins))
+            wait = base == "mbarrier" and mods[:1] in (["try_wait"], ["test_wait"])
+            entries.append((WAIT if wait else NORMAL, fn, guard, 0, ins))
     return entries
 
 
@@ -99,6 +112,10 @@ def run(m, entries):
     # per block: the PC of the whole-block .aligned barrier some of its threads wait at (BIG: none)
     open_pc = np.full(m.nb, BIG, dtype=np.int64)
     open_min = BIG
+    # threads whose mbarrier wait failed, and the event count when they parked (module docstring)
+    parked = np.zeros(T, dtype=bool)
+    parked_at = np.zeros(T, dtype=np.int64)
+    nparked, seen_ev = 0, 0
     m.alive = alive
     conv, cur = True, 0
     act = None if alive.all() else alive.copy()
@@ -106,12 +123,28 @@ def run(m, entries):
     while True:
         steps += 1
         m.clock = steps
+        if nparked and m.mb_event != seen_ev:  # an mbarrier event: wake who parked before it
+            seen_ev = m.mb_event
+            wake = parked & (parked_at < seen_ev)
+            if wake.any():
+                if conv:  # the woken threads join the runnable set: no longer converged
+                    pc[slice(None) if act is None else act] = cur
+                    conv = False
+                parked &= ~wake
+                nparked = int(np.count_nonzero(parked))
         if conv:
             p, mask = cur, act
         else:
             runnable = alive & ~waiting
+            if nparked:
+                runnable &= ~parked
             nrun = int(np.count_nonzero(runnable))
             if nrun == 0:
+                if nparked:  # only parked waiters left: all poll again (ops_hopper._count_spins)
+                    parked[:] = False
+                    nparked = 0
+                    m.mbar_spins += 1
+                    continue
                 if waiting.any():
                     _stuck(m, entries, pc, alive, waiting, wait_id, arrived)
                 break
@@ -142,6 +175,26 @@ def run(m, entries):
                 cur = p + 1
             else:
                 pc[mask] = p + 1
+            continue
+        if kind == WAIT:
+            failed = None
+            if eff is None or eff.any():
+                m.cur_mask = eff
+                ok = fn(eff)
+                failed = ~ok if eff is None else eff & ~ok
+            if failed is None or not failed.any():
+                if conv:
+                    cur = p + 1
+                else:
+                    pc[mask] = p + 1
+                continue
+            # park the threads whose wait failed, after the wait (its predicate is written): a
+            # looping wait branches back and polls again once woken, a lone test_wait goes on
+            pc[slice(None) if mask is None else mask] = p + 1
+            conv = False
+            parked |= failed
+            parked_at[failed] = m.mb_event
+            nparked = int(np.count_nonzero(parked))
             continue
         mask_arr = np.ones(T, dtype=bool) if mask is None else mask
         eff_arr = mask_arr if eff is None else eff

@@ -85,7 +85,16 @@ def _bars(m) -> dict:
     if not hasattr(m, "mbarriers"):
         m.mbarriers = {}
         m.bulk_pending = []  # (barrier key, flat dst, bytes, issuing thread, instr)
+        m.mb_event = 0  # mbarrier events so far: the executor wakes threads parked before the latest
+        m.mbar_spins = 0  # forced wake-ups of parked waiters since the last event (see _count_spins)
     return m.mbarriers
+
+
+def _event(m):
+    """Something a failed wait could be waiting for happened (init, arrive, expect_tx, inval, a bulk
+    copy issued or landed): threads parked on a failed wait may now succeed, so they poll again."""
+    m.mb_event += 1
+    m.mbar_spins = 0
 
 
 def _bar_keys(m, addr_get, ti, what: str):
@@ -147,6 +156,7 @@ def _mbarrier(m, ins, mods):
             c = at(cnt(), ti)
             for k, n in zip(keys, c):
                 m.mbarriers[int(k)] = Barrier(int(n), ins.line)
+            _event(m)
         return f
     if op == "inval":
         addr = address(m, ops[0])
@@ -156,6 +166,7 @@ def _mbarrier(m, ins, mods):
             keys, _ = _bar_keys(m, addr, ti, "mbarrier.inval")
             for k in keys:
                 m.mbarriers.pop(int(k), None)
+            _event(m)
         return f
     if op in ("arrive", "expect_tx"):
         tx_op = "expect_tx" in mods
@@ -177,6 +188,7 @@ def _mbarrier(m, ins, mods):
                     b.tx += int(amt[j])
                 if op == "arrive":
                     _arrive(m, k, 1 if tx_op else int(amt[j]), t)
+            _event(m)
             if put is not None:
                 put(states, mask)
         return f
@@ -197,22 +209,21 @@ def _mbarrier(m, ins, mods):
                 ok[t] = (b.phase & 1) != (int(p[j]) & 1)
             _count_spins(m, ins, keys, ti, ok)
             put(ok, mask)
+            return ok  # the executor parks the threads whose wait failed (decode: kind WAIT)
         return f
     raise NotImplementedError(ins.opcode)
 
 
-# The scheduler runs the lowest PC first, so when a wait loop comes round again no other thread could
-# have arrived in between: a wait that keeps failing can never succeed (pending copies land at the wait).
+# A failed wait parks its threads until the next mbarrier event (executor.py); when no thread can run,
+# the executor wakes every parked thread to poll again and counts that here (m.mbar_spins, reset by
+# each event). Waits that still fail after this many wake-ups with no event between can never
+# succeed: a deadlock. (A lone test_wait falls through on each wake-up: a chain of them is allowed.)
 _SPIN_LIMIT = 64
 
 
 def _count_spins(m, ins, keys, ti, ok):
-    """A wait that fails this many times in a row is a deadlock: report barrier, phase, waiters."""
-    if ok[ti].all():
-        m.mbar_spins = 0
-        return
-    m.mbar_spins = getattr(m, "mbar_spins", 0) + 1
-    if m.mbar_spins < _SPIN_LIMIT:
+    """A wait that fails after _SPIN_LIMIT fruitless wake-ups is a deadlock: report barrier, phase, waiters."""
+    if m.mbar_spins < _SPIN_LIMIT or ok[ti].all():
         return
     j = int(np.argmax(~ok[ti]))
     k = int(keys[j])
@@ -225,6 +236,9 @@ def _count_spins(m, ins, keys, ti, ok):
 
 # -- bulk copies ------------------------------------------------------------------------------------------
 def _land_bulk(m, key=None):
+    """Land the pending copies onto barrier ``key`` (None: all of them), subtracting their bytes."""
+    if not m.bulk_pending:
+        return
     keep = []
     for rec in m.bulk_pending:
         k, flat, data, t, ins = rec
@@ -241,6 +255,8 @@ def _land_bulk(m, key=None):
             b.tx -= data.size
             _maybe_complete(m, k, t)
             m.cur = cur
+    if len(keep) < len(m.bulk_pending):
+        _event(m)
     m.bulk_pending = keep
 
 
@@ -283,6 +299,7 @@ def _cp(m, ins, mods):
                              np.full(size // 4, t))
                 flat = int(m.shared.flat(m.blk[[t]], np.array([dst[j]]))[0])
                 m.bulk_pending.append((int(keys[j]), flat, words.astype(np.uint32).view(np.uint8).copy(), t, ins))
+            _event(m)  # a waiter parked on this barrier must poll again to land the copy
         return load
     red = mods[0] == "reduce"
     op, typ = (mods[-2], mods[-1]) if red else (None, None)

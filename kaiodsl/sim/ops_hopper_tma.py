@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ArgumentError
 from .memory import PARAM_WIN, WIN_SIZE
-from .ops_hopper import _async_read, _bar_keys
+from .ops_hopper import _async_read, _bar_keys, _event
 from .ops_mem import address, read, write
 from .registry import at, threads
 
@@ -138,6 +138,7 @@ def tensor_copy(m, ins, mods):
                         m.fail(f"cp.async.bulk.tensor multicast: CTA rank {r} has no initialised mbarrier at "
                                f"shared offset {int(ba[j]):#x}", t)
                     m.bulk_pending.append((key, blk * m.shared.pad + lin, data.copy(), t, ins))
+            _event(m)  # a waiter parked on this barrier must poll again to land the copy
         return f
     src_a = address(m, ops[1])
 
