@@ -45,11 +45,12 @@ def descriptor_fields(swizzle: int, rows: int | None = None, row_bytes: int | No
       swizzle the roles swap: LBO = 8 x 16 = 128 (the next 8 K rows), SBO = rows x 16 (the next 8
       M/N indices). A k16 step is 16 rows: add 16 W bytes to the start address.
 
-    Source: PTX ISA 9.7.15.5.1.2 "Shared Memory Matrix Layout" (the swizzle atoms: MN-major is
-    (W/16) x 8 128-bit elements, MN by K) and its leading-dimension table (the same table is
-    9.7.16.3.1 for tcgen05): MN-major LBO is "interleave: the stride from the first 8 columns to the
-    next 8 columns" (8 K) and "swizzled: from the first W/16 rows to the next W/16 rows" (W bytes of
-    M/N); SBO is the other stride of each canonical layout. Give ``lbo``/``sbo`` to override.
+    Sources: PTX ISA 9.7.15.5.1.2 "Shared Memory Matrix Layout", Table 38 (the MN-major swizzle atom
+    is (W/16) x 8 128-bit elements, M/N by K); the leading-dimension table as the PTX ISA gives it for
+    tcgen05 (9.7.16.3.1.1, same descriptor fields): MN-major LBO is, without swizzle, "the stride from
+    the first 8 columns to the next 8 columns" (8 K) and, swizzled, "from the first (swizzle-byte-size
+    /16) rows to the next" (W bytes of M/N); SBO is the other stride of each layout, as in CuTe's
+    canonical GMMA layouts (make_gmma_desc<Major::MN>). Give ``lbo``/``sbo`` to override.
     """
     if swizzle not in SWIZZLE_MODE:
         raise ValueError(f"swizzle must be 0 (none), 32, 64 or 128 bytes, got {describe(swizzle)}")

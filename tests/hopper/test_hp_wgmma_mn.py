@@ -208,3 +208,12 @@ def test_mn_major_descriptor_errors(what, msg):
     with pytest.raises(K.CompileError, match=msg) as e:
         _bad_desc.compile(arch="sm_90a", WHAT=what)
     assert "test_hp_wgmma_mn.py" in str(e.value)
+
+
+@pytest.mark.parametrize("a_mode,tail", [("mn", ", 1, 1, 1, 1;"), ("k", ", 1, 1, 0, 1;"), ("regs", ", 1, 1, 1;")])
+def test_mn_major_kernels_assemble_for_sm90a(a_mode, tail):
+    """nvJitLink accepts the imm-trans operands (ss: scale-a, scale-b, trans-a, trans-b; rs: no trans-a)."""
+    c = wg_mn.compile(arch="sm_90a", N=136, AW=2048, BW=6144, SWZ=128, DT="bf16", A_MODE=a_mode, B_MN=1)
+    mma = [ln.strip() for ln in c.ptx.splitlines() if "wgmma.mma_async" in ln]
+    assert len(mma) == BK // 16 and all(ln.endswith(tail) for ln in mma)
+    assert c.cubin and c.spills == 0
