@@ -18,6 +18,7 @@ from ..types import (PtrType, ScalarType, TupleType, bf16, bf16x2, bool_, e4m3, 
 
 # bits 62-63 of a matrix descriptor (PTX ISA 9.7.15.5.1 "Matrix Descriptor Format")
 SWIZZLE_MODE = {0: 0, 128: 1, 64: 2, 32: 3}
+MAJORS = ("k", "mn")
 _K_BYTES = 32  # every wgmma shape reads 32 bytes of K per row (k16 x 2B, k8 x 4B, k32 x 1B)
 _ELEM = {"f16": 16, "bf16": 16, "tf32": 32, "e4m3": 8, "e5m2": 8, "s8": 8, "u8": 8}
 _ALIAS = {f16: "f16", bf16: "bf16", f32: "tf32", e4m3: "e4m3", e5m2: "e5m2", i8: "s8", u8: "u8",
@@ -25,28 +26,61 @@ _ALIAS = {f16: "f16", bf16: "bf16", f32: "tf32", e4m3: "e4m3", e5m2: "e5m2", i8:
 
 
 def descriptor_fields(swizzle: int, rows: int | None = None, row_bytes: int | None = None,
-                      lbo: int | None = None, sbo: int | None = None, base_offset: int = 0) -> int:
-    """The constant bits of a K-major shared-memory matrix descriptor (everything but the address).
+                      lbo: int | None = None, sbo: int | None = None, base_offset: int = 0,
+                      major: str = "k") -> int:
+    """The constant bits of a shared-memory matrix descriptor (everything but the address).
 
-    The tile is stored as column blocks W bytes wide (W = 16 without swizzle, else the swizzle width),
-    each block ``rows`` rows of W contiguous bytes; 8 rows form a core matrix / swizzle atom. Then
-    SBO (next 8 rows) = 8 W and LBO (next column block) = rows W; swizzled K-major ignores LBO.
-    Give ``lbo``/``sbo`` explicitly for other (MN-major) layouts.
+    Both majors use one storage scheme, the one a TMA load of W-byte-wide boxes produces: the tile is
+    stored as column blocks W bytes wide (W = 16 without swizzle, else the swizzle width), side by
+    side, each block ``rows`` rows of W contiguous bytes (then swizzled: 16-byte chunk bits [4, 4 +
+    log2(W/16)) of the address XOR bits [7, ...)). The two majors differ in what a row is:
+
+    - ``major="k"`` (K-major, imm-trans = 0): a row is one M/N index, a block holds W bytes of K, so
+      ``rows`` is the tile's M or N extent. SBO = 8 W (the next 8 M/N rows); LBO = rows x W (the next
+      16 bytes of K, only without swizzle: swizzled K-major ignores LBO).
+    - ``major="mn"`` (MN-major, imm-trans = 1, f16/bf16 only): a row is one K index, a block holds W
+      bytes (W/2 elements) of M/N, so ``rows`` is the tile's K extent (BK), and a [K, N] row-major
+      matrix loaded by TMA boxes of (BK, W/2) elements lands in this layout box after box. Swizzled:
+      LBO = rows x W (the next block of W/2 M/N indices), SBO = 8 W (the next 8 K rows). Without
+      swizzle the roles swap: LBO = 8 x 16 = 128 (the next 8 K rows), SBO = rows x 16 (the next 8
+      M/N indices). A k16 step is 16 rows: add 16 W bytes to the start address.
+
+    Sources: PTX ISA 9.7.15.5.1.2 "Shared Memory Matrix Layout", Table 38 (the MN-major swizzle atom
+    is (W/16) x 8 128-bit elements, M/N by K); the leading-dimension table as the PTX ISA gives it for
+    tcgen05 (9.7.16.3.1.1, same descriptor fields): MN-major LBO is, without swizzle, "the stride from
+    the first 8 columns to the next 8 columns" (8 K) and, swizzled, "from the first (swizzle-byte-size
+    /16) rows to the next" (W bytes of M/N); SBO is the other stride of each layout, as in CuTe's
+    canonical GMMA layouts (make_gmma_desc<Major::MN>). Give ``lbo``/``sbo`` to override.
     """
     if swizzle not in SWIZZLE_MODE:
         raise ValueError(f"swizzle must be 0 (none), 32, 64 or 128 bytes, got {describe(swizzle)}")
+    if major not in MAJORS:
+        raise ValueError(f"major must be 'k' (K-major) or 'mn' (MN-major, with trans_a/trans_b), "
+                         f"got {describe(major)}")
     w = swizzle or 16
     if row_bytes is not None and row_bytes != w:
         raise ValueError(f"row_bytes={row_bytes} must be {w} for swizzle={swizzle} (one column block per row)")
-    if sbo is None:
-        sbo = 8 * w
-    if lbo is None:
-        if swizzle:
-            lbo = 16  # not used by swizzled K-major layouts; any encodable value
-        elif rows is None:
-            raise ValueError("swizzle=0 needs rows= (LBO is the byte size of one 16-byte-wide column block)")
-        else:
-            lbo = rows * w
+    if rows is not None and (not isinstance(rows, int) or rows <= 0 or rows % 8):
+        raise ValueError(f"rows={describe(rows)} must be a positive multiple of 8 (whole core matrices)")
+    if major == "k":
+        if sbo is None:
+            sbo = 8 * w
+        if lbo is None:
+            if swizzle:
+                lbo = 16  # not used by swizzled K-major layouts; any encodable value
+            elif rows is None:
+                raise ValueError("swizzle=0 needs rows= (LBO is the byte size of one 16-byte-wide column block)")
+            else:
+                lbo = rows * w
+    else:
+        block = None if rows is None else rows * w  # bytes of one column block: the M/N-direction step
+        k8, mn = ("sbo", "lbo") if swizzle else ("lbo", "sbo")  # which field steps 8 K rows / the next block
+        if block is None and (lbo if mn == "lbo" else sbo) is None:
+            raise ValueError(f"major='mn' needs rows= (the tile's K rows: {mn.upper()} is the byte size of "
+                             f"one {w}-byte-wide column block) or an explicit {mn}=")
+        steps = {k8: 8 * w, mn: block}
+        lbo = steps["lbo"] if lbo is None else lbo
+        sbo = steps["sbo"] if sbo is None else sbo
     for name, v in (("lbo", lbo), ("sbo", sbo)):
         if v % 16 or not 0 <= v >> 4 < 2**14:
             raise ValueError(f"{name}={v} must be a multiple of 16 below 2^18 bytes")
@@ -56,15 +90,16 @@ def descriptor_fields(swizzle: int, rows: int | None = None, row_bytes: int | No
 
 
 @builtin
-def wgmma_desc(b: Builder, ptr, swizzle: int = 128, rows=None, row_bytes=None, lbo=None, sbo=None):
+def wgmma_desc(b: Builder, ptr, swizzle: int = 128, rows=None, row_bytes=None, lbo=None, sbo=None, major="k"):
     """A 64-bit shared-memory matrix descriptor for wgmma: ``ptr`` is the tile's first byte (aligned to
-    the swizzle atom, 8 x swizzle bytes); swizzle 0/32/64/128; see ``descriptor_fields`` for the layout."""
+    the swizzle atom, 8 x swizzle bytes); swizzle 0/32/64/128; ``major`` 'k' or 'mn' (then pass
+    trans_a/trans_b=True to wgmma, and ``rows`` = the tile's K rows); see ``descriptor_fields``."""
     if isinstance(ptr, SharedArray):
         ptr = ptr.base
     if not (isinstance(ptr, Node) and isinstance(ptr.type, PtrType) and ptr.type.space == "shared"):
         b.error(f"wgmma_desc(): ptr must be a shared pointer or array, got {describe(ptr)}"[:200])
     try:
-        bits = descriptor_fields(swizzle, rows, row_bytes, lbo, sbo)
+        bits = descriptor_fields(swizzle, rows, row_bytes, lbo, sbo, major=major)
     except ValueError as e:
         b.error(f"wgmma_desc(): {e}")
     addr = b.bitcast(ptr, u32)
@@ -136,7 +171,9 @@ def wgmma(b: Builder, a, b_desc, acc, *, dtype=None, scale_d=True, negate_a: boo
 
     a: a descriptor (wgmma_desc) or 4 registers of A (the A fragment, 9.7.15.5.1); b_desc: B's descriptor.
     N comes from the accumulator (wgmma_zeros(N)); dtype 'f16' 'bf16' 'tf32' 'e4m3' 'e5m2' 's8' 'u8' or a
-    pair (a, b) for fp8/int8. negate_* (float types), trans_* (f16/bf16: MN-major operand in smem).
+    pair (a, b) for fp8/int8. negate_* (float types), trans_* (f16/bf16: the operand is MN-major in
+    shared memory, its descriptor built with ``wgmma_desc(..., major="mn", rows=BK)``; trans_a needs A
+    from shared memory).
     """
     kind, n = _acc_kind(b, acc)
     regs_a = isinstance(a, (tuple, list)) or (isinstance(a, Node) and isinstance(a.type, TupleType))

@@ -334,26 +334,19 @@ def _reduce(old, new, op, typ):
 
 
 # -- wgmma ------------------------------------------------------------------------------------------------
-_SWZ_W = {0: 16, 1: 128, 2: 64, 3: 32}  # descriptor mode -> row width in bytes
+from . import wgmma_smem  # noqa: E402  (the operand addressing, K-major and MN-major)
+
 _EBYTES = {"f16": 2, "bf16": 2, "tf32": 4, "e4m3": 1, "e5m2": 1, "s8": 1, "u8": 1}
 
 
-def smem_matrix(m, desc: int, rows: int, typ: str, blk: int, t: int):
-    """[rows, K] elements of a K-major operand addressed by a matrix descriptor (PTX ISA 9.7.15.5.1)."""
-    start = (desc & 0x3FFF) << 4
-    lbo, sbo = ((desc >> 16) & 0x3FFF) << 4, ((desc >> 32) & 0x3FFF) << 4
-    mode = desc >> 62
-    w = _SWZ_W[mode]
-    if mode and ((start >> 7) & (w // 16 - 1)):
+def smem_matrix(m, desc: int, rows: int, typ: str, blk: int, t: int, mn_major: bool = False):
+    """[rows, K] elements of an operand addressed by a matrix descriptor (PTX ISA 9.7.15.5.1), K-major
+    or (imm-trans 1) MN-major; the addressing is wgmma_smem.operand_addresses."""
+    start, _, _, w, swizzled = wgmma_smem.fields(desc)
+    if swizzled and ((start >> 7) & (w // 16 - 1)):
         m.fail(f"wgmma: descriptor start {start:#x} is not aligned to its {w}-byte swizzle atom "
                f"({8 * w} bytes)", t, start, "shared")
-    r = np.arange(rows)[:, None]
-    kb = np.arange(32)[None, :]  # every shape reads 32 bytes of K per row
-    if mode == 0:
-        lin = start + (r // 8) * sbo + (kb // 16) * lbo + (r % 8) * 16 + kb % 16
-    else:
-        lin = start + (r // 8) * sbo + (r % 8) * w + kb
-        lin = lin ^ (((lin >> 7) & (w // 16 - 1)) << 4)  # 16-byte chunks XOR the row within the atom
+    lin = wgmma_smem.operand_addresses(desc, rows, _EBYTES[typ], mn_major)
     if lin.max() >= m.shared_size:
         m.fail(f"wgmma: descriptor reads shared byte {int(lin.max()):#x}, outside the "
                f"{m.shared_size}-byte allocation", t, start, "shared")
@@ -400,9 +393,8 @@ def _wgmma(m, ins, mods):
     imms = [o[1] for o in ops[4:]]
     floats = at_ not in ("s8", "u8")
     sa, sb = (imms[0], imms[1]) if floats else (1, 1)
-    tn = imms[2:] if floats else []
-    if any(tn):
-        raise NotImplementedError("wgmma with transposed (MN-major) operands")
+    tn = imms[2:] if floats else []  # ss: imm-trans-a, imm-trans-b; rs: imm-trans-b (f16/bf16 forms only)
+    mn_a, mn_b = (bool(tn[0]) and not regs_a, bool(tn[-1])) if tn else (False, False)
     half = dt == "f16"
     d_get = [m.getter(o, "b32") for o in d_ops]
     d_set = [m.setter(o, "b32") for o in d_ops]
@@ -424,7 +416,7 @@ def _wgmma(m, ins, mods):
             bdesc = np.broadcast_to(np.asarray(b_get()), (T,))[th]
             if (bdesc != bdesc[0]).any():
                 m.fail("wgmma: the B descriptor differs between threads of the warpgroup", int(th[0]))
-            B = smem_matrix(m, int(bdesc[0]), n, bt, blk, int(th[0]))  # [N, K]
+            B = smem_matrix(m, int(bdesc[0]), n, bt, blk, int(th[0]), mn_b)  # [N, K]
             if regs_a:
                 e = 4 // _EBYTES[at_]
                 ar, ac, _ = a_layout(k, e)
@@ -435,7 +427,7 @@ def _wgmma(m, ins, mods):
                     A[16 * w + ar.ravel(), ac.ravel()] = _elements(regs.astype(np.uint32), at_).reshape(-1)
             else:
                 adesc = np.broadcast_to(np.asarray(a_get()), (T,))[th]
-                A = smem_matrix(m, int(adesc[0]), 64, at_, blk, int(th[0]))
+                A = smem_matrix(m, int(adesc[0]), 64, at_, blk, int(th[0]), mn_a)
             D = (sa * A) @ (sb * B).T  # [64, N]
             sd = np.broadcast_to(np.asarray(sd_get()), (T,))[th]
             regs = np.stack([np.broadcast_to(np.asarray(g()), (T,))[th] for g in d_get], -1)  # [128, nregs]
