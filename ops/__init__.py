@@ -21,6 +21,7 @@ from .attention_kaio import (attention_flash, attention_flash_backward, attentio
                              attention_tc_causal)
 from .backward import matmul_backward, reference_matmul_backward
 from .int4_pack import dequantize, from_gptq, pack_int4, quantize_int4, unpack_int4
+from .decode_gemm import DecodeConfig
 from .matmul import GemmConfig, matmul, matmul_config, matmul_kernel_for, reference_matmul
 from .matmul_int4 import matmul_int4, reference_matmul_int4
 from .matmul_w8a16 import matmul_w8a16, reference_matmul_w8a16
@@ -31,7 +32,7 @@ from .quantize import quantize_per_token, reference_quantize_per_token
 
 __all__ = ["attention", "attention_backward", "attention_flash", "attention_flash_backward", "attention_flash_causal",
            "attention_tc", "attention_tc_causal", "reference_attention", "reference_attention_backward",
-           "GemmConfig", "KAIO_NAMES", "dequantize", "from_gptq", "int8_config", "matmul", "matmul_backward",
+           "DecodeConfig", "GemmConfig", "KAIO_NAMES", "dequantize", "from_gptq", "int8_config", "matmul", "matmul_backward",
            "matmul_config", "matmul_int4", "matmul_int8", "matmul_kernel_for", "matmul_tc", "matmul_tc_async",
            "matmul_tc_bf16", "matmul_tc_bf16_async", "matmul_w8a16", "matmul_w8a8", "pack_int4", "qkv_project",
            "qkv_project_int4", "qkv_project_int8", "quantize_int4", "quantize_per_token", "reference_matmul",

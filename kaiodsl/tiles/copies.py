@@ -13,9 +13,9 @@ that is not 16-byte aligned) take the same plan with a smaller ``granule``: each
 the shared tile is still one entry of one thread (same swizzled layout, so ldmatrix and the mma do
 not change), but it is filled with ``vec / granule`` copies of ``granule`` bytes, each predicated on
 its own k (or n) position. Granules of 4 and 8 bytes stay cp.async (its 4- and 8-byte forms, .ca).
-A 2-byte granule cannot (cp.async copies at least 4 bytes from a 4-aligned address): it is
-register-staged (``kind="sync"``): every ld.global.u16 of the stage is issued first, then the
-st.shared.u16s, in the same ring slot the cp.async copy would fill, so the pipeline is unchanged.
+A 2-byte granule (1-byte for int8) cannot (cp.async copies at least 4 bytes from a 4-aligned
+address): it is register-staged (``kind="sync"``): every ld.global.u16 of the stage is issued
+first, then the st.shared.u16s, in the same ring slot the cp.async copy would fill, so the pipeline is unchanged.
 What that costs: 8 load instructions a chunk instead of one (8x the LSU issue slots and L1
 wavefronts for that operand), and the loads' latency is no longer overlapped with the mma of the
 tiles in flight: each refill stalls its warps for one global round trip before the stores. Expect
@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import kaiodsl
-from kaiodsl import Const, i64, u16, u32
+from kaiodsl import Const, i64, u8, u16, u32
 
 from .layouts import SmemTile, chunk_ptr, swizzle_chunk
 
@@ -51,8 +51,8 @@ class TileCopy:
     vec: int = 16           # bytes per copy: 4, 8 or 16 (global rows must be vec-aligned)
     edge: str = "piece"     # "piece": a copy is all or nothing; "element": partial copies zero-fill
                             # the rest (src-size), for extents that are not multiples of vec; "none"
-    granule: int = 0        # 0: one copy a piece; 2, 4 or 8: each piece in granule-byte copies, for
-                            # rows aligned only to that (kind "sync" for 2; edge "piece")
+    granule: int = 0        # 0: one copy a piece; 1, 2, 4 or 8: each piece in granule-byte copies, for
+                            # rows aligned only to that (kind "sync" below 4; edge "piece")
 
     def __post_init__(self):
         if self.k_axis not in ("cols", "rows") or self.kind not in KINDS:
@@ -63,9 +63,9 @@ class TileCopy:
                              f"got {self.vec}, {self.edge!r}")
         if self.edge == "element" and self.kind != "cp.async":
             raise ValueError("TileCopy: edge='element' needs cp.async (its src-size zero fill)")
-        if self.granule and not (self.granule in (2, 4, 8) and self.tile.elem_bytes <= self.granule < self.vec
+        if self.granule and not (self.granule in (1, 2, 4, 8) and self.tile.elem_bytes <= self.granule < self.vec
                                  and self.edge == "piece" and (self.kind == "sync" or self.granule >= 4)):
-            raise ValueError(f"TileCopy: granule must be 2, 4 or 8 bytes (at least one element, less than vec), "
+            raise ValueError(f"TileCopy: granule must be 1, 2, 4 or 8 bytes (at least one element, less than vec), "
                              f"with edge 'piece', and 4 or 8 for cp.async; got {self.granule}, {self.kind!r}, "
                              f"{self.edge!r}")
         if (self.tile.rows * self.pieces_per_row) % self.threads:
@@ -198,7 +198,9 @@ def _issue_granules(C: Const, entries, step, base, k0, K):
 
 @kaiodsl.func
 def _load_granule(C: Const, gp, valid):
-    """One granule global -> registers (zero when not valid): a u16, a u32 or two u32s."""
+    """One granule global -> registers (zero when not valid): a u8, a u16, a u32 or two u32s."""
+    if C.granule == 1:
+        return kaiodsl.load(kaiodsl.ptr_cast(gp, u8), 0, mask=valid, other=0)
     if C.granule == 2:
         return kaiodsl.load(kaiodsl.ptr_cast(gp, u16), 0, mask=valid, other=0)
     return kaiodsl.load(kaiodsl.ptr_cast(gp, u32), 0, vec=C.granule // 4, mask=valid, other=0)
@@ -206,7 +208,9 @@ def _load_granule(C: Const, gp, valid):
 
 @kaiodsl.func
 def _store_granule(C: Const, s, v):
-    if C.granule == 2:
+    if C.granule == 1:
+        kaiodsl.store(kaiodsl.ptr_cast(s, u8), 0, v)
+    elif C.granule == 2:
         kaiodsl.store(kaiodsl.ptr_cast(s, u16), 0, v)
     else:
         kaiodsl.store(kaiodsl.ptr_cast(s, u32), 0, v, vec=C.granule // 4)

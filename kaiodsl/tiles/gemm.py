@@ -73,8 +73,8 @@ class BlockGemm:
         return "sync" if self.stages == 1 else "cp.async"
 
     def copy_kind(self, granule: int) -> str:
-        """cp.async in the ring, except for 2-byte granules (register-staged: copies.py says why)."""
-        return "sync" if self.stages == 1 or granule == 2 else "cp.async"
+        """cp.async in the ring, except for 1- and 2-byte granules (register-staged: copies.py says why)."""
+        return "sync" if self.stages == 1 or granule < 4 else "cp.async"
 
     @property
     def a_copy(self) -> TileCopy:
