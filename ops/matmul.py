@@ -113,13 +113,15 @@ def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
     return tiled_config(M, N, K, pipeline)
 
 
-def tiled_config(M: int, N: int, K: int, pipeline: str = "auto") -> GemmConfig:
-    """The tiled kernel's GemmConfig (matmul_config without the decode choice)."""
+def tiled_config(M: int, N: int, K: int, pipeline: str = "auto", element_copies: bool = False) -> GemmConfig:
+    """The tiled kernel's GemmConfig (matmul_config without the decode choice). ``element_copies``
+    (rows off 16-byte boundaries): no 128x128 tile, whose 128 accumulators a thread already take
+    ~254 registers, so that the element path's predicates and addresses would spill."""
     if pipeline == "sync" or (pipeline == "auto" and K <= 64):
         return SYNC
     if M <= 16:
         return ASYNC_TINY_M
-    if M <= 512:
+    if M <= 512 or element_copies:
         return ASYNC_SMALL_M
     return ASYNC_LARGE
 
@@ -298,7 +300,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
     unfit = decode_unfit(M, K, layout, not (ga or gb))
     use_decode = pipeline == "auto" and not unfit
     cfg = config_or_default(op, config, lambda: decode_config(M, N, K) if use_decode else
-                            tiled_config(M, N, K, pipeline), decode=True)
+                            tiled_config(M, N, K, pipeline, bool(ga or gb)), decode=True)
     if isinstance(cfg, DecodeConfig):
         if unfit or pipeline != "auto":
             why = unfit or f"pipeline={pipeline!r} selects the tiled kernel (leave it 'auto')"

@@ -31,11 +31,15 @@ from .matmul import (GemmConfig, _bias_f32, block_gemm, check_config, config_or_
                      gemm_body, needs_wide, out_dtype_of, row_granule, tile_grid)
 
 
-def int8_config(M: int, N: int, K: int) -> GemmConfig:
-    """block_k counts int8 elements: 64 -> 64-byte rows, as the f16 kernel's 32 (tuned on an H100)."""
+def int8_config(M: int, N: int, K: int, element_copies: bool = None) -> GemmConfig:
+    """block_k counts int8 elements: 64 -> 64-byte rows, as the f16 kernel's 32 (tuned on an H100).
+    ``element_copies`` (default: K % 16 != 0, rows off 16-byte boundaries): no 128x128 tile, which the
+    element copies' extra registers would make spill (as in matmul.tiled_config)."""
+    if element_copies is None:
+        element_copies = K % 16 != 0
     if M <= 16:
         return GemmConfig(block_m=16, block_n=64, block_k=128, warps_m=1, warps_n=2, stages=4)
-    if M <= 512:
+    if M <= 512 or element_copies:
         return GemmConfig(block_m=64, block_n=64, block_k=64, warps_m=2, warps_n=2, stages=4)
     return GemmConfig(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=2, stages=4)
 

@@ -14,8 +14,8 @@ the shared tile is still one entry of one thread (same swizzled layout, so ldmat
 not change), but it is filled with ``vec / granule`` copies of ``granule`` bytes, each predicated on
 its own k (or n) position. Granules of 4 and 8 bytes stay cp.async (its 4- and 8-byte forms, .ca).
 A 2-byte granule (1-byte for int8) cannot (cp.async copies at least 4 bytes from a 4-aligned
-address): it is register-staged (``kind="sync"``): every ld.global.u16 of the stage is issued
-first, then the st.shared.u16s, in the same ring slot the cp.async copy would fill, so the pipeline is unchanged.
+address): it is register-staged (``kind="sync"``): the 8 ld.global.u16 of a chunk are issued
+first, then its 8 st.shared.u16, in the same ring slot the cp.async copy would fill, so the pipeline is unchanged.
 What that costs: 8 load instructions a chunk instead of one (8x the LSU issue slots and L1
 wavefronts for that operand), and the loads' latency is no longer overlapped with the mma of the
 tiles in flight: each refill stalls its warps for one global round trip before the stores. Expect
@@ -173,15 +173,16 @@ def issue(C: Const, entries, ld, stage, k0, K):
 def _issue_granules(C: Const, entries, step, base, k0, K):
     """``issue`` for a granule smaller than the piece: copy j of a piece covers elements
     j * GE .. of it, valid where its k (k_axis "cols") or its column ("rows": j * GE below the
-    entry's count of columns in range) is inside the matrix. A 2-byte granule is register-staged:
-    all loads first, so that they are in flight together, then the stores."""
+    entry's count of columns in range) is inside the matrix. Below 4 bytes the copies are
+    register-staged a chunk at a time: its loads first, so that they are in flight together, then
+    its stores."""
     GE = C.granule_elems
     n = C.vec // C.granule
-    staged = []
     for e in kaiodsl.static_range(len(entries)):
         g, fixed, sp, kofs = entries[e]
         gp = g + step
         s = sp + base
+        staged = []
         for j in kaiodsl.static_range(n):
             if C.k_axis == "cols":
                 valid = fixed and k0 + kofs + j * GE < K
@@ -190,10 +191,9 @@ def _issue_granules(C: Const, entries, step, base, k0, K):
             if C.kind == "cp.async":
                 kaiodsl.cp_async(s + j * GE, gp + j * GE, C.granule, mask=valid)
             else:
-                staged = staged + [(s + j * GE, _load_granule(C, gp + j * GE, valid))]
-    for i in kaiodsl.static_range(len(staged)):
-        s, v = staged[i]
-        _store_granule(C, s, v)
+                staged = staged + [_load_granule(C, gp + j * GE, valid)]
+        for j in kaiodsl.static_range(len(staged)):
+            _store_granule(C, s + j * GE, staged[j])
 
 
 @kaiodsl.func

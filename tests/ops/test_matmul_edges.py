@@ -115,3 +115,12 @@ def test_int8_ragged(backend, rng, M, N, K, layout):
     b = rng.integers(-127, 128, (N, K) if layout == "nk" else (K, N)).astype(np.int8)
     c = ops.matmul_int8(a, b, 1.0, b_layout=layout)
     assert np.array_equal(np.asarray(c, np.float64), ops.reference_matmul_int8(a, b, layout).astype(np.float64))
+
+
+def test_element_path_avoids_the_128x128_tile():
+    """The 128x128 tiles take ~254 registers a thread; the element copies' state would spill them."""
+    from kaiodsl.ops.matmul import ASYNC_LARGE, ASYNC_SMALL_M, tiled_config
+
+    assert tiled_config(4096, 4096, 4096) == ASYNC_LARGE
+    assert tiled_config(4096, 4096, 4095, "auto", True) == ASYNC_SMALL_M
+    assert ops.int8_config(4096, 4096, 4096).block_m == 128 and ops.int8_config(4096, 4096, 4095).block_m == 64
