@@ -52,7 +52,8 @@ class TileCopy:
     edge: str = "piece"     # "piece": a copy is all or nothing; "element": partial copies zero-fill
                             # the rest (src-size), for extents that are not multiples of vec; "none"
     granule: int = 0        # 0: one copy a piece; 1, 2, 4 or 8: each piece in granule-byte copies, for
-                            # rows aligned only to that (kind "sync" below 4; edge "piece")
+                            # rows aligned only to that (kind "sync" below 4; edge "piece"; K, and
+                            # N for k_axis "rows", a multiple of the granule's elements)
 
     def __post_init__(self):
         if self.k_axis not in ("cols", "rows") or self.kind not in KINDS:
