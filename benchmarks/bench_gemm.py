@@ -4,7 +4,8 @@ CUDA events around each call, warm-up first, median of the timed repeats, fresh
 random inputs (never zeros). Writes a table to stdout, JSON to
 benchmarks/results/gemm.json and a PNG plot of TFLOPS by shape.
 
-    python benchmarks/bench_gemm.py [--quick] [--only f16,bf16,int8,int4]
+    python benchmarks/bench_gemm.py [--quick] [--only f16,bf16,int8,int4,decode]
+        [--decode-configs "1,8,2,2;1,8,1,2"]   (extra DecodeConfigs n_tiles,k_split,nw,unroll to time)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kaiodsl.runtime.timing import timed, timed_eager  # noqa: E402
 SQUARES = [1024, 2048, 4096, 8192]
 LLM_M = [1, 16, 128, 2048, 8192]
 LLM_NK = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096)]
+DECODE = [(m, n, k) for m in (1, 16) for n, k in ((4096, 4096), (14336, 4096))]
 
 
 def rel_err(out, ref) -> float:
@@ -56,6 +58,37 @@ def bench_float(dtype_name: str, shapes, results: list) -> None:
                         "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
                         "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err})
         _row(results[-1])
+
+
+def bench_decode(dtype_name: str, shapes, extra: list, results: list) -> None:
+    """M <= 16, b [N, K]: the default (decode) config, each of ``extra`` and the tiled kernel, against
+    torch.matmul(a, b.t()); then b [K, N] (the tiled kernel) against torch.matmul(a, b)."""
+    import torch
+
+    import kaiodsl.ops as ops
+    from kaiodsl.ops.matmul import tiled_config
+
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    for M, N, K in shapes:
+        a = torch.randn(M, K, device="cuda", dtype=dt)
+        b = torch.randn(N, K, device="cuda", dtype=dt)
+        b_kn = b.t().contiguous()
+        flops = 2.0 * M * N * K
+        t_t = timed(lambda: torch.matmul(a, b.t()))
+        t_kn = timed(lambda: torch.matmul(a, b_kn))
+        ref = torch.matmul(a, b.t())
+        runs = [(ops.matmul_config(M, N, K, dtype_name, "nk"), "nk", b, t_t)]
+        runs += [(c, "nk", b, t_t) for c in extra] + [(tiled_config(M, N, K), "nk", b, t_t)]
+        runs += [(ops.matmul_config(M, N, K, dtype_name, "kn"), "kn", b_kn, t_kn)]
+        for cfg, lay, w, t_ref in runs:
+            out = ops.matmul(a, w, b_layout=lay, config=cfg)
+            err = rel_err(out, ref)
+            t_k = timed(lambda: ops.matmul(a, w, b_layout=lay, config=cfg))
+            results.append({"op": f"matmul_{dtype_name}_decode_{lay}", "M": M, "N": N, "K": K, "config": str(cfg),
+                            "kaiodsl_ms": t_k, "torch_ms": t_ref, "kaiodsl_tflops": flops / t_k / 1e9,
+                            "torch_tflops": flops / t_ref / 1e9, "ratio": t_ref / t_k, "rel_err": err,
+                            "kaiodsl_gbps": 2.0 * N * K / t_k / 1e6})
+            _row(results[-1])
 
 
 def bench_int8(shapes, results: list) -> None:
@@ -113,7 +146,8 @@ def bench_int4(shapes, results: list) -> None:
 def _row(r: dict) -> None:
     print(f"{r['op']:<14} {r['M']:>6} {r['N']:>6} {r['K']:>6}  kaiodsl {r['kaiodsl_ms']:8.3f} ms "
           f"{r['kaiodsl_tflops']:7.1f} T/s   torch {r['torch_ms']:8.3f} ms {r['torch_tflops']:7.1f} T/s   "
-          f"ratio {r['ratio']:5.2f}   err {r['rel_err']:.1e}", flush=True)
+          f"ratio {r['ratio']:5.2f}   err {r['rel_err']:.1e}" + (f"   {r['config']}" if "config" in r else ""),
+          flush=True)
 
 
 def plot(results: list, path: Path) -> None:
@@ -128,7 +162,7 @@ def plot(results: list, path: Path) -> None:
     fig, axes = plt.subplots(len(ops_), 1, figsize=(12, 3.2 * len(ops_)), squeeze=False)
     for ax, op in zip(axes[:, 0], ops_):
         rows = [r for r in results if r["op"] == op]
-        labels = [f"{r['M']}x{r['N']}x{r['K']}" for r in rows]
+        labels = [f"{r['M']}x{r['N']}x{r['K']}" + (f" {r['config']}" if "decode" in op else "") for r in rows]
         x = np.arange(len(rows))
         ax.bar(x - 0.2, [r["kaiodsl_tflops"] for r in rows], 0.4, label="kaiodsl")
         ax.bar(x + 0.2, [r["torch_tflops"] for r in rows], 0.4, label=rows[0].get("torch_op", "torch.matmul"))
@@ -143,8 +177,10 @@ def plot(results: list, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="f16,bf16,int8,int4")
+    ap.add_argument("--only", default="f16,bf16,int8,int4,decode")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gemm.json"))
+    ap.add_argument("--decode-configs", default="", help="extra DecodeConfigs for the decode rows, "
+                    "'n_tiles,k_split,nw,unroll;...'")
     args = ap.parse_args()
     import torch
 
@@ -156,6 +192,12 @@ def main() -> int:
     for name in ("f16", "bf16"):
         if name in only:
             bench_float(name, squares + llm, results)
+    if "decode" in only or args.decode_configs:
+        from kaiodsl.ops import DecodeConfig
+
+        extra = [DecodeConfig(*map(int, c.split(","))) for c in args.decode_configs.split(";") if c.strip()]
+        for name in ("f16", "bf16"):
+            bench_decode(name, DECODE, extra, results)
     if "int8" in only:
         bench_int8(squares + [(m, n, k) for m, n, k in llm if m > 16], results)
     if "int4" in only:

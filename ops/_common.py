@@ -245,3 +245,17 @@ def require_smem(op: str, what: str, nbytes: int) -> None:
     if nbytes > limit:
         raise ArgumentError(f"{op}(): {what} needs {nbytes} bytes of shared memory; a block on {arch} "
                             f"can have at most {limit}: use fewer stages or smaller tiles")
+
+
+def data_alignment(a: Arr, cap: int = 16) -> int:
+    """The largest power of two <= ``cap`` that divides the data address of ``a`` as the kernel will see
+    it: a torch tensor's ``data_ptr()`` (a view may start anywhere in its storage) or a
+    ``__cuda_array_interface__`` pointer; ``cap`` for numpy arrays (the launch copies them into fresh
+    buffers) and DeviceArrays (allocated aligned)."""
+    if a.kind == "torch":
+        addr = a.obj.data_ptr()
+    elif a.kind == "cuda":
+        addr = a.obj.__cuda_array_interface__["data"][0]
+    else:
+        return cap
+    return min(cap, addr & -addr) if addr else cap

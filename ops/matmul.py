@@ -3,12 +3,26 @@
 ``a`` is [M, K] row-major. ``b`` is [K, N] row-major (``b_layout="kn"``, the default;
 ``"auto"`` means the same) or [N, K] (``b_layout="nk"``: the nn.Linear weight layout,
 ``a @ w.T`` without a transpose copy). Both must be contiguous. Accumulation is f32; the output is f32, f16 or bf16
-(default: the input dtype). ``bias`` [N] is added in f32 before the conversion.
+(default: the input dtype). ``bias`` [N] is added in f32 before the conversion. Every M, N, K >= 0 runs
+(K = 0 with M, N > 0 is refused: there is nothing to compute).
 
 Tile configurations are ``GemmConfig`` values. ``config="auto"`` (the default; None means the same)
 takes the device's tuning table (kaiodsl.tuning, ``python -m kaiodsl tune``) and falls back to the
 heuristic; ``matmul_choice(M, N, K, ...)`` shows the choice for a shape and its source, and a
 GemmConfig as ``config=`` overrides it.
+
+Two kernels: the tiled tensor-core GEMM (tiles.gemm's main loop; ``GemmConfig``) and, for M <= 16 with b
+as [N, K], K a multiple of 32 and 16-byte aligned data, the decode weight stream (ops/matmul_decode.py;
+``DecodeConfig``). A GemmConfig always selects the tiled kernel (it runs every shape), a DecodeConfig the decode kernel
+(an ArgumentError where that cannot run).
+
+Rows of a or b that do not start on 16-byte boundaries (K, or N for b [K, N], not a multiple of 8; or
+a data pointer that is not 16-byte aligned, e.g. a flat slice viewed as a matrix) take the tile
+library's element path: the same kernel with copies of 8, 4 or 2 bytes (tiles/copies.py says what
+the 2-byte one costs). Aligned shapes run the 16-byte cp.async copies unchanged.
+
+On sm_90a, b as [N, K] past M = 64 with 16-byte aligned rows runs the Hopper kernel (ops/gemm_sm90.py,
+``Sm90Config``: TMA + wgmma, warp-specialised and persistent).
 """
 
 from dataclasses import dataclass, fields, replace
@@ -22,8 +36,10 @@ from kaiodsl.errors import ArgumentError
 from kaiodsl.types import ScalarType
 
 from . import gemm_sm90
-from ._common import (I32_MAX, inspect_array, new_like, require_choice, require_contiguous, require_dtype,
-                      require_i32_sizes, require_rank, require_smem, same_kind)
+from ._common import (I32_MAX, data_alignment, inspect_array, new_like, require_choice, require_contiguous,
+                      require_dtype, require_i32_sizes, require_rank, require_smem, same_kind)
+from .decode_gemm import DecodeConfig
+from .matmul_decode import check_decode_config, decode_config, decode_grid, decode_kernel, decode_unfit
 
 
 @dataclass(frozen=True)
@@ -96,14 +112,25 @@ ASYNC_SMALL_M = GemmConfig(block_m=64, block_n=64, block_k=32, warps_m=2, warps_
 ASYNC_TINY_M = GemmConfig(block_m=16, block_n=64, block_k=64, warps_m=1, warps_n=2, stages=4)
 
 
-def matmul_heuristic(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto") -> GemmConfig:
-    """The heuristic: the async pipeline for everything but tiny K (where there is nothing to
-    overlap); smaller tiles as M shrinks, so that small-M (decode) shapes still fill the GPU."""
+def matmul_heuristic(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto"):
+    """The heuristic: the decode weight stream (a DecodeConfig) for M <= 16 with b [N, K] and K a
+    multiple of 32 (16-byte aligned data assumed); else the tiled kernel's GemmConfig: the async
+    pipeline for everything but tiny K (where there is nothing to overlap), smaller tiles as M
+    shrinks, so that small-M shapes still fill the GPU."""
+    if pipeline == "auto" and not decode_unfit(M, K, b_layout, True):
+        return decode_config(M, N, K)
+    return tiled_config(M, N, K, pipeline)
+
+
+def tiled_config(M: int, N: int, K: int, pipeline: str = "auto", element_copies: bool = False) -> GemmConfig:
+    """The tiled kernel's GemmConfig (matmul_heuristic without the decode choice). ``element_copies``
+    (rows off 16-byte boundaries): no 128x128 tile, whose 128 accumulators a thread already take
+    ~254 registers, so that the element path's predicates and addresses would spill."""
     if pipeline == "sync" or (pipeline == "auto" and K <= 64):
         return SYNC
     if M <= 16:
         return ASYNC_TINY_M
-    if M <= 512:
+    if M <= 512 or element_copies:
         return ASYNC_SMALL_M
     return ASYNC_LARGE
 
@@ -121,7 +148,7 @@ def matmul_choice(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
     tuning table of the current device (``python -m kaiodsl tune``; the exact shape, else its shape
     class), else the heuristic (``matmul_heuristic``); ``pipeline="sync"/"async"`` always use the
     heuristic, since the table was tuned with the pipeline free."""
-    if isinstance(config, (GemmConfig, gemm_sm90.Sm90Config)):
+    if isinstance(config, (GemmConfig, DecodeConfig, gemm_sm90.Sm90Config)):
         return tuning.Choice(config, "given")
     if not (config is None or (isinstance(config, str) and config == "auto")):
         raise ArgumentError(f"matmul(): config must be a kaiodsl.ops.GemmConfig, 'auto' or None, "
@@ -134,6 +161,8 @@ def matmul_choice(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
             return found
         return tuning.Choice(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()),
                              "heuristic: the sm_90a kernel (TMA + wgmma, ops/gemm_sm90.py)")
+    if pipeline == "auto" and not decode_unfit(M, K, b_layout, True):
+        return tuning.Choice(decode_config(M, N, K), "heuristic: the decode weight stream (ops/matmul_decode.py)")
     if pipeline == "auto":
         found = tuning.lookup(tuning.device_name(), "matmul", name, b_layout, (M, N, K), GemmConfig,
                               _validate_entry)
@@ -142,8 +171,8 @@ def matmul_choice(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
     return tuning.Choice(matmul_heuristic(M, N, K, name, b_layout, pipeline), "heuristic")
 
 
-def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto") -> GemmConfig:
-    """The GemmConfig ``matmul`` picks for this shape with ``config="auto"`` (``matmul_choice(...).config``)."""
+def matmul_config(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto"):
+    """The config (GemmConfig, DecodeConfig or Sm90Config) ``matmul`` picks for this shape with ``config="auto"`` (``matmul_choice(...).config``)."""
     return matmul_choice(M, N, K, dtype, b_layout, pipeline).config
 
 
@@ -156,10 +185,21 @@ def needs_wide(M: int, N: int, K: int) -> bool:
     return max(K, N) >= WIDE_LD
 
 
-def block_gemm(cfg: GemmConfig, dtype, b_kmajor: bool, atom: str, wide: bool = False) -> tiles.BlockGemm:
-    """The tile library's main-loop configuration of ``cfg`` for elements of ``dtype``."""
+def block_gemm(cfg: GemmConfig, dtype, b_kmajor: bool, atom: str, wide: bool = False, a_granule: int = 0,
+               b_granule: int = 0) -> tiles.BlockGemm:
+    """The tile library's main-loop configuration of ``cfg`` for elements of ``dtype``; granules: the
+    byte alignment of A's / B's rows when less than 16 (0: 16-byte aligned)."""
     return tiles.BlockGemm(cfg.block_m, cfg.block_n, cfg.block_k, cfg.warps_m, cfg.warps_n, cfg.stages, dtype,
-                           tiles.MmaAtom(atom), b_kmajor, cfg.group_m, wide)
+                           tiles.MmaAtom(atom), b_kmajor, cfg.group_m, wide, a_granule, b_granule)
+
+
+def row_granule(ld: int, elem_bytes: int, ptr_align: int = 16) -> int:
+    """The copy granule for rows of ``ld`` elements from a pointer aligned to ``ptr_align`` bytes: 0 when
+    every row starts on a 16-byte boundary (the fast path), else the largest power of two (2, 4 or 8
+    bytes, at least one element) that divides every row's start."""
+    row = ld * elem_bytes
+    g = min(16, ptr_align, (row & -row) if row else 16)
+    return 0 if g >= 16 else max(g, elem_bytes)
 
 
 @kaiodsl.func
@@ -174,13 +214,15 @@ def gemm_body(G: Const, E: Const, a, b, c, args, M, N, K):
 
 
 @lru_cache(maxsize=None)
-def gemm_kernel(dtype_name: str, out_name: str, b_kmajor: bool, cfg: GemmConfig, has_bias: bool, wide: bool = False):
+def gemm_kernel(dtype_name: str, out_name: str, b_kmajor: bool, cfg: GemmConfig, has_bias: bool, wide: bool = False,
+                a_granule: int = 0, b_granule: int = 0):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
-    G = block_gemm(cfg, T, b_kmajor, dtype_name, wide)
+    G = block_gemm(cfg, T, b_kmajor, dtype_name, wide, a_granule, b_granule)
     E = tiles.Epilogue((tiles.Bias(),) if has_bias else (), OUT)
     name = f"gemm_{dtype_name}_{out_name}_{'nk' if b_kmajor else 'kn'}_{cfg.block_m}x{cfg.block_n}x{cfg.block_k}" \
-           f"_w{cfg.warps_m}x{cfg.warps_n}_s{cfg.stages}" + ("_wide" if wide else "")
+           f"_w{cfg.warps_m}x{cfg.warps_n}_s{cfg.stages}" + ("_wide" if wide else "") + \
+           (f"_ga{a_granule}" if a_granule else "") + (f"_gb{b_granule}" if b_granule else "")
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def gemm(a: Ptr[T], b: Ptr[T], c: Ptr[OUT], bias: Ptr[f32], M: i32, N: i32, K: i32):
@@ -251,13 +293,15 @@ def out_dtype_of(op: str, out_dtype, default: str) -> ScalarType:
 _OUT_TYPES = {"f16": f16, "bf16": bf16, "f32": f32}
 
 
-def config_or_default(op: str, config, default):
-    """``config`` when it is a GemmConfig, ``default()`` when it is None or ``"auto"``."""
+def config_or_default(op: str, config, default, decode: bool = False):
+    """``config`` when it is a GemmConfig (or, with ``decode``, a DecodeConfig), ``default()`` when it is
+    None or ``"auto"``."""
     if config is None or (isinstance(config, str) and config == "auto"):
         return default()
-    if not isinstance(config, GemmConfig):
-        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig, or 'auto' / None to let the op "
-                            f"choose, got {type(config).__name__} {config!r}")
+    if not (isinstance(config, GemmConfig) or decode and isinstance(config, DecodeConfig)):
+        what = "a kaiodsl.ops.GemmConfig" + (", DecodeConfig" if decode else "") + " or Sm90Config"
+        raise ArgumentError(f"{op}(): config must be {what}, or 'auto' / None to let the op choose, "
+                            f"got {type(config).__name__} {config!r}")
     return config
 
 
@@ -303,36 +347,52 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
                             f"{bz.shape}: K={K} and {Kb} differ")
     require_contiguous(az, op)
     require_contiguous(bz, op)
-    if K % 8:
-        raise ArgumentError(f"{op}(): K={K} must be a multiple of 8 (rows of a and b start on 16-byte "
-                            f"boundaries for the 16-byte cp.async copies)")
-    if layout == "kn" and N % 8:
-        raise ArgumentError(f"{op}(): with b as [K, N], N={N} must be a multiple of 8 (16-byte rows)")
     require_choice(op, "pipeline", pipeline, ("auto", "sync", "async"))
     out_t = out_dtype_of(op, out_dtype, az.dtype.name)
-    if isinstance(config, gemm_sm90.Sm90Config) or (
-            (config is None or config == "auto") and pipeline == "auto" and gemm_sm90.wants_sm90(M, N, K, layout)):
-        return _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config)
-    cfg = config_or_default(op, config, lambda: matmul_choice(M, N, K, az.dtype.name, layout, pipeline).config)
-    if pipeline == "sync" and cfg.stages != 1:
-        cfg = replace(cfg, stages=1)
-    if pipeline == "async" and cfg.stages == 1:
-        cfg = replace(cfg, stages=3)
-    check_config(op, cfg, 2, layout == "nk")
+    ga = row_granule(K, 2, data_alignment(az))
+    gb = row_granule(K if layout == "nk" else N, 2, data_alignment(bz))
+    aligned = not (ga or gb)
+    if isinstance(config, gemm_sm90.Sm90Config) or ((config is None or config == "auto") and pipeline == "auto"
+                                                    and aligned and gemm_sm90.wants_sm90(M, N, K, layout)):
+        return _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config, aligned)
+    unfit = decode_unfit(M, K, layout, aligned)
+
+    def default():
+        if not aligned:
+            return tiled_config(M, N, K, pipeline, True)
+        return matmul_choice(M, N, K, az.dtype.name, layout, pipeline).config
+
+    cfg = config_or_default(op, config, default, decode=True)
+    if isinstance(cfg, DecodeConfig):
+        if unfit or pipeline != "auto":
+            why = unfit or f"pipeline={pipeline!r} selects the tiled kernel (leave it 'auto')"
+            raise ArgumentError(f"{op}(): config {cfg!r} is a DecodeConfig, but the decode kernel cannot run "
+                                f"this product: {why}; give a GemmConfig (or None)")
+        check_decode_config(op, cfg)
+    else:
+        if pipeline == "sync" and cfg.stages != 1:
+            cfg = replace(cfg, stages=1)
+        if pipeline == "async" and cfg.stages == 1:
+            cfg = replace(cfg, stages=3)
+        check_config(op, cfg, 2, layout == "nk")
     require_i32_sizes(op, M=M, N=N, K=K)
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
-    grid = tile_grid(op, M, N, cfg)
+    grid = decode_grid(M, N, cfg) if isinstance(cfg, DecodeConfig) else tile_grid(op, M, N, cfg)
     bias_arg = _bias_f32(bias, az, N, op)          # the last check; allocates only when all passed
     out = new_like(az, (M, N), out_t)
     if M == 0 or N == 0:
         return out
-    k = gemm_kernel(az.dtype.name, out_t.name, layout == "nk", cfg, bias is not None, needs_wide(M, N, K))
+    if isinstance(cfg, DecodeConfig):
+        k = decode_kernel(az.dtype.name, out_t.name, cfg, bias is not None, M > 8)
+        k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes())
+        return out
+    k = gemm_kernel(az.dtype.name, out_t.name, layout == "nk", cfg, bias is not None, needs_wide(M, N, K), ga, gb)
     k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes(2))
     return out
 
 
-def _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config):
+def _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config, aligned):
     """The Hopper kernel (ops/gemm_sm90.py) for validated f16/bf16 operands."""
     from kaiodsl.compiler import default_arch
 
@@ -341,6 +401,9 @@ def _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config):
                             f"{default_arch()}: use a GemmConfig or config='auto'")
     if layout != "nk":
         raise ArgumentError(f"{op}(): the sm_90a kernel takes b as [N, K] (b_layout='nk'); got b_layout={layout!r}")
+    if not aligned:
+        raise ArgumentError(f"{op}(): the sm_90a kernel loads rows with TMA, which needs every row of a and b on a "
+                            f"16-byte boundary (K={K} a multiple of 8 and 16-byte aligned data); use config='auto'")
     cfg = config if isinstance(config, gemm_sm90.Sm90Config) else \
         matmul_choice(M, N, K, az.dtype.name, layout).config
     try:
@@ -360,19 +423,28 @@ def _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config):
     return gemm_sm90.launch(az.dtype.name, a, b, out, M, N, K, cfg, E, args, types)
 
 
-def matmul_kernel_for(a, b, b_layout: str, config: GemmConfig, out_dtype: str = "f16", bias: bool = False):
-    """The CompiledKernel matmul would run (for its registers, spills, PTX)."""
+def matmul_kernel_for(a, b, b_layout: str, config, out_dtype: str = "f16", bias: bool = False):
+    """The CompiledKernel matmul would run for a GemmConfig or a DecodeConfig (for its registers, spills,
+    PTX); the granules of the element path follow a's and b's shapes (and data pointers) as in matmul."""
     from kaiodsl.runtime import current
 
     op = "matmul_kernel_for"
-    az = inspect_array("a", a, op)
+    az, bz = inspect_array("a", a, op), inspect_array("b", b, op)
     require_dtype(az, (f16, bf16), op)
     layout = _b_layout(b_layout, op)
     out_t = out_dtype_of(op, out_dtype, az.dtype.name)
+    if isinstance(config, DecodeConfig):
+        check_decode_config(op, config)
+        return decode_kernel(az.dtype.name, out_t.name, config, bool(bias), az.shape[0] > 8).compile(
+            arch=current().arch)
     if not isinstance(config, GemmConfig):
-        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig, got {config!r}")
+        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig or DecodeConfig, got {config!r}")
     check_config(op, config, 2, layout == "nk")
-    return gemm_kernel(az.dtype.name, out_t.name, layout == "nk", config, bool(bias)).compile(arch=current().arch)
+    K = az.shape[-1]
+    ga = row_granule(K, 2, data_alignment(az))
+    gb = row_granule(K if layout == "nk" else bz.shape[-1], 2, data_alignment(bz))
+    return gemm_kernel(az.dtype.name, out_t.name, layout == "nk", config, bool(bias), False, ga,
+                       gb).compile(arch=current().arch)
 
 
 def reference_matmul(a, b, b_layout: str = "kn", bias=None) -> np.ndarray:

@@ -13,7 +13,8 @@ elements only (PTX ISA 9.7.9.26), so the kernel has no [K, N] path for int8. Kee
 [N, K] to avoid the copy.
 
 The kernel is the f16 GEMM's (kaiodsl.tiles.gemm) with an s8 atom: tiles are counted in bytes, and a
-32-byte k-slab is one m16n8k32 step.
+32-byte k-slab is one m16n8k32 step. Any K >= 1: rows that do not start on 16-byte boundaries (K not a
+multiple of 16, or a data pointer off 16 bytes) take the tile copies' element path (kaiodsl/tiles/copies.py).
 """
 
 from functools import lru_cache
@@ -24,32 +25,37 @@ import kaiodsl
 from kaiodsl import Ptr, bf16, f16, f32, i8, i32, tiles
 from kaiodsl.errors import ArgumentError
 
-from ._common import (copy_2d, inspect_array, is_real, new_like, require_choice, require_contiguous,
+from ._common import (copy_2d, data_alignment, inspect_array, is_real, new_like, require_choice, require_contiguous,
                       require_dtype, require_f32_scalar, require_i32_sizes, require_rank, same_kind)
 from .matmul import (GemmConfig, _bias_f32, block_gemm, check_config, config_or_default, dummy_f32,
-                     gemm_body, needs_wide, out_dtype_of, tile_grid)
+                     gemm_body, needs_wide, out_dtype_of, row_granule, tile_grid)
 
 
-def int8_config(M: int, N: int, K: int) -> GemmConfig:
-    """block_k counts int8 elements: 64 -> 64-byte rows, as the f16 kernel's 32 (tuned on an H100)."""
+def int8_config(M: int, N: int, K: int, element_copies: bool = None) -> GemmConfig:
+    """block_k counts int8 elements: 64 -> 64-byte rows, as the f16 kernel's 32 (tuned on an H100).
+    ``element_copies`` (default: K % 16 != 0, rows off 16-byte boundaries): no 128x128 tile, which the
+    element copies' extra registers would make spill (as in matmul.tiled_config)."""
+    if element_copies is None:
+        element_copies = K % 16 != 0
     if M <= 16:
         return GemmConfig(block_m=16, block_n=64, block_k=128, warps_m=1, warps_n=2, stages=4)
-    if M <= 512:
+    if M <= 512 or element_copies:
         return GemmConfig(block_m=64, block_n=64, block_k=64, warps_m=2, warps_n=2, stages=4)
     return GemmConfig(block_m=128, block_n=128, block_k=64, warps_m=2, warps_n=2, stages=4)
 
 
 @lru_cache(maxsize=None)
 def int8_kernel(out_name: str, cfg: GemmConfig, row_scale: bool, col_scale: bool, has_bias: bool,
-                wide: bool = False):
+                wide: bool = False, a_granule: int = 0, b_granule: int = 0):
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
-    G = block_gemm(cfg, i8, True, "s8", wide)
+    G = block_gemm(cfg, i8, True, "s8", wide, a_granule, b_granule)
     ops_ = ((tiles.Scale(),) + ((tiles.RowScale(),) if row_scale else ())
             + ((tiles.ColScale(),) if col_scale else ()) + ((tiles.Bias(),) if has_bias else ()))
     E = tiles.Epilogue(ops_, OUT)
     name = (f"gemm_s8_{out_name}_{cfg.block_m}x{cfg.block_n}x{cfg.block_k}_w{cfg.warps_m}x{cfg.warps_n}"
             f"_s{cfg.stages}" + ("_rs" if row_scale else "") + ("_cs" if col_scale else "")
-            + ("_bias" if has_bias else "") + ("_wide" if wide else ""))
+            + ("_bias" if has_bias else "") + ("_wide" if wide else "")
+            + (f"_ga{a_granule}" if a_granule else "") + (f"_gb{b_granule}" if b_granule else ""))
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def gemm_s8(a: Ptr[i8], b: Ptr[i8], c: Ptr[OUT], rscale: Ptr[f32], cscale: Ptr[f32], bias: Ptr[f32],
@@ -81,8 +87,6 @@ def _check_int8_pair(op, a, b, b_layout, a_name="a", b_name="b"):
                             f"(b_layout={layout!r}): K={K} and {Kb} differ")
     require_contiguous(az, op)
     require_contiguous(bz, op)
-    if K % 16:
-        raise ArgumentError(f"{op}(): K={K} must be a multiple of 16 (16-byte rows for the cp.async copies)")
     if layout == "kn" and bz.kind == "cuda":
         raise ArgumentError(f"{op}(): b_layout='kn' copies '{b_name}' transposed, which needs a torch tensor, "
                             f"kaiodsl.DeviceArray or numpy array; got a __cuda_array_interface__ object")
@@ -104,7 +108,9 @@ def _b_nk(b, bz, layout, N, K):
 
 
 def _launch(a, b, out, rs, cs, bias, alpha, M, N, K, cfg, grid, out_name, flags):
-    k = int8_kernel(out_name, cfg, *flags, needs_wide(M, N, K))
+    ga = row_granule(K, 1, data_alignment(inspect_array("a", a, "matmul_int8")))
+    gb = row_granule(K, 1, data_alignment(inspect_array("b", b, "matmul_int8")))
+    k = int8_kernel(out_name, cfg, *flags, needs_wide(M, N, K), ga, gb)
     k[grid, cfg.threads](a, b, out, rs, cs, bias, alpha, M, N, K, smem=cfg.smem_bytes(1))
     return out
 

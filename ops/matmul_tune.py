@@ -14,6 +14,8 @@ for a shape:
   no wider than that of N;
 * no more stages than there are k steps.
 
+This is the tiled (mma.sync) kernel's table: the decode weight stream (M <= 16, b [N, K]) and the
+sm_90a kernel (``matmul_sm90``, ops/gemm_sm90_tune.py) are chosen before it where they apply.
 The heuristic's choice comes first, then the configs that differ from it in the fewest fields
 (a time budget that cuts the list keeps the neighbourhood of the known-good config), then larger
 tiles first.
@@ -28,7 +30,7 @@ import numpy as np
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tuning import Tunable, register
 
-from .matmul import GemmConfig, check_config, matmul, matmul_heuristic
+from .matmul import GemmConfig, check_config, matmul, tiled_config
 
 BLOCK_M = (16, 32, 64, 128, 256)
 BLOCK_N = (64, 128, 256)
@@ -69,7 +71,7 @@ def candidates(shape, dtype: str, layout: str, arch: str) -> list:
     """The pruned search space for ``shape`` (M, N, K), the default first. ``arch`` is the current
     backend's (``check_config`` reads its shared-memory limit from there)."""
     M, N, K = shape
-    default = matmul_heuristic(M, N, K, dtype, layout)
+    default = tiled_config(M, N, K)
     found = [c for c in dict.fromkeys(_space(M, N, K, layout)) if c != default and _valid(c, layout)]
 
     def differs(c):
@@ -111,5 +113,5 @@ def validate(config: GemmConfig, dtype: str, layout: str) -> None:
 
 MATMUL = register(Tunable(
     name="matmul", config_type=GemmConfig, dtypes=("f16", "bf16"), layouts=("nk", "kn"),
-    candidates=candidates, default=lambda shape, dtype, layout: matmul_heuristic(*shape, dtype, layout),
+    candidates=candidates, default=lambda shape, dtype, layout: tiled_config(*shape),
     make_inputs=make_inputs, run=run, validate=validate))

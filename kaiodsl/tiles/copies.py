@@ -8,6 +8,20 @@ of the fixed axis, the swizzled shared pointer and the entry's k offset; ``issue
 add, one compare and one copy per 16-byte chunk per k tile. Out-of-range chunks are zero-filled
 (``cp.async`` with src-size 0, PTX ISA 9.7.9.25.3.1), so the mma reads zeros past every edge.
 
+Rows that do not start on a 16-byte boundary (K or N not a multiple of 8 halves, or a data pointer
+that is not 16-byte aligned) take the same plan with a smaller ``granule``: each 16-byte chunk of
+the shared tile is still one entry of one thread (same swizzled layout, so ldmatrix and the mma do
+not change), but it is filled with ``vec / granule`` copies of ``granule`` bytes, each predicated on
+its own k (or n) position. Granules of 4 and 8 bytes stay cp.async (its 4- and 8-byte forms, .ca).
+A 2-byte granule (1-byte for int8) cannot (cp.async copies at least 4 bytes from a 4-aligned
+address): it is register-staged (``kind="sync"``): the 8 ld.global.u16 of a chunk are issued
+first, then its 8 st.shared.u16, in the same ring slot the cp.async copy would fill, so the pipeline is unchanged.
+What that costs: 8 load instructions a chunk instead of one (8x the LSU issue slots and L1
+wavefronts for that operand), and the loads' latency is no longer overlapped with the mma of the
+tiles in flight: each refill stalls its warps for one global round trip before the stores. Expect
+the element path several times slower than the aligned one at large shapes; pad K (or N) to a
+multiple of 8 where speed matters.
+
 TMA slots in behind the same pair: a ``TileCopy(kind="tma")`` would make ``plan`` return the
 tensor-map coordinates and ``issue`` one ``cp.async.bulk.tensor`` per stage completing on the
 stage's mbarrier (pipeline.Ring(kind="mbarrier")).
@@ -18,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import kaiodsl
-from kaiodsl import Const, i64, u32
+from kaiodsl import Const, i64, u8, u16, u32
 
 from .layouts import SmemTile, chunk_ptr, swizzle_chunk
 
@@ -37,6 +51,9 @@ class TileCopy:
     vec: int = 16           # bytes per copy: 4, 8 or 16 (global rows must be vec-aligned)
     edge: str = "piece"     # "piece": a copy is all or nothing; "element": partial copies zero-fill
                             # the rest (src-size), for extents that are not multiples of vec; "none"
+    granule: int = 0        # 0: one copy a piece; 1, 2, 4 or 8: each piece in granule-byte copies, for
+                            # rows aligned only to that (kind "sync" below 4; edge "piece"; K, and
+                            # N for k_axis "rows", a multiple of the granule's elements)
 
     def __post_init__(self):
         if self.k_axis not in ("cols", "rows") or self.kind not in KINDS:
@@ -47,6 +64,11 @@ class TileCopy:
                              f"got {self.vec}, {self.edge!r}")
         if self.edge == "element" and self.kind != "cp.async":
             raise ValueError("TileCopy: edge='element' needs cp.async (its src-size zero fill)")
+        if self.granule and not (self.granule in (1, 2, 4, 8) and self.tile.elem_bytes <= self.granule < self.vec
+                                 and self.edge == "piece" and (self.kind == "sync" or self.granule >= 4)):
+            raise ValueError(f"TileCopy: granule must be 1, 2, 4 or 8 bytes (at least one element, less than vec), "
+                             f"with edge 'piece', and 4 or 8 for cp.async; got {self.granule}, {self.kind!r}, "
+                             f"{self.edge!r}")
         if (self.tile.rows * self.pieces_per_row) % self.threads:
             raise ValueError(f"TileCopy: {self.tile.rows * self.pieces_per_row} {self.vec}-byte copies do not "
                              f"split over {self.threads} threads")
@@ -58,6 +80,10 @@ class TileCopy:
     @property
     def piece_elems(self) -> int:
         return self.vec // self.tile.elem_bytes
+
+    @property
+    def granule_elems(self) -> int:
+        return self.granule // self.tile.elem_bytes
 
     @property
     def per_thread(self) -> int:
@@ -101,7 +127,7 @@ def plan(C: Const, smem, src, ld, start, extent, tid):
             kofs = p * PE
         else:
             fixed = start + p * PE < extent
-            if C.edge == "element":
+            if C.edge == "element" or C.granule:
                 fixed = min(max(extent - (start + p * PE), 0), PE)      # elements in range
             kofs = r
         entries = entries + [(g, fixed, sp, kofs)]
@@ -118,6 +144,9 @@ def issue(C: Const, entries, ld, stage, k0, K):
         step = i64(k0) * ld                                         # k0 * N passes 2^31 for big [K, N]
     base = stage * C.tile.elems
     PE = C.piece_elems
+    if C.granule:
+        _issue_granules(C, entries, step, base, k0, K)
+        return
     for e in kaiodsl.static_range(len(entries)):
         g, fixed, sp, kofs = entries[e]
         gp = g + step
@@ -139,6 +168,53 @@ def issue(C: Const, entries, ld, stage, k0, K):
                 kaiodsl.cp_async(s, gp, C.vec, mask=valid)
             else:
                 _copy_sync(C, s, gp, valid)
+
+
+@kaiodsl.func
+def _issue_granules(C: Const, entries, step, base, k0, K):
+    """``issue`` for a granule smaller than the piece: copy j of a piece covers elements
+    j * GE .. of it, valid where its k (k_axis "cols") or its column ("rows": j * GE below the
+    entry's count of columns in range) is inside the matrix. Below 4 bytes the copies are
+    register-staged a chunk at a time: its loads first, so that they are in flight together, then
+    its stores."""
+    GE = C.granule_elems
+    n = C.vec // C.granule
+    for e in kaiodsl.static_range(len(entries)):
+        g, fixed, sp, kofs = entries[e]
+        gp = g + step
+        s = sp + base
+        staged = []
+        for j in kaiodsl.static_range(n):
+            if C.k_axis == "cols":
+                valid = fixed and k0 + kofs + j * GE < K
+            else:
+                valid = j * GE < fixed and k0 + kofs < K
+            if C.kind == "cp.async":
+                kaiodsl.cp_async(s + j * GE, gp + j * GE, C.granule, mask=valid)
+            else:
+                staged = staged + [_load_granule(C, gp + j * GE, valid)]
+        for j in kaiodsl.static_range(len(staged)):
+            _store_granule(C, s + j * GE, staged[j])
+
+
+@kaiodsl.func
+def _load_granule(C: Const, gp, valid):
+    """One granule global -> registers (zero when not valid): a u8, a u16, a u32 or two u32s."""
+    if C.granule == 1:
+        return kaiodsl.load(kaiodsl.ptr_cast(gp, u8), 0, mask=valid, other=0)
+    if C.granule == 2:
+        return kaiodsl.load(kaiodsl.ptr_cast(gp, u16), 0, mask=valid, other=0)
+    return kaiodsl.load(kaiodsl.ptr_cast(gp, u32), 0, vec=C.granule // 4, mask=valid, other=0)
+
+
+@kaiodsl.func
+def _store_granule(C: Const, s, v):
+    if C.granule == 1:
+        kaiodsl.store(kaiodsl.ptr_cast(s, u8), 0, v)
+    elif C.granule == 2:
+        kaiodsl.store(kaiodsl.ptr_cast(s, u16), 0, v)
+    else:
+        kaiodsl.store(kaiodsl.ptr_cast(s, u32), 0, v, vec=C.granule // 4)
 
 
 @kaiodsl.func

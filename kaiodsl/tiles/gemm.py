@@ -9,7 +9,9 @@ of K (``MmaAtom.k_bytes``), one mma step and one ldmatrix.x4 per 16-row operand 
 ``stages == 1`` is the plain kernel (16-byte loads to registers, stores to shared, two barriers a
 k tile); ``stages >= 2`` is the cp.async multistage loop (CUTLASS's, in outline): ``stages - 1``
 tiles in flight; the next k slab's fragments are read while the current slab's mma run, and the
-wait + barrier for the next tile sit at the last slab of the current one.
+wait + barrier for the next tile sit at the last slab of the current one. ``a_granule`` /
+``b_granule`` select copies.py's element path for operands whose rows are not 16-byte aligned (same
+shared layout, same ring; only the global -> shared copies change).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class BlockGemm:
     b_kmajor: bool = True
     group_m: int = 8
     wide: bool = False      # 64-bit offsets inside tiles too: for leading dimensions >= 2^31 / tile rows
+    a_granule: int = 0      # 0: A's rows are 16-byte aligned; else the bytes they are aligned to (copies.py)
+    b_granule: int = 0      # the same for B
 
     @property
     def threads(self) -> int:
@@ -68,13 +72,24 @@ class BlockGemm:
     def kind(self) -> str:
         return "sync" if self.stages == 1 else "cp.async"
 
+    def copy_kind(self, granule: int) -> str:
+        """cp.async in the ring, except for 1- and 2-byte granules (register-staged: copies.py says why)."""
+        return "sync" if self.stages == 1 or granule < 4 else "cp.async"
+
     @property
     def a_copy(self) -> TileCopy:
+        if self.a_granule:
+            return TileCopy(self.a_tile, self.threads, "cols", self.copy_kind(self.a_granule), self.wide,
+                            granule=self.a_granule)
         return TileCopy(self.a_tile, self.threads, "cols", self.kind, self.wide)
 
     @property
     def b_copy(self) -> TileCopy:
-        return TileCopy(self.b_tile, self.threads, "cols" if self.b_kmajor else "rows", self.kind, self.wide)
+        axis = "cols" if self.b_kmajor else "rows"
+        if self.b_granule:
+            return TileCopy(self.b_tile, self.threads, axis, self.copy_kind(self.b_granule), self.wide,
+                            granule=self.b_granule)
+        return TileCopy(self.b_tile, self.threads, axis, self.kind, self.wide)
 
     @property
     def slabs(self) -> int:

@@ -79,7 +79,7 @@ def matmul_backward(ctx, g):
             da = grad_input(g, b)
         if _needs(ctx, 1):
             db = _grad_weight(g, a)
-    else:                                      # y = a @ b, b [K, N]: N % 8 == 0 (the forward's rule)
+    else:                                      # y = a @ b, b [K, N]
         if _needs(ctx, 0):
             da = _mm(g, b.contiguous(), "nk")
         if _needs(ctx, 1):

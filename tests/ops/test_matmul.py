@@ -99,6 +99,8 @@ def test_matmul_heuristic_configs(backend, rng, cfg, layout):
     """The configs matmul_config returns (whatever the tuned table holds) are valid and correct
     on a ragged shape that spans more than one k tile and edge tiles in M and N."""
     M, N, K = 37, 72, 136
+    if isinstance(cfg, ops.DecodeConfig):     # the decode kernel: M <= 16, K a multiple of 32
+        M, K = 16, 160
     a, b, _, ref = _case(rng, M, N, K, "f16", layout, False)
     check_close(ops.matmul(a, b, b_layout=layout, out_dtype="f32", config=cfg), ref, "f32")
 

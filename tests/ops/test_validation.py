@@ -37,6 +37,7 @@ class huge:  # noqa: N801
 
 
 A, B_KN, B_NK = (16, 32), (32, 24), (24, 32)
+DEC = ops.DecodeConfig(n_tiles=1, k_split=2, nw=1, unroll=1)
 W4 = lambda: ops.pack_int4(np.full((16, 128), 7, np.uint8))    # noqa: E731  N=16, K=128
 S4 = lambda g=128, dt=F16: np.full((16, 128 // g), 0.1, dt)      # noqa: E731
 
@@ -52,8 +53,22 @@ CASES = {
     "mm-noncontig": (lambda: ops.matmul(z((16, 64))[:, ::2], z(B_KN)), ["'a'", "contiguous", "(16, 32)",
                                                                          "(64, 2)"]),
     "mm-noncontig-b": (lambda: ops.matmul(z(A), z((24, 64))[:, ::2], b_layout="nk"), ["'b'", "contiguous"]),
-    "mm-K8": (lambda: ops.matmul(z((16, 20)), z((20, 24))), ["K=20", "multiple of 8"]),
-    "mm-N8-kn": (lambda: ops.matmul(z(A), z((32, 20))), ["N=20", "multiple of 8"]),
+    "mm-K0": (lambda: ops.matmul(z((16, 0)), z((0, 24))), ["K=0", "nothing to compute"]),
+    "mm-K0-nk": (lambda: ops.matmul(z((1, 0)), z((24, 0)), b_layout="nk"), ["K=0"]),
+    "mm-decode-kn": (lambda: ops.matmul(z((1, 32)), z(B_KN), config=DEC), ["DecodeConfig", "b is [K, N]",
+                                                                           "GemmConfig"]),
+    "mm-decode-M": (lambda: ops.matmul(z((17, 32)), z(B_NK), b_layout="nk", config=DEC), ["DecodeConfig",
+                                                                                          "M=17"]),
+    "mm-decode-K": (lambda: ops.matmul(z((1, 20)), z((24, 20)), b_layout="nk", config=DEC), ["K=20",
+                                                                                            "multiple of 32"]),
+    "mm-decode-pipeline": (lambda: ops.matmul(z((1, 32)), z(B_NK), b_layout="nk", config=DEC, pipeline="sync"),
+                           ["DecodeConfig", "pipeline='sync'"]),
+    "mm-decode-warps": (lambda: ops.matmul(z((1, 32)), z(B_NK), b_layout="nk",
+                                           config=ops.DecodeConfig(n_tiles=8, k_split=8)), ["64 warps", "32"]),
+    "mm-decode-field": (lambda: ops.matmul(z((1, 32)), z(B_NK), b_layout="nk",
+                                           config=ops.DecodeConfig(nw=0)), ["nw must be a positive int", "0"]),
+    "i8-decode-config": (lambda: ops.matmul_int8(i8(A), i8(B_NK), config=DEC), ["config", "GemmConfig",
+                                                                               "DecodeConfig"]),
     "mm-out": (lambda: ops.matmul(z(A), z(B_KN), out_dtype="f64"), ["out_dtype", "'f64'"]),
     "mm-out-int": (lambda: ops.matmul(z(A), z(B_KN), out_dtype=kaiodsl.i32), ["out_dtype", "i32"]),
     "mm-pipeline": (lambda: ops.matmul(z(A), z(B_KN), pipeline="fast"), ["pipeline", "'fast'"]),
@@ -86,7 +101,6 @@ CASES = {
     "i8-b-dtype": (lambda: ops.matmul_int8(i8(A), np.full((24, 32), 1, np.uint8)), ["'b'", "u8"]),
     "i8-rank": (lambda: ops.matmul_int8(i8((16, 32, 1)), i8((24, 32))), ["'a'", "(16, 32, 1)"]),
     "i8-K": (lambda: ops.matmul_int8(i8(A), i8((24, 48))), ["K=32", "48"]),
-    "i8-K16": (lambda: ops.matmul_int8(i8((16, 24)), i8((24, 24))), ["K=24", "multiple of 16"]),
     "i8-noncontig": (lambda: ops.matmul_int8(i8((32, 32))[::2], i8((24, 32))), ["'a'", "contiguous"]),
     "i8-scale": (lambda: ops.matmul_int8(i8(A), i8((24, 32)), "2"), ["scale", "'2'"]),
     "i8-scale-arr": (lambda: ops.matmul_int8(i8(A), i8((24, 32)), np.ones(16, np.float32)), ["scale",
@@ -176,8 +190,6 @@ CASES = {
     "bw-layout": (lambda: ops.matmul_backward(z((16, 24)), z(A), z(B_KN), b_layout="auto"), ["b_layout",
                                                                                             "'auto'"]),
     "bw-K": (lambda: ops.matmul_backward(z((16, 24)), z(A), z((40, 24))), ["K=32", "40"]),
-    "bw-K8": (lambda: ops.matmul_backward(z((16, 24)), z((16, 12)), z((12, 24))), ["K=12", "multiple of 8"]),
-    "bw-N8": (lambda: ops.matmul_backward(z((16, 20)), z(A), z((32, 20))), ["N=20", "multiple of 8"]),
     "bw-rank": (lambda: ops.matmul_backward(z((16, 24)), z(A), z((32, 24, 1))), ["'b'", "(32, 24, 1)"]),
     "bw-noncontig": (lambda: ops.matmul_backward(z((16, 48))[:, ::2], z(A), z(B_KN)), ["'grad'",
                                                                                        "contiguous"]),

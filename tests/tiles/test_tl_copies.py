@@ -22,13 +22,14 @@ WARP = tiles.WarpMma(16, 32)
 
 @kaiodsl.kernel(block_size=THREADS)
 def tile_gemm(a: Ptr[f16], b: Ptr[f16], c: Ptr[f32], M: i32, N: i32, K: i32, lda: i32, ldb: i32,
-              B_KN: Const[bool], VEC: Const[int], EDGE: Const[str], KIND: Const[str]):
+              B_KN: Const[bool], VEC: Const[int], EDGE: Const[str], KIND: Const[str], GRAN: Const[int]):
     """C [32, 32] = A [M, K] @ B with two warps (16 x 32 each), one 32-deep k tile at a time; A and B
-    rows are lda / ldb elements apart (>= the extent: the padding must never be read)."""
+    rows are lda / ldb elements apart (>= the extent: the padding must never be read); GRAN: the
+    copies' granule (0: whole pieces)."""
     TA = tiles.SmemTile(32, 32, f16)
     TB = tiles.SmemTile(32, 32, f16).after(TA)
-    ca = tiles.TileCopy(TA, THREADS, "cols", KIND, vec=VEC, edge=EDGE)
-    cb = tiles.TileCopy(TB, THREADS, "rows" if B_KN else "cols", KIND, vec=VEC, edge=EDGE)
+    ca = tiles.TileCopy(TA, THREADS, "cols", KIND, vec=VEC, edge=EDGE, granule=GRAN)
+    cb = tiles.TileCopy(TB, THREADS, "rows" if B_KN else "cols", KIND, vec=VEC, edge=EDGE, granule=GRAN)
     smem = kaiodsl.shared_array(f16, (TB.end,), align=128, name="smem")
     tid = kaiodsl.thread_idx.x
     lane = tid % 32
@@ -84,19 +85,45 @@ def test_copy_plans_with_ragged_edges(backend, rng, M, N, K, vec, edge, kind, b_
     if edge != "element" and (lda != K or ldb != b_arg.shape[1]):
         pytest.skip("piece edges need extents that are multiples of the copy")
     c = np.full((M, N), np.nan, np.float32)
-    tile_gemm[1, THREADS](a_pad, b_pad, c, M, N, K, lda, ldb, B_KN=b_kn, VEC=vec, EDGE=edge, KIND=kind)
+    tile_gemm[1, THREADS](a_pad, b_pad, c, M, N, K, lda, ldb, B_KN=b_kn, VEC=vec, EDGE=edge, KIND=kind, GRAN=0)
     np.testing.assert_array_equal(c, (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32))
 
 
 def test_copy_ptx_structure():
-    ptx = tile_gemm.compile(arch="sm_80", B_KN=False, VEC=16, EDGE="piece", KIND="cp.async").ptx
+    ptx = tile_gemm.compile(arch="sm_80", B_KN=False, VEC=16, EDGE="piece", KIND="cp.async", GRAN=0).ptx
     assert "cp.async.cg.shared.global" in ptx and ", 16, %r" in ptx  # 16-byte copies with zero-fill
     assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in ptx and ".trans" not in ptx
     assert "st.global.v2.f32" in ptx
-    ptx = tile_gemm.compile(arch="sm_80", B_KN=True, VEC=4, EDGE="piece", KIND="cp.async").ptx
+    ptx = tile_gemm.compile(arch="sm_80", B_KN=True, VEC=4, EDGE="piece", KIND="cp.async", GRAN=0).ptx
     assert "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in ptx and "cp.async.ca.shared.global" in ptx
-    ptx = tile_gemm.compile(arch="sm_80", B_KN=True, VEC=16, EDGE="piece", KIND="sync").ptx
+    ptx = tile_gemm.compile(arch="sm_80", B_KN=True, VEC=16, EDGE="piece", KIND="sync", GRAN=0).ptx
     assert "cp.async" not in ptx and "ld.global.v4.u32" in ptx
+
+
+GRANULE_CASES = [  # (M, N, K, granule, kind): rows aligned only to the granule (lda, ldb padded to it)
+    (27, 24, 37, 2, "sync"), (30, 13, 9, 2, "sync"), (17, 30, 50, 4, "cp.async"), (30, 26, 44, 8, "cp.async"),
+    (9, 21, 6, 4, "sync"), (32, 30, 68, 8, "sync"),
+]
+
+
+@pytest.mark.parametrize("M,N,K,gran,kind", GRANULE_CASES)
+@pytest.mark.parametrize("b_kn", [True, False], ids=["B_KN", "B_NK"])
+def test_copy_plans_with_granules(backend, rng, M, N, K, gran, kind, b_kn):
+    """16-byte chunks filled granule by granule: rows that start off 16-byte boundaries land in the
+    same swizzled tile; the NaN padding past each row (up to the granule) is never read."""
+    a, b, b_arg = _inputs(rng, M, N, K, b_kn)
+    a_pad, lda = _padded(a, gran // 2)
+    b_pad, ldb = _padded(b_arg, gran // 2)
+    c = np.full((M, N), np.nan, np.float32)
+    tile_gemm[1, THREADS](a_pad, b_pad, c, M, N, K, lda, ldb, B_KN=b_kn, VEC=16, EDGE="piece", KIND=kind, GRAN=gran)
+    np.testing.assert_array_equal(c, (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32))
+
+
+def test_granule_ptx():
+    ptx = tile_gemm.compile(arch="sm_80", B_KN=True, VEC=16, EDGE="piece", KIND="sync", GRAN=2).ptx
+    assert "cp.async" not in ptx and "ld.global.u16" in ptx and "st.shared.u16" in ptx
+    ptx = tile_gemm.compile(arch="sm_80", B_KN=False, VEC=16, EDGE="piece", KIND="cp.async", GRAN=8).ptx
+    assert "cp.async.ca.shared.global" in ptx and "cp.async.cg" not in ptx and "ld.global" not in ptx
 
 
 def test_bad_plans_are_refused():
@@ -105,6 +132,10 @@ def test_bad_plans_are_refused():
         tiles.TileCopy(T, 96)
     with pytest.raises(ValueError, match="needs cp.async"):
         tiles.TileCopy(T, 64, kind="sync", edge="element")
+    for bad in (dict(granule=2), dict(granule=16), dict(granule=3, kind="sync"), dict(granule=4, edge="element"),
+                dict(granule=1, kind="sync")):   # 2 bytes under cp.async, >= vec, not a power of 2, one f16 < 2
+        with pytest.raises(ValueError, match="granule"):
+            tiles.TileCopy(T, 64, **bad)
 
 
 @kaiodsl.kernel(block_size=32)
