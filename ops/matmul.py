@@ -39,7 +39,8 @@ from . import gemm_sm90
 from ._common import (I32_MAX, data_alignment, inspect_array, new_like, require_choice, require_contiguous,
                       require_dtype, require_i32_sizes, require_rank, require_smem, same_kind)
 from .decode_gemm import DecodeConfig
-from .matmul_decode import check_decode_config, decode_config, decode_grid, decode_kernel, decode_unfit
+from .matmul_decode import (check_decode_config, decode_config, decode_grid, decode_kernel, decode_preferred,
+                            decode_unfit)
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,11 @@ ASYNC_TINY_M = GemmConfig(block_m=16, block_n=64, block_k=64, warps_m=1, warps_n
 
 
 def matmul_heuristic(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pipeline: str = "auto"):
-    """The heuristic: the decode weight stream (a DecodeConfig) for M <= 16 with b [N, K] and K a
+    """The heuristic: the decode weight stream (a DecodeConfig) for M <= 16 with b [N, K], N < 8192 and K a
     multiple of 32 (16-byte aligned data assumed); else the tiled kernel's GemmConfig: the async
     pipeline for everything but tiny K (where there is nothing to overlap), smaller tiles as M
     shrinks, so that small-M shapes still fill the GPU."""
-    if pipeline == "auto" and not decode_unfit(M, K, b_layout, True):
+    if pipeline == "auto" and not decode_unfit(M, K, b_layout, True) and decode_preferred(N):
         return decode_config(M, N, K)
     return tiled_config(M, N, K, pipeline)
 
@@ -161,7 +162,7 @@ def matmul_choice(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
             return found
         return tuning.Choice(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()),
                              "heuristic: the sm_90a kernel (TMA + wgmma, ops/gemm_sm90.py)")
-    if pipeline == "auto" and not decode_unfit(M, K, b_layout, True):
+    if pipeline == "auto" and not decode_unfit(M, K, b_layout, True) and decode_preferred(N):
         return tuning.Choice(decode_config(M, N, K), "heuristic: the decode weight stream (ops/matmul_decode.py)")
     if pipeline == "auto":
         found = tuning.lookup(tuning.device_name(), "matmul", name, b_layout, (M, N, K), GemmConfig,

@@ -58,6 +58,18 @@ def decode_config(M: int, N: int, K: int) -> DecodeConfig:
     return DecodeConfig(n_tiles=1, k_split=_k_split(K, 1), nw=1, unroll=4)
 
 
+# The heuristic streams weights with this kernel below this N. Measured on the H200 (one run, f16/bf16,
+# K = 4096, against cuBLAS): at N = 4096 the stream is 1.04x/1.26x (M = 1) and 1.01x/0.97x (M = 16),
+# the 16 x 64 tiled kernel 0.63-0.70x; at N = 14336 the tiled kernel is ahead, 0.95x/1.00x (M = 1) and
+# 0.93x/0.92x (M = 16) against the stream's 0.91x/0.96x and 0.75x/0.75x.
+DECODE_MAX_N = 8192
+
+
+def decode_preferred(N: int) -> bool:
+    """Whether the heuristic takes the weight stream for this N (where the kernel can run)."""
+    return N < DECODE_MAX_N
+
+
 def decode_unfit(M: int, K: int, layout: str, aligned: bool) -> str:
     """Why the decode kernel cannot run this product ('' when it can)."""
     if M > MAX_M:

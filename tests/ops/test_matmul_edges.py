@@ -57,8 +57,9 @@ def test_misaligned_torch_view(backend, rng):
     M, N, K = 5, 24, 64
     av = rng.standard_normal(M * K + 1).astype(np.float16)
     bv = rng.standard_normal(N * K + 3).astype(np.float16)
-    a = torch.from_numpy(av)[1:].view(M, K)
-    b = torch.from_numpy(bv)[3:].view(N, K)
+    dev = "cuda" if backend.name == "cuda" else "cpu"
+    a = torch.from_numpy(av).to(dev)[1:].view(M, K)
+    b = torch.from_numpy(bv).to(dev)[3:].view(N, K)
     ref = ops.reference_matmul(av[1:].reshape(M, K), bv[3:].reshape(N, K), "nk")
     assert ops.matmul_config(M, N, K, "f16", "nk").__class__ is ops.DecodeConfig   # aligned data would decode
     k = ops.matmul_kernel_for(a, b, "nk", ASYNC_TINY_M)
