@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from kaiodsl.runtime.timing import timed, timed_eager  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import triton_peer  # noqa: E402
+
 SQUARES = [1024, 2048, 4096, 8192]
 LLM_M = [1, 16, 128, 2048, 8192]
 LLM_NK = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096)]
@@ -54,9 +57,14 @@ def bench_float(dtype_name: str, shapes, results: list) -> None:
         t_k = timed(lambda: ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name))
         t_t = timed(lambda: torch.matmul(a, b.t()))
         flops = 2.0 * M * N * K
-        results.append({"op": f"matmul_{dtype_name}", "M": M, "N": N, "K": K, "config": str(cfg),
-                        "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
-                        "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err})
+        row = {"op": f"matmul_{dtype_name}", "M": M, "N": N, "K": K, "config": str(cfg),
+               "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
+               "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err}
+        if M >= 128 and triton_peer.matmul(a, b) is not None:      # the Python-DSL peer, same timing
+            row["triton_ms"] = timed(lambda: triton_peer.matmul(a, b))
+            row["triton_tflops"] = flops / row["triton_ms"] / 1e9
+            row["vs_triton"] = row["triton_ms"] / t_k
+        results.append(row)
         _row(results[-1])
 
 
@@ -146,7 +154,8 @@ def bench_int4(shapes, results: list) -> None:
 def _row(r: dict) -> None:
     print(f"{r['op']:<14} {r['M']:>6} {r['N']:>6} {r['K']:>6}  kaiodsl {r['kaiodsl_ms']:8.3f} ms "
           f"{r['kaiodsl_tflops']:7.1f} T/s   torch {r['torch_ms']:8.3f} ms {r['torch_tflops']:7.1f} T/s   "
-          f"ratio {r['ratio']:5.2f}   err {r['rel_err']:.1e}" + (f"   {r['config']}" if "config" in r else ""),
+          f"ratio {r['ratio']:5.2f}   err {r['rel_err']:.1e}" + (f"   {r['config']}" if "config" in r else "")
+          + (f"   triton {r['triton_tflops']:6.1f} T/s ({r['vs_triton']:.2f}x)" if "triton_ms" in r else ""),
           flush=True)
 
 

@@ -32,6 +32,13 @@ def ops():
         ops.matmul(a, b, b_layout="nk", pipeline=pipe, bias=torch.randn(72).to(dev))
         ops.matmul(a.bfloat16(), b.t().contiguous().bfloat16(), b_layout="kn", pipeline=pipe)
     print("matmul ok", flush=True)
+    if torch.cuda.get_device_capability() >= (9, 0):     # the sm_90a kernel: ragged tiles, bias, a wrapping ring
+        from kaiodsl.ops import Sm90Config
+        a9 = torch.randn(300, 200, generator=g).half().to(dev)
+        b9 = torch.randn(136, 200, generator=g).half().to(dev)
+        for cfg in (Sm90Config(), Sm90Config(block_m=128, block_n=64, stages=2), "auto"):
+            ops.matmul(a9, b9, b_layout="nk", bias=torch.randn(136).to(dev), config=cfg)
+        print("matmul sm90 ok", flush=True)
     a8 = torch.randint(-127, 128, (67, 96), generator=g, dtype=torch.int8).to(dev)
     b8 = torch.randint(-127, 128, (72, 96), generator=g, dtype=torch.int8).to(dev)
     ops.matmul_int8(a8, b8, 0.5)
