@@ -194,8 +194,8 @@ def main() -> int:
     import torch
 
     only = set(args.only.split(","))
-    squares = [(s, s, s) for s in (SQUARES[2:3] if args.quick else SQUARES)]
-    llm = [] if args.quick else [(m, n, k) for m in LLM_M for n, k in LLM_NK]
+    squares = [(s, s, s) for s in (SQUARES[2:] if args.quick else SQUARES)]
+    llm = [(2048, 4096, 4096), (2048, 14336, 4096)] if args.quick else [(m, n, k) for m in LLM_M for n, k in LLM_NK]
     results: list = []
     t0 = time.time()
     for name in ("f16", "bf16"):
@@ -208,7 +208,8 @@ def main() -> int:
         for name in ("f16", "bf16"):
             bench_decode(name, DECODE, extra, results)
     if "int8" in only:
-        bench_int8(squares + [(m, n, k) for m, n, k in llm if m > 16], results)
+        bench_int8(squares[:1] + [(m, n, k) for m, n, k in llm if m > 16] if args.quick else
+                   squares + [(m, n, k) for m, n, k in llm if m > 16], results)
     if "int4" in only:
         bench_int4([(1, 8192, 8192), (16, 8192, 8192), (1, 4096, 4096), (16, 4096, 11008)], results)
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "host": platform.node(),
