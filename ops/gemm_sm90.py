@@ -44,13 +44,16 @@ ELEM_BYTES = {"f16": 2, "bf16": 2, "s8": 1, "u8": 1, "e4m3": 1, "e5m2": 1}
 @dataclass(frozen=True)
 class Sm90Config:
     """``block_m x block_n`` output tiles, ``stages`` ring slots, ``consumers`` consumer warpgroups
-    (each ``block_m / consumers`` rows, a multiple of 64), tiles walked ``group_m`` tile-rows at a time."""
+    (each ``block_m / consumers`` rows, a multiple of 64), tiles walked ``group_m`` tile-rows at a time;
+    ``cluster=2``: pairs of blocks (a thread-block cluster) take two neighbouring tile-rows of one
+    tile-column and share its B tile: each loads one half and multicasts it to both."""
 
     block_m: int = 128
     block_n: int = 256
     stages: int = 4
     consumers: int = 2
     group_m: int = 8
+    cluster: int = 1
 
     def __post_init__(self):
         for f in fields(self):
@@ -91,6 +94,9 @@ class Sm90Config:
             (self.block_m <= 256, "block_m must be at most 256 (one TMA box)"),
             (self.consumers <= 3, "at most 3 consumer warpgroups (512 threads a block)"),
             (self.stages >= 2, "stages must be at least 2"),
+            (self.cluster in (1, 2), "cluster must be 1 or 2"),
+            (self.cluster == 1 or self.block_n % 16 == 0 and self.block_n // 2 % n_step == 0,
+             "with cluster=2 each block loads block_n / 2 rows of B: a multiple of 8 (of 16 for 8-bit types)"),
             (self.registers()[1] * 128 * self.consumers >= self.wg_rows // 64 * self.block_n // 2 * 128 * self.consumers,
              "the accumulators do not fit in the consumers' registers"),
         ]
@@ -99,7 +105,8 @@ class Sm90Config:
                 raise ArgumentError(f"Sm90Config {self!r} is not a valid tiling: {rule}")
 
     def __str__(self) -> str:
-        return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}"
+        return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}" + \
+            (f"/cl{self.cluster}" if self.cluster > 1 else "")
 
 
 DEFAULT = Sm90Config()
@@ -120,7 +127,9 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
     cfg.check(eb)
     BM, BN, BK, S, GM = cfg.block_m, cfg.block_n, cfg.block_k(eb), cfg.stages, cfg.group_m
     W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
-    R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers)
+    CL = cfg.cluster
+    R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers * CL, cluster=CL)
+    HALF_B = BN // 2 * BK                 # cluster=2: the B rows each block loads and multicasts
     A_ELEMS, B_ELEMS = BM * BK, BN * BK
     STAGE_ELEMS = A_ELEMS + B_ELEMS
     STAGE_BYTES = STAGE_ELEMS * eb
@@ -129,7 +138,7 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
     SMEM_T = {1: kaiodsl.u8, 2: f16}[eb]
     OUT = E.out
     nargs = len(arg_types)
-    name = f"gemm_sm90_{dtype_name}_{OUT.name}_{BM}x{BN}_c{cfg.consumers}_s{S}" + \
+    name = f"gemm_sm90_{dtype_name}_{OUT.name}_{BM}x{BN}_c{cfg.consumers}_s{S}" + (f"_cl{CL}" if CL > 1 else "") + \
            "".join(f"_{op.kind}{getattr(op, 'axis', '')}" for op in E.ops)
 
     @kaiodsl.func
@@ -142,30 +151,43 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
             kaiodsl.tma_prefetch(ta)
             kaiodsl.tma_prefetch(tb)
             tiles.pipeline.init(R, bars)
-        kaiodsl.syncthreads()
-        total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
+        rank = 0
+        if CL == 1:
+            kaiodsl.syncthreads()
+        else:
+            kaiodsl.cluster_sync()        # the peer's barriers exist before anything multicasts into them
+            rank = kaiodsl.i32(kaiodsl.cluster_ctarank())
+        total = ((M + BM * CL - 1) // (BM * CL)) * ((N + BN - 1) // BN)     # tiles (pairs of tiles with CL = 2)
         ktiles = (K + BK - 1) // BK
+        first, step = kaiodsl.block_idx.x // CL, kaiodsl.grid_dim.x // CL
         if wg == 0:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
                 state = tiles.pipeline.start(R)
-                for t in range(kaiodsl.block_idx.x, total, kaiodsl.grid_dim.x):
-                    m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+                for t in range(first, total, step):
+                    mp, n0 = tiles.gemm.tile_coords_of(t, M, N, BM * CL, BN, GM)
+                    m0 = mp + rank * BM
                     for kt in range(ktiles):
                         tiles.pipeline.acquire(R, state, bars)
                         index, phase = state
                         tiles.pipeline.commit(R, state, bars, STAGE_BYTES)
                         slot = smem.ptr(index * STAGE_ELEMS)
                         kaiodsl.tma_load(slot, ta, (m0, kt * BK), bars.ptr(index))
-                        kaiodsl.tma_load(slot + A_ELEMS, tb, (n0, kt * BK), bars.ptr(index))
+                        if CL == 1:
+                            kaiodsl.tma_load(slot + A_ELEMS, tb, (n0, kt * BK), bars.ptr(index))
+                        else:
+                            kaiodsl.tma_load(slot + A_ELEMS + rank * HALF_B, tb, (n0 + rank * (BN // 2), kt * BK),
+                                             bars.ptr(index), multicast=kaiodsl.u16(3))
                         state = tiles.pipeline.advance(R, state)
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
             cw = wg - 1
             lane = tid % 32
             state = tiles.pipeline.start(R)
-            for t in range(kaiodsl.block_idx.x, total, kaiodsl.grid_dim.x):
-                m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+            peer = rank ^ 1                   # the other block of a cluster pair (unused without one)
+            for t in range(first, total, step):
+                mp, n0 = tiles.gemm.tile_coords_of(t, M, N, BM * CL, BN, GM)
+                m0 = mp + rank * BM
                 accs = tiles.warpgroup.zeros(W)
                 prev = state
                 for kt in range(ktiles):
@@ -175,16 +197,18 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
                     accs = tiles.warpgroup.mma_stage(W, slot + cw * WG_ELEMS, slot + A_ELEMS, accs)
                     accs = tiles.warpgroup.wait(W, 1, accs)
                     if kt > 0:
-                        tiles.pipeline.release(R, prev, bars)
+                        tiles.pipeline.release(R, prev, bars, peer)
                     prev = state
                     state = tiles.pipeline.advance(R, state)
                 accs = tiles.warpgroup.wait(W, 0, accs)
                 if ktiles > 0:
-                    tiles.pipeline.release(R, prev, bars)
+                    tiles.pipeline.release(R, prev, bars, peer)
                 r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
                 for i in kaiodsl.static_range(W.m_tiles):
                     tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
                                               r0 + 64 * i, n0, lane, M, N)
+        if CL > 1:
+            kaiodsl.cluster_sync()            # no block leaves while its peer may still arrive on its barriers
 
     if nargs == 0:
         @kaiodsl.kernel(block_size=cfg.threads, name=name)
@@ -224,10 +248,15 @@ def launch(dtype_name: str, a, b, out, M: int, N: int, K: int, cfg: Sm90Config, 
     eb = ELEM_BYTES[dtype_name]
     BK = cfg.block_k(eb)
     ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
-    tb = TensorMap(b, (cfg.block_n, BK), swizzle=128, l2_promotion=256)
-    total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
+    tb = TensorMap(b, (cfg.block_n // cfg.cluster, BK), swizzle=128, l2_promotion=256)
+    CL = cfg.cluster
+    total = -(-M // (cfg.block_m * CL)) * -(-N // cfg.block_n)
     k = sm90_gemm_kernel(dtype_name, cfg, E, arg_types)
-    k[min(total, sm_count()), cfg.threads](ta, tb, out, *args, M, N, K, smem=cfg.smem_bytes())
+    if CL == 1:
+        k[min(total, sm_count()), cfg.threads](ta, tb, out, *args, M, N, K, smem=cfg.smem_bytes())
+    else:
+        grid = min(total, sm_count() // CL) * CL
+        k[grid, cfg.threads](ta, tb, out, *args, M, N, K, smem=cfg.smem_bytes(), cluster=(CL, 1, 1))
     return out
 
 

@@ -3,7 +3,7 @@
 Search space per shape: tiles ``block_m`` x ``block_n`` with ``block_m`` in {128, 256} (two consumer
 warpgroups of 64 or 128 rows; three consumers of 512 threads leave 128 registers a thread at launch, and
 ptxas refuses the m64n256 accumulators there: "Insufficient registers (128)") and ``block_n`` in {128, 192, 256}; 3 to 6 stages; tile
-groups of 8 or 16 rows. Pruned by the config's own check (the accumulators must fit the consumers'
+groups of 8 or 16 rows; alone or in cluster pairs that multicast the B tile (``cluster=2``). Pruned by the config's own check (the accumulators must fit the consumers'
 registers), the shared-memory limit (227 KB), and tiles no larger than the next power of two of M
 and N. The heuristic's choice comes first, then its neighbours (fewest fields changed).
 """
@@ -24,11 +24,11 @@ SMEM_LIMIT = 227 * 1024 - 2048       # the ring and the alignment padding of the
 
 def _space(M: int, N: int):
     tall, wide = max(128, _pow2_at_least(M)), max(128, _pow2_at_least(N))
-    for (bm, consumers), bn, stages, gm in itertools.product(((128, 2), (256, 2)), (128, 192, 256),
-                                                           (3, 4, 5, 6), (8, 16)):
+    for (bm, consumers), bn, stages, gm, cl in itertools.product(((128, 2), (256, 2)), (128, 192, 256),
+                                                               (3, 4, 5, 6), (8, 16), (1, 2)):
         if bm > tall or bn > wide:
             continue
-        cfg = Sm90Config(block_m=bm, block_n=bn, stages=stages, consumers=consumers, group_m=gm)
+        cfg = Sm90Config(block_m=bm, block_n=bn, stages=stages, consumers=consumers, group_m=gm, cluster=cl)
         if cfg.smem_bytes() > SMEM_LIMIT:
             continue
         try:
@@ -45,7 +45,7 @@ def candidates(shape, dtype: str, layout: str, arch: str) -> list:
 
     def differs(c):
         return sum(getattr(c, f) != getattr(default, f) for f in ("block_m", "block_n", "stages", "consumers",
-                                                                    "group_m"))
+                                                                    "group_m", "cluster"))
 
     found.sort(key=lambda c: (differs(c), -c.block_m * c.block_n, -c.stages))
     return [default] + found

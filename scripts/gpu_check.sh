@@ -70,7 +70,7 @@ for step in $steps; do
       cp benchmarks/results/launch_overhead.json "$OUT/" 2>/dev/null ;;
     tune=*)
       spec=${step#tune=}; op=${spec%%:*}; shapes=${spec#*:}
-      timeout 420 python3 -m kaiodsl tune --op "$op" --shapes "$shapes" --dtype f16 --max-candidates 24 \
+      timeout 420 python3 -m kaiodsl tune --op "$op" --shapes "$shapes" --dtype ${TUNE_DTYPES:-f16} --max-candidates ${TUNE_MAX:-24} \
         --budget-seconds 360 2>&1 | tr '\r' '\n' | grep -v "^\[" | tee "$OUT/tune_$op.log" | tail -40
       cp kaiodsl/tuning/tables/*.json "$OUT/" 2>/dev/null ;;
     tutorial)

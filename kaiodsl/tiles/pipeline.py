@@ -37,6 +37,7 @@ class Ring:
     kind: str = "cp.async"
     phases: bool = False     # keep the phase bit even where the kind does not need it
     arrivals: int = 1        # mbarrier: arrivals that release a slot (the consumer threads)
+    cluster: int = 1         # mbarrier: CTAs whose readers release each slot (2: a multicast pair)
 
     def __post_init__(self):
         if self.stages < 1 or self.kind not in KINDS or self.arrivals < 1:
@@ -120,12 +121,16 @@ def wait(R: Const, pending: Const[int], state=None, bars=None):
 
 
 @kaiodsl.func
-def release(R: Const, state, bars=None):
+def release(R: Const, state, bars=None, peer=0):
     """Done reading the slot. cp.async: the next wait's barrier orders it before the refill; mbarrier:
-    arrive on its empty barrier."""
+    arrive on its empty barrier, and in a ring shared by a cluster pair (``R.cluster == 2``) on the
+    ``peer`` CTA's too: the peer's producer multicasts into this CTA's slot, so it waits for both CTAs'
+    readers (``arrivals`` counts them all)."""
     if R.kind == "mbarrier":
         index, phase = state
         kaiodsl.mbarrier_arrive(bars.ptr(R.stages + index))
+        if R.cluster > 1:
+            kaiodsl.mbarrier_arrive_cluster(kaiodsl.mapa(bars.ptr(R.stages + index), peer))
     return state
 
 

@@ -16,6 +16,7 @@ from opkit import TOL, host, make, rel_err
 SMALL = Sm90Config(block_m=128, block_n=64, stages=2, consumers=2)
 ONE_WG = Sm90Config(block_m=64, block_n=32, stages=3, consumers=1)
 TALL = Sm90Config(block_m=256, block_n=64, stages=2, consumers=2)     # two m64 blocks per consumer
+PAIR = Sm90Config(block_m=128, block_n=64, stages=2, consumers=2, cluster=2)   # B halves multicast in a pair
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def _run(rng, M, N, K, dtype="f16", out_dtype="f32", bias=False, config=None):
 
 
 @pytest.mark.parametrize("M,N,K,config", [(200, 136, 200, SMALL), (64, 40, 72, ONE_WG), (300, 70, 136, TALL),
-                                          (1, 8, 8, SMALL)])
+                                          (1, 8, 8, SMALL), (300, 136, 200, PAIR), (100, 64, 64, PAIR)])
 def test_sm90_exact_small_integers(sm90, rng, M, N, K, config):
     """Small integers: every product and sum is exact in f32, so the result must equal float64."""
     a = rng.integers(-3, 4, (M, K)).astype(np.float16)
@@ -93,7 +94,7 @@ def test_sm90_gpu_shapes(sm90, torch_cuda, M, N, K, dtype):
     a = torch.randn(M, K, device="cuda", dtype=td)
     b = torch.randn(N, K, device="cuda", dtype=td)
     bias = torch.randn(N, device="cuda", dtype=torch.float32)
-    for cfg in (None, Sm90Config(), Sm90Config(block_n=128, stages=6)):
+    for cfg in (None, Sm90Config(), Sm90Config(block_n=128, stages=6), Sm90Config(cluster=2)):
         out = ops.matmul(a, b, b_layout="nk", out_dtype="f32", bias=bias, config=cfg or "auto")
         want = a.double() @ b.double().T + bias.double()
         err = float((out.double() - want).norm() / want.norm())
