@@ -425,8 +425,8 @@ def _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config, aligned):
 
 
 def matmul_kernel_for(a, b, b_layout: str, config, out_dtype: str = "f16", bias: bool = False):
-    """The CompiledKernel matmul would run for a GemmConfig or a DecodeConfig (for its registers, spills,
-    PTX); the granules of the element path follow a's and b's shapes (and data pointers) as in matmul."""
+    """The CompiledKernel matmul would run for a GemmConfig, DecodeConfig or Sm90Config (for its registers,
+    spills, PTX); the granules of the element path follow a's and b's shapes (and data pointers) as in matmul."""
     from kaiodsl.runtime import current
 
     op = "matmul_kernel_for"
@@ -438,8 +438,17 @@ def matmul_kernel_for(a, b, b_layout: str, config, out_dtype: str = "f16", bias:
         check_decode_config(op, config)
         return decode_kernel(az.dtype.name, out_t.name, config, bool(bias), az.shape[0] > 8).compile(
             arch=current().arch)
+    if isinstance(config, gemm_sm90.Sm90Config):
+        try:
+            config.check(2)
+        except ArgumentError as e:
+            raise ArgumentError(f"{op}(): config: {e}") from None
+        E = tiles.Epilogue((tiles.Bias(),) if bias else (), out_t)
+        return gemm_sm90.sm90_gemm_kernel(az.dtype.name, config, E, (Ptr[f32],) if bias else ()).compile(
+            arch="sm_90a")
     if not isinstance(config, GemmConfig):
-        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig or DecodeConfig, got {config!r}")
+        raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig, DecodeConfig or Sm90Config, "
+                            f"got {config!r}")
     check_config(op, config, 2, layout == "nk")
     K = az.shape[-1]
     ga = row_granule(K, 2, data_alignment(az))

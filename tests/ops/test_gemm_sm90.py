@@ -106,3 +106,12 @@ def test_sm90_gpu_shapes(sm90, torch_cuda, M, N, K, dtype):
 def test_sm90_heuristic_fills_the_gpu():
     assert sm90_config(4096, 4096, 4096, 132).block_n == 256
     assert sm90_config(1024, 1024, 4096, 132).block_n == 128
+
+
+def test_sm90_kernel_is_inspectable():
+    """Registers, spills and PTX of the kernel ops.matmul runs, one call away."""
+    a = np.ones((256, 64), np.float16)
+    k = ops.matmul_kernel_for(a, a, "nk", Sm90Config(), bias=True)
+    assert "wgmma.mma_async" in k.ptx and "cp.async.bulk.tensor" in k.ptx and "setmaxnreg" in k.ptx
+    stats = k.stats()
+    assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
