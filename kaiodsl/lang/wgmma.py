@@ -170,11 +170,14 @@ def wgmma(b: Builder, a, b_desc, acc, *, dtype=None, scale_d=True, negate_a: boo
     """``acc = A @ B + acc`` (``scale_d=False``: ``A @ B``) for one warpgroup, m64nNkK (wgmma.mma_async).
 
     a: a descriptor (wgmma_desc) or 4 registers of A (the A fragment, 9.7.15.5.1); b_desc: B's descriptor.
-    N comes from the accumulator (wgmma_zeros(N)); dtype 'f16' 'bf16' 'tf32' 'e4m3' 'e5m2' 's8' 'u8' or a
+    N comes from the accumulator (wgmma_zeros(N), a wgmma result, or a list of its registers, e.g.
+    rescaled element-wise after a wait); dtype 'f16' 'bf16' 'tf32' 'e4m3' 'e5m2' 's8' 'u8' or a
     pair (a, b) for fp8/int8. negate_* (float types), trans_* (f16/bf16: the operand is MN-major in
     shared memory, its descriptor built with ``wgmma_desc(..., major="mn", rows=BK)``; trans_a needs A
     from shared memory).
     """
+    if isinstance(acc, (tuple, list)) and acc and all(isinstance(x, Node) for x in acc):
+        acc = b.make_tuple(list(acc))      # an accumulator rebuilt element-wise (rescaled, say)
     kind, n = _acc_kind(b, acc)
     regs_a = isinstance(a, (tuple, list)) or (isinstance(a, Node) and isinstance(a.type, TupleType))
     if regs_a:
