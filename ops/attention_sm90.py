@@ -56,23 +56,26 @@ PROD_REGS, CONS_REGS = 40, 232     # 40 x 128 + 232 x 256 <= 64K registers an SM
 
 @dataclass(frozen=True)
 class Sm90AttnConfig:
-    """``bn`` keys a tile (a multiple of 16 up to 256: one wgmma N for S, the k extent of P V) and
-    ``stages`` slots in each of the K and V rings."""
+    """``bn`` keys a tile (a multiple of 16 up to 256: one wgmma N for S, the k extent of P V),
+    ``stages`` slots in each of the K and V rings, ``overlap`` the pipelined consumer schedule."""
 
     bn: int = 128
     stages: int = 2
+    overlap: bool = True     # softmax of tile j while P V of tile j - 1 runs (see _consume)
 
     def __post_init__(self):
         if not (type(self.bn) is int and 16 <= self.bn <= 256 and self.bn % 16 == 0):
             raise ArgumentError(f"Sm90AttnConfig: bn must be a multiple of 16 in 16..256, got {self.bn!r}")
         if not (type(self.stages) is int and self.stages >= 1):
             raise ArgumentError(f"Sm90AttnConfig: stages must be a positive int, got {self.stages!r}")
+        if not isinstance(self.overlap, bool):
+            raise ArgumentError(f"Sm90AttnConfig: overlap must be a bool, got {self.overlap!r}")
 
     def smem_bytes(self, d: int) -> int:
         return 2 * (BLOCK_Q * d + 2 * self.stages * self.bn * d)
 
     def __str__(self) -> str:
-        return f"k{self.bn}s{self.stages}"
+        return f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial")
 
 
 def sm90_attn_config(d: int) -> Sm90AttnConfig:
@@ -145,26 +148,53 @@ def _produce(L: Const, tq, tk, tv, smem, qbar, kbars, vbars, RK: Const, RV: Cons
 
 
 @kaiodsl.func
-def _scores(L: Const, smem, cw, kslot):
-    """S = Q K^T for this consumer's 64 rows (raw units), complete: one commit group per column block."""
+def _s_issue(L: Const, smem, cw, kslot):
+    """Issue S = Q K^T for this consumer's 64 rows (raw units) as one commit group; returns it pending.
+    Both operands K-major: 4 k16 steps of 32 bytes in each 128-byte swizzled column block of D."""
     W = L.s_wg
-    s = tiles.warpgroup.zeros(W)
+    s = kaiodsl.wgmma_zeros(L.cfg.bn)
+    kaiodsl.wgmma_fence()
     for c in kaiodsl.static_range(L.blocks):
-        s = tiles.warpgroup.mma_stage(W, smem.ptr((cw * L.blocks + c) * 64 * COLS),
-                                      smem.ptr(kslot + c * L.cfg.bn * COLS), s)
-    return tiles.warpgroup.wait(W, 0, s)[0]
+        for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
+            da = kaiodsl.wgmma_desc(smem.ptr((cw * L.blocks + c) * 64 * COLS + ks * 16), 128, rows=64)
+            db = kaiodsl.wgmma_desc(smem.ptr(kslot + c * L.cfg.bn * COLS + ks * 16), 128, rows=L.cfg.bn)
+            s = kaiodsl.wgmma(da, db, s, dtype=W.dtype)
+    kaiodsl.wgmma_commit()
+    return s
 
 
 @kaiodsl.func
-def _pv(L: Const, o, pa, smem, vslot):
-    """O += P V: P's A fragments from registers, V [bn, D] as the MN-major B operand (k16 = 16 rows of
-    every 128-byte column block: 16 x 64 elements on; LBO steps the column blocks)."""
+def _pv_issue(L: Const, o, pa, smem, vslot):
+    """Issue O += P V as one commit group; returns O pending. P's A fragments come from registers, V
+    [bn, D] is the MN-major B operand (a k16 step is 16 rows of every 128-byte column block: 16 x 64
+    elements on; the descriptor's LBO steps the column blocks)."""
     kaiodsl.wgmma_fence()
     for kk in kaiodsl.static_range(L.cfg.bn // 16):
         db = kaiodsl.wgmma_desc(smem.ptr(vslot + kk * 16 * COLS), 128, major="mn", rows=L.cfg.bn)
         o = kaiodsl.wgmma(pa[0][kk], db, o, dtype=L.dtype.name, trans_b=True)
     kaiodsl.wgmma_commit()
-    return kaiodsl.wgmma_wait(0, o)
+    return o
+
+
+@kaiodsl.func
+def _softmax(L: Const, s_acc, m, l, c, k0, kend, shift, row_wg, row_w, lane):
+    """One key tile's scores (a complete S accumulator) -> (P, m, l, alpha) in f32: masked only where
+    the tile crosses the end of the keys or this warpgroup's causal diagonal."""
+    ST = L.s_wg.acc_tile
+    s = tiles.warpgroup.acc_tile(L.s_wg, s_acc)
+    edge = k0 + L.cfg.bn > kend
+    if L.causal:
+        edge = edge or k0 + L.cfg.bn - 1 > row_wg + shift
+    if edge:
+        s = fragments.mask(ST, s, visible, (kend, shift, L.causal), row_w, k0, lane, NEG_INF)
+    return softmax.online_update(ST, s, m, l, c)
+
+
+@kaiodsl.func
+def _rescale(L: Const, acc, alpha):
+    """O *= alpha per row (a complete O accumulator), as the register list the next wgmma takes."""
+    ot = fragments.scale_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, acc), alpha)
+    return tiles.warpgroup.from_acc_tile(L.o_wg, ot)
 
 
 @kaiodsl.func
@@ -183,7 +213,12 @@ def _store_o(L: Const, ot, inv, o, obase, row0, Sq, lane):
 @kaiodsl.func
 def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, bh, Sq, q0, nb, kend, shift, c,
              tid):
-    """One consumer warpgroup: its 64 query rows against nb key tiles, then the epilogue."""
+    """One consumer warpgroup: its 64 query rows against nb key tiles, then the epilogue.
+
+    Serial schedule (``overlap=False``): per tile S, wait, softmax, P V, wait. Overlapped (FA3's
+    intra-warpgroup pipelining, section 3.2): S_j = Q K_j^T and O += P_{j-1} V_{j-1} are issued back to
+    back, the softmax of S_j runs while P_{j-1} V_{j-1} is still on the tensor cores, and O is
+    rescaled by alpha_j once that wgmma is done; the last tile's P V is issued after the loop."""
     cfg = L.cfg
     ST = L.s_wg.acc_tile
     cw = tid // 128 - 1
@@ -196,24 +231,49 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
     kaiodsl.mbarrier_wait(qbar, 0)
     ks = pipeline.start(RK)
     vs = pipeline.start(RV)
-    for j in range(nb):
-        k0 = j * cfg.bn
-        pipeline.wait(RK, 0, ks, kbars)
-        index, phase = ks
-        s = tiles.warpgroup.acc_tile(L.s_wg, _scores(L, smem, cw, L.q_elems + index * L.kv_elems))
-        ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
-        edge = k0 + cfg.bn > kend
-        if L.causal:
-            edge = edge or k0 + cfg.bn - 1 > row_wg + shift
-        if edge:
-            s = fragments.mask(ST, s, visible, (kend, shift, L.causal), row_w, k0, lane, NEG_INF)
-        p, m, l, alpha = softmax.online_update(ST, s, m, l, c)
-        ot = fragments.scale_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, acc), alpha)
-        pa = fragments.to_a(ST, p, L.h2)
-        pipeline.wait(RV, 0, vs, vbars)
-        index, phase = vs
-        acc = _pv(L, tiles.warpgroup.from_acc_tile(L.o_wg, ot), pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
-        vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+    if cfg.overlap:                                  # acc is carried as a register list here
+        acc = [f32(0.0) for i in range(L.d // 2)]
+        pa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
+        if nb > 0:
+            pipeline.wait(RK, 0, ks, kbars)
+            index, phase = ks
+            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems))
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
+            pa = fragments.to_a(ST, p, L.h2)
+        for j in range(1, nb):
+            pipeline.wait(RK, 0, ks, kbars)
+            index, phase = ks
+            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems)
+            pipeline.wait(RV, 0, vs, vbars)
+            index, phase = vs
+            acc = _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
+            sj, acc = kaiodsl.wgmma_wait(1, sj, acc, complete=1)      # S_j done, P V may still run
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            acc = kaiodsl.wgmma_wait(0, acc)
+            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+            pa = fragments.to_a(ST, p, L.h2)         # only now: P V's A registers are free again
+            acc = _rescale(L, acc, alpha)
+        if nb > 0:
+            pipeline.wait(RV, 0, vs, vbars)
+            index, phase = vs
+            done = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems))
+            acc = [done[i] for i in range(L.d // 2)]
+            pipeline.release(RV, vs, vbars)
+    else:
+        for j in range(nb):
+            pipeline.wait(RK, 0, ks, kbars)
+            index, phase = ks
+            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems))
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            pa = fragments.to_a(ST, p, L.h2)
+            acc = _rescale(L, acc, alpha)
+            pipeline.wait(RV, 0, vs, vbars)
+            index, phase = vs
+            acc = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems))
+            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
     lsum = softmax.finish(ST, l)
     inv = softmax.inverse(ST, lsum)
     _store_o(L, tiles.warpgroup.acc_tile(L.o_wg, acc), inv, o, i64(bh) * Sq * L.d, row_w, Sq, lane)

@@ -123,17 +123,23 @@ def wgmma_commit(b: Builder):
 
 
 @builtin
-def wgmma_wait(b: Builder, n: int, *accs):
+def wgmma_wait(b: Builder, n: int, *accs, complete: int = 0):
     """Wait until at most ``n`` wgmma groups are pending; returns the accumulators (one value, or a tuple
-    for several) -- use those, not the values wgmma returned. With n > 0 they may still only feed wgmma."""
+    for several) -- use those, not the values wgmma returned. With n > 0 they may still only feed wgmma,
+    except the first ``complete`` of them: the caller states that their groups were committed before
+    the ``n`` newest (software pipelining: S_j's group, then P V's, then ``wgmma_wait(1, s, complete=1)``
+    gives S_j to read while P V runs on)."""
     if not (isinstance(n, int) and 0 <= n <= 7):
         b.error(f"wgmma_wait(): n must be a compile-time int 0..7, got {describe(n)}")
+    if not (isinstance(complete, int) and 0 <= complete <= len(accs)):
+        b.error(f"wgmma_wait(): complete must be a compile-time int 0..{len(accs)} (accumulators passed), "
+                f"got {describe(complete)}")
     b.emit("inst", attrs={"form": "wgmma.wait_group", "n": n})
     out = []
-    for a in accs:
+    for i, a in enumerate(accs):
         if not (isinstance(a, Node) and isinstance(a.type, TupleType)):
             b.error(f"wgmma_wait(): accumulators must be the register tuples wgmma returned, got {describe(a)}"[:200])
-        out.append(b.emit("inst", a.type, (a,), {"form": "wgmma.done", "n": n}))
+        out.append(b.emit("inst", a.type, (a,), {"form": "wgmma.done", "n": 0 if i < complete else n}))
     if not out:
         return None
     return out[0] if len(out) == 1 else tuple(out)
@@ -186,7 +192,10 @@ def wgmma(b: Builder, a, b_desc, acc, *, dtype=None, scale_d=True, negate_a: boo
             b.error(f"wgmma(): A from registers is 4 32-bit registers, got {A.type}")
         if dtype is None:
             dtype = _ALIAS.get(A.type.elems[0])
-        A = b.make_tuple([b.bitcast(b.extract(A, i), u32) for i in range(4)])
+        # packed f16x2/bf16x2 registers are .b32 already: a bitcast would be a mov inside the pipeline
+        # stage of any wgmma in flight, which makes ptxas serialise them (C7513)
+        A = b.make_tuple([x if x.type in (u32, f16x2, bf16x2) else b.bitcast(x, u32)
+                          for x in (b.extract(A, i) for i in range(4))])
     elif isinstance(a, Node) and a.type == u64:
         A = a
     else:

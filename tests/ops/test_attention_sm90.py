@@ -78,6 +78,8 @@ SIM_CASES = [  # B, H, Hkv, Sq, Sk, D, causal, dtype, config
     (1, 2, 1, 100, 230, 128, "bottom_right", "f16", Sm90AttnConfig(bn=64, stages=3)),
     (1, 2, 2, 200, 90, 64, "bottom_right", "bf16", None),               # Sq > Sk: rows 0..109 see no key
     (2, 1, 1, 70, 300, 128, False, "f16", Sm90AttnConfig(bn=32)),      # 10 key tiles: the rings wrap 5 times
+    (1, 2, 2, 150, 200, 64, True, "bf16", Sm90AttnConfig(bn=48, overlap=False)),     # the serial schedule
+    (1, 2, 1, 130, 170, 128, "bottom_right", "f16", Sm90AttnConfig(bn=176, stages=1)),
 ]
 
 
