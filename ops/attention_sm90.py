@@ -57,25 +57,31 @@ PROD_REGS, CONS_REGS = 40, 232     # 40 x 128 + 232 x 256 <= 64K registers an SM
 @dataclass(frozen=True)
 class Sm90AttnConfig:
     """``bn`` keys a tile (a multiple of 16 up to 256: one wgmma N for S, the k extent of P V),
-    ``stages`` slots in each of the K and V rings, ``overlap`` the pipelined consumer schedule."""
+    ``stages`` slots in each of the K and V rings, ``overlap`` the pipelined consumer schedule,
+    ``pingpong`` the consumers' alternation (FA3 section 3.1: one warpgroup's softmax runs while the
+    other's wgmmas do)."""
 
     bn: int = 128
     stages: int = 2
     overlap: bool = True     # softmax of tile j while P V of tile j - 1 runs (see _consume)
+    pingpong: bool = False   # the two consumers take turns issuing their wgmmas (named barriers)
 
     def __post_init__(self):
         if not (type(self.bn) is int and 16 <= self.bn <= 256 and self.bn % 16 == 0):
             raise ArgumentError(f"Sm90AttnConfig: bn must be a multiple of 16 in 16..256, got {self.bn!r}")
         if not (type(self.stages) is int and self.stages >= 1):
             raise ArgumentError(f"Sm90AttnConfig: stages must be a positive int, got {self.stages!r}")
-        if not isinstance(self.overlap, bool):
-            raise ArgumentError(f"Sm90AttnConfig: overlap must be a bool, got {self.overlap!r}")
+        for name in ("overlap", "pingpong"):
+            if not isinstance(getattr(self, name), bool):
+                raise ArgumentError(f"Sm90AttnConfig: {name} must be a bool, got {getattr(self, name)!r}")
+        if self.pingpong and not self.overlap:
+            raise ArgumentError("Sm90AttnConfig: pingpong=True needs overlap=True (the pipelined schedule)")
 
     def smem_bytes(self, d: int) -> int:
         return 2 * (BLOCK_Q * d + 2 * self.stages * self.bn * d)
 
     def __str__(self) -> str:
-        return f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial")
+        return f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial") + ("_pp" if self.pingpong else "")
 
 
 def sm90_attn_config(d: int) -> Sm90AttnConfig:
@@ -211,6 +217,27 @@ def _store_o(L: Const, ot, inv, o, obase, row0, Sq, lane):
 
 
 @kaiodsl.func
+def _my_turn(L: Const, cw):
+    """Ping-pong: wait until the other consumer has issued its wgmmas (named barrier 1 + cw: this
+    warpgroup's 128 threads and the other's 128 arrivals)."""
+    if L.cfg.pingpong:                               # constant ids: ptxas reserves only these two
+        if cw == 0:
+            kaiodsl.barrier(1, 256)
+        else:
+            kaiodsl.barrier(2, 256)
+
+
+@kaiodsl.func
+def _your_turn(L: Const, cw):
+    """Ping-pong: this consumer's wgmmas are issued; let the other one issue its own."""
+    if L.cfg.pingpong:
+        if cw == 0:
+            kaiodsl.barrier_arrive(2, 256)
+        else:
+            kaiodsl.barrier_arrive(1, 256)
+
+
+@kaiodsl.func
 def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, bh, Sq, q0, nb, kend, shift, c,
              tid):
     """One consumer warpgroup: its 64 query rows against nb key tiles, then the epilogue.
@@ -234,20 +261,27 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
     if cfg.overlap:                                  # acc is carried as a register list here
         acc = [f32(0.0) for i in range(L.d // 2)]
         pa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
+        if cw == 1:
+            _your_turn(L, cw)                        # consumer 0 issues first
         if nb > 0:
             pipeline.wait(RK, 0, ks, kbars)
             index, phase = ks
-            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems))
+            _my_turn(L, cw)
+            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems)
+            _your_turn(L, cw)
+            sj = kaiodsl.wgmma_wait(0, sj)
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
             p, m, l, alpha = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
             pa = fragments.to_a(ST, p, L.h2)
         for j in range(1, nb):
             pipeline.wait(RK, 0, ks, kbars)
+            pipeline.wait(RV, 0, vs, vbars)
+            _my_turn(L, cw)
             index, phase = ks
             sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems)
-            pipeline.wait(RV, 0, vs, vbars)
             index, phase = vs
             acc = _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
+            _your_turn(L, cw)
             sj, acc = kaiodsl.wgmma_wait(1, sj, acc, complete=1)      # S_j done, P V may still run
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
             p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
@@ -258,7 +292,10 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
         if nb > 0:
             pipeline.wait(RV, 0, vs, vbars)
             index, phase = vs
-            done = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems))
+            _my_turn(L, cw)
+            pv = _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
+            _your_turn(L, cw)
+            done = kaiodsl.wgmma_wait(0, pv)
             acc = [done[i] for i in range(L.d // 2)]
             pipeline.release(RV, vs, vbars)
     else:

@@ -80,6 +80,8 @@ SIM_CASES = [  # B, H, Hkv, Sq, Sk, D, causal, dtype, config
     (2, 1, 1, 70, 300, 128, False, "f16", Sm90AttnConfig(bn=32)),      # 10 key tiles: the rings wrap 5 times
     (1, 2, 2, 150, 200, 64, True, "bf16", Sm90AttnConfig(bn=48, overlap=False)),     # the serial schedule
     (1, 2, 1, 130, 170, 128, "bottom_right", "f16", Sm90AttnConfig(bn=176, stages=1)),
+    (1, 2, 2, 150, 300, 64, True, "f16", Sm90AttnConfig(bn=32, pingpong=True)),     # consumers alternate
+    (1, 2, 1, 200, 90, 128, "bottom_right", "bf16", Sm90AttnConfig(bn=64, pingpong=True)),
 ]
 
 
@@ -137,6 +139,8 @@ def test_sm90_attention_config_errors(sm90, rng, monkeypatch):
         ops.attention(q, q, bshd, config=Sm90AttnConfig())
     with pytest.raises(ArgumentError, match="bn must be a multiple of 16"):
         Sm90AttnConfig(bn=24)
+    with pytest.raises(ArgumentError, match="pingpong=True needs overlap=True"):
+        Sm90AttnConfig(overlap=False, pingpong=True)
     monkeypatch.setenv("KAIODSL_ARCH", "sm_80")
     with pytest.raises(ArgumentError, match="not sm_90a"):
         ops.attention(q, q, q, config=Sm90AttnConfig())
@@ -188,6 +192,29 @@ def test_sm90_attention_gpu_large(torch_cuda, monkeypatch, used, B, H, Hkv, Sq, 
     assert not torch.isnan(o).any()
     err = (o.double() - ref).norm().item() / ref.norm().item()
     assert err < (4e-3 if dtype == "float16" else 2e-2), err
+    assert (lse.double() - ref_lse).abs().max().item() < 1e-3
+
+
+GPU_CONFIGS = [Sm90AttnConfig(), Sm90AttnConfig(overlap=False), Sm90AttnConfig(pingpong=True),
+               Sm90AttnConfig(bn=64, stages=3), Sm90AttnConfig(bn=176)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", GPU_CONFIGS, ids=str)
+@pytest.mark.parametrize("D,causal", [(64, False), (128, True), (128, "bottom_right")])
+def test_sm90_attention_gpu_configs(torch_cuda, used, config, D, causal):
+    """Every schedule and tile option against float64 at a ragged shape with GQA."""
+    torch = torch_cuda
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("needs an sm_90a GPU")
+    q = torch.randn(2, 8, 1500, D, device="cuda", dtype=torch.float16)
+    k, v = (torch.randn(2, 2, 1700, D, device="cuda", dtype=torch.float16) for _ in range(2))
+    o, lse = ops.attention(q, k, v, causal=causal, return_lse=True, out=torch.full_like(q, float("nan")),
+                           config=config)
+    torch.cuda.synchronize()
+    assert used == [config]
+    ref, ref_lse = _torch_reference(torch, q, k, v, causal)
+    assert (o.double() - ref).norm().item() / ref.norm().item() < 4e-3
     assert (lse.double() - ref_lse).abs().max().item() < 1e-3
 
 
