@@ -154,17 +154,18 @@ def _produce(L: Const, tq, tk, tv, smem, qbar, kbars, vbars, RK: Const, RV: Cons
 
 
 @kaiodsl.func
-def _s_issue(L: Const, smem, cw, kslot):
+def _s_issue(L: Const, smem, cw, kslot, s):
     """Issue S = Q K^T for this consumer's 64 rows (raw units) as one commit group; returns it pending.
-    Both operands K-major: 4 k16 steps of 32 bytes in each 128-byte swizzled column block of D."""
+    Both operands K-major: 4 k16 steps of 32 bytes in each 128-byte swizzled column block of D. ``s``
+    is a dead accumulator (the previous tile's S): the first wgmma does not read it (scale_d=False),
+    so the new S lands in its registers with no zeroing moves."""
     W = L.s_wg
-    s = kaiodsl.wgmma_zeros(L.cfg.bn)
     kaiodsl.wgmma_fence()
     for c in kaiodsl.static_range(L.blocks):
         for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
             da = kaiodsl.wgmma_desc(smem.ptr((cw * L.blocks + c) * 64 * COLS + ks * 16), 128, rows=64)
             db = kaiodsl.wgmma_desc(smem.ptr(kslot + c * L.cfg.bn * COLS + ks * 16), 128, rows=L.cfg.bn)
-            s = kaiodsl.wgmma(da, db, s, dtype=W.dtype)
+            s = kaiodsl.wgmma(da, db, s, dtype=W.dtype, scale_d=c + ks > 0)
     kaiodsl.wgmma_commit()
     return s
 
@@ -255,6 +256,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
     m = [[f32(NEG_INF), f32(NEG_INF)]]
     l = [[f32(0.0), f32(0.0)]]
     acc = kaiodsl.wgmma_zeros(L.d)
+    sj = kaiodsl.wgmma_zeros(cfg.bn)                 # S's registers, reused tile after tile
     kaiodsl.mbarrier_wait(qbar, 0)
     ks = pipeline.start(RK)
     vs = pipeline.start(RV)
@@ -267,7 +269,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
             pipeline.wait(RK, 0, ks, kbars)
             index, phase = ks
             _my_turn(L, cw)
-            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems)
+            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj)
             _your_turn(L, cw)
             sj = kaiodsl.wgmma_wait(0, sj)
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
@@ -278,7 +280,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
             pipeline.wait(RV, 0, vs, vbars)
             _my_turn(L, cw)
             index, phase = ks
-            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems)
+            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj)
             index, phase = vs
             acc = _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
             _your_turn(L, cw)
@@ -302,7 +304,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
         for j in range(nb):
             pipeline.wait(RK, 0, ks, kbars)
             index, phase = ks
-            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems))
+            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj))
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
             p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
             pa = fragments.to_a(ST, p, L.h2)
