@@ -52,6 +52,7 @@ COLS = 64                  # elements of D per 128-byte swizzled column block (o
 BLOCK_Q = 128              # query rows a block: two consumer warpgroups of 64
 THREADS = 384              # producer + 2 consumers
 PROD_REGS, CONS_REGS = 40, 232     # 40 x 128 + 232 x 256 <= 64K registers an SM
+SMEM_LIMIT = 227 * 1024 - 1024     # an sm_90 block's dynamic shared memory, less the barriers' share
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,9 @@ def launch(q, k, v, out, lse, dtype_name: str, B: int, H: int, Hkv: int, Sq: int
     cfg = cfg or sm90_attn_config(D)
     if D not in (64, 128):
         raise ArgumentError(f"attention(): the sm_90a kernel takes head dim 64 or 128, got D={D}")
+    if cfg.smem_bytes(D) > SMEM_LIMIT:
+        raise ArgumentError(f"attention(): config={cfg!r} needs {cfg.smem_bytes(D)} bytes of shared memory at "
+                            f"D={D}; at most {SMEM_LIMIT} fit (fewer stages or a smaller bn)")
     q, k, v = (_canonical(x) for x in (q, k, v))
     tq = TensorMap(q, (1, 1, 64, COLS), dtype=dtype_name, swizzle=128)
     tk = TensorMap(k, (1, 1, cfg.bn, COLS), dtype=dtype_name, swizzle=128, l2_promotion=256)

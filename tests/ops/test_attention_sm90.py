@@ -130,6 +130,13 @@ def test_sm90_attention_chosen_only_where_it_applies(sm90, used, rng):
 
 
 def test_sm90_attention_config_errors(sm90, rng, monkeypatch):
+    """An Sm90AttnConfig that cannot run is an ArgumentError naming why, before any allocation."""
+    import importlib
+
+    def no_alloc(*args, **kwargs):
+        raise AssertionError("ops.attention allocated an output although its arguments are invalid")
+
+    monkeypatch.setattr(importlib.import_module("kaiodsl.ops.attention"), "new_like", no_alloc)
     q = rng.standard_normal((1, 1, 70, 32)).astype(np.float16)
     with pytest.raises(ArgumentError, match="D=32 is not 64 or 128"):
         ops.attention(q, q, q, config=Sm90AttnConfig())
@@ -137,6 +144,8 @@ def test_sm90_attention_config_errors(sm90, rng, monkeypatch):
     bshd = rng.standard_normal((1, 70, 2, 64)).astype(np.float16).transpose(0, 2, 1, 3)
     with pytest.raises(ArgumentError, match="contiguous"):
         ops.attention(q, q, bshd, config=Sm90AttnConfig())
+    with pytest.raises(ArgumentError, match="bytes of shared memory"):
+        ops.attention(q, q, q, config=Sm90AttnConfig(bn=256, stages=4))
     with pytest.raises(ArgumentError, match="bn must be a multiple of 16"):
         Sm90AttnConfig(bn=24)
     with pytest.raises(ArgumentError, match="pingpong=True needs overlap=True"):
