@@ -264,7 +264,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
     if cfg.overlap:                                  # acc is carried as a register list here
         acc = [f32(0.0) for i in range(L.d // 2)]
         pa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
-        if cw == 1:
+        if cw == 1 and nb > 0:
             _your_turn(L, cw)                        # consumer 0 issues first
         if nb > 0:
             pipeline.wait(RK, 0, ks, kbars)
@@ -297,7 +297,8 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
             index, phase = vs
             _my_turn(L, cw)
             pv = _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
-            _your_turn(L, cw)
+            if cw == 0:                              # consumer 1 issues last: every arrive has its sync
+                _your_turn(L, cw)
             done = kaiodsl.wgmma_wait(0, pv)
             acc = [done[i] for i in range(L.d // 2)]
             pipeline.release(RV, vs, vbars)
