@@ -51,7 +51,7 @@ NEG_INF = -float("inf")
 COLS = 64                  # elements of D per 128-byte swizzled column block (one TMA box wide)
 BLOCK_Q = 128              # query rows a block: two consumer warpgroups of 64
 THREADS = 384              # producer + 2 consumers
-PROD_REGS, CONS_REGS = 40, 232     # 40 x 128 + 232 x 256 <= 64K registers an SM
+PROD_REGS, CONS_REGS = 24, 240     # 24 x 128 + 240 x 256 <= 64K registers an SM
 SMEM_LIMIT = 227 * 1024 - 1024     # an sm_90 block's dynamic shared memory, less the barriers' share
 
 
