@@ -4,7 +4,8 @@
 CUDA-graph replay between events (bench_gemm.timed: warm-up, median of 5 replays), fresh random
 inputs. Forward and backward in TFLOPS (4 B H Sq Sk D forward, 2.5x that backward, halved when causal),
 decode (Sq = 1) in GB/s of K/V read against the device's measured copy bandwidth (a D2D copy of the
-same size). Writes a table to stdout, benchmarks/results/attention[_quick].json and a PNG per plot.
+same size). On sm_90a the default forward is the Hopper kernel (ops/attention_sm90.py) for D 64/128;
+its rows also time the sm_80 mma.sync kernel (``kaiodsl_sm80_tflops``). Writes a table to stdout, benchmarks/results/attention[_quick].json and a PNG per plot.
 
     python benchmarks/bench_attention.py [--quick] [--no-backward] [--sweep]
 """
@@ -49,6 +50,12 @@ def bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, backward, r
     row = {"kind": "fwd", "dtype": dtype, "D": D, "S": S, "B": B, "H": hq, "Hkv": hkv, "causal": causal}
     t = _try(lambda: ops.attention(q, k, v, causal=causal))
     row["kaiodsl_tflops"] = flops / t / 1e9 if t else None
+    row["kernel"] = _kernel_of(ops, q, k)
+    if row["kernel"] == "sm90":          # the mma.sync kernel too, for the before/after on Hopper
+        from kaiodsl.ops.attention_fwd import fwd_config
+        cfg = fwd_config(D, S)
+        t80 = _try(lambda: ops.attention(q, k, v, causal=causal, config=cfg))
+        row["kaiodsl_sm80_tflops"] = flops / t80 / 1e9 if t80 else None
     # torch SDPA backends need equal heads: K/V expanded once, outside the timed region (favours torch)
     g = hq // hkv
     ke, ve = (x.repeat_interleave(g, 1).contiguous() for x in (k, v)) if g > 1 else (k, v)
@@ -85,6 +92,14 @@ def bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, backward, r
     _ratios(brow)
     results.append(brow)
     _print(brow)
+
+
+def _kernel_of(ops, q, k) -> str:
+    """Which forward kernel ops.attention runs for these operands by default ("sm90" or "sm80")."""
+    from kaiodsl.ops.attention_sm90 import wants_sm90
+    ok = q.is_contiguous() and k.is_contiguous()
+    return "sm90" if ok and wants_sm90(q.shape[3], q.shape[2], {"torch.float16": "f16"}.get(str(q.dtype), "bf16")) \
+        else "sm80"
 
 
 def bench_decode(torch, ops, dtype, D, Sk, hq, hkv, copy_gbs, results):
@@ -135,8 +150,9 @@ def _print(r):
               f"({_f(r['fraction_of_copy'], 5, 2)} of copy {r['copy_gbs']:.0f})  flash {_f(r.get('flash_gbs'))}  "
               f"cudnn {_f(r.get('cudnn_gbs'))}", flush=True)
         return
+    sm80 = f" (sm80 {_f(r['kaiodsl_sm80_tflops'])})" if "kaiodsl_sm80_tflops" in r else ""
     print(f"{r['kind']:6} {r['dtype']:8} D{r['D']:<4} S {r['S']:>6} B {r['B']:>3} H {r['H']}/{r['Hkv']} "
-          f"{'causal' if r['causal'] else 'full  '}  kaiodsl {_f(r['kaiodsl_tflops'])}  flash {_f(r['flash_tflops'])}"
+          f"{'causal' if r['causal'] else 'full  '}  kaiodsl {_f(r['kaiodsl_tflops'])}{sm80}  flash {_f(r['flash_tflops'])}"
           f"  cudnn {_f(r['cudnn_tflops'])} TFLOPS  x{_f(r['ratio_vs_flash'], 5, 2)} vs FA2  "
           f"x{_f(r['ratio_vs_cudnn'], 5, 2)} vs cuDNN", flush=True)
 
@@ -156,7 +172,8 @@ def plot(results, path: Path) -> None:
     for ax, (kind, dtype, D, causal, gqa) in zip(axes[:, 0], groups):
         rows = [r for r in results if r["kind"] != "decode" and
                 (r["kind"], r["dtype"], r["D"], r["causal"], r["Hkv"] != r["H"]) == (kind, dtype, D, causal, gqa)]
-        for key, label in (("kaiodsl_tflops", "kaiodsl"), ("flash_tflops", "SDPA flash"),
+        for key, label in (("kaiodsl_tflops", "kaiodsl"), ("kaiodsl_sm80_tflops", "kaiodsl sm_80 kernel"),
+                           ("flash_tflops", "SDPA flash"),
                            ("cudnn_tflops", "SDPA cuDNN")):
             pts = [(r["S"], r[key]) for r in rows if r.get(key)]
             if pts:
@@ -182,10 +199,18 @@ def plot(results, path: Path) -> None:
 
 
 def sweep(torch, ops, results) -> None:
-    """Forward tile configs at D 64/128, S 4096, f16 (the lead's tuning run: --sweep)."""
+    """Forward tile configs at D 64/128, S 4096, f16 (the lead's tuning run: --sweep); on sm_90a the
+    Hopper kernel's key tiles and ring depths first."""
     from kaiodsl.ops.attention_fwd import FwdConfig
 
-    cfgs = [FwdConfig(128, 64, 8, 2), FwdConfig(128, 64, 8, 3), FwdConfig(128, 32, 8, 3), FwdConfig(128, 64, 8, 2,
+    from kaiodsl.compiler import default_arch
+    from kaiodsl.ops.attention_sm90 import Sm90AttnConfig
+
+    sm90 = [Sm90AttnConfig(128, 2), Sm90AttnConfig(128, 2, overlap=False), Sm90AttnConfig(128, 2, pingpong=True),
+            Sm90AttnConfig(128, 3), Sm90AttnConfig(64, 3), Sm90AttnConfig(176, 2),
+            Sm90AttnConfig(176, 2, pingpong=True)] \
+        if default_arch() == "sm_90a" else []
+    cfgs = sm90 + [FwdConfig(128, 64, 8, 2), FwdConfig(128, 64, 8, 3), FwdConfig(128, 32, 8, 3), FwdConfig(128, 64, 8, 2,
             False), FwdConfig(64, 64, 4, 2), FwdConfig(64, 64, 4, 3), FwdConfig(128, 128, 8, 2, False)]
     for D in (64, 128):
         B, H, S = 4, 16, 4096

@@ -159,6 +159,35 @@ def _dummy_i32(like: Arr):
     return _I32[key]
 
 
+def _takes_sm90(config, qz, kz, vz, oz, out_dtype, lens, num_splits, Sq, Sk, D, op) -> bool:
+    """Whether the Hopper kernel (attention_sm90) runs: on sm_90a for f16/bf16, D 64 or 128, Sq > 64,
+    contiguous q/k/v/out, the output in q's dtype, full key sequences, no split. An explicit
+    Sm90AttnConfig asks for it and is an error where it cannot run; a FwdConfig asks for the sm_80 kernel."""
+    from .attention_sm90 import SMEM_LIMIT, Sm90AttnConfig, wants_sm90
+    from kaiodsl.compiler import default_arch
+
+    forced = isinstance(config, Sm90AttnConfig)
+    if config is not None and not forced:
+        return False
+    arrays = (qz, kz, vz) + ((oz,) if oz is not None else ())
+    why = [(default_arch() == "sm_90a", f"the target is {default_arch()}, not sm_90a"),
+           (D in (64, 128), f"head dim D={D} is not 64 or 128"),
+           (out_dtype is None, "out_dtype must be None (q's dtype)"),
+           (lens is None and num_splits in (None, 1), "seqlens_k and num_splits are not supported"),
+           (Sk > 0, "Sk=0"),
+           (all(z.contiguous for z in arrays), "q, k, v and out must be contiguous [B, H, S, D]")]
+    if forced and D in (64, 128) and config.smem_bytes(D) > SMEM_LIMIT:
+        why.append((False, f"it needs {config.smem_bytes(D)} bytes of shared memory at D={D}, at most "
+                           f"{SMEM_LIMIT} fit (fewer stages or a smaller bn)"))
+    bad = [w for ok, w in why if not ok]
+    if forced:
+        if bad:
+            raise ArgumentError(f"{op}(): config={config!r} asks for the sm_90a kernel, which cannot run here: "
+                                + "; ".join(bad))
+        return True
+    return not bad and wants_sm90(D, Sq, qz.dtype.name)
+
+
 def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, out=None, seqlens_k=None,
               num_splits=None, out_dtype=None, config: FwdConfig = None):
     """softmax(q k^T * scale [+ causal mask]) v; see the module doc. Returns out, or (out, lse).
@@ -178,11 +207,17 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
     if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int)
                                    or num_splits < 1):
         raise ArgumentError(f"{op}(): num_splits must be a positive int or None (automatic), got {num_splits!r}")
+    sm90 = _takes_sm90(config, qz, kz, vz, oz, out_dtype, lens, num_splits, Sq, Sk, D, op)
     if out is None:
         out = new_like(qz, (B, H, Sq, D), odt)
         oa = operand(inspect_array("out", out, op), op)
     lse = new_like(qz, (B, H, Sq), f32)
     if B * H * Sq == 0:
+        return (out, lse) if return_lse else out
+    if sm90:
+        from .attention_sm90 import launch as sm90_launch
+        sm90_launch(qa[0], ka[0], va[0], out, lse, qz.dtype.name, B, H, Hkv, Sq, Sk, D, mode, sc * LOG2E,
+                    config)
         return (out, lse) if return_lse else out
     # the kernel's view: (Sq, H, group, q/o strides, causal); one query row per head with a GQA group
     # (decode) packs the group's heads as the rows of one block, so each K/V tile is read once per group

@@ -134,11 +134,30 @@ def _tie_registers(ctx: Ctx, uses_by: dict) -> None:
         src = n.operands[k]
         if isinstance(ctx.regs.get(src), list) and _dead_after(src, n, uses_by, where):
             ctx.regs[n] = ctx.regs[src]
+        elif _tuple_of_dead_registers(ctx, src, n, uses_by, where):
+            ctx.regs[n] = [ctx.regs[o] for o in src.operands]
 
 
-def _dead_after(v: Node, n: Node, uses_by: dict, where: dict) -> bool:
-    """True when no use of ``v`` is reachable from just after ``n`` without passing v's definition."""
-    users = {u for u, _ in uses_by.get(v, [])} - {n}
+def _tuple_of_dead_registers(ctx: Ctx, src: Node, n: Node, uses_by: dict, where: dict) -> bool:
+    """A tuple built element-wise (a rescaled wgmma accumulator, loop-carried scalars) whose elements
+    are distinct registers of the result's types, each read by nothing but this tuple and n and dead
+    after n: n may accumulate into them. Without this, the copies land right before the wgmma, inside
+    another wgmma's pipeline stage when one is in flight (ptxas then serialises every wgmma: C7513)."""
+    if src.op != "tuple" or src not in where or n in {u for o in src.operands for u, _ in uses_by.get(o, [])}:
+        return False
+    regs = [ctx.regs.get(o) for o in src.operands]
+    if not all(isinstance(r, str) for r in regs) or len(set(regs)) != len(regs):
+        return False
+    if any(o.op in ("const", "extract", "tuple") or o.type != t for o, t in zip(src.operands, n.type.elems)):
+        return False
+    return _dead_after(src, n, uses_by, where) and \
+        all(_dead_after(o, n, uses_by, where, also=src) for o in src.operands)
+
+
+def _dead_after(v: Node, n: Node, uses_by: dict, where: dict, also: Node | None = None) -> bool:
+    """True when no use of ``v`` is reachable from just after ``n`` without passing v's definition
+    (``also``: a user that does not count, the tuple that hands v to n)."""
+    users = {u for u, _ in uses_by.get(v, [])} - {n, also}
     blk, pos = where[n]
     if any(where[u][0] is blk and where[u][1] > pos for u in users):
         return False

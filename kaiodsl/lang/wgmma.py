@@ -123,17 +123,23 @@ def wgmma_commit(b: Builder):
 
 
 @builtin
-def wgmma_wait(b: Builder, n: int, *accs):
+def wgmma_wait(b: Builder, n: int, *accs, complete: int = 0):
     """Wait until at most ``n`` wgmma groups are pending; returns the accumulators (one value, or a tuple
-    for several) -- use those, not the values wgmma returned. With n > 0 they may still only feed wgmma."""
+    for several) -- use those, not the values wgmma returned. With n > 0 they may still only feed wgmma,
+    except the first ``complete`` of them: the caller states that their groups were committed before
+    the ``n`` newest (software pipelining: S_j's group, then P V's, then ``wgmma_wait(1, s, complete=1)``
+    gives S_j to read while P V runs on)."""
     if not (isinstance(n, int) and 0 <= n <= 7):
         b.error(f"wgmma_wait(): n must be a compile-time int 0..7, got {describe(n)}")
+    if not (isinstance(complete, int) and 0 <= complete <= len(accs)):
+        b.error(f"wgmma_wait(): complete must be a compile-time int 0..{len(accs)} (accumulators passed), "
+                f"got {describe(complete)}")
     b.emit("inst", attrs={"form": "wgmma.wait_group", "n": n})
     out = []
-    for a in accs:
+    for i, a in enumerate(accs):
         if not (isinstance(a, Node) and isinstance(a.type, TupleType)):
             b.error(f"wgmma_wait(): accumulators must be the register tuples wgmma returned, got {describe(a)}"[:200])
-        out.append(b.emit("inst", a.type, (a,), {"form": "wgmma.done", "n": n}))
+        out.append(b.emit("inst", a.type, (a,), {"form": "wgmma.done", "n": 0 if i < complete else n}))
     if not out:
         return None
     return out[0] if len(out) == 1 else tuple(out)
@@ -170,11 +176,14 @@ def wgmma(b: Builder, a, b_desc, acc, *, dtype=None, scale_d=True, negate_a: boo
     """``acc = A @ B + acc`` (``scale_d=False``: ``A @ B``) for one warpgroup, m64nNkK (wgmma.mma_async).
 
     a: a descriptor (wgmma_desc) or 4 registers of A (the A fragment, 9.7.15.5.1); b_desc: B's descriptor.
-    N comes from the accumulator (wgmma_zeros(N)); dtype 'f16' 'bf16' 'tf32' 'e4m3' 'e5m2' 's8' 'u8' or a
+    N comes from the accumulator (wgmma_zeros(N), a wgmma result, or a list of its registers, e.g.
+    rescaled element-wise after a wait); dtype 'f16' 'bf16' 'tf32' 'e4m3' 'e5m2' 's8' 'u8' or a
     pair (a, b) for fp8/int8. negate_* (float types), trans_* (f16/bf16: the operand is MN-major in
     shared memory, its descriptor built with ``wgmma_desc(..., major="mn", rows=BK)``; trans_a needs A
     from shared memory).
     """
+    if isinstance(acc, (tuple, list)) and acc and all(isinstance(x, Node) for x in acc):
+        acc = b.make_tuple(list(acc))      # an accumulator rebuilt element-wise (rescaled, say)
     kind, n = _acc_kind(b, acc)
     regs_a = isinstance(a, (tuple, list)) or (isinstance(a, Node) and isinstance(a.type, TupleType))
     if regs_a:
@@ -183,7 +192,10 @@ def wgmma(b: Builder, a, b_desc, acc, *, dtype=None, scale_d=True, negate_a: boo
             b.error(f"wgmma(): A from registers is 4 32-bit registers, got {A.type}")
         if dtype is None:
             dtype = _ALIAS.get(A.type.elems[0])
-        A = b.make_tuple([b.bitcast(b.extract(A, i), u32) for i in range(4)])
+        # packed f16x2/bf16x2 registers are .b32 already: a bitcast would be a mov inside the pipeline
+        # stage of any wgmma in flight, which makes ptxas serialise them (C7513)
+        A = b.make_tuple([x if x.type in (u32, f16x2, bf16x2) else b.bitcast(x, u32)
+                          for x in (b.extract(A, i) for i in range(4))])
     elif isinstance(a, Node) and a.type == u64:
         A = a
     else:

@@ -105,3 +105,13 @@ def wait(W: Const, pending: Const[int], accs):
 def acc_tile(W: Const, acc):
     """One m tile's accumulator as the AccTile(1, n / 8) nested list the epilogue takes."""
     return [[(acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]) for j in range(W.n // 8)]]
+
+
+@kaiodsl.func
+def from_acc_tile(W: Const, tile):
+    """The inverse of ``acc_tile``: one m tile's AccTile(1, n / 8) list back as the flat register list
+    wgmma takes as its accumulator (after element-wise work on it, such as a per-row rescale)."""
+    out = []
+    for j in kaiodsl.static_range(W.n // 8):
+        out = out + [tile[0][j][0], tile[0][j][1], tile[0][j][2], tile[0][j][3]]
+    return out

@@ -1,0 +1,403 @@
+"""The Hopper flash-attention forward (sm_90a): warp-specialised, TMA into mbarrier rings, wgmma.
+
+FlashAttention-3's structure (Shah et al. 2024, section 3.1) on the tile library, for f16/bf16 with
+head dim 64 or 128. A block owns 128 query rows of one (batch, head) and is three warpgroups:
+
+* **Producer** (warpgroup 0) gives its registers back (``setmaxnreg.dec``); one thread loads the
+  block's Q tile once (its own mbarrier) and then streams the key tiles: per tile it acquires a slot
+  of the K ring and of the V ring (``tiles.pipeline``, ``kind="mbarrier"``), announces the bytes and
+  issues the TMA boxes. K and V have separate rings so that S = Q K^T can start before V has landed.
+* **Consumers** (warpgroups 1 and 2, ``setmaxnreg.inc``) own 64 query rows each. Per key tile:
+  S = Q K^T with wgmma SS (both K-major: rows of D), the K slot released once that wgmma completed;
+  the mask (only on tiles that cross the causal diagonal or the end of the keys); the exp2 online
+  softmax of ``tiles.softmax`` on the accumulator (a warp's 16 rows are the m16n8 C layout repeated
+  along N, ``tiles.warpgroup.acc_tile``); O rescaled by alpha; then O += P V with wgmma RS: P
+  converted in registers to the A fragment (``tiles.fragments.to_a``: the wgmma register A operand
+  is the mma.m16n8k16 A layout per warp) and V, a row-major [keys, D] tile, read as the MN-major B
+  operand (``trans_b``, ``wgmma_desc(major="mn")``); the V slot released after that wgmma.
+* **Epilogue** straight from the accumulators: O / l (0 for a row that saw no key) in q's dtype,
+  rows past Sq skipped, and the natural-log LSE.
+
+Shared memory, all 128-byte swizzled by TMA (rows of D = 64 are one 128-byte atom; D = 128 is two
+[rows, 64] column blocks side by side, each its own box, which the K-major k loop and the MN-major
+descriptor's LBO both walk): Q [2 consumers][D / 64][64][64], then ``stages`` K slots and ``stages``
+V slots of [D / 64][bn][64]. Tensor maps are 4-d over the [B, H, S, D] arrays with boxes
+[1, 1, rows, 64], so rows past a head's S are zero-filled (never another head's data).
+
+Causal: a block reads keys below its last row's diagonal only; the grid runs the longest query
+tiles first. Not done here (FA3 does them): intra-warpgroup overlap of softmax with the next
+S wgmma, inter-warpgroup ping-pong on named barriers, persistent scheduling, fp8.
+"""
+
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+import kaiodsl
+from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles, u64
+from kaiodsl.errors import ArgumentError
+from kaiodsl.tiles import fragments, pipeline, softmax
+
+from .attention_fwd import visible
+
+# Row indices are i32 products (q tile x 128) that check_qkv bounds: S < 2^23, so rows stay far
+# inside i32 and every pointer offset built from them is widened to 64 bits before the multiply.
+warnings.filterwarnings("ignore", category=kaiodsl.errors.IndexOverflowWarning, module=r"kaiodsl\.ops\.attention_sm90$")
+
+NEG_INF = -float("inf")
+COLS = 64                  # elements of D per 128-byte swizzled column block (one TMA box wide)
+BLOCK_Q = 128              # query rows a block: two consumer warpgroups of 64
+THREADS = 384              # producer + 2 consumers
+PROD_REGS, CONS_REGS = 24, 240     # 24 x 128 + 240 x 256 <= 64K registers an SM
+SMEM_LIMIT = 227 * 1024 - 1024     # an sm_90 block's dynamic shared memory, less the barriers' share
+
+
+@dataclass(frozen=True)
+class Sm90AttnConfig:
+    """``bn`` keys a tile (a multiple of 16 up to 256: one wgmma N for S, the k extent of P V),
+    ``stages`` slots in each of the K and V rings, ``overlap`` the pipelined consumer schedule,
+    ``pingpong`` the consumers' alternation (FA3 section 3.1: one warpgroup's softmax runs while the
+    other's wgmmas do)."""
+
+    bn: int = 128
+    stages: int = 2
+    overlap: bool = True     # softmax of tile j while P V of tile j - 1 runs (see _consume)
+    pingpong: bool = False   # the two consumers take turns issuing their wgmmas (named barriers)
+
+    def __post_init__(self):
+        if not (type(self.bn) is int and 16 <= self.bn <= 256 and self.bn % 16 == 0):
+            raise ArgumentError(f"Sm90AttnConfig: bn must be a multiple of 16 in 16..256, got {self.bn!r}")
+        if not (type(self.stages) is int and self.stages >= 1):
+            raise ArgumentError(f"Sm90AttnConfig: stages must be a positive int, got {self.stages!r}")
+        for name in ("overlap", "pingpong"):
+            if not isinstance(getattr(self, name), bool):
+                raise ArgumentError(f"Sm90AttnConfig: {name} must be a bool, got {getattr(self, name)!r}")
+        if self.pingpong and not self.overlap:
+            raise ArgumentError("Sm90AttnConfig: pingpong=True needs overlap=True (the pipelined schedule)")
+
+    def smem_bytes(self, d: int) -> int:
+        return 2 * (BLOCK_Q * d + 2 * self.stages * self.bn * d)
+
+    def __str__(self) -> str:
+        return f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial") + ("_pp" if self.pingpong else "")
+
+
+def sm90_attn_config(d: int) -> Sm90AttnConfig:
+    """128-key tiles in 2-slot rings (S and O are 64 + d / 2 f32 registers a consumer thread; shared
+    memory 80 KB at d = 64, 160 KB at d = 128)."""
+    return Sm90AttnConfig(bn=128, stages=2)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The compile-time shape of one kernel."""
+
+    d: int
+    dtype: object
+    cfg: Sm90AttnConfig
+    causal: bool
+
+    @property
+    def blocks(self) -> int:
+        """64-column blocks of D."""
+        return self.d // COLS
+
+    @property
+    def q_elems(self) -> int:
+        return BLOCK_Q * self.d
+
+    @property
+    def kv_elems(self) -> int:
+        """One K (or V) slot."""
+        return self.cfg.bn * self.d
+
+    @property
+    def s_wg(self):
+        return tiles.WarpgroupMma(self.dtype.name, self.cfg.bn, 2 * COLS, 1)
+
+    @property
+    def o_wg(self):
+        return tiles.WarpgroupMma(self.dtype.name, self.d, 2 * COLS, 1)
+
+    @property
+    def h2(self):
+        return f16x2 if self.dtype == f16 else bf16x2
+
+
+@kaiodsl.func
+def _produce(L: Const, tq, tk, tv, smem, qbar, kbars, vbars, RK: Const, RV: Const, b, h, hk, q0, nb):
+    """One thread: Q once, then nb key tiles into the K and V rings (each slot waits for its release)."""
+    cfg = L.cfg
+    kaiodsl.mbarrier_arrive_expect_tx(qbar, L.q_elems * 2)
+    for cw in kaiodsl.static_range(2):
+        for c in kaiodsl.static_range(L.blocks):
+            kaiodsl.tma_load(smem.ptr((cw * L.blocks + c) * 64 * COLS), tq, (b, h, q0 + 64 * cw, c * COLS), qbar)
+    ks = pipeline.start(RK)
+    vs = pipeline.start(RV)
+    for j in range(nb):
+        pipeline.acquire(RK, ks, kbars)
+        index, phase = ks
+        pipeline.commit(RK, ks, kbars, L.kv_elems * 2)
+        for c in kaiodsl.static_range(L.blocks):
+            kaiodsl.tma_load(smem.ptr(L.q_elems + index * L.kv_elems + c * cfg.bn * COLS), tk,
+                             (b, hk, j * cfg.bn, c * COLS), kbars.ptr(index))
+        ks = pipeline.advance(RK, ks)
+        pipeline.acquire(RV, vs, vbars)
+        index, phase = vs
+        pipeline.commit(RV, vs, vbars, L.kv_elems * 2)
+        for c in kaiodsl.static_range(L.blocks):
+            kaiodsl.tma_load(smem.ptr(L.q_elems + (cfg.stages + index) * L.kv_elems + c * cfg.bn * COLS), tv,
+                             (b, hk, j * cfg.bn, c * COLS), vbars.ptr(index))
+        vs = pipeline.advance(RV, vs)
+
+
+@kaiodsl.func
+def _s_issue(L: Const, smem, cw, kslot, s):
+    """Issue S = Q K^T for this consumer's 64 rows (raw units) as one commit group; returns it pending.
+    Both operands K-major: 4 k16 steps of 32 bytes in each 128-byte swizzled column block of D. ``s``
+    is a dead accumulator (the previous tile's S): the first wgmma does not read it (scale_d=False),
+    so the new S lands in its registers with no zeroing moves."""
+    W = L.s_wg
+    kaiodsl.wgmma_fence()
+    for c in kaiodsl.static_range(L.blocks):
+        for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
+            da = kaiodsl.wgmma_desc(smem.ptr((cw * L.blocks + c) * 64 * COLS + ks * 16), 128, rows=64)
+            db = kaiodsl.wgmma_desc(smem.ptr(kslot + c * L.cfg.bn * COLS + ks * 16), 128, rows=L.cfg.bn)
+            s = kaiodsl.wgmma(da, db, s, dtype=W.dtype, scale_d=c + ks > 0)
+    kaiodsl.wgmma_commit()
+    return s
+
+
+@kaiodsl.func
+def _pv_issue(L: Const, o, pa, smem, vslot):
+    """Issue O += P V as one commit group; returns O pending. P's A fragments come from registers, V
+    [bn, D] is the MN-major B operand (a k16 step is 16 rows of every 128-byte column block: 16 x 64
+    elements on; the descriptor's LBO steps the column blocks)."""
+    kaiodsl.wgmma_fence()
+    for kk in kaiodsl.static_range(L.cfg.bn // 16):
+        db = kaiodsl.wgmma_desc(smem.ptr(vslot + kk * 16 * COLS), 128, major="mn", rows=L.cfg.bn)
+        o = kaiodsl.wgmma(pa[0][kk], db, o, dtype=L.dtype.name, trans_b=True)
+    kaiodsl.wgmma_commit()
+    return o
+
+
+@kaiodsl.func
+def _softmax(L: Const, s_acc, m, l, c, k0, kend, shift, row_wg, row_w, lane):
+    """One key tile's scores (a complete S accumulator) -> (P, m, l, alpha) in f32: masked only where
+    the tile crosses the end of the keys or this warpgroup's causal diagonal."""
+    ST = L.s_wg.acc_tile
+    s = tiles.warpgroup.acc_tile(L.s_wg, s_acc)
+    edge = k0 + L.cfg.bn > kend
+    if L.causal:
+        edge = edge or k0 + L.cfg.bn - 1 > row_wg + shift
+    if edge:
+        s = fragments.mask(ST, s, visible, (kend, shift, L.causal), row_w, k0, lane, NEG_INF)
+    return softmax.online_update(ST, s, m, l, c)
+
+
+@kaiodsl.func
+def _rescale(L: Const, acc, alpha):
+    """O *= alpha per row (a complete O accumulator), as the register list the next wgmma takes."""
+    ot = fragments.scale_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, acc), alpha)
+    return tiles.warpgroup.from_acc_tile(L.o_wg, ot)
+
+
+@kaiodsl.func
+def _store_o(L: Const, ot, inv, o, obase, row0, Sq, lane):
+    """O / l of one warp's 16 rows to o[obase + row * D + col] (row-major [.., Sq, D]), rows >= Sq skipped."""
+    for h in kaiodsl.static_range(2):
+        row = row0 + lane // 4 + 8 * h
+        if row < Sq:
+            rbase = obase + i64(row) * L.d
+            for j in kaiodsl.static_range(L.d // 8):
+                col = j * 8 + 2 * (lane % 4)
+                kaiodsl.store(o, rbase + col, (L.dtype(ot[0][j][2 * h] * inv[0][h]),
+                                               L.dtype(ot[0][j][2 * h + 1] * inv[0][h])), vec=2)
+
+
+@kaiodsl.func
+def _my_turn(L: Const, cw):
+    """Ping-pong: wait until the other consumer has issued its wgmmas (named barrier 1 + cw: this
+    warpgroup's 128 threads and the other's 128 arrivals)."""
+    if L.cfg.pingpong:                               # constant ids: ptxas reserves only these two
+        if cw == 0:
+            kaiodsl.barrier(1, 256)
+        else:
+            kaiodsl.barrier(2, 256)
+
+
+@kaiodsl.func
+def _your_turn(L: Const, cw):
+    """Ping-pong: this consumer's wgmmas are issued; let the other one issue its own."""
+    if L.cfg.pingpong:
+        if cw == 0:
+            kaiodsl.barrier_arrive(2, 256)
+        else:
+            kaiodsl.barrier_arrive(1, 256)
+
+
+@kaiodsl.func
+def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, bh, Sq, q0, nb, kend, shift, c,
+             tid):
+    """One consumer warpgroup: its 64 query rows against nb key tiles, then the epilogue.
+
+    Serial schedule (``overlap=False``): per tile S, wait, softmax, P V, wait. Overlapped (FA3's
+    intra-warpgroup pipelining, section 3.2): S_j = Q K_j^T and O += P_{j-1} V_{j-1} are issued back to
+    back, the softmax of S_j runs while P_{j-1} V_{j-1} is still on the tensor cores, and O is
+    rescaled by alpha_j once that wgmma is done; the last tile's P V is issued after the loop."""
+    cfg = L.cfg
+    ST = L.s_wg.acc_tile
+    cw = tid // 128 - 1
+    lane = tid % 32
+    row_wg = q0 + 64 * cw                            # this warpgroup's first row
+    row_w = row_wg + 16 * ((tid // 32) % 4)          # this warp's first row
+    m = [[f32(NEG_INF), f32(NEG_INF)]]
+    l = [[f32(0.0), f32(0.0)]]
+    acc = kaiodsl.wgmma_zeros(L.d)
+    sj = kaiodsl.wgmma_zeros(cfg.bn)                 # S's registers, reused tile after tile
+    kaiodsl.mbarrier_wait(qbar, 0)
+    ks = pipeline.start(RK)
+    vs = pipeline.start(RV)
+    if cfg.overlap:                                  # acc is carried as a register list here
+        acc = [f32(0.0) for i in range(L.d // 2)]
+        pa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
+        if cw == 1 and nb > 0:
+            _your_turn(L, cw)                        # consumer 0 issues first
+        if nb > 0:
+            pipeline.wait(RK, 0, ks, kbars)
+            index, phase = ks
+            _my_turn(L, cw)
+            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj)
+            _your_turn(L, cw)
+            sj = kaiodsl.wgmma_wait(0, sj)
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
+            pa = fragments.to_a(ST, p, L.h2)
+        for j in range(1, nb):
+            pipeline.wait(RK, 0, ks, kbars)
+            pipeline.wait(RV, 0, vs, vbars)
+            _my_turn(L, cw)
+            index, phase = ks
+            sj = _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj)
+            index, phase = vs
+            acc = _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
+            _your_turn(L, cw)
+            sj, acc = kaiodsl.wgmma_wait(1, sj, acc, complete=1)      # S_j done, P V may still run
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            acc = kaiodsl.wgmma_wait(0, acc)
+            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+            pa = fragments.to_a(ST, p, L.h2)         # only now: P V's A registers are free again
+            acc = _rescale(L, acc, alpha)
+        if nb > 0:
+            pipeline.wait(RV, 0, vs, vbars)
+            index, phase = vs
+            _my_turn(L, cw)
+            pv = _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems)
+            if cw == 0:                              # consumer 1 issues last: every arrive has its sync
+                _your_turn(L, cw)
+            done = kaiodsl.wgmma_wait(0, pv)
+            acc = [done[i] for i in range(L.d // 2)]
+            pipeline.release(RV, vs, vbars)
+    else:
+        for j in range(nb):
+            pipeline.wait(RK, 0, ks, kbars)
+            index, phase = ks
+            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj))
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            pa = fragments.to_a(ST, p, L.h2)
+            acc = _rescale(L, acc, alpha)
+            pipeline.wait(RV, 0, vs, vbars)
+            index, phase = vs
+            acc = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems))
+            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+    lsum = softmax.finish(ST, l)
+    inv = softmax.inverse(ST, lsum)
+    _store_o(L, tiles.warpgroup.acc_tile(L.o_wg, acc), inv, o, i64(bh) * Sq * L.d, row_w, Sq, lane)
+    tiles.epilogue.store_rows(ST, lse + i64(bh) * Sq, softmax.lse(ST, m, lsum, c), row_w, lane, Sq)
+
+
+@lru_cache(maxsize=None)
+def sm90_attention_kernel(d: int, dtype_name: str, cfg: Sm90AttnConfig, causal: bool):
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    L = Layout(d, T, cfg, causal)
+    RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
+    RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
+    name = f"attn_fwd_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "")
+
+    @kaiodsl.kernel(block_size=THREADS, name=name)
+    def attn_fwd_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, o: Ptr[T], lse: Ptr[f32],
+                      Sq: i32, Sk: i32, H: i32, group: i32, c: f32, shift: i32):
+        smem = kaiodsl.dynamic_shared(T, align=1024)
+        kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
+        vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
+        qbar = kaiodsl.shared_array(u64, (1,), align=8, name="qbar")
+        tid = kaiodsl.thread_idx.x
+        nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
+        pid = kaiodsl.block_idx.x
+        qb = nqb - 1 - pid % nqb                    # the longest causal tiles first
+        bh = pid // nqb
+        b = bh // H
+        h = bh - b * H
+        q0 = qb * BLOCK_Q
+        kend = Sk
+        if causal:
+            kend = max(min(Sk, q0 + BLOCK_Q + shift), 0)     # the last row sees keys <= q0 + 127 + shift
+        nb = (kend + cfg.bn - 1) // cfg.bn
+        if tid == 0:
+            kaiodsl.tma_prefetch(tq)
+            kaiodsl.tma_prefetch(tk)
+            kaiodsl.tma_prefetch(tv)
+            kaiodsl.mbarrier_init(qbar, 1)
+            pipeline.init(RK, kbars)
+            pipeline.init(RV, vbars)
+        kaiodsl.syncthreads()
+        if tid < 128:
+            kaiodsl.setmaxnreg(PROD_REGS, False)
+            if tid == 0:
+                _produce(L, tq, tk, tv, smem, qbar, kbars, vbars, RK, RV, b, h, h // group, q0, nb)
+        else:
+            kaiodsl.setmaxnreg(CONS_REGS, True)
+            _consume(L, smem, qbar, kbars, vbars, RK, RV, o, lse, bh, Sq, q0, nb, kend, shift, c, tid)
+
+    return attn_fwd_sm90
+
+
+def wants_sm90(D: int, Sq: int, dtype_name: str) -> bool:
+    """Whether ops.attention takes this kernel: sm_90a, f16/bf16, D 64 or 128, and more than 64 query
+    rows (shorter queries are the decode kernels' job: split-KV, smaller tiles)."""
+    from kaiodsl.compiler import default_arch
+    return default_arch() == "sm_90a" and dtype_name in ("f16", "bf16") and D in (64, 128) and Sq > 64
+
+
+def _canonical(x):
+    """A contiguous numpy or torch array with C-order strides on its size-1 dimensions too (the
+    tensor map's rules read every stride; a view of [B, S, 1, D] storage has odd ones)."""
+    if isinstance(x, np.ndarray) or type(x).__module__.startswith("torch"):
+        return x.reshape(-1).reshape(tuple(x.shape))
+    return x
+
+
+def launch(q, k, v, out, lse, dtype_name: str, B: int, H: int, Hkv: int, Sq: int, Sk: int, D: int,
+           causal_mode, c: float, cfg: Sm90AttnConfig | None = None):
+    """Run the kernel on validated contiguous operands q [B, H, Sq, D], k/v [B, Hkv, Sk, D], out like q,
+    lse f32 [B, H, Sq]; ``c`` = scale * log2(e); ``causal_mode`` None, "top_left" or "bottom_right"."""
+    cfg = cfg or sm90_attn_config(D)
+    if D not in (64, 128):
+        raise ArgumentError(f"attention(): the sm_90a kernel takes head dim 64 or 128, got D={D}")
+    if cfg.smem_bytes(D) > SMEM_LIMIT:
+        raise ArgumentError(f"attention(): config={cfg!r} needs {cfg.smem_bytes(D)} bytes of shared memory at "
+                            f"D={D}; at most {SMEM_LIMIT} fit (fewer stages or a smaller bn)")
+    q, k, v = (_canonical(x) for x in (q, k, v))
+    tq = TensorMap(q, (1, 1, 64, COLS), dtype=dtype_name, swizzle=128)
+    tk = TensorMap(k, (1, 1, cfg.bn, COLS), dtype=dtype_name, swizzle=128, l2_promotion=256)
+    tv = TensorMap(v, (1, 1, cfg.bn, COLS), dtype=dtype_name, swizzle=128, l2_promotion=256)
+    shift = Sk - Sq if causal_mode == "bottom_right" else 0
+    kern = sm90_attention_kernel(D, dtype_name, cfg, causal_mode is not None)
+    nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
+    kern[B * H * nqb, THREADS](tq, tk, tv, out, lse, Sq, Sk, H, H // Hkv, c, shift, smem=cfg.smem_bytes(D))
+    return out
