@@ -4,8 +4,12 @@ CUDA events around each call, warm-up first, median of the timed repeats, fresh
 random inputs (never zeros). Writes a table to stdout, JSON to
 benchmarks/results/gemm.json and a PNG plot of TFLOPS by shape.
 
-    python benchmarks/bench_gemm.py [--quick] [--only f16,bf16,int8,int4,decode]
+    python benchmarks/bench_gemm.py [--quick] [--only f16,bf16,int8,fp8,int4,decode] [--squares 4096,8192]
         [--decode-configs "1,8,2,2;1,8,1,2"]   (extra DecodeConfigs n_tiles,k_split,nw,unroll to time)
+
+``--squares`` times only those M = N = K (no LLM shapes). int8 runs against ``torch._int_mm`` (the f32
+output of ``ops.matmul_int8`` against its int32 one), fp8 (``ops.matmul_fp8``, e4m3, per-tensor scales,
+bf16 out) against ``torch._scaled_mm`` with the same scales and output.
 """
 
 from __future__ import annotations
@@ -99,6 +103,16 @@ def bench_decode(dtype_name: str, shapes, extra: list, results: list) -> None:
             _row(results[-1])
 
 
+def _int8_config(M: int, N: int, K: int) -> str:
+    """What ops.matmul_int8 runs for b [N, K] with config='auto' (as its own choice does)."""
+    import kaiodsl.ops as ops
+    from kaiodsl.ops import gemm_sm90
+
+    if gemm_sm90.wants_sm90(M, N, K, "nk") and K % 16 == 0:
+        return "sm90 " + str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()))
+    return str(ops.int8_config(M, N, K))
+
+
 def bench_int8(shapes, results: list) -> None:
     import torch
 
@@ -113,9 +127,36 @@ def bench_int8(shapes, results: list) -> None:
         t_k = timed(lambda: ops.matmul_int8(a, b, 1.0))
         t_t = timed(lambda: torch._int_mm(a, b.t())) if M > 16 else float("nan")
         ops_ = 2.0 * M * N * K
-        results.append({"op": "matmul_int8", "M": M, "N": N, "K": K, "kaiodsl_ms": t_k, "torch_ms": t_t,
+        results.append({"op": "matmul_int8", "M": M, "N": N, "K": K, "config": _int8_config(M, N, K),
+                        "kaiodsl_ms": t_k, "torch_ms": t_t,
                         "kaiodsl_tflops": ops_ / t_k / 1e9, "torch_tflops": ops_ / t_t / 1e9,
                         "ratio": t_t / t_k, "rel_err": err, "torch_op": "torch._int_mm"})
+        _row(results[-1])
+
+
+def bench_fp8(shapes, results: list) -> None:
+    """e4m3 a [M, K] x b [N, K] with per-tensor f32 scales (device tensors) into bf16."""
+    import torch
+
+    import kaiodsl.ops as ops
+    from kaiodsl.ops import gemm_sm90
+
+    for M, N, K in shapes:
+        a = torch.randn(M, K, device="cuda").to(torch.float8_e4m3fn)
+        b = torch.randn(N, K, device="cuda").to(torch.float8_e4m3fn)
+        sa = torch.tensor(0.5, device="cuda")
+        sb = torch.tensor(0.25, device="cuda")
+        ref = torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
+        out = ops.matmul_fp8(a, b, sa, sb, out_dtype="bf16")
+        err = rel_err(out, ref)
+        t_k = timed(lambda: ops.matmul_fp8(a, b, sa, sb, out_dtype="bf16"))
+        t_t = timed(lambda: torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16))
+        flops = 2.0 * M * N * K
+        results.append({"op": "matmul_fp8", "M": M, "N": N, "K": K,
+                        "config": str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count())),
+                        "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
+                        "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err,
+                        "torch_op": "torch._scaled_mm"})
         _row(results[-1])
 
 
@@ -186,7 +227,8 @@ def plot(results: list, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="f16,bf16,int8,int4,decode")
+    ap.add_argument("--only", default="f16,bf16,int8,fp8,int4,decode")
+    ap.add_argument("--squares", default="", help="only these square sizes, e.g. '4096,8192' (no LLM shapes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gemm.json"))
     ap.add_argument("--decode-configs", default="", help="extra DecodeConfigs for the decode rows, "
                     "'n_tiles,k_split,nw,unroll;...'")
@@ -196,6 +238,8 @@ def main() -> int:
     only = set(args.only.split(","))
     squares = [(s, s, s) for s in (SQUARES[2:] if args.quick else SQUARES)]
     llm = [(2048, 4096, 4096), (2048, 14336, 4096)] if args.quick else [(m, n, k) for m in LLM_M for n, k in LLM_NK]
+    if args.squares:
+        squares, llm = [(int(s), int(s), int(s)) for s in args.squares.split(",")], []
     results: list = []
     t0 = time.time()
     for name in ("f16", "bf16"):
@@ -210,6 +254,9 @@ def main() -> int:
     if "int8" in only:
         bench_int8(squares[:1] + [(m, n, k) for m, n, k in llm if m > 16] if args.quick else
                    squares + [(m, n, k) for m, n, k in llm if m > 16], results)
+    if "fp8" in only:
+        bench_fp8(squares[:1] + [(m, n, k) for m, n, k in llm if m > 16] if args.quick else
+                  squares + [(m, n, k) for m, n, k in llm if m > 16], results)
     if "int4" in only:
         bench_int4([(1, 8192, 8192), (16, 8192, 8192), (1, 4096, 4096), (16, 4096, 11008)], results)
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "host": platform.node(),

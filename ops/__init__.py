@@ -25,6 +25,7 @@ from .gemm_sm90 import Sm90Config
 from .int4_pack import dequantize, from_gptq, pack_int4, quantize_int4, unpack_int4
 from .matmul import (GemmConfig, matmul, matmul_choice, matmul_config, matmul_heuristic, matmul_kernel_for,
                      reference_matmul)
+from .matmul_fp8 import fp8_values, matmul_fp8, reference_matmul_fp8
 from .matmul_int4 import matmul_int4, reference_matmul_int4
 from .matmul_w8a16 import matmul_w8a16, reference_matmul_w8a16
 from .matmul_int8 import (int8_config, matmul_int8, matmul_w8a8, reference_matmul_int8,
@@ -34,9 +35,9 @@ from .quantize import quantize_per_token, reference_quantize_per_token
 
 __all__ = ["attention", "attention_backward", "attention_flash", "attention_flash_backward", "attention_flash_causal",
            "attention_tc", "attention_tc_causal", "reference_attention", "reference_attention_backward",
-           "DecodeConfig", "GemmConfig", "Sm90Config", "KAIO_NAMES", "dequantize", "from_gptq", "int8_config", "matmul", "matmul_backward",
-           "matmul_choice", "matmul_config", "matmul_heuristic", "matmul_int4", "matmul_int8", "matmul_kernel_for", "matmul_tc", "matmul_tc_async",
+           "DecodeConfig", "GemmConfig", "Sm90Config", "KAIO_NAMES", "dequantize", "fp8_values", "from_gptq", "int8_config", "matmul", "matmul_backward",
+           "matmul_choice", "matmul_config", "matmul_heuristic", "matmul_fp8", "matmul_int4", "matmul_int8", "matmul_kernel_for", "matmul_tc", "matmul_tc_async",
            "matmul_tc_bf16", "matmul_tc_bf16_async", "matmul_w8a16", "matmul_w8a8", "pack_int4", "qkv_project",
            "qkv_project_int4", "qkv_project_int8", "quantize_int4", "quantize_per_token", "reference_matmul",
-           "reference_matmul_backward", "reference_matmul_int4", "reference_matmul_int8", "reference_matmul_w8a16",
+           "reference_matmul_backward", "reference_matmul_fp8", "reference_matmul_int4", "reference_matmul_int8", "reference_matmul_w8a16",
            "reference_matmul_w8a8", "reference_qkv", "reference_quantize_per_token", "unpack_int4"]

@@ -38,7 +38,8 @@ from kaiodsl.errors import ArgumentError
 
 ROW_BYTES = 128                 # bytes of K per stage row: one 128-byte swizzle atom
 REGS = 64 * 1024                # registers per SM (and per block here: one block an SM)
-ELEM_BYTES = {"f16": 2, "bf16": 2, "s8": 1, "u8": 1, "e4m3": 1, "e5m2": 1}
+ELEM_BYTES = {"f16": 2, "bf16": 2, "s8": 1, "u8": 1, "e4m3": 1, "e5m2": 1,
+              "e4m3_e5m2": 1, "e5m2_e4m3": 1}       # mixed fp8 pairs: A's type first (tiles.WarpgroupMma)
 
 
 @dataclass(frozen=True)

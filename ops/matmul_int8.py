@@ -12,7 +12,12 @@ copy of ``b`` (O(NK), in the input's framework) per call: ``ldmatrix .trans`` mo
 elements only (PTX ISA 9.7.9.26), so the kernel has no [K, N] path for int8. Keep weights in
 [N, K] to avoid the copy.
 
-The kernel is the f16 GEMM's (kaiodsl.tiles.gemm) with an s8 atom: tiles are counted in bytes, and a
+On sm_90a, b as [N, K] past M = 64 with 16-byte aligned rows (K a multiple of 16) runs the Hopper
+kernel (ops/gemm_sm90.py through ops/gemm_sm90_8bit.py: TMA + wgmma with s8 operands and s32
+accumulators, the same epilogue as tiles.Epilogue ops); an ``Sm90Config`` as ``config=`` asks for it
+(an ArgumentError where it cannot run). Everything else runs the mma.sync kernel below.
+
+The mma.sync kernel is the f16 GEMM's (kaiodsl.tiles.gemm) with an s8 atom: tiles are counted in bytes, and a
 32-byte k-slab is one m16n8k32 step. Any K >= 1: rows that do not start on 16-byte boundaries (K not a
 multiple of 16, or a data pointer off 16 bytes) take the tile copies' element path (kaiodsl/tiles/copies.py).
 """
@@ -25,6 +30,7 @@ import kaiodsl
 from kaiodsl import Ptr, bf16, f16, f32, i8, i32, tiles
 from kaiodsl.errors import ArgumentError
 
+from . import gemm_sm90_8bit as sm90
 from ._common import (copy_2d, data_alignment, inspect_array, is_real, new_like, require_choice, require_contiguous,
                       require_dtype, require_f32_scalar, require_i32_sizes, require_rank, same_kind)
 from .matmul import (GemmConfig, _bias_f32, block_gemm, check_config, config_or_default, dummy_f32,
@@ -96,6 +102,14 @@ def _check_int8_pair(op, a, b, b_layout, a_name="a", b_name="b"):
     return az, bz, M, N, K
 
 
+def _sm90(op, config, az, bz, M, N, K, layout):
+    """The Sm90Config to run the Hopper kernel with (checked), or None for the mma.sync kernel."""
+    rows_aligned = sm90.aligned(K, az, bz)
+    if not sm90.wants(config, M, N, K, layout, rows_aligned):
+        return None
+    return sm90.config(op, config, M, N, K, layout, rows_aligned)
+
+
 def _config(op, config, M, N, K):
     cfg = config_or_default(op, config, lambda: int8_config(M, N, K))
     check_config(op, cfg, 1)
@@ -117,14 +131,20 @@ def _launch(a, b, out, rs, cs, bias, alpha, M, N, K, cfg, grid, out_name, flags)
 
 def matmul_int8(a, b, scale=1.0, *, b_layout: str = "nk", config=None):
     """W8A8 GEMM: int8 a [M, K] x int8 b -> f32 [M, N] = (a @ b^T) * scale for b [N, K] (``b_layout="nk"``,
-    the default) or (a @ b) * scale for b [K, N] (``"kn"``: transposed copy first); int32 accumulation."""
+    the default) or (a @ b) * scale for b [K, N] (``"kn"``: transposed copy first); int32 accumulation.
+    ``config``: a GemmConfig (the mma.sync kernel), an Sm90Config (the Hopper kernel: sm_90a, b [N, K],
+    K a multiple of 16), or None / 'auto' to let the op choose."""
     op = "matmul_int8"
     az, bz, M, N, K = _check_int8_pair(op, a, b, b_layout)
     alpha = require_f32_scalar(op, "scale", scale)
-    cfg, grid = _config(op, config, M, N, K)
+    cfg90 = _sm90(op, config, az, bz, M, N, K, b_layout)
+    if cfg90 is None:
+        cfg, grid = _config(op, config, M, N, K)
     out = new_like(az, (M, N), f32)
     if M == 0 or N == 0:
         return out
+    if cfg90 is not None:
+        return sm90.run("s8", a, b, out, M, N, K, cfg90, f32, [(tiles.Scale(), alpha, f32)])
     d = dummy_f32(az)
     return _launch(a, _b_nk(b, bz, b_layout, N, K), out, d, d, d, alpha, M, N, K, cfg, grid, "f32",
                    (False, False, False))
@@ -155,11 +175,18 @@ def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype="f16"
         raise ArgumentError(f"{op}(): weight_scale must be per output channel [N={N}], got shape {wsz.shape}")
     same_kind(op, az, wsz)
     require_contiguous(wsz, op)
-    cfg, grid = _config(op, config, M, N, K)
+    cfg90 = _sm90(op, config, az, wz, M, N, K, b_layout)
+    if cfg90 is None:
+        cfg, grid = _config(op, config, M, N, K)
     bias_arg = _bias_f32(bias, az, N, op)           # the last check; allocates only when all passed
     out = new_like(az, (M, N), out_t)
     if M == 0 or N == 0:
         return out
+    if cfg90 is not None:
+        terms = ([(tiles.RowScale(), rs, Ptr[f32])] if row_scale else [(tiles.Scale(), alpha, f32)]) + \
+            [(tiles.ColScale(), weight_scale, Ptr[f32])] + ([(tiles.Bias(), bias_arg, Ptr[f32])] if bias is not None
+                                                           else [])
+        return sm90.run("s8", a_q, w_q, out, M, N, K, cfg90, out_t, terms)
     if rs is None:
         rs = dummy_f32(az)
     return _launch(a_q, _b_nk(w_q, wz, b_layout, N, K), out, rs, weight_scale, bias_arg, alpha, M, N, K, cfg,

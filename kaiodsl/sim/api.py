@@ -164,9 +164,9 @@ class SimBackend:
                 if copy_back:
                     back.append((a, buf))
             elif getattr(p, "is_tensormap", False):  # the 128 bytes, with the array's simulated address
-                buf = _tensormap_array(compiled.name, p, a)
+                buf, copy_back = _tensormap_array(compiled.name, p, a)
                 values.append(a.spec(gmem.map(buf, p.name)).sim_bytes())
-                if buf is not getattr(a.array, "_sim_buffer", None):
+                if copy_back:
                     back.append((a.array, buf))  # a numpy array: TMA stores are copied back
             else:
                 values.append(_scalar_arg(compiled.name, p, a))
@@ -196,15 +196,20 @@ def _validate(kname, params, args):
 
 
 def _tensormap_array(kname, p, tm):
+    """(the buffer a TensorMap's array is simulated in, whether to copy it back after the launch): a
+    DeviceArray's or a CPU tensor's own memory (no copy), else a copy of the numpy array."""
     a = tm.array
-    buf = getattr(a, "_sim_buffer", a)
+    view = _cpu_tensor_view(a)
+    buf = getattr(a, "_sim_buffer", view)
     if not isinstance(buf, np.ndarray):
-        raise ArgumentError(f"{kname}: parameter '{p.name}': the TensorMap's array must be a numpy array or a "
-                            f"simulator DeviceArray, got {type(a).__name__}")
+        raise ArgumentError(f"{kname}: parameter '{p.name}': the TensorMap's array must be a numpy array, a "
+                            f"CPU torch tensor or a simulator DeviceArray, got {type(a).__name__}")
     if not buf.flags.c_contiguous:
         raise ArgumentError(f"{kname}: parameter '{p.name}': the simulator maps a TensorMap's numpy array "
                             f"whole: pass a C-contiguous array (its strides are {buf.strides})")
-    return buf if hasattr(a, "_sim_buffer") else buf.copy()
+    if hasattr(a, "_sim_buffer") or view is not a:
+        return buf, False
+    return buf.copy(), True
 
 
 def _expected_dtypes(p):
@@ -226,6 +231,8 @@ def _cpu_tensor_view(a):
         t = t.as_strided((span,), (1,))
     if t.dtype == torch.bfloat16:                       # numpy has no bfloat16: its raw bits
         return t.view(torch.int16).numpy().view(np.uint16)
+    if t.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):   # nor fp8: its bytes
+        return t.view(torch.uint8).numpy()
     return t.numpy()
 
 

@@ -22,7 +22,7 @@ _warnings.filterwarnings("ignore", category=_IndexOverflowWarning, module=r"kaio
 
 from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline, warpgroup
 from .copies import TileCopy
-from .epilogue import Bias, ColScale, Epilogue, HeadMajor, Map, RowMajor, RowScale, Scale, Split
+from .epilogue import Bias, ColScale, Epilogue, HeadMajor, Map, RowMajor, RowScale, Scale, Split, TensorScale
 from .fragments import AccTile
 from .gemm import BlockGemm
 from .layouts import B32, B64, B128, NONE, SmemTile, Swizzle
@@ -31,6 +31,6 @@ from .pipeline import Ring
 from .warpgroup import WarpgroupMma
 
 __all__ = ["copies", "dequant", "epilogue", "fragments", "gemm", "layouts", "mma", "pipeline", "TileCopy", "Bias",
-           "ColScale", "Epilogue", "HeadMajor", "Map", "RowMajor", "RowScale", "Scale", "Split", "AccTile",
+           "ColScale", "Epilogue", "HeadMajor", "Map", "RowMajor", "RowScale", "Scale", "Split", "TensorScale", "AccTile",
            "BlockGemm", "B32", "B64", "B128", "NONE", "SmemTile", "Swizzle", "MmaAtom", "WarpMma", "Ring",
            "warpgroup", "WarpgroupMma"]

@@ -4,8 +4,9 @@
 the ops (a scale, vectors) are passed beside it as a tuple ``args`` in the same order (None for ops
 without one). Each element ``v = f32(acc)`` goes through the ops in order:
 
-* ``Scale()`` (arg: an f32), ``RowScale()`` (arg: Ptr[f32] [M]), ``ColScale()`` (Ptr[f32] [N]):
-  multiplications. Consecutive scales fold into one factor, ``v * (col_factor * row_factor)``, whose
+* ``Scale()`` (arg: an f32), ``TensorScale()`` (arg: Ptr[f32], its element 0: a per-tensor scale
+  that stays in device memory, so nothing reads it back to the host), ``RowScale()`` (arg: Ptr[f32]
+  [M]), ``ColScale()`` (Ptr[f32] [N]): multiplications. Consecutive scales fold into one factor, ``v * (col_factor * row_factor)``, whose
   column part is loaded once per column pair and row part once per row (the loads are hoisted).
 * ``Bias()`` (Ptr[f32] [N]): ``v + bias[col]``.
 * ``Map(fn)``: ``fn(v)`` (fn a @kaiodsl.func: an activation) or ``Map(fn, coords=True)``:
@@ -33,6 +34,12 @@ from .copies import store_pair
 class Scale:
     kind = "scale"
     axis = "uniform"
+
+
+@dataclass(frozen=True)
+class TensorScale:
+    kind = "scale"
+    axis = "tensor"
 
 
 @dataclass(frozen=True)
@@ -100,14 +107,36 @@ class Epilogue:
         return any(op.kind == "scale" and op.axis != "row" for op in self.ops)
 
     @property
+    def tensor_scale(self) -> bool:
+        """Whether a TensorScale is present (its pointer is read once per tile: ``load_scalars``)."""
+        return any(op.kind == "scale" and op.axis == "tensor" for op in self.ops)
+
+    @property
     def row_factor(self) -> bool:
         return any(op.kind == "scale" and op.axis == "row" for op in self.ops)
 
 
 # -- per-column and per-row terms (hoisted) ---------------------------------------------------------
 @kaiodsl.func
+def load_scalars(E: Const, args):
+    """``args`` with each TensorScale's pointer replaced by the f32 it points at: loaded once per tile,
+    before the per-column terms (which take the loaded value like a Scale's)."""
+    if not E.tensor_scale:
+        return args
+    out = []
+    for n in kaiodsl.static_range(len(args)):
+        op = E.ops[n]
+        if op.kind == "scale" and op.axis == "tensor":
+            out = out + [args[n][0]]
+        else:
+            out = out + [args[n]]
+    return out
+
+
+@kaiodsl.func
 def col_terms(E: Const, args, col, N):
-    """For column ``col``: (the column scale factor, [bias value by op]); loads guarded by col < N."""
+    """For column ``col``: (the column scale factor, [bias value by op]); loads guarded by col < N.
+    TensorScale arguments must have been loaded (``load_scalars``)."""
     factor = 1.0
     first = True
     vals = []
@@ -205,6 +234,7 @@ def store_tile(E: Const, T: Const, acc, out, args, r0, c0, lane, M, N):
     columns per lane (C fragment: rows g, g + 8; columns 2t, 2t + 1), rows >= M and columns >= N skipped."""
     g = lane // 4
     t = lane % 4
+    args = load_scalars(E, args)
     for j in kaiodsl.static_range(T.nj):
         col = c0 + j * 8 + 2 * t
         cf0, cv0 = col_terms(E, args, col, N)

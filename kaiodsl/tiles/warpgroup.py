@@ -6,7 +6,8 @@ m64 row blocks of A against the same ``n`` rows of B, both K-major in shared mem
 elements of K), as ``layouts.SmemTile`` describes them and TMA writes them. One k step of wgmma reads
 32 bytes of every row (k16 for f16/bf16, k32 for 8-bit types), so a stage is ``row_bytes / 32``
 steps; inside a swizzled row a step is 32 bytes further on the descriptor's start address (the
-swizzle is applied to the address bits, 9.7.15.5.1).
+swizzle is applied to the address bits, 9.7.15.5.1). ``dtype`` names one type for A and B, or for
+fp8 a mixed pair ``"e4m3_e5m2"`` / ``"e5m2_e4m3"`` (A's type first: wgmma takes any fp8 pair).
 
 ``mma_stage`` issues the whole stage (fence, the wgmmas of every m tile and k step, commit) and
 returns the pending accumulators; ``wgmma_wait`` completes them. The accumulator of m tile i is
@@ -25,6 +26,7 @@ from .fragments import AccTile
 from .mma import ACC, ELEM_BITS
 
 K_STEP_BYTES = 32          # every wgmma shape reads 32 bytes of K per row
+DTYPES = ("f16", "bf16", "e4m3", "e5m2", "s8", "u8", "e4m3_e5m2", "e5m2_e4m3")
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,9 @@ class WarpgroupMma:
     swizzle: int = 128
 
     def __post_init__(self):
-        if self.dtype not in ("f16", "bf16", "e4m3", "e5m2", "s8", "u8"):
-            raise ValueError(f"WarpgroupMma: dtype must be f16, bf16, e4m3, e5m2, s8 or u8, got {self.dtype!r}")
-        if not (8 <= self.n <= 256 and self.n % (8 if ELEM_BITS[self.dtype] == 16 else 16) == 0):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"WarpgroupMma: dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not (8 <= self.n <= 256 and self.n % (8 if ELEM_BITS[self.types[0]] == 16 else 16) == 0):
             raise ValueError(f"WarpgroupMma: n={self.n} is not a wgmma N for {self.dtype}")
         if self.row_bytes % K_STEP_BYTES or self.swizzle not in (0, 32, 64, 128) or \
                 (self.swizzle and self.row_bytes != self.swizzle):
@@ -48,8 +50,14 @@ class WarpgroupMma:
             raise ValueError("WarpgroupMma: m_tiles >= 1")
 
     @property
+    def types(self) -> tuple:
+        """(A's element type, B's): ``dtype`` twice, or the two halves of a mixed fp8 pair."""
+        a, _, b = self.dtype.partition("_")
+        return a, b or a
+
+    @property
     def acc(self) -> str:
-        return ACC[self.dtype]
+        return ACC[self.types[0]]
 
     @property
     def rows(self) -> int:
@@ -62,7 +70,7 @@ class WarpgroupMma:
 
     @property
     def elem_bytes(self) -> int:
-        return ELEM_BITS[self.dtype] // 8
+        return ELEM_BITS[self.types[0]] // 8
 
     @property
     def acc_tile(self) -> AccTile:
@@ -87,7 +95,7 @@ def mma_stage(W: Const, a, b, accs):
         for i in kaiodsl.static_range(W.m_tiles):
             da = kaiodsl.wgmma_desc(a + (64 * i * W.row_bytes + s * K_STEP_BYTES) // W.elem_bytes, W.swizzle,
                                     rows=64)
-            nxt = nxt + [kaiodsl.wgmma(da, db, out[i], dtype=W.dtype)]
+            nxt = nxt + [kaiodsl.wgmma(da, db, out[i], dtype=W.types)]
         out = nxt
     kaiodsl.wgmma_commit()
     return out

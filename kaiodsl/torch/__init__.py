@@ -19,7 +19,7 @@ from ._grad import dequantize_int4, dequantize_int8, unpack_int4
 from ._ops import REGISTERED, SPECS, OpSpec
 
 __all__ = ["REGISTERED", "SPECS", "OpSpec", "dequantize_int4", "dequantize_int8", "has_op", "linear",
-           "linear_w8a8", "matmul", "matmul_int4", "matmul_int8", "matmul_w8a8", "matmul_w8a16",
+           "linear_w8a8", "matmul", "matmul_fp8", "matmul_int4", "matmul_int8", "matmul_w8a8", "matmul_w8a16",
            "patch", "quantize_per_token", "unpack_int4", "attention"]
 
 
@@ -72,6 +72,16 @@ def matmul_w8a8(a_q, w_q, act_scale, weight_scale, *, bias=None, out_dtype: torc
     if _direct(a_q, w_q, act_scale, weight_scale, bias):
         return _ops.matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias, out_dtype)
     return torch.ops.kaiodsl.matmul_w8a8(a_q, w_q, act_scale, weight_scale, bias, out_dtype)
+
+
+def matmul_fp8(a, b, scale_a, scale_b, *, bias=None, out_dtype: torch.dtype = torch.bfloat16):
+    """``(a @ b^T) * scale_a * scale_b (+ bias)`` for float8 a [M, K], b [N, K] (sm_90a; no gradient):
+    torch._scaled_mm's product with b as the [N, K] weight; scales one value or per row / per column."""
+    _require("matmul_fp8")
+    scale_a, scale_b = _scale_tensor(scale_a, a), _scale_tensor(scale_b, a)
+    if _direct(a, b, scale_a, scale_b, bias):
+        return _ops.matmul_fp8(a, b, scale_a, scale_b, bias, out_dtype)
+    return torch.ops.kaiodsl.matmul_fp8(a, b, scale_a, scale_b, bias, out_dtype)
 
 
 def quantize_per_token(x):

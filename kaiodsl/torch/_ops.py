@@ -62,6 +62,13 @@ def matmul_w8a8(a_q: Tensor, w_q: Tensor, act_scale: Tensor, weight_scale: Tenso
                            weight_scale.float().contiguous(), bias=bias, out_dtype=out_dtype)
 
 
+def matmul_fp8(a: Tensor, b: Tensor, scale_a: Tensor, scale_b: Tensor, bias: Optional[Tensor] = None,
+               out_dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """``torch._scaled_mm`` on the kaiodsl Hopper kernel: fp8 a [M, K] @ b [N, K]^T, forward only."""
+    return ops.matmul_fp8(a.contiguous(), b.contiguous(), scale_a.float().contiguous(),
+                          scale_b.float().contiguous(), bias=bias, out_dtype=out_dtype)
+
+
 def quantize_per_token(x: Tensor) -> tuple[Tensor, Tensor]:
     return ops.quantize_per_token(x.contiguous())
 
@@ -142,6 +149,12 @@ def matmul_w8a8_fake(a_q, w_q, act_scale, weight_scale, bias=None, out_dtype=tor
     return a_q.new_empty((a_q.shape[0], w_q.shape[0]), dtype=out_dtype)
 
 
+def matmul_fp8_fake(a, b, scale_a, scale_b, bias=None, out_dtype=torch.bfloat16):
+    _need_rank("matmul_fp8", "a", a, 2)
+    _need_rank("matmul_fp8", "b", b, 2)
+    return a.new_empty((a.shape[0], b.shape[0]), dtype=out_dtype)
+
+
 def quantize_per_token_fake(x):
     _need_rank("quantize_per_token", "x", x, 2)
     return x.new_empty(x.shape, dtype=torch.int8), x.new_empty((x.shape[0],), dtype=torch.float32)
@@ -179,6 +192,7 @@ SPECS = (
     OpSpec("matmul_int8", matmul_int8, matmul_int8_fake, ("matmul_int8",)),
     OpSpec("matmul_w8a8", matmul_w8a8, matmul_w8a8_fake, ("matmul_w8a8",), _grad.matmul_w8a8_backward,
            _grad.matmul_w8a8_setup),
+    OpSpec("matmul_fp8", matmul_fp8, matmul_fp8_fake, ("matmul_fp8",)),
     OpSpec("quantize_per_token", quantize_per_token, quantize_per_token_fake, ("quantize_per_token",)),
     OpSpec("linear_w8a8", linear_w8a8, linear_w8a8_fake, ("quantize_per_token", "matmul_w8a8"),
            _grad.linear_w8a8_backward, _grad.linear_w8a8_setup),

@@ -23,15 +23,15 @@ def no_launch(monkeypatch):
     ArgumentError pytest.raises expects)."""
     import importlib
 
-    backward, matmul, matmul_int4, matmul_int8, quantize = (
+    backward, matmul, matmul_fp8, matmul_int4, matmul_int8, quantize = (
         importlib.import_module(f"kaiodsl.ops.{m}")     # the modules; kaiodsl.ops.matmul is the function
-        for m in ("backward", "matmul", "matmul_int4", "matmul_int8", "quantize"))
+        for m in ("backward", "matmul", "matmul_fp8", "matmul_int4", "matmul_int8", "quantize"))
 
     def no_alloc(*args, **kwargs):
         raise AssertionError("an op allocated an output although its arguments are invalid")
 
     rt_backend.set_backend(_NoLaunchBackend())
-    for mod in (matmul, matmul_int4, matmul_int8, quantize):
+    for mod in (matmul, matmul_fp8, matmul_int4, matmul_int8, quantize):
         monkeypatch.setattr(mod, "new_like", no_alloc)
     monkeypatch.setattr(matmul, "_DUMMY", {})
     monkeypatch.setattr(backward, "_copy", no_alloc)
