@@ -14,7 +14,9 @@
 #   tune=OP:SHAPES   python -m kaiodsl tune --op OP --shapes SHAPES into this device's table (copied to $OUT)
 #   tutorial         examples/gemm/bench.py (the GEMM tutorial's levels beside cuBLAS)
 #   hopper           examples/hopper_gemm.py at full size
+#   sanitize-sm90    compute-sanitizer memcheck over scripts/sanitize_sm90.py (the sm_90a kernels)
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
+# DEADLINE=S skips the steps that would start after S seconds; TEST_TIMEOUT=S bounds each tests= step.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/kaio_out}; mkdir -p "$OUT"
@@ -27,7 +29,11 @@ export KAIODSL_CACHE_DIR=/tmp/kaio_cache
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
 steps=${*:-tests demo sanitize bench}
 rc=0
+start=$(date +%s)
 for step in $steps; do
+  if [ -n "${DEADLINE:-}" ] && [ $(( $(date +%s) - start )) -ge "$DEADLINE" ]; then
+    echo "=== $step skipped: past DEADLINE=$DEADLINE s"; continue
+  fi
   echo "=== $step ($(date +%T))"
   case $step in
     tests)
@@ -35,7 +41,8 @@ for step in $steps; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     tests=*)
       paths=${step#tests=}; paths=${paths//,/ }
-      timeout 500 python3 -m pytest -p no:cacheprovider -m gpu -q -rfE --tb=short $paths 2>&1 | tee -a "$OUT/pytest_gpu.log" | tail -40
+      timeout ${TEST_TIMEOUT:-500} python3 -m pytest -p no:cacheprovider -m gpu -q -rfE --tb=short $paths 2>&1 \
+        | tee -a "$OUT/pytest_gpu.log" | grep -E "passed|failed|FAILED|ERROR|error" | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     demo)
       KAIODSL_BACKEND=cuda timeout 200 python3 -m kaiodsl demo 2>&1 | grep -v "^   |" | tee "$OUT/demo.log" | tail -30 ;;
@@ -57,7 +64,7 @@ for step in $steps; do
         timeout 300 python3 benchmarks/bench_gemm.py --quick 2>&1 | tee "$OUT/bench_gemm_old.log" | tail -40)
       cp /tmp/old/benchmarks/results/gemm.json "$OUT/gemm_old.json" 2>/dev/null ;;
     bench-attn)
-      timeout 400 python3 benchmarks/bench_attention.py --quick 2>&1 | tee "$OUT/bench_attention.log" | tail -40
+      timeout ${ATTN_TIMEOUT:-400} python3 benchmarks/bench_attention.py --quick ${ATTN_ARGS:-} 2>&1 | tee "$OUT/bench_attention.log" | tail -40
       cp benchmarks/results/attention*.json benchmarks/results/attention*.png "$OUT/" 2>/dev/null ;;
     bench-qkv)
       timeout 300 python3 benchmarks/bench_qkv.py --quick 2>&1 | tee "$OUT/bench_qkv.log" | tail -40
@@ -76,6 +83,9 @@ for step in $steps; do
     tutorial)
       timeout 300 python3 examples/gemm/bench.py --update-readme 2>&1 | tee "$OUT/tutorial.log" | tail -20
       cp benchmarks/results/gemm_tutorial.json examples/gemm/README.md "$OUT/" 2>/dev/null ;;
+    sanitize-sm90)
+      timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 python3 scripts/sanitize_sm90.py attention 2>&1 \
+        | tee "$OUT/sanitize_sm90_memcheck.log" | tail -6 ;;
     hopper)
       KAIODSL_BACKEND=cuda timeout 120 python3 examples/hopper_gemm.py 2>&1 | tee "$OUT/hopper_gemm.log" | tail -10
       for tool in memcheck racecheck; do
