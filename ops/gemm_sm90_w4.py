@@ -1,0 +1,291 @@
+"""W4A16 on sm_90a: the Hopper GEMM's structure (ops/gemm_sm90.py) with int4 weights dequantized in shared memory.
+
+``C = A @ W^T`` for A [M, K] f16/bf16 activations and W [N, K] int4 in the ``pack_int4`` layout
+(ops/int4_pack.py) with group scales (and zero points); C [M, N] in the activation dtype. The
+arguments are exactly ``ops.matmul_int4``'s, which calls this kernel on sm_90a for M > 64.
+
+The block is a persistent ``1 + consumers`` warpgroups walking the output tiles in grouped order, as
+in gemm_sm90; what differs is how a ring slot's B tile gets filled:
+
+* **A** still comes by TMA (one thread of the producer warpgroup: ``mbarrier_expect_tx`` of the A
+  box's bytes, then the copy; 128-byte swizzle, zero-filled past M).
+* **B**: all 128 producer threads load the slot's packed weights with plain global loads straight
+  into registers, dequantize them there (``tiles.dequant``: lop3 magic-number conversion, one sub,
+  one mul a pair) and store 16-byte chunks into the slot's B tile in exactly the layout TMA would
+  have written (``layouts.B128``: row n at byte 128 n, chunk c at chunk ``c ^ (n % 8)``), which the
+  consumers' wgmma descriptors read. Each thread then ``fence_proxy_async``s (its generic-proxy
+  stores before wgmma's async-proxy reads) and arrives on the slot's full barrier, whose count is
+  the 128 producer threads; the A copy's transaction bytes complete it with them.
+* **Consumers**: unchanged (``tiles.warpgroup`` m64nN wgmma, one stage of tensor-core work queued
+  behind ``wgmma.wait_group 1``, the epilogue straight from the accumulators).
+
+Packed layout vs 128-byte K rows: pack_int4 cuts W into 8-row x 128-k tiles of 512 bytes, lane
+``l = 4g + t`` owning 16 bytes = 4 words, word w holding k ``32w + 8t .. 32w + 8t + 7`` of row g.
+A stage is 64 k (one 128-byte f16 row), i.e. words ``2 (kt % 2)`` and ``2 (kt % 2) + 1`` of every
+lane: one 8-byte load per (row tile, lane), and each word is exactly one 16-byte f16 chunk of the
+row (chunk ``4 ww + t`` of the stage), so the dequantized chunk needs no shuffling. The half-used
+sectors of those loads are the next stage's words (L1/L2 hits); that is the layout's cost here.
+Group sizes 32, 64 and 128 all work: word ww of stage kt (k ``64 kt + 32 ww ..``) is in group
+``2 kt + ww`` (32) or ``kt / (group_size / 64)`` (64, 128).
+
+Ragged M comes from TMA's zero fill; N is a multiple of 8 (the packed layout) and row tiles past N
+load zeros (their columns are never stored); K is a multiple of 128, so every K stage is full.
+"""
+
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+import kaiodsl
+from kaiodsl import Ptr, TensorMap, bf16, bf16x2, f16, f16x2, i32, i64, tiles, u8, u32, u64
+from kaiodsl.errors import ArgumentError
+from kaiodsl.tiles.dequant import MAGIC, group_consts, group_rows, int4_pair
+from kaiodsl.tiles.layouts import B128, SmemTile, chunk_ptr
+
+from .gemm_sm90 import sm_count
+
+ROW_BYTES = 128            # bytes of K a stage row: one 128-byte swizzle atom (64 f16)
+BK = 64                    # K elements a stage
+PRODUCERS = 128            # producer threads (warpgroup 0), all of which dequantize B
+REGS = 64 * 1024           # registers an SM
+
+
+@dataclass(frozen=True)
+class W4Config:
+    """``block_m x block_n`` output tiles, ``stages`` ring slots of (A, dequantized B) 64 k deep,
+    ``consumers`` consumer warpgroups (``block_m / consumers`` rows each, a multiple of 64),
+    tiles walked ``group_m`` tile-rows at a time."""
+
+    block_m: int = 128
+    block_n: int = 256
+    stages: int = 4
+    consumers: int = 2
+    group_m: int = 8
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (type(v) is int and v >= 1):
+                raise ArgumentError(f"W4Config: {f.name} must be a positive int, got {v!r}")
+
+    @property
+    def wg_rows(self) -> int:
+        return self.block_m // self.consumers
+
+    @property
+    def threads(self) -> int:
+        return 128 * (1 + self.consumers)
+
+    @property
+    def units(self) -> int:
+        """(8-row tile, lane) pieces of the B tile each producer thread loads and dequantizes a stage."""
+        return self.block_n * 4 // PRODUCERS
+
+    def smem_bytes(self) -> int:
+        return self.stages * (self.block_m + self.block_n) * ROW_BYTES
+
+    def registers(self) -> tuple:
+        """(producer, consumer) setmaxnreg budgets: the producer keeps 96 (it holds the weight words
+        and dequantizes them), the consumers share what the launch gave the block (at most 168 a
+        thread for 384 threads), in multiples of 8."""
+        prod = 96
+        launch = min(255, REGS // self.threads) // 8 * 8
+        cons = min(256, (launch * self.threads - PRODUCERS * prod) // (128 * self.consumers)) // 8 * 8
+        return prod, cons
+
+    def check(self) -> None:
+        """Raise ArgumentError unless the kernel computes this tiling correctly."""
+        rules = [
+            (self.block_m % self.consumers == 0 and self.wg_rows % 64 == 0,
+             "block_m / consumers must be a multiple of 64 (m64 wgmma row blocks)"),
+            (self.wg_rows <= 256, "a consumer holds at most 4 m64 row blocks"),
+            (32 <= self.block_n <= 256 and self.block_n % 32 == 0,
+             "block_n must be a multiple of 32 in 32..256 (a wgmma N; 4 x block_n pieces over 128 producers)"),
+            (self.block_m <= 256, "block_m must be at most 256 (one TMA box)"),
+            (self.consumers <= 2, "at most 2 consumer warpgroups (the producer keeps 96 registers)"),
+            (self.stages >= 2, "stages must be at least 2"),
+            (self.registers()[1] >= self.wg_rows // 64 * self.block_n // 2 + 40,
+             "the accumulators do not fit in the consumers' registers"),
+        ]
+        for ok, rule in rules:
+            if not ok:
+                raise ArgumentError(f"W4Config {self!r} is not a valid tiling: {rule}")
+
+    def __str__(self) -> str:
+        return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}"
+
+
+DEFAULT = W4Config()
+NARROW = W4Config(block_m=128, block_n=128, stages=6)
+
+
+def w4_config(M: int, N: int, K: int, sms: int) -> W4Config:
+    """128 x 256 tiles when they still give every SM a tile, else 128 x 128."""
+    return DEFAULT if -(-M // 128) * -(-N // 256) >= sms else NARROW
+
+
+def use_sm90_w4(M: int, N: int, K: int, group_size: int) -> bool:
+    """Whether matmul_int4 takes this kernel: on sm_90a past the decode sizes (one 128-row tile would
+    be mostly padding at M <= 64; the decode kernels stream the weights there)."""
+    from kaiodsl.compiler import default_arch
+    return default_arch() == "sm_90a" and M > 64 and K % 128 == 0 and group_size in (32, 64, 128)
+
+
+@kaiodsl.func
+def _fill_b(cfg: kaiodsl.Const, BT: kaiodsl.Const, smem, stage_off, wp, srows, kt, KB, n0, N, tid, G,
+            GS: kaiodsl.Const[int], HAS_ZEROS: kaiodsl.Const[bool], MAGIC_BITS: kaiodsl.Const[int],
+            MAGIC_F: kaiodsl.Const[float], H2: kaiodsl.Const):
+    """This producer thread's share of stage kt's B tile: ``cfg.units`` pieces (row tile i, lane l) of
+    the packed weights, each 2 words = two 16-byte f16 chunks of row 8 i + l // 4, dequantized and
+    stored swizzled at element offset ``stage_off`` of the ring."""
+    half = 2 * (kt % 2)                      # words 0, 1 (even k stage) or 2, 3 (odd) of the lane's 4
+    kb = kt // 2
+    for r in kaiodsl.static_range(cfg.units):
+        u = tid + PRODUCERS * r
+        i = u // 32
+        lane = u % 32
+        g = lane // 4
+        t = lane % 4
+        row = 8 * i + g
+        ok = n0 + row < N
+        off = ((i64(n0 // 8 + i) * KB + kb) * 32 + lane) * 4 + half
+        words = kaiodsl.load(wp, off, vec=2, cache="nc", mask=ok, other=0)
+        for ww in kaiodsl.static_range(2):
+            if GS == 32:                     # word ww (32 k) is group 2 kt + ww
+                zz, s2 = group_consts(srows[r], kt + kt + ww, MAGIC_F, HAS_ZEROS, H2)
+            elif ww == 0:                    # the 64-k stage lies in one group
+                zz, s2 = group_consts(srows[r], kt // (GS // 64), MAGIC_F, HAS_ZEROS, H2)
+            h = [kaiodsl.bitcast(int4_pair(words[ww], j, zz, s2, MAGIC_BITS, H2), u32) for j in range(4)]
+            dst = kaiodsl.ptr_cast(chunk_ptr(smem, BT, row, 4 * ww + t) + stage_off, u32)
+            kaiodsl.store(dst, 0, (h[0], h[1], h[2], h[3]), vec=4)
+
+
+@lru_cache(maxsize=None)
+def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Config, wdtype: str = "i32"):
+    """The kernel for ``dtype_name`` activations, int4 groups of ``group_size`` (with zero points or the
+    default 8) and tiling ``cfg``; packed words arrive as ``wdtype`` (i32 from pack_int4, or u32)."""
+    cfg.check()
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    H2 = {"f16": f16x2, "bf16": bf16x2}[dtype_name]
+    WT = {"i32": i32, "u32": u32}[wdtype]
+    MAGIC_BITS, MAGIC_F = MAGIC[dtype_name]
+    BM, BN, S, GM, GS = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m, group_size
+    W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
+    R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers)
+    A_ELEMS, B_ELEMS = BM * BK, BN * BK
+    STAGE_ELEMS = A_ELEMS + B_ELEMS
+    A_BYTES = A_ELEMS * 2
+    BT = SmemTile(BN, BK, f16, 1, A_ELEMS, B128)       # a slot's B tile, as TMA would write it
+    WG_ELEMS = cfg.wg_rows * BK
+    PROD_REGS, CONS_REGS = cfg.registers()
+    E = tiles.Epilogue((), T)
+    name = f"w4a16_sm90_{dtype_name}_g{GS}" + ("_zp" if has_zeros else "") + \
+        f"_{BM}x{BN}_c{cfg.consumers}_s{S}_{wdtype}"
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def kern(ta: TensorMap, w: Ptr[WT], scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
+        smem = kaiodsl.dynamic_shared(f16, align=1024)
+        bars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="ring")
+        tid = kaiodsl.thread_idx.x
+        wg = tid // 128
+        if tid == 0:
+            kaiodsl.tma_prefetch(ta)
+            for i in kaiodsl.static_range(S):        # full: the 128 producer threads (+ A's bytes)
+                kaiodsl.mbarrier_init(bars.ptr(i), PRODUCERS)
+                kaiodsl.mbarrier_init(bars.ptr(S + i), R.arrivals)
+            kaiodsl.fence_mbarrier_init()
+        kaiodsl.syncthreads()
+        total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
+        ktiles = K // BK
+        KB = K // 128
+        G = K // GS
+        first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
+        if wg == 0:
+            kaiodsl.setmaxnreg(PROD_REGS, False)
+            wp = kaiodsl.ptr_cast(w, u32)
+            state = tiles.pipeline.start(R)
+            for t in range(first, total, step):
+                m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+                srows = [group_rows(scales, zeros, min(n0 + 8 * ((tid + PRODUCERS * r) // 32) + (tid % 32) // 4,
+                                                       N - 1), G) for r in range(cfg.units)]
+                for kt in range(ktiles):
+                    tiles.pipeline.acquire(R, state, bars)
+                    index, phase = state
+                    if tid == 0:
+                        kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
+                        kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
+                    _fill_b(cfg, BT, smem, index * STAGE_ELEMS, wp, srows, kt, KB, n0, N, tid, G, GS, has_zeros,
+                            MAGIC_BITS, MAGIC_F, H2)
+                    kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
+                    kaiodsl.mbarrier_arrive(bars.ptr(index))
+                    state = tiles.pipeline.advance(R, state)
+        else:
+            kaiodsl.setmaxnreg(CONS_REGS, True)
+            cw = wg - 1
+            lane = tid % 32
+            state = tiles.pipeline.start(R)
+            for t in range(first, total, step):
+                m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+                accs = tiles.warpgroup.zeros(W)
+                prev = state
+                for kt in range(ktiles):
+                    tiles.pipeline.wait(R, 0, state, bars)
+                    index, phase = state
+                    slot = smem.ptr(index * STAGE_ELEMS)
+                    accs = tiles.warpgroup.mma_stage(W, slot + cw * WG_ELEMS, slot + A_ELEMS, accs)
+                    accs = tiles.warpgroup.wait(W, 1, accs)
+                    if kt > 0:
+                        tiles.pipeline.release(R, prev, bars)
+                    prev = state
+                    state = tiles.pipeline.advance(R, state)
+                accs = tiles.warpgroup.wait(W, 0, accs)
+                if ktiles > 0:
+                    tiles.pipeline.release(R, prev, bars)
+                r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
+                for i in kaiodsl.static_range(W.m_tiles):
+                    tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, (),
+                                              r0 + 64 * i, n0, lane, M, N)
+
+    return kern
+
+
+def sm90_w4_plan(op: str, M: int, N: int, K: int, group_size: int, parallelism, a_align: int,
+                 config: W4Config | None):
+    """The checked tiling when ``op`` (matmul_int4, arguments validated) runs this kernel, else None:
+    ``config`` forces it (ArgumentError where it cannot run), otherwise ``use_sm90_w4`` decides.
+    ``a_align``: the power of two dividing a's data address (TMA needs 16)."""
+    from kaiodsl.compiler import default_arch
+
+    from ._common import require_smem
+
+    if config is None:
+        if parallelism is not None or a_align < 16 or not use_sm90_w4(M, N, K, group_size):
+            return None
+        config = w4_config(M, N, K, sm_count())
+    elif not isinstance(config, W4Config):
+        raise ArgumentError(f"{op}(): config must be a gemm_sm90_w4.W4Config or None, got {config!r}")
+    elif default_arch() != "sm_90a":
+        raise ArgumentError(f"{op}(): config {config} is the sm_90a kernel (TMA, wgmma); the current target is "
+                            f"{default_arch()}: leave config unset")
+    elif parallelism is not None:
+        raise ArgumentError(f"{op}(): config {config} (the sm_90a kernel) and parallelism={parallelism!r} (the "
+                            f"decode kernel) exclude each other: pass one")
+    elif a_align < 16:
+        raise ArgumentError(f"{op}(): config {config} is the sm_90a kernel, whose TMA needs 'a' on a 16-byte "
+                            f"boundary (its data is {a_align}-byte aligned)")
+    try:
+        config.check()
+    except ArgumentError as e:
+        raise ArgumentError(f"{op}(): config: {e}") from None
+    require_smem(op, f"config {config}", config.smem_bytes() + 1024)
+    return config
+
+
+def launch_w4_sm90(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_name: str, group_size: int,
+                   has_zeros: bool, wdtype: str, cfg: W4Config):
+    """matmul_int4's sm_90a path (arguments validated by matmul_int4, ``cfg`` from sm90_w4_plan; ``z``
+    the zero points or a 1-element placeholder)."""
+    ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
+    total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
+    k = w4_sm90_kernel(dtype_name, group_size, has_zeros, cfg, wdtype)
+    k[min(total, sm_count()), cfg.threads](ta, w_packed, scales, z, out, M, N, K, smem=cfg.smem_bytes())
+    return out
