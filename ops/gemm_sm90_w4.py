@@ -131,31 +131,45 @@ def use_sm90_w4(M: int, N: int, K: int, group_size: int) -> bool:
 
 
 @kaiodsl.func
-def _fill_b(cfg: kaiodsl.Const, BT: kaiodsl.Const, smem, stage_off, wp, srows, kt, KB, n0, N, tid, G,
-            GS: kaiodsl.Const[int], HAS_ZEROS: kaiodsl.Const[bool], MAGIC_BITS: kaiodsl.Const[int],
-            MAGIC_F: kaiodsl.Const[float], H2: kaiodsl.Const):
-    """This producer thread's share of stage kt's B tile: ``cfg.units`` pieces (row tile i, lane l) of
-    the packed weights, each 2 words = two 16-byte f16 chunks of row 8 i + l // 4, dequantized and
-    stored swizzled at element offset ``stage_off`` of the ring."""
+def _fetch_b(cfg: kaiodsl.Const, wp, srows, kt, KB, n0, N, tid, GS: kaiodsl.Const[int],
+             HAS_ZEROS: kaiodsl.Const[bool], MAGIC_F: kaiodsl.Const[float], H2: kaiodsl.Const):
+    """This producer thread's share of stage kt's packed B tile, loaded into registers: for each of its
+    ``cfg.units`` pieces (row tile i, lane l) the 2 words of row 8 i + l // 4 (zeros past N) and the
+    group constants of each word (the same pair twice unless groups are 32 wide). Issued a stage ahead
+    of its use, so the loads' latency hides behind the previous stage's dequantization."""
     half = 2 * (kt % 2)                      # words 0, 1 (even k stage) or 2, 3 (odd) of the lane's 4
     kb = kt // 2
+    out = []
     for r in kaiodsl.static_range(cfg.units):
         u = tid + PRODUCERS * r
         i = u // 32
         lane = u % 32
-        g = lane // 4
-        t = lane % 4
-        row = 8 * i + g
-        ok = n0 + row < N
+        ok = n0 + 8 * i + lane // 4 < N
         off = ((i64(n0 // 8 + i) * KB + kb) * 32 + lane) * 4 + half
         words = kaiodsl.load(wp, off, vec=2, cache="nc", mask=ok, other=0)
+        if GS == 32:                         # word ww (32 k) is group 2 kt + ww
+            c0 = group_consts(srows[r], kt + kt, MAGIC_F, HAS_ZEROS, H2)
+            c1 = group_consts(srows[r], kt + kt + 1, MAGIC_F, HAS_ZEROS, H2)
+        else:                                # the 64-k stage lies in one group
+            c0 = group_consts(srows[r], kt // (GS // 64), MAGIC_F, HAS_ZEROS, H2)
+            c1 = c0
+        out = out + [(words, c0, c1)]
+    return out
+
+
+@kaiodsl.func
+def _store_b(cfg: kaiodsl.Const, BT: kaiodsl.Const, smem, stage_off, fetched, tid, MAGIC_BITS: kaiodsl.Const[int],
+             H2: kaiodsl.Const):
+    """Dequantize what _fetch_b loaded and store it into the slot's B tile (element offset ``stage_off``
+    of the ring): word ww of a piece is f16 chunk 4 ww + l % 4 of its row, swizzled as TMA would."""
+    for r in kaiodsl.static_range(cfg.units):
+        lane = (tid + PRODUCERS * r) % 32
+        row = 8 * ((tid + PRODUCERS * r) // 32) + lane // 4
+        words, c0, c1 = fetched[r]
         for ww in kaiodsl.static_range(2):
-            if GS == 32:                     # word ww (32 k) is group 2 kt + ww
-                zz, s2 = group_consts(srows[r], kt + kt + ww, MAGIC_F, HAS_ZEROS, H2)
-            elif ww == 0:                    # the 64-k stage lies in one group
-                zz, s2 = group_consts(srows[r], kt // (GS // 64), MAGIC_F, HAS_ZEROS, H2)
+            zz, s2 = c0 if ww == 0 else c1
             h = [kaiodsl.bitcast(int4_pair(words[ww], j, zz, s2, MAGIC_BITS, H2), u32) for j in range(4)]
-            dst = kaiodsl.ptr_cast(chunk_ptr(smem, BT, row, 4 * ww + t) + stage_off, u32)
+            dst = kaiodsl.ptr_cast(chunk_ptr(smem, BT, row, 4 * ww + lane % 4) + stage_off, u32)
             kaiodsl.store(dst, 0, (h[0], h[1], h[2], h[3]), vec=4)
 
 
@@ -207,17 +221,21 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
                 m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
                 srows = [group_rows(scales, zeros, min(n0 + 8 * ((tid + PRODUCERS * r) // 32) + (tid % 32) // 4,
                                                        N - 1), G) for r in range(cfg.units)]
+                cur = _fetch_b(cfg, wp, srows, 0, KB, n0, N, tid, GS, has_zeros, MAGIC_F, H2)
                 for kt in range(ktiles):
+                    # the next stage's words and scales (the last stage's again at the end: in range)
+                    nxt = _fetch_b(cfg, wp, srows, min(kt + 1, ktiles - 1), KB, n0, N, tid, GS, has_zeros,
+                                   MAGIC_F, H2)
                     tiles.pipeline.acquire(R, state, bars)
                     index, phase = state
                     if tid == 0:
                         kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
                         kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                    _fill_b(cfg, BT, smem, index * STAGE_ELEMS, wp, srows, kt, KB, n0, N, tid, G, GS, has_zeros,
-                            MAGIC_BITS, MAGIC_F, H2)
+                    _store_b(cfg, BT, smem, index * STAGE_ELEMS, cur, tid, MAGIC_BITS, H2)
                     kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
                     kaiodsl.mbarrier_arrive(bars.ptr(index))
                     state = tiles.pipeline.advance(R, state)
+                    cur = nxt
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
             cw = wg - 1
