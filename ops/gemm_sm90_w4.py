@@ -16,6 +16,8 @@ in gemm_sm90; what differs is how a ring slot's B tile gets filled:
   consumers' wgmma descriptors read. Each thread then ``fence_proxy_async``s (its generic-proxy
   stores before wgmma's async-proxy reads) and arrives on the slot's full barrier, whose count is
   the 128 producer threads; the A copy's transaction bytes complete it with them.
+* **Registers**: no ``setmaxnreg``: the dequantizing producer needs as many as the consumers
+  (``W4Config.registers``).
 * **Consumers**: unchanged (``tiles.warpgroup`` m64nN wgmma, one stage of tensor-core work queued
   behind ``wgmma.wait_group 1``, the epilogue straight from the accumulators).
 
@@ -38,7 +40,7 @@ from functools import lru_cache
 import kaiodsl
 from kaiodsl import Ptr, TensorMap, bf16, bf16x2, f16, f16x2, i32, i64, tiles, u8, u32, u64
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles.dequant import MAGIC, group_consts, group_rows, int4_pair
+from kaiodsl.tiles.dequant import MAGIC, int4_pair
 from kaiodsl.tiles.layouts import B128, SmemTile, chunk_ptr
 
 from .gemm_sm90 import sm_count
@@ -83,14 +85,15 @@ class W4Config:
     def smem_bytes(self) -> int:
         return self.stages * (self.block_m + self.block_n) * ROW_BYTES
 
-    def registers(self) -> tuple:
-        """(producer, consumer) setmaxnreg budgets: the producer keeps 96 (it holds the weight words
-        and dequantizes them), the consumers share what the launch gave the block (at most 168 a
-        thread for 384 threads), in multiples of 8."""
-        prod = 96
-        launch = min(255, REGS // self.threads) // 8 * 8
-        cons = min(256, (launch * self.threads - PRODUCERS * prod) // (128 * self.consumers)) // 8 * 8
-        return prod, cons
+    def registers(self) -> int:
+        """Registers a thread gets at launch (64K over the block, at most 255, in multiples of 8), for
+        producers and consumers alike: no ``setmaxnreg`` rebalancing. The producer here is no TMA-only
+        warpgroup: with its weight words, scales and dequantized halves in flight it uses as many
+        registers as ptxas lets it (measured: the launch's 168 at 128 x 256, 127 at 128 x 128), and
+        ptxas allocates the whole kernel against the launch count (a ``setmaxnreg.dec`` does not make
+        it fit the code after it into fewer), so giving registers away would be unsafe, and the
+        consumers' accumulators (block_n / 2 a row block) fit the launch count anyway."""
+        return min(255, REGS // self.threads) // 8 * 8
 
     def check(self) -> None:
         """Raise ArgumentError unless the kernel computes this tiling correctly."""
@@ -101,9 +104,9 @@ class W4Config:
             (32 <= self.block_n <= 256 and self.block_n % 32 == 0,
              "block_n must be a multiple of 32 in 32..256 (a wgmma N; 4 x block_n pieces over 128 producers)"),
             (self.block_m <= 256, "block_m must be at most 256 (one TMA box)"),
-            (self.consumers <= 2, "at most 2 consumer warpgroups (the producer keeps 96 registers)"),
+            (self.consumers <= 2, "at most 2 consumer warpgroups (3 would leave 128 registers a thread)"),
             (self.stages >= 2, "stages must be at least 2"),
-            (self.registers()[1] >= self.wg_rows // 64 * self.block_n // 2 + 40,
+            (self.registers() >= self.wg_rows // 64 * self.block_n // 2 + 32,
              "the accumulators do not fit in the consumers' registers"),
         ]
         for ok, rule in rules:
@@ -131,12 +134,11 @@ def use_sm90_w4(M: int, N: int, K: int, group_size: int) -> bool:
 
 
 @kaiodsl.func
-def _fetch_b(cfg: kaiodsl.Const, wp, srows, kt, KB, n0, N, tid, GS: kaiodsl.Const[int],
-             HAS_ZEROS: kaiodsl.Const[bool], MAGIC_F: kaiodsl.Const[float], H2: kaiodsl.Const):
+def _fetch_b(cfg: kaiodsl.Const, wp, kt, KB, n0, N, tid):
     """This producer thread's share of stage kt's packed B tile, loaded into registers: for each of its
-    ``cfg.units`` pieces (row tile i, lane l) the 2 words of row 8 i + l // 4 (zeros past N) and the
-    group constants of each word (the same pair twice unless groups are 32 wide). Issued a stage ahead
-    of its use, so the loads' latency hides behind the previous stage's dequantization."""
+    ``cfg.units`` pieces (row tile i, lane l) the 2 words of row n = n0 + 8 i + l // 4 (zeros past N).
+    Issued a stage ahead of its use, so the loads' latency hides behind the previous stage's
+    dequantization (the scales are not: their registers would not fit the producer's 96)."""
     half = 2 * (kt % 2)                      # words 0, 1 (even k stage) or 2, 3 (odd) of the lane's 4
     kb = kt // 2
     out = []
@@ -145,29 +147,52 @@ def _fetch_b(cfg: kaiodsl.Const, wp, srows, kt, KB, n0, N, tid, GS: kaiodsl.Cons
         i = u // 32
         lane = u % 32
         ok = n0 + 8 * i + lane // 4 < N
-        off = ((i64(n0 // 8 + i) * KB + kb) * 32 + lane) * 4 + half
-        words = kaiodsl.load(wp, off, vec=2, cache="nc", mask=ok, other=0)
-        if GS == 32:                         # word ww (32 k) is group 2 kt + ww
-            c0 = group_consts(srows[r], kt + kt, MAGIC_F, HAS_ZEROS, H2)
-            c1 = group_consts(srows[r], kt + kt + 1, MAGIC_F, HAS_ZEROS, H2)
-        else:                                # the 64-k stage lies in one group
-            c0 = group_consts(srows[r], kt // (GS // 64), MAGIC_F, HAS_ZEROS, H2)
-            c1 = c0
-        out = out + [(words, c0, c1)]
+        words = kaiodsl.load(wp, ((i64(n0 // 8 + i) * KB + kb) * 32 + lane) * 4 + half, vec=2, cache="nc",
+                             mask=ok, other=0)
+        out = out + [words]
     return out
 
 
 @kaiodsl.func
-def _store_b(cfg: kaiodsl.Const, BT: kaiodsl.Const, smem, stage_off, fetched, tid, MAGIC_BITS: kaiodsl.Const[int],
+def _group_raw(cfg: kaiodsl.Const, scales, zeros, kt, G, n0, N, tid, GS: kaiodsl.Const[int],
+               HAS_ZEROS: kaiodsl.Const[bool]):
+    """The raw scale and zero point of each of the thread's pieces' groups in stage kt (two groups
+    when they are 32 wide), all loads issued before any is used."""
+    g0 = kt + kt if GS == 32 else kt // (GS // 64)      # the group of word 0 (word 1: g0 + 1 if GS == 32)
+    out = []
+    for r in kaiodsl.static_range(cfg.units):
+        u = tid + PRODUCERS * r
+        n = n0 + 8 * (u // 32) + (u % 32) // 4
+        ok = n < N
+        at = i64(n) * G + g0
+        sc = [kaiodsl.load(scales, at + e, cache="nc", mask=ok, other=0) for e in range(1 + (GS == 32))]
+        zp = [kaiodsl.load(zeros, at + e, cache="nc", mask=ok, other=0) for e in range(1 + (GS == 32))] \
+            if HAS_ZEROS else []
+        out = out + [(sc, zp)]
+    return out
+
+
+@kaiodsl.func
+def _store_b(cfg: kaiodsl.Const, BT: kaiodsl.Const, smem, stage_off, fetched, groups, tid, GS: kaiodsl.Const[int],
+             HAS_ZEROS: kaiodsl.Const[bool], MAGIC_BITS: kaiodsl.Const[int], MAGIC_F: kaiodsl.Const[float],
              H2: kaiodsl.Const):
-    """Dequantize what _fetch_b loaded and store it into the slot's B tile (element offset ``stage_off``
-    of the ring): word ww of a piece is f16 chunk 4 ww + l % 4 of its row, swizzled as TMA would."""
+    """Dequantize what _fetch_b loaded (with _group_raw's constants) and store it into the slot's B tile (element offset ``stage_off``
+    of the ring): word ww of a piece is f16 chunk 4 ww + l % 4 of its row, swizzled as TMA would
+    (``(q - zero) * scale``, the zero point 8 without zeros; tiles.dequant.int4_pair)."""
     for r in kaiodsl.static_range(cfg.units):
         lane = (tid + PRODUCERS * r) % 32
         row = 8 * ((tid + PRODUCERS * r) // 32) + lane // 4
-        words, c0, c1 = fetched[r]
+        words = fetched[r]
+        sc, zp = groups[r]
         for ww in kaiodsl.static_range(2):
-            zz, s2 = c0 if ww == 0 else c1
+            e = ww if GS == 32 else 0
+            if ww == 0 or GS == 32:
+                sb = kaiodsl.bitcast(sc[e], kaiodsl.u16)
+                s2 = kaiodsl.bitcast(kaiodsl.pack_b32(sb, sb), H2)
+                zf = MAGIC_F + 8.0
+                if HAS_ZEROS:
+                    zf = MAGIC_F + kaiodsl.f32(zp[e])
+                zz = kaiodsl.pack_half2(zf, zf, H2)
             h = [kaiodsl.bitcast(int4_pair(words[ww], j, zz, s2, MAGIC_BITS, H2), u32) for j in range(4)]
             dst = kaiodsl.ptr_cast(chunk_ptr(smem, BT, row, 4 * ww + lane % 4) + stage_off, u32)
             kaiodsl.store(dst, 0, (h[0], h[1], h[2], h[3]), vec=4)
@@ -190,7 +215,6 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
     A_BYTES = A_ELEMS * 2
     BT = SmemTile(BN, BK, f16, 1, A_ELEMS, B128)       # a slot's B tile, as TMA would write it
     WG_ELEMS = cfg.wg_rows * BK
-    PROD_REGS, CONS_REGS = cfg.registers()
     E = tiles.Epilogue((), T)
     name = f"w4a16_sm90_{dtype_name}_g{GS}" + ("_zp" if has_zeros else "") + \
         f"_{BM}x{BN}_c{cfg.consumers}_s{S}_{wdtype}"
@@ -214,30 +238,27 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
         G = K // GS
         first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
         if wg == 0:
-            kaiodsl.setmaxnreg(PROD_REGS, False)
             wp = kaiodsl.ptr_cast(w, u32)
             state = tiles.pipeline.start(R)
             for t in range(first, total, step):
                 m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
-                srows = [group_rows(scales, zeros, min(n0 + 8 * ((tid + PRODUCERS * r) // 32) + (tid % 32) // 4,
-                                                       N - 1), G) for r in range(cfg.units)]
-                cur = _fetch_b(cfg, wp, srows, 0, KB, n0, N, tid, GS, has_zeros, MAGIC_F, H2)
+                cur = _fetch_b(cfg, wp, 0, KB, n0, N, tid)
                 for kt in range(ktiles):
-                    # the next stage's words and scales (the last stage's again at the end: in range)
-                    nxt = _fetch_b(cfg, wp, srows, min(kt + 1, ktiles - 1), KB, n0, N, tid, GS, has_zeros,
-                                   MAGIC_F, H2)
+                    # the next stage's words (the last stage's again at the end: in range)
+                    nxt = _fetch_b(cfg, wp, min(kt + 1, ktiles - 1), KB, n0, N, tid)
                     tiles.pipeline.acquire(R, state, bars)
                     index, phase = state
                     if tid == 0:
                         kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
                         kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                    _store_b(cfg, BT, smem, index * STAGE_ELEMS, cur, tid, MAGIC_BITS, H2)
+                    groups = _group_raw(cfg, scales, zeros, kt, G, n0, N, tid, GS, has_zeros)
+                    _store_b(cfg, BT, smem, index * STAGE_ELEMS, cur, groups, tid, GS, has_zeros, MAGIC_BITS,
+                             MAGIC_F, H2)
                     kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
                     kaiodsl.mbarrier_arrive(bars.ptr(index))
                     state = tiles.pipeline.advance(R, state)
                     cur = nxt
         else:
-            kaiodsl.setmaxnreg(CONS_REGS, True)
             cw = wg - 1
             lane = tid % 32
             state = tiles.pipeline.start(R)

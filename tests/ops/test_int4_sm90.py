@@ -115,12 +115,28 @@ def test_w4_sm90_config_errors(sm90):
         ops.matmul_int4(a, wp, s, config="fast")
 
 
-def test_w4_sm90_registers_fit():
-    for cfg in (W4Config(), W4Config(block_n=128, stages=6), SMALL, ONE_WG):
-        prod, cons = cfg.registers()
-        assert prod % 8 == 0 and cons % 8 == 0 and 128 * (prod + cfg.consumers * cons) <= 64 * 1024
+def test_w4_sm90_registers_and_heuristic():
+    """Every thread keeps the launch's registers (no setmaxnreg: the producer dequantizes), so the
+    consumers' accumulators must fit them; the default tilings pass, a consumer of 256 x 256 does not."""
+    for cfg in (W4Config(), W4Config(block_n=128, stages=6), SMALL, ONE_WG, TALL):
+        cfg.check()
+        assert cfg.registers() % 8 == 0 and cfg.registers() * cfg.threads <= 64 * 1024
+    assert W4Config().registers() == 168
+    with pytest.raises(kaiodsl.ArgumentError, match="accumulators"):
+        W4Config(block_m=256, block_n=256, consumers=1).check()
     assert w4_config(2048, 4096, 4096, 132).block_n == 256
     assert w4_config(128, 1024, 4096, 132).block_n == 128
+
+
+def test_w4_sm90_kernel_compiles_without_spills():
+    """The default tilings' PTX goes through ptxas for sm_90a without spills (where ptxas is here)."""
+    from kaiodsl.ops.gemm_sm90_w4 import w4_sm90_kernel
+    for cfg, dt, gs, z in ((W4Config(), "f16", 128, False), (W4Config(), "bf16", 32, True),
+                           (W4Config(block_n=128, stages=6), "f16", 64, True)):
+        k = w4_sm90_kernel(dt, gs, z, cfg, "i32").compile(arch="sm_90a")
+        assert "wgmma.mma_async" in k.ptx and "cp.async.bulk.tensor" in k.ptx and "fence.proxy.async" in k.ptx
+        stats = k.stats()
+        assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
 
 
 # -- the GPU: default tilings at LLM shapes --------------------------------------------------------------
