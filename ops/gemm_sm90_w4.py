@@ -133,68 +133,94 @@ def use_sm90_w4(M: int, N: int, K: int, group_size: int) -> bool:
     return default_arch() == "sm_90a" and M > 64 and K % 128 == 0 and group_size in (32, 64, 128)
 
 
+@dataclass(frozen=True)
+class W4Dequant:
+    """What the producer's dequantization is compiled for: the tiling, the activation dtype, the
+    group size and whether zero points are given (else 8)."""
+
+    cfg: W4Config
+    dtype_name: str
+    group_size: int
+    has_zeros: bool
+
+    @property
+    def b_tile(self) -> SmemTile:
+        """A slot's B tile (after the A tile), as TMA would write it: 128-byte rows, B128 swizzle."""
+        return SmemTile(self.cfg.block_n, BK, f16, 1, self.cfg.block_m * BK, B128)
+
+    @property
+    def h2(self):
+        return {"f16": f16x2, "bf16": bf16x2}[self.dtype_name]
+
+    @property
+    def magic(self) -> tuple:
+        """(bits in both halves, value) of the magic number (tiles.dequant.MAGIC)."""
+        return MAGIC[self.dtype_name]
+
+    @property
+    def groups(self) -> int:
+        """Groups a 64-k stage's word pair spans: 2 when groups are 32 wide (one a word), else 1."""
+        return 2 if self.group_size == 32 else 1
+
+
 @kaiodsl.func
-def _fetch_b(cfg: kaiodsl.Const, wp, kt, KB, n0, N, tid):
+def _piece(u):
+    """(row tile, lane, row) of piece u of a stage's B tile: lane l of 8-row tile i owns row 8 i + l // 4."""
+    return u // 32, u % 32, 8 * (u // 32) + (u % 32) // 4
+
+
+@kaiodsl.func
+def _fetch_b(D: kaiodsl.Const, wp, kt, KB, n0, N, tid):
     """This producer thread's share of stage kt's packed B tile, loaded into registers: for each of its
-    ``cfg.units`` pieces (row tile i, lane l) the 2 words of row n = n0 + 8 i + l // 4 (zeros past N).
-    Issued a stage ahead of its use, so the loads' latency hides behind the previous stage's
-    dequantization (the scales are not: their registers would not fit the producer's 96)."""
+    ``units`` pieces the 2 words (zeros past N). Issued a stage ahead of its use, so the loads'
+    latency hides behind the previous stage's dequantization."""
     half = 2 * (kt % 2)                      # words 0, 1 (even k stage) or 2, 3 (odd) of the lane's 4
-    kb = kt // 2
     out = []
-    for r in kaiodsl.static_range(cfg.units):
-        u = tid + PRODUCERS * r
-        i = u // 32
-        lane = u % 32
-        ok = n0 + 8 * i + lane // 4 < N
-        words = kaiodsl.load(wp, ((i64(n0 // 8 + i) * KB + kb) * 32 + lane) * 4 + half, vec=2, cache="nc",
-                             mask=ok, other=0)
-        out = out + [words]
+    for r in kaiodsl.static_range(D.cfg.units):
+        i, lane, row = _piece(tid + PRODUCERS * r)
+        out = out + [kaiodsl.load(wp, ((i64(n0 // 8 + i) * KB + kt // 2) * 32 + lane) * 4 + half, vec=2,
+                                  cache="nc", mask=n0 + row < N, other=0)]
     return out
 
 
 @kaiodsl.func
-def _group_raw(cfg: kaiodsl.Const, scales, zeros, kt, G, n0, N, tid, GS: kaiodsl.Const[int],
-               HAS_ZEROS: kaiodsl.Const[bool]):
-    """The raw scale and zero point of each of the thread's pieces' groups in stage kt (two groups
-    when they are 32 wide), all loads issued before any is used."""
-    g0 = kt + kt if GS == 32 else kt // (GS // 64)      # the group of word 0 (word 1: g0 + 1 if GS == 32)
+def _group_raw(D: kaiodsl.Const, scales, zeros, kt, G, n0, N, tid):
+    """The raw scales and zero points of the thread's pieces' groups in stage kt (``D.groups`` each),
+    every load issued before any is used."""
+    g0 = kt + kt if D.group_size == 32 else kt // (D.group_size // 64)    # the group of word 0
     out = []
-    for r in kaiodsl.static_range(cfg.units):
-        u = tid + PRODUCERS * r
-        n = n0 + 8 * (u // 32) + (u % 32) // 4
-        ok = n < N
-        at = i64(n) * G + g0
-        sc = [kaiodsl.load(scales, at + e, cache="nc", mask=ok, other=0) for e in range(1 + (GS == 32))]
-        zp = [kaiodsl.load(zeros, at + e, cache="nc", mask=ok, other=0) for e in range(1 + (GS == 32))] \
-            if HAS_ZEROS else []
+    for r in kaiodsl.static_range(D.cfg.units):
+        i, lane, row = _piece(tid + PRODUCERS * r)
+        ok = n0 + row < N
+        at = i64(n0 + row) * G + g0
+        sc = [kaiodsl.load(scales, at + e, cache="nc", mask=ok, other=0) for e in range(D.groups)]
+        zp = [kaiodsl.load(zeros, at + e, cache="nc", mask=ok, other=0) for e in range(D.groups)] \
+            if D.has_zeros else []
         out = out + [(sc, zp)]
     return out
 
 
 @kaiodsl.func
-def _store_b(cfg: kaiodsl.Const, BT: kaiodsl.Const, smem, stage_off, fetched, groups, tid, GS: kaiodsl.Const[int],
-             HAS_ZEROS: kaiodsl.Const[bool], MAGIC_BITS: kaiodsl.Const[int], MAGIC_F: kaiodsl.Const[float],
-             H2: kaiodsl.Const):
-    """Dequantize what _fetch_b loaded (with _group_raw's constants) and store it into the slot's B tile (element offset ``stage_off``
-    of the ring): word ww of a piece is f16 chunk 4 ww + l % 4 of its row, swizzled as TMA would
-    (``(q - zero) * scale``, the zero point 8 without zeros; tiles.dequant.int4_pair)."""
-    for r in kaiodsl.static_range(cfg.units):
-        lane = (tid + PRODUCERS * r) % 32
-        row = 8 * ((tid + PRODUCERS * r) // 32) + lane // 4
-        words = fetched[r]
+def _store_b(D: kaiodsl.Const, smem, stage_off, words, groups, tid):
+    """Dequantize _fetch_b's words with _group_raw's constants (``(q - zero) * scale``, zero 8 without
+    zero points; tiles.dequant.int4_pair) into the slot's B tile at element offset ``stage_off`` of the
+    ring: word ww of a piece is f16 chunk 4 ww + lane % 4 of its row, stored swizzled as TMA would."""
+    H2 = D.h2
+    MAGIC_BITS, MAGIC_F = D.magic
+    for r in kaiodsl.static_range(D.cfg.units):
+        i, lane, row = _piece(tid + PRODUCERS * r)
         sc, zp = groups[r]
         for ww in kaiodsl.static_range(2):
-            e = ww if GS == 32 else 0
-            if ww == 0 or GS == 32:
+            e = ww if D.groups == 2 else 0
+            if ww == 0 or D.groups == 2:
                 sb = kaiodsl.bitcast(sc[e], kaiodsl.u16)
                 s2 = kaiodsl.bitcast(kaiodsl.pack_b32(sb, sb), H2)
                 zf = MAGIC_F + 8.0
-                if HAS_ZEROS:
+                if D.has_zeros:
                     zf = MAGIC_F + kaiodsl.f32(zp[e])
                 zz = kaiodsl.pack_half2(zf, zf, H2)
-            h = [kaiodsl.bitcast(int4_pair(words[ww], j, zz, s2, MAGIC_BITS, H2), u32) for j in range(4)]
-            dst = kaiodsl.ptr_cast(chunk_ptr(smem, BT, row, 4 * ww + lane % 4) + stage_off, u32)
+            h = [kaiodsl.bitcast(int4_pair(words[r][ww], j, zz, s2, MAGIC_BITS, H2), u32) for j in range(4)]
+            dst = kaiodsl.ptr_cast(chunk_ptr(smem, D.b_tile, row, 4 * ww + lane % 4) + stage_off, u32)
             kaiodsl.store(dst, 0, (h[0], h[1], h[2], h[3]), vec=4)
 
 
@@ -204,16 +230,14 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
     default 8) and tiling ``cfg``; packed words arrive as ``wdtype`` (i32 from pack_int4, or u32)."""
     cfg.check()
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    H2 = {"f16": f16x2, "bf16": bf16x2}[dtype_name]
+    D = W4Dequant(cfg, dtype_name, group_size, has_zeros)
     WT = {"i32": i32, "u32": u32}[wdtype]
-    MAGIC_BITS, MAGIC_F = MAGIC[dtype_name]
     BM, BN, S, GM, GS = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m, group_size
     W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
     R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers)
     A_ELEMS, B_ELEMS = BM * BK, BN * BK
     STAGE_ELEMS = A_ELEMS + B_ELEMS
     A_BYTES = A_ELEMS * 2
-    BT = SmemTile(BN, BK, f16, 1, A_ELEMS, B128)       # a slot's B tile, as TMA would write it
     WG_ELEMS = cfg.wg_rows * BK
     E = tiles.Epilogue((), T)
     name = f"w4a16_sm90_{dtype_name}_g{GS}" + ("_zp" if has_zeros else "") + \
@@ -242,18 +266,17 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
             state = tiles.pipeline.start(R)
             for t in range(first, total, step):
                 m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
-                cur = _fetch_b(cfg, wp, 0, KB, n0, N, tid)
+                cur = _fetch_b(D, wp, 0, KB, n0, N, tid)
                 for kt in range(ktiles):
                     # the next stage's words (the last stage's again at the end: in range)
-                    nxt = _fetch_b(cfg, wp, min(kt + 1, ktiles - 1), KB, n0, N, tid)
+                    nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), KB, n0, N, tid)
                     tiles.pipeline.acquire(R, state, bars)
                     index, phase = state
                     if tid == 0:
                         kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
                         kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                    groups = _group_raw(cfg, scales, zeros, kt, G, n0, N, tid, GS, has_zeros)
-                    _store_b(cfg, BT, smem, index * STAGE_ELEMS, cur, groups, tid, GS, has_zeros, MAGIC_BITS,
-                             MAGIC_F, H2)
+                    groups = _group_raw(D, scales, zeros, kt, G, n0, N, tid)     # (before the acquire: spills)
+                    _store_b(D, smem, index * STAGE_ELEMS, cur, groups, tid)
                     kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
                     kaiodsl.mbarrier_arrive(bars.ptr(index))
                     state = tiles.pipeline.advance(R, state)
