@@ -40,7 +40,7 @@ from functools import lru_cache
 import kaiodsl
 from kaiodsl import Ptr, TensorMap, bf16, bf16x2, f16, f16x2, i32, i64, tiles, u8, u32, u64
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles.dequant import MAGIC, int4_pair
+from kaiodsl.tiles.dequant import MAGIC, int4_pair, int8_quad
 from kaiodsl.tiles.layouts import B128, SmemTile, chunk_ptr
 
 from .gemm_sm90 import sm_count
@@ -136,12 +136,15 @@ def use_sm90_w4(M: int, N: int, K: int, group_size: int) -> bool:
 @dataclass(frozen=True)
 class W4Dequant:
     """What the producer's dequantization is compiled for: the tiling, the activation dtype, the
-    group size and whether zero points are given (else 8)."""
+    weights' ``kind`` ("int4": pack_int4 words, group scales and zero points or 8; "int8": plain
+    [N, K] int8 rows, group scales multiplied in, or ``group_size`` 0: exact integers, the
+    per-channel scale in the epilogue) and the group size."""
 
     cfg: W4Config
     dtype_name: str
     group_size: int
-    has_zeros: bool
+    has_zeros: bool = False
+    kind: str = "int4"
 
     @property
     def b_tile(self) -> SmemTile:
@@ -158,6 +161,11 @@ class W4Dequant:
         return MAGIC[self.dtype_name]
 
     @property
+    def ring(self):
+        """The mbarrier ring: the empty barriers count every consumer thread."""
+        return tiles.Ring(self.cfg.stages, kind="mbarrier", arrivals=128 * self.cfg.consumers)
+
+    @property
     def groups(self) -> int:
         """Groups a 64-k stage's word pair spans: 2 when groups are 32 wide (one a word), else 1."""
         return 2 if self.group_size == 32 else 1
@@ -170,7 +178,15 @@ def _piece(u):
 
 
 @kaiodsl.func
-def _fetch_b(D: kaiodsl.Const, wp, kt, KB, n0, N, tid):
+def _fetch_b(D: kaiodsl.Const, wp, kt, K, n0, N, tid):
+    """The producer thread's share of stage kt's weights in registers (_fetch_b4 or _fetch_b8)."""
+    if D.kind == "int8":
+        return _fetch_b8(D, wp, kt, K, n0, N, tid)
+    return _fetch_b4(D, wp, kt, K // 128, n0, N, tid)
+
+
+@kaiodsl.func
+def _fetch_b4(D: kaiodsl.Const, wp, kt, KB, n0, N, tid):
     """This producer thread's share of stage kt's packed B tile, loaded into registers: for each of its
     ``units`` pieces the 2 words (zeros past N). Issued a stage ahead of its use, so the loads'
     latency hides behind the previous stage's dequantization."""
@@ -181,6 +197,15 @@ def _fetch_b(D: kaiodsl.Const, wp, kt, KB, n0, N, tid):
         out = out + [kaiodsl.load(wp, ((i64(n0 // 8 + i) * KB + kt // 2) * 32 + lane) * 4 + half, vec=2,
                                   cache="nc", mask=n0 + row < N, other=0)]
     return out
+
+
+@kaiodsl.func
+def _fill_b(D: kaiodsl.Const, smem, stage_off, words, scales, zeros, kt, G, n0, N, tid):
+    """Dequantize the fetched words of stage kt into the slot's B tile at element offset stage_off."""
+    if D.kind == "int8":
+        _store_b8(D, smem, stage_off, words, _group_raw8(D, scales, kt, G, n0, N, tid), tid)
+    else:
+        _store_b(D, smem, stage_off, words, _group_raw(D, scales, zeros, kt, G, n0, N, tid), tid)
 
 
 @kaiodsl.func
@@ -224,6 +249,139 @@ def _store_b(D: kaiodsl.Const, smem, stage_off, words, groups, tid):
             kaiodsl.store(dst, 0, (h[0], h[1], h[2], h[3]), vec=4)
 
 
+# -- int8 (W8A16): rows of plain int8, 64 bytes a stage --------------------------------------------------
+@kaiodsl.func
+def _piece8(u):
+    """(row, quarter) of piece u of a stage's int8 B tile: 4 consecutive threads read a row's 64 bytes."""
+    return u // 4, u % 4
+
+
+@kaiodsl.func
+def _fetch_b8(D: kaiodsl.Const, wp, kt, K, n0, N, tid):
+    """This producer thread's share of stage kt's int8 rows: per piece the 16 bytes of k
+    ``64 kt + 16 q ..`` of row n0 + row (zeros past N and K; K is a multiple of 16)."""
+    out = []
+    for r in kaiodsl.static_range(D.cfg.units):
+        row, q = _piece8(tid + PRODUCERS * r)
+        k = kt * BK + 16 * q
+        out = out + [kaiodsl.load(wp, i64(n0 + row) * (K // 4) + k // 4, vec=4, cache="nc",
+                                  mask=n0 + row < N and k < K, other=0)]
+    return out
+
+
+@kaiodsl.func
+def _group_raw8(D: kaiodsl.Const, gscales, kt, G, n0, N, tid):
+    """Grouped int8: the raw scale of each piece's group in stage kt (groups of 64, 128 or 256 k: one
+    group a stage); per-channel: nothing (the epilogue scales)."""
+    out = []
+    for r in kaiodsl.static_range(D.cfg.units):
+        row, q = _piece8(tid + PRODUCERS * r)
+        if D.group_size:
+            out = out + [kaiodsl.load(gscales, i64(n0 + row) * G + kt // (D.group_size // BK), cache="nc",
+                                      mask=n0 + row < N, other=0)]
+        else:
+            out = out + [0]
+    return out
+
+
+@kaiodsl.func
+def _store_b8(D: kaiodsl.Const, smem, stage_off, words, groups, tid):
+    """int8 words to f16/bf16 (tiles.dequant.int8_quad: exact integers, or times the group scale
+    rounded once) into chunks 2 q and 2 q + 1 of the piece's row, stored swizzled as TMA would."""
+    H2 = D.h2
+    IS_F16 = D.dtype_name == "f16"
+    for r in kaiodsl.static_range(D.cfg.units):
+        row, q = _piece8(tid + PRODUCERS * r)
+        s = 0
+        if D.group_size:
+            if IS_F16:
+                sb = kaiodsl.bitcast(groups[r], kaiodsl.u16)
+                s = kaiodsl.bitcast(kaiodsl.pack_b32(sb, sb), H2)
+            else:
+                s = kaiodsl.f32(groups[r])
+        for half in kaiodsl.static_range(2):
+            lo0, hi0 = int8_quad(words[r][2 * half], s, D.group_size > 0, IS_F16, H2)
+            lo1, hi1 = int8_quad(words[r][2 * half + 1], s, D.group_size > 0, IS_F16, H2)
+            dst = kaiodsl.ptr_cast(chunk_ptr(smem, D.b_tile, row, 2 * q + half) + stage_off, u32)
+            kaiodsl.store(dst, 0, (kaiodsl.bitcast(lo0, u32), kaiodsl.bitcast(hi0, u32), kaiodsl.bitcast(lo1, u32),
+                                   kaiodsl.bitcast(hi1, u32)), vec=4)
+
+
+@kaiodsl.func
+def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, N, K):
+    """The persistent warp-specialised kernel (module doc) for weights ``D`` and epilogue ``E`` (run-time
+    operands ``args``): ``scales``, ``zeros`` the group scales and zero points (unused where D has none)."""
+    cfg = D.cfg
+    BM, BN, S, GM, GS = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m, D.group_size
+    W = tiles.WarpgroupMma(D.dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
+    R = D.ring
+    A_ELEMS = BM * BK
+    STAGE_ELEMS = A_ELEMS + BN * BK
+    A_BYTES = A_ELEMS * 2
+    WG_ELEMS = cfg.wg_rows * BK
+    smem = kaiodsl.dynamic_shared(f16, align=1024)
+    bars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="ring")
+    tid = kaiodsl.thread_idx.x
+    wg = tid // 128
+    if tid == 0:
+        kaiodsl.tma_prefetch(ta)
+        for i in kaiodsl.static_range(S):        # full: the 128 producer threads (+ A's bytes)
+            kaiodsl.mbarrier_init(bars.ptr(i), PRODUCERS)
+            kaiodsl.mbarrier_init(bars.ptr(S + i), R.arrivals)
+        kaiodsl.fence_mbarrier_init()
+    kaiodsl.syncthreads()
+    total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
+    ktiles = (K + BK - 1) // BK
+    G = K // max(GS, 1)                     # groups a row (unused per-channel)
+    first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
+    if wg == 0:
+        wp = kaiodsl.ptr_cast(w, u32)
+        state = tiles.pipeline.start(R)
+        for t in range(first, total, step):
+            m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+            cur = _fetch_b(D, wp, 0, K, n0, N, tid)
+            for kt in range(ktiles):
+                # the next stage's words (the last stage's again at the end: in range)
+                nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), K, n0, N, tid)
+                tiles.pipeline.acquire(R, state, bars)
+                index, phase = state
+                if tid == 0:
+                    kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
+                    kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
+                _fill_b(D, smem, index * STAGE_ELEMS, cur, scales, zeros, kt, G, n0, N, tid)   # (scales: spills
+                # if loaded before the acquire)
+                kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
+                kaiodsl.mbarrier_arrive(bars.ptr(index))
+                state = tiles.pipeline.advance(R, state)
+                cur = nxt
+    else:
+        cw = wg - 1
+        lane = tid % 32
+        state = tiles.pipeline.start(R)
+        for t in range(first, total, step):
+            m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+            accs = tiles.warpgroup.zeros(W)
+            prev = state
+            for kt in range(ktiles):
+                tiles.pipeline.wait(R, 0, state, bars)
+                index, phase = state
+                slot = smem.ptr(index * STAGE_ELEMS)
+                accs = tiles.warpgroup.mma_stage(W, slot + cw * WG_ELEMS, slot + A_ELEMS, accs)
+                accs = tiles.warpgroup.wait(W, 1, accs)
+                if kt > 0:
+                    tiles.pipeline.release(R, prev, bars)
+                prev = state
+                state = tiles.pipeline.advance(R, state)
+            accs = tiles.warpgroup.wait(W, 0, accs)
+            if ktiles > 0:
+                tiles.pipeline.release(R, prev, bars)
+            r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
+            for i in kaiodsl.static_range(W.m_tiles):
+                tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
+                                          r0 + 64 * i, n0, lane, M, N)
+
+
+
 @lru_cache(maxsize=None)
 def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Config, wdtype: str = "i32"):
     """The kernel for ``dtype_name`` activations, int4 groups of ``group_size`` (with zero points or the
@@ -232,80 +390,13 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     D = W4Dequant(cfg, dtype_name, group_size, has_zeros)
     WT = {"i32": i32, "u32": u32}[wdtype]
-    BM, BN, S, GM, GS = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m, group_size
-    W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
-    R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers)
-    A_ELEMS, B_ELEMS = BM * BK, BN * BK
-    STAGE_ELEMS = A_ELEMS + B_ELEMS
-    A_BYTES = A_ELEMS * 2
-    WG_ELEMS = cfg.wg_rows * BK
     E = tiles.Epilogue((), T)
-    name = f"w4a16_sm90_{dtype_name}_g{GS}" + ("_zp" if has_zeros else "") + \
-        f"_{BM}x{BN}_c{cfg.consumers}_s{S}_{wdtype}"
+    name = f"w4a16_sm90_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") + f"_{cfg}_{wdtype}" \
+        .replace("/", "_")
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def kern(ta: TensorMap, w: Ptr[WT], scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
-        smem = kaiodsl.dynamic_shared(f16, align=1024)
-        bars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="ring")
-        tid = kaiodsl.thread_idx.x
-        wg = tid // 128
-        if tid == 0:
-            kaiodsl.tma_prefetch(ta)
-            for i in kaiodsl.static_range(S):        # full: the 128 producer threads (+ A's bytes)
-                kaiodsl.mbarrier_init(bars.ptr(i), PRODUCERS)
-                kaiodsl.mbarrier_init(bars.ptr(S + i), R.arrivals)
-            kaiodsl.fence_mbarrier_init()
-        kaiodsl.syncthreads()
-        total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
-        ktiles = K // BK
-        KB = K // 128
-        G = K // GS
-        first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
-        if wg == 0:
-            wp = kaiodsl.ptr_cast(w, u32)
-            state = tiles.pipeline.start(R)
-            for t in range(first, total, step):
-                m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
-                cur = _fetch_b(D, wp, 0, KB, n0, N, tid)
-                for kt in range(ktiles):
-                    # the next stage's words (the last stage's again at the end: in range)
-                    nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), KB, n0, N, tid)
-                    tiles.pipeline.acquire(R, state, bars)
-                    index, phase = state
-                    if tid == 0:
-                        kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
-                        kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                    groups = _group_raw(D, scales, zeros, kt, G, n0, N, tid)     # (before the acquire: spills)
-                    _store_b(D, smem, index * STAGE_ELEMS, cur, groups, tid)
-                    kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
-                    kaiodsl.mbarrier_arrive(bars.ptr(index))
-                    state = tiles.pipeline.advance(R, state)
-                    cur = nxt
-        else:
-            cw = wg - 1
-            lane = tid % 32
-            state = tiles.pipeline.start(R)
-            for t in range(first, total, step):
-                m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
-                accs = tiles.warpgroup.zeros(W)
-                prev = state
-                for kt in range(ktiles):
-                    tiles.pipeline.wait(R, 0, state, bars)
-                    index, phase = state
-                    slot = smem.ptr(index * STAGE_ELEMS)
-                    accs = tiles.warpgroup.mma_stage(W, slot + cw * WG_ELEMS, slot + A_ELEMS, accs)
-                    accs = tiles.warpgroup.wait(W, 1, accs)
-                    if kt > 0:
-                        tiles.pipeline.release(R, prev, bars)
-                    prev = state
-                    state = tiles.pipeline.advance(R, state)
-                accs = tiles.warpgroup.wait(W, 0, accs)
-                if ktiles > 0:
-                    tiles.pipeline.release(R, prev, bars)
-                r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
-                for i in kaiodsl.static_range(W.m_tiles):
-                    tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, (),
-                                              r0 + 64 * i, n0, lane, M, N)
+        _body(D, E, ta, w, scales, zeros, c, (), M, N, K)
 
     return kern
 
