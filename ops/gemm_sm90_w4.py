@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Ptr, TensorMap, bf16, bf16x2, f16, f16x2, i32, i64, tiles, u8, u32, u64
+from kaiodsl import Ptr, TensorMap, bf16, bf16x2, f16, f16x2, f32, i8, i32, i64, tiles, u8, u32, u64
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles.dequant import MAGIC, int4_pair, int8_quad
 from kaiodsl.tiles.layouts import B128, SmemTile, chunk_ptr
@@ -159,6 +159,12 @@ class W4Dequant:
     def magic(self) -> tuple:
         """(bits in both halves, value) of the magic number (tiles.dequant.MAGIC)."""
         return MAGIC[self.dtype_name]
+
+    @property
+    def prefetch(self) -> bool:
+        """Load stage k + 1's weights while stage k is dequantized: the int4 words (2 registers a piece)
+        always, int8's 4 a piece up to 4 pieces a thread (at block_n = 256 ptxas would spill)."""
+        return self.kind == "int4" or self.cfg.units <= 4
 
     @property
     def ring(self):
@@ -339,10 +345,13 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, 
         state = tiles.pipeline.start(R)
         for t in range(first, total, step):
             m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
-            cur = _fetch_b(D, wp, 0, K, n0, N, tid)
+            cur = _fetch_b(D, wp, 0, K, n0, N, tid)          # (not used without prefetch)
             for kt in range(ktiles):
-                # the next stage's words (the last stage's again at the end: in range)
-                nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), K, n0, N, tid)
+                if D.prefetch:    # the next stage's words (the last stage's again at the end: in range)
+                    nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), K, n0, N, tid)
+                else:             # this stage's, in flight during the acquire
+                    cur = _fetch_b(D, wp, kt, K, n0, N, tid)
+                    nxt = cur
                 tiles.pipeline.acquire(R, state, bars)
                 index, phase = state
                 if tid == 0:
@@ -401,17 +410,18 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
     return kern
 
 
-def sm90_w4_plan(op: str, M: int, N: int, K: int, group_size: int, parallelism, a_align: int,
+def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_align: int,
                  config: W4Config | None):
-    """The checked tiling when ``op`` (matmul_int4, arguments validated) runs this kernel, else None:
-    ``config`` forces it (ArgumentError where it cannot run), otherwise ``use_sm90_w4`` decides.
-    ``a_align``: the power of two dividing a's data address (TMA needs 16)."""
+    """The checked tiling when ``op`` (matmul_int4 or matmul_w8a16, arguments validated) runs this
+    kernel, else None: ``config`` forces it (ArgumentError where it cannot run), otherwise ``wanted``
+    (use_sm90_w4 / use_sm90_w8) decides. ``a_align``: the power of two dividing the data addresses of
+    a (TMA needs 16) and of int8 weights (16-byte loads)."""
     from kaiodsl.compiler import default_arch
 
     from ._common import require_smem
 
     if config is None:
-        if parallelism is not None or a_align < 16 or not use_sm90_w4(M, N, K, group_size):
+        if parallelism is not None or a_align < 16 or not wanted:
             return None
         config = w4_config(M, N, K, sm_count())
     elif not isinstance(config, W4Config):
@@ -423,8 +433,8 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, group_size: int, parallelism, 
         raise ArgumentError(f"{op}(): config {config} (the sm_90a kernel) and parallelism={parallelism!r} (the "
                             f"decode kernel) exclude each other: pass one")
     elif a_align < 16:
-        raise ArgumentError(f"{op}(): config {config} is the sm_90a kernel, whose TMA needs 'a' on a 16-byte "
-                            f"boundary (its data is {a_align}-byte aligned)")
+        raise ArgumentError(f"{op}(): config {config} is the sm_90a kernel, which needs its operands on 16-byte "
+                            f"boundaries (TMA, 16-byte loads); they are {a_align}-byte aligned")
     try:
         config.check()
     except ArgumentError as e:
@@ -441,4 +451,44 @@ def launch_w4_sm90(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_na
     total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
     k = w4_sm90_kernel(dtype_name, group_size, has_zeros, cfg, wdtype)
     k[min(total, sm_count()), cfg.threads](ta, w_packed, scales, z, out, M, N, K, smem=cfg.smem_bytes())
+    return out
+
+
+# -- W8A16 (ops.matmul_w8a16's sm_90a path) --------------------------------------------------------------
+def use_sm90_w8(M: int, N: int, K: int) -> bool:
+    """Whether matmul_w8a16 takes this kernel: on sm_90a past the decode sizes, as use_sm90_w4."""
+    from kaiodsl.compiler import default_arch
+    return default_arch() == "sm_90a" and M > 64 and K % 16 == 0
+
+
+@lru_cache(maxsize=None)
+def w8_sm90_kernel(dtype_name: str, out_name: str, group_size: int, has_bias: bool, cfg: W4Config):
+    """W8A16 with int8 ``w [N, K]`` rows: ``group_size`` 0 (per-channel f32 scales [N], applied in the
+    epilogue, as ops/matmul_w8a16.py does) or 64/128/256 (scales [N, K // group_size] in the activation
+    dtype, multiplied in while dequantizing); optional f32 bias; out f16/bf16/f32."""
+    cfg.check()
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
+    D = W4Dequant(cfg, dtype_name, group_size, False, "int8")
+    E = tiles.Epilogue((() if group_size else (tiles.ColScale(),)) + ((tiles.Bias(),) if has_bias else ()), OUT)
+    name = f"w8a16_sm90_{dtype_name}_{out_name}" + (f"_g{group_size}" if group_size else "_pc") + \
+        ("_bias" if has_bias else "") + f"_{cfg}".replace("/", "_")
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def kern(ta: TensorMap, w: Ptr[i8], scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
+             M: i32, N: i32, K: i32):
+        args = ((scales,) if not group_size else ()) + ((bias,) if has_bias else ())
+        _body(D, E, ta, w, gscales, gscales, c, args, M, N, K)
+
+    return kern
+
+
+def launch_w8_sm90(a, w_q, pc, gsc, out, bias, M: int, N: int, K: int, dtype_name: str, out_name: str,
+                   group_size: int, has_bias: bool, cfg: W4Config):
+    """matmul_w8a16's sm_90a path (arguments validated there; ``pc`` the per-channel f32 scales or a
+    placeholder, ``gsc`` the group scales or a placeholder; ``cfg`` from sm90_w4_plan)."""
+    ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
+    total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
+    k = w8_sm90_kernel(dtype_name, out_name, group_size, has_bias, cfg)
+    k[min(total, sm_count()), cfg.threads](ta, w_q, pc, gsc, out, bias, M, N, K, smem=cfg.smem_bytes())
     return out

@@ -190,9 +190,10 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     require_i32_sizes(op, M=M, N=N, K=K)
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
-    from .gemm_sm90_w4 import sm90_w4_plan
+    from .gemm_sm90_w4 import sm90_w4_plan, use_sm90_w4
 
-    w4cfg = sm90_w4_plan(op, M, N, K, group_size, parallelism, data_alignment(az), config)  # None: not sm_90a
+    w4cfg = sm90_w4_plan(op, M, N, K, use_sm90_w4(M, N, K, group_size), parallelism, data_alignment(az),
+                         config)          # None: another kernel
     tiled = M > 16 and parallelism is None  # prefill: the block-tiled kernel (ops/matmul_int4_tiled.py)
     grid = ((N + 8 * nt * nw - 1) // (8 * nt * nw), (M + 15) // 16)
     if not tiled and grid[1] > GRID_Y_MAX:
