@@ -1,4 +1,4 @@
-"""W4A16 on sm_90a: the Hopper GEMM's structure (ops/gemm_sm90.py) with int4 weights dequantized in shared memory.
+"""W4A16 and W8A16 on sm_90a: the Hopper GEMM's structure (ops/gemm_sm90.py), weights dequantized in shared memory.
 
 ``C = A @ W^T`` for A [M, K] f16/bf16 activations and W [N, K] int4 in the ``pack_int4`` layout
 (ops/int4_pack.py) with group scales (and zero points); C [M, N] in the activation dtype. The
@@ -32,6 +32,12 @@ Group sizes 32, 64 and 128 all work: word ww of stage kt (k ``64 kt + 32 ww ..``
 
 Ragged M comes from TMA's zero fill; N is a multiple of 8 (the packed layout) and row tiles past N
 load zeros (their columns are never stored); K is a multiple of 128, so every K stage is full.
+
+**W8A16** (``w8_sm90_kernel``, ``ops.matmul_w8a16``'s path for M > 64): the same kernel with plain int8
+[N, K] rows: a stage's 64 bytes of a row are 4 pieces of 16 bytes (4 consecutive producer threads,
+one 16-byte load each), piece q giving f16 chunks 2q and 2q + 1 (``tiles.dequant.int8_quad``: exact
+integers, with the per-channel f32 scale applied in the epilogue, or times the group scale). K is a
+multiple of 16: pieces past K load zeros and TMA zero-fills A there.
 """
 
 from dataclasses import dataclass, fields
@@ -357,8 +363,8 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, 
                 if tid == 0:
                     kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
                     kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                _fill_b(D, smem, index * STAGE_ELEMS, cur, scales, zeros, kt, G, n0, N, tid)   # (scales: spills
-                # if loaded before the acquire)
+                # (the scales load in here: before the acquire they made ptxas spill at g32 + zeros)
+                _fill_b(D, smem, index * STAGE_ELEMS, cur, scales, zeros, kt, G, n0, N, tid)
                 kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
                 kaiodsl.mbarrier_arrive(bars.ptr(index))
                 state = tiles.pipeline.advance(R, state)
