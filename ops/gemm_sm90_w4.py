@@ -184,9 +184,16 @@ class W4Dequant:
 
 
 @kaiodsl.func
-def _piece(u):
-    """(row tile, lane, row) of piece u of a stage's B tile: lane l of 8-row tile i owns row 8 i + l // 4."""
-    return u // 32, u % 32, 8 * (u // 32) + (u % 32) // 4
+def _piece(tid, r: kaiodsl.Const[int]):
+    """(row tile, lane, row) of producer thread tid's piece r (piece u = tid + 128 r) of a stage's B tile: lane l of 8-row tile i owns row 8 i + l // 4.
+    Thread p of a warp takes packed lane ``4 g + p % 4`` with ``g = p // 8 + 4 ((p // 4) % 2)``: a 16-byte
+    store phase (8 threads) then covers rows g and g + 4, whose swizzled chunks ``(4 ww + t) ^ g`` are 8
+    different bank groups (with g, g + 1 they would be 4: a 2-way conflict). The warp still loads one
+    512-byte tile."""
+    p = tid % 32                             # the same for every r: 128 pieces a round
+    g = p // 8 + 4 * ((p // 4) % 2)
+    i = tid // 32 + (PRODUCERS // 32) * r
+    return i, 4 * g + p % 4, 8 * i + g
 
 
 @kaiodsl.func
@@ -205,7 +212,7 @@ def _fetch_b4(D: kaiodsl.Const, wp, kt, KB, n0, N, tid):
     half = 2 * (kt % 2)                      # words 0, 1 (even k stage) or 2, 3 (odd) of the lane's 4
     out = []
     for r in kaiodsl.static_range(D.cfg.units):
-        i, lane, row = _piece(tid + PRODUCERS * r)
+        i, lane, row = _piece(tid, r)
         out = out + [kaiodsl.load(wp, ((i64(n0 // 8 + i) * KB + kt // 2) * 32 + lane) * 4 + half, vec=2,
                                   cache="nc", mask=n0 + row < N, other=0)]
     return out
@@ -227,7 +234,7 @@ def _group_raw(D: kaiodsl.Const, scales, zeros, kt, G, n0, N, tid):
     g0 = kt + kt if D.group_size == 32 else kt // (D.group_size // 64)    # the group of word 0
     out = []
     for r in kaiodsl.static_range(D.cfg.units):
-        i, lane, row = _piece(tid + PRODUCERS * r)
+        i, lane, row = _piece(tid, r)
         ok = n0 + row < N
         at = i64(n0 + row) * G + g0
         sc = [kaiodsl.load(scales, at + e, cache="nc", mask=ok, other=0) for e in range(D.groups)]
@@ -245,7 +252,7 @@ def _store_b(D: kaiodsl.Const, smem, stage_off, words, groups, tid):
     H2 = D.h2
     MAGIC_BITS, MAGIC_F = D.magic
     for r in kaiodsl.static_range(D.cfg.units):
-        i, lane, row = _piece(tid + PRODUCERS * r)
+        i, lane, row = _piece(tid, r)
         sc, zp = groups[r]
         for ww in kaiodsl.static_range(2):
             e = ww if D.groups == 2 else 0
