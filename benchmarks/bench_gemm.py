@@ -258,7 +258,8 @@ def main() -> int:
         bench_fp8(squares[:1] + [(m, n, k) for m, n, k in llm if m > 16] if args.quick else
                   squares + [(m, n, k) for m, n, k in llm if m > 16], results)
     if "int4" in only:
-        bench_int4([(1, 8192, 8192), (16, 8192, 8192), (1, 4096, 4096), (16, 4096, 11008)], results)
+        bench_int4([(1, 8192, 8192), (16, 8192, 8192), (1, 4096, 4096), (16, 4096, 11008),
+                    (2048, 4096, 4096), (2048, 14336, 4096)], results)     # M = 2048: the sm_90a W4 kernel
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "host": platform.node(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - t0, 1)}
     out = Path(args.out)

@@ -22,8 +22,8 @@ from kaiodsl import Const, Ptr, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles, 
 from kaiodsl.tiles.dequant import MAGIC, group_consts, group_rows, int4_pair
 from kaiodsl.errors import ArgumentError
 
-from ._common import (inspect_array, is_int, new_like, require_contiguous, require_dtype, require_i32_sizes,
-                      require_int, require_rank, same_kind)
+from ._common import (data_alignment, inspect_array, is_int, new_like, require_contiguous, require_dtype,
+                      require_i32_sizes, require_int, require_rank, same_kind)
 
 # Parallelism of the decode kernel (measured on an H100 with a sweep script since folded into python -m kaiodsl tune):
 N_TILES = 4        # warps per block along N
@@ -148,8 +148,11 @@ def _parallelism(op: str, p, M: int) -> tuple:
     return nt, ks, un, nw
 
 
-def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, parallelism=None):
-    """``a @ W^T`` with W [N, K] int4 (packed by ``pack_int4``), per-group ``scales`` (and ``zeros``)."""
+def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, parallelism=None, config=None):
+    """``a @ W^T`` with W [N, K] int4 (packed by ``pack_int4``), per-group ``scales`` (and ``zeros``).
+
+    On sm_90a, M > 64 runs the TMA + wgmma kernel of ops/gemm_sm90_w4.py (``use_sm90_w4``);
+    ``config`` (a ``gemm_sm90_w4.W4Config``) picks its tiling and requires that kernel."""
     op = "matmul_int4"
     group_size = require_int(op, "group_size", group_size, allowed=(32, 64, 128))
     az = inspect_array("a", a, op)
@@ -187,6 +190,10 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     require_i32_sizes(op, M=M, N=N, K=K)
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
+    from .gemm_sm90_w4 import sm90_w4_plan, use_sm90_w4
+
+    w4cfg = sm90_w4_plan(op, M, N, K, use_sm90_w4(M, N, K, group_size), parallelism, data_alignment(az),
+                         config)          # None: another kernel
     tiled = M > 16 and parallelism is None  # prefill: the block-tiled kernel (ops/matmul_int4_tiled.py)
     grid = ((N + 8 * nt * nw - 1) // (8 * nt * nw), (M + 15) // 16)
     if not tiled and grid[1] > GRID_Y_MAX:
@@ -197,6 +204,11 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     if M == 0 or N == 0:
         return out
     z = zeros if zeros is not None else new_like(az, (1,), u8)
+    if w4cfg is not None:                 # TMA + wgmma, B dequantized into shared memory
+        from .gemm_sm90_w4 import launch_w4_sm90
+
+        return launch_w4_sm90(a, w_packed, scales, z, out, M, N, K, az.dtype.name, group_size,
+                              zeros is not None, wz.dtype.name, w4cfg)
     if tiled:                             # it reads each weight tile once per block
         from .matmul_int4_tiled import launch_int4_tiled
 

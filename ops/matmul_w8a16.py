@@ -22,7 +22,8 @@ import kaiodsl
 from kaiodsl import Const, Ptr, bf16, f16, f32, i8, i32, tiles
 from kaiodsl.errors import ArgumentError
 
-from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
+from ._common import (data_alignment, inspect_array, new_like, require_contiguous, require_dtype, require_rank,
+                      same_kind)
 from .matmul import _bias_f32, _dtype_name, dummy_f32, needs_wide
 from . import w8_gemm
 from .decode_gemm import DecodeConfig, DecodeGemm
@@ -46,7 +47,7 @@ def w8_config(M: int, N: int, K: int, group_size: int = 0) -> W8Config:
         cfg = SMALL_M
     else:
         cfg = LARGE_M
-    if group_size and not isinstance(cfg, DecodeConfig) and group_size % cfg.block_k:
+    if group_size and isinstance(cfg, W8Config) and group_size % cfg.block_k:
         from dataclasses import replace
 
         cfg = replace(cfg, block_k=64)
@@ -186,8 +187,12 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
     if out_name not in ("f16", "bf16", "f32"):
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     bias_arg = _bias_f32(bias, az, N, op)
-    cfg = config or w8_config(M, N, K, group_size or 0)
-    if group_size and not isinstance(cfg, DecodeConfig) and group_size % cfg.block_k:
+    from .gemm_sm90_w4 import W4Config, launch_w8_sm90, sm90_w4_plan, use_sm90_w8
+
+    sm90 = sm90_w4_plan(op, M, N, K, use_sm90_w8(M, N, K), None, min(data_alignment(az), data_alignment(wz)),
+                        config) if config is None or isinstance(config, W4Config) else None
+    cfg = sm90 or config or w8_config(M, N, K, group_size or 0)
+    if group_size and isinstance(cfg, W8Config) and group_size % cfg.block_k:
         raise ArgumentError(f"{op}(): config {cfg}: block_k={cfg.block_k} must divide group_size={group_size}")
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
     if M == 0 or N == 0:
@@ -195,6 +200,9 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
     gs = group_size or 0
     pc = dummy_f32(az) if gs else s
     gsc = s if gs else a
+    if sm90 is not None:                  # sm_90a: TMA + wgmma, int8 rows dequantized into shared memory
+        return launch_w8_sm90(a, w_q, pc, gsc, out, bias_arg, M, N, K, az.dtype.name, out_name, gs,
+                              bias is not None, sm90)
     if isinstance(cfg, DecodeConfig):
         if K % 64:
             raise ArgumentError(f"{op}(): a DecodeConfig needs K={K} to be a multiple of 64")

@@ -1,0 +1,163 @@
+"""W4A16 on sm_90a (ops/gemm_sm90_w4.py): TMA for A, int4 weights dequantized by the producer warpgroup
+into the swizzled shared B tile, wgmma, through ops.matmul_int4.
+
+Both backends compile for sm_90a. The simulator runs small tilings whose persistent blocks walk several
+tiles each (its sm_count is 3) through a ring that wraps; ragged M and N, group sizes 32/64/128, with and
+without zero points, f16 and bf16 activations, all against float64 with the reference-dequantized
+weights. The GPU runs the default tilings at LLM shapes."""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import kaiodsl
+import kaiodsl.runtime
+from kaiodsl import ops
+from kaiodsl.ops.gemm_sm90_w4 import W4Config, use_sm90_w4, w4_config
+
+from opkit import TOL, host, make, rel_err
+from qkvkit import poison_outputs
+
+SMALL = W4Config(block_m=128, block_n=64, stages=2, consumers=2)
+ONE_WG = W4Config(block_m=64, block_n=32, stages=3, consumers=1)
+TALL = W4Config(block_m=128, block_n=32, stages=2, consumers=1)       # two m64 blocks a consumer
+
+
+@pytest.fixture
+def sm90(backend, monkeypatch):
+    if backend.name == "cuda" and backend.arch != "sm_90a":
+        pytest.skip(f"needs an sm_90a GPU, this one is {backend.arch}")
+    monkeypatch.setenv("KAIODSL_ARCH", "sm_90a")
+    poison_outputs(monkeypatch, importlib.import_module("kaiodsl.ops.matmul_int4"))   # outputs start as NaN
+    return backend
+
+
+def _inputs(rng, M, N, K, gs, dtype, with_zeros):
+    q = rng.integers(0, 16, (N, K), dtype=np.uint8)
+    s = rng.uniform(0.5, 1.5, (N, K // gs)) * 0.05
+    zeros = rng.integers(0, 16, (N, K // gs), dtype=np.uint8) if with_zeros else None
+    a, a64 = make(rng.standard_normal((M, K)), dtype)
+    sc, s64 = make(s, dtype)
+    return a, a64, q, sc, s64, zeros
+
+
+def _reference(a64, q, s64, zeros, gs):
+    z = np.full(s64.shape, 8.0) if zeros is None else zeros.astype(np.float64)
+    w = (q - np.repeat(z, gs, axis=1)) * np.repeat(s64, gs, axis=1)
+    return a64 @ w.T
+
+
+@pytest.mark.parametrize("M,N,K,gs,config", [(200, 136, 256, 128, SMALL), (130, 72, 384, 64, ONE_WG),
+                                             (150, 40, 256, 32, TALL), (65, 200, 128, 64, SMALL)])
+@pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
+def test_w4_sm90_ragged(sm90, rng, M, N, K, gs, config, with_zeros):
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", with_zeros)
+    out = host(ops.matmul_int4(a, ops.pack_int4(q), sc, zeros=zeros, group_size=gs, config=config))
+    assert out.shape == (M, N) and np.isfinite(out).all()
+    assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
+
+
+@pytest.mark.parametrize("gs,with_zeros", [(128, True), (64, False)])
+def test_w4_sm90_bf16(sm90, rng, gs, with_zeros):
+    M, N, K = 140, 104, 256
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "bf16", with_zeros)
+    dev = kaiodsl.runtime.to_device          # bf16 arrays are device arrays: every operand is one
+    out = host(ops.matmul_int4(a, dev(ops.pack_int4(q)), sc, zeros=dev(zeros) if with_zeros else None,
+                               group_size=gs, config=SMALL))
+    assert np.isfinite(out).all()
+    assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["bf16"]
+
+
+def test_w4_sm90_uint32_words(sm90, rng):
+    """GPTQ-style uint32 words give the same result as pack_int4's int32."""
+    M, N, K, gs = 96, 64, 128, 64
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", True)
+    wp = ops.pack_int4(q)
+    got = host(ops.matmul_int4(a, wp.view(np.uint32), sc, zeros=zeros, group_size=gs, config=ONE_WG))
+    np.testing.assert_array_equal(got, host(ops.matmul_int4(a, wp, sc, zeros=zeros, group_size=gs,
+                                                            config=ONE_WG)))
+    assert rel_err(got, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
+
+
+def test_w4_sm90_default_dispatch(sm90, rng):
+    """matmul_int4 takes the sm_90a kernel by itself for M > 64 on sm_90a (default tiling) and agrees
+    with the tiled mma.sync kernel it replaces."""
+    M, N, K, gs = 72, 256, 128, 128
+    assert use_sm90_w4(M, N, K, gs) and not use_sm90_w4(64, N, K, gs)
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", False)
+    out = host(ops.matmul_int4(a, ops.pack_int4(q), sc, group_size=gs))
+    assert np.isfinite(out).all()
+    assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
+
+
+def test_w4_sm90_not_taken_off_sm90(backend, monkeypatch):
+    monkeypatch.setenv("KAIODSL_ARCH", "sm_80")
+    assert not use_sm90_w4(2048, 4096, 4096, 128)
+    a = np.ones((128, 128), np.float16)
+    wp = ops.pack_int4(np.full((64, 128), 9, np.uint8))
+    s = np.ones((64, 1), np.float16)
+    with pytest.raises(kaiodsl.ArgumentError, match="sm_90a kernel"):
+        ops.matmul_int4(a, wp, s, config=SMALL)
+
+
+def test_w4_sm90_config_errors(sm90):
+    a = np.ones((128, 128), np.float16)
+    wp = ops.pack_int4(np.full((64, 128), 9, np.uint8))
+    s = np.ones((64, 1), np.float16)
+    with pytest.raises(kaiodsl.ArgumentError, match="multiple of 32"):
+        ops.matmul_int4(a, wp, s, config=W4Config(block_n=48))
+    with pytest.raises(kaiodsl.ArgumentError, match="multiple of 64"):
+        ops.matmul_int4(a, wp, s, config=W4Config(block_m=96))
+    with pytest.raises(kaiodsl.ArgumentError, match="exclude each other"):
+        ops.matmul_int4(a, wp, s, config=SMALL, parallelism=(1, 1, 1, 1))
+    with pytest.raises(kaiodsl.ArgumentError, match="W4Config"):
+        ops.matmul_int4(a, wp, s, config="fast")
+
+
+def test_w4_sm90_registers_and_heuristic():
+    """Every thread keeps the launch's registers (no setmaxnreg: the producer dequantizes), so the
+    consumers' accumulators must fit them; the default tilings pass, a consumer of 256 x 256 does not."""
+    for cfg in (W4Config(), W4Config(block_n=128, stages=6), SMALL, ONE_WG, TALL):
+        cfg.check()
+        assert cfg.registers() % 8 == 0 and cfg.registers() * cfg.threads <= 64 * 1024
+    assert W4Config().registers() == 168
+    with pytest.raises(kaiodsl.ArgumentError, match="accumulators"):
+        W4Config(block_m=256, block_n=256, consumers=1).check()
+    assert w4_config(2048, 4096, 4096, 132).block_n == 256
+    assert w4_config(128, 1024, 4096, 132).block_n == 128
+
+
+def test_w4_sm90_kernel_compiles_without_spills():
+    """The default tilings' PTX goes through ptxas for sm_90a without spills (where ptxas is here)."""
+    from kaiodsl.ops.gemm_sm90_w4 import w4_sm90_kernel
+    for cfg, dt, gs, z in ((W4Config(), "f16", 128, False), (W4Config(), "bf16", 32, True),
+                           (W4Config(block_n=128, stages=6), "f16", 64, True)):
+        k = w4_sm90_kernel(dt, gs, z, cfg, "i32").compile(arch="sm_90a")
+        assert "wgmma.mma_async" in k.ptx and "cp.async.bulk.tensor" in k.ptx and "fence.proxy.async" in k.ptx
+        stats = k.stats()
+        assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
+
+
+# -- the GPU: default tilings at LLM shapes --------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,N,K", [(2048, 4096, 4096), (2048, 14336, 4096), (1000, 1000 // 8 * 8, 1024)])
+@pytest.mark.parametrize("dtype,gs,with_zeros", [("f16", 128, False), ("bf16", 64, True)])
+def test_w4_sm90_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs, with_zeros):
+    torch = torch_cuda
+    if sm90.name != "cuda":
+        pytest.skip("large shapes run on the GPU only")
+    td = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    q = rng.integers(0, 16, (N, K), dtype=np.uint8)
+    s = torch.from_numpy(rng.uniform(0.5, 1.5, (N, K // gs)).astype(np.float32) * 0.02).to("cuda", td)
+    zeros = rng.integers(0, 16, (N, K // gs), dtype=np.uint8) if with_zeros else None
+    a = torch.randn(M, K, device="cuda", dtype=td)
+    wp = torch.from_numpy(ops.pack_int4(q)).cuda()
+    zt = torch.from_numpy(zeros).cuda() if with_zeros else None
+    for cfg in (None, W4Config(), W4Config(block_n=128, stages=6)):
+        out = ops.matmul_int4(a, wp, s, zeros=zt, group_size=gs, config=cfg)
+        z = np.full((N, K // gs), 8.0) if zeros is None else zeros.astype(np.float64)
+        w = (q - np.repeat(z, gs, axis=1)) * np.repeat(s.double().cpu().numpy(), gs, axis=1)
+        want = a.double().cpu().numpy() @ w.T
+        err = float(np.linalg.norm(out.double().cpu().numpy() - want) / np.linalg.norm(want))
+        assert err < TOL[dtype], (cfg, err)
