@@ -8,7 +8,7 @@ before anything is launched or written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -221,6 +221,15 @@ def require_f32_scalar(op: str, name: str, value, what: str = "a Python float") 
             return v
     raise ArgumentError(f"{op}(): {name} must be {what}, finite and within the f32 range "
                         f"(|x| <= {F32_MAX:.4g}), got {value!r}")
+
+
+def require_positive_fields(cfg) -> None:
+    """Every field of the config dataclass ``cfg`` is a positive int (bool, an int subclass, is not):
+    the ``__post_init__`` of the ops' tiling configs."""
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if not (type(v) is int and v >= 1):
+            raise ArgumentError(f"{type(cfg).__name__}: {f.name} must be a positive int, got {v!r}")
 
 
 def require_i32_sizes(op: str, **sizes) -> None:

@@ -29,12 +29,14 @@ bytes; 128 x 256 tiles with 4 stages take 192 KB of the 227 KB.
 """
 
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Const, Ptr, TensorMap, bf16, f16, f32, i32, tiles, u64
+from kaiodsl import Ptr, TensorMap, f16, i32, tiles, u64
 from kaiodsl.errors import ArgumentError
+
+from ._common import require_positive_fields, require_smem
 
 ROW_BYTES = 128                 # bytes of K per stage row: one 128-byte swizzle atom
 REGS = 64 * 1024                # registers per SM (and per block here: one block an SM)
@@ -57,10 +59,7 @@ class Sm90Config:
     cluster: int = 1
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not (type(v) is int and v >= 1):
-                raise ArgumentError(f"Sm90Config: {f.name} must be a positive int, got {v!r}")
+        require_positive_fields(self)
 
     @property
     def wg_rows(self) -> int:
@@ -266,6 +265,31 @@ def wants_sm90(M: int, N: int, K: int, b_layout: str) -> bool:
     decode sizes (there one 128-row tile would be mostly padding; the small-M kernels stream B)."""
     from kaiodsl.compiler import default_arch
     return default_arch() == "sm_90a" and b_layout == "nk" and M > 64
+
+
+def checked_config(op: str, config, K: int, layout: str, rows_aligned: bool, elem_bytes: int, default) -> Sm90Config:
+    """The tiling an op runs on this kernel (``config`` when it is an Sm90Config, else ``default()``),
+    after every check that the kernel can run it: the sm_90a target, b as [N, K], rows on 16-byte
+    boundaries (TMA), the tiling's own rules for ``elem_bytes``-byte elements, shared memory."""
+    from kaiodsl.compiler import default_arch
+
+    arch = default_arch()
+    if arch != "sm_90a":
+        raise ArgumentError(f"{op}(): config {config!r} is the sm_90a kernel (wgmma, TMA); the current target is "
+                            f"{arch}: use a GemmConfig or config='auto'")
+    if layout != "nk":
+        raise ArgumentError(f"{op}(): the sm_90a kernel takes b as [N, K] (b_layout='nk'); got b_layout={layout!r}")
+    if not rows_aligned:
+        raise ArgumentError(f"{op}(): the sm_90a kernel loads rows with TMA, which needs every row of the operands "
+                            f"on a 16-byte boundary (K={K} a multiple of {16 // elem_bytes} and 16-byte aligned "
+                            f"data); use config='auto'")
+    cfg = config if isinstance(config, Sm90Config) else default()
+    try:
+        cfg.check(elem_bytes)
+    except ArgumentError as e:
+        raise ArgumentError(f"{op}(): config: {e}") from None
+    require_smem(op, f"config {cfg}", cfg.smem_bytes() + 1024)     # + the 1024-byte alignment of the ring
+    return cfg
 
 
 def gemm_sm90(a, b, *, bias=None, out_dtype="f32", config: Sm90Config | None = None):

@@ -13,10 +13,9 @@ of 16 and data pointers on 16-byte boundaries (``aligned``).
 from __future__ import annotations
 
 from kaiodsl import tiles
-from kaiodsl.errors import ArgumentError
 
 from . import gemm_sm90
-from ._common import data_alignment, require_smem
+from ._common import data_alignment
 from .gemm_sm90 import Sm90Config
 
 
@@ -43,23 +42,10 @@ def wants(config, M: int, N: int, K: int, layout: str, rows_aligned: bool) -> bo
 
 
 def config(op: str, config, M: int, N: int, K: int, layout: str, rows_aligned: bool) -> Sm90Config:
-    """The tiling to run (``config`` itself, or the heuristic's for automatic), after every check that the
-    Hopper kernel can run it: the arch, b as [N, K], 16-byte rows, the tiling rules, shared memory."""
-    if arch() != "sm_90a":
-        raise ArgumentError(f"{op}(): config {config!r} is the sm_90a kernel (wgmma, TMA); the current target is "
-                            f"{arch()}: use a GemmConfig or config='auto'")
-    if layout != "nk":
-        raise ArgumentError(f"{op}(): the sm_90a kernel takes b as [N, K] (b_layout='nk'); got b_layout={layout!r}")
-    if not rows_aligned:
-        raise ArgumentError(f"{op}(): the sm_90a kernel loads rows with TMA, which needs every row of the operands "
-                            f"on a 16-byte boundary (K={K} a multiple of 16 and 16-byte aligned data)")
-    cfg = config if isinstance(config, Sm90Config) else gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count())
-    try:
-        cfg.check(1)
-    except ArgumentError as e:
-        raise ArgumentError(f"{op}(): config: {e}") from None
-    require_smem(op, f"config {cfg}", cfg.smem_bytes() + 1024)     # + the 1024-byte alignment of the ring
-    return cfg
+    """The tiling to run (``config`` itself, or the heuristic's for automatic), checked for 1-byte
+    elements by ``gemm_sm90.checked_config``."""
+    return gemm_sm90.checked_config(op, config, K, layout, rows_aligned, 1,
+                                    lambda: gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()))
 
 
 def run(dtype_name: str, a, b, out, M: int, N: int, K: int, cfg: Sm90Config, out_t, terms):

@@ -40,7 +40,7 @@ integers, with the per-channel f32 scale applied in the epilogue, or times the g
 multiple of 16: pieces past K load zeros and TMA zero-fills A there.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 
 import kaiodsl
@@ -49,6 +49,7 @@ from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles.dequant import MAGIC, int4_pair, int8_quad
 from kaiodsl.tiles.layouts import B128, SmemTile, chunk_ptr
 
+from ._common import require_positive_fields
 from .gemm_sm90 import sm_count
 
 ROW_BYTES = 128            # bytes of K a stage row: one 128-byte swizzle atom (64 f16)
@@ -70,10 +71,7 @@ class W4Config:
     group_m: int = 8
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not (type(v) is int and v >= 1):
-                raise ArgumentError(f"W4Config: {f.name} must be a positive int, got {v!r}")
+        require_positive_fields(self)
 
     @property
     def wg_rows(self) -> int:

@@ -25,7 +25,7 @@ On sm_90a, b as [N, K] past M = 64 with 16-byte aligned rows runs the Hopper ker
 ``Sm90Config``: TMA + wgmma, warp-specialised and persistent).
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -37,7 +37,8 @@ from kaiodsl.types import ScalarType
 
 from . import gemm_sm90
 from ._common import (I32_MAX, data_alignment, inspect_array, new_like, require_choice, require_contiguous,
-                      require_dtype, require_i32_sizes, require_rank, require_smem, same_kind)
+                      require_dtype, require_i32_sizes, require_positive_fields, require_rank, require_smem,
+                      same_kind)
 from .decode_gemm import DecodeConfig
 from .matmul_decode import (check_decode_config, decode_config, decode_grid, decode_kernel, decode_preferred,
                             decode_unfit)
@@ -57,10 +58,7 @@ class GemmConfig:
     group_m: int = 8
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not (type(v) is int and v >= 1):   # bool is an int subclass: excluded by type() is
-                raise ArgumentError(f"GemmConfig: {f.name} must be a positive int, got {v!r}")
+        require_positive_fields(self)
 
     @property
     def warp_m(self) -> int:
@@ -395,23 +393,8 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
 
 def _matmul_sm90(op, a, b, az, M, N, K, out_t, bias, layout, config, aligned):
     """The Hopper kernel (ops/gemm_sm90.py) for validated f16/bf16 operands."""
-    from kaiodsl.compiler import default_arch
-
-    if default_arch() != "sm_90a":
-        raise ArgumentError(f"{op}(): config {config!r} is the sm_90a kernel (wgmma, TMA); the current target is "
-                            f"{default_arch()}: use a GemmConfig or config='auto'")
-    if layout != "nk":
-        raise ArgumentError(f"{op}(): the sm_90a kernel takes b as [N, K] (b_layout='nk'); got b_layout={layout!r}")
-    if not aligned:
-        raise ArgumentError(f"{op}(): the sm_90a kernel loads rows with TMA, which needs every row of a and b on a "
-                            f"16-byte boundary (K={K} a multiple of 8 and 16-byte aligned data); use config='auto'")
-    cfg = config if isinstance(config, gemm_sm90.Sm90Config) else \
-        matmul_choice(M, N, K, az.dtype.name, layout).config
-    try:
-        cfg.check(2)
-    except ArgumentError as e:
-        raise ArgumentError(f"{op}(): config: {e}") from None
-    require_smem(op, f"config {cfg}", cfg.smem_bytes() + 1024)
+    cfg = gemm_sm90.checked_config(op, config, K, layout, aligned, 2,
+                                   lambda: matmul_choice(M, N, K, az.dtype.name, layout).config)
     require_i32_sizes(op, M=M, N=N, K=K)
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
