@@ -51,5 +51,15 @@ def backend(request, monkeypatch):
 
 
 @pytest.fixture
+def sm90(backend, monkeypatch):
+    """The test's backend compiling for sm_90a (wgmma, TMA, setmaxnreg): the simulator's default target
+    is sm_80; a GPU that is not sm_90a skips."""
+    if backend.name == "cuda" and backend.arch != "sm_90a":
+        pytest.skip(f"needs an sm_90a GPU, this one is {backend.arch}")
+    monkeypatch.setenv("KAIODSL_ARCH", "sm_90a")
+    return backend
+
+
+@pytest.fixture
 def rng(request):
     return np.random.default_rng(zlib.crc32(request.node.name.encode()))

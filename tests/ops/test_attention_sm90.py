@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pytest
 
-import kaiodsl
 import kaiodsl.ops as ops
 from kaiodsl.errors import ArgumentError
 from kaiodsl.ops import attention_sm90
@@ -21,14 +20,6 @@ from kaiodsl.ops.attention_sm90 import Sm90AttnConfig
 from opkit import host, make
 
 TOL = {"f16": 2e-3, "bf16": 1.5e-2}
-
-
-@pytest.fixture
-def sm90(backend, monkeypatch):
-    if backend.name == "cuda" and backend.arch != "sm_90a":
-        pytest.skip(f"needs an sm_90a GPU, this one is {backend.arch}")
-    monkeypatch.setenv("KAIODSL_ARCH", "sm_90a")
-    return backend
 
 
 @pytest.fixture

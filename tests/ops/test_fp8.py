@@ -22,14 +22,6 @@ PAIRS = [("e4m3", "e4m3"), ("e5m2", "e5m2"), ("e4m3", "e5m2"), ("e5m2", "e4m3")]
 CODES = np.arange(256, dtype=np.uint8)
 
 
-@pytest.fixture
-def sm90(backend, monkeypatch):
-    if backend.name == "cuda" and backend.arch != "sm_90a":
-        pytest.skip(f"needs an sm_90a GPU, this one is {backend.arch}")
-    monkeypatch.setenv("KAIODSL_ARCH", "sm_90a")
-    return backend
-
-
 def _codes(rng, shape, kind, small=False):
     """Random fp8 bytes: finite values up to 16 in magnitude, or (``small``) the integers -4..4."""
     v = ops.fp8_values(CODES, kind)

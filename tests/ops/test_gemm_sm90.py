@@ -19,14 +19,6 @@ TALL = Sm90Config(block_m=256, block_n=64, stages=2, consumers=2)     # two m64 
 PAIR = Sm90Config(block_m=128, block_n=64, stages=2, consumers=2, cluster=2)   # B halves multicast in a pair
 
 
-@pytest.fixture
-def sm90(backend, monkeypatch):
-    if backend.name == "cuda" and backend.arch != "sm_90a":
-        pytest.skip(f"needs an sm_90a GPU, this one is {backend.arch}")
-    monkeypatch.setenv("KAIODSL_ARCH", "sm_90a")
-    return backend
-
-
 def _run(rng, M, N, K, dtype="f16", out_dtype="f32", bias=False, config=None):
     a, a64 = make(rng.standard_normal((M, K)), dtype)
     b, b64 = make(rng.standard_normal((N, K)), dtype)

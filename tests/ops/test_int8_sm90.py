@@ -13,19 +13,11 @@ from kaiodsl import ops
 from kaiodsl.ops import gemm_sm90
 from kaiodsl.ops.gemm_sm90 import Sm90Config
 
-from opkit import check_close, host
+from opkit import check_close
 
 SMALL = Sm90Config(block_m=128, block_n=64, stages=2, consumers=2)
 ONE_WG = Sm90Config(block_m=64, block_n=32, stages=3, consumers=1)
 TALL = Sm90Config(block_m=256, block_n=48, stages=2, consumers=2)     # two m64 blocks per consumer
-
-
-@pytest.fixture
-def sm90(backend, monkeypatch):
-    if backend.name == "cuda" and backend.arch != "sm_90a":
-        pytest.skip(f"needs an sm_90a GPU, this one is {backend.arch}")
-    monkeypatch.setenv("KAIODSL_ARCH", "sm_90a")
-    return backend
 
 
 @pytest.fixture
