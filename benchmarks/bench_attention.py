@@ -225,11 +225,34 @@ def sweep(torch, ops, results) -> None:
                 print(f"sweep D{D} {'causal' if causal else 'full  '} {str(cfg):18} {_f(tf)} TFLOPS", flush=True)
 
 
+def sweep_backward(torch, ops, results) -> None:
+    """Backward tile configs (``BwdConfig``) at D 64/128, S 4096, f16, causal and not (--sweep-bwd)."""
+    from kaiodsl.ops import BwdConfig
+
+    cfgs = [None, BwdConfig(64, 64, 64, 32), BwdConfig(128, 32, 64, 32), BwdConfig(128, 64, 128, 32),
+            BwdConfig(128, 32, 128, 64), BwdConfig(64, 32, 128, 32), BwdConfig(128, 64, 64, 64),
+            BwdConfig(64, 16, 64, 16)]
+    for D in (64, 128):
+        B, H, S = 4, 16, 4096
+        q, k, v, do = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(4))
+        for causal in (False, True):
+            o, lse = ops.attention(q, k, v, causal=causal, return_lse=True)
+            flops = 10.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+            for cfg in cfgs:
+                t = _try(lambda: ops.attention_backward(do, q, k, v, o, lse, causal=causal, config=cfg))
+                tf = flops / t / 1e9 if t else None
+                results.append({"kind": "sweep_bwd", "D": D, "S": S, "causal": causal,
+                                "config": str(cfg or "default"), "kaiodsl_tflops": tf})
+                print(f"sweep-bwd D{D} {'causal' if causal else 'full  '} {str(cfg or 'default'):18} {_f(tf)} TFLOPS",
+                      flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="f16, D 128, S 1k/4k, one GQA and decode point (< 3 min)")
     ap.add_argument("--no-backward", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="only the forward tile-config sweep (D 64/128, S 4096)")
+    ap.add_argument("--sweep-bwd", action="store_true", help="only the backward tile-config sweep")
     args = ap.parse_args()
     import torch
 
@@ -241,9 +264,9 @@ def main() -> int:
     results = []
     copy_gbs = copy_bandwidth(torch)
     print(f"device {torch.cuda.get_device_name()}: copy bandwidth {copy_gbs:.0f} GB/s", flush=True)
-    if args.sweep:
-        sweep(torch, ops, results)
-        out = ROOT / "benchmarks" / "results" / "attention_sweep.json"
+    if args.sweep or args.sweep_bwd:
+        (sweep_backward if args.sweep_bwd else sweep)(torch, ops, results)
+        out = ROOT / "benchmarks" / "results" / ("attention_sweep_bwd.json" if args.sweep_bwd else "attention_sweep.json")
         out.write_text(json.dumps({"results": results}, indent=1))
         return 0
     if args.quick:

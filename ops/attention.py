@@ -23,7 +23,7 @@ import numpy as np
 from kaiodsl import bf16, f16, f32, i32
 from kaiodsl.errors import ArgumentError
 
-from ._common import Arr, inspect_array, new_like, require_dtype, require_rank, same_kind
+from ._common import Arr, inspect_array, new_like, require_dtype, require_rank, require_smem, same_kind
 from .attention_fwd import FwdConfig, combine_kernel, forward_kernel, fwd_config
 
 HEAD_DIMS = (32, 64, 96, 128, 256)
@@ -287,12 +287,14 @@ def reference_attention(q, k, v, causal=False, scale=None, seqlens_k=None):
     return o, lse
 
 
-def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None):
+def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None, config=None):
     """The gradients (dq, dk, dv) of ``attention(q, k, v, causal=, scale=)`` given its output ``o``,
     ``lse`` (``return_lse=True``) and the output gradient ``do`` (FlashAttention-2: Dr = rowsum(dO O),
     a dK/dV kernel, a dQ kernel; f32 accumulation; deterministic). dk/dv are [B, Hkv, Sk, D]: with
-    GQA each is summed over its group of query heads. No ``seqlens_k`` (full sequences)."""
-    from .attention_bwd import (bwd_config, dkdv_kernel, dkdv_parts, dkdv_smem, dq_kernel, dq_smem, rowdot_kernel)
+    GQA each is summed over its group of query heads. No ``seqlens_k`` (full sequences).
+    ``config``: a ``BwdConfig`` (tile sizes; default ``bwd_config(D)``)."""
+    from .attention_bwd import (BwdConfig, bwd_config, dkdv_kernel, dkdv_parts, dkdv_smem, dq_kernel, dq_smem,
+                                rowdot_kernel)
 
     op = "attention_backward"
     qz, kz, vz, B, H, Hkv, Sq, Sk, D = check_qkv(q, k, v, op)
@@ -310,6 +312,11 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None):
         raise ArgumentError(f"{op}(): 'lse' must be a contiguous f32 [B, H, Sq] = {(B, H, Sq)} (attention(..., "
                             f"return_lse=True) gives it), got shape {lz.shape} strides {lz.strides}")
     same_kind(op, qz, dz, oz, lz)
+    cfg = bwd_config(D) if config is None else config
+    if not isinstance(cfg, BwdConfig):
+        raise ArgumentError(f"{op}(): config={config!r}: expected a kaiodsl.ops.BwdConfig or None")
+    cfg.check(op)
+    require_smem(op, f"config {cfg}", max(dkdv_smem(D, cfg), dq_smem(D, cfg)))
     qa, ka, va = operand(qz, op), operand(kz, op), operand(vz, op)
     da, oa = operand(dz, op), operand(oz, op)
     if B * H * Sq == 0 or Sk == 0:          # no score: every gradient is 0
@@ -321,7 +328,6 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None):
     dr = new_like(qz, (B, H, Sq), f32)
     rowdot_kernel(D, qz.dtype.name)[(rows + 3) // 4, 128](da[0], oa[0], dr, rows, Sq, H, da[1], *da[2][:3],
                                                           oa[1], *oa[2][:3])
-    cfg = bwd_config(D)
     shift = Sk - Sq if mode == "bottom_right" else 0
     args = (Sq, Sk, H, H // Hkv, qa[1], *qa[2][:3], ka[1], *ka[2][:3], va[1], *va[2][:3], da[1], *da[2][:3],
             sc * LOG2E, sc, shift)

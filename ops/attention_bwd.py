@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import kaiodsl
 from kaiodsl import Const, Ptr, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles
+from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles import copies, fragments, mma, pipeline
 
 from .attention_fwd import _b_frags
@@ -41,6 +42,18 @@ class BwdConfig:
 
     def __str__(self):
         return f"kv{self.bkv}x{self.bq_kv}_q{self.bq}x{self.bk_q}"
+
+    def check(self, op: str) -> None:
+        """Raise ArgumentError unless the kernels can run this tiling (16 rows a warp, 16-wide mma tiles,
+        at most 512 threads a block)."""
+        for name in ("bkv", "bq_kv", "bq", "bk_q"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 16 or v % 16:
+                raise ArgumentError(f"{op}(): BwdConfig.{name}={v!r}: must be a positive multiple of 16")
+        for name in ("bkv", "bq"):
+            if getattr(self, name) > 256:
+                raise ArgumentError(f"{op}(): BwdConfig.{name}={getattr(self, name)}: at most 256 (16 rows a warp, "
+                                    f"16 warps a block)")
 
 
 def dkdv_parts(d: int) -> tuple:

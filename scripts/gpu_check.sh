@@ -11,6 +11,8 @@
 #                    commit, carried), in the same call, for before/after ratios
 #   bench-attn / bench-qkv / bench-decode   the attention, QKV and model-decode benchmarks (--quick)
 #   launch           benchmarks/launch_overhead.py
+#   custom-op        benchmarks/launch_overhead.py --custom-op (the PyTorch dispatcher's cost per call)
+#   host             benchmarks/host_overhead.py --profile (host time per eager op call, and where it goes)
 #   tune=OP:SHAPES   python -m kaiodsl tune --op OP --shapes SHAPES into this device's table (copied to $OUT)
 #   tutorial         examples/gemm/bench.py (the GEMM tutorial's levels beside cuBLAS)
 #   hopper           examples/hopper_gemm.py at full size
@@ -75,6 +77,11 @@ for step in $steps; do
     launch)
       timeout 150 python3 benchmarks/launch_overhead.py 2>&1 | tee "$OUT/launch.log" | tail -20
       cp benchmarks/results/launch_overhead.json "$OUT/" 2>/dev/null ;;
+    custom-op)
+      timeout 120 python3 benchmarks/launch_overhead.py --custom-op 2>&1 | tee "$OUT/custom_op.log" | tail -12 ;;
+    host)
+      timeout 150 python3 benchmarks/host_overhead.py --profile 2>&1 | tee "$OUT/host_overhead.log" | tail -120
+      cp benchmarks/results/host_overhead.json "$OUT/" 2>/dev/null ;;
     tune=*)
       spec=${step#tune=}; op=${spec%%:*}; shapes=${spec#*:}
       timeout 420 python3 -m kaiodsl tune --op "$op" --shapes "$shapes" --dtype ${TUNE_DTYPES:-f16} --max-candidates ${TUNE_MAX:-24} \

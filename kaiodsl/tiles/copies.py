@@ -280,7 +280,13 @@ def load_b(ptrs, base, KMAJOR: Const[bool]):
 def store_pair(c, idx, v0, v1, col, N, OUT: Const):
     """c[idx], c[idx + 1] = OUT(v0), OUT(v1) for columns col, col + 1 < N; one 2-vector store when
     both exist and idx is even (aligned). ``idx`` may be 64-bit."""
-    if col + 1 < N and idx % 2 == 0:
+    store_pair_aligned(c, idx, v0, v1, col, N, OUT, idx % 2 == 0)
+
+
+@kaiodsl.func
+def store_pair_aligned(c, idx, v0, v1, col, N, OUT: Const, aligned):
+    """store_pair with the alignment of ``idx`` given (a caller that knows it once per row)."""
+    if col + 1 < N and aligned:
         kaiodsl.store(c, idx, (OUT(v0), OUT(v1)), vec=2)
     elif col < N:
         c[idx] = OUT(v0)
@@ -296,7 +302,7 @@ def stmatrix_tile(smem, T: Const, m0, n0, lane, frags):
     kaiodsl.stmatrix(chunk_ptr(smem, T, r, n0 // T.chunk_elems + lane // 16), frags)
 
 
-__all__ = ["TileCopy", "plan", "issue", "a_ptrs", "b_ptrs", "load_a", "load_b", "store_pair", "stmatrix_tile",
+__all__ = ["TileCopy", "plan", "issue", "a_ptrs", "b_ptrs", "load_a", "load_b", "store_pair", "store_pair_aligned", "stmatrix_tile",
            "swizzle_chunk"]
 
 

@@ -27,7 +27,7 @@ import kaiodsl
 from kaiodsl import Const, f32, i64
 
 from ..types import ScalarType
-from .copies import store_pair
+from .copies import store_pair, store_pair_aligned
 
 
 @dataclass(frozen=True)
@@ -156,14 +156,15 @@ def col_terms(E: Const, args, col, N):
 
 
 @kaiodsl.func
-def row_factor(E: Const, args, row):
-    """The product of the per-row scales at ``row`` (1.0 when there is none)."""
+def row_factor(E: Const, args, row, M):
+    """The product of the per-row scales at ``row`` (1.0 when there is none); loads guarded by row < M."""
     factor = 1.0
     first = True
     for n in kaiodsl.static_range(len(E.ops)):
         op = E.ops[n]
         if op.kind == "scale" and op.axis == "row":
-            factor = args[n][row] if first else factor * args[n][row]
+            r = args[n][row] if row < M else 0.0
+            factor = r if first else factor * r
             first = False
     return factor
 
@@ -201,52 +202,86 @@ def _scale(E: Const, v, cf, rf):
 
 
 # -- stores ------------------------------------------------------------------------------------------
+# A row's part of each 64-bit offset is computed once per row (``_row_base``); a column pair then adds
+# its 32-bit column part, and ``c0 + 2t`` is folded into the base, so the pairs of one row differ by
+# constants (8 columns apart: immediate offsets in the stores) and no 64-bit multiply is repeated.
 @kaiodsl.func
-def _store(P: Const, out, row, col, width, v0, v1, OUT: Const):
-    """Columns col, col + 1 (col even, local to this output of ``width`` columns) of ``row``."""
+def _base(P: Const, row, c, width):
+    """The 64-bit offset of (row, column ``c``) in one output of ``width`` columns, and whether the
+    pairs that follow are 2-element aligned (c, and every pair offset added to it, is even)."""
     if P.kind == "row_major":
-        store_pair(out, i64(row) * width + col, v0, v1, col, width, OUT)
+        base = i64(row) * width + c
     else:
         b = row // P.seq
-        s = row - b * P.seq
-        h = col // P.head_dim
-        d = col - h * P.head_dim
-        idx = ((i64(b) * P.heads + h) * P.seq + s) * P.head_dim + d
-        store_pair(out, idx, v0, v1, d, P.head_dim, OUT)
+        base = (i64(b) * P.heads * P.seq + (row - b * P.seq)) * P.head_dim
+    return base, base % 2 == 0
 
 
 @kaiodsl.func
-def _route(P: Const, out, row, col, N, v0, v1, OUT: Const):
+def _row_base(P: Const, row, c, N):
+    """Per output (one, or one per Split part): (offset base, aligned) at row ``row``, column ``c``
+    (row-major; head-major bases leave the column out, it is split into (h, d) per pair)."""
+    if P.kind == "split":
+        out = []
+        lo = 0
+        for p in kaiodsl.static_range(len(P.parts)):
+            width, part = P.parts[p]
+            out = out + [_base(part, row, c - lo, width)]
+            lo = lo + width
+        return out
+    return [_base(P, row, c, N)]
+
+
+@kaiodsl.func
+def _put(P: Const, out, rb, dc, col, width, v0, v1, OUT: Const):
+    """Columns col, col + 1 (local to this output) at base ``rb`` (from _base), ``dc`` = col - base column."""
+    base, aligned = rb
+    if P.kind == "row_major":
+        store_pair_aligned(out, base + dc, v0, v1, col, width, OUT, aligned)
+    else:
+        h = col // P.head_dim
+        d = col - h * P.head_dim
+        store_pair(out, base + i64(h) * (P.seq * P.head_dim) + d, v0, v1, d, P.head_dim, OUT)
+
+
+@kaiodsl.func
+def _route(P: Const, out, rbs, dc, col, N, v0, v1, OUT: Const):
     if P.kind == "split":
         lo = 0
         for p in kaiodsl.static_range(len(P.parts)):
             width, part = P.parts[p]
             if col >= lo and col < lo + width:
-                _store(part, out[p], row, col - lo, width, v0, v1, OUT)
+                _put(part, out[p], rbs[p], dc, col - lo, width, v0, v1, OUT)
             lo = lo + width
     else:
-        _store(P, out, row, col, N, v0, v1, OUT)
+        _put(P, out, rbs[0], dc, col, N, v0, v1, OUT)
 
 
 @kaiodsl.func
 def store_tile(E: Const, T: Const, acc, out, args, r0, c0, lane, M, N):
     """The warp tile ``acc`` (an AccTile T) at (r0, c0) of the [M, N] result, through E; two
-    columns per lane (C fragment: rows g, g + 8; columns 2t, 2t + 1), rows >= M and columns >= N skipped."""
+    columns per lane (C fragment: rows g, g + 8; columns 2t, 2t + 1), rows >= M and columns >= N skipped.
+    Row offsets and row factors are computed once per row, column terms once per column pair."""
     g = lane // 4
     t = lane % 4
     args = load_scalars(E, args)
+    cl = c0 + 2 * t
+    rows = []
+    for i in kaiodsl.static_range(T.mi):
+        for h in kaiodsl.static_range(2):
+            row = r0 + i * 16 + g + 8 * h
+            rows = rows + [(row, row_factor(E, args, row, M), _row_base(E.store, row, cl, N))]
     for j in kaiodsl.static_range(T.nj):
-        col = c0 + j * 8 + 2 * t
+        col = cl + j * 8
         cf0, cv0 = col_terms(E, args, col, N)
         cf1, cv1 = col_terms(E, args, col + 1, N)
         for i in kaiodsl.static_range(T.mi):
             for h in kaiodsl.static_range(2):
-                row = r0 + i * 16 + g + 8 * h
+                row, rf, rbs = rows[2 * i + h]
                 if row < M:
-                    rf = row_factor(E, args, row)
                     v0 = apply(E, f32(acc[i][j][2 * h]), cf0, rf, cv0, row, col)
                     v1 = apply(E, f32(acc[i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)
-                    _route(E.store, out, row, col, N, v0, v1, E.out)
+                    _route(E.store, out, rbs, j * 8, col, N, v0, v1, E.out)
 
 
 @kaiodsl.func

@@ -9,7 +9,8 @@ dev = kaiodsl.runtime.to_device
 
 
 def poison_outputs(monkeypatch, module):
-    """Every output the op allocates starts as NaN (an unwritten element fails the finite check)."""
+    """Every output the op allocates starts as NaN (an unwritten element fails the finite check); integer
+    buffers (e.g. the zero-point placeholder of an op called without zeros) as all ones."""
     orig = module.new_like
 
     def poisoned(like, shape, dtype):
@@ -22,7 +23,8 @@ def poison_outputs(monkeypatch, module):
             fill = (np.full(shape, 0xFFFF, np.uint16) if dtype.name == "bf16" else
                     np.full(shape, np.nan if npd.kind == "f" else np.array(-1).astype(npd), npd))
             return dev(fill, dtype) if dtype.name == "bf16" else dev(fill)
-        out.fill_(float("nan"))
+        import torch
+        out.fill_(float("nan") if out.is_floating_point() else torch.iinfo(out.dtype).max)
         return out
 
     monkeypatch.setattr(module, "new_like", poisoned)

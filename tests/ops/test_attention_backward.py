@@ -6,6 +6,7 @@ import pytest
 from test_attention import no_alloc  # noqa: F401  (fixture)
 
 from kaiodsl.errors import ArgumentError
+from kaiodsl.ops import BwdConfig
 from kaiodsl.ops.attention import attention, attention_backward, reference_attention_backward
 
 
@@ -69,3 +70,23 @@ def test_attention_backward_no_keys(backend, rng):
     assert (o == 0).all() and np.isneginf(lse).all()
     dq, dk, dv = attention_backward(q, q, k, k, o, lse)
     assert (dq == 0).all() and dk.shape == (1, 1, 0, 32)
+
+
+@pytest.mark.parametrize("cfg", [BwdConfig(128, 64, 128, 32), BwdConfig(32, 16, 32, 64)])
+def test_attention_backward_configs(backend, rng, cfg):
+    """Other tilings (``config=``: 8 warps a block, wider query/key tiles) compute the same gradients."""
+    q, do = (rng.standard_normal((1, 2, 70, 64)).astype(np.float16) for _ in range(2))
+    k, v = (rng.standard_normal((1, 1, 150, 64)).astype(np.float16) for _ in range(2))
+    o, lse = attention(q, k, v, causal="bottom_right", return_lse=True)
+    grads = attention_backward(do, q, k, v, o, lse, causal="bottom_right", config=cfg)
+    for name, g, w in zip(("dq", "dk", "dv"), grads, reference_attention_backward(do, q, k, v, "bottom_right")):
+        assert _rel(g, w) < 3e-3, (name, cfg, _rel(g, w))
+
+
+@pytest.mark.parametrize("cfg,match", [(BwdConfig(48, 24, 64, 32), "bq_kv=24"), (BwdConfig(512, 32, 64, 32), "bkv=512"),
+                                       ("kv64", "expected a kaiodsl.ops.BwdConfig")])
+def test_attention_backward_bad_config(no_alloc, cfg, match):
+    q = np.ones((1, 1, 8, 32), np.float16)
+    o, lse = q, np.zeros((1, 1, 8), np.float32)
+    with pytest.raises(ArgumentError, match=match):
+        attention_backward(q, q, q, q, o, lse, config=cfg)
