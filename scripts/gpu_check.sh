@@ -72,7 +72,7 @@ for step in $steps; do
       timeout 300 python3 benchmarks/bench_qkv.py --quick 2>&1 | tee "$OUT/bench_qkv.log" | tail -40
       cp benchmarks/results/qkv*.json benchmarks/results/qkv*.png "$OUT/" 2>/dev/null ;;
     bench-decode)
-      timeout 300 python3 benchmarks/bench_decode.py --quick 2>&1 | tee "$OUT/bench_decode.log" | tail -30
+      timeout 300 python3 benchmarks/bench_decode.py ${DECODE_ARGS:-} 2>&1 | tee "$OUT/bench_decode.log" | tail -30
       cp benchmarks/results/decode*.json "$OUT/" 2>/dev/null ;;
     launch)
       timeout 150 python3 benchmarks/launch_overhead.py 2>&1 | tee "$OUT/launch.log" | tail -20
