@@ -139,6 +139,8 @@ def _maybe_complete(m, key, t):
     if b.pending == 0 and b.tx == 0:
         b.phase += 1
         b.pending = b.expected
+        if m.shadow is not None:
+            m.shadow.mb_complete(int(key))
 
 
 @rule("mbarrier")
@@ -156,6 +158,8 @@ def _mbarrier(m, ins, mods):
             c = at(cnt(), ti)
             for k, n in zip(keys, c):
                 m.mbarriers[int(k)] = Barrier(int(n), ins.line)
+                if m.shadow is not None:
+                    m.shadow.mb_init(int(k))
             _event(m)
         return f
     if op == "inval":
@@ -181,6 +185,9 @@ def _mbarrier(m, ins, mods):
             keys, a = _bar_keys(m, addr, ti, ins.opcode)
             amt = at(amount(), ti) if amount is not None else np.ones(ti.size, np.int64)
             states = np.zeros(T, np.uint64)
+            if m.shadow is not None and op == "arrive":  # releases the thread's shared accesses
+                for k in np.unique(keys).tolist():
+                    m.shadow.mb_release(k, ti[keys == k])
             for j, (k, t) in enumerate(zip(keys, ti)):
                 b = _get(m, k, t, a[j], ins.opcode)
                 states[t] = b.phase
@@ -207,6 +214,9 @@ def _mbarrier(m, ins, mods):
                 _land_bulk(m, int(k))
                 b = _get(m, k, t, a[j], ins.opcode)
                 ok[t] = (b.phase & 1) != (int(p[j]) & 1)
+            if m.shadow is not None:  # a wait that succeeds acquires the completed phase
+                for k in np.unique(keys[ok[ti]]).tolist():
+                    m.shadow.mb_acquire(k, ti[ok[ti] & (keys == k)])
             _count_spins(m, ins, keys, ti, ok)
             put(ok, mask)
             return ok  # the executor parks the threads whose wait failed (decode: kind WAIT)

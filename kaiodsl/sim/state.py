@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import SimError
 from .check import SharedShadow
 from .memory import FlatSpace
+from .order import ClockShadow, needs_clocks
 from .numeric import BITS, NP, UINT
 
 
@@ -80,7 +81,8 @@ class Machine:
         self.shared_off, dyn_base = shared_layout(kernel)
         self.shared_size = dyn_base + dyn_smem
         self.shared = FlatSpace(self.nb, self.shared_size, "shared")
-        self.shadow = SharedShadow(self, self.shared.b8.size, self.shared.pad, check_uninit) \
+        shadow = ClockShadow if needs_clocks(kernel) else SharedShadow  # mbarriers, clusters: order.py
+        self.shadow = shadow(self, self.shared.b8.size, self.shared.pad, check_uninit) \
             if check_races or check_uninit else None
 
         off, self.local_off = 0, {}
