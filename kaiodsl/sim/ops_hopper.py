@@ -383,10 +383,62 @@ def _acc_layout(n):
     return g + 8 * ((i[None, :] >> 1) & 1), 8 * (i[None, :] // 4) + 2 * t + (i[None, :] & 1)
 
 
+# In flight: a wgmma's accumulator registers until a wait_group completes its group (PTX ISA 9.7.15.7).
+# The result is computed when issued; the registers count as unwritten for the issuing threads meanwhile
+# (Machine.async_regs), so an instruction that reads or writes one is reported.
+def _commits(m):
+    if not hasattr(m, "wg_commits"):
+        m.wg_commits = np.zeros(m.T, np.int64)  # wgmma.commit_group executed per thread
+    return m.wg_commits
+
+
+def _in_flight(m, names, th, line):
+    """wgmma by threads th writes registers ``names``: in flight in the group its next commit closes."""
+    group = _commits(m)[th]
+    for n in names:
+        rec = m.async_regs.setdefault(n, [np.full(m.T, -1, np.int64), line])
+        rec[0][th], rec[1] = group, line
+        m._written(n)[th] = False
+        m.full.discard(n)
+
+
+def _complete(m, act, keep=None, names=None):
+    """Registers land for the threads ``act``: those of every group but the ``keep`` newest
+    (wgmma.wait_group keep), or every group of ``names`` (a later wgmma chains on the accumulator)."""
+    newest = _commits(m) - (keep or 0)
+    for n in list(m.async_regs) if names is None else [x for x in names if x in m.async_regs]:
+        grp = m.async_regs[n][0]
+        done = act & (grp >= 0) & (True if names is not None else grp < newest)
+        m._written(n)[done] = True
+        grp[done] = -1
+        if (grp < 0).all():
+            del m.async_regs[n]
+
+
+def _check_written(m, names, th):
+    """The accumulator registers that a wgmma with scale-d true reads: written for threads th."""
+    for n in names:
+        if n not in m.full and th.size:
+            w = m._written(n)[th]
+            if not w.all():
+                m._unwritten(n, int(th[np.argmin(w)]))
+
+
 @rule("wgmma")
 def _wgmma(m, ins, mods):
-    if mods[0] in ("fence", "commit_group", "wait_group"):
-        return lambda mask: None  # executed when issued: nothing is in flight
+    if mods[0] == "fence":
+        return lambda mask: None
+    if mods[0] in ("commit_group", "wait_group"):
+        keep = ins.operands[0][1] if mods[0] == "wait_group" else None
+        T = m.T
+
+        def group(mask):
+            act = np.ones(T, bool) if mask is None else mask
+            if keep is None:
+                _commits(m)[act] += 1
+            elif m.async_regs:
+                _complete(m, act, keep)
+        return group
     if mods[0] != "mma_async":
         raise NotImplementedError(ins.opcode)
     _proxy(m)
@@ -406,7 +458,8 @@ def _wgmma(m, ins, mods):
     tn = imms[2:] if floats else []  # ss: imm-trans-a, imm-trans-b; rs: imm-trans-b (f16/bf16 forms only)
     mn_a, mn_b = (bool(tn[0]) and not regs_a, bool(tn[-1])) if tn else (False, False)
     half = dt == "f16"
-    d_get = [m.getter(o, "b32") for o in d_ops]
+    d_names = [o[1] for o in d_ops]
+    d_regs = [m.regs[n] for n in d_names]  # read where scale-d is true (checked there): D = A B otherwise
     d_set = [m.setter(o, "b32") for o in d_ops]
     rows, cols = _acc_layout(n)
     T = m.T
@@ -415,6 +468,8 @@ def _wgmma(m, ins, mods):
         if m.tpb % 128:
             m.fail(f"wgmma needs whole warpgroups: the block has {m.tpb} threads, not a multiple of 128")
         act = np.ones(T, bool) if mask is None else mask
+        if m.async_regs:  # wgmmas chained on one accumulator are ordered with each other (9.7.15.7)
+            _complete(m, act, names=d_names)
         groups = np.unique(np.flatnonzero(act) // 128)
         out = [np.zeros(T, np.uint32) for _ in d_ops]
         for gi in groups:
@@ -440,7 +495,8 @@ def _wgmma(m, ins, mods):
                 A = smem_matrix(m, int(adesc[0]), 64, at_, blk, int(th[0]), mn_a)
             D = (sa * A) @ (sb * B).T  # [64, N]
             sd = np.broadcast_to(np.asarray(sd_get()), (T,))[th]
-            regs = np.stack([np.broadcast_to(np.asarray(g()), (T,))[th] for g in d_get], -1)  # [128, nregs]
+            _check_written(m, d_names, th[sd])
+            regs = np.stack([r[th].astype(np.uint32) for r in d_regs], -1)  # [128, nregs]
             for w in range(4):
                 lanes = th[32 * w:32 * w + 32]
                 r_ = regs[32 * w:32 * w + 32]
@@ -465,6 +521,7 @@ def _wgmma(m, ins, mods):
                     out[r][lanes] = words[:, r]
         for r, s in enumerate(d_set):
             s(out[r], act)
+        _in_flight(m, d_names, np.flatnonzero(act), ins.line)
     return f
 
 
