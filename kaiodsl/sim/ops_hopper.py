@@ -239,8 +239,10 @@ def _count_spins(m, ins, keys, ti, ok):
     k = int(keys[j])
     b = m.mbarriers[k]
     waiting = [m.thread_xyz(int(t)) for t in ti[~ok[ti]]][:4]
+    why = (f" (every arrival is in: expect_tx announced {b.tx} bytes more than the copies delivered, "
+           f"expect_tx bytes != bytes delivered)") if b.pending == 0 and b.tx > 0 else ""
     m.fail(f"deadlock: {_describe(m, k)} never completes phase {b.phase}, which the waits need: "
-           f"{b.pending} of {b.expected} arrivals and {b.tx} transaction bytes still missing; waiting "
+           f"{b.pending} of {b.expected} arrivals and {b.tx} transaction bytes still missing{why}; waiting "
            f"threads include {waiting}", int(ti[j]))
 
 
