@@ -32,7 +32,7 @@ BIG = np.iinfo(np.int32).max
 # make sure every rule module registered itself
 from . import ops_atom, ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
 from . import ops_hopper  # noqa: E402  (after ops_warp: it wraps the cp rule)
-from . import ops_cluster, ops_hopper_tma  # noqa: E402,F401  (after ops_mem: it wraps ld/st)
+from . import ops_cluster, ops_hopper_tma, ops_wgmma  # noqa: E402,F401  (after ops_mem: it wraps ld/st)
 
 
 def decode(m):
