@@ -10,6 +10,7 @@ from ..errors import ArgumentError, SimError
 from . import executor, ops_cluster, preflight
 from .memory import GlobalMem
 from .numeric import NP
+from .order import CLOCK_ENTRIES, needs_clocks
 from .parse import parse_ptx
 from .state import Machine
 
@@ -86,6 +87,8 @@ def execute(module, entry, grid, block, gmem, param_values, smem=0, check_uninit
     tpad = (block[0] * block[1] * block[2] + 31) // 32 * 32
     csize = cluster[0] * cluster[1] * cluster[2] if cluster else 1
     per = max(1, min(nblocks, MAX_BATCH_THREADS // tpad)) // csize * csize or csize
+    if needs_clocks(kernel):  # the race checker's vector clocks: threads x cluster threads per batch
+        per = max(csize, min(per, CLOCK_ENTRIES // (tpad * tpad * csize)) // csize * csize)
     order = ops_cluster.order_blocks(grid, cluster) if cluster else list(range(nblocks))
     with np.errstate(all="ignore"):
         for start in range(0, nblocks, per):
@@ -108,16 +111,23 @@ def _check_target(module, kernel) -> None:
                            source=ins.source)
 
 
-def run_ptx(ptx: str, entry: str, grid, block, args, smem: int = 0, check_uninit: bool = False):
+def run_ptx(ptx: str, entry: str, grid, block, args, smem: int = 0, check_uninit: bool = False,
+            cluster=None):
     """Simulate a hand-written PTX kernel for the arch of its `.target`.
 
     args follow the .param order: numpy arrays are copied into simulated global memory
     (their address is the parameter) and copied back after the run; scalars are
     converted to the parameter's type. As on a GPU, PTX that ptxas rejects is a LinkError
-    and a launch past the arch's limits a LaunchError, before anything runs.
+    and a launch past the arch's limits a LaunchError, before anything runs. ``cluster``:
+    CTAs per cluster (x, y, z), a launch with clusters as cuLaunchKernelEx makes one.
     """
     module = parse_ptx(ptx)
     prepare(ptx, module, entry, module.target, grid, block, smem, generated=False)
+    if cluster is not None:
+        cluster, g = _dim3(cluster, "cluster"), _dim3(grid, "grid")
+        if any(n % c for n, c in zip(g, cluster)):
+            raise ArgumentError(f"cluster={cluster}: the grid {g} must be whole clusters along each axis")
+        cluster = None if cluster == (1, 1, 1) else cluster
     gmem = GlobalMem()
     values, back = [], []
     for i, a in enumerate(args):
@@ -127,7 +137,7 @@ def run_ptx(ptx: str, entry: str, grid, block, args, smem: int = 0, check_uninit
             back.append((a, buf))
         else:
             values.append(a)
-    execute(module, entry, grid, block, gmem, values, smem, check_uninit or None)
+    execute(module, entry, grid, block, gmem, values, smem, check_uninit or None, cluster)
     for a, buf in back:
         a[...] = buf.reshape(a.shape)
 

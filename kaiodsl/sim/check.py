@@ -5,6 +5,9 @@ atomically since the block's last barrier, each with the warp and that warp's
 `bar.warp.sync` epoch: two accesses by threads of one warp separated by a
 bar.warp.sync are ordered (Volta+ independent thread scheduling: without it,
 warp-synchronous code is a race). Atomics never race with atomics.
+
+Kernels that synchronize through mbarriers or clusters get order.ClockShadow instead (vector
+clocks); the hooks at the end (bar_*, cluster_*, mb_*) are what barrier instructions tell either.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ class SharedShadow:
     def __init__(self, st, nbytes: int, pad: int, uninit: bool):
         self.st = st
         self.pad = pad
-        n = nbytes
+        self.pend = np.zeros(nbytes, dtype=np.int32)
+        self.init = np.zeros(nbytes, dtype=bool) if uninit else None
+        self._alloc(nbytes)
+
+    def _alloc(self, n):
         full = lambda: np.full(n, NONE, dtype=np.int32)  # noqa: E731
         self.w, self.wwarp, self.wep = full(), full(), full()
         self.r, self.rwarp, self.rep = full(), full(), full()
         self.a, self.awarp, self.aep = full(), full(), full()
-        self.pend = np.zeros(n, dtype=np.int32)
-        self.init = np.zeros(n, dtype=bool) if uninit else None
-        self.warp_epoch = np.zeros(st.nwarps, dtype=np.int32)
+        self.warp_epoch = np.zeros(self.st.nwarps, dtype=np.int32)
 
     # -- helpers ---------------------------------------------------------------------------
     def _expand(self, flat, size, ti):
@@ -46,10 +51,8 @@ class SharedShadow:
                 f"barrier (bar.sync) without synchronization", int(t[i]), off, space="shared")
 
     # -- accesses --------------------------------------------------------------------------
-    def read(self, flat, size, ti):
-        B, t = self._expand(flat, size, ti)
-        warp = self.st.warp_of[t]
-        ep = self.warp_epoch[warp]
+    def ready(self, B, t):
+        """A read of bytes B by threads t: no cp.async still in flight to them; initialised (opt-in)."""
         if self.pend[B].any():
             i = int(np.argmax(self.pend[B] > 0))
             self.st.fail("reads a cp.async destination before the cp.async.wait_group/wait_all that "
@@ -58,6 +61,12 @@ class SharedShadow:
             i = int(np.argmin(self.init[B]))
             self.st.fail("reads shared memory that nothing wrote (uninitialized)", int(t[i]),
                          int(B[i]) % self.pad, space="shared")
+
+    def read(self, flat, size, ti):
+        B, t = self._expand(flat, size, ti)
+        self.ready(B, t)
+        warp = self.st.warp_of[t]
+        ep = self.warp_epoch[warp]
         bad = self._unordered(self.w[B], self.wwarp[B], self.wep[B], t, warp, ep)
         if bad.any():
             self._fail(bad, B, t, self.w, "thread reads")
@@ -121,8 +130,10 @@ class SharedShadow:
             if bad.any():
                 k = int(np.argmax(bad))
                 a, b = int(t[i[k]]), int(t[j[k]])
+                blocks = "" if st.blk[a] == st.blk[b] else \
+                    f" of blocks {st.block_xyz(b)} and {st.block_xyz(a)} (shared::cluster)"
                 st.fail(f"shared-memory race on shared byte {int(B[i[k]]) % self.pad:#x}: threads "
-                        f"{st.thread_xyz(b)} and {st.thread_xyz(a)}: {why}", a,
+                        f"{st.thread_xyz(b)} and {st.thread_xyz(a)}{blocks}: {why}", a,
                         int(B[i[k]]) % self.pad, space="shared")
 
     def mark_pending(self, flat, size, ti, delta):
@@ -135,5 +146,32 @@ class SharedShadow:
         for arr in (self.w, self.r, self.a, self.wwarp, self.rwarp, self.awarp):
             arr.reshape(-1, self.pad)[blocks] = NONE
 
-    def warp_sync(self, warps):
+    def warp_sync(self, warps, threads=None):
         self.warp_epoch[warps] += 1
+
+    # bar.sync (arrivals, then the release of a block's barrier), barrier.cluster, mbarriers: this
+    # checker forgets a block at each bar.sync and needs none of the rest (a kernel that has them
+    # gets order.ClockShadow).
+    def bar_arrive(self, ti, bid):
+        pass
+
+    def bar_release(self, blocks, bid, released):
+        self.barrier(blocks)
+
+    def cluster_arrive(self, ti, relaxed):
+        pass
+
+    def cluster_release(self, ti):
+        self.barrier(np.unique(self.st.blk[ti]))
+
+    def mb_init(self, key):
+        pass
+
+    def mb_release(self, key, ti):
+        pass
+
+    def mb_complete(self, key):
+        pass
+
+    def mb_acquire(self, key, ti):
+        pass

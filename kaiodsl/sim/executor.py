@@ -32,7 +32,7 @@ BIG = np.iinfo(np.int32).max
 # make sure every rule module registered itself
 from . import ops_atom, ops_float, ops_int, ops_mem, ops_move, ops_mma, ops_warp  # noqa: E402,F401
 from . import ops_hopper  # noqa: E402  (after ops_warp: it wraps the cp rule)
-from . import ops_cluster, ops_hopper_tma  # noqa: E402,F401  (after ops_mem: it wraps ld/st)
+from . import ops_cluster, ops_hopper_tma, ops_wgmma  # noqa: E402,F401  (after ops_mem: it wraps ld/st)
 
 
 def decode(m):
@@ -54,7 +54,7 @@ def decode(m):
         elif base in ("ret", "exit"):
             entries.append((EXIT, None, guard, 0, ins))
         elif base == "barrier" and mods[:1] == ["cluster"]:
-            entries.append((BAR, ("cluster", "wait" in mods), guard, 0, ins))
+            entries.append((BAR, ("cluster", "wait" in mods, "relaxed" in mods), guard, 0, ins))
         elif base in ("bar", "barrier") and (not mods or mods[0] != "warp"):
             entries.append((BAR, _barrier_args(m, ins, mods), guard, 0, ins))
         elif base == "trap":
@@ -228,7 +228,7 @@ def run(m, entries):
 
 def _barrier(m, args, arrivers, waiting, wait_id, arrived, open_pc, p):
     if args[0] == "cluster":
-        return ops_cluster.barrier(m, args[1], arrivers, waiting, wait_id)
+        return ops_cluster.barrier(m, args[1], arrivers, waiting, wait_id, args[2])
     sync, bid_get, cnt_get, aligned = args
     ti = np.flatnonzero(arrivers)
     if ti.size == 0:
@@ -240,6 +240,8 @@ def _barrier(m, args, arrivers, waiting, wait_id, arrived, open_pc, p):
         c = cnt_get()
         expected = int(c if np.ndim(c) == 0 else c[ti[0]])
     arrived[:, bid] += np.bincount(m.blk[ti], minlength=m.nb)
+    if m.shadow is not None:
+        m.shadow.bar_arrive(ti, bid)
     if sync:
         waiting[ti] = True
         wait_id[ti] = bid
@@ -254,7 +256,7 @@ def _barrier(m, args, arrivers, waiting, wait_id, arrived, open_pc, p):
         arrived[done, bid] = 0
         open_pc[done] = BIG
         if m.shadow is not None:
-            m.shadow.barrier(np.flatnonzero(done))
+            m.shadow.bar_release(np.flatnonzero(done), bid, np.flatnonzero(rel))
 
 
 def _passed(m, entries, p, mask, open_pc, waiting):

@@ -145,6 +145,8 @@ def _ld(m, ins, mods):
     def f(mask):
         ti = threads(mask, T)
         flat = _flat(m, ti, addr, np.dtype(dt).itemsize, ins.opcode)
+        if m.shadow is not None:
+            m.shadow.read(flat[:, 0], flat.shape[1], ti)
         out = np.zeros(T, dt)
         out[ti] = m.shared.b8[flat].copy().view(dt).reshape(-1)
         put(out, mask)
@@ -163,17 +165,23 @@ def _st(m, ins, mods):
     def f(mask):
         ti = threads(mask, T)
         flat = _flat(m, ti, addr, np.dtype(dt).itemsize, ins.opcode)
-        m.shared.b8[flat] = np.ascontiguousarray(at(val(), ti).astype(dt)).view(np.uint8).reshape(flat.shape)
+        data = np.ascontiguousarray(at(val(), ti).astype(dt)).view(np.uint8).reshape(flat.shape)
+        if m.shadow is not None:
+            m.shadow.write(flat[:, 0], flat.shape[1], ti, data=data)
+        m.shared.b8[flat] = data
     return f
 
 
-def barrier(m, is_wait: bool, arrivers, waiting, wait_id) -> None:
-    """barrier.cluster.arrive / .wait for the threads ``arrivers`` (the executor's BAR entry)."""
+def barrier(m, is_wait: bool, arrivers, waiting, wait_id, relaxed: bool = False) -> None:
+    """barrier.cluster.arrive / .wait for the threads ``arrivers`` (the executor's BAR entry); an
+    arrive releases (unless .relaxed) and a wait acquires the shared accesses of the phase."""
     if not hasattr(m, "cluster_rank"):
         setup(m, getattr(m, "cluster", None) or (1, 1, 1))
     ti = np.flatnonzero(arrivers)
     if not is_wait:
         m.carr[ti] += 1
+        if m.shadow is not None and ti.size:
+            m.shadow.cluster_arrive(ti, relaxed)
     else:
         never = m.carr[ti] == 0
         if never.any():
@@ -190,5 +198,5 @@ def barrier(m, is_wait: bool, arrivers, waiting, wait_id) -> None:
     rel = waiting & (wait_id == CLUSTER_WAIT) & (done[cl] >= m.cwant)
     if rel.any():
         waiting[rel] = False
-        if m.shadow is not None:  # the cluster barrier orders each CTA's own shared accesses too
-            m.shadow.barrier(np.unique(m.blk[rel]))
+        if m.shadow is not None:
+            m.shadow.cluster_release(np.flatnonzero(rel))

@@ -1,4 +1,4 @@
-"""Hopper instructions: mbarrier, bulk async copies, wgmma, elect.sync and the sm_90 no-ops.
+"""Hopper instructions: proxy fences, mbarrier, bulk async copies, elect.sync, setmaxnreg, the sm_90 no-ops.
 
 mbarrier (PTX ISA 9.7.13.15): each barrier is a side record keyed by its flat shared address with
 the expected arrival count, the pending arrivals, the transaction count and the phase; a phase
@@ -9,8 +9,7 @@ Bulk copies (9.7.9.25.4): a global -> shared copy reads its source when issued a
 thread next waits on its mbarrier (or at kernel end), subtracting its bytes from the transaction
 count; shared -> global copies and reductions happen when issued (their wait_group is then a no-op).
 
-wgmma (9.7.15): executed when issued by a full warpgroup; shared operands are read through the
-matrix descriptor (9.7.15.5.1) with its swizzle; register fragments follow 9.7.15.5.1's figures.
+wgmma is in ops_wgmma.py.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from .ops_mem import address, read, write
-from .ops_mma import _elements, a_layout
 from .ops_warp import check_membermask
 from .registry import RULES, at, rule, threads
 
@@ -139,6 +137,8 @@ def _maybe_complete(m, key, t):
     if b.pending == 0 and b.tx == 0:
         b.phase += 1
         b.pending = b.expected
+        if m.shadow is not None:
+            m.shadow.mb_complete(int(key))
 
 
 @rule("mbarrier")
@@ -156,6 +156,8 @@ def _mbarrier(m, ins, mods):
             c = at(cnt(), ti)
             for k, n in zip(keys, c):
                 m.mbarriers[int(k)] = Barrier(int(n), ins.line)
+                if m.shadow is not None:
+                    m.shadow.mb_init(int(k))
             _event(m)
         return f
     if op == "inval":
@@ -181,6 +183,9 @@ def _mbarrier(m, ins, mods):
             keys, a = _bar_keys(m, addr, ti, ins.opcode)
             amt = at(amount(), ti) if amount is not None else np.ones(ti.size, np.int64)
             states = np.zeros(T, np.uint64)
+            if m.shadow is not None and op == "arrive":  # releases the thread's shared accesses
+                for k in np.unique(keys).tolist():
+                    m.shadow.mb_release(k, ti[keys == k])
             for j, (k, t) in enumerate(zip(keys, ti)):
                 b = _get(m, k, t, a[j], ins.opcode)
                 states[t] = b.phase
@@ -207,6 +212,9 @@ def _mbarrier(m, ins, mods):
                 _land_bulk(m, int(k))
                 b = _get(m, k, t, a[j], ins.opcode)
                 ok[t] = (b.phase & 1) != (int(p[j]) & 1)
+            if m.shadow is not None:  # a wait that succeeds acquires the completed phase
+                for k in np.unique(keys[ok[ti]]).tolist():
+                    m.shadow.mb_acquire(k, ti[ok[ti] & (keys == k)])
             _count_spins(m, ins, keys, ti, ok)
             put(ok, mask)
             return ok  # the executor parks the threads whose wait failed (decode: kind WAIT)
@@ -229,8 +237,10 @@ def _count_spins(m, ins, keys, ti, ok):
     k = int(keys[j])
     b = m.mbarriers[k]
     waiting = [m.thread_xyz(int(t)) for t in ti[~ok[ti]]][:4]
+    why = (f" (every arrival is in: expect_tx announced {b.tx} bytes more than the copies delivered, "
+           f"expect_tx bytes != bytes delivered)") if b.pending == 0 and b.tx > 0 else ""
     m.fail(f"deadlock: {_describe(m, k)} never completes phase {b.phase}, which the waits need: "
-           f"{b.pending} of {b.expected} arrivals and {b.tx} transaction bytes still missing; waiting "
+           f"{b.pending} of {b.expected} arrivals and {b.tx} transaction bytes still missing{why}; waiting "
            f"threads include {waiting}", int(ti[j]))
 
 
@@ -331,131 +341,6 @@ def _reduce(old, new, op, typ):
         return {"add": o + n, "min": np.minimum(o, n), "max": np.maximum(o, n)}[op].view(np.uint32)
     return {"add": old + new, "min": np.minimum(old, new), "max": np.maximum(old, new),
             "and": old & new, "or": old | new, "xor": old ^ new}[op]
-
-
-# -- wgmma ------------------------------------------------------------------------------------------------
-from . import wgmma_smem  # noqa: E402  (the operand addressing, K-major and MN-major)
-
-_EBYTES = {"f16": 2, "bf16": 2, "tf32": 4, "e4m3": 1, "e5m2": 1, "s8": 1, "u8": 1}
-
-
-def smem_matrix(m, desc: int, rows: int, typ: str, blk: int, t: int, mn_major: bool = False):
-    """[rows, K] elements of an operand addressed by a matrix descriptor (PTX ISA 9.7.15.5.1), K-major
-    or (imm-trans 1) MN-major; the addressing is wgmma_smem.operand_addresses."""
-    start, _, _, w, swizzled = wgmma_smem.fields(desc)
-    if swizzled and ((start >> 7) & (w // 16 - 1)):
-        m.fail(f"wgmma: descriptor start {start:#x} is not aligned to its {w}-byte swizzle atom "
-               f"({8 * w} bytes)", t, start, "shared")
-    lin = wgmma_smem.operand_addresses(desc, rows, _EBYTES[typ], mn_major)
-    if lin.max() >= m.shared_size:
-        m.fail(f"wgmma: descriptor reads shared byte {int(lin.max()):#x}, outside the "
-               f"{m.shared_size}-byte allocation", t, start, "shared")
-    _async_read(m, blk * m.shared.pad + lin, "wgmma")
-    raw = m.shared.b8[blk * m.shared.pad + lin]  # [rows, 32] bytes
-    eb = _EBYTES[typ]
-    words = raw.reshape(rows, 32 // eb, eb)
-    if eb == 1:
-        codes = words[..., 0].astype(np.uint32)
-    else:
-        codes = words.copy().view(np.uint16 if eb == 2 else np.uint32)[..., 0].astype(np.uint32)
-    per = 4 // eb  # pack into u32 words (low element first) and reuse the mma element decoder
-    packed = np.zeros((rows, 32 // 4), np.uint32)
-    for j in range(per):
-        packed |= codes[:, j::per] << np.uint32(8 * eb * j)
-    return _elements(packed, typ)  # [rows, K]
-
-
-def _acc_layout(n):
-    """(row, col) of each D element i of lane l in warp w: rows 16w + g + 8((i>>1)&1), cols 8(i//4) + 2t + (i&1)."""
-    i = np.arange(n // 2)
-    lane = np.arange(32)[:, None]
-    g, t = lane >> 2, lane & 3
-    return g + 8 * ((i[None, :] >> 1) & 1), 8 * (i[None, :] // 4) + 2 * t + (i[None, :] & 1)
-
-
-@rule("wgmma")
-def _wgmma(m, ins, mods):
-    if mods[0] in ("fence", "commit_group", "wait_group"):
-        return lambda mask: None  # executed when issued: nothing is in flight
-    if mods[0] != "mma_async":
-        raise NotImplementedError(ins.opcode)
-    _proxy(m)
-    si = next(i for i, x in enumerate(mods) if x.startswith("m64n"))
-    n, k = (int(x) for x in mods[si][4:].split("k"))
-    dt, at_, bt = mods[si + 1:si + 4]
-    sat = "satfinite" in mods
-    ops = ins.operands
-    d_ops = ops[0][1]
-    regs_a = ops[1][0] == "vec"
-    a_get = [m.getter(o, "b32") for o in ops[1][1]] if regs_a else m.getter(ops[1], "u64")
-    b_get = m.getter(ops[2], "u64")
-    sd_get = m.getter(ops[3], "pred")
-    imms = [o[1] for o in ops[4:]]
-    floats = at_ not in ("s8", "u8")
-    sa, sb = (imms[0], imms[1]) if floats else (1, 1)
-    tn = imms[2:] if floats else []  # ss: imm-trans-a, imm-trans-b; rs: imm-trans-b (f16/bf16 forms only)
-    mn_a, mn_b = (bool(tn[0]) and not regs_a, bool(tn[-1])) if tn else (False, False)
-    half = dt == "f16"
-    d_get = [m.getter(o, "b32") for o in d_ops]
-    d_set = [m.setter(o, "b32") for o in d_ops]
-    rows, cols = _acc_layout(n)
-    T = m.T
-
-    def f(mask):
-        if m.tpb % 128:
-            m.fail(f"wgmma needs whole warpgroups: the block has {m.tpb} threads, not a multiple of 128")
-        act = np.ones(T, bool) if mask is None else mask
-        groups = np.unique(np.flatnonzero(act) // 128)
-        out = [np.zeros(T, np.uint32) for _ in d_ops]
-        for gi in groups:
-            th = gi * 128 + np.arange(128)
-            if not act[th].all():
-                m.fail("wgmma.mma_async must be executed by all 128 threads of the warpgroup",
-                       int(th[np.argmin(act[th])]))
-            blk = int(m.blk[th[0]])
-            bdesc = np.broadcast_to(np.asarray(b_get()), (T,))[th]
-            if (bdesc != bdesc[0]).any():
-                m.fail("wgmma: the B descriptor differs between threads of the warpgroup", int(th[0]))
-            B = smem_matrix(m, int(bdesc[0]), n, bt, blk, int(th[0]), mn_b)  # [N, K]
-            if regs_a:
-                e = 4 // _EBYTES[at_]
-                ar, ac, _ = a_layout(k, e)
-                A = np.zeros((64, k))
-                for w in range(4):
-                    lanes = th[32 * w:32 * w + 32]
-                    regs = np.stack([np.broadcast_to(np.asarray(g()), (T,))[lanes] for g in a_get], -1)
-                    A[16 * w + ar.ravel(), ac.ravel()] = _elements(regs.astype(np.uint32), at_).reshape(-1)
-            else:
-                adesc = np.broadcast_to(np.asarray(a_get()), (T,))[th]
-                A = smem_matrix(m, int(adesc[0]), 64, at_, blk, int(th[0]), mn_a)
-            D = (sa * A) @ (sb * B).T  # [64, N]
-            sd = np.broadcast_to(np.asarray(sd_get()), (T,))[th]
-            regs = np.stack([np.broadcast_to(np.asarray(g()), (T,))[th] for g in d_get], -1)  # [128, nregs]
-            for w in range(4):
-                lanes = th[32 * w:32 * w + 32]
-                r_ = regs[32 * w:32 * w + 32]
-                vals = D[16 * w + rows, cols]  # [32, N/2]
-                if half:
-                    c = _elements(r_.astype(np.uint32), "f16")
-                elif dt == "s32":
-                    c = r_.astype(np.uint32).view(np.int32).astype(np.int64)
-                else:
-                    c = r_.astype(np.uint32).view(np.float32).astype(np.float64)
-                vals = vals + np.where(sd[32 * w:32 * w + 32, None], c, 0)
-                if dt == "s32":
-                    v = vals.astype(np.int64)
-                    v = np.clip(v, -2**31, 2**31 - 1) if sat else v
-                    words = (v & 0xFFFFFFFF).astype(np.uint32)
-                elif half:
-                    h = vals.astype(np.float32).astype(np.float16).view(np.uint16).astype(np.uint32)
-                    words = h[:, 0::2] | (h[:, 1::2] << np.uint32(16))
-                else:
-                    words = vals.astype(np.float32).view(np.uint32)
-                for r in range(len(d_ops)):
-                    out[r][lanes] = words[:, r]
-        for r, s in enumerate(d_set):
-            s(out[r], act)
-    return f
 
 
 # -- warp specialisation, PDL ---------------------------------------------------------------------------

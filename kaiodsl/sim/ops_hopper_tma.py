@@ -4,7 +4,7 @@ The map is the 128 bytes kaiodsl.TensorMap passes (runtime/tensormap.py's simula
 from the address the instruction names: a by-value parameter (cvta.param) or global memory. A load
 gathers the box when issued (traversal strides, out-of-bounds elements filled with zero or NaN),
 lays it out in shared memory as the box, innermost dimension fastest, with the map's swizzle
-applied to the shared address exactly as wgmma reads it (ops_hopper.smem_matrix), and lands on
+applied to the shared address exactly as wgmma reads it (ops_wgmma.smem_matrix), and lands on
 its mbarrier like a bulk copy: the whole box's bytes count as transaction bytes. A store reads the
 box from shared memory (through the async proxy: a generic write needs fence.proxy.async first)
 and writes the elements inside the tensor when issued.

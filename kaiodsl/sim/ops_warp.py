@@ -159,7 +159,7 @@ def _bar_warp(m, ins, mods):
         check_membermask(m, mask, member(), "bar.warp.sync")
         if m.shadow is not None:
             mask_arr = np.ones(T, bool) if mask is None else mask
-            m.shadow.warp_sync(np.unique(m.warp_of[mask_arr]))
+            m.shadow.warp_sync(np.unique(m.warp_of[mask_arr]), mask_arr)
     return f
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import SimError
 from .check import SharedShadow
 from .memory import FlatSpace
+from .order import ClockShadow, needs_clocks
 from .numeric import BITS, NP, UINT
 
 
@@ -76,11 +77,15 @@ class Machine:
         self.written = {}
         self.full = set()
         self.cur_mask = None  # threads executing the current instruction (None: all), for reads
+        # registers an async instruction (wgmma) still writes: name -> [per-thread group, -1: none;
+        # the PTX line]. They count as unwritten for those threads, so reads take the checked path.
+        self.async_regs = {}
 
         self.shared_off, dyn_base = shared_layout(kernel)
         self.shared_size = dyn_base + dyn_smem
         self.shared = FlatSpace(self.nb, self.shared_size, "shared")
-        self.shadow = SharedShadow(self, self.shared.b8.size, self.shared.pad, check_uninit) \
+        shadow = ClockShadow if needs_clocks(kernel) else SharedShadow  # mbarriers, clusters: order.py
+        self.shadow = shadow(self, self.shared.b8.size, self.shared.pad, check_uninit) \
             if check_races or check_uninit else None
 
         off, self.local_off = 0, {}
@@ -206,9 +211,18 @@ class Machine:
         return checked
 
     def _unwritten(self, name, t):
+        rec = self.async_regs.get(name)
+        if rec is not None and rec[0][t] >= 0:
+            self._in_flight(name, t, "reads")
         self.fail(f"reads register {name}, which no executed instruction has written for this thread "
                   f"(a write skipped by a predicate or a branch leaves it unwritten; on the GPU its "
                   f"value is undefined)", t)
+
+    def _in_flight(self, name, t, verb):
+        self.fail(f"{verb} register {name}, an accumulator of the wgmma.mma_async at PTX line "
+                  f"{self.async_regs[name][1]}, before a wgmma.wait_group has completed that wgmma's group "
+                  f"for this thread (PTX ISA 9.7.15.7: until then the register is undefined; commit the "
+                  f"group and wait for it first)", t)
 
     def _reg_reader(self, reg, typ):
         if typ == "pred" or reg.dtype == np.bool_:
@@ -272,6 +286,11 @@ class Machine:
                     if v.dtype.kind == "f":
                         v = v.view(UINT[v.dtype.itemsize * 8])
                     v = v.astype(rdt)
+            if name not in full and name in self.async_regs:
+                busy = self.async_regs[name][0] >= 0
+                busy = busy if mask is None else busy & mask
+                if busy.any():
+                    self._in_flight(name, int(np.argmax(busy)), "writes")
             if mask is None:
                 reg[...] = v
             else:

@@ -29,7 +29,9 @@ def mbar(src: Ptr[u32], out: Ptr[u32], BUG: Const):
 @pytest.mark.parametrize("bug,msg", [
     ("none", None),
     ("long", "more bytes were delivered than expect_tx announced in phase 0"),
-    ("short_half", "deadlock: mbarrier at shared offset 0x200 of block \\(0, 0, 0\\) never completes phase 0"),
+    ("short_half", "deadlock: mbarrier at shared offset 0x200 of block \\(0, 0, 0\\) never completes phase 0, "
+                   "which the waits need: 0 of 1 arrivals and 256 transaction bytes still missing \\(every "
+                   "arrival is in: expect_tx announced 256 bytes more than the copies delivered"),
     ("parity", "deadlock: .* never completes phase 1, which the waits need: 1 of 1 arrivals"),
 ])
 def test_mbarrier_checks(sim90, rng, bug, msg):
