@@ -251,3 +251,53 @@ def test_w8a16_row_slice_keeps_whole_row_scales():
     blk = tp.TPAttention.from_hf(attn, (1, 2), weights="w8a16")
     assert torch.equal(blk.o_proj.local.w_q, w_q[:, 64:]) and torch.equal(blk.o_proj.local.scales, scale)
 
+
+
+# -- per-device: each kernel runs on its inputs' device; two devices in one op are refused ----------------
+def _needs_gpus(backend, n: int):
+    if backend.name != "cuda" or _gpus() < n:
+        pytest.skip(f"needs {n} CUDA GPUs; this host has {_gpus()}")
+
+
+def _check_on(device, gen):
+    """A matmul, an attention and a TP=1 MLP block on ``device``: outputs there, values as torch's."""
+    from tkit import randn
+
+    a, w = randn(gen, (16, 64), torch.float16, device), randn(gen, (32, 64), torch.float16, device)
+    y = kt.linear(a, w)
+    assert y.device == torch.device(device) and rel(y, a.double() @ w.double().T) < 1e-2
+    q, k = randn(gen, (1, 2, 8, 32), torch.float16, device), randn(gen, (1, 1, 8, 32), torch.float16, device)
+    o = kt.attention(q, k, k, causal=True)
+    want = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), k.float(), is_causal=True,
+                                                            enable_gqa=True)
+    assert o.device == torch.device(device) and rel(o, want) < 1e-2
+
+
+def test_kernels_run_on_their_inputs_device(backend, device, gen):
+    _check_on(device, gen)
+
+
+@pytest.mark.multigpu
+def test_kernels_follow_the_tensors_not_the_current_device(backend, gen):
+    """Tensors on cuda:1 while torch's current device is 0, and the reverse: the kernel runs where the
+    tensors are, and torch's current device is the one it was."""
+    _needs_gpus(backend, 2)
+    for current, where in ((0, "cuda:1"), (1, "cuda:0"), (1, "cuda:1")):
+        with torch.cuda.device(current):
+            _check_on(where, gen)
+            assert torch.cuda.current_device() == current
+
+
+def test_mixed_devices_are_refused(backend, device, gen):
+    """On the CPU: a meta tensor with a CPU one; on a GPU: a CPU tensor with a CUDA one; on two GPUs:
+    cuda:0 with cuda:1. Refused before anything launches, naming the devices."""
+    from tkit import randn
+
+    a = randn(gen, (16, 64), torch.float16, device)
+    other = torch.empty((32, 64), dtype=torch.float16, device="meta" if device == "cpu" else "cpu")
+    with pytest.raises(ArgumentError, match="tensors are on different devices"):
+        kt.matmul(a, other, b_layout="nk")
+    if backend.name == "cuda" and _gpus() >= 2:
+        b = randn(gen, (32, 64), torch.float16, "cuda:1")
+        with pytest.raises(ArgumentError, match=r"different devices: cuda:0, cuda:1"):
+            kt.matmul(a.to("cuda:0"), b, b_layout="nk")
