@@ -301,3 +301,21 @@ def test_mixed_devices_are_refused(backend, device, gen):
         b = randn(gen, (32, 64), torch.float16, "cuda:1")
         with pytest.raises(ArgumentError, match=r"different devices: cuda:0, cuda:1"):
             kt.matmul(a.to("cuda:0"), b, b_layout="nk")
+
+
+def test_bench_tp_arguments_and_gpu_check():
+    """benchmarks/bench_tp.py imports, parses its options (the dry run's tiny defaults) and, with fewer
+    than 2 GPUs, stops with a message that says so (its --dry-run path is run by hand: ~25 s)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "bench_tp.py"
+    spec = importlib.util.spec_from_file_location("bench_tp", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = bench.parse(["--dry-run", "--linear", "w8a16"])
+    assert (args.batch_list, args.new_tokens, args.linear) == ([1, 2], 2, "w8a16")
+    assert bench.parse([]).batch_list == [1, 16]
+    if _gpus() < 2:
+        with pytest.raises(SystemExit, match=r"needs 2 CUDA GPUs .*this host has \d+\. Run with --dry-run"):
+            bench.require_gpus(2)
