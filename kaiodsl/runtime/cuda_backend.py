@@ -31,6 +31,9 @@ SLOT_FORMAT = {
     "bool": "B7x", "f16x2": "I4x", "bf16x2": "I4x", "e4m3": "B7x", "e5m2": "B7x",
 }
 POINTER_FORMAT = "Q"
+# cuLaunchKernel's answers when the function's context is not the current one: INVALID_CONTEXT,
+# INVALID_HANDLE (a function or stream of another context), CONTEXT_IS_DESTROYED
+WRONG_CONTEXT = (201, 400, 709)
 TENSORMAP_SIZE = 128  # a CUtensorMap by value: .param .align 64 .b8 [128]
 
 
@@ -148,11 +151,16 @@ class PreparedLaunch:
         cfg.attrs, cfg.numAttrs = attrs, len(attrs)
         return cu.cuLaunchKernelEx(cfg, self.fn, self.argv_addr, 0)[0]
 
-    def failed(self, err, grid, block, smem):
-        if int(err) in (201, 709):  # INVALID_CONTEXT, CONTEXT_IS_DESTROYED: another thread's ctx
-            self.dev.make_current()
-            raise LaunchError(f"kernel '{self.name}': no CUDA context was current in this thread; "
-                              f"it is now, launch again")
+    def failed(self, err, grid, block, smem, cs=None):
+        """A launch the driver refused. Refused for the context (another GPU's is current in this thread:
+        torch.cuda.set_device elsewhere; or none is, in a new thread): the parameters are still packed,
+        so launch again with this device's context pushed. Anything else raises, naming the limit."""
+        if int(err) in WRONG_CONTEXT and cs is not None and driver.current_ordinal() != self.ordinal:
+            with self.dev.activated():
+                err = self.launch(self.fn, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                                  smem, cs, self.argv_addr, 0)[0]
+            if not err:
+                return
         self.dev.check_launch(self.module, self.compiled, grid, block, smem)  # a clearer message
         driver.raise_error(err, f"cuLaunchKernel(grid={grid}, block={block}, smem={smem})", self.name)
 
@@ -216,6 +224,11 @@ class PreparedLaunch:
             h = fastpath.torch_stream(self.ordinal)
         for s in waits:  # CAI v3: the producer's stream must finish its writes first
             driver.check(driver.drv().cuStreamSynchronize(s), "cuStreamSynchronize (CAI stream)")
+        with self.dev.activated():  # this device's context for the copies and the launch; torch's after
+            self._launch_general(grid, block, smem, h, config, vals, staged, tmaps)
+        del keep
+
+    def _launch_general(self, grid, block, smem, h, config, vals, staged, tmaps):
         bufs = []
         try:
             for i, p, host in staged:
@@ -246,15 +259,20 @@ class PreparedLaunch:
                 driver.check(driver.drv().cuStreamSynchronize(h), "cuStreamSynchronize")
                 for ptr, *_ in bufs:
                     driver.mem_free(ptr)
-        del keep
 
 
 class CudaBackend:
-    """Launches on the GPU through the CUDA driver; ``arch`` is the current device's target."""
+    """Launches on the GPU through the CUDA driver. Its device (the prepared launches' first choice,
+    DeviceArray allocations, ``synchronize``) is the thread's current device when it is created;
+    arrays on another device launch there (PreparedLaunch.general). ``arch`` is its device's target,
+    used for every device (one GPU model per host)."""
 
     name = "cuda"
 
-    def __init__(self, ordinal: int = 0):
+    def __init__(self, ordinal: int | None = None):
+        driver.init()
+        if ordinal is None:  # the thread's current device (torch.cuda.set_device(rank) in a TP rank), else 0
+            ordinal = driver.current_ordinal() or 0
         self.device = driver.device(ordinal)
         self.single_gpu = driver.init() == 1  # one GPU: CAI pointers need no device lookup
         self.arch = self.device.arch
@@ -286,8 +304,8 @@ class CudaBackend:
         self.prepare(compiled).general(grid, block, tuple(args), smem, stream, config)
 
     def synchronize(self) -> None:
-        self.device.make_current()
-        driver.check(driver.drv().cuCtxSynchronize(), "cuCtxSynchronize")
+        with self.device.activated():
+            driver.check(driver.drv().cuCtxSynchronize(), "cuCtxSynchronize")
 
     def __repr__(self) -> str:
         return f"CudaBackend(device={self.device.ordinal}, arch={self.arch})"

@@ -8,6 +8,7 @@ and a table of loaded modules (one per specialization key).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -142,6 +143,17 @@ class Device:
     def make_current(self) -> None:
         check(drv().cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
 
+    @contextlib.contextmanager
+    def activated(self):
+        """This device's context current inside the block, the caller's restored after: kaiodsl's work on
+        one GPU never changes the thread's current device (torch.cuda.current_device()) under it."""
+        d = drv()
+        check(d.cuCtxPushCurrent(self.context), "cuCtxPushCurrent")
+        try:
+            yield
+        finally:
+            d.cuCtxPopCurrent()
+
     # -- modules ------------------------------------------------------------------------
     def module(self, compiled) -> Module:
         m = self.modules.get(compiled.key)
@@ -187,7 +199,8 @@ def device(ordinal: int = 0) -> Device:
         d = drv()
         handle = check(d.cuDeviceGet(ordinal), "cuDeviceGet")
         ctx = check(d.cuDevicePrimaryCtxRetain(handle), "cuDevicePrimaryCtxRetain")
-        check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+        if current_ordinal() is None:  # a context already current (torch's device) stays current
+            check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
         attrs = {ours: check(d.cuDeviceGetAttribute(getattr(d.CUdevice_attribute, theirs), handle),
                              "cuDeviceGetAttribute")
                  for ours, theirs in _ATTRS.items()}
@@ -200,10 +213,25 @@ def device(ordinal: int = 0) -> Device:
         return dev
 
 
-def load_module(dev: Device, compiled) -> Module:
-    """cuModuleLoadDataEx on the PTX with JIT logs captured; CudaError carries the error log."""
+def current_ordinal() -> int | None:
+    """The device of the calling thread's current CUDA context (torch.cuda.set_device, a device guard,
+    or ours), or None when none is current."""
     d = drv()
-    dev.make_current()
+    ctx = check(d.cuCtxGetCurrent(), "cuCtxGetCurrent")
+    if ctx is None or not int(ctx):
+        return None
+    return int(check(d.cuCtxGetDevice(), "cuCtxGetDevice"))
+
+
+def load_module(dev: Device, compiled) -> Module:
+    """cuModuleLoadDataEx on the PTX (in the device's context) with JIT logs captured; CudaError
+    carries the error log."""
+    with dev.activated():
+        return _load_module(dev, compiled)
+
+
+def _load_module(dev: Device, compiled) -> Module:
+    d = drv()
     size = 1 << 16
     info, errlog = bytearray(size), bytearray(size)
     J = d.CUjit_option
@@ -242,8 +270,8 @@ def _cstr(buf) -> str:
 
 # -- memory --------------------------------------------------------------------------------
 def mem_alloc(dev: Device, nbytes: int) -> int:
-    dev.make_current()
-    return int(check(drv().cuMemAlloc(max(1, nbytes)), f"cuMemAlloc({nbytes} bytes)"))
+    with dev.activated():
+        return int(check(drv().cuMemAlloc(max(1, nbytes)), f"cuMemAlloc({nbytes} bytes)"))
 
 
 def mem_free(ptr: int) -> None:
@@ -285,11 +313,11 @@ def pointer_device(ptr: int) -> int:
 def stream_wait_legacy(dev: Device, stream: int) -> None:
     """Make ``stream`` wait for the work queued so far on the legacy default stream (an event)."""
     d = drv()
-    dev.make_current()
-    flags = d.CUevent_flags.CU_EVENT_DISABLE_TIMING
-    ev = check(d.cuEventCreate(flags), "cuEventCreate")
-    try:
-        check(d.cuEventRecord(ev, d.CUstream(1)), "cuEventRecord")  # 1: CU_STREAM_LEGACY
-        check(d.cuStreamWaitEvent(d.CUstream(stream), ev, 0), "cuStreamWaitEvent")
-    finally:
-        d.cuEventDestroy(ev)  # released once the wait has been satisfied
+    with dev.activated():
+        flags = d.CUevent_flags.CU_EVENT_DISABLE_TIMING
+        ev = check(d.cuEventCreate(flags), "cuEventCreate")
+        try:
+            check(d.cuEventRecord(ev, d.CUstream(1)), "cuEventRecord")  # 1: CU_STREAM_LEGACY
+            check(d.cuStreamWaitEvent(d.CUstream(stream), ev, 0), "cuStreamWaitEvent")
+        finally:
+            d.cuEventDestroy(ev)  # released once the wait has been satisfied

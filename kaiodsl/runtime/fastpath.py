@@ -87,7 +87,7 @@ def launch(grid, block, args, smem, stream):
         CONFIGURE(grid, block, smem)
     err = LAUNCH(FN, grid[0], grid[1], grid[2], block[0], block[1], block[2], smem, cs, ARGV, 0)[0]
     if err:
-        FAILED(err, grid, block, smem)
+        FAILED(err, grid, block, smem, cs)
 """
 
 

@@ -29,9 +29,9 @@ class Stream:
         if self._device is not None:
             from . import driver
 
-            self._device.make_current()
             d = driver.drv()
-            s = driver.check(d.cuStreamCreate(0), "cuStreamCreate")  # 0: CU_STREAM_DEFAULT (blocking)
+            with self._device.activated():
+                s = driver.check(d.cuStreamCreate(0), "cuStreamCreate")  # 0: CU_STREAM_DEFAULT (blocking)
             self._cu = s
             self.handle = int(s)
             weakref.finalize(self, _destroy, s)

@@ -32,21 +32,28 @@ class PatchReport:
     linear: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     attention: str = "not patched"
+    parallel: str = ""
 
     def __str__(self) -> str:
         lines = [f"kaiodsl.patch: {len(self.linear)} linear layer(s) swapped, attention: {self.attention}"]
+        lines += [f"  tensor parallel: {self.parallel}"] if self.parallel else []
         lines += [f"  {name}: {kind}" for name, kind in self.linear.items()]
         lines += [f"  skipped {name}: {why}" for name, why in self.skipped.items()]
         return "\n".join(lines)
 
 
-def patch(model: nn.Module, linear: str | None = "float", attention="auto", skip=None) -> PatchReport:
+def patch(model: nn.Module, linear: str | None = "float", attention="auto", skip=None, tp=None) -> PatchReport:
     """Swap ``model``'s ``nn.Linear`` layers and attention for kaiodsl's; returns a ``PatchReport``.
 
     ``linear``: ``"float"`` (f16/bf16 ``kaiodsl.nn.Linear``, the model's dtype), ``"w8a8"``, ``"w8a16"``,
     ``"w4a16"``, or None (leave them). ``attention``: True, False or ``"auto"`` (when this install has
     ``kaiodsl.ops.attention``). ``skip``: module-path patterns left alone (default: ``lm_head`` for
     the quantized kinds, nothing for ``"float"``).
+
+    ``tp``: tensor parallelism (kaiodsl/torch/parallel.py): a ProcessGroup, ``"default"``, ``(rank,
+    world_size)`` or a ``TensorParallel``. Each decoder layer's attention and MLP become this rank's
+    Megatron-style blocks (``linear``: ``"float"``, ``"w8a16"`` or ``"w4a16"``; kaiodsl attention);
+    what stays replicated (``lm_head``) is swapped as without ``tp``.
     """
     kinds = _linear_kinds()
     if linear is not None and linear not in kinds:
@@ -54,6 +61,14 @@ def patch(model: nn.Module, linear: str | None = "float", attention="auto", skip
     if attention not in (True, False, "auto"):
         raise ArgumentError(f"patch(): attention must be True, False or 'auto', got {attention!r}")
     report = PatchReport()
+    if tp is not None:
+        from .parallel import WEIGHTS, shard_llama
+
+        if linear not in WEIGHTS or attention is False:
+            raise ArgumentError(f"patch(tp=...): tensor parallelism needs linear in {WEIGHTS} and kaiodsl "
+                                f"attention (True or 'auto'), got linear={linear!r}, attention={attention!r}")
+        report.parallel = shard_llama(model, tp, linear)
+        attention = True
     if linear is not None:
         skip = (() if linear == "float" else ("lm_head",)) if skip is None else tuple(skip)
         _swap_linears(model, kinds[linear], skip, report)

@@ -58,6 +58,30 @@ class FakeDriver:
         self.set_attr.append(value)
         return (0,)
 
+    # The thread's current context is the top of a stack, as the driver keeps it; a context is an int
+    # CTX_BASE + ordinal (None: the single-device fixture's Device has none).
+    def _stack(self):
+        return self.__dict__.setdefault("ctx_stack", [])
+
+    def cuCtxGetCurrent(self):
+        st = self._stack()
+        return (0, st[-1] if st else None)
+
+    def cuCtxGetDevice(self):
+        return (0, self._stack()[-1] - CTX_BASE)
+
+    def cuCtxPushCurrent(self, ctx):
+        self._stack().append(ctx)
+        return (0,)
+
+    def cuCtxPopCurrent(self):
+        return (0, self._stack().pop())
+
+    def cuCtxSetCurrent(self, ctx):
+        st = self._stack()
+        st[-1:] = [ctx]
+        return (0,)
+
     CUstream = int
 
     class CUfunction_attribute:
@@ -65,6 +89,7 @@ class FakeDriver:
 
 
 FN_HANDLE = 0xF00D  # the fake CUfunction
+CTX_BASE = 0xC0     # fake contexts: CTX_BASE + device ordinal
 
 
 @pytest.fixture(params=["python", "native"])
