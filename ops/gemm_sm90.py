@@ -23,6 +23,9 @@ and B columns in L2).
   rounding, 2-element stores guarded at M and N), while the producer already fills the ring for the
   next tile.
 
+* **Segments** (``E`` a ``gemm_sm90_segments.Segments``): up to three B operands and outputs in one
+  launch (the fused QKV projection); only the producer's B load and the epilogue call differ.
+
 ``BK`` is 128 bytes of K (64 f16 or 128 8-bit elements): one swizzle atom per row, what the 128-byte
 wgmma descriptor and the TMA box agree on. Shared memory is ``stages x (block_m + block_n) x 128``
 bytes; 128 x 256 tiles with 4 stages take 192 KB of the 227 KB.
@@ -35,7 +38,6 @@ from functools import lru_cache
 import kaiodsl
 from kaiodsl import Ptr, TensorMap, f16, f32, i32, tiles, u64
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles import rope as trope
 
 from ._common import require_positive_fields, require_smem
 
@@ -123,11 +125,13 @@ def sm90_config(M: int, N: int, K: int, sms: int) -> Sm90Config:
 @lru_cache(maxsize=None)
 def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
     """The kernel for ``dtype_name`` operands, tiling ``cfg`` and epilogue ``E`` (whose run-time
-    operands have kaiodsl types ``arg_types``): a tiles.Epilogue, or ``Segments`` (several B
-    operands and outputs in one launch, below)."""
+    operands have kaiodsl types ``arg_types``): a tiles.Epilogue, or a ``gemm_sm90_segments.Segments``
+    (several B operands and outputs in one launch)."""
     eb = ELEM_BYTES[dtype_name]
     cfg.check(eb)
-    SEGS = E.checked(cfg, len(arg_types)) if isinstance(E, Segments) else ()
+    from . import gemm_sm90_segments as seg       # several B maps and outputs (that module's doc)
+
+    SEGS = E.checked(cfg, len(arg_types)) if isinstance(E, seg.Segments) else ()
     BM, BN, BK, S, GM = cfg.block_m, cfg.block_n, cfg.block_k(eb), cfg.stages, cfg.group_m
     W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
     CL = cfg.cluster
@@ -181,8 +185,8 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
                         slot = smem.ptr(index * STAGE_ELEMS)
                         kaiodsl.tma_load(slot, ta, (m0, kt * BK), bars.ptr(index))
                         if SEGS:                  # B from the map of the segment holding the tile
-                            load_segment_b(SEGS, CL, slot + A_ELEMS + rank * HALF_B, tb, n0 + rank * (BN // 2),
-                                           kt * BK, bars.ptr(index))
+                            seg.load_segment_b(SEGS, CL, slot + A_ELEMS + rank * HALF_B, tb,
+                                               n0 + rank * (BN // 2), kt * BK, bars.ptr(index))
                         elif CL == 1:
                             kaiodsl.tma_load(slot + A_ELEMS, tb, (n0, kt * BK), bars.ptr(index))
                         else:
@@ -215,7 +219,7 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
                     tiles.pipeline.release(R, prev, bars, peer)
                 r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
                 if SEGS:                          # through the output, epilogue and rope of n0's segment
-                    store_segments(SEGS, W, accs, c, args, r0, n0, lane, M)
+                    seg.store_segments(SEGS, W, accs, c, args, r0, n0, lane, M)
                 else:
                     for i in kaiodsl.static_range(W.m_tiles):
                         tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
@@ -224,8 +228,8 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
             kaiodsl.cluster_sync()            # no block leaves while its peer may still arrive on its barriers
 
     if SEGS:
-        O0, O1, O2 = (E.outs + (OUT,) * MAX_SEGMENTS)[:MAX_SEGMENTS]
-        T0, T1, T2, T3, T4, T5 = (tuple(arg_types) + (Ptr[f32],) * MAX_SEGMENT_ARGS)[:MAX_SEGMENT_ARGS]
+        O0, O1, O2 = (E.outs + (OUT,) * seg.MAX_SEGMENTS)[:seg.MAX_SEGMENTS]
+        T0, T1, T2, T3, T4, T5 = (tuple(arg_types) + (Ptr[f32],) * seg.MAX_SEGMENT_ARGS)[:seg.MAX_SEGMENT_ARGS]
 
         @kaiodsl.kernel(block_size=cfg.threads, name=name)
         def kern(ta: TensorMap, tb0: TensorMap, tb1: TensorMap, tb2: TensorMap, c0: Ptr[O0], c1: Ptr[O1],
@@ -254,156 +258,6 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
         def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], x0: T0, x1: T1, x2: T2, M: i32, N: i32, K: i32):
             body(ta, tb, c, (x0, x1, x2), M, N, K)
     return kern
-
-
-# -- segments: several B operands and outputs in one launch (ops/qkv_sm90.py: q, k and v) -----------
-MAX_SEGMENTS = 3           # B maps and outputs a segmented kernel takes
-MAX_SEGMENT_ARGS = 6       # run-time epilogue operands it takes (shared by the segments through indices)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One output of a segmented launch: ``width`` columns of the tile space (a multiple of block_n,
-    so no tile straddles two segments), B rows from the segment's own map at the local column, and
-    the store through its own ``epilogue`` (element ops, out type, store policy) with the launch's
-    run-time operands at indices ``args``; ``rope`` (a tiles.rope.Rope, its operands at
-    ``rope_args``) rotates the tile's values between the element ops and the store."""
-
-    width: int
-    epilogue: tiles.Epilogue
-    args: tuple = ()
-    rope: object = None
-    rope_args: tuple = ()
-
-
-@dataclass(frozen=True)
-class Segments:
-    """The compile-time segment list (part of the kernel's cache key): the output tiles walk segment
-    0's column tiles, then segment 1's, ... (the launch's N is the sum of the widths)."""
-
-    parts: tuple
-
-    @property
-    def width(self) -> int:
-        return sum(p.width for p in self.parts)
-
-    @property
-    def out(self):
-        return self.parts[0].epilogue.out
-
-    @property
-    def outs(self) -> tuple:
-        return tuple(p.epilogue.out for p in self.parts)
-
-    @property
-    def tag(self) -> str:
-        """The kernel name's part for the segments: their widths, ops, stores and rope."""
-        def one(p):
-            ops = "".join(op.kind[0] for op in p.epilogue.ops)
-            rope = f"r{p.rope.style[0]}{p.rope.head_dim}" if p.rope else ""
-            return f"{p.width}{p.epilogue.store.kind[0]}{ops}{rope}"
-        return "_seg_" + "_".join(one(p) for p in self.parts)
-
-    def checked(self, cfg: Sm90Config, nargs: int) -> tuple:
-        """The parts, after checking that the kernel can run them with tiling ``cfg`` and ``nargs`` operands."""
-        bad = [p.width for p in self.parts if p.width <= 0 or p.width % cfg.block_n]
-        if not 1 <= len(self.parts) <= MAX_SEGMENTS or bad or nargs > MAX_SEGMENT_ARGS:
-            raise ArgumentError(f"Segments: 1..{MAX_SEGMENTS} segments whose widths are multiples of block_n="
-                                f"{cfg.block_n} and at most {MAX_SEGMENT_ARGS} operands; got widths "
-                                f"{[p.width for p in self.parts]}, {nargs} operands")
-        for p in self.parts:
-            if p.rope and not p.rope.fits_lane(cfg.block_n):
-                raise ArgumentError(f"Segments: {p.rope} cannot rotate a {cfg.block_n}-column wgmma tile in "
-                                    f"registers (rotate_half: block_n a multiple of head_dim, head_dim of 16)")
-            if any(not 0 <= a < nargs for a in p.args + p.rope_args):
-                raise ArgumentError(f"Segments: operand indices {p.args + p.rope_args} out of range for {nargs}")
-        return self.parts
-
-
-@kaiodsl.func
-def _tma_b(CL: kaiodsl.Const[int], dst, tb, col, k0, bar):
-    if CL == 1:
-        kaiodsl.tma_load(dst, tb, (col, k0), bar)
-    else:
-        kaiodsl.tma_load(dst, tb, (col, k0), bar, multicast=kaiodsl.u16(3))
-
-
-@kaiodsl.func
-def load_segment_b(SEGS: kaiodsl.Const, CL: kaiodsl.Const[int], dst, tbs, col, k0, bar):
-    """B's box at column ``col`` of the tile space: from the map of the segment holding it, at col's
-    column inside that segment."""
-    lo = 0
-    for s in kaiodsl.static_range(len(SEGS)):
-        if col >= lo and col < lo + SEGS[s].width:
-            _tma_b(CL, dst, tbs[s], col - lo, k0, bar)
-        lo = lo + SEGS[s].width
-
-
-@kaiodsl.func
-def store_segments(SEGS: kaiodsl.Const, W: kaiodsl.Const, accs, outs, args, r0, n0, lane, M):
-    """A consumer's accumulators (m tile i at rows r0 + 64 i, columns n0 of the tile space) through the
-    segment holding n0: its element ops and store policy into its output; with a rope, one head at a
-    time (values, rotation, stores), so only a head's values are live beside the accumulators."""
-    lo = 0
-    for s in kaiodsl.static_range(len(SEGS)):
-        P = SEGS[s]
-        if n0 >= lo and n0 < lo + P.width:
-            pargs = []
-            for a in kaiodsl.static_range(len(P.args)):
-                pargs = pargs + [args[P.args[a]]]
-            for i in kaiodsl.static_range(W.m_tiles):
-                tile = tiles.warpgroup.acc_tile(W, accs[i])
-                if P.rope:
-                    _store_heads(P, W, tile, pargs, args, outs[s], r0 + 64 * i, n0 - lo, lane, M)
-                else:
-                    tiles.epilogue.store_tile(P.epilogue, W.acc_tile, tile, outs[s], pargs, r0 + 64 * i, n0 - lo,
-                                              lane, M, P.width)
-        lo = lo + P.width
-
-
-@kaiodsl.func
-def _store_heads(P: kaiodsl.Const, W: kaiodsl.Const, tile, pargs, args, out, r0, c0, lane, M):
-    """A rope segment's tile, one column group (rotate_half: with its partner D / 2 columns on) at a
-    time: values, rotation, stores; the loads of one group's angles go between the stores of the last."""
-    rargs = []
-    for a in kaiodsl.static_range(len(P.rope_args)):
-        rargs = rargs + [args[P.rope_args[a]]]
-    D = P.rope.head_dim
-    G1 = tiles.AccTile(1, 1, W.acc)
-    prow = trope.row_positions(P.rope, G1, rargs, r0, lane, M)[0]
-    half = P.rope.style == "rotate_half"
-    for j in kaiodsl.static_range(W.n // 8):
-        d0 = (8 * j) % D
-        if not half or d0 < D // 2:
-            js = [j, j + D // 16] if half else [j]
-            vals = []
-            for k in kaiodsl.static_range(len(js)):
-                vals = vals + tiles.epilogue.tile_values(P.epilogue, G1, [[tile[0][js[k]]]], pargs, r0,
-                                                         c0 + 8 * js[k], lane, M, P.width)[0]
-            vals = trope.rotate_group(P.rope, vals, rargs, prow, d0, lane)
-            for k in kaiodsl.static_range(len(js)):
-                tiles.epilogue.store_values(P.epilogue, G1, [[vals[k]]], out, r0, c0 + 8 * js[k], lane, M, P.width)
-
-
-def launch_segments(dtype_name: str, a, bs: tuple, outs: tuple, M: int, K: int, cfg: Sm90Config, E: Segments,
-                    args: tuple, arg_types: tuple, dummy):
-    """Run the segmented kernel on validated operands: a [M, K]; bs[s] [width_s, K] and outs[s] segment
-    s's B and output (16-byte aligned rows); ``args`` the epilogues' run-time operands, ``dummy`` an f32
-    array for the operand slots they leave unused."""
-    eb = ELEM_BYTES[dtype_name]
-    BK = cfg.block_k(eb)
-    ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
-    tbs = [TensorMap(b, (cfg.block_n // cfg.cluster, BK), swizzle=128, l2_promotion=256) for b in bs]
-    pad = MAX_SEGMENTS - len(bs)
-    tbs, outs = tbs + [tbs[0]] * pad, list(outs) + [outs[0]] * pad
-    fill = [dummy] * (MAX_SEGMENT_ARGS - len(args))
-    CL, N = cfg.cluster, E.width
-    total = -(-M // (cfg.block_m * CL)) * (N // cfg.block_n)
-    k = sm90_gemm_kernel(dtype_name, cfg, E, arg_types)
-    grid = min(total, sm_count() // CL) * CL
-    kw = dict(smem=cfg.smem_bytes()) | (dict(cluster=(CL, 1, 1)) if CL > 1 else {})
-    k[grid, cfg.threads](ta, *tbs, *outs, *args, *fill, M, N, K, **kw)
-    return outs[:len(bs)]
 
 
 def sm_count() -> int:

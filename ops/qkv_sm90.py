@@ -17,7 +17,8 @@ from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles.rope import Rope
 
 from . import gemm_sm90
-from .gemm_sm90 import NARROW, Segment, Segments, Sm90Config
+from .gemm_sm90 import NARROW, Sm90Config
+from .gemm_sm90_segments import Segment, Segments, launch_segments
 
 
 def _misfit(cfg: Sm90Config, Nq: int, Nkv: int, D: int, style: str) -> str:
@@ -67,24 +68,30 @@ def two_d(x, M: int, K: int):
     return x.reshape(M, K) if hasattr(x, "reshape") else None
 
 
-def launch(x2, ws, outs, M: int, K: int, Nq: int, Nkv: int, cfg: Sm90Config, dtype_name: str, out_t,
-           biases, bhsd: bool, S: int, D: int, style: str, rope, positions, dummy):
-    """The one launch: q, k, v through three segments (validated operands, allocated outputs)."""
-    args, types = [], []
-    if biases is not None:
-        args, types = list(biases), [Ptr[f32]] * 3
+def segments(Nq: int, Nkv: int, out_t, has_bias: bool, bhsd: bool, S: int, D: int, style: str,
+             has_pos: bool) -> tuple:
+    """(the Segments of q, k, v, the kaiodsl types of the launch's operands): biases bq, bk, bv
+    (operands 0..2 when present), then rope's cos, sin and positions (or S) shared by q and k."""
+    types = [Ptr[f32]] * 3 if has_bias else []
     ropes, rope_args = (None,) * 3, ()
     if style:
-        r = Rope(style, D, positions is not None)
-        ropes, rope_args = (r, r, None), tuple(range(len(args), len(args) + 3))
-        args += [rope[0], rope[1], positions if positions is not None else S]
-        types += [Ptr[f32], Ptr[f32], Ptr[i32] if positions is not None else i32]
+        r = Rope(style, D, has_pos)
+        ropes, rope_args = (r, r, None), tuple(range(len(types), len(types) + 3))
+        types += [Ptr[f32], Ptr[f32], Ptr[i32] if has_pos else i32]
     parts = []
     for n, width in enumerate((Nq, Nkv, Nkv)):
         store = tiles.HeadMajor(S, width // D, D) if bhsd else tiles.RowMajor()
-        E = tiles.Epilogue((tiles.Bias(),) if biases is not None else (), out_t, store)
-        parts.append(Segment(width, E, (n,) if biases is not None else (), ropes[n],
-                             rope_args if ropes[n] else ()))
-    gemm_sm90.launch_segments(dtype_name, x2, tuple(ws), tuple(outs), M, K, cfg, Segments(tuple(parts)),
-                              tuple(args), tuple(types), dummy)
+        E = tiles.Epilogue((tiles.Bias(),) if has_bias else (), out_t, store)
+        parts.append(Segment(width, E, (n,) if has_bias else (), ropes[n], rope_args if ropes[n] else ()))
+    return Segments(tuple(parts)), tuple(types)
+
+
+def launch(x2, ws, outs, M: int, K: int, Nq: int, Nkv: int, cfg: Sm90Config, dtype_name: str, out_t,
+           biases, bhsd: bool, S: int, D: int, style: str, rope, positions, dummy):
+    """The one launch: q, k, v through three segments (validated operands, allocated outputs)."""
+    segs, types = segments(Nq, Nkv, out_t, biases is not None, bhsd, S, D, style, positions is not None)
+    args = list(biases or ())
+    if style:
+        args += [rope[0], rope[1], positions if positions is not None else S]
+    launch_segments(dtype_name, x2, tuple(ws), tuple(outs), M, K, cfg, segs, tuple(args), types, dummy)
     return tuple(outs)

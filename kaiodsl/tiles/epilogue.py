@@ -17,6 +17,8 @@ Store policies (``store``): ``RowMajor()`` writes [M, N] with 2-element vector s
 ``HeadMajor(seq, heads, head_dim)`` writes rows (b, s) x columns (h, d) as [B, heads, seq, head_dim];
 ``Split(((width, policy), ...))`` sends column ranges to several outputs (``out`` a tuple of pointers,
 e.g. Q, K, V). ``store_rows`` writes one value per row (a softmax LSE). Every offset is 64-bit.
+``tile_values`` + ``store_values`` are ``store_tile`` in two steps, for a step on the values in
+between that needs more than one element (tiles.rope).
 """
 
 from __future__ import annotations

@@ -47,6 +47,12 @@ def test_qkv_sm90_d64_positions_bf16(on_sm90, rng, poison, style):  # noqa: F811
          config=N128, out_dtype="f32")
 
 
+def test_qkv_sm90_cluster_pair(on_sm90, rng, poison):  # noqa: F811
+    """cluster=2: a block pair multicasts halves of its segment's B tile (the map picked by the half's column)."""
+    _run(rng, "f16", "f16", 3, 50, 128, 4, 2, 32, layout="bhsd", rope_style="rotate_half", bias=True,
+         config=Sm90Config(block_m=128, block_n=64, stages=2, consumers=2, cluster=2))
+
+
 def test_qkv_sm90_default_choice(sm90, rng, poison):  # noqa: F811
     """Without a config, sizes that fit 128-column tiles take the sm_90a kernel, and qkv_choice says so;
     N_kv = 64 does not (no tile may straddle two projections) and keeps the mma.sync kernel."""
@@ -116,3 +122,15 @@ def test_qkv_sm90_gpu_llama8b(sm90, torch_cuda, layout, style):
         _check(torch, o, want)
     again = ops.qkv_project(x, *ws, **kw)
     assert all(torch.equal(a, b) for a, b in zip(outs, again))          # deterministic
+
+
+@pytest.mark.parametrize("bhsd,style", [(False, ""), (True, "rotate_half"), (True, "interleaved")])
+def test_qkv_sm90_llama_kernel_no_spills(bhsd, style):
+    """The kernels the heuristic picks for Llama-3-8B (bias, positions) assemble for sm_90a without spills."""
+    from kaiodsl import f16
+    from kaiodsl.ops import gemm_sm90, qkv_sm90
+
+    cfg = gemm_sm90.NARROW if style else gemm_sm90.DEFAULT
+    segs, types = qkv_sm90.segments(4096, 1024, f16, True, bhsd, 1024, 128, style, True)
+    stats = gemm_sm90.sm90_gemm_kernel("f16", cfg, segs, types).compile(arch="sm_90a").stats()
+    assert stats["spills"] == 0 and stats["local_bytes"] == 0, stats
