@@ -7,9 +7,9 @@ projection's bias, rotates q and k in registers (``tiles.rope``: a wgmma accumul
 heads, so rotate_half's partner D / 2 columns on is in the same lane) and stores row-major or
 head-major with the projection's head count. x is read once per row tile for all three.
 
-It needs each projection's N to be a multiple of block_n (no tile straddles two projections),
-rotate_half needs block_n to be a multiple of head_dim and head_dim of 16, and TMA needs 16-byte
-aligned rows; ``pick`` says which tiling fits or why none does (then ops/qkv_kernels.py runs).
+It needs each projection's N to be a multiple of block_n (no tile straddles two projections), with
+a rope block_n a multiple of head_dim and head_dim of 16 (rotate_half) or 8 (interleaved), and
+16-byte aligned rows (TMA); ``pick`` says which tiling fits or why none does (then ops/qkv_kernels.py runs).
 """
 
 from kaiodsl import Ptr, f32, i32, tiles
@@ -26,8 +26,9 @@ def _misfit(cfg: Sm90Config, Nq: int, Nkv: int, D: int, style: str) -> str:
     bn = cfg.block_n
     if Nq % bn or Nkv % bn:
         return f"N_q={Nq} and N_kv={Nkv} must be multiples of block_n={bn}"
-    if style == "rotate_half" and not Rope(style, D).fits_lane(bn):
-        return f"rotate_half needs block_n={bn} a multiple of head_dim={D} and head_dim a multiple of 16"
+    if style and not Rope(style, D).fits_lane(bn):
+        return (f"rope_style={style!r} needs block_n={bn} a multiple of head_dim={D} (whole heads a tile) and "
+                f"head_dim a multiple of {16 if style == 'rotate_half' else 8}")
     return ""
 
 
