@@ -62,6 +62,7 @@ def _weights(torch, kind, Ns, K, gs=128):
 
 def bench_qkv(torch, shapes, ms, results):
     from kaiodsl import ops
+    from kaiodsl.ops import qkv
 
     op = {"f16": ops.qkv_project, "int8": ops.qkv_project_int8, "int4": ops.qkv_project_int4}
     for sname, (K, H, Hkv, D) in shapes.items():
@@ -76,13 +77,14 @@ def bench_qkv(torch, shapes, ms, results):
                 cublas = lambda: [x @ w.T for w in w16]           # noqa: E731
                 t_f, t_s, t_c = timed(fused), timed(three), timed(cublas)
                 err = max(rel_err(o, r) for o, r in zip(fused(), cublas()))
+                path = qkv.qkv_choice(kind, M, K, Ns[0], Ns[1]).source     # which kernel ran (sm_90a or mma.sync)
                 r = {"op": name, "shape": sname, "M": M, "N": sum(Ns), "K": K, "kaiodsl_ms": t_f,
                      "separate_ms": t_s, "cublas_ms": t_c, "vs_cublas": t_c / t_f, "vs_separate": t_s / t_f,
-                     "rel_err": err}
+                     "rel_err": err, "path": path}
                 results.append(r)
                 print(f"{name:<18} {sname:<10} M={M:<5} fused {t_f * 1e3:8.1f} us  3x kaiodsl {t_s * 1e3:8.1f} us  "
                       f"3x cuBLAS {t_c * 1e3:8.1f} us  vs cuBLAS {r['vs_cublas']:5.2f}x  vs separate "
-                      f"{r['vs_separate']:5.2f}x  err {err:.1e}", flush=True)
+                      f"{r['vs_separate']:5.2f}x  err {err:.1e}  [{'sm_90a' if 'sm_90a' in path else 'mma.sync'}]", flush=True)
 
 
 def bench_gemm(torch, ms, results):

@@ -49,6 +49,13 @@ def kernels():
                                cfg.block_n, cfg.threads)
                 yield (f"qkv {kind} {cfg} {'bhsd+' + rope if rope else 'mn'}", qkv_kernel(plan),
                        max(smem, cfg.block_m * cfg.block_n * 4) if rope else smem)
+    from kaiodsl.ops import gemm_sm90, qkv_sm90
+
+    for cfg, bhsd, rope in ((gemm_sm90.DEFAULT, False, ""), (gemm_sm90.DEFAULT, True, ""),
+                            (gemm_sm90.NARROW, True, "rotate_half"), (gemm_sm90.NARROW, True, "interleaved")):
+        segs, types = qkv_sm90.segments(4096, 1024, f16, True, bhsd, 1024, 128, rope, bool(rope))
+        yield (f"qkv f16 sm_90a {cfg} bias {'bhsd' if bhsd else 'mn'}{'+' + rope if rope else ''}",
+               gemm_sm90.sm90_gemm_kernel("f16", cfg, segs, types), cfg.smem_bytes())
     yield "matmul_int4 decode (ops/matmul_int4.py)", importlib.import_module("kaiodsl.ops.matmul_int4").int4_kernel(
         "f16", 128, True, True, 2, 4, 2, 2), 0
 

@@ -23,6 +23,9 @@ and B columns in L2).
   rounding, 2-element stores guarded at M and N), while the producer already fills the ring for the
   next tile.
 
+* **Segments** (``E`` a ``gemm_sm90_segments.Segments``): up to three B operands and outputs in one
+  launch (the fused QKV projection); only the producer's B load and the epilogue call differ.
+
 ``BK`` is 128 bytes of K (64 f16 or 128 8-bit elements): one swizzle atom per row, what the 128-byte
 wgmma descriptor and the TMA box agree on. Shared memory is ``stages x (block_m + block_n) x 128``
 bytes; 128 x 256 tiles with 4 stages take 192 KB of the 227 KB.
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Ptr, TensorMap, f16, i32, tiles, u64
+from kaiodsl import Ptr, TensorMap, f16, f32, i32, tiles, u64
 from kaiodsl.errors import ArgumentError
 
 from ._common import require_positive_fields, require_smem
@@ -120,11 +123,15 @@ def sm90_config(M: int, N: int, K: int, sms: int) -> Sm90Config:
 
 
 @lru_cache(maxsize=None)
-def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_types: tuple):
+def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
     """The kernel for ``dtype_name`` operands, tiling ``cfg`` and epilogue ``E`` (whose run-time
-    operands have kaiodsl types ``arg_types``)."""
+    operands have kaiodsl types ``arg_types``): a tiles.Epilogue, or a ``gemm_sm90_segments.Segments``
+    (several B operands and outputs in one launch)."""
     eb = ELEM_BYTES[dtype_name]
     cfg.check(eb)
+    from . import gemm_sm90_segments as seg       # several B maps and outputs (that module's doc)
+
+    SEGS = E.checked(cfg, len(arg_types)) if isinstance(E, seg.Segments) else ()
     BM, BN, BK, S, GM = cfg.block_m, cfg.block_n, cfg.block_k(eb), cfg.stages, cfg.group_m
     W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
     CL = cfg.cluster
@@ -139,7 +146,7 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
     OUT = E.out
     nargs = len(arg_types)
     name = f"gemm_sm90_{dtype_name}_{OUT.name}_{BM}x{BN}_c{cfg.consumers}_s{S}" + (f"_cl{CL}" if CL > 1 else "") + \
-           "".join(f"_{op.kind}{getattr(op, 'axis', '')}" for op in E.ops)
+           "".join(f"_{op.kind}{getattr(op, 'axis', '')}" for op in (() if SEGS else E.ops)) + (E.tag if SEGS else "")
 
     @kaiodsl.func
     def body(ta, tb, c, args, M, N, K):
@@ -149,7 +156,11 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
         wg = tid // 128
         if tid == 0:
             kaiodsl.tma_prefetch(ta)
-            kaiodsl.tma_prefetch(tb)
+            if SEGS:
+                for m in kaiodsl.static_range(len(SEGS)):
+                    kaiodsl.tma_prefetch(tb[m])
+            else:
+                kaiodsl.tma_prefetch(tb)
             tiles.pipeline.init(R, bars)
         rank = 0
         if CL == 1:
@@ -173,7 +184,10 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
                         tiles.pipeline.commit(R, state, bars, STAGE_BYTES)
                         slot = smem.ptr(index * STAGE_ELEMS)
                         kaiodsl.tma_load(slot, ta, (m0, kt * BK), bars.ptr(index))
-                        if CL == 1:
+                        if SEGS:                  # B from the map of the segment holding the tile
+                            seg.load_segment_b(SEGS, CL, slot + A_ELEMS + rank * HALF_B, tb,
+                                               n0 + rank * (BN // 2), kt * BK, bars.ptr(index))
+                        elif CL == 1:
                             kaiodsl.tma_load(slot + A_ELEMS, tb, (n0, kt * BK), bars.ptr(index))
                         else:
                             kaiodsl.tma_load(slot + A_ELEMS + rank * HALF_B, tb, (n0 + rank * (BN // 2), kt * BK),
@@ -204,13 +218,24 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
                 if ktiles > 0:
                     tiles.pipeline.release(R, prev, bars, peer)
                 r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
-                for i in kaiodsl.static_range(W.m_tiles):
-                    tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
-                                              r0 + 64 * i, n0, lane, M, N)
+                if SEGS:                          # through the output, epilogue and rope of n0's segment
+                    seg.store_segments(SEGS, W, accs, c, args, r0, n0, lane, M)
+                else:
+                    for i in kaiodsl.static_range(W.m_tiles):
+                        tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
+                                                  r0 + 64 * i, n0, lane, M, N)
         if CL > 1:
             kaiodsl.cluster_sync()            # no block leaves while its peer may still arrive on its barriers
 
-    if nargs == 0:
+    if SEGS:
+        O0, O1, O2 = (E.outs + (OUT,) * seg.MAX_SEGMENTS)[:seg.MAX_SEGMENTS]
+        T0, T1, T2, T3, T4, T5 = (tuple(arg_types) + (Ptr[f32],) * seg.MAX_SEGMENT_ARGS)[:seg.MAX_SEGMENT_ARGS]
+
+        @kaiodsl.kernel(block_size=cfg.threads, name=name)
+        def kern(ta: TensorMap, tb0: TensorMap, tb1: TensorMap, tb2: TensorMap, c0: Ptr[O0], c1: Ptr[O1],
+                 c2: Ptr[O2], x0: T0, x1: T1, x2: T2, x3: T3, x4: T4, x5: T5, M: i32, N: i32, K: i32):
+            body(ta, (tb0, tb1, tb2), (c0, c1, c2), (x0, x1, x2, x3, x4, x5), M, N, K)
+    elif nargs == 0:
         @kaiodsl.kernel(block_size=cfg.threads, name=name)
         def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], M: i32, N: i32, K: i32):
             body(ta, tb, c, (), M, N, K)

@@ -16,17 +16,23 @@ e.g. from ``from_gptq`` per projection. Options, shared by the three:
   pairs (2i, 2i + 1)); rows take ``positions`` (int32 [M] or [B, S]) or by default their index in
   the sequence. Positions must lie in [0, P) (not checked on the device).
 * ``out_dtype``: f16/bf16/f32 (default x's).
+
+``qkv_choice`` says which kernel runs: on sm_90a, f16/bf16 weights past M = 64 take one launch of
+the Hopper GEMM (ops/qkv_sm90.py) when the projections fit its tiles; else ops/qkv_kernels.py.
 """
 
 
 import numpy as np
 
-from kaiodsl import bf16, f16, f32, i32, i8, u8, u32
+from kaiodsl import bf16, f16, f32, i32, i8, tuning, u8, u32
 from kaiodsl.errors import ArgumentError
 
 from . import matmul_int4_tiled as i4t
-from ._common import inspect_array, new_like, require_contiguous, require_dtype, require_rank, same_kind
-from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, needs_wide
+from . import qkv_sm90
+from ._common import (data_alignment, inspect_array, new_like, require_contiguous, require_dtype,
+                      require_i32_sizes, require_rank, same_kind)
+from .gemm_sm90 import Sm90Config
+from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, needs_wide, row_granule
 from .matmul_w8a16 import _vec_f32
 from .qkv_kernels import QkvPlan, qkv_kernel
 from .decode_gemm import DecodeConfig, DecodeGemm
@@ -47,6 +53,23 @@ def qkv_config(kind: str, M: int, K: int = 0):
     if kind == "f16" and M <= 16 and K % 32:
         return GemmConfig(16, 128, 64, 1, 4, 4)
     return table[0] if M <= 16 else table[1] if M <= 512 else table[2]
+
+
+def qkv_choice(kind: str, M: int, K: int, Nq: int, Nkv: int, head_dim: int = 0, rope_style: str = "",
+               rows_aligned: bool = True, config=None) -> tuning.Choice:
+    """The config the op runs for these sizes and why (``.config``, ``.source``): ``config`` when given;
+    on sm_90a for f16/bf16 weights past M = 64 the one-launch Hopper GEMM (an Sm90Config) when the
+    projections fit its tiles (``qkv_sm90.pick``); else ``qkv_config``'s mma.sync kernel config."""
+    if config is not None:
+        return tuning.Choice(config, "given")
+    why = "int8/int4 weights" if kind != "f16" else ""
+    if kind == "f16":
+        cfg, why = qkv_sm90.pick(M, K, Nq, Nkv, head_dim, rope_style or "", rows_aligned)
+        if cfg is not None:
+            return tuning.Choice(cfg, "heuristic: one sm_90a launch, TMA + wgmma over q, k, v segments "
+                                      "(ops/qkv_sm90.py)")
+    return tuning.Choice(qkv_config(kind, M, K), f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); "
+                                                 f"not sm_90a's: {why}")
 
 
 def _x(op, x):
@@ -210,7 +233,19 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
     T = xz.dtype
-    cfg = config or qkv_config(kind, M, K)
+    x2 = qkv_sm90.two_d(x, M, K) if kind == "f16" else None
+    aligned = x2 is not None and not any(row_granule(K, 2, data_alignment(a)) for a in (xz, *wzs))
+    cfg = qkv_choice(kind, M, K, Nq, Nkv, D, style, aligned, config).config
+    if isinstance(cfg, Sm90Config):
+        if kind != "f16":
+            raise ArgumentError(f"{op}(): config {cfg} is the f16/bf16 weights' sm_90a kernel; use config=None")
+        cfg = qkv_sm90.checked(op, cfg, K, Nq, Nkv, D, style, aligned)
+        require_i32_sizes(op, M=M, N=Nq + 2 * Nkv, K=K)
+        outs = _outputs(xz, layout, M, S, D, (Nq, Nkv, Nkv), OUT)
+        if M == 0:
+            return outs
+        return qkv_sm90.launch(x2, ws, outs, M, K, Nq, Nkv, cfg, T.name, OUT, biases, layout == "bhsd",
+                               S, D, style, rope, positions, dummy_f32(xz))
     wide = needs_wide(M, max(Nq, Nkv), K)
     if isinstance(cfg, DecodeConfig):
         unit = {"f16": 32, "int8": 64, "int4": 128}[kind]
@@ -234,16 +269,9 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
         smem = max(smem, bm * bn * 4)
     plan = QkvPlan(kind, G, OUT, layout == "bhsd", D, style or "", biases is not None, positions is not None,
                    bm, bn, threads)
-    # -- outputs (nothing above allocated or launched) --
-    lead = xz.shape[:-1]
-    if layout == "bhsd":
-        B = M // S
-        shapes = [(B, n // D, S, D) for n in (Nq, Nkv, Nkv)]
-    else:
-        shapes = [lead + (n,) for n in (Nq, Nkv, Nkv)]
-    outs = [new_like(xz, sh, OUT) for sh in shapes]
+    outs = _outputs(xz, layout, M, S, D, (Nq, Nkv, Nkv), OUT)
     if M == 0:
-        return tuple(outs)
+        return outs
     f32d = dummy_f32(xz)
     sc = qargs if kind == "int8" else (f32d,) * 3
     gs = qargs if kind == "int4" else (x,) * 3
@@ -263,6 +291,15 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
     grid = (nbq + 2 * nbk, -(-M // bm))
     k[grid, threads](x, *ws, *sc, *gs, *zs, *bs, *outs, cos, sin, pos, M, Nq, Nkv, K, S, nbq, nbk, smem=smem)
     return tuple(outs)
+
+
+def _outputs(xz, layout, M, S, D, Ns, OUT) -> tuple:
+    """q, k, v allocated as the layout lays them out (nothing before this allocated or launched)."""
+    if layout == "bhsd":
+        shapes = [(M // S, n // D, S, D) for n in Ns]
+    else:
+        shapes = [xz.shape[:-1] + (n,) for n in Ns]
+    return tuple(new_like(xz, sh, OUT) for sh in shapes)
 
 
 _OPTS = dict(bias=None, layout="mn", head_dim=None, seq_len=None, rope=None, rope_style="rotate_half",

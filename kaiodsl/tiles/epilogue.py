@@ -17,6 +17,8 @@ Store policies (``store``): ``RowMajor()`` writes [M, N] with 2-element vector s
 ``HeadMajor(seq, heads, head_dim)`` writes rows (b, s) x columns (h, d) as [B, heads, seq, head_dim];
 ``Split(((width, policy), ...))`` sends column ranges to several outputs (``out`` a tuple of pointers,
 e.g. Q, K, V). ``store_rows`` writes one value per row (a softmax LSE). Every offset is 64-bit.
+``tile_values`` + ``store_values`` are ``store_tile`` in two steps, for a step on the values in
+between that needs more than one element (tiles.rope).
 """
 
 from __future__ import annotations
@@ -282,6 +284,49 @@ def store_tile(E: Const, T: Const, acc, out, args, r0, c0, lane, M, N):
                     v0 = apply(E, f32(acc[i][j][2 * h]), cf0, rf, cv0, row, col)
                     v1 = apply(E, f32(acc[i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)
                     _route(E.store, out, rbs, j * 8, col, N, v0, v1, E.out)
+
+
+# -- in two steps: values, then stores (a step on the whole tile in between, e.g. tiles.rope) ---------
+@kaiodsl.func
+def tile_values(E: Const, T: Const, acc, args, r0, c0, lane, M, N):
+    """The warp tile ``acc`` at (r0, c0) through E's ops, as f32 values in the same layout
+    (``vals[i][j]``: a 4-tuple); what ``store_values`` then rounds and stores."""
+    g = lane // 4
+    t = lane % 4
+    args = load_scalars(E, args)
+    terms = []
+    for j in kaiodsl.static_range(T.nj):
+        col = c0 + j * 8 + 2 * t
+        terms = terms + [(col_terms(E, args, col, N), col_terms(E, args, col + 1, N))]
+    vals = []
+    for i in kaiodsl.static_range(T.mi):
+        line = []
+        for j in kaiodsl.static_range(T.nj):
+            col = c0 + j * 8 + 2 * t
+            (cf0, cv0), (cf1, cv1) = terms[j]
+            v = []
+            for h in kaiodsl.static_range(2):
+                row = r0 + i * 16 + g + 8 * h
+                rf = row_factor(E, args, min(row, M - 1))
+                v = v + [apply(E, f32(acc[i][j][2 * h]), cf0, rf, cv0, row, col),
+                         apply(E, f32(acc[i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)]
+            line = line + [(v[0], v[1], v[2], v[3])]
+        vals = vals + [line]
+    return vals
+
+
+@kaiodsl.func
+def store_values(E: Const, T: Const, vals, out, r0, c0, lane, M, N):
+    """``tile_values``' f32 tile at (r0, c0) rounded to E.out and stored through E.store (rows >= M and
+    columns >= N skipped)."""
+    g = lane // 4
+    t = lane % 4
+    for i in kaiodsl.static_range(T.mi):
+        for j in kaiodsl.static_range(T.nj):
+            for h in kaiodsl.static_range(2):
+                row = r0 + i * 16 + g + 8 * h
+                if row < M:
+                    _route(E.store, out, row, c0 + j * 8 + 2 * t, N, vals[i][j][2 * h], vals[i][j][2 * h + 1], E.out)
 
 
 @kaiodsl.func

@@ -8,15 +8,44 @@ column 8 j + 2 t + (e & 1); fragments.py). Columns are (head, d) with ``head_dim
   both (elements e, e + 1 of a fragment), so the rotation is in registers.
 * ``"rotate_half"`` (Llama / HF ``rotate_half``): pairs (i, i + D / 2) use angle i. The partner sits
   in another fragment, often another warp: the block's tile goes through shared memory once (f32,
-  ``[block rows, block cols]``), so the block's columns must hold whole heads.
+  ``[block rows, block cols]``), so the block's columns must hold whole heads. In a wgmma
+  accumulator (``AccTile(1, n / 8)``: every lane holds columns ``8 j + 2 t + e`` of all n / 8 column
+  groups) the partner of group j is group ``j +- D / 16`` of the same lane: ``rotate_half_lane``
+  rotates in registers when the tile holds whole heads and D is a multiple of 16.
+
+``Rope(style, head_dim, positions)`` is the step as compile-time data for an epilogue:
+``row_positions`` gives each row's position (``positions``: a Ptr[i32] of M rows, else ``row % S``
+for a run-time S), ``rotate_group`` rotates one column group (with its rotate_half partner) in
+registers, so an epilogue can go group by group and keep few values live.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import kaiodsl
 from kaiodsl import Const, i64
 
 STYLES = ("rotate_half", "interleaved")
+
+
+@dataclass(frozen=True)
+class Rope:
+    """Compile-time facts of a rotary step: the pairing, D, and whether rows take a positions array
+    (its run-time args: ``(cos, sin, positions)``, else ``(cos, sin, S)``)."""
+
+    style: str
+    head_dim: int
+    positions: bool = False
+
+    def __post_init__(self):
+        if self.style not in STYLES or self.head_dim < 2 or self.head_dim % 2:
+            raise ValueError(f"Rope: style in {STYLES} and an even head_dim, got {self}")
+
+    def fits_lane(self, cols: int) -> bool:
+        """Whether ``rotate_group`` serves tiles of ``cols`` columns: whole heads (D a multiple of 8:
+        a group lies in one head; rotate_half: of 16, so a partner is a whole group away)."""
+        return cols % self.head_dim == 0 and self.head_dim % (8 if self.style == "interleaved" else 16) == 0
 
 
 @kaiodsl.func
@@ -34,7 +63,10 @@ def interleaved(T: Const, vals, cos, sin, pos_rows, c0, lane, D: Const[int]):
     for i in kaiodsl.static_range(T.mi):
         line = []
         for j in kaiodsl.static_range(T.nj):
-            f = ((c0 + 8 * j + 2 * t) % D) // 2
+            if D % 8 == 0:                         # a pair never crosses a head: one mod per column group
+                f = ((c0 + 8 * j) % D) // 2 + t
+            else:
+                f = ((c0 + 8 * j + 2 * t) % D) // 2
             v = []
             for h in kaiodsl.static_range(2):
                 c, s = _angle(cos, sin, pos_rows[i][h], f, D)
@@ -78,3 +110,47 @@ def rotate_half(T: Const, vals, cos, sin, pos_rows, sm, ld: Const[int], r0, c0, 
             line = line + [(v[0], v[1], v[2], v[3])]
         out = out + [line]
     return out
+
+
+@kaiodsl.func
+def row_positions(R: Const, T: Const, args, r0, lane, M):
+    """``[i][h]``: the position of row ``r0 + 16 i + g + 8 h`` (positions[row], clamped to M - 1 for
+    rows past M, which are not stored; or row % S); ``args`` = (cos, sin, positions or S)."""
+    g = lane // 4
+    out = []
+    for i in kaiodsl.static_range(T.mi):
+        pair = []
+        for h in kaiodsl.static_range(2):
+            row = r0 + 16 * i + g + 8 * h
+            if R.positions:
+                pair = pair + [args[2][i64(min(row, M - 1))]]
+            else:
+                pair = pair + [row % args[2]]
+        out = out + [pair]
+    return out
+
+
+@kaiodsl.func
+def rotate_group(R: Const, groups, args, pos2, d0: Const[int], lane):
+    """One column group of a lane's accumulator row pair rotated in registers: ``groups[0]`` the 4
+    values at head columns ``d0 + 2 t + (e & 1)``, rows ``g + 8 (e >> 1)`` (positions ``pos2[e >> 1]``;
+    ``d0`` a multiple of 8), and for rotate_half (d0 < D / 2) ``groups[1]``, the partner group D / 2
+    columns on (in a wgmma accumulator: the same lane, D / 16 groups later). Returns the groups rotated."""
+    t = lane % 4
+    D = R.head_dim
+    lo = []
+    hi = []
+    if R.style == "interleaved":                  # pairs (2 i, 2 i + 1): elements (2 h, 2 h + 1), angle d0 / 2 + t
+        for h in kaiodsl.static_range(2):
+            c, s = _angle(args[0], args[1], pos2[h], d0 // 2 + t, D)
+            x = groups[0][2 * h]
+            y = groups[0][2 * h + 1]
+            lo = lo + [x * c - y * s, y * c + x * s]
+        return [(lo[0], lo[1], lo[2], lo[3])]
+    for e in kaiodsl.static_range(4):
+        c, s = _angle(args[0], args[1], pos2[e >> 1], d0 + 2 * t + (e & 1), D)
+        x = groups[0][e]
+        y = groups[1][e]
+        lo = lo + [x * c - y * s]
+        hi = hi + [y * c + x * s]
+    return [(lo[0], lo[1], lo[2], lo[3]), (hi[0], hi[1], hi[2], hi[3])]

@@ -54,7 +54,7 @@ def _tables(rng, P, D):
 
 
 def _run(rng, kind, dt, B, S, K, H, Hkv, D, layout="mn", rope_style=None, bias=False, positions=False,
-         x3d=True, out_dtype=None):
+         x3d=True, out_dtype=None, config=None):
     Ns = (H * D, Hkv * D, Hkv * D)
     xs = rng.standard_normal((B, S, K) if x3d else (B * S, K))
     x, xv = make(xs, dt)
@@ -84,6 +84,8 @@ def _run(rng, kind, dt, B, S, K, H, Hkv, D, layout="mn", rope_style=None, bias=F
         ref_kw["bias"] = bs
     if out_dtype:
         kw["out_dtype"] = out_dtype
+    if config is not None:
+        kw["config"] = config
     outs = OP[kind](x, *args, **kw)
     refs = qmod.reference_qkv(xv.reshape(xs.shape), *wref, **ref_kw)
     for o, r in zip(outs, refs):
