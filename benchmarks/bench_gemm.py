@@ -109,7 +109,7 @@ def _int8_config(M: int, N: int, K: int) -> str:
     from kaiodsl.ops import gemm_sm90
 
     if gemm_sm90.wants_sm90(M, N, K, "nk") and K % 16 == 0:
-        return "sm90 " + str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()))
+        return "sm90 " + str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count(), "s32"))
     return str(ops.int8_config(M, N, K))
 
 
