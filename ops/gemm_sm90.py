@@ -298,7 +298,7 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_ty
 
 
 # -- the epilogue: direct stores from the registers, or staged in shared memory and stored by TMA --------
-def tma_store_of(cfg: Sm90Config, out) -> tiles.tma_epilogue.TmaStore:
+def tma_store_of(cfg: Sm90Config, out) -> tiles.TmaStore:
     """The staging of one consumer's m64 row blocks of ``cfg``'s tile (2 buffers, named barriers 1..)."""
     return tma_epilogue.TmaStore(64, cfg.block_n, out)
 
