@@ -59,8 +59,8 @@ class Sm90Config:
     staging buffers of up to 8 KB per consumer; TMA stores that run on while the consumer starts its
     next tile), for row-major f16/bf16/f32 outputs whose rows start on 16-byte boundaries (an
     ArgumentError otherwise); ``"direct"``: 2-element stores from the registers
-    (``tiles.epilogue.store_tile``), any output; ``"auto"``: ``"tma"`` where the output allows it,
-    else ``"direct"``. ``split_k``: K cut into that many ranges, one work unit per (tile, range), each
+    (``tiles.epilogue.store_tile``), any output; ``"auto"``: ``"tma"`` where the output allows it
+    and the staging fits in shared memory next to the ring, else ``"direct"``. ``split_k``: K cut into that many ranges, one work unit per (tile, range), each
     writing its f32 partial tile to a workspace that a second kernel (``gemm_sm90_splitk``) sums in a
     fixed order before the epilogue (deterministic; float accumulators only: f16/bf16/fp8)."""
 
@@ -93,9 +93,15 @@ class Sm90Config:
     def ring_bytes(self) -> int:
         return self.stages * (self.block_m + self.block_n) * ROW_BYTES
 
+    @property
+    def staged(self) -> bool:
+        """Whether the staging buffers are allocated: store="tma", or "auto" where they fit next to the ring."""
+        fits = self.ring_bytes() + self.consumers * STAGING + 1024 <= SMEM_MAX
+        return self.store == "tma" or (self.store == "auto" and fits)
+
     def smem_bytes(self) -> int:
-        """The ring and, unless ``store="direct"``, the consumers' staging buffers."""
-        return self.ring_bytes() + (0 if self.store == "direct" else self.consumers * STAGING)
+        """The ring and, when ``staged``, the consumers' staging buffers."""
+        return self.ring_bytes() + (self.consumers * STAGING if self.staged else 0)
 
     def registers(self) -> tuple:
         """(producer, consumer) per-thread register budgets for setmaxnreg: the producer keeps 40
@@ -123,9 +129,9 @@ class Sm90Config:
              "the accumulators do not fit in the consumers' registers"),
             (self.split_k <= 16, "split_k must be at most 16"),
             (self.smem_bytes() + 1024 <= SMEM_MAX,
-             f"the ring{'' if self.store == 'direct' else ' and the TMA-store staging'} need "
+             f"the ring{' and the TMA-store staging' if self.staged else ''} need "
              f"{self.smem_bytes() + 1024} bytes of shared memory (with the 1024-byte alignment), more than "
-             f"{SMEM_MAX}: fewer stages" + ("" if self.store == "direct" else " or store='direct'")),
+             f"{SMEM_MAX}: fewer stages" + (" or store='auto' / 'direct'" if self.staged else "")),
         ]
         for ok, rule in rules:
             if not ok:
@@ -331,8 +337,8 @@ def resolve_store(cfg: Sm90Config, E: tiles.Epilogue, out, N: int) -> Sm90Config
     target (``tma_epilogue.fits``: a row-major f16/bf16/f32 [M, N] whose rows start on 16-byte
     boundaries; with split_k > 1 the f32 workspace, always), "direct" where it is not and the config
     said "auto"; ``store="tma"`` where it is not is an ArgumentError."""
-    if cfg.store == "direct":
-        return cfg
+    if cfg.store == "direct" or not cfg.staged:
+        return replace(cfg, store="direct")
     ok = cfg.split_k > 1 or (E.store.kind == "row_major" and
                              tma_epilogue.fits(E.out.name, N, data_alignment(inspect_array("out", out, "gemm_sm90"))))
     if not ok and cfg.store == "tma":
@@ -399,7 +405,8 @@ def _run(dtype_name, cfg: Sm90Config, E, arg_types, units: int, ta, tb, c, args,
 def kernel_for(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_types: tuple):
     """The GEMM kernel ``launch`` runs for ``cfg`` (for its registers, spills, PTX): store="auto" as
     "tma" (an aligned row-major output), split_k > 1 with the partials' epilogue."""
-    cfg = cfg if cfg.store != "auto" else replace(cfg, store="tma" if E.store.kind == "row_major" else "direct")
+    if cfg.store == "auto":
+        cfg = replace(cfg, store="tma" if cfg.staged and E.store.kind == "row_major" else "direct")
     if cfg.split_k > 1:
         E, arg_types = tiles.Epilogue((), f32), ()
     return sm90_gemm_kernel(dtype_name, cfg, E, arg_types)

@@ -36,7 +36,7 @@ def _space(M: int, N: int, K: int):
             continue
         cfg = Sm90Config(block_m=bm, block_n=bn, stages=stages, consumers=consumers, group_m=gm, cluster=cl,
                          store=store, split_k=split)
-        if cfg.smem_bytes() > SMEM_LIMIT:
+        if cfg.smem_bytes() > SMEM_LIMIT or (store == "auto" and not cfg.staged):    # that "auto" is "direct"
             continue
         try:
             cfg.check(2)

@@ -81,12 +81,15 @@ def test_store_auto_falls_back_to_direct(sm90, rng, poison):
 def test_store_config_checks():
     with pytest.raises(kaiodsl.ArgumentError, match="store must be one of"):
         Sm90Config(store="smem")
-    big = Sm90Config(block_n=192, stages=5)           # a 200 KB ring: no room for the staging buffers
-    assert big.smem_bytes() == Sm90Config(block_n=192, stages=5, store="direct").smem_bytes() + 2 * gemm_sm90.STAGING
-    with pytest.raises(kaiodsl.ArgumentError, match="store='direct'"):
-        big.check(2)
-    Sm90Config(block_n=192, stages=5, store="direct").check(2)
+    ring = Sm90Config(store="direct").smem_bytes()
+    assert Sm90Config().smem_bytes() == Sm90Config(store="tma").smem_bytes() == ring + 2 * gemm_sm90.STAGING
     Sm90Config().check(2)                             # 128 x 256, 4 stages: 192 KB + 32 KB of staging fit
+    big = Sm90Config(block_n=192, stages=5, store="tma")   # a 200 KB ring: no room for the staging buffers
+    with pytest.raises(kaiodsl.ArgumentError, match="TMA-store staging.*store='auto' / 'direct'"):
+        big.check(2)
+    auto = Sm90Config(block_n=192, stages=5)          # "auto" stores directly there
+    assert not auto.staged and auto.smem_bytes() == auto.ring_bytes()
+    auto.check(2)
 
 
 def test_int8_tma_store_exact(sm90, rng, monkeypatch):
