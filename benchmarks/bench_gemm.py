@@ -7,7 +7,9 @@ benchmarks/results/gemm.json and a PNG plot of TFLOPS by shape.
     python benchmarks/bench_gemm.py [--quick] [--only f16,bf16,int8,fp8,int4,decode] [--squares 4096,8192]
         [--decode-configs "1,8,2,2;1,8,1,2"]   (extra DecodeConfigs n_tiles,k_split,nw,unroll to time)
 
-``--squares`` times only those M = N = K (no LLM shapes). int8 runs against ``torch._int_mm`` (the f32
+``--squares`` times only those M = N = K (no LLM shapes); ``--shapes 128x4096x4096,...`` only those shapes.
+``--sm90-variants "store=direct;store=tma;split_k=4"`` also times, per f16/bf16 shape that runs the
+sm_90a kernel, its chosen Sm90Config with those fields replaced (one row each, op ``..._sm90var``). int8 runs against ``torch._int_mm`` (the f32
 output of ``ops.matmul_int8`` against its int32 one), fp8 (``ops.matmul_fp8``, e4m3, per-tensor scales,
 bf16 out) against ``torch._scaled_mm`` with the same scales and output.
 """
@@ -45,7 +47,7 @@ def rel_err(out, ref) -> float:
     return float(torch.linalg.norm(out - ref) / torch.linalg.norm(ref))
 
 
-def bench_float(dtype_name: str, shapes, results: list) -> None:
+def bench_float(dtype_name: str, shapes, results: list, variants=()) -> None:
     import torch
 
     import kaiodsl.ops as ops
@@ -70,6 +72,36 @@ def bench_float(dtype_name: str, shapes, results: list) -> None:
             row["vs_triton"] = row["triton_ms"] / t_k
         results.append(row)
         _row(results[-1])
+        if variants and type(cfg).__name__ == "Sm90Config":
+            bench_sm90_variants(dtype_name, a, b, ref, cfg, variants, t_t, results)
+
+
+def bench_sm90_variants(dtype_name: str, a, b, ref, base, variants, t_t: float, results: list) -> None:
+    """The sm_90a kernel with ``base`` changed by each of ``variants`` (dicts of Sm90Config fields)."""
+    from dataclasses import replace
+
+    import kaiodsl.ops as ops
+
+    M, K = a.shape
+    N = b.shape[0]
+    for v in variants:
+        cfg = replace(base, **v)
+        out = ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name, config=cfg)
+        t_k = timed(lambda: ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name, config=cfg))
+        flops = 2.0 * M * N * K
+        results.append({"op": f"matmul_{dtype_name}_sm90var", "M": M, "N": N, "K": K, "config": str(cfg),
+                        "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
+                        "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": rel_err(out, ref)})
+        _row(results[-1])
+
+
+def _variants(text: str) -> list:
+    """``"store=direct;split_k=4,store=tma"`` -> [{"store": "direct"}, {"split_k": 4, "store": "tma"}]."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        fields = dict(kv.split("=") for kv in item.split(","))
+        out.append({k: int(v) if v.isdigit() else v for k, v in fields.items()})
+    return out
 
 
 def bench_decode(dtype_name: str, shapes, extra: list, results: list) -> None:
@@ -109,7 +141,7 @@ def _int8_config(M: int, N: int, K: int) -> str:
     from kaiodsl.ops import gemm_sm90
 
     if gemm_sm90.wants_sm90(M, N, K, "nk") and K % 16 == 0:
-        return "sm90 " + str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()))
+        return "sm90 " + str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count(), "s32"))
     return str(ops.int8_config(M, N, K))
 
 
@@ -232,6 +264,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gemm.json"))
     ap.add_argument("--decode-configs", default="", help="extra DecodeConfigs for the decode rows, "
                     "'n_tiles,k_split,nw,unroll;...'")
+    ap.add_argument("--shapes", default="", help="only these shapes, e.g. '128x4096x4096,2048x14336x4096'")
+    ap.add_argument("--sm90-variants", default="", help="Sm90Config field changes to time beside the chosen "
+                    "config, e.g. 'store=direct;store=tma;split_k=4'")
     args = ap.parse_args()
     import torch
 
@@ -240,11 +275,14 @@ def main() -> int:
     llm = [(2048, 4096, 4096), (2048, 14336, 4096)] if args.quick else [(m, n, k) for m in LLM_M for n, k in LLM_NK]
     if args.squares:
         squares, llm = [(int(s), int(s), int(s)) for s in args.squares.split(",")], []
+    if args.shapes:
+        squares, llm = [], [tuple(int(x) for x in sh.split("x")) for sh in args.shapes.split(",")]
+    variants = _variants(args.sm90_variants)
     results: list = []
     t0 = time.time()
     for name in ("f16", "bf16"):
         if name in only:
-            bench_float(name, squares + llm, results)
+            bench_float(name, squares + llm, results, variants)
     if "decode" in only or args.decode_configs:
         from kaiodsl.ops import DecodeConfig
 

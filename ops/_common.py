@@ -223,10 +223,13 @@ def require_f32_scalar(op: str, name: str, value, what: str = "a Python float") 
                         f"(|x| <= {F32_MAX:.4g}), got {value!r}")
 
 
-def require_positive_fields(cfg) -> None:
-    """Every field of the config dataclass ``cfg`` is a positive int (bool, an int subclass, is not):
-    the ``__post_init__`` of the ops' tiling configs."""
+def require_positive_fields(cfg, skip: tuple = ()) -> None:
+    """Every field of the config dataclass ``cfg`` but those named in ``skip`` (checked by the config
+    itself) is a positive int (bool, an int subclass, is not): the ``__post_init__`` of the ops'
+    tiling configs."""
     for f in fields(cfg):
+        if f.name in skip:
+            continue
         v = getattr(cfg, f.name)
         if not (type(v) is int and v >= 1):
             raise ArgumentError(f"{type(cfg).__name__}: {f.name} must be a positive int, got {v!r}")

@@ -32,17 +32,21 @@ bytes; 128 x 256 tiles with 4 stages take 192 KB of the 227 KB.
 """
 
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Ptr, TensorMap, f16, f32, i32, tiles, u64
+from kaiodsl import Const, Ptr, TensorMap, f16, f32, i32, tiles, u64
 from kaiodsl.errors import ArgumentError
+from kaiodsl.tiles import tma_epilogue
 
-from ._common import require_positive_fields, require_smem
+from ._common import data_alignment, inspect_array, new_like, require_positive_fields, require_smem
 
 ROW_BYTES = 128                 # bytes of K per stage row: one 128-byte swizzle atom
 REGS = 64 * 1024                # registers per SM (and per block here: one block an SM)
+SMEM_MAX = 227 * 1024           # shared memory of a block on sm_90
+STAGING = 2 * 64 * ROW_BYTES    # a consumer's TMA-store staging: 2 buffers of 64 rows x 128 bytes (at most)
+STORES = ("auto", "tma", "direct")
 ELEM_BYTES = {"f16": 2, "bf16": 2, "s8": 1, "u8": 1, "e4m3": 1, "e5m2": 1,
               "e4m3_e5m2": 1, "e5m2_e4m3": 1}       # mixed fp8 pairs: A's type first (tiles.WarpgroupMma)
 
@@ -52,7 +56,16 @@ class Sm90Config:
     """``block_m x block_n`` output tiles, ``stages`` ring slots, ``consumers`` consumer warpgroups
     (each ``block_m / consumers`` rows, a multiple of 64), tiles walked ``group_m`` tile-rows at a time;
     ``cluster=2``: pairs of blocks (a thread-block cluster) take two neighbouring tile-rows of one
-    tile-column and share its B tile: each loads one half and multicasts it to both."""
+    tile-column and share its B tile: each loads one half and multicasts it to both.
+
+    ``store``: the epilogue's stores. ``"tma"``: through shared memory (``tiles.tma_epilogue``: 2
+    staging buffers of up to 8 KB per consumer; TMA stores that run on while the consumer starts its
+    next tile), for row-major f16/bf16/f32 outputs whose rows start on 16-byte boundaries (an
+    ArgumentError otherwise); ``"direct"``: 2-element stores from the registers
+    (``tiles.epilogue.store_tile``), any output; ``"auto"``: ``"tma"`` where the output allows it
+    and the staging fits in shared memory next to the ring, else ``"direct"``. ``split_k``: K cut into that many ranges, one work unit per (tile, range), each
+    writing its f32 partial tile to a workspace that a second kernel (``gemm_sm90_splitk``) sums in a
+    fixed order before the epilogue (deterministic; float accumulators only: f16/bf16/fp8)."""
 
     block_m: int = 128
     block_n: int = 256
@@ -60,9 +73,14 @@ class Sm90Config:
     consumers: int = 2
     group_m: int = 8
     cluster: int = 1
+    store: str = "auto"
+    split_k: int = 1
 
     def __post_init__(self):
-        require_positive_fields(self)
+        require_positive_fields(self, skip=("store",))
+        if self.store not in STORES:
+            raise ArgumentError(f"Sm90Config: store must be one of {', '.join(map(repr, STORES))}, "
+                                f"got {self.store!r}")
 
     @property
     def wg_rows(self) -> int:
@@ -75,8 +93,18 @@ class Sm90Config:
     def block_k(self, elem_bytes: int) -> int:
         return ROW_BYTES // elem_bytes
 
-    def smem_bytes(self) -> int:
+    def ring_bytes(self) -> int:
         return self.stages * (self.block_m + self.block_n) * ROW_BYTES
+
+    @property
+    def staged(self) -> bool:
+        """Whether the staging buffers are allocated: store="tma", or "auto" where they fit next to the ring."""
+        fits = self.ring_bytes() + self.consumers * STAGING + 1024 <= SMEM_MAX
+        return self.store == "tma" or (self.store == "auto" and fits)
+
+    def smem_bytes(self) -> int:
+        """The ring and, when ``staged``, the consumers' staging buffers."""
+        return self.ring_bytes() + (self.consumers * STAGING if self.staged else 0)
 
     def registers(self) -> tuple:
         """(producer, consumer) per-thread register budgets for setmaxnreg: the producer keeps 40
@@ -102,6 +130,11 @@ class Sm90Config:
              "with cluster=2 each block loads block_n / 2 rows of B: a multiple of 8 (of 16 for 8-bit types)"),
             (self.registers()[1] * 128 * self.consumers >= self.wg_rows // 64 * self.block_n // 2 * 128 * self.consumers,
              "the accumulators do not fit in the consumers' registers"),
+            (self.split_k <= 16, "split_k must be at most 16"),
+            (self.smem_bytes() + 1024 <= SMEM_MAX,
+             f"the ring{' and the TMA-store staging' if self.staged else ''} need "
+             f"{self.smem_bytes() + 1024} bytes of shared memory (with the 1024-byte alignment), more than "
+             f"{SMEM_MAX}: fewer stages" + (" or store='auto' / 'direct'" if self.staged else "")),
         ]
         for ok, rule in rules:
             if not ok:
@@ -109,32 +142,55 @@ class Sm90Config:
 
     def __str__(self) -> str:
         return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}" + \
-            (f"/cl{self.cluster}" if self.cluster > 1 else "")
+            (f"/cl{self.cluster}" if self.cluster > 1 else "") + (f"/k{self.split_k}" if self.split_k > 1 else "") + \
+            (f"/{self.store}" if self.store != "auto" else "")
 
 
 DEFAULT = Sm90Config()
 NARROW = Sm90Config(block_m=128, block_n=128, stages=6)
 
 
-def sm90_config(M: int, N: int, K: int, sms: int) -> Sm90Config:
-    """The heuristic: 128 x 256 tiles when they still give every SM a tile, else 128 x 128."""
+def sm90_config(M: int, N: int, K: int, sms: int, acc: str = "f32") -> Sm90Config:
+    """The heuristic: 128 x 256 tiles when they still give every SM a tile, else 128 x 128, with K
+    split (``split_k_for``) when even those leave most SMs idle; ``acc``: the accumulator type
+    (split-K sums f32 partials: never for the s32 accumulators of the int8 kernels)."""
     tiles_256 = -(-M // 128) * -(-N // 256)
-    return DEFAULT if tiles_256 >= sms else NARROW
+    if tiles_256 >= sms:
+        return DEFAULT
+    split = split_k_for(M, N, K, sms) if acc == "f32" else 1
+    return NARROW if split == 1 else replace(NARROW, split_k=split)
+
+
+def split_k_for(M: int, N: int, K: int, sms: int) -> int:
+    """How many ways the heuristic splits K for 128 x 128 tiles: 1 unless the tiles would keep at
+    most half of the SMs busy and K >= 4096; then enough splits to give about every SM a unit
+    (at most 8, each split at least 1024 deep), so M = 128 / 256 with N = 4096 take 4 / 2."""
+    tiles = -(-M // 128) * -(-N // 128)
+    if 2 * tiles > sms or K < 4096:
+        return 1
+    return max(1, min(sms // tiles, 8, K // 1024))
 
 
 @lru_cache(maxsize=None)
 def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
-    """The kernel for ``dtype_name`` operands, tiling ``cfg`` and epilogue ``E`` (whose run-time
-    operands have kaiodsl types ``arg_types``): a tiles.Epilogue, or a ``gemm_sm90_segments.Segments``
-    (several B operands and outputs in one launch)."""
+    """The kernel for ``dtype_name`` operands, tiling ``cfg`` (its ``store`` resolved to "tma" or
+    "direct") and epilogue ``E`` (whose run-time operands have kaiodsl types ``arg_types``): a
+    tiles.Epilogue, or a ``gemm_sm90_segments.Segments`` (several B operands and outputs in one launch;
+    direct stores, no split-K). With ``split_k > 1``, E is the partials' (no ops, f32) and ``c`` the workspace."""
     eb = ELEM_BYTES[dtype_name]
     cfg.check(eb)
+    if cfg.store not in ("tma", "direct"):
+        raise ArgumentError(f"sm90_gemm_kernel: store={cfg.store!r} must be resolved to 'tma' or 'direct' "
+                            f"(gemm_sm90.resolve_store)")
     from . import gemm_sm90_segments as seg       # several B maps and outputs (that module's doc)
 
     SEGS = E.checked(cfg, len(arg_types)) if isinstance(E, seg.Segments) else ()
+    if SEGS and (cfg.store != "direct" or cfg.split_k != 1):
+        raise ArgumentError(f"sm90_gemm_kernel: segments store directly without split-K, got {cfg}")
     BM, BN, BK, S, GM = cfg.block_m, cfg.block_n, cfg.block_k(eb), cfg.stages, cfg.group_m
     W = tiles.WarpgroupMma(dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
     CL = cfg.cluster
+    SPLIT = cfg.split_k
     R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers * CL, cluster=CL)
     HALF_B = BN // 2 * BK                 # cluster=2: the B rows each block loads and multicasts
     A_ELEMS, B_ELEMS = BM * BK, BN * BK
@@ -144,8 +200,10 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
     PROD_REGS, CONS_REGS = cfg.registers()
     SMEM_T = {1: kaiodsl.u8, 2: f16}[eb]
     OUT = E.out
+    TS = tma_store_of(cfg, OUT) if cfg.store == "tma" else None
     nargs = len(arg_types)
     name = f"gemm_sm90_{dtype_name}_{OUT.name}_{BM}x{BN}_c{cfg.consumers}_s{S}" + (f"_cl{CL}" if CL > 1 else "") + \
+           (f"_k{SPLIT}" if SPLIT > 1 else "") + ("_tma" if TS else "") + \
            "".join(f"_{op.kind}{getattr(op, 'axis', '')}" for op in (() if SEGS else E.ops)) + (E.tag if SEGS else "")
 
     @kaiodsl.func
@@ -175,10 +233,11 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
                 state = tiles.pipeline.start(R)
-                for t in range(first, total, step):
+                for u in range(first, total * SPLIT, step):
+                    t, split, k_lo, k_hi = tiles.gemm.split_unit(u, total, ktiles, SPLIT)
                     mp, n0 = tiles.gemm.tile_coords_of(t, M, N, BM * CL, BN, GM)
                     m0 = mp + rank * BM
-                    for kt in range(ktiles):
+                    for kt in range(k_lo, k_hi):
                         tiles.pipeline.acquire(R, state, bars)
                         index, phase = state
                         tiles.pipeline.commit(R, state, bars, STAGE_BYTES)
@@ -196,37 +255,48 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
             cw = wg - 1
-            lane = tid % 32
             state = tiles.pipeline.start(R)
             peer = rank ^ 1                   # the other block of a cluster pair (unused without one)
-            for t in range(first, total, step):
+            ctx = 0
+            if TS:
+                ctx = tma_epilogue.context(TS, kaiodsl.dynamic_shared(OUT, offset=cfg.ring_bytes(), align=1024),
+                                           cw, tid)
+            for u in range(first, total * SPLIT, step):
+                t, split, k_lo, k_hi = tiles.gemm.split_unit(u, total, ktiles, SPLIT)
                 mp, n0 = tiles.gemm.tile_coords_of(t, M, N, BM * CL, BN, GM)
                 m0 = mp + rank * BM
                 accs = tiles.warpgroup.zeros(W)
                 prev = state
-                for kt in range(ktiles):
+                for kt in range(k_lo, k_hi):
                     tiles.pipeline.wait(R, 0, state, bars)
                     index, phase = state
                     slot = smem.ptr(index * STAGE_ELEMS)
                     accs = tiles.warpgroup.mma_stage(W, slot + cw * WG_ELEMS, slot + A_ELEMS, accs)
                     accs = tiles.warpgroup.wait(W, 1, accs)
-                    if kt > 0:
+                    if kt > k_lo:
                         tiles.pipeline.release(R, prev, bars, peer)
                     prev = state
                     state = tiles.pipeline.advance(R, state)
                 accs = tiles.warpgroup.wait(W, 0, accs)
-                if ktiles > 0:
+                if k_hi > k_lo:
                     tiles.pipeline.release(R, prev, bars, peer)
-                r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
+                # split-K: the partial goes to rows split * Mp + m0 of the [SPLIT * Mp, Np] workspace
+                mrows = ((M + BM * CL - 1) // (BM * CL)) * (BM * CL)
+                ncols = ((N + BN - 1) // BN) * BN
                 if SEGS:                          # through the output, epilogue and rope of n0's segment
-                    seg.store_segments(SEGS, W, accs, c, args, r0, n0, lane, M)
+                    seg.store_segments(SEGS, W, accs, c, args, m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4), n0,
+                                       tid % 32, M)
+                elif SPLIT > 1:
+                    consumer_epilogue(TS, E, W, accs, c, args, ctx, split * mrows + m0 + cw * cfg.wg_rows, n0, tid,
+                                      SPLIT * mrows, ncols)
                 else:
-                    for i in kaiodsl.static_range(W.m_tiles):
-                        tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
-                                                  r0 + 64 * i, n0, lane, M, N)
+                    consumer_epilogue(TS, E, W, accs, c, args, ctx, m0 + cw * cfg.wg_rows, n0, tid, M, N)
+            if TS:
+                tma_epilogue.finish(TS, ctx)
         if CL > 1:
             kaiodsl.cluster_sync()            # no block leaves while its peer may still arrive on its barriers
 
+    C = TensorMap if TS else Ptr[OUT]
     if SEGS:
         O0, O1, O2 = (E.outs + (OUT,) * seg.MAX_SEGMENTS)[:seg.MAX_SEGMENTS]
         T0, T1, T2, T3, T4, T5 = (tuple(arg_types) + (Ptr[f32],) * seg.MAX_SEGMENT_ARGS)[:seg.MAX_SEGMENT_ARGS]
@@ -237,27 +307,50 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
             body(ta, (tb0, tb1, tb2), (c0, c1, c2), (x0, x1, x2, x3, x4, x5), M, N, K)
     elif nargs == 0:
         @kaiodsl.kernel(block_size=cfg.threads, name=name)
-        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], M: i32, N: i32, K: i32):
+        def kern(ta: TensorMap, tb: TensorMap, c: C, M: i32, N: i32, K: i32):
             body(ta, tb, c, (), M, N, K)
     elif nargs == 1:
         T0, = arg_types
 
         @kaiodsl.kernel(block_size=cfg.threads, name=name)
-        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], x0: T0, M: i32, N: i32, K: i32):
+        def kern(ta: TensorMap, tb: TensorMap, c: C, x0: T0, M: i32, N: i32, K: i32):
             body(ta, tb, c, (x0,), M, N, K)
     elif nargs == 2:
         T0, T1 = arg_types
 
         @kaiodsl.kernel(block_size=cfg.threads, name=name)
-        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], x0: T0, x1: T1, M: i32, N: i32, K: i32):
+        def kern(ta: TensorMap, tb: TensorMap, c: C, x0: T0, x1: T1, M: i32, N: i32, K: i32):
             body(ta, tb, c, (x0, x1), M, N, K)
     else:
         T0, T1, T2 = arg_types
 
         @kaiodsl.kernel(block_size=cfg.threads, name=name)
-        def kern(ta: TensorMap, tb: TensorMap, c: Ptr[OUT], x0: T0, x1: T1, x2: T2, M: i32, N: i32, K: i32):
+        def kern(ta: TensorMap, tb: TensorMap, c: C, x0: T0, x1: T1, x2: T2, M: i32, N: i32, K: i32):
             body(ta, tb, c, (x0, x1, x2), M, N, K)
     return kern
+
+
+# -- the epilogue: direct stores from the registers, or staged in shared memory and stored by TMA --------
+def tma_store_of(cfg: Sm90Config, out) -> tiles.TmaStore:
+    """The staging of one consumer's m64 row blocks of ``cfg``'s tile (2 buffers, named barriers 1..)."""
+    return tma_epilogue.TmaStore(64, cfg.block_n, out)
+
+
+@kaiodsl.func
+def consumer_epilogue(TS: Const, E: Const, W: Const, accs, c, args, ctx, r0, n0, tid, M, N):
+    """One consumer's ``W.m_tiles`` m64 row blocks from row ``r0`` of the tile at column ``n0``: with
+    TS (a TmaStore) through its staging buffers to the tensor map ``c``, else straight to ``c``."""
+    lane = tid % 32
+    if TS:
+        tma_epilogue.begin(TS, ctx)
+        for i in kaiodsl.static_range(W.m_tiles):
+            tma_epilogue.store_tile(TS, E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, ctx, args,
+                                    r0 + 64 * i, n0, M, N, i * TS.chunks)
+    else:
+        wr = r0 + 16 * ((tid // 32) % 4)
+        for i in kaiodsl.static_range(W.m_tiles):
+            tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
+                                      wr + 64 * i, n0, lane, M, N)
 
 
 def sm_count() -> int:
@@ -266,23 +359,84 @@ def sm_count() -> int:
     return int(getattr(current(), "sm_count", 132))
 
 
+def resolve_store(cfg: Sm90Config, E: tiles.Epilogue, out, N: int) -> Sm90Config:
+    """``cfg`` with ``store`` decided for this output: "tma" where the kernel's target is a TMA store
+    target (``tma_epilogue.fits``: a row-major f16/bf16/f32 [M, N] whose rows start on 16-byte
+    boundaries; with split_k > 1 the f32 workspace, always), "direct" where it is not and the config
+    said "auto"; ``store="tma"`` where it is not is an ArgumentError."""
+    if cfg.store == "direct" or not cfg.staged:
+        return replace(cfg, store="direct")
+    ok = cfg.split_k > 1 or (E.store.kind == "row_major" and
+                             tma_epilogue.fits(E.out.name, N, data_alignment(inspect_array("out", out, "gemm_sm90"))))
+    if not ok and cfg.store == "tma":
+        raise ArgumentError(f"Sm90Config(store='tma'): the output ({E.out.name}, N={N}, {E.store.kind}) is not a "
+                            f"TMA store target: that needs a row-major f16, bf16 or f32 output whose rows start on "
+                            f"16-byte boundaries (N * {E.out.nbytes} bytes a multiple of 16); use store='auto' or "
+                            f"'direct'")
+    return replace(cfg, store="tma" if ok else "direct")
+
+
 def launch(dtype_name: str, a, b, out, M: int, N: int, K: int, cfg: Sm90Config, E: tiles.Epilogue,
            args: tuple = (), arg_types: tuple = ()):
     """Run the kernel on validated operands: a [M, K], b [N, K] (row-major, 16-byte aligned rows),
-    out [M, N]; ``args`` the epilogue's run-time operands."""
+    out [M, N]; ``args`` the epilogue's run-time operands. With split_k > 1 (as many splits as K has
+    k tiles for, at most): the partials into a workspace, then gemm_sm90_splitk's reduction."""
+    if cfg.split_k > 1 and dtype_name in ("s8", "u8"):
+        raise ArgumentError(f"Sm90Config(split_k={cfg.split_k}): split-K sums f32 partials; the {dtype_name} kernel "
+                            f"accumulates exactly in s32: use split_k=1")
+    cfg = resolve_store(cfg, E, out, N)
     eb = ELEM_BYTES[dtype_name]
     BK = cfg.block_k(eb)
-    ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
-    tb = TensorMap(b, (cfg.block_n // cfg.cluster, BK), swizzle=128, l2_promotion=256)
     CL = cfg.cluster
+    ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
+    tb = TensorMap(b, (cfg.block_n // CL, BK), swizzle=128, l2_promotion=256)
     total = -(-M // (cfg.block_m * CL)) * -(-N // cfg.block_n)
+    if cfg.split_k > 1:
+        ktiles = -(-K // BK)
+        cfg = replace(cfg, split_k=-(-ktiles // -(-ktiles // cfg.split_k)))      # no empty k range
+    if cfg.split_k == 1:
+        _run(dtype_name, cfg, E, arg_types, total, ta, tb, _target(cfg, E.out, out), args, M, N, K)
+        return out
+    from . import gemm_sm90_splitk
+
+    S = cfg.split_k
+    mp, np_ = -(-M // (cfg.block_m * CL)) * cfg.block_m * CL, -(-N // cfg.block_n) * cfg.block_n
+    if S * mp > 2**31 - 1:
+        raise ArgumentError(f"gemm_sm90: split_k={S} with M={M}: the workspace's {S * mp} rows pass the i32 "
+                            f"row coordinates; use split_k=1")
+    ws = new_like(inspect_array("out", out, "gemm_sm90"), (S * mp, np_), f32)
+    part = tiles.Epilogue((), f32)
+    _run(dtype_name, cfg, part, (), total * S, ta, tb, _target(cfg, f32, ws), (), M, N, K)
+    return gemm_sm90_splitk.reduce(ws, S, mp, np_, out, M, N, E, args, arg_types)
+
+
+def _target(cfg: Sm90Config, out_t, out):
+    """The kernel's ``c``: the output itself, or with store="tma" its tensor map (the staging box)."""
+    if cfg.store != "tma":
+        return out
+    TS = tma_store_of(cfg, out_t)
+    return TensorMap(out, TS.box, dtype=out_t.name, swizzle=TS.swizzle_bytes)
+
+
+def _run(dtype_name, cfg: Sm90Config, E, arg_types, units: int, ta, tb, c, args, M, N, K):
+    """One launch of the persistent kernel over ``units`` work units (tiles, or tiles x splits)."""
     k = sm90_gemm_kernel(dtype_name, cfg, E, arg_types)
+    CL = cfg.cluster
     if CL == 1:
-        k[min(total, sm_count()), cfg.threads](ta, tb, out, *args, M, N, K, smem=cfg.smem_bytes())
+        k[min(units, sm_count()), cfg.threads](ta, tb, c, *args, M, N, K, smem=cfg.smem_bytes())
     else:
-        grid = min(total, sm_count() // CL) * CL
-        k[grid, cfg.threads](ta, tb, out, *args, M, N, K, smem=cfg.smem_bytes(), cluster=(CL, 1, 1))
-    return out
+        grid = min(units, sm_count() // CL) * CL
+        k[grid, cfg.threads](ta, tb, c, *args, M, N, K, smem=cfg.smem_bytes(), cluster=(CL, 1, 1))
+
+
+def kernel_for(dtype_name: str, cfg: Sm90Config, E: tiles.Epilogue, arg_types: tuple):
+    """The GEMM kernel ``launch`` runs for ``cfg`` (for its registers, spills, PTX): store="auto" as
+    "tma" (an aligned row-major output), split_k > 1 with the partials' epilogue."""
+    if cfg.store == "auto":
+        cfg = replace(cfg, store="tma" if cfg.staged and E.store.kind == "row_major" else "direct")
+    if cfg.split_k > 1:
+        E, arg_types = tiles.Epilogue((), f32), ()
+    return sm90_gemm_kernel(dtype_name, cfg, E, arg_types)
 
 
 def wants_sm90(M: int, N: int, K: int, b_layout: str) -> bool:

@@ -41,11 +41,11 @@ def wants(config, M: int, N: int, K: int, layout: str, rows_aligned: bool) -> bo
     return is_auto(config) and rows_aligned and gemm_sm90.wants_sm90(M, N, K, layout)
 
 
-def config(op: str, config, M: int, N: int, K: int, layout: str, rows_aligned: bool) -> Sm90Config:
-    """The tiling to run (``config`` itself, or the heuristic's for automatic), checked for 1-byte
-    elements by ``gemm_sm90.checked_config``."""
+def config(op: str, config, M: int, N: int, K: int, layout: str, rows_aligned: bool, acc: str = "s32") -> Sm90Config:
+    """The tiling to run (``config`` itself, or the heuristic's for automatic, which splits K only for
+    ``acc="f32"``: fp8), checked for 1-byte elements by ``gemm_sm90.checked_config``."""
     return gemm_sm90.checked_config(op, config, K, layout, rows_aligned, 1,
-                                    lambda: gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()))
+                                    lambda: gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count(), acc))
 
 
 def run(dtype_name: str, a, b, out, M: int, N: int, K: int, cfg: Sm90Config, out_t, terms):

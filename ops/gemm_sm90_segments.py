@@ -8,7 +8,7 @@ producer loads a tile's B box from its segment's tensor map at the local column
 (``store_segments``). The fused QKV projection (ops/qkv_sm90.py) is three segments: q, k, v.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import kaiodsl
 from kaiodsl import TensorMap, tiles
@@ -152,6 +152,7 @@ def launch_segments(dtype_name: str, a, bs: tuple, outs: tuple, M: int, K: int, 
     s's B and output (16-byte aligned rows); ``args`` the epilogues' run-time operands, ``dummy`` an f32
     array for the operand slots they leave unused."""
     eb = ELEM_BYTES[dtype_name]
+    cfg = replace(cfg, store="direct")            # register stores through each segment's own policy
     BK = cfg.block_k(eb)
     ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
     tbs = [TensorMap(b, (cfg.block_n // cfg.cluster, BK), swizzle=128, l2_promotion=256) for b in bs]

@@ -158,8 +158,9 @@ def matmul_choice(M: int, N: int, K: int, dtype="f16", b_layout: str = "nk", pip
                               lambda c, d, l: c.check(2))
         if found is not None:
             return found
-        return tuning.Choice(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count()),
-                             "heuristic: the sm_90a kernel (TMA + wgmma, ops/gemm_sm90.py)")
+        cfg = gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count())
+        split = f", split-K {cfg.split_k} (too few tiles for the SMs, K={K})" if cfg.split_k > 1 else ""
+        return tuning.Choice(cfg, f"heuristic: the sm_90a kernel (TMA + wgmma, ops/gemm_sm90.py){split}")
     if pipeline == "auto" and not decode_unfit(M, K, b_layout, True) and decode_preferred(N):
         return tuning.Choice(decode_config(M, N, K), "heuristic: the decode weight stream (ops/matmul_decode.py)")
     if pipeline == "auto":
@@ -427,8 +428,7 @@ def matmul_kernel_for(a, b, b_layout: str, config, out_dtype: str = "f16", bias:
         except ArgumentError as e:
             raise ArgumentError(f"{op}(): config: {e}") from None
         E = tiles.Epilogue((tiles.Bias(),) if bias else (), out_t)
-        return gemm_sm90.sm90_gemm_kernel(az.dtype.name, config, E, (Ptr[f32],) if bias else ()).compile(
-            arch="sm_90a")
+        return gemm_sm90.kernel_for(az.dtype.name, config, E, (Ptr[f32],) if bias else ()).compile(arch="sm_90a")
     if not isinstance(config, GemmConfig):
         raise ArgumentError(f"{op}(): config must be a kaiodsl.ops.GemmConfig, DecodeConfig or Sm90Config, "
                             f"got {config!r}")

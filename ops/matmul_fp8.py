@@ -76,7 +76,7 @@ def matmul_fp8(a, b, scale_a, scale_b, *, out_dtype="bf16", bias=None, b_layout:
     if not (config is None or isinstance(config, Sm90Config) or (isinstance(config, str) and config == "auto")):
         raise ArgumentError(f"{OP}(): config must be a kaiodsl.ops.Sm90Config, or 'auto' / None to let the op "
                             f"choose, got {type(config).__name__} {config!r}")
-    cfg = sm90.config(OP, config, M, N, K, "nk", True)
+    cfg = sm90.config(OP, config, M, N, K, "nk", True, acc="f32")
     if bias is not None:
         terms.append((tiles.Bias(), _bias_f32(bias, az, N, OP), Ptr[f32]))   # the last check (may convert)
     out = new_like(az, (M, N), out_t)

@@ -7,6 +7,7 @@ mma        warp-level mma.sync over tiles
 warpgroup  warpgroup-level wgmma over shared-memory tiles (sm_90a)
 pipeline   a ring of stages with an (index, phase) state
 epilogue   per-element functions and store policies
+tma_epilogue  an epilogue staged in shared memory and stored by TMA (sm_90)
 gemm       a block's GEMM main loop composed of the above
 dequant    low-bit weights into mma B fragments on load (W4A16)
 """
@@ -20,7 +21,7 @@ from ..errors import IndexOverflowWarning as _IndexOverflowWarning
 # docs/tiles.md). The check is the caller's, so the library's own lines do not warn.
 _warnings.filterwarnings("ignore", category=_IndexOverflowWarning, module=r"kaiodsl\.tiles(\.|$)")
 
-from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline, warpgroup
+from . import copies, dequant, epilogue, fragments, gemm, layouts, mma, pipeline, tma_epilogue, warpgroup
 from .copies import TileCopy
 from .epilogue import Bias, ColScale, Epilogue, HeadMajor, Map, RowMajor, RowScale, Scale, Split, TensorScale
 from .fragments import AccTile
@@ -28,9 +29,10 @@ from .gemm import BlockGemm
 from .layouts import B32, B64, B128, NONE, SmemTile, Swizzle
 from .mma import MmaAtom, WarpMma
 from .pipeline import Ring
+from .tma_epilogue import TmaStore
 from .warpgroup import WarpgroupMma
 
 __all__ = ["copies", "dequant", "epilogue", "fragments", "gemm", "layouts", "mma", "pipeline", "TileCopy", "Bias",
            "ColScale", "Epilogue", "HeadMajor", "Map", "RowMajor", "RowScale", "Scale", "Split", "TensorScale", "AccTile",
            "BlockGemm", "B32", "B64", "B128", "NONE", "SmemTile", "Swizzle", "MmaAtom", "WarpMma", "Ring",
-           "warpgroup", "WarpgroupMma"]
+           "warpgroup", "WarpgroupMma", "tma_epilogue", "TmaStore"]

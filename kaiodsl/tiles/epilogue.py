@@ -260,6 +260,13 @@ def _route(P: Const, out, rbs, dc, col, N, v0, v1, OUT: Const):
 
 
 @kaiodsl.func
+def store_values(E: Const, out, row, col, N, v0, v1):
+    """Columns col, col + 1 (col even) of ``row``, already through E's ops, by E's store policy (an
+    element-wise kernel's store: split-K's reduction)."""
+    _route(E.store, out, row, col, N, v0, v1, E.out)
+
+
+@kaiodsl.func
 def store_tile(E: Const, T: Const, acc, out, args, r0, c0, lane, M, N):
     """The warp tile ``acc`` (an AccTile T) at (r0, c0) of the [M, N] result, through E; two
     columns per lane (C fragment: rows g, g + 8; columns 2t, 2t + 1), rows >= M and columns >= N skipped.

@@ -121,6 +121,20 @@ def tile_coords_of(pid, M, N, BM: Const[int], BN: Const[int], GROUP_M: Const[int
 
 
 @kaiodsl.func
+def split_unit(u, tiles, ktiles, SPLIT: Const[int]):
+    """Work unit ``u`` of a split-K walk over ``tiles`` output tiles: (tile, split, first k tile, end
+    k tile). Units are split-major (``u = split * tiles + tile``: the units in flight together read
+    one k range of A); split s covers k tiles ``[s * per, min((s + 1) * per, ktiles))``, ``per =
+    ceil(ktiles / SPLIT)``. SPLIT = 1: (u, 0, 0, ktiles)."""
+    if SPLIT == 1:
+        return u, 0, 0, ktiles
+    s = u // tiles
+    per = (ktiles + SPLIT - 1) // SPLIT
+    lo = s * per
+    return u - s * tiles, s, lo, min(lo + per, ktiles)
+
+
+@kaiodsl.func
 def warp_origin(G: Const, tid):
     """(row, col) of this thread's warp tile inside the block tile."""
     warp = tid // 32
