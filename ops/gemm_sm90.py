@@ -179,12 +179,14 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
     direct stores, no split-K). With ``split_k > 1``, E is the partials' (no ops, f32) and ``c`` the workspace."""
     eb = ELEM_BYTES[dtype_name]
     cfg.check(eb)
-    if cfg.store not in ("tma", "direct"):
-        raise ArgumentError(f"sm90_gemm_kernel: store={cfg.store!r} must be resolved to 'tma' or 'direct' "
-                            f"(gemm_sm90.resolve_store)")
     from . import gemm_sm90_segments as seg       # several B maps and outputs (that module's doc)
 
     SEGS = E.checked(cfg, len(arg_types)) if isinstance(E, seg.Segments) else ()
+    if SEGS and cfg.store == "auto":
+        cfg = replace(cfg, store="direct")
+    if cfg.store not in ("tma", "direct"):
+        raise ArgumentError(f"sm90_gemm_kernel: store={cfg.store!r} must be resolved to 'tma' or 'direct' "
+                            f"(gemm_sm90.resolve_store)")
     if SEGS and (cfg.store != "direct" or cfg.split_k != 1):
         raise ArgumentError(f"sm90_gemm_kernel: segments store directly without split-K, got {cfg}")
     BM, BN, BK, S, GM = cfg.block_m, cfg.block_n, cfg.block_k(eb), cfg.stages, cfg.group_m

@@ -33,7 +33,7 @@ def reduce_body(E: Const, S: Const[int], ws, out, args, M, N, Mp, Np):
             p = kaiodsl.load(ws, at + i64(Mp) * Np * s, vec=4)
             v = [v[0] + p[0], v[1] + p[1], v[2] + p[2], v[3] + p[3]]
         xs = tiles.epilogue.load_scalars(E, args)
-        rf = tiles.epilogue.row_factor(E, xs, row)
+        rf = tiles.epilogue.row_factor(E, xs, row, M)
         for h in kaiodsl.static_range(2):
             c = col + 2 * h
             if c < N:
@@ -41,7 +41,7 @@ def reduce_body(E: Const, S: Const[int], ws, out, args, M, N, Mp, Np):
                 cf1, cv1 = tiles.epilogue.col_terms(E, xs, c + 1, N)
                 v0 = tiles.epilogue.apply(E, v[2 * h], cf0, rf, cv0, row, c)
                 v1 = tiles.epilogue.apply(E, v[2 * h + 1], cf1, rf, cv1, row, c + 1)
-                tiles.epilogue.store_values(E, out, row, c, N, v0, v1)
+                tiles.epilogue.store_pair_values(E, out, row, c, N, v0, v1)
 
 
 @lru_cache(maxsize=None)

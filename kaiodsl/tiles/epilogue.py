@@ -260,10 +260,10 @@ def _route(P: Const, out, rbs, dc, col, N, v0, v1, OUT: Const):
 
 
 @kaiodsl.func
-def store_values(E: Const, out, row, col, N, v0, v1):
+def store_pair_values(E: Const, out, row, col, N, v0, v1):
     """Columns col, col + 1 (col even) of ``row``, already through E's ops, by E's store policy (an
     element-wise kernel's store: split-K's reduction)."""
-    _route(E.store, out, row, col, N, v0, v1, E.out)
+    _route(E.store, out, _row_base(E.store, row, col, N), 0, col, N, v0, v1, E.out)
 
 
 @kaiodsl.func
@@ -314,7 +314,7 @@ def tile_values(E: Const, T: Const, acc, args, r0, c0, lane, M, N):
             v = []
             for h in kaiodsl.static_range(2):
                 row = r0 + i * 16 + g + 8 * h
-                rf = row_factor(E, args, min(row, M - 1))
+                rf = row_factor(E, args, min(row, M - 1), M)
                 v = v + [apply(E, f32(acc[i][j][2 * h]), cf0, rf, cv0, row, col),
                          apply(E, f32(acc[i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)]
             line = line + [(v[0], v[1], v[2], v[3])]
@@ -325,15 +325,17 @@ def tile_values(E: Const, T: Const, acc, args, r0, c0, lane, M, N):
 @kaiodsl.func
 def store_values(E: Const, T: Const, vals, out, r0, c0, lane, M, N):
     """``tile_values``' f32 tile at (r0, c0) rounded to E.out and stored through E.store (rows >= M and
-    columns >= N skipped)."""
+    columns >= N skipped; row offsets once per row, as in store_tile)."""
     g = lane // 4
     t = lane % 4
+    cl = c0 + 2 * t
     for i in kaiodsl.static_range(T.mi):
-        for j in kaiodsl.static_range(T.nj):
-            for h in kaiodsl.static_range(2):
-                row = r0 + i * 16 + g + 8 * h
-                if row < M:
-                    _route(E.store, out, row, c0 + j * 8 + 2 * t, N, vals[i][j][2 * h], vals[i][j][2 * h + 1], E.out)
+        for h in kaiodsl.static_range(2):
+            row = r0 + i * 16 + g + 8 * h
+            if row < M:
+                rbs = _row_base(E.store, row, cl, N)
+                for j in kaiodsl.static_range(T.nj):
+                    _route(E.store, out, rbs, j * 8, cl + j * 8, N, vals[i][j][2 * h], vals[i][j][2 * h + 1], E.out)
 
 
 @kaiodsl.func

@@ -156,7 +156,7 @@ def store_tile(S: Const, E: Const, T: Const, acc, tmap, ctx, args, r0, c0, M, N,
             rterms = []
             for h in kaiodsl.static_range(2):
                 rr = min(r0 + wr + i * 16 + g + 8 * h, M - 1)
-                rterms = rterms + [(rr, epilogue.row_factor(E, args, rr))]
+                rterms = rterms + [(rr, epilogue.row_factor(E, args, rr, M))]
             frag = []
             for jj in kaiodsl.static_range(J):
                 col, c0terms, c1terms = cts[jj]
