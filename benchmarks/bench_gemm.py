@@ -164,6 +164,15 @@ def bench_int8(shapes, results: list) -> None:
                         "kaiodsl_tflops": ops_ / t_k / 1e9, "torch_tflops": ops_ / t_t / 1e9,
                         "ratio": t_t / t_k, "rel_err": err, "torch_op": "torch._int_mm"})
         _row(results[-1])
+        if "sm90" in results[-1]["config"] and M == N == K:    # the mma.sync kernel too (sm_80/sm_89's)
+            cfg = ops.int8_config(M, N, K)
+            err = rel_err(ops.matmul_int8(a, b, 1.0, config=cfg), ref)
+            t_s = timed(lambda: ops.matmul_int8(a, b, 1.0, config=cfg))
+            results.append({"op": "matmul_int8_mma_sync", "M": M, "N": N, "K": K, "config": str(cfg),
+                            "kaiodsl_ms": t_s, "torch_ms": t_t, "kaiodsl_tflops": ops_ / t_s / 1e9,
+                            "torch_tflops": ops_ / t_t / 1e9, "ratio": t_t / t_s, "rel_err": err,
+                            "torch_op": "torch._int_mm"})
+            _row(results[-1])
 
 
 def bench_fp8(shapes, results: list) -> None:

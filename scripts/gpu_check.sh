@@ -7,6 +7,9 @@
 #   demo             python -m kaiodsl demo on the GPU
 #   sanitize         compute-sanitizer memcheck + racecheck over scripts/sanitize_targets.py
 #   bench / bench-quick             benchmarks/bench_gemm.py (full / --quick)
+#   bench=ARGS       benchmarks/bench_gemm.py with ARGS ('+' becomes a space), e.g. bench=--only+int8+--squares+4096
+#   ptests=G;G;...   groups of test paths (comma-separated) run as parallel pytest -v processes (the compiles
+#                    use the host's cores); prints each failure as it happens and each group's summary
 #   bench-old        benchmarks/bench_gemm.py --quick of the tree in .old/ (a `git archive` of an older
 #                    commit, carried), in the same call, for before/after ratios
 #   bench-attn / bench-qkv / bench-decode   the attention, QKV and model-decode benchmarks (--quick)
@@ -46,6 +49,19 @@ for step in $steps; do
       timeout ${TEST_TIMEOUT:-500} python3 -m pytest -p no:cacheprovider -m gpu -q -rfE --tb=short $paths 2>&1 \
         | tee -a "$OUT/pytest_gpu.log" | grep -E "passed|failed|FAILED|ERROR|error" | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    ptests=*)
+      groups=${step#ptests=}; IFS=';' read -ra gs <<< "$groups"; n=0
+      for g in "${gs[@]}"; do
+        n=$((n+1))
+        (timeout ${TEST_TIMEOUT:-500} python3 -m pytest -p no:cacheprovider -m gpu -v -rfE --tb=line ${g//,/ } \
+          > "$OUT/ptests_$n.log" 2>&1; echo "group $n exit $?" >> "$OUT/ptests_$n.log") &
+      done
+      wait
+      for i in $(seq 1 $n); do
+        echo "--- group $i: ${gs[$((i-1))]}"
+        grep -E " FAILED| ERROR|^E |^/.*Error|[0-9]+ (passed|failed)|group $i exit" "$OUT/ptests_$i.log" | grep -v "^PASSED" | tail -25
+        grep -q "group $i exit 0" "$OUT/ptests_$i.log" || rc=1
+      done ;;
     demo)
       KAIODSL_BACKEND=cuda timeout 200 python3 -m kaiodsl demo 2>&1 | grep -v "^   |" | tee "$OUT/demo.log" | tail -30 ;;
     sanitize)
@@ -56,6 +72,9 @@ for step in $steps; do
     bench)
       timeout 500 python3 benchmarks/bench_gemm.py 2>&1 | tee "$OUT/bench_gemm.log" | tail -60
       cp benchmarks/results/gemm.json benchmarks/results/gemm.png "$OUT/" 2>/dev/null ;;
+    bench=*)
+      args=${step#bench=}; args=${args//+/ }
+      timeout 300 python3 benchmarks/bench_gemm.py $args 2>&1 | tee -a "$OUT/bench_gemm_var.log" | grep -v "^wrote" | tail -30 ;;
     bench-quick)
       timeout 300 python3 benchmarks/bench_gemm.py --quick 2>&1 | tee "$OUT/bench_gemm.log" | tail -40
       cp benchmarks/results/gemm.json benchmarks/results/gemm.png "$OUT/" 2>/dev/null ;;
@@ -101,4 +120,7 @@ for step in $steps; do
       done ;;
   esac
 done
+if [ -f "$OUT/pytest_gpu.log" ]; then
+  echo "=== GPU test summary"; grep -E "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$OUT/pytest_gpu.log" | tail -30
+fi
 exit $rc
