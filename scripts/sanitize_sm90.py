@@ -15,6 +15,8 @@ b = torch.randn(136, 200, generator=g).half().to(dev)
 for cfg in (Sm90Config(), Sm90Config(block_m=128, block_n=64, stages=2), Sm90Config(block_m=256, block_n=64)):
     out = ops.matmul(a, b, b_layout="nk", bias=torch.randn(136).to(dev), config=cfg, out_dtype="f32")
     want = a.double() @ b.double().T
+for cfg in (Sm90Config(store="direct"), Sm90Config(block_m=128, block_n=128, split_k=2)):   # the other epilogues
+    ops.matmul(a, b, b_layout="nk", config=cfg)
 print("matmul sm90 ok", flush=True)
 for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attention-shaped where it applies
     if name == "attention":
@@ -24,4 +26,9 @@ for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attenti
         ops.attention(q, k, v)
         ops.attention(q, k, v, causal=True)
         print("attention ok", flush=True)
+    if name == "qkv":              # the segmented kernel: three B maps and outputs in one launch
+        x = torch.randn(300, 256, generator=g).half().to(dev)
+        ws = [torch.randn(n, 256, generator=g).half().to(dev) for n in (256, 128, 128)]
+        ops.qkv_project(x, *ws, config=Sm90Config(block_n=128))
+        print("qkv sm90 ok", flush=True)
 torch.cuda.synchronize()

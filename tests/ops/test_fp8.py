@@ -13,7 +13,7 @@ import kaiodsl.runtime
 from kaiodsl import ops
 from kaiodsl.ops.gemm_sm90 import Sm90Config
 
-from opkit import TOL, host, rel_err
+from opkit import TOL, fp8_tol, host, rel_err
 
 SMALL = Sm90Config(block_m=128, block_n=64, stages=2, consumers=2)
 ONE_WG = Sm90Config(block_m=64, block_n=32, stages=3, consumers=1)
@@ -79,7 +79,7 @@ def test_fp8_scale_forms(sm90, rng, sa_form, sb_form):
     sb, sbv = _scale(rng, sb_form, N, "col")
     out = ops.matmul_fp8(_dev(ac, "e4m3"), _dev(bc, "e4m3"), sa, sb, out_dtype="f32", config=SMALL)
     want = (ops.fp8_values(ac, "e4m3") @ ops.fp8_values(bc, "e4m3").T) * sav * sbv
-    assert rel_err(host(out), want) < TOL["f32"]
+    assert rel_err(host(out), want) < fp8_tol(sm90, "f32")
 
 
 @pytest.mark.parametrize("bias", [None, "f32"])
@@ -93,7 +93,7 @@ def test_fp8_out_dtypes_and_bias(sm90, rng, pair, out_dtype, bias):
                          bias=None if bv is None else _f32(bv), config=SMALL)
     assert out.scalar_type.name == out_dtype and out.shape == (M, N)
     want = ops.reference_matmul_fp8(_dev(ac, pair[0]), _dev(bc, pair[1]), 0.5, 0.25, bv)
-    assert rel_err(host(out), want) < TOL[out_dtype]
+    assert rel_err(host(out), want) < fp8_tol(sm90, out_dtype)
 
 
 def test_fp8_default_config(sm90, rng):
@@ -193,13 +193,16 @@ def test_fp8_gpu_against_scaled_mm(sm90, torch_cuda, M, N, K):
     sa, sb = torch.tensor(0.5, device="cuda"), torch.tensor(0.125, device="cuda")
     bias = torch.randn(N, device="cuda", dtype=torch.bfloat16)
     want = (a.double() @ b.double().T) * 0.5 * 0.125 + bias.double()
-    theirs = torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, bias=bias, out_dtype=torch.bfloat16)
+    # torch._scaled_mm needs N a multiple of 16; elsewhere the bound is bf16's rounding alone
+    theirs = torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, bias=bias, out_dtype=torch.bfloat16) \
+        if N % 16 == 0 else None
     for cfg in ("auto", Sm90Config(), Sm90Config(block_n=128, stages=6)):
         ours = ops.matmul_fp8(a, b, sa, sb, bias=bias, out_dtype="bf16", config=cfg)
-        err, ref_err = (float((x.double() - want).norm() / want.norm()) for x in (ours, theirs))
+        err = float((ours.double() - want).norm() / want.norm())
+        ref_err = float((theirs.double() - want).norm() / want.norm()) if theirs is not None else 0.0
         assert err < max(2 * ref_err, 4e-3), (cfg, err, ref_err)       # bf16 rounding of the output
     rows, cols = torch.rand(M, 1, device="cuda") + 0.5, torch.rand(1, N, device="cuda") + 0.5
     ours = ops.matmul_fp8(a, b, rows, cols, out_dtype="f32")
     want = (a.double() @ b.double().T) * rows.double() * cols.double()
-    assert float((ours.double() - want).norm() / want.norm()) < 1e-5      # f32 accumulation over K
+    assert float((ours.double() - want).norm() / want.norm()) < fp8_tol(sm90, "f32")     # fp8 accumulation
     assert torch.equal(ours, ops.matmul_fp8(a, b, rows, cols, out_dtype="f32"))      # deterministic

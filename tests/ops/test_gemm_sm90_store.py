@@ -219,10 +219,12 @@ def test_tma_store_gpu(sm90, torch_cuda, M, N, K, out_dtype):
     b = torch.randn(N, K, device="cuda", dtype=td)
     bias = torch.randn(N, device="cuda", dtype=torch.float32)
     want = a.double() @ b.double().T + bias.double()
+    # rows off 16-byte boundaries (N = 1500 in f16) are no TMA target: there "auto" must store directly
+    first = "tma" if N * {"f32": 4}.get(out_dtype, 2) % 16 == 0 else "auto"
     for base in (Sm90Config(), Sm90Config(block_n=128, stages=6), Sm90Config(consumers=1, block_m=128, block_n=128),
                  Sm90Config(cluster=2)):
         outs = [ops.matmul(a, b, b_layout="nk", out_dtype=out_dtype, bias=bias, config=replace(base, store=s))
-                for s in ("tma", "direct")]
+                for s in (first, "direct")]
         assert torch.equal(outs[0], outs[1]), base
         err = float((outs[0].double() - want).norm() / want.norm())
         assert err < TOL[out_dtype] + 3e-5, (base, err)

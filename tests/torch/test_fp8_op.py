@@ -50,7 +50,8 @@ def test_fp8_wrapper_values(sm90, device, gen, out_dtype):
     y = kt.matmul_fp8(a, b, 0.5, sb, bias=bias, out_dtype=out_dtype)         # a float scale becomes a tensor
     assert y.dtype == out_dtype and y.shape == (130, 40)
     want = torch.from_numpy(ops.reference_matmul_fp8(a, b, 0.5, sb, bias))
-    assert _rel(y, want) < {torch.bfloat16: 1.5e-2, torch.float16: 2e-3, torch.float32: 1e-5}[out_dtype]
+    f32_tol = 4e-3 if device == "cuda" else 1e-5     # Hopper's fp8 accumulator (tests/ops/opkit.FP8_GPU_F32_TOL)
+    assert _rel(y, want) < {torch.bfloat16: 1.5e-2, torch.float16: 2e-3, torch.float32: f32_tol}[out_dtype]
     z = torch.compile(lambda a, b: torch.ops.kaiodsl.matmul_fp8(a, b, torch.ones((), device=a.device) * 0.5,
                                                                   sb, bias, out_dtype), fullgraph=True)(a, b)
     assert torch.equal(z, y)
