@@ -18,6 +18,7 @@
 #   host             benchmarks/host_overhead.py --profile (host time per eager op call, and where it goes)
 #   tune=OP:SHAPES   python -m kaiodsl tune --op OP --shapes SHAPES into this device's table (copied to $OUT)
 #   tutorial         examples/gemm/bench.py (the GEMM tutorial's levels beside cuBLAS)
+#   ncu=T,T          ncu (Speed of Light + tensor-pipe, issue, stall, bank-conflict metrics) over scripts/ncu_targets.py T
 #   hopper           examples/hopper_gemm.py at full size
 #   sanitize-sm90    compute-sanitizer memcheck over scripts/sanitize_sm90.py (the sm_90a kernels)
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
@@ -112,6 +113,14 @@ for step in $steps; do
     sanitize-sm90)
       timeout 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py attention qkv 2>&1 \
         | tee "$OUT/sanitize_sm90_memcheck.log" | tail -6 ;;
+    ncu=*)
+      targets=${step#ncu=}; targets=${targets//,/ }
+      for t in $targets; do
+        echo "--- ncu $t"
+        timeout 120 ncu --clock-control none --launch-skip 2 --launch-count 1 --kernel-name regex:'gemm_sm90|w4a16' \
+          --section SpeedOfLight --section WarpStateStats --metrics 'regex:sm__pipe_tensor_op.*_cycles_active\.avg\.pct_of_peak_sustained_active$,regex:sm__inst_executed_pipe_tensor.*\.sum$,regex:smsp__sass_inst_executed_op_local_(ld|st)\.sum$,regex:smsp__warp_issue_stalled_(barrier|long_scoreboard|wait|math_pipe_throttle|mio_throttle|short_scoreboard)_per_warp_active\.pct$,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum' \
+          python3 scripts/ncu_targets.py $t 2>&1 | tee "$OUT/ncu_$t.log" | grep -E "gemm_sm90|w4a16|Duration|Throughput|pct|sum|Stall|==ERR|==WARN" | head -40
+      done ;;
     hopper)
       KAIODSL_BACKEND=cuda timeout 120 python3 examples/hopper_gemm.py 2>&1 | tee "$OUT/hopper_gemm.log" | tail -10
       for tool in memcheck racecheck; do

@@ -1,0 +1,37 @@
+"""One launch of a kernel per name, for ncu (the goal-missing kernels' evidence):
+
+    ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
+        --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
+        python scripts/ncu_targets.py w4a16|fp8|f16
+Each target runs its op three times (the first two warm up and are skipped)."""
+
+import sys
+
+import numpy as np
+import torch
+
+import kaiodsl.runtime
+from kaiodsl import ops
+
+kaiodsl.runtime.set_backend("cuda")
+name = sys.argv[1]
+if name == "w4a16":                   # matmul_int4 at M = 2048, N = K = 4096 (the sm_90a dequantizing producer)
+    M, N, K, gs = 2048, 4096, 4096, 128
+    q = np.random.randint(0, 16, (N, K), dtype=np.uint8)
+    w = torch.from_numpy(ops.pack_int4(q)).cuda()
+    s = torch.rand(N, K // gs, device="cuda", dtype=torch.float16) * 0.02
+    a = torch.randn(M, K, device="cuda", dtype=torch.float16)
+    run = lambda: ops.matmul_int4(a, w, s, group_size=gs)
+elif name == "fp8":                   # matmul_fp8 at 4096^3, e4m3, per-tensor scales, bf16 out
+    a = (torch.randn(4096, 4096, device="cuda") * 4).to(torch.float8_e4m3fn)
+    b = (torch.randn(4096, 4096, device="cuda") * 4).to(torch.float8_e4m3fn)
+    sa = torch.tensor(0.5, device="cuda")
+    run = lambda: ops.matmul_fp8(a, b, sa, sa)
+else:                                 # the f16 GEMM at 4096^3
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
+    b = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
+    run = lambda: ops.matmul(a, b, b_layout="nk")
+for _ in range(3):
+    run()
+torch.cuda.synchronize()
+print(name, "ok")
