@@ -2,7 +2,7 @@
 
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
-        python scripts/ncu_targets.py w4a16|fp8|f16
+        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|f16
 Each target runs its op three times (the first two warm up and are skipped)."""
 
 import sys
@@ -27,6 +27,10 @@ elif name == "fp8":                   # matmul_fp8 at 4096^3, e4m3, per-tensor s
     b = (torch.randn(4096, 4096, device="cuda") * 4).to(torch.float8_e4m3fn)
     sa = torch.tensor(0.5, device="cuda")
     run = lambda: ops.matmul_fp8(a, b, sa, sa)
+elif name == "attn_bwd":              # attention_backward, f16, B 4, H 16, S 4096, D 128 (the dK/dV and dQ kernels)
+    q, k, v, do = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(4))
+    o, lse = ops.attention(q, k, v, return_lse=True)
+    run = lambda: ops.attention_backward(do, q, k, v, o, lse)
 else:                                 # the f16 GEMM at 4096^3
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
     b = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
