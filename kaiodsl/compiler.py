@@ -86,13 +86,14 @@ def options_for(kernel, options: CompileOptions | None = None) -> CompileOptions
 
 
 def default_arch() -> str:
-    """The current backend's target: KAIODSL_ARCH, else the device's arch, else sm_80."""
+    """The current backend's target: KAIODSL_ARCH, else the device's arch, else sm_80. Read on every
+    call (tests and users change the variable and the backend at any time): one environment read
+    and, once a backend is chosen, its ``arch``."""
     env = os.environ.get("KAIODSL_ARCH")
     if env:
         return env
-    try:
-        from .runtime import backend
-    except ImportError:
+    backend = _runtime_backend()
+    if backend is None:
         return DEFAULT_ARCH
     chosen = backend.STATE.backend
     if chosen is not None:
@@ -100,6 +101,20 @@ def default_arch() -> str:
     if os.environ.get("KAIODSL_BACKEND", "auto") in ("auto", "cuda") and backend.gpu_available():
         return backend.current().arch
     return DEFAULT_ARCH
+
+
+_BACKEND_MODULE = []
+
+
+def _runtime_backend():
+    """kaiodsl.runtime.backend, imported on first use (None where the runtime cannot be imported)."""
+    if not _BACKEND_MODULE:
+        try:
+            from .runtime import backend
+        except ImportError:
+            return None
+        _BACKEND_MODULE.append(backend)
+    return _BACKEND_MODULE[0]
 
 
 # -- the caches -------------------------------------------------------------------------

@@ -50,9 +50,23 @@ def _dtype_of(dt, convert):
     return st
 
 
+_TORCH_VIEWS: dict = {}  # (torch dtype, sizes, strides) -> (ScalarType, shape, strides as Arr holds them)
+
+
 def inspect_array(name: str, x, op: str) -> Arr:
     if x is None:
         raise ArgumentError(f"{op}(): '{name}' is required, got None")
+    if type(x) is _args.torch_tensor_type():  # a plain tensor: what Arr holds is a function of its view
+        key = (x.dtype, x.shape, x.stride())
+        view = _TORCH_VIEWS.get(key)
+        if view is None:
+            st = _dtype_of(x.dtype, _args.scalar_type_of_torch)
+            shape = tuple(x.shape)
+            view = (st, shape, _c_strides(shape) if x.is_contiguous() else tuple(x.stride()))
+            if len(_TORCH_VIEWS) >= 4096:
+                _TORCH_VIEWS.clear()
+            _TORCH_VIEWS[key] = view
+        return Arr(name, x, "torch", view[0], view[1], view[2], x.device)
     if isinstance(x, np.ndarray):
         st = _dtype_of(x.dtype, _args.scalar_type_of_numpy)
         if x.flags.c_contiguous:
@@ -125,14 +139,22 @@ def new_like(a: Arr, shape: tuple, dtype: ScalarType):
     if a.kind == "torch":
         import torch
 
-        tdt = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "i32": torch.int32,
-               "i8": torch.int8, "u8": torch.uint8}[dtype.name]
-        return torch.empty(shape, dtype=tdt, device=a.device)
+        return torch.empty(shape, dtype=_torch_dtype(torch, dtype.name), device=a.device)
     if a.kind == "numpy":
         return np.empty(shape, dtype.np_dtype)
     from kaiodsl.runtime import empty
 
     return empty(shape, dtype)
+
+
+_TORCH_OUT: dict = {}  # kaiodsl name -> torch dtype of the outputs new_like makes
+
+
+def _torch_dtype(torch, name: str):
+    if not _TORCH_OUT:
+        _TORCH_OUT.update(f16=torch.float16, bf16=torch.bfloat16, f32=torch.float32, i32=torch.int32,
+                          i8=torch.int8, u8=torch.uint8)
+    return _TORCH_OUT[name]
 
 
 def zeros_like(a: Arr, shape: tuple, dtype: ScalarType):

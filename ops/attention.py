@@ -170,7 +170,8 @@ def _takes_sm90(config, qz, kz, vz, oz, out_dtype, lens, num_splits, Sq, Sk, D, 
     if config is not None and not forced:
         return False
     arrays = (qz, kz, vz) + ((oz,) if oz is not None else ())
-    why = [(default_arch() == "sm_90a", f"the target is {default_arch()}, not sm_90a"),
+    arch = default_arch()
+    why = [(arch == "sm_90a", f"the target is {arch}, not sm_90a"),
            (D in (64, 128), f"head dim D={D} is not 64 or 128"),
            (out_dtype is None, "out_dtype must be None (q's dtype)"),
            (lens is None and num_splits in (None, 1), "seqlens_k and num_splits are not supported"),

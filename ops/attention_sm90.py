@@ -41,6 +41,7 @@ from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, f16, f16x2, f32, i32, i
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles import fragments, pipeline, softmax
 
+from ._common import _c_strides
 from .attention_fwd import visible
 
 # Row indices are i32 products (q tile x 128) that check_qkv bounds: S < 2^23, so rows stay far
@@ -377,7 +378,12 @@ def wants_sm90(D: int, Sq: int, dtype_name: str) -> bool:
 def _canonical(x):
     """A contiguous numpy or torch array with C-order strides on its size-1 dimensions too (the
     tensor map's rules read every stride; a view of [B, S, 1, D] storage has odd ones)."""
-    if isinstance(x, np.ndarray) or type(x).__module__.startswith("torch"):
+    if type(x).__module__.startswith("torch"):
+        shape = tuple(x.shape)
+        if tuple(x.stride()) == _c_strides(shape):
+            return x                      # already canonical: no new view (two torch calls an operand)
+        return x.reshape(-1).reshape(shape)
+    if isinstance(x, np.ndarray):
         return x.reshape(-1).reshape(tuple(x.shape))
     return x
 

@@ -114,7 +114,10 @@ class Sm90Config:
         return prod, cons
 
     def check(self, elem_bytes: int = 2) -> None:
-        """Raise ArgumentError unless the kernel computes this tiling correctly."""
+        """Raise ArgumentError unless the kernel computes this tiling correctly (a pure function of the
+        config: the ones that passed are remembered, so that an eager call does not re-derive them)."""
+        if (self, elem_bytes) in _VALID:
+            return
         n_step = 8 if elem_bytes == 2 else 16
         rules = [
             (self.block_m % self.consumers == 0 and self.wg_rows % 64 == 0,
@@ -139,6 +142,7 @@ class Sm90Config:
         for ok, rule in rules:
             if not ok:
                 raise ArgumentError(f"Sm90Config {self!r} is not a valid tiling: {rule}")
+        _VALID.add((self, elem_bytes))
 
     def __str__(self) -> str:
         return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}" + \
@@ -146,6 +150,7 @@ class Sm90Config:
             (f"/{self.store}" if self.store != "auto" else "")
 
 
+_VALID: set = set()     # (Sm90Config, element bytes) that passed Sm90Config.check
 DEFAULT = Sm90Config()
 NARROW = Sm90Config(block_m=128, block_n=128, stages=6)
 
@@ -333,6 +338,7 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
 
 
 # -- the epilogue: direct stores from the registers, or staged in shared memory and stored by TMA --------
+@lru_cache(maxsize=None)
 def tma_store_of(cfg: Sm90Config, out) -> tiles.TmaStore:
     """The staging of one consumer's m64 row blocks of ``cfg``'s tile (2 buffers, named barriers 1..)."""
     return tma_epilogue.TmaStore(64, cfg.block_n, out)
@@ -367,7 +373,7 @@ def resolve_store(cfg: Sm90Config, E: tiles.Epilogue, out, N: int) -> Sm90Config
     boundaries; with split_k > 1 the f32 workspace, always), "direct" where it is not and the config
     said "auto"; ``store="tma"`` where it is not is an ArgumentError."""
     if cfg.store == "direct" or not cfg.staged:
-        return replace(cfg, store="direct")
+        return with_store(cfg, "direct")
     ok = cfg.split_k > 1 or (E.store.kind == "row_major" and
                              tma_epilogue.fits(E.out.name, N, data_alignment(inspect_array("out", out, "gemm_sm90"))))
     if not ok and cfg.store == "tma":
@@ -375,7 +381,13 @@ def resolve_store(cfg: Sm90Config, E: tiles.Epilogue, out, N: int) -> Sm90Config
                             f"TMA store target: that needs a row-major f16, bf16 or f32 output whose rows start on "
                             f"16-byte boundaries (N * {E.out.nbytes} bytes a multiple of 16); use store='auto' or "
                             f"'direct'")
-    return replace(cfg, store="tma" if ok else "direct")
+    return with_store(cfg, "tma" if ok else "direct")
+
+
+@lru_cache(maxsize=None)
+def with_store(cfg: Sm90Config, store: str) -> Sm90Config:
+    """``cfg`` with ``store`` (made once per pair: replace() re-runs the config's checks)."""
+    return cfg if cfg.store == store else replace(cfg, store=store)
 
 
 def launch(dtype_name: str, a, b, out, M: int, N: int, K: int, cfg: Sm90Config, E: tiles.Epilogue,
@@ -416,8 +428,15 @@ def _target(cfg: Sm90Config, out_t, out):
     """The kernel's ``c``: the output itself, or with store="tma" its tensor map (the staging box)."""
     if cfg.store != "tma":
         return out
+    box, swizzle = _store_box(cfg, out_t)
+    return TensorMap(out, box, dtype=out_t.name, swizzle=swizzle)
+
+
+@lru_cache(maxsize=None)
+def _store_box(cfg: Sm90Config, out_t) -> tuple:
+    """(box, swizzle bytes) of the output's tensor map with store="tma"."""
     TS = tma_store_of(cfg, out_t)
-    return TensorMap(out, TS.box, dtype=out_t.name, swizzle=TS.swizzle_bytes)
+    return TS.box, TS.swizzle_bytes
 
 
 def _run(dtype_name, cfg: Sm90Config, E, arg_types, units: int, ta, tb, c, args, M, N, K):

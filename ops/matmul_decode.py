@@ -45,6 +45,7 @@ def _k_split(K: int, nw: int) -> int:
     return 1
 
 
+@lru_cache(maxsize=4096)
 def decode_config(M: int, N: int, K: int) -> DecodeConfig:
     """The default parallelism: one n group a block (n_tiles=1, the most blocks), K split while each
     warp still streams >= 8 KB, two n8 tiles a warp (each A fragment feeds two mma) when that gives
@@ -84,7 +85,13 @@ def decode_unfit(M: int, K: int, layout: str, aligned: bool) -> str:
 
 
 def check_decode_config(op: str, cfg: DecodeConfig) -> None:
-    """Raise ArgumentError unless ``cfg`` is a tiling the decode kernel runs."""
+    """Raise ArgumentError unless ``cfg`` is a tiling the decode kernel runs on the current backend's arch
+    (require_smem's; the pairs that passed are remembered)."""
+    from kaiodsl.runtime import current
+
+    key = (cfg, getattr(current(), "arch", None))
+    if key in _VALID:
+        return
     for name in ("n_tiles", "k_split", "nw", "unroll"):
         v = getattr(cfg, name)
         if not (type(v) is int and v >= 1):
@@ -93,6 +100,10 @@ def check_decode_config(op: str, cfg: DecodeConfig) -> None:
         raise ArgumentError(f"{op}(): config {cfg!r}: n_tiles * k_split = {cfg.n_tiles * cfg.k_split} warps; "
                             f"a block holds at most 32")
     require_smem(op, f"config {cfg}", cfg.smem_bytes())
+    _VALID.add(key)
+
+
+_VALID: set = set()     # (DecodeConfig, backend arch) that passed check_decode_config
 
 
 def decode_grid(M: int, N: int, cfg: DecodeConfig) -> tuple:

@@ -9,6 +9,7 @@ expected and what it received.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -45,9 +46,23 @@ def scalar_type_of_numpy(dtype) -> ScalarType | None:
     return SCALARS[name] if isinstance(name, str) else name
 
 
+_TORCH_DTYPES: dict = {}  # torch dtype -> ScalarType or None (str(dtype) costs more than the lookup)
+
+
 def scalar_type_of_torch(dtype) -> ScalarType | None:
-    name = TORCH_NAMES.get(str(dtype).replace("torch.", ""))
-    return SCALARS[name] if name else None
+    try:
+        return _TORCH_DTYPES[dtype]
+    except KeyError:
+        name = TORCH_NAMES.get(str(dtype).replace("torch.", ""))
+        st = _TORCH_DTYPES[dtype] = SCALARS[name] if name else None
+        return st
+
+
+def torch_tensor_type():
+    """``torch.Tensor`` once the program has imported torch, else None (kaiodsl never imports it itself):
+    what the host path compares ``type(x)`` with to take its shortcuts for plain tensors."""
+    torch = sys.modules.get("torch")
+    return getattr(torch, "Tensor", None)
 
 
 def scalar_type_of_typestr(typestr: str) -> ScalarType | None:
@@ -70,6 +85,8 @@ def scalar_type_of_dlpack(code: int, bits: int) -> ScalarType | None:
 
 def array_scalar_type(obj) -> ScalarType | None:
     """The kaiodsl element type of any array-like the runtime accepts, or None if it is not one."""
+    if type(obj) is torch_tensor_type():  # first: a tensor's failed getattr below costs an exception each
+        return scalar_type_of_torch(obj.dtype)
     st = getattr(obj, "scalar_type", None)  # kaiodsl.DeviceArray
     if isinstance(st, ScalarType):
         return st
@@ -93,6 +110,8 @@ def array_scalar_type(obj) -> ScalarType | None:
 
 
 def is_array_like(obj) -> bool:
+    if type(obj) is torch_tensor_type():
+        return True
     if type(obj).__module__.startswith("torch") and hasattr(obj, "data_ptr"):
         return True  # asking a tensor that requires grad for __cuda_array_interface__ raises RuntimeError
     return (isinstance(obj, np.ndarray) or hasattr(obj, "_sim_buffer")

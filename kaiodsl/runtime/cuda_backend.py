@@ -106,13 +106,6 @@ class PreparedLaunch:
         if self.entry(grid, block, args, smem, stream) is NotImplemented:
             self.fast(grid, block, args, smem, stream)
 
-    def tmap_fast(self, tm):
-        """The driver's bytes of a TensorMap over a DeviceArray on this device, else None (general path)."""
-        a = getattr(tm, "array", None)
-        if type(a) is DeviceArray and a.device == self.ordinal:
-            return tm.device_bytes(a.ptr)
-        return None
-
     def bf16_scalar(self, value):
         return value if type(value) is int else _args.float_to_bf16_bits(float(value))
 

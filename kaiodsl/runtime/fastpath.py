@@ -9,7 +9,8 @@ parameters unrolled:
     def launch(grid, block, args, smem, stream):
         a0, a1, a2, a3 = args
         <per pointer: torch tensor -> data_ptr() | DeviceArray -> .ptr | else: GENERAL(...)>
-        <per TensorMap: over a DeviceArray on this device -> its 128 driver bytes | else: GENERAL(...)>
+        <per TensorMap: over a torch tensor or DeviceArray on this device -> its 128 driver bytes
+         at that address (encoded once per address) | else: GENERAL(...)>
         PACK(BUF, 0, a0, a1, a2, a3)          # struct.pack_into into the parameter slots
         <stream handle -> cached CUstream>
         <launch checks when block (by identity: dims are interned) or smem change>
@@ -25,6 +26,7 @@ import sys
 
 from .arrays import DeviceArray
 from .streams import stream_handle
+from .tensormap import TensorMap
 
 _CUSTREAMS: dict = {}  # raw handle -> cuda.bindings CUstream (passing the object skips a conversion)
 
@@ -58,8 +60,18 @@ _POINTER = """\
 """
 
 _TENSORMAP = """\
-    a{i} = TMAP(a{i})
-    if a{i} is None:
+    if type(a{i}) is not TM:
+        return GENERAL(grid, block, args, smem, stream)
+    x = a{i}.array
+    t = type(x)
+    if t is TT:
+        if {not_here}:
+            return GENERAL(grid, block, args, smem, stream)
+        a{i} = a{i}.device_bytes(x.data_ptr())
+        saw_torch = True
+    elif t is DA and x.device == ORD:
+        a{i} = a{i}.device_bytes(x.ptr)
+    else:
         return GENERAL(grid, block, args, smem, stream)
 """
 
@@ -95,10 +107,10 @@ def build(prep) -> callable:
     """The launch function for a PreparedLaunch (see cuda_backend.PreparedLaunch)."""
     n = prep.n
     names = [f"a{i}" for i in range(n)]
-    not_here = "not a{i}.is_cuda" if prep.backend.single_gpu else "a{i}.get_device() != ORD"
-    pointers = "".join(_POINTER.format(i=i, not_here=not_here.format(i=i)) for i in prep.ptr_idx)
+    not_here = "not {x}.is_cuda" if prep.backend.single_gpu else "{x}.get_device() != ORD"
+    pointers = "".join(_POINTER.format(i=i, not_here=not_here.format(x=f"a{i}")) for i in prep.ptr_idx)
     bf16 = "".join(f"    a{i} = BF16(a{i})\n" for i in prep.bf16_idx)
-    bf16 += "".join(_TENSORMAP.format(i=i) for i in prep.tmap_idx)
+    bf16 += "".join(_TENSORMAP.format(i=i, not_here=not_here.format(x="x")) for i in prep.tmap_idx)
     if n == 0:
         src = _TEMPLATE.replace("    try:\n        {unpack} = args\n    except ValueError:\n",
                                 "    if args:\n")
@@ -112,7 +124,7 @@ def build(prep) -> callable:
         "FAILED": prep.failed, "LAST": prep.last, "DA": DeviceArray, "TT": _NoTorch,
         "TORCH_STREAM": torch_stream, "STREAM_HANDLE": stream_handle, "CUSTREAMS": _CUSTREAMS,
         "CUSTREAM": custream, "CS0": custream(0), "BF16": prep.bf16_scalar,
-        "TMAP": prep.tmap_fast,
+        "TM": TensorMap,
     }
     for i in prep.ptr_idx:
         ns[f"ST{i}"] = prep.elem[i]

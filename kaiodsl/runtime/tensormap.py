@@ -10,7 +10,7 @@ naming the field and its value, on any machine, before the driver sees it.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ArgumentError, CudaError
 
@@ -162,13 +162,21 @@ assert _SIM_FORMAT.size == 128
 _CANONICAL = {0: "u8", 1: "u16", 2: "u32", 3: "i32", 4: "u64", 5: "i64", 6: "f16", 7: "f32", 8: "f64",
               9: "bf16", 11: "tf32"}
 
-_CACHE: dict = {}
+_CACHE: dict = {}  # everything a map encodes -> (the validated TensorMapSpec, {address: the driver's bytes})
+_TORCH_VIEWS: dict = {}  # TensorMap(torch tensor, ...) arguments -> what the checks made of them
+_MAX_ADDRESSES = 1024  # encoded maps kept per spec: allocators hand out new addresses; keep the table bounded
 
 
 def tensor_map(address: int, dtype: str, shape, box, strides=None, *, swizzle: int = 0, interleave: int = 0,
                l2_promotion: int = 0, oob_fill: str = "zero", element_strides=None) -> TensorMapSpec:
     """A validated, cached TensorMapSpec from numpy-order ``shape``/``box``/byte ``strides``
     (default: contiguous row-major). The cache key is everything the map encodes."""
+    return _entry(address, dtype, shape, box, strides, swizzle, interleave, l2_promotion, oob_fill,
+                  element_strides)[0]
+
+
+def _entry(address, dtype, shape, box, strides, swizzle, interleave, l2_promotion, oob_fill, element_strides):
+    """tensor_map's cache entry: (spec, the encodings of this spec moved to other addresses)."""
     shape, box = tuple(int(x) for x in shape), tuple(int(x) for x in box)
     if dtype not in DATA_TYPE:
         raise ArgumentError(f"TensorMap dtype={dtype!r}: allowed: {', '.join(DATA_TYPE)}")
@@ -187,13 +195,13 @@ def tensor_map(address: int, dtype: str, shape, box, strides=None, *, swizzle: i
             strides = strides[:-1]
     es = tuple(element_strides) if element_strides is not None else (1,) * len(shape)
     key = (address, dtype, shape, strides, box, es, swizzle, interleave, l2_promotion, oob_fill)
-    spec = _CACHE.get(key)
-    if spec is None:
+    entry = _CACHE.get(key)
+    if entry is None:
         spec = TensorMapSpec(dtype, int(address), tuple(reversed(shape)), tuple(reversed(strides)),
                              tuple(reversed(box)), tuple(reversed(es)), swizzle, interleave, l2_promotion,
                              oob_fill).validate()
-        _CACHE[key] = spec
-    return spec
+        entry = _CACHE[key] = (spec, {})
+    return entry
 
 
 class TensorMap:
@@ -201,49 +209,78 @@ class TensorMap:
 
     ``TensorMap(a, box=(64, 64), swizzle=128)``: ``a`` is a DeviceArray, torch tensor or CAI array
     (numpy under the simulator); shape, strides and dtype are the array's (numpy order). The rules
-    are checked here; each backend encodes the map at launch with the array's address (cached).
+    are checked here, all but the address's (a spec at address 0, kept); a launch encodes the map at
+    the array's address, checking its alignment, once per address (cached).
     As an annotation (``tm: kaiodsl.TensorMap``) it declares the parameter.
     """
 
     from ..types import tensormap as __kaiodsl_type__  # noqa: N815 - what the frontend reads
 
-    __slots__ = ("array", "dtype", "shape", "strides", "box", "options")
+    __slots__ = ("array", "dtype", "shape", "strides", "box", "options", "_base", "_encoded")
 
     def __init__(self, array, box, *, dtype=None, swizzle: int = 0, interleave: int = 0, l2_promotion: int = 0,
                  oob_fill: str = "zero", element_strides=None):
+        from .args import torch_tensor_type
+
+        self.array = array
+        key = None
+        if type(array) is torch_tensor_type():  # a plain tensor's view is its dtype, sizes and strides: memoised
+            key = (array.dtype, array.shape, array.stride(), box, dtype, swizzle, interleave, l2_promotion, oob_fill,
+                   element_strides)
+            try:
+                known = _TORCH_VIEWS.get(key)
+            except TypeError:  # a list box or element_strides: not a key
+                known = key = None
+            if known is not None:
+                self.dtype, self.shape, self.strides, self.box, self.options, self._base, self._encoded = known
+                return
+        self._check(array, box, dtype, swizzle, interleave, l2_promotion, oob_fill, element_strides)
+        if key is not None:
+            if len(_TORCH_VIEWS) >= 4096:
+                _TORCH_VIEWS.clear()
+            # the options dict is shared by the maps of one key: nothing writes it
+            _TORCH_VIEWS[key] = (self.dtype, self.shape, self.strides, self.box, self.options, self._base,
+                                 self._encoded)
+
+    def _check(self, array, box, dtype, swizzle, interleave, l2_promotion, oob_fill, element_strides):
+        """Every rule but the address's (the spec at address 0, kept), before anything is launched."""
         from .args import array_scalar_type, is_array_like
 
         if not is_array_like(array):
             raise ArgumentError(f"TensorMap array: expected a device array, torch tensor or numpy array, "
                                 f"got {type(array).__name__}")
         st = array_scalar_type(array)
-        name = getattr(dtype, "name", dtype) or (st.name if st is not None else None)
+        if st is None:  # a launch resolves the array like a pointer argument: its elements must be a kaiodsl type
+            raise ArgumentError(f"TensorMap array: its dtype {getattr(array, 'dtype', '?')} is not a kaiodsl element "
+                                f"type (allowed: {', '.join(DATA_TYPE)}; view the storage as one of them)")
+        name = getattr(dtype, "name", dtype) or st.name
         if name not in DATA_TYPE:
             raise ArgumentError(f"TensorMap dtype={name!r}: allowed: {', '.join(DATA_TYPE)}")
         shape = tuple(int(x) for x in array.shape)
-        self.array, self.dtype, self.shape, self.box = array, name, shape, tuple(int(b) for b in box)
+        self.dtype, self.shape, self.box = name, shape, tuple(int(b) for b in box)
         self.strides = _byte_strides(array, ELEM_BYTES[DATA_TYPE[name]])
         self.options = dict(swizzle=swizzle, interleave=interleave, l2_promotion=l2_promotion,
                             oob_fill=oob_fill, element_strides=element_strides)
-        self.spec(0)  # every rule but the address's, now: before anything is launched
+        self._base, self._encoded = _entry(0, name, shape, self.box, self.strides, swizzle, interleave, l2_promotion,
+                                           oob_fill, element_strides)
 
     def spec(self, address: int) -> TensorMapSpec:
         return tensor_map(address, self.dtype, self.shape, self.box, self.strides, **self.options)
 
     def device_bytes(self, address: int) -> bytes:
-        """The driver's 128 bytes for the array at ``address`` (encoded once per spec)."""
-        spec = self.spec(address)
-        raw = _ENCODED.get(spec)
+        """The driver's 128 bytes for the array at ``address``: the spec checked at construction moved
+        there (encode checks the address's alignment), encoded once per address."""
+        raw = self._encoded.get(address)
         if raw is None:
-            raw = _ENCODED[spec] = spec.encode()
+            raw = replace(self._base, address=int(address)).encode()
+            if len(self._encoded) >= _MAX_ADDRESSES:
+                self._encoded.clear()
+            self._encoded[address] = raw
         return raw
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if v not in (0, "zero", None))
         return f"TensorMap({self.dtype}{list(self.shape)}, box={self.box}" + (f", {opts})" if opts else ")")
-
-
-_ENCODED: dict = {}  # TensorMapSpec -> the driver's bytes
 
 
 def _byte_strides(a, elem: int) -> tuple:

@@ -98,3 +98,55 @@ def test_tensor_map_rules_before_launch():
         K.TensorMap(np.zeros((64, 64), np.float16), (64, 4))
     with pytest.raises(ArgumentError, match="TensorMap array"):
         K.TensorMap([1, 2, 3], (1,))
+
+
+@pytest.fixture
+def torch_as_cuda(monkeypatch):
+    """CPU torch tensors stand in for CUDA tensors of device 0 (the fake driver reads only their addresses)."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    monkeypatch.setattr(torch.Tensor, "get_device", lambda self: 0)
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda device: 0, raising=False)
+    return torch
+
+
+def test_torch_tensor_maps_take_the_fast_path(fake, torch_as_cuda, monkeypatch):
+    """TensorMaps over torch tensors are packed by the generated launch function (never the general
+    path), with the bytes of the map at each tensor's own address."""
+    from kaiodsl.runtime import args as rt_args
+
+    fake, k = fake
+    torch = torch_as_cuda
+    general = []
+    check = rt_args.check_tensormap
+    monkeypatch.setattr(rt_args, "check_tensormap", lambda *a: general.append(a) or check(*a))
+    x = DeviceArray(16, "f32")
+    for _ in range(2):  # fresh tensors: new addresses, the same checked spec
+        a, b = torch.randn(64, 128).half(), torch.randn(64, 128).half()
+        ta, tb = K.TensorMap(a, (64, 64), swizzle=128), K.TensorMap(b, (64, 64), swizzle=128)
+        assert ta._base is tb._base                       # one checked spec for one view
+        for _ in range(2):
+            k[2, 128](7, ta, x, tb)
+            vals = fake.launches[-1][4]
+            assert vals[1] == ta.spec(a.data_ptr()).sim_bytes() and vals[3] == tb.spec(b.data_ptr()).sim_bytes()
+            assert TensorMapSpec.from_sim_bytes(vals[3]).address == b.data_ptr()
+    assert general == [] and fake.native_launches == 0
+
+
+def test_torch_tensor_map_errors(fake, torch_as_cuda):
+    """The memoised construction still refuses every bad map, and a misaligned address is refused at launch."""
+    fake, k = fake
+    torch = torch_as_cuda
+    t = torch.zeros(64, 64, dtype=torch.float16)
+    for _ in range(2):
+        with pytest.raises(ArgumentError, match=r"box=\(64, 4\)"):
+            K.TensorMap(t, (64, 4))
+    with pytest.raises(ArgumentError, match="not a kaiodsl element type"):
+        K.TensorMap(torch.zeros(8, 8, dtype=torch.complex64), (8, 8), dtype="f32")
+    odd = torch.zeros(64 * 64 + 1, dtype=torch.float16)[1:].view(64, 64)   # 2 bytes past an aligned start
+    tm, ok = K.TensorMap(odd, (64, 64)), K.TensorMap(t, (64, 64))
+    x = DeviceArray(16, "f32")
+    for _ in range(2):
+        with pytest.raises(ArgumentError, match="address=.*16-byte aligned"):
+            k[1, 32](1, tm, x, ok)
+    assert fake.launches == []
