@@ -55,7 +55,7 @@ def hopper_gemm(ta: K.TensorMap, tb: K.TensorMap, c: Ptr[f32], M: i32, N: i32, K
     w, lane = t // 32, t % 32
     for j in K.static_range(BN // 2):  # the m64nN accumulator layout (PTX ISA 9.7.15.5.1)
         row = m0 + 16 * w + lane // 4 + 8 * ((j >> 1) & 1)
-        col = n0 + 8 * (j // 4) + 2 * (lane % 4) + (j & 1)
+        col = K.i64(K.block_idx.x) * BN + 8 * (j // 4) + 2 * (lane % 4) + (j & 1)   # n0's, in 64 bits: an offset
         if row < M and col < N:
             c[K.i64(row) * N + col] = acc[j]
 

@@ -30,7 +30,7 @@ def block_reduce(v: f32, scratch, op: Const[str], WARPS: Const[int]) -> f32:
 def softmax(x: Ptr[f32], y: Ptr[f32], cols: i32, BLOCK: Const[int]):
     scratch = kaiodsl.shared_array(f32, 32)
     row = kaiodsl.block_idx.x
-    base = row * cols
+    base = kaiodsl.i64(row) * cols      # row * cols passes 2**31 on big inputs
     tid = kaiodsl.thread_idx.x
     m = -float("inf")
     for c in range(tid, cols, BLOCK):

@@ -8,7 +8,7 @@ from kaiodsl import Const, Ptr, f32, i32
 def transpose(src: Ptr[f32], dst: Ptr[f32], rows: i32, cols: i32, TILE: Const[int], ROWS: Const[int]):
     tile = kaiodsl.shared_array(f32, (TILE, TILE + 1))
     tx, ty = kaiodsl.thread_idx.x, kaiodsl.thread_idx.y
-    bx, by = kaiodsl.block_idx.x * TILE, kaiodsl.block_idx.y * TILE
+    bx, by = kaiodsl.i64(kaiodsl.block_idx.x) * TILE, kaiodsl.i64(kaiodsl.block_idx.y) * TILE  # 64-bit: offsets
     for k in kaiodsl.static_range(0, TILE, ROWS):
         r, c = by + ty + k, bx + tx  # r * cols passes 2**31 on big matrices: the offset is 64-bit
         if r < rows and c < cols:
