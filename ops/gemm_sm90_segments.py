@@ -6,6 +6,9 @@ a multiple of block_n so that no tile straddles two). The kernel differs in two 
 producer loads a tile's B box from its segment's tensor map at the local column
 (``load_segment_b``), and the consumers store through the segment's own epilogue, rope and output
 (``store_segments``). The fused QKV projection (ops/qkv_sm90.py) is three segments: q, k, v.
+The dequantizing W4A16/W8A16 kernel (ops/gemm_sm90_w4.py) takes the same segments: its producer
+reads the weights, scales and zero points of the tile's segment (``segment_of``), its consumers
+store through ``store_segments``.
 """
 
 from dataclasses import dataclass, replace
@@ -65,12 +68,13 @@ class Segments:
             return f"{p.width}{p.epilogue.store.kind[0]}{ops}{rope}"
         return "_seg_" + "_".join(one(p) for p in self.parts)
 
-    def checked(self, cfg: Sm90Config, nargs: int) -> tuple:
-        """The parts, after checking that the kernel can run them with tiling ``cfg`` and ``nargs`` operands."""
+    def checked(self, cfg, nargs: int, max_args: int = MAX_SEGMENT_ARGS) -> tuple:
+        """The parts, after checking that a kernel of tiling ``cfg`` (its block_n) with ``max_args`` operand
+        slots can run them with ``nargs`` operands."""
         bad = [p.width for p in self.parts if p.width <= 0 or p.width % cfg.block_n]
-        if not 1 <= len(self.parts) <= MAX_SEGMENTS or bad or nargs > MAX_SEGMENT_ARGS:
+        if not 1 <= len(self.parts) <= MAX_SEGMENTS or bad or nargs > max_args:
             raise ArgumentError(f"Segments: 1..{MAX_SEGMENTS} segments whose widths are multiples of block_n="
-                                f"{cfg.block_n} and at most {MAX_SEGMENT_ARGS} operands; got widths "
+                                f"{cfg.block_n} and at most {max_args} operands; got widths "
                                 f"{[p.width for p in self.parts]}, {nargs} operands")
         for p in self.parts:
             if p.rope and not p.rope.fits_lane(cfg.block_n):
@@ -98,6 +102,24 @@ def load_segment_b(SEGS: kaiodsl.Const, CL: kaiodsl.Const[int], dst, tbs, col, k
         if col >= lo and col < lo + SEGS[s].width:
             _tma_b(CL, dst, tbs[s], col - lo, k0, bar)
         lo = lo + SEGS[s].width
+
+
+@kaiodsl.func
+def segment_of(SEGS: kaiodsl.Const, operands, col):
+    """For the segment s holding column ``col`` of the tile space: ([operands[j][s] for each j], col's
+    column inside s, s's width as an i32): e.g. the weight, scale and zero-point pointers a
+    dequantizing producer reads, and the width that bounds its rows."""
+    sel = [operands[j][0] for j in kaiodsl.static_range(len(operands))]
+    local = col
+    width = kaiodsl.i32(SEGS[0].width)
+    lo = SEGS[0].width
+    for s in kaiodsl.static_range(1, len(SEGS)):
+        if col >= lo:
+            sel = [operands[j][s] for j in kaiodsl.static_range(len(operands))]
+            local = col - lo
+            width = kaiodsl.i32(SEGS[s].width)
+        lo = lo + SEGS[s].width
+    return sel, local, width
 
 
 @kaiodsl.func

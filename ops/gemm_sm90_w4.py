@@ -33,6 +33,12 @@ Group sizes 32, 64 and 128 all work: word ww of stage kt (k ``64 kt + 32 ww ..``
 Ragged M comes from TMA's zero fill; N is a multiple of 8 (the packed layout) and row tiles past N
 load zeros (their columns are never stored); K is a multiple of 128, so every K stage is full.
 
+**Segments** (``w4_segments_kernel``, E a ``gemm_sm90_segments.Segments``; the fused int8/int4 QKV
+projection of ops/qkv_sm90.py): up to three weights (with their scales and zero points) and outputs
+in one launch, the output tiles walking segment 0's column tiles, then segment 1's, ...; only the
+producer's choice of weights (``segment_of``: the tile's segment's pointers, local column and N for
+the row bounds) and the epilogue call (``store_segments``) differ.
+
 **W8A16** (``w8_sm90_kernel``, ``ops.matmul_w8a16``'s path for M > 64): the same kernel with plain int8
 [N, K] rows: a stage's 64 bytes of a row are 4 pieces of 16 bytes (4 consecutive producer threads,
 one 16-byte load each), piece q giving f16 chunks 2q and 2q + 1 (``tiles.dequant.int8_quad``: exact
@@ -49,6 +55,7 @@ from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles.dequant import MAGIC, int4_pair, int8_quad
 from kaiodsl.tiles.layouts import B128, SmemTile, chunk_ptr
 
+from . import gemm_sm90_segments as seg
 from ._common import require_positive_fields
 from .gemm_sm90 import sm_count
 
@@ -327,8 +334,10 @@ def _store_b8(D: kaiodsl.Const, smem, stage_off, words, groups, tid):
 @kaiodsl.func
 def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, N, K):
     """The persistent warp-specialised kernel (module doc) for weights ``D`` and epilogue ``E`` (run-time
-    operands ``args``): ``scales``, ``zeros`` the group scales and zero points (unused where D has none)."""
+    operands ``args``): ``scales``, ``zeros`` the group scales and zero points (unused where D has none).
+    With E a ``Segments``, ``w``, ``scales``, ``zeros`` and ``c`` are one per segment."""
     cfg = D.cfg
+    SEGS = E.parts if isinstance(E, seg.Segments) else ()
     BM, BN, S, GM, GS = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m, D.group_size
     W = tiles.WarpgroupMma(D.dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
     R = D.ring
@@ -352,16 +361,19 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, 
     G = K // max(GS, 1)                     # groups a row (unused per-channel)
     first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
     if wg == 0:
-        wp = kaiodsl.ptr_cast(w, u32)
         state = tiles.pipeline.start(R)
         for t in range(first, total, step):
             m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
-            cur = _fetch_b(D, wp, 0, K, n0, N, tid)          # (not used without prefetch)
+            wt, sc, zp, bn0, bN = w, scales, zeros, n0, N
+            if SEGS:              # the weights, scales, zeros and rows of the segment holding the tile
+                (wt, sc, zp), bn0, bN = seg.segment_of(SEGS, (w, scales, zeros), n0)
+            wp = kaiodsl.ptr_cast(wt, u32)
+            cur = _fetch_b(D, wp, 0, K, bn0, bN, tid)          # (not used without prefetch)
             for kt in range(ktiles):
                 if D.prefetch:    # the next stage's words (the last stage's again at the end: in range)
-                    nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), K, n0, N, tid)
+                    nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), K, bn0, bN, tid)
                 else:             # this stage's, in flight during the acquire
-                    cur = _fetch_b(D, wp, kt, K, n0, N, tid)
+                    cur = _fetch_b(D, wp, kt, K, bn0, bN, tid)
                     nxt = cur
                 tiles.pipeline.acquire(R, state, bars)
                 index, phase = state
@@ -369,7 +381,7 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, 
                     kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
                     kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
                 # (the scales load in here: before the acquire they made ptxas spill at g32 + zeros)
-                _fill_b(D, smem, index * STAGE_ELEMS, cur, scales, zeros, kt, G, n0, N, tid)
+                _fill_b(D, smem, index * STAGE_ELEMS, cur, sc, zp, kt, G, bn0, bN, tid)
                 kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
                 kaiodsl.mbarrier_arrive(bars.ptr(index))
                 state = tiles.pipeline.advance(R, state)
@@ -396,9 +408,12 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, 
             if ktiles > 0:
                 tiles.pipeline.release(R, prev, bars)
             r0 = m0 + cw * cfg.wg_rows + 16 * ((tid // 32) % 4)
-            for i in kaiodsl.static_range(W.m_tiles):
-                tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
-                                          r0 + 64 * i, n0, lane, M, N)
+            if SEGS:              # through the output, epilogue and rope of n0's segment
+                seg.store_segments(SEGS, W, accs, c, args, r0, n0, lane, M)
+            else:
+                for i in kaiodsl.static_range(W.m_tiles):
+                    tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
+                                              r0 + 64 * i, n0, lane, M, N)
 
 
 
@@ -503,3 +518,49 @@ def launch_w8_sm90(a, w_q, pc, gsc, out, bias, M: int, N: int, K: int, dtype_nam
     k = w8_sm90_kernel(dtype_name, out_name, group_size, has_bias, cfg)
     k[min(total, sm_count()), cfg.threads](ta, w_q, pc, gsc, out, bias, M, N, K, smem=cfg.smem_bytes())
     return out
+
+
+# -- segments (ops/gemm_sm90_segments.py): several weights and outputs in one launch (the fused QKV) ---------
+SEGMENT_ARGS = 9           # epilogue operand slots: per-channel scales, biases and rope's 3 of q, k, v
+
+
+@lru_cache(maxsize=None)
+def w4_segments_kernel(D: W4Dequant, E: seg.Segments, wdtype: str, arg_types: tuple):
+    """The kernel for weights ``D`` (int4 words as ``wdtype`` i32/u32, or int8 "i8") with segments ``E``:
+    per segment its weights, scales, zero points and output; ``arg_types`` the kaiodsl types of the
+    epilogues' run-time operands (at most SEGMENT_ARGS, shared through the segments' indices)."""
+    cfg = D.cfg
+    cfg.check()
+    E.checked(cfg, len(arg_types), SEGMENT_ARGS)
+    T = {"f16": f16, "bf16": bf16}[D.dtype_name]
+    WT = {"i32": i32, "u32": u32, "i8": i8}[wdtype]
+    O0, O1, O2 = (E.outs + (E.out,) * seg.MAX_SEGMENTS)[:seg.MAX_SEGMENTS]
+    T0, T1, T2, T3, T4, T5, T6, T7, T8 = (tuple(arg_types) + (Ptr[f32],) * SEGMENT_ARGS)[:SEGMENT_ARGS]
+    kind = f"w8a16_{D.dtype_name}" if D.kind == "int8" else f"w4a16_{D.dtype_name}_g{D.group_size}"
+    name = (f"{kind}_sm90" + ("_zp" if D.has_zeros else "") + f"_{cfg}_{wdtype}").replace("/", "_") + E.tag
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def kern(ta: TensorMap, w0: Ptr[WT], w1: Ptr[WT], w2: Ptr[WT], s0: Ptr[T], s1: Ptr[T], s2: Ptr[T],
+             z0: Ptr[u8], z1: Ptr[u8], z2: Ptr[u8], c0: Ptr[O0], c1: Ptr[O1], c2: Ptr[O2], x0: T0, x1: T1, x2: T2,
+             x3: T3, x4: T4, x5: T5, x6: T6, x7: T7, x8: T8, M: i32, N: i32, K: i32):
+        _body(D, E, ta, (w0, w1, w2), (s0, s1, s2), (z0, z1, z2), (c0, c1, c2), (x0, x1, x2, x3, x4, x5, x6, x7, x8),
+              M, N, K)
+
+    return kern
+
+
+def launch_w4_segments(D: W4Dequant, wdtype: str, a, ws: tuple, scales: tuple, zeros: tuple, outs: tuple, M: int,
+                       K: int, E: seg.Segments, args: tuple, arg_types: tuple, dummy):
+    """Run the segmented kernel on validated operands: a [M, K] (16-byte aligned rows); per segment its
+    weights, scales (or placeholders of a's dtype), zero points (or a uint8 placeholder) and output;
+    ``args`` the epilogues' run-time operands, ``dummy`` an f32 array for the slots they leave unused."""
+    cfg = D.cfg
+    ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
+    pad = seg.MAX_SEGMENTS - len(ws)
+    ws, scales, zeros, outs = (list(v) + [v[0]] * pad for v in (ws, scales, zeros, outs))
+    fill = [dummy] * (SEGMENT_ARGS - len(args))
+    total = -(-M // cfg.block_m) * (E.width // cfg.block_n)
+    k = w4_segments_kernel(D, E, wdtype, arg_types)
+    k[min(total, sm_count()), cfg.threads](ta, *ws, *scales, *zeros, *outs, *args, *fill, M, E.width, K,
+                                           smem=cfg.smem_bytes())
+    return tuple(outs[:len(outs) - pad])

@@ -17,8 +17,9 @@ e.g. from ``from_gptq`` per projection. Options, shared by the three:
   the sequence. Positions must lie in [0, P) (not checked on the device).
 * ``out_dtype``: f16/bf16/f32 (default x's).
 
-``qkv_choice`` says which kernel runs: on sm_90a, f16/bf16 weights past M = 64 take one launch of
-the Hopper GEMM (ops/qkv_sm90.py) when the projections fit its tiles; else ops/qkv_kernels.py.
+``qkv_choice`` says which kernel runs: on sm_90a past M = 64 one launch of the Hopper GEMM (f16/bf16
+weights) or of the dequantizing W4A16/W8A16 GEMM (int8/int4; ops/gemm_sm90_w4.py), both through
+ops/qkv_sm90.py, when the projections fit its tiles; else ops/qkv_kernels.py.
 """
 
 
@@ -32,6 +33,7 @@ from . import qkv_sm90
 from ._common import (data_alignment, inspect_array, new_like, require_contiguous, require_dtype,
                       require_i32_sizes, require_rank, same_kind)
 from .gemm_sm90 import Sm90Config
+from .gemm_sm90_w4 import W4Config
 from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, needs_wide, row_granule
 from .matmul_w8a16 import _vec_f32
 from .qkv_kernels import QkvPlan, qkv_kernel
@@ -58,16 +60,22 @@ def qkv_config(kind: str, M: int, K: int = 0):
 def qkv_choice(kind: str, M: int, K: int, Nq: int, Nkv: int, head_dim: int = 0, rope_style: str = "",
                rows_aligned: bool = True, config=None) -> tuning.Choice:
     """The config the op runs for these sizes and why (``.config``, ``.source``): ``config`` when given;
-    on sm_90a for f16/bf16 weights past M = 64 the one-launch Hopper GEMM (an Sm90Config) when the
-    projections fit its tiles (``qkv_sm90.pick``); else ``qkv_config``'s mma.sync kernel config."""
+    on sm_90a past M = 64 one launch of the Hopper GEMM (f16/bf16 weights: an Sm90Config,
+    ``qkv_sm90.pick``) or of the dequantizing one (int8/int4: a W4Config, ``qkv_sm90.pick_quant``) when
+    the projections fit its tiles; else ``qkv_config``'s mma.sync kernel config. ``rows_aligned``: x
+    (and the weights the kernel reads 16 bytes at a time) on 16-byte boundaries."""
     if config is not None:
         return tuning.Choice(config, "given")
-    why = "int8/int4 weights" if kind != "f16" else ""
     if kind == "f16":
         cfg, why = qkv_sm90.pick(M, K, Nq, Nkv, head_dim, rope_style or "", rows_aligned)
         if cfg is not None:
             return tuning.Choice(cfg, "heuristic: one sm_90a launch, TMA + wgmma over q, k, v segments "
                                       "(ops/qkv_sm90.py)")
+    else:
+        cfg, why = qkv_sm90.pick_quant(kind, M, K, Nq, Nkv, head_dim, rope_style or "", 16 if rows_aligned else 0)
+        if cfg is not None:
+            return tuning.Choice(cfg, f"heuristic: one sm_90a launch, {kind} weights dequantized into shared "
+                                      f"memory + wgmma over q, k, v segments (ops/gemm_sm90_w4.py)")
     return tuning.Choice(qkv_config(kind, M, K), f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); "
                                                  f"not sm_90a's: {why}")
 
@@ -233,8 +241,12 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
     T = xz.dtype
-    x2 = qkv_sm90.two_d(x, M, K) if kind == "f16" else None
-    aligned = x2 is not None and not any(row_granule(K, 2, data_alignment(a)) for a in (xz, *wzs))
+    x2 = qkv_sm90.two_d(x, M, K)
+    if kind == "f16":
+        aligned = x2 is not None and not any(row_granule(K, 2, data_alignment(a)) for a in (xz, *wzs))
+    else:       # TMA reads x; int8 weight rows are read 16 bytes at a time (int4's words 8)
+        align = min(data_alignment(a) for a in (xz, *(wzs if kind == "int8" else ()))) if x2 is not None else 0
+        aligned = align >= 16
     cfg = qkv_choice(kind, M, K, Nq, Nkv, D, style, aligned, config).config
     if isinstance(cfg, Sm90Config):
         if kind != "f16":
@@ -246,6 +258,20 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
             return outs
         return qkv_sm90.launch(x2, ws, outs, M, K, Nq, Nkv, cfg, T.name, OUT, biases, layout == "bhsd",
                                S, D, style, rope, positions, dummy_f32(xz))
+    if isinstance(cfg, W4Config):
+        if kind == "f16":
+            raise ArgumentError(f"{op}(): config {cfg} is the int8/int4 weights' sm_90a kernel; use config=None")
+        cfg = qkv_sm90.checked_quant(op, cfg, M, K, Nq, Nkv, D, style, align)
+        require_i32_sizes(op, M=M, N=Nq + 2 * Nkv, K=K)
+        outs = _outputs(xz, layout, M, S, D, (Nq, Nkv, Nkv), OUT)
+        if M == 0:
+            return outs
+        has_z = kind == "int4" and zeros is not None
+        _, gs, zs = _quant_slots(kind, xz, x, qargs, zeros)
+        quant = qkv_sm90.QuantWeights(kind, group_size if kind == "int4" else 0, has_z, wzs[0].dtype.name,
+                                      qargs if kind == "int8" else (), gs, zs)
+        return qkv_sm90.launch(x2, ws, outs, M, K, Nq, Nkv, cfg, T.name, OUT, biases, layout == "bhsd",
+                               S, D, style, rope, positions, dummy_f32(xz), quant)
     wide = needs_wide(M, max(Nq, Nkv), K)
     if isinstance(cfg, DecodeConfig):
         unit = {"f16": 32, "int8": 64, "int4": 128}[kind]
@@ -273,12 +299,7 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
     if M == 0:
         return outs
     f32d = dummy_f32(xz)
-    sc = qargs if kind == "int8" else (f32d,) * 3
-    gs = qargs if kind == "int4" else (x,) * 3
-    if kind == "int4" and zeros is not None:
-        zs = tuple(zeros)
-    else:
-        zs = (new_like(xz, (1,), u8),) * 3
+    sc, gs, zs = _quant_slots(kind, xz, x, qargs, zeros)
     bs = biases or (f32d,) * 3
     if style:
         cos, sin = rope
@@ -291,6 +312,14 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
     grid = (nbq + 2 * nbk, -(-M // bm))
     k[grid, threads](x, *ws, *sc, *gs, *zs, *bs, *outs, cos, sin, pos, M, Nq, Nkv, K, S, nbq, nbk, smem=smem)
     return tuple(outs)
+
+
+def _quant_slots(kind, xz, x, qargs, zeros) -> tuple:
+    """(per-channel f32 scales, group scales, zero points) of q, k, v, placeholders where the kind has none."""
+    sc = qargs if kind == "int8" else (dummy_f32(xz),) * 3
+    gs = qargs if kind == "int4" else (x,) * 3
+    zs = tuple(zeros) if kind == "int4" and zeros is not None else (new_like(xz, (1,), u8),) * 3
+    return sc, gs, zs
 
 
 def _outputs(xz, layout, M, S, D, Ns, OUT) -> tuple:

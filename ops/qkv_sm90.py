@@ -1,4 +1,5 @@
-"""Fused QKV on sm_90a: ``qkv_project`` (f16/bf16 weights) as one launch of the Hopper GEMM.
+"""Fused QKV on sm_90a: ``qkv_project`` (f16/bf16 weights) as one launch of the Hopper GEMM, and
+``qkv_project_int8`` / ``qkv_project_int4`` as one launch of the dequantizing GEMM (ops/gemm_sm90_w4.py).
 
 The kernel is ops/gemm_sm90.py's (persistent, warp-specialised TMA producer, wgmma consumers) with
 three ``Segments``: the output tiles walk q's column tiles, then k's, then v's; the producer loads B
@@ -10,19 +11,27 @@ head-major with the projection's head count. x is read once per row tile for all
 It needs each projection's N to be a multiple of block_n (no tile straddles two projections), with
 a rope block_n a multiple of head_dim and head_dim of 16 (rotate_half) or 8 (interleaved), and
 16-byte aligned rows (TMA); ``pick`` says which tiling fits or why none does (then ops/qkv_kernels.py runs).
+
+int8/int4 weights (``pick_quant``, ``QuantWeights``): the same three segments on gemm_sm90_w4's kernel,
+whose producer warpgroup dequantizes the tile's projection's weights (with its scales and zero points,
+bounded by its N) into the swizzled B tile; int8's per-channel scales are an epilogue ColScale.
 """
+
+from dataclasses import dataclass
 
 from kaiodsl import Ptr, f32, i32, tiles
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles.rope import Rope
 
 from . import gemm_sm90
+from . import gemm_sm90_w4 as w4
 from .gemm_sm90 import NARROW, Sm90Config
 from .gemm_sm90_segments import Segment, Segments, launch_segments
 
 
-def _misfit(cfg: Sm90Config, Nq: int, Nkv: int, D: int, style: str) -> str:
-    """Why the segmented kernel cannot run tiling ``cfg`` for these projections ('' when it can)."""
+def _misfit(cfg, Nq: int, Nkv: int, D: int, style: str) -> str:
+    """Why a segmented kernel cannot run tiling ``cfg`` (an Sm90Config or W4Config) for these projections
+    ('' when it can)."""
     bn = cfg.block_n
     if Nq % bn or Nkv % bn:
         return f"N_q={Nq} and N_kv={Nkv} must be multiples of block_n={bn}"
@@ -73,29 +82,86 @@ def two_d(x, M: int, K: int):
 
 
 def segments(Nq: int, Nkv: int, out_t, has_bias: bool, bhsd: bool, S: int, D: int, style: str,
-             has_pos: bool) -> tuple:
-    """(the Segments of q, k, v, the kaiodsl types of the launch's operands): biases bq, bk, bv
-    (operands 0..2 when present), then rope's cos, sin and positions (or S) shared by q and k."""
-    types = [Ptr[f32]] * 3 if has_bias else []
+             has_pos: bool, scaled: bool = False) -> tuple:
+    """(the Segments of q, k, v, the kaiodsl types of the launch's operands): with ``scaled`` the int8
+    weights' per-channel f32 scales sq, sk, sv (operands 0..2, an epilogue ColScale), then biases bq, bk,
+    bv when present, then rope's cos, sin and positions (or S) shared by q and k."""
+    types = [Ptr[f32]] * (3 * scaled + 3 * has_bias)
     ropes, rope_args = (None,) * 3, ()
     if style:
         r = Rope(style, D, has_pos)
         ropes, rope_args = (r, r, None), tuple(range(len(types), len(types) + 3))
         types += [Ptr[f32], Ptr[f32], Ptr[i32] if has_pos else i32]
+    ops = ((tiles.ColScale(),) if scaled else ()) + ((tiles.Bias(),) if has_bias else ())
     parts = []
     for n, width in enumerate((Nq, Nkv, Nkv)):
         store = tiles.HeadMajor(S, width // D, D) if bhsd else tiles.RowMajor()
-        E = tiles.Epilogue((tiles.Bias(),) if has_bias else (), out_t, store)
-        parts.append(Segment(width, E, (n,) if has_bias else (), ropes[n], rope_args if ropes[n] else ()))
+        args = ((n,) if scaled else ()) + ((3 * scaled + n,) if has_bias else ())
+        parts.append(Segment(width, tiles.Epilogue(ops, out_t, store), args, ropes[n], rope_args if ropes[n] else ()))
     return Segments(tuple(parts)), tuple(types)
 
 
-def launch(x2, ws, outs, M: int, K: int, Nq: int, Nkv: int, cfg: Sm90Config, dtype_name: str, out_t,
-           biases, bhsd: bool, S: int, D: int, style: str, rope, positions, dummy):
-    """The one launch: q, k, v through three segments (validated operands, allocated outputs)."""
-    segs, types = segments(Nq, Nkv, out_t, biases is not None, bhsd, S, D, style, positions is not None)
-    args = list(biases or ())
+@dataclass(frozen=True)
+class QuantWeights:
+    """The int8/int4 weights' extras for the dequantizing kernel (ops/gemm_sm90_w4.py): ``kind`` "int8"
+    (per-channel f32 ``scales``, an epilogue ColScale; ``group_size`` 0) or "int4" (``gscales`` the group
+    scales in x's dtype, ``zeros`` the zero points when ``has_zeros``); the other slots hold placeholders.
+    ``wdtype``: the weights' dtype name (int4: i32 or u32 words, int8: i8)."""
+
+    kind: str
+    group_size: int
+    has_zeros: bool
+    wdtype: str
+    scales: tuple
+    gscales: tuple
+    zeros: tuple
+
+
+def launch(x2, ws, outs, M: int, K: int, Nq: int, Nkv: int, cfg, dtype_name: str, out_t,
+           biases, bhsd: bool, S: int, D: int, style: str, rope, positions, dummy, quant: QuantWeights = None):
+    """The one launch: q, k, v through three segments (validated operands, allocated outputs) of the
+    Hopper GEMM, or with ``quant`` (cfg a W4Config) of the dequantizing kernel."""
+    scaled = quant is not None and quant.kind == "int8"
+    segs, types = segments(Nq, Nkv, out_t, biases is not None, bhsd, S, D, style, positions is not None, scaled)
+    args = list(quant.scales if scaled else ()) + list(biases or ())
     if style:
         args += [rope[0], rope[1], positions if positions is not None else S]
-    launch_segments(dtype_name, x2, tuple(ws), tuple(outs), M, K, cfg, segs, tuple(args), types, dummy)
+    if quant is None:
+        launch_segments(dtype_name, x2, tuple(ws), tuple(outs), M, K, cfg, segs, tuple(args), types, dummy)
+    else:
+        Dq = w4.W4Dequant(cfg, dtype_name, quant.group_size, quant.has_zeros, quant.kind)
+        w4.launch_w4_segments(Dq, quant.wdtype, x2, tuple(ws), quant.gscales, quant.zeros, tuple(outs), M, K, segs,
+                              tuple(args), types, dummy)
     return tuple(outs)
+
+
+# -- int8 / int4 weights: gemm_sm90_w4's dequantizing kernel with the same segments ----------------------
+def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str, align: int):
+    """(the W4Config the heuristic takes, '') or (None, why not) for int8/int4 weights: sm_90a past M = 64
+    (gemm_sm90_w4.use_sm90_w8 / use_sm90_w4), x (and int8 weights) on 16-byte boundaries (``align``: the
+    power of two dividing their data, 0 when x cannot be viewed as [M, hidden]), and gemm_sm90_w4's tiling
+    (128 x 128 with a rope, or when 256 columns do not divide the projections) fitting them."""
+    from kaiodsl.compiler import default_arch
+
+    N = Nq + 2 * Nkv
+    # use_sm90_w4 at group 128 stands for all three group sizes qkv_project_int4 takes (the kernel runs each)
+    if not (w4.use_sm90_w8(M, N, K) if kind == "int8" else w4.use_sm90_w4(M, N, K, 128)):
+        return None, f"the target is {default_arch()}" if default_arch() != "sm_90a" else f"M={M} <= 64"
+    if align < 16:
+        return None, "x or an int8 weight is off 16-byte boundaries (TMA, 16-byte loads)"
+    why = ""
+    first = w4.NARROW if style else w4.w4_config(M, N, K, gemm_sm90.sm_count())     # as pick: a rope spills at 256
+    for cfg in dict.fromkeys((first, w4.NARROW)):
+        why = _misfit(cfg, Nq, Nkv, D, style)
+        if not why:
+            return cfg, ""
+    return None, why
+
+
+def checked_quant(op: str, config, M: int, K: int, Nq: int, Nkv: int, D: int, style: str, align: int):
+    """A given W4Config after gemm_sm90_w4's checks and the segments' (ArgumentError naming the rule)."""
+    cfg = w4.sm90_w4_plan(op, M, Nq + 2 * Nkv, K, True, None, align, config)
+    why = _misfit(cfg, Nq, Nkv, D, style)
+    if why:
+        raise ArgumentError(f"{op}(): config {cfg}: {why}; use config=None")
+    return cfg

@@ -54,11 +54,11 @@ def _tables(rng, P, D):
 
 
 def _run(rng, kind, dt, B, S, K, H, Hkv, D, layout="mn", rope_style=None, bias=False, positions=False,
-         x3d=True, out_dtype=None, config=None):
+         x3d=True, out_dtype=None, config=None, gs=64, zeros=True):
     Ns = (H * D, Hkv * D, Hkv * D)
     xs = rng.standard_normal((B, S, K) if x3d else (B * S, K))
     x, xv = make(xs, dt)
-    args, wref, kw = _weights(rng, kind, dt, Ns, K)
+    args, wref, kw = _weights(rng, kind, dt, Ns, K, gs, zeros)
     to = (lambda a: dev(a)) if dt == "bf16" else (lambda a: a)
     if layout == "bhsd" or rope_style:
         kw["head_dim"] = D
