@@ -85,9 +85,15 @@ def _cluster_block(m, t: int, rank: int):
     return m.cluster_peer(t, rank)
 
 
-def _check_box(m, spec, rank, dst, t, what):
+def _check_box(m, spec, rank, dst, t, what, coords=()):
     if rank != spec.rank:
         m.fail(f"{what}: a {rank}-D copy through a rank-{spec.rank} tensor map (use {spec.rank} coordinates)", t)
+    if any(int(c) < 0 for c in coords):
+        # tile-mode boxes may run past a tensor's end (zero fill / clipped stores), not start before it:
+        # on the H200 a negative coordinate ends the kernel with an illegal instruction
+        m.fail(f"{what}: tensor coordinates {[int(c) for c in coords]} (innermost first) include a negative one; "
+               f"a box must start inside the tensor or past its end (it may run past the end: those elements "
+               f"are filled on loads and skipped on stores)", t)
     align = 128 if spec.swizzle else 16
     if dst % align:
         m.fail(f"{what}: the shared address must be {align}-byte aligned"
@@ -116,7 +122,7 @@ def tensor_copy(m, ins, mods):
             for j, t in enumerate(ti):
                 t = int(t)
                 spec = map_spec(m, int(maps[j]), t)
-                _check_box(m, spec, rank, int(dst[j]), t, "cp.async.bulk.tensor")
+                _check_box(m, spec, rank, int(dst[j]), t, "cp.async.bulk.tensor", [c[j] for c in cs])
                 off, inside = box_elements(spec, [c[j] for c in cs])
                 eb = spec.elem_bytes
                 fill = _NAN.get(eb, 0) if spec.oob_fill == "nan" else 0
@@ -149,7 +155,7 @@ def tensor_copy(m, ins, mods):
         for j, t in enumerate(ti):
             t = int(t)
             spec = map_spec(m, int(maps[j]), t)
-            _check_box(m, spec, rank, int(src[j]), t, "cp.async.bulk.tensor store")
+            _check_box(m, spec, rank, int(src[j]), t, "cp.async.bulk.tensor store", [c[j] for c in cs])
             off, inside = box_elements(spec, [c[j] for c in cs])
             eb = spec.elem_bytes
             lin = smem_offsets(spec, int(src[j]), off.size)

@@ -57,17 +57,25 @@ def swizzled(box_bytes: np.ndarray, swizzle: int) -> np.ndarray:
 CASES = [  # (swizzle, box): the inner box is the swizzle span (or 48 bytes unswizzled)
     (0, (5, 24)), (32, (8, 16)), (64, (8, 32)), (128, (8, 64)),
 ]
-# Negative box corners (boxes that start before the tensor) ended in an illegal instruction on the
-# H200 (they are exact in the simulator); until that is understood the GPU runs the other two corners.
-CORNERS = [((0, 0), (0, 0)), ((33, 80), (16, 40)), pytest.param((-3, -8), (-2, -5), id="negative"),
-           pytest.param((-3, -8), (2, 5), id="negative_load"), pytest.param((3, 8), (-2, -5), id="negative_store")]
+# Boxes that start before the tensor (a negative coordinate) end in an illegal instruction on the H200
+# (2026-12-02: a negative load corner alone does it); the simulator refuses them, naming the coordinates.
+CORNERS = [((0, 0), (0, 0)), ((33, 80), (16, 40))]
+NEGATIVE = [((-3, -8), (2, 5)), ((3, 8), (-2, -5)), ((0, -8), (0, 0))]
+
+
+@pytest.mark.parametrize("corner,corner2", NEGATIVE, ids=["load", "store", "inner_only"])
+def test_tma_negative_corner_refused(sim90, corner, corner2):
+    a = np.ones((37, 104), np.float16)
+    out = np.zeros((20, 56), np.float16)
+    raw = np.zeros(8 * 64 * 2 // 4, np.uint32)
+    with pytest.raises(K.KaioError, match="include a negative one"):
+        tma_box[1, 128](K.TensorMap(a, (8, 64), swizzle=128), K.TensorMap(out, (8, 64), swizzle=128), raw,
+                        *corner, *corner2, NBYTES=8 * 64 * 2)
 
 
 @pytest.mark.parametrize("swizzle,box", CASES)
 @pytest.mark.parametrize("corner,corner2", CORNERS)
 def test_tma_load_store_edges_and_swizzle(hopper, rng, swizzle, box, corner, corner2):
-    if hopper.name == "cuda" and min(corner) < 0 and min(corner2) < 0:
-        pytest.skip("negative TMA box corners ended in an illegal instruction on the H200 (open, issue 12)")
     a = rng.integers(1, 2**16, (37, 104)).astype(np.uint16).view(np.float16)
     out = rng.integers(1, 2**16, (20, 56)).astype(np.uint16).view(np.float16)
     out0 = out.copy()
