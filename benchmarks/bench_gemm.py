@@ -62,16 +62,11 @@ def bench_float(dtype_name: str, shapes, results: list, variants=()) -> None:
         err = rel_err(out, ref)
         t_k = timed(lambda: ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name))
         t_t = timed(lambda: torch.matmul(a, b.t()))
-        flops = 2.0 * M * N * K
-        row = {"op": f"matmul_{dtype_name}", "M": M, "N": N, "K": K, "config": str(cfg),
-               "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
-               "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err}
+        peer = {}
         if M == N == K and M >= 1024 and triton_peer.matmul(a, b) is not None:   # the Python-DSL peer, same timing
-            row["triton_ms"] = timed(lambda: triton_peer.matmul(a, b))
-            row["triton_tflops"] = flops / row["triton_ms"] / 1e9
-            row["vs_triton"] = row["triton_ms"] / t_k
-        results.append(row)
-        _row(results[-1])
+            t_p = timed(lambda: triton_peer.matmul(a, b))
+            peer = {"triton_ms": t_p, "triton_tflops": 2.0 * M * N * K / t_p / 1e9, "vs_triton": t_p / t_k}
+        _record(results, f"matmul_{dtype_name}", M, N, K, t_k, t_t, err, config=str(cfg), **peer)
         if variants and type(cfg).__name__ == "Sm90Config":
             bench_sm90_variants(dtype_name, a, b, ref, cfg, variants, t_t, results)
 
@@ -88,11 +83,7 @@ def bench_sm90_variants(dtype_name: str, a, b, ref, base, variants, t_t: float, 
         cfg = replace(base, **v)
         out = ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name, config=cfg)
         t_k = timed(lambda: ops.matmul(a, b, b_layout="nk", out_dtype=dtype_name, config=cfg))
-        flops = 2.0 * M * N * K
-        results.append({"op": f"matmul_{dtype_name}_sm90var", "M": M, "N": N, "K": K, "config": str(cfg),
-                        "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
-                        "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": rel_err(out, ref)})
-        _row(results[-1])
+        _record(results, f"matmul_{dtype_name}_sm90var", M, N, K, t_k, t_t, rel_err(out, ref), config=str(cfg))
 
 
 def _variants(text: str) -> list:
@@ -117,7 +108,6 @@ def bench_decode(dtype_name: str, shapes, extra: list, results: list) -> None:
         a = torch.randn(M, K, device="cuda", dtype=dt)
         b = torch.randn(N, K, device="cuda", dtype=dt)
         b_kn = b.t().contiguous()
-        flops = 2.0 * M * N * K
         t_t = timed(lambda: torch.matmul(a, b.t()))
         t_kn = timed(lambda: torch.matmul(a, b_kn))
         ref = torch.matmul(a, b.t())
@@ -128,11 +118,8 @@ def bench_decode(dtype_name: str, shapes, extra: list, results: list) -> None:
             out = ops.matmul(a, w, b_layout=lay, config=cfg)
             err = rel_err(out, ref)
             t_k = timed(lambda: ops.matmul(a, w, b_layout=lay, config=cfg))
-            results.append({"op": f"matmul_{dtype_name}_decode_{lay}", "M": M, "N": N, "K": K, "config": str(cfg),
-                            "kaiodsl_ms": t_k, "torch_ms": t_ref, "kaiodsl_tflops": flops / t_k / 1e9,
-                            "torch_tflops": flops / t_ref / 1e9, "ratio": t_ref / t_k, "rel_err": err,
-                            "kaiodsl_gbps": 2.0 * N * K / t_k / 1e6})
-            _row(results[-1])
+            _record(results, f"matmul_{dtype_name}_decode_{lay}", M, N, K, t_k, t_ref, err, config=str(cfg),
+                    kaiodsl_gbps=2.0 * N * K / t_k / 1e6)
 
 
 def _int8_config(M: int, N: int, K: int) -> str:
@@ -158,21 +145,13 @@ def bench_int8(shapes, results: list) -> None:
         err = rel_err(out, ref)
         t_k = timed(lambda: ops.matmul_int8(a, b, 1.0))
         t_t = timed(lambda: torch._int_mm(a, b.t())) if M > 16 else float("nan")
-        ops_ = 2.0 * M * N * K
-        results.append({"op": "matmul_int8", "M": M, "N": N, "K": K, "config": _int8_config(M, N, K),
-                        "kaiodsl_ms": t_k, "torch_ms": t_t,
-                        "kaiodsl_tflops": ops_ / t_k / 1e9, "torch_tflops": ops_ / t_t / 1e9,
-                        "ratio": t_t / t_k, "rel_err": err, "torch_op": "torch._int_mm"})
-        _row(results[-1])
-        if "sm90" in results[-1]["config"] and M == N == K:    # the mma.sync kernel too (sm_80/sm_89's)
+        row = _record(results, "matmul_int8", M, N, K, t_k, t_t, err, config=_int8_config(M, N, K),
+                      torch_op="torch._int_mm")
+        if "sm90" in row["config"] and M == N == K:    # the mma.sync kernel too (sm_80/sm_89's)
             cfg = ops.int8_config(M, N, K)
             err = rel_err(ops.matmul_int8(a, b, 1.0, config=cfg), ref)
             t_s = timed(lambda: ops.matmul_int8(a, b, 1.0, config=cfg))
-            results.append({"op": "matmul_int8_mma_sync", "M": M, "N": N, "K": K, "config": str(cfg),
-                            "kaiodsl_ms": t_s, "torch_ms": t_t, "kaiodsl_tflops": ops_ / t_s / 1e9,
-                            "torch_tflops": ops_ / t_t / 1e9, "ratio": t_t / t_s, "rel_err": err,
-                            "torch_op": "torch._int_mm"})
-            _row(results[-1])
+            _record(results, "matmul_int8_mma_sync", M, N, K, t_s, t_t, err, config=str(cfg), torch_op="torch._int_mm")
 
 
 def bench_fp8(shapes, results: list) -> None:
@@ -192,13 +171,8 @@ def bench_fp8(shapes, results: list) -> None:
         err = rel_err(out, ref)
         t_k = timed(lambda: ops.matmul_fp8(a, b, sa, sb, out_dtype="bf16"))
         t_t = timed(lambda: torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16))
-        flops = 2.0 * M * N * K
-        results.append({"op": "matmul_fp8", "M": M, "N": N, "K": K,
-                        "config": str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count())),
-                        "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
-                        "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err,
-                        "torch_op": "torch._scaled_mm"})
-        _row(results[-1])
+        _record(results, "matmul_fp8", M, N, K, t_k, t_t, err,
+                config=str(gemm_sm90.sm90_config(M, N, K, gemm_sm90.sm_count())), torch_op="torch._scaled_mm")
 
 
 def bench_int4(shapes, results: list) -> None:
@@ -223,14 +197,19 @@ def bench_int4(shapes, results: list) -> None:
         t_t = timed(lambda: torch.matmul(a, w.t()))
         e_k = timed_eager(lambda: ops.matmul_int4(a, wp, sc, group_size=g))
         e_t = timed_eager(lambda: torch.matmul(a, w.t()))
-        results.append({"op": "matmul_int4", "M": M, "N": N, "K": K, "group_size": g, "kaiodsl_ms": t_k,
-                        "torch_ms": t_t, "ratio": t_t / t_k, "rel_err": err,
-                        "torch_op": "torch.matmul f16 (dequantized weights)",
-                        "kaiodsl_eager_ms": e_k, "torch_eager_ms": e_t,
-                        "weight_GBps": (N * K / 2 + M * K * 2 + M * N * 2) / t_k / 1e6,
-                        "kaiodsl_tflops": 2.0 * M * N * K / t_k / 1e9,
-                        "torch_tflops": 2.0 * M * N * K / t_t / 1e9})
-        _row(results[-1])
+        _record(results, "matmul_int4", M, N, K, t_k, t_t, err, group_size=g,
+                torch_op="torch.matmul f16 (dequantized weights)", kaiodsl_eager_ms=e_k, torch_eager_ms=e_t,
+                weight_GBps=(N * K / 2 + M * K * 2 + M * N * 2) / t_k / 1e6)
+
+
+def _record(results: list, op: str, M: int, N: int, K: int, t_k: float, t_t: float, err: float, **extra) -> dict:
+    """One result row (times in ms, TFLOP/s of 2MNK, ratio = torch / kaiodsl time) appended and printed."""
+    flops = 2.0 * M * N * K
+    row = {"op": op, "M": M, "N": N, "K": K, "kaiodsl_ms": t_k, "torch_ms": t_t, "kaiodsl_tflops": flops / t_k / 1e9,
+           "torch_tflops": flops / t_t / 1e9, "ratio": t_t / t_k, "rel_err": err, **extra}
+    results.append(row)
+    _row(row)
+    return row
 
 
 def _row(r: dict) -> None:
