@@ -52,7 +52,45 @@ ELEM_BYTES = {"f16": 2, "bf16": 2, "s8": 1, "u8": 1, "e4m3": 1, "e5m2": 1,
 
 
 @dataclass(frozen=True)
-class Sm90Config:
+class WarpgroupTiling:
+    """What the warp-specialised Hopper kernels' tilings share (this GEMM's Sm90Config, the W4A16/W8A16
+    kernel's W4Config): ``block_m x block_n`` output tiles, ``stages`` ring slots of 128 bytes of K a
+    row, ``consumers`` consumer warpgroups (``block_m / consumers`` rows each), ``group_m`` tile-rows
+    walked at a time, and one producer warpgroup."""
+
+    block_m: int = 128
+    block_n: int = 256
+    stages: int = 4
+    consumers: int = 2
+    group_m: int = 8
+
+    @property
+    def wg_rows(self) -> int:
+        return self.block_m // self.consumers
+
+    @property
+    def threads(self) -> int:
+        return 128 * (1 + self.consumers)
+
+    def ring_bytes(self) -> int:
+        return self.stages * (self.block_m + self.block_n) * ROW_BYTES
+
+    def tiling_rules(self) -> list:
+        """(holds, rule) for the rules every such kernel has: m64 row blocks, one TMA box of rows, a ring."""
+        return [
+            (self.block_m % self.consumers == 0 and self.wg_rows % 64 == 0,
+             "block_m / consumers must be a multiple of 64 (m64 wgmma row blocks)"),
+            (self.wg_rows <= 256, "a consumer holds at most 4 m64 row blocks"),
+            (self.block_m <= 256, "block_m must be at most 256 (one TMA box)"),
+            (self.stages >= 2, "stages must be at least 2"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}"
+
+
+@dataclass(frozen=True)
+class Sm90Config(WarpgroupTiling):
     """``block_m x block_n`` output tiles, ``stages`` ring slots, ``consumers`` consumer warpgroups
     (each ``block_m / consumers`` rows, a multiple of 64), tiles walked ``group_m`` tile-rows at a time;
     ``cluster=2``: pairs of blocks (a thread-block cluster) take two neighbouring tile-rows of one
@@ -67,11 +105,6 @@ class Sm90Config:
     writing its f32 partial tile to a workspace that a second kernel (``gemm_sm90_splitk``) sums in a
     fixed order before the epilogue (deterministic; float accumulators only: f16/bf16/fp8)."""
 
-    block_m: int = 128
-    block_n: int = 256
-    stages: int = 4
-    consumers: int = 2
-    group_m: int = 8
     cluster: int = 1
     store: str = "auto"
     split_k: int = 1
@@ -82,19 +115,8 @@ class Sm90Config:
             raise ArgumentError(f"Sm90Config: store must be one of {', '.join(map(repr, STORES))}, "
                                 f"got {self.store!r}")
 
-    @property
-    def wg_rows(self) -> int:
-        return self.block_m // self.consumers
-
-    @property
-    def threads(self) -> int:
-        return 128 * (1 + self.consumers)
-
     def block_k(self, elem_bytes: int) -> int:
         return ROW_BYTES // elem_bytes
-
-    def ring_bytes(self) -> int:
-        return self.stages * (self.block_m + self.block_n) * ROW_BYTES
 
     @property
     def staged(self) -> bool:
@@ -119,15 +141,10 @@ class Sm90Config:
         if (self, elem_bytes) in _VALID:
             return
         n_step = 8 if elem_bytes == 2 else 16
-        rules = [
-            (self.block_m % self.consumers == 0 and self.wg_rows % 64 == 0,
-             "block_m / consumers must be a multiple of 64 (m64 wgmma row blocks)"),
-            (self.wg_rows <= 256, "a consumer holds at most 4 m64 row blocks"),
+        rules = self.tiling_rules() + [
             (8 <= self.block_n <= 256 and self.block_n % n_step == 0,
              f"block_n must be a multiple of {n_step} in {n_step}..256 (a wgmma N, and one TMA box)"),
-            (self.block_m <= 256, "block_m must be at most 256 (one TMA box)"),
             (self.consumers <= 3, "at most 3 consumer warpgroups (512 threads a block)"),
-            (self.stages >= 2, "stages must be at least 2"),
             (self.cluster in (1, 2), "cluster must be 1 or 2"),
             (self.cluster == 1 or self.block_n % 16 == 0 and self.block_n // 2 % n_step == 0,
              "with cluster=2 each block loads block_n / 2 rows of B: a multiple of 8 (of 16 for 8-bit types)"),
@@ -145,7 +162,7 @@ class Sm90Config:
         _VALID.add((self, elem_bytes))
 
     def __str__(self) -> str:
-        return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}" + \
+        return WarpgroupTiling.__str__(self) + \
             (f"/cl{self.cluster}" if self.cluster > 1 else "") + (f"/k{self.split_k}" if self.split_k > 1 else "") + \
             (f"/{self.store}" if self.store != "auto" else "")
 

@@ -57,7 +57,7 @@ from kaiodsl.tiles.layouts import B128, SmemTile, chunk_ptr
 
 from . import gemm_sm90_segments as seg
 from ._common import require_positive_fields
-from .gemm_sm90 import sm_count
+from .gemm_sm90 import WarpgroupTiling, sm_count
 
 ROW_BYTES = 128            # bytes of K a stage row: one 128-byte swizzle atom (64 f16)
 BK = 64                    # K elements a stage
@@ -66,27 +66,13 @@ REGS = 64 * 1024           # registers an SM
 
 
 @dataclass(frozen=True)
-class W4Config:
+class W4Config(WarpgroupTiling):
     """``block_m x block_n`` output tiles, ``stages`` ring slots of (A, dequantized B) 64 k deep,
     ``consumers`` consumer warpgroups (``block_m / consumers`` rows each, a multiple of 64),
-    tiles walked ``group_m`` tile-rows at a time."""
-
-    block_m: int = 128
-    block_n: int = 256
-    stages: int = 4
-    consumers: int = 2
-    group_m: int = 8
+    tiles walked ``group_m`` tile-rows at a time (gemm_sm90.WarpgroupTiling)."""
 
     def __post_init__(self):
         require_positive_fields(self)
-
-    @property
-    def wg_rows(self) -> int:
-        return self.block_m // self.consumers
-
-    @property
-    def threads(self) -> int:
-        return 128 * (1 + self.consumers)
 
     @property
     def units(self) -> int:
@@ -94,7 +80,7 @@ class W4Config:
         return self.block_n * 4 // PRODUCERS
 
     def smem_bytes(self) -> int:
-        return self.stages * (self.block_m + self.block_n) * ROW_BYTES
+        return self.ring_bytes()
 
     def registers(self) -> int:
         """Registers a thread gets at launch (64K over the block, at most 255, in multiples of 8), for
@@ -108,24 +94,16 @@ class W4Config:
 
     def check(self) -> None:
         """Raise ArgumentError unless the kernel computes this tiling correctly."""
-        rules = [
-            (self.block_m % self.consumers == 0 and self.wg_rows % 64 == 0,
-             "block_m / consumers must be a multiple of 64 (m64 wgmma row blocks)"),
-            (self.wg_rows <= 256, "a consumer holds at most 4 m64 row blocks"),
+        rules = self.tiling_rules() + [
             (32 <= self.block_n <= 256 and self.block_n % 32 == 0,
              "block_n must be a multiple of 32 in 32..256 (a wgmma N; 4 x block_n pieces over 128 producers)"),
-            (self.block_m <= 256, "block_m must be at most 256 (one TMA box)"),
             (self.consumers <= 2, "at most 2 consumer warpgroups (3 would leave 128 registers a thread)"),
-            (self.stages >= 2, "stages must be at least 2"),
             (self.registers() >= self.wg_rows // 64 * self.block_n // 2 + 32,
              "the accumulators do not fit in the consumers' registers"),
         ]
         for ok, rule in rules:
             if not ok:
                 raise ArgumentError(f"W4Config {self!r} is not a valid tiling: {rule}")
-
-    def __str__(self) -> str:
-        return f"{self.block_m}x{self.block_n}/c{self.consumers}/s{self.stages}/g{self.group_m}"
 
 
 DEFAULT = W4Config()

@@ -30,3 +30,11 @@ def poison_outputs(monkeypatch, module):
     monkeypatch.setattr(module, "new_like", poisoned)
 
 
+
+
+def spy(monkeypatch, module, name: str) -> list:
+    """Replace ``module.name`` by a wrapper that records each call (one entry a call) and returns the list."""
+    calls = []
+    orig = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or orig(*a, **k))
+    return calls

@@ -14,6 +14,7 @@ from kaiodsl import ops
 from kaiodsl.errors import ArgumentError
 from kaiodsl.ops.gemm_sm90 import Sm90Config
 
+from qkvkit import spy
 from test_qkv import _run, poison  # noqa: F401  (the poison fixture)
 
 qmod = importlib.import_module("kaiodsl.ops.qkv")
@@ -27,9 +28,7 @@ def on_sm90(sm90, monkeypatch):
     """The sm_90a backend, and every qkv_project launch checked to be the segmented wgmma kernel."""
     from kaiodsl.ops import qkv_sm90
 
-    calls = []
-    orig = qkv_sm90.launch
-    monkeypatch.setattr(qkv_sm90, "launch", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    calls = spy(monkeypatch, qkv_sm90, "launch")
     yield sm90
     assert calls, "qkv_project did not take the sm_90a path"
 

@@ -17,6 +17,7 @@ from kaiodsl.errors import ArgumentError
 from kaiodsl.ops.gemm_sm90 import Sm90Config
 from kaiodsl.ops.gemm_sm90_w4 import W4Config
 
+from qkvkit import spy
 from test_qkv import _run, poison  # noqa: F401  (the poison fixture)
 
 qmod = importlib.import_module("kaiodsl.ops.qkv")
@@ -30,9 +31,7 @@ def on_sm90(sm90, monkeypatch):
     """The sm_90a backend, and every launch checked to be the segmented dequantizing kernel."""
     from kaiodsl.ops import gemm_sm90_w4
 
-    calls = []
-    orig = gemm_sm90_w4.launch_w4_segments
-    monkeypatch.setattr(gemm_sm90_w4, "launch_w4_segments", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    calls = spy(monkeypatch, gemm_sm90_w4, "launch_w4_segments")
     yield sm90
     assert calls, "the op did not take the sm_90a dequantizing kernel"
 
