@@ -7,16 +7,14 @@ import pytest
 import kaiodsl as K
 from kaiodsl import Const, Ptr, f32, i32, u32, u64
 
+from hopkit import ready_barrier
+
 
 @K.kernel(block_size=128)
 def bulk_roundtrip(src: Ptr[u32], out: Ptr[u32], NBYTES: Const, OFF: Const):
     s = K.shared_array(u32, (1024,), align=128)
-    bar = K.shared_array(u64, (1,), align=8)
+    bar = ready_barrier()
     t = K.thread_idx.x
-    if t == 0:
-        K.mbarrier_init(bar, 1)
-        K.fence_mbarrier_init()
-    K.syncthreads()
     if t == 0:
         K.mbarrier_arrive_expect_tx(bar, NBYTES)
         K.bulk_load(s, src + OFF, NBYTES, bar)  # ends at the last byte of src when OFF is the tail

@@ -5,18 +5,16 @@ import numpy as np
 import pytest
 
 import kaiodsl as K
-from kaiodsl import Const, Ptr, f16, f32, u32, u64
+from kaiodsl import Const, Ptr, f16, f32, u32
+
+from hopkit import ready_barrier
 
 
 @K.kernel(block_size=128)
 def mbar(src: Ptr[u32], out: Ptr[u32], BUG: Const):
     s = K.shared_array(u32, (128,), align=128)
-    bar = K.shared_array(u64, (1,), align=8)
+    bar = ready_barrier()
     t = K.thread_idx.x
-    if t == 0:
-        K.mbarrier_init(bar, 1)
-        K.fence_mbarrier_init()
-    K.syncthreads()
     if t == 0:
         K.mbarrier_arrive_expect_tx(bar, 256 if BUG == "short" else (128 if BUG == "long" else 512))
         K.bulk_load(s, src, 512 if BUG != "short_half" else 256, bar)

@@ -8,6 +8,8 @@ import pytest
 import kaiodsl as K
 from kaiodsl import Const, Ptr, i32, u32, u64
 
+from hopkit import ready_barrier
+
 
 @K.kernel(block_size=128)
 def tma_box(tm: K.TensorMap, out: K.TensorMap, raw: Ptr[u32], r: i32, c: i32, r2: i32, c2: i32, NBYTES: Const):
@@ -109,12 +111,8 @@ def test_tma_nan_fill_and_3d(hopper, rng):
 @K.kernel(block_size=128)
 def tma_box3(tm: K.TensorMap, out: K.TensorMap, raw: Ptr[u32], z: i32, y: i32, x: i32):
     s = K.shared_array(u32, (32,), align=128)
-    bar = K.shared_array(u64, (1,), align=8)
+    bar = ready_barrier()
     t = K.thread_idx.x
-    if t == 0:
-        K.mbarrier_init(bar, 1)
-        K.fence_mbarrier_init()
-    K.syncthreads()
     if t == 0:
         K.mbarrier_arrive_expect_tx(bar, 128)
         K.tma_load(s, tm, (z, y, x), bar)
@@ -131,12 +129,8 @@ def tma_box3(tm: K.TensorMap, out: K.TensorMap, raw: Ptr[u32], z: i32, y: i32, x
 @K.kernel(block_size=32)
 def tma_bug(tm: K.TensorMap, out: K.TensorMap, BUG: Const):
     s = K.shared_array(u32, (2048,), align=1024)
-    bar = K.shared_array(u64, (1,), align=8)
+    bar = ready_barrier()
     t = K.thread_idx.x
-    if t == 0:
-        K.mbarrier_init(bar, 1)
-        K.fence_mbarrier_init()
-    K.syncthreads()
     if t == 0:
         K.mbarrier_arrive_expect_tx(bar, 1024 if BUG == "tx" else 2048)
         if BUG == "align":

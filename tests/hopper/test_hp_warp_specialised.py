@@ -10,6 +10,8 @@ import pytest
 import kaiodsl as K
 from kaiodsl import Const, Ptr, u32, u64
 
+from hopkit import ready_barrier
+
 ROWS, COLS = 8, 32  # one tile: 8 x 32 u32 = 1 KiB, one element per consumer thread
 TILE = ROWS * COLS
 
@@ -102,12 +104,8 @@ def test_ring_whose_consumers_never_release_is_a_deadlock(sim90, rng):
 def lone_test_wait(out: Ptr[u32]):
     """test_wait does not block: before anyone arrives, phase 0 is not complete (and parity 1, the
     phase before it, counts as completed); after the arrival and a wait it is."""
-    bar = K.shared_array(u64, (1,), align=8)
+    bar = ready_barrier()
     t = K.thread_idx.x
-    if t == 0:
-        K.mbarrier_init(bar, 1)
-        K.fence_mbarrier_init()
-    K.syncthreads()
     out[3 * t] = K.u32(K.mbarrier_test_wait(bar, 0))
     out[3 * t + 1] = K.u32(K.mbarrier_test_wait(bar, 1))
     K.syncthreads()

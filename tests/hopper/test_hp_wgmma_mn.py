@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import kaiodsl as K
-from kaiodsl import Const, Ptr, f32, u32, u64
+from kaiodsl import Const, Ptr, f32, u32
 
 from hopper_layouts import k_step_offset, mn_k_step_offset, mn_tile_image, tile_image
+from hopkit import ready_barrier
 
 BK = 64  # four k16 steps; 128 bytes of K per K-major row, a whole number of blocks for every swizzle
 
@@ -71,12 +72,8 @@ def wg_tma(ta: K.TensorMap, tb: K.TensorMap, out: Ptr[f32], N: Const, SWZ: Const
            NA: Const, NB: Const, DT: Const, A_MN: Const):
     sa = K.shared_array(u32, (64 * BK // 2,), align=1024)  # 64 x BK 16-bit elements
     sb = K.shared_array(u32, (NB * BK * W // 4,), align=1024)  # NB boxes of BK rows x W bytes
-    bar = K.shared_array(u64, (1,), align=8)
+    bar = ready_barrier()
     t = K.thread_idx.x
-    if t == 0:
-        K.mbarrier_init(bar, 1)
-        K.fence_mbarrier_init()
-    K.syncthreads()
     if t == 0:  # boxes side by side: box c holds M/N (or, K-major A, K) indices c W/2 .. c W/2 + W/2 - 1
         K.mbarrier_arrive_expect_tx(bar, 64 * BK * 2 + NB * BK * W)
         for c in K.static_range(NA):
