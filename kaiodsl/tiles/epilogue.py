@@ -307,14 +307,15 @@ def tile_values(E: Const, T: Const, acc, args, r0, c0, lane, M, N):
         terms = terms + [(col_terms(E, args, col, N), col_terms(E, args, col + 1, N))]
     vals = []
     for i in kaiodsl.static_range(T.mi):
+        rows = [r0 + i * 16 + g + 8 * h for h in kaiodsl.static_range(2)]
+        rfs = [row_factor(E, args, min(row, M - 1), M) for row in rows]      # once per row, not per column group
         line = []
         for j in kaiodsl.static_range(T.nj):
             col = c0 + j * 8 + 2 * t
             (cf0, cv0), (cf1, cv1) = terms[j]
             v = []
             for h in kaiodsl.static_range(2):
-                row = r0 + i * 16 + g + 8 * h
-                rf = row_factor(E, args, min(row, M - 1), M)
+                row, rf = rows[h], rfs[h]
                 v = v + [apply(E, f32(acc[i][j][2 * h]), cf0, rf, cv0, row, col),
                          apply(E, f32(acc[i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)]
             line = line + [(v[0], v[1], v[2], v[3])]
