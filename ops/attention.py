@@ -252,7 +252,7 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
         kern = forward_kernel(D, qz.dtype.name, cfg, kmode is not None, "f32", seq_mode, wide)
         kern[(common[0], splits), common[1]](qa[0], ka[0], va[0], po, plse, lens_arg, *args, 0, H * Sq * D,
                                              kq * D, D, rows * D, c, shift, kps, smem=smem)
-        combine_kernel(D, odt.name)[(rows + 3) // 4, 128](po, plse, oa[0], lse, splits, rows, Sq, H, oa[1],
+        combine_kernel(D, odt.name)[(rows * ((D + 31) // 32) + 3) // 4, 128](po, plse, oa[0], lse, splits, rows, Sq, H, oa[1],
                                                                  *oa[2][:3])
     return (out, lse) if return_lse else out
 

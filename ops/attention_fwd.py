@@ -294,35 +294,53 @@ def forward_kernel(d: int, dtype_name: str, cfg: FwdConfig, causal: bool, out_na
     return attn_fwd
 
 
+COMBINE_UNROLL = 16   # partial outputs in flight a lane: the merge is latency-bound, one split after another
+
+
+@kaiodsl.func
+def _lse_merge(m, s, m2, s2):
+    """(max, sum of exp) of two partial log-sum-exps; -inf maxima (nothing seen) contribute 0."""
+    mm = max(m, m2)
+    a = kaiodsl.where(m == NEG_INF, f32(0.0), kaiodsl.exp2((m - mm) * 1.4426950408889634))
+    b = kaiodsl.where(m2 == NEG_INF, f32(0.0), kaiodsl.exp2((m2 - mm) * 1.4426950408889634))
+    return mm, s * a + s2 * b
+
+
 @kaiodsl.func
 def combine_body(D: Const[int], OUT: Const, po, plse, o, lse, splits, rows, Sq, H, oo, osb, osh, oss):
-    """One warp a row (b, h, s): lse = log sum_i exp(lse_i), o = sum_i exp(lse_i - lse) o_i; a row
-    whose every split saw no key keeps o = 0 and lse = -inf."""
+    """One warp a (row (b, h, s), 32 columns): lse = log sum_i exp(lse_i), o = sum_i exp(lse_i - lse) o_i;
+    a row whose every split saw no key keeps o = 0 and lse = -inf. The lanes share the splits' LSEs
+    (one online pass, then a butterfly), and each lane then sums its column over the splits with
+    COMBINE_UNROLL independent loads a step (clamped indices and zero weights, no branches)."""
     tid = kaiodsl.thread_idx.x
     lane = tid % 32
-    row = kaiodsl.block_idx.x * (kaiodsl.block_dim.x // 32) + tid // 32
+    chunks = (D + 31) // 32
+    wid = kaiodsl.block_idx.x * (kaiodsl.block_dim.x // 32) + tid // 32
+    row = wid // chunks
+    col = (wid - row * chunks) * 32 + lane
     if row < rows:
         mx = f32(NEG_INF)
-        for sp in range(splits):
-            mx = max(mx, plse[i64(sp) * rows + row])
-        base = kaiodsl.where(mx == NEG_INF, f32(0.0), mx)
         tot = f32(0.0)
-        for sp in range(splits):
-            tot = tot + kaiodsl.exp2((plse[i64(sp) * rows + row] - base) * 1.4426950408889634)
+        for sp in range(lane, splits, 32):
+            mx, tot = _lse_merge(mx, tot, plse[i64(sp) * rows + row], f32(1.0))
+        for sh in kaiodsl.static_range(5):
+            mx, tot = _lse_merge(mx, tot, kaiodsl.shfl_xor(mx, 1 << sh), kaiodsl.shfl_xor(tot, 1 << sh))
+        base = kaiodsl.where(mx == NEG_INF, f32(0.0), mx)
         bh = row // Sq
         s = row - bh * Sq
         b = bh // H
         h = bh - b * H
-        obase = oo + i64(b) * osb + i64(h) * osh + i64(s) * oss
-        for d0 in kaiodsl.static_range(0, D, 32):
-            col = d0 + lane
-            if col < D:
-                val = f32(0.0)
-                for sp in range(splits):
-                    w = kaiodsl.exp2((plse[i64(sp) * rows + row] - base) * 1.4426950408889634)
-                    val = val + w * po[(i64(sp) * rows + row) * D + col]
-                o[obase + col] = OUT(kaiodsl.where(tot > 0.0, val / tot, f32(0.0)))
-        if lane == 0:
+        cc = min(col, D - 1)
+        val = f32(0.0)
+        for c0 in range(0, splits, COMBINE_UNROLL):
+            for j in kaiodsl.static_range(COMBINE_UNROLL):
+                sp = min(c0 + j, splits - 1)
+                w = kaiodsl.exp2((plse[i64(sp) * rows + row] - base) * 1.4426950408889634)
+                val = val + kaiodsl.where(c0 + j < splits, w, f32(0.0)) * po[(i64(sp) * rows + row) * D + cc]
+        if col < D:
+            out = kaiodsl.where(tot > 0.0, val / tot, f32(0.0))
+            o[oo + i64(b) * osb + i64(h) * osh + i64(s) * oss + col] = OUT(out)
+        if col == 0:
             lse[i64(row)] = kaiodsl.where(tot > 0.0, base + kaiodsl.log(tot), f32(NEG_INF))
 
 

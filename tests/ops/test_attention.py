@@ -109,18 +109,20 @@ def _from_bf16(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
-@pytest.mark.parametrize("Sq,Sk,causal,lens,view", [
-    (1, 300, False, None, False),                # decode: one query row, the GQA group packed as rows, 5 splits
-    (1, 300, "bottom_right", [0, 170], True),    # padded cache (batch 0: no key at all), [B, S, H, D] views
-    (3, 300, "bottom_right", [0, 170], False),   # 3 rows: not packed, the diagonal aligned to each length
+@pytest.mark.parametrize("Sq,Sk,causal,lens,view,splits,D", [
+    (1, 300, False, None, False, 5, 64),               # decode: one query row, the GQA group packed as rows
+    (1, 300, "bottom_right", [0, 170], True, 5, 64),   # padded cache (batch 0: no key at all), [B, S, H, D] views
+    (3, 300, "bottom_right", [0, 170], False, 5, 64),  # 3 rows: not packed, the diagonal aligned to each length
+    # 22 splits (more than the merge's 16 loads a step) and 3 column chunks; batch 1's last 10 splits see no key
+    (1, 700, False, [700, 380], False, 40, 96),
 ])
-def test_attention_decode_split_kv(backend, rng, Sq, Sk, causal, lens, view):
+def test_attention_decode_split_kv(backend, rng, Sq, Sk, causal, lens, view, splits, D):
     B = 2
-    q, k, v = inputs(rng, B, 4, 2, Sq, Sk, 64)
+    q, k, v = inputs(rng, B, 4, 2, Sq, Sk, D)
     if view:
         q, k, v = (np.ascontiguousarray(x.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3) for x in (q, k, v))
     seq = None if lens is None else np.array(lens, np.int32)
-    o, lse = attention(q, k, v, causal=causal, return_lse=True, seqlens_k=seq, num_splits=5)
+    o, lse = attention(q, k, v, causal=causal, return_lse=True, seqlens_k=seq, num_splits=splits)
     check(o, lse, q, k, v, causal, seqlens_k=seq)
 
 
