@@ -156,6 +156,14 @@ class W4Dequant:
         return self.kind == "int4" or self.cfg.units <= 4
 
     @property
+    def prefetch_groups(self) -> bool:
+        """Load stage k + 1's scales (and zero points) with its words, so that their latency too hides
+        behind stage k's dequantization: int4 with one group a stage (group size 64 or 128: one register
+        a piece, two with zero points, which at 8 pieces a thread (block_n 256) make ptxas spill, as
+        do group size 32's two groups a stage); otherwise the scales load after the acquire."""
+        return self.kind == "int4" and self.groups == 1 and (not self.has_zeros or self.cfg.units <= 4)
+
+    @property
     def ring(self):
         """The mbarrier ring: the empty barriers count every consumer thread."""
         return tiles.Ring(self.cfg.stages, kind="mbarrier", arrivals=128 * self.cfg.consumers)
@@ -347,23 +355,28 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, w, scales, zeros, c, args, M, 
                 (wt, sc, zp), bn0, bN = seg.segment_of(SEGS, (w, scales, zeros), n0)
             wp = kaiodsl.ptr_cast(wt, u32)
             cur = _fetch_b(D, wp, 0, K, bn0, bN, tid)          # (not used without prefetch)
+            cg = _group_raw(D, sc, zp, 0, G, bn0, bN, tid) if D.prefetch_groups else 0
             for kt in range(ktiles):
                 if D.prefetch:    # the next stage's words (the last stage's again at the end: in range)
                     nxt = _fetch_b(D, wp, min(kt + 1, ktiles - 1), K, bn0, bN, tid)
                 else:             # this stage's, in flight during the acquire
                     cur = _fetch_b(D, wp, kt, K, bn0, bN, tid)
                     nxt = cur
+                ng = _group_raw(D, sc, zp, min(kt + 1, ktiles - 1), G, bn0, bN, tid) if D.prefetch_groups else 0
                 tiles.pipeline.acquire(R, state, bars)
                 index, phase = state
                 if tid == 0:
                     kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
                     kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                # (the scales load in here: before the acquire they made ptxas spill at g32 + zeros)
-                _fill_b(D, smem, index * STAGE_ELEMS, cur, sc, zp, kt, G, bn0, bN, tid)
+                if D.prefetch_groups:
+                    _store_b(D, smem, index * STAGE_ELEMS, cur, cg, tid)
+                else:             # the scales load in here (before the acquire: ptxas spilled at g32 + zeros)
+                    _fill_b(D, smem, index * STAGE_ELEMS, cur, sc, zp, kt, G, bn0, bN, tid)
                 kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
                 kaiodsl.mbarrier_arrive(bars.ptr(index))
                 state = tiles.pipeline.advance(R, state)
                 cur = nxt
+                cg = ng
     else:
         cw = wg - 1
         lane = tid % 32
