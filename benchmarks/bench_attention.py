@@ -126,11 +126,16 @@ def bench_decode(torch, ops, dtype, D, Sk, hq, hkv, copy_gbs, results):
 
 
 def copy_bandwidth(torch) -> float:
-    """GB/s of a 1 GiB device-to-device copy (read + write counted)."""
+    """GB/s of a 1 GiB device-to-device copy (read + write counted): the faster of the copy
+    (in a CUDA graph, a memcpy node that the copy engines run) and an elementwise kernel that copies."""
     a = torch.empty(1 << 29, device="cuda", dtype=torch.float16)
     b = torch.empty_like(a)
-    t = timed(lambda: b.copy_(a))
+    t = min(timed(lambda: b.copy_(a)), timed(lambda: torch.mul(a, 1, out=b)))
     return 2 * a.numel() * 2 / t / 1e6
+
+
+def _key(r) -> tuple:
+    return tuple(r.get(k) for k in ("kind", "dtype", "D", "S", "Sk", "causal", "H", "Hkv"))
 
 
 def _ratios(row):
@@ -253,6 +258,10 @@ def main() -> int:
     ap.add_argument("--no-backward", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="only the forward tile-config sweep (D 64/128, S 4096)")
     ap.add_argument("--sweep-bwd", action="store_true", help="only the backward tile-config sweep")
+    ap.add_argument("--decode-only", action="store_true", help="only the full run's decode rows")
+    ap.add_argument("--shard", default="0/1", metavar="K/N",
+                    help="the full run's rows i with i %% N == K, merged into the JSON already there (the full "
+                         "run in N device calls)")
     args = ap.parse_args()
     import torch
 
@@ -279,13 +288,20 @@ def main() -> int:
         plan += [("float16", 128, S, c, 32, 8) for S in SEQS for c in (False, True)]
         dec = [(dt, 128, sk, 32, 8) for dt in ("float16", "bfloat16") for sk in DECODE_SK]
         dec += [("float16", 128, sk, 32, 32) for sk in DECODE_SK]
-    for dtype, D, S, causal, hq, hkv in plan:
-        bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, not args.no_backward, results)
-    for dtype, D, sk, hq, hkv in dec:
-        bench_decode(torch, ops, dtype, D, sk, hq, hkv, copy_gbs, results)
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    rows = ([] if args.decode_only else [("fb", p) for p in plan]) + [("dec", d) for d in dec]
+    for kind, p in rows[shard::shards]:
+        if kind == "fb":
+            bench_forward_backward(torch, ops, *p, not args.no_backward, results)
+        else:
+            bench_decode(torch, ops, *p, copy_gbs, results)
     out = ROOT / "benchmarks" / "results" / ("attention_quick.json" if args.quick else "attention.json")
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
             "copy_gbs": copy_gbs}
+    if shards > 1 and out.exists():           # the other shards' rows stay; this shard's replace theirs
+        mine = {_key(r) for r in results}
+        results = [r for r in json.loads(out.read_text())["results"] if _key(r) not in mine] + results
+        meta["shards"] = f"{shards} device calls"
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"wrote {out}")
     plot(results, out.with_suffix(".png"))

@@ -13,6 +13,8 @@
 #   bench-old        benchmarks/bench_gemm.py --quick of the tree in .old/ (a `git archive` of an older
 #                    commit, carried), in the same call, for before/after ratios
 #   bench-attn / bench-qkv / bench-decode   the attention, QKV and model-decode benchmarks (--quick)
+#   bench-attn-full  benchmarks/bench_attention.py, the full plan; ATTN_SHARD=K/N runs a share of it, merged into
+#                    benchmarks/results/attention.json
 #   launch           benchmarks/launch_overhead.py
 #   custom-op        benchmarks/launch_overhead.py --custom-op (the PyTorch dispatcher's cost per call)
 #   host             benchmarks/host_overhead.py --profile (host time per eager op call, and where it goes)
@@ -21,6 +23,7 @@
 #   ncu=T,T          ncu (Speed of Light + tensor-pipe, issue, stall, bank-conflict metrics) over scripts/ncu_targets.py T
 #   hopper           examples/hopper_gemm.py at full size
 #   sanitize-sm90    compute-sanitizer memcheck over scripts/sanitize_sm90.py (the sm_90a kernels)
+#   decode-sweep     scripts/decode_sweep.py: attention decode bandwidth against the KV split count
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
 # DEADLINE=S skips the steps that would start after S seconds; TEST_TIMEOUT=S bounds each tests= step.
 set -uo pipefail
@@ -88,6 +91,10 @@ for step in $steps; do
     bench-attn)
       timeout ${ATTN_TIMEOUT:-400} python3 benchmarks/bench_attention.py --quick ${ATTN_ARGS:-} 2>&1 | tee "$OUT/bench_attention.log" | tail -40
       cp benchmarks/results/attention*.json benchmarks/results/attention*.png "$OUT/" 2>/dev/null ;;
+    bench-attn-full)
+      timeout ${ATTN_TIMEOUT:-500} python3 benchmarks/bench_attention.py --shard ${ATTN_SHARD:-0/1} ${ATTN_ARGS:-} 2>&1 \
+        | tee "$OUT/bench_attention_full.log" | grep -v "^   *(" | cut -c1-150 | tail -70
+      cp benchmarks/results/attention.json benchmarks/results/attention.png "$OUT/" 2>/dev/null ;;
     bench-qkv)
       timeout 300 python3 benchmarks/bench_qkv.py --quick 2>&1 | tee "$OUT/bench_qkv.log" | tail -40
       cp benchmarks/results/qkv*.json benchmarks/results/qkv*.png "$OUT/" 2>/dev/null ;;
@@ -117,10 +124,12 @@ for step in $steps; do
       targets=${step#ncu=}; targets=${targets//,/ }
       for t in $targets; do
         echo "--- ncu $t"
-        timeout 120 ncu --clock-control none --launch-skip 2 --launch-count 2 --kernel-name regex:'gemm_sm90|w4a16|attn_dkdv|attn_dq' \
+        timeout 120 ncu --clock-control none --launch-skip 2 --launch-count 2 --kernel-name regex:'gemm_sm90|w4a16|attn_dkdv|attn_dq|attn_fwd|attn_combine' \
           --section SpeedOfLight --section WarpStateStats --metrics 'regex:sm__pipe_tensor_op.*_cycles_active\.avg\.pct_of_peak_sustained_active$,regex:sm__inst_executed_pipe_tensor.*\.sum$,regex:smsp__sass_inst_executed_op_local_(ld|st)\.sum$,regex:smsp__warp_issue_stalled_(barrier|long_scoreboard|wait|math_pipe_throttle|mio_throttle|short_scoreboard)_per_warp_active\.pct$,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum' \
-          python3 scripts/ncu_targets.py $t 2>&1 | tee "$OUT/ncu_$t.log" | grep -E "gemm_sm90|w4a16|attn_d|Duration|Throughput|pct|sum|Stall|==ERR|==WARN" | head -40
+          python3 scripts/ncu_targets.py $t 2>&1 | tee "$OUT/ncu_$t.log" | grep -E "gemm_sm90|w4a16|attn_|Duration|Throughput|pct|sum|Stall|==ERR|==WARN" | head -40
       done ;;
+    decode-sweep)
+      timeout 200 python3 scripts/decode_sweep.py 2>&1 | tee "$OUT/decode_sweep.log" | tail -12 ;;
     hopper)
       KAIODSL_BACKEND=cuda timeout 120 python3 examples/hopper_gemm.py 2>&1 | tee "$OUT/hopper_gemm.log" | tail -10
       for tool in memcheck racecheck; do

@@ -2,7 +2,7 @@
 
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
-        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|f16
+        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|decode|f16
 Each target runs its op three times (the first two warm up and are skipped)."""
 
 import sys
@@ -31,6 +31,10 @@ elif name == "attn_bwd":              # attention_backward, f16, B 4, H 16, S 40
     q, k, v, do = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(4))
     o, lse = ops.attention(q, k, v, return_lse=True)
     run = lambda: ops.attention_backward(do, q, k, v, o, lse)
+elif name == "decode":                # attention decode: Sq 1, Sk 32k, GQA 32/8, D 128 (split-KV + combine)
+    q = torch.randn(1, 32, 1, 128, device="cuda", dtype=torch.float16)
+    k, v = (torch.randn(1, 8, 32768, 128, device="cuda", dtype=torch.float16) for _ in range(2))
+    run = lambda: ops.attention(q, k, v)
 else:                                 # the f16 GEMM at 4096^3
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
     b = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
