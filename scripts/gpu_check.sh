@@ -124,9 +124,9 @@ for step in $steps; do
       targets=${step#ncu=}; targets=${targets//,/ }
       for t in $targets; do
         echo "--- ncu $t"
-        timeout 120 ncu --clock-control none --launch-skip 2 --launch-count 2 --kernel-name regex:'gemm_sm90|w4a16|attn_dkdv|attn_dq|attn_fwd|attn_combine' \
+        timeout 120 ncu --clock-control none --launch-skip 2 --launch-count 2 --kernel-name regex:'gemm_sm90|w4a16|attn_dkdv|attn_dq|attn_fwd|attn_combine|qkv_' \
           --section SpeedOfLight --section WarpStateStats --metrics 'regex:sm__pipe_tensor_op.*_cycles_active\.avg\.pct_of_peak_sustained_active$,regex:sm__inst_executed_pipe_tensor.*\.sum$,regex:smsp__sass_inst_executed_op_local_(ld|st)\.sum$,regex:smsp__warp_issue_stalled_(barrier|long_scoreboard|wait|math_pipe_throttle|mio_throttle|short_scoreboard)_per_warp_active\.pct$,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum' \
-          python3 scripts/ncu_targets.py $t 2>&1 | tee "$OUT/ncu_$t.log" | grep -E "gemm_sm90|w4a16|attn_|Duration|Throughput|pct|sum|Stall|==ERR|==WARN" | head -40
+          python3 scripts/ncu_targets.py $t 2>&1 | tee "$OUT/ncu_$t.log" | grep -E "gemm_sm90|w4a16|attn_|qkv_|Duration|Throughput|pct|sum|Stall|==ERR|==WARN" | head -40
       done ;;
     decode-sweep)
       timeout 200 python3 scripts/decode_sweep.py 2>&1 | tee "$OUT/decode_sweep.log" | tail -12 ;;

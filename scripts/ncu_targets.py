@@ -2,7 +2,7 @@
 
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
-        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|decode|f16
+        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|decode|int4_m16|qkv_int4_m1|f16
 Each target runs its op three times (the first two warm up and are skipped)."""
 
 import sys
@@ -31,6 +31,24 @@ elif name == "attn_bwd":              # attention_backward, f16, B 4, H 16, S 40
     q, k, v, do = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(4))
     o, lse = ops.attention(q, k, v, return_lse=True)
     run = lambda: ops.attention_backward(do, q, k, v, o, lse)
+elif name in ("int4_m16", "qkv_int4_m1"):   # the int4 decode GEMV (M 16, N = K = 8192); the fused int4 QKV (Llama-3-8B, M 1)
+    gs = 128
+    if name == "int4_m16":
+        M, shapes = 16, [(8192, 8192)]
+    else:
+        M, shapes = 1, [(4096, 4096), (1024, 4096), (1024, 4096)]
+    packed = [torch.from_numpy(ops.pack_int4(np.random.randint(0, 16, (n, k), dtype=np.uint8))).cuda()
+              for n, k in shapes]
+    sc = [torch.rand(n, k // gs, device="cuda", dtype=torch.float16) * 0.02 for n, k in shapes]
+    a = torch.randn(M, shapes[0][1], device="cuda", dtype=torch.float16)
+    if name == "int4_m16":
+        run = lambda: ops.matmul_int4(a, packed[0], sc[0], group_size=gs)
+    else:
+        run = lambda: ops.qkv_project_int4(a, *packed, *sc, group_size=gs)
+elif name == "attn_fwd80":            # the mma.sync (sm_80) attention forward, f16, B 4, H 16, S 4096, D 128
+    from kaiodsl.ops.attention_fwd import fwd_config
+    q, k, v = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(3))
+    run = lambda: ops.attention(q, k, v, config=fwd_config(128, 4096))
 elif name == "decode":                # attention decode: Sq 1, Sk 32k, GQA 32/8, D 128 (split-KV + combine)
     q = torch.randn(1, 32, 1, 128, device="cuda", dtype=torch.float16)
     k, v = (torch.randn(1, 8, 32768, 128, device="cuda", dtype=torch.float16) for _ in range(2))
