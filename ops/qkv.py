@@ -47,13 +47,19 @@ I4_CONFIGS = (DecodeConfig(4, 4, 4, 1), i4t.Int4Config(64, 4, 4, 3), i4t.Int4Con
 STYLES = ("rotate_half", "interleaved")
 
 
-def qkv_config(kind: str, M: int, K: int = 0):
-    """The main-loop config for M rows (decode <= 16: the K-split weight stream for int8/int4, <= 512, larger)."""
+def qkv_config(kind: str, M: int, K: int = 0, style: str = ""):
+    """The main-loop config for M rows (decode <= 16: the K-split weight stream for int8/int4, <= 512, larger).
+
+    Decode with int8/int4 weights and no rotate_half rope takes 32-column blocks (the standalone decode
+    GEMMs' shapes): 128-column blocks give a Llama-3-8B projection (6144 columns) 48 blocks for 132 SMs
+    (ncu on the H200, int4 at M = 1: 15 % of DRAM bandwidth). rotate_half keeps 128 (whole heads a block)."""
     table = {"f16": F16_CONFIGS, "int8": W8_CONFIGS, "int4": I4_CONFIGS}[kind]
     if kind == "int8" and M <= 16 and K % 64:       # the decode stream reads 64 (f16: 32) k a load
         return W8Config(16, 128, 64, 1, 4, 4)
     if kind == "f16" and M <= 16 and K % 32:
         return GemmConfig(16, 128, 64, 1, 4, 4)
+    if M <= 16 and kind != "f16" and style != "rotate_half":
+        return DecodeConfig(2, 4, 2, 2) if kind == "int4" and M > 8 else DecodeConfig(1, 8, 4, 2)
     return table[0] if M <= 16 else table[1] if M <= 512 else table[2]
 
 
@@ -76,7 +82,7 @@ def qkv_choice(kind: str, M: int, K: int, Nq: int, Nkv: int, head_dim: int = 0, 
         if cfg is not None:
             return tuning.Choice(cfg, f"heuristic: one sm_90a launch, {kind} weights dequantized into shared "
                                       f"memory + wgmma over q, k, v segments (ops/gemm_sm90_w4.py)")
-    return tuning.Choice(qkv_config(kind, M, K), f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); "
+    return tuning.Choice(qkv_config(kind, M, K, rope_style or ""), f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); "
                                                  f"not sm_90a's: {why}")
 
 

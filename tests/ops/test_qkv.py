@@ -112,6 +112,16 @@ def test_qkv_bhsd_rope(backend, rng, poison, kind, style):
     _run(rng, kind, "f16", 2, 9, 128, 4, 2, 32, layout="bhsd", rope_style=style)
 
 
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+@pytest.mark.parametrize("M,style", [(7, "interleaved"), (12, None), (5, "rotate_half")])
+def test_qkv_decode_narrow_blocks(backend, rng, poison, kind, M, style):
+    """Decode with quantized weights takes 32-column blocks (rotate_half keeps whole heads a block): a
+    block straddles no projection, interleaved rope pairs stay inside a block, and the bhsd store holds."""
+    cfg = qmod.qkv_config(kind, M, 128, style or "")
+    assert cfg.__class__.__name__ == "DecodeConfig" and cfg.block_n == (128 if style == "rotate_half" else 32)
+    _run(rng, kind, "f16", 1, M, 128, 4, 2, 32, layout="bhsd", rope_style=style, bias=True)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_qkv_bf16_bias_positions(backend, rng, poison, kind):
     _run(rng, kind, "bf16", 2, 6, 128, 4, 1, 16, layout="bhsd", rope_style="rotate_half", bias=True,
