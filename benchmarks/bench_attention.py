@@ -298,10 +298,10 @@ def main() -> int:
     out = ROOT / "benchmarks" / "results" / ("attention_quick.json" if args.quick else "attention.json")
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
             "copy_gbs": copy_gbs}
-    if shards > 1 and out.exists():           # the other shards' rows stay; this shard's replace theirs
+    if (shards > 1 or args.decode_only) and out.exists():   # the other rows stay; this run's replace theirs
         mine = {_key(r) for r in results}
         results = [r for r in json.loads(out.read_text())["results"] if _key(r) not in mine] + results
-        meta["shards"] = f"{shards} device calls"
+        meta["shards"] = "several device calls (--shard / --decode-only)"
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"wrote {out}")
     plot(results, out.with_suffix(".png"))
