@@ -24,7 +24,7 @@ from kaiodsl import bf16, f16, f32, i32
 from kaiodsl.errors import ArgumentError
 
 from ._common import Arr, inspect_array, new_like, require_dtype, require_rank, require_smem, same_kind
-from .attention_fwd import FwdConfig, combine_kernel, forward_kernel, fwd_config
+from .attention_fwd import FwdConfig, combine_grid, combine_kernel, forward_kernel, fwd_config
 
 HEAD_DIMS = (32, 64, 96, 128, 256)
 CAUSAL = {False: None, True: "top_left", "top_left": "top_left", "bottom_right": "bottom_right", None: None}
@@ -253,8 +253,8 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
         kern = forward_kernel(D, qz.dtype.name, cfg, kmode is not None, "f32", seq_mode, wide)
         kern[(common[0], splits), common[1]](qa[0], ka[0], va[0], po, plse, lens_arg, *args, 0, H * Sq * D,
                                              kq * D, D, rows * D, c, shift, kps, smem=smem)
-        combine_kernel(D, odt.name)[(rows * ((D + 31) // 32) + 3) // 4, 128](po, plse, oa[0], lse, splits, rows, Sq, H, oa[1],
-                                                                 *oa[2][:3])
+        combine_kernel(D, odt.name)[combine_grid(rows, D)](po, plse, oa[0], lse, splits, rows, Sq, H, oa[1],
+                                                           *oa[2][:3])
     return (out, lse) if return_lse else out
 
 

@@ -344,6 +344,11 @@ def combine_body(D: Const[int], OUT: Const, po, plse, o, lse, splits, rows, Sq, 
             lse[i64(row)] = kaiodsl.where(tot > 0.0, base + kaiodsl.log(tot), f32(NEG_INF))
 
 
+def combine_grid(rows: int, d: int) -> tuple:
+    """(blocks, threads) of combine_kernel: a warp per (row, 32 columns), 4 warps a block."""
+    return (rows * ((d + 31) // 32) + 3) // 4, 128
+
+
 @lru_cache(maxsize=None)
 def combine_kernel(d: int, out_name: str):
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]

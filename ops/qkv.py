@@ -82,8 +82,8 @@ def qkv_choice(kind: str, M: int, K: int, Nq: int, Nkv: int, head_dim: int = 0, 
         if cfg is not None:
             return tuning.Choice(cfg, f"heuristic: one sm_90a launch, {kind} weights dequantized into shared "
                                       f"memory + wgmma over q, k, v segments (ops/gemm_sm90_w4.py)")
-    return tuning.Choice(qkv_config(kind, M, K, rope_style or ""), f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); "
-                                                 f"not sm_90a's: {why}")
+    return tuning.Choice(qkv_config(kind, M, K, rope_style or ""),
+                         f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); not sm_90a's: {why}")
 
 
 def _x(op, x):
