@@ -59,7 +59,11 @@ def qkv_config(kind: str, M: int, K: int = 0, style: str = ""):
     if kind == "f16" and M <= 16 and K % 32:
         return GemmConfig(16, 128, 64, 1, 4, 4)
     if M <= 16 and kind != "f16" and style != "rotate_half":
-        return DecodeConfig(2, 4, 2, 2) if kind == "int4" and M > 8 else DecodeConfig(1, 8, 4, 2)
+        if kind == "int8":
+            from .matmul_w8a16 import DECODE
+            return DECODE
+        # matmul_int4's decode shapes, (n_tiles, k_split, unroll, nw) there: (2, 4, 2, 2) past M = 8, else (1, 8, 2, 4)
+        return DecodeConfig(2, 4, 2, 2) if M > 8 else DecodeConfig(1, 8, 4, 2)
     return table[0] if M <= 16 else table[1] if M <= 512 else table[2]
 
 
