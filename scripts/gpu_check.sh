@@ -12,7 +12,8 @@
 #                    use the host's cores); prints each failure as it happens and each group's summary
 #   bench-old        benchmarks/bench_gemm.py --quick of the tree in .old/ (a `git archive` of an older
 #                    commit, carried), in the same call, for before/after ratios
-#   bench-attn / bench-qkv / bench-decode   the attention, QKV and model-decode benchmarks (--quick)
+#   bench-attn / bench-qkv / bench-decode   the attention, QKV and model-decode benchmarks (--quick; ATTN_ARGS=--sweep
+#                    for the forward config sweep, QKV_ARGS= (empty) for the full QKV plan)
 #   bench-attn-full  benchmarks/bench_attention.py, the full plan; ATTN_SHARD=K/N runs a share of it, merged into
 #                    benchmarks/results/attention.json
 #   launch           benchmarks/launch_overhead.py
@@ -96,7 +97,7 @@ for step in $steps; do
         | tee "$OUT/bench_attention_full.log" | grep -v "^   *(" | cut -c1-150 | tail -70
       cp benchmarks/results/attention.json benchmarks/results/attention.png "$OUT/" 2>/dev/null ;;
     bench-qkv)
-      timeout 300 python3 benchmarks/bench_qkv.py --quick 2>&1 | tee "$OUT/bench_qkv.log" | tail -40
+      timeout ${QKV_TIMEOUT:-300} python3 benchmarks/bench_qkv.py ${QKV_ARGS---quick} 2>&1 | tee "$OUT/bench_qkv.log" | tail -40
       cp benchmarks/results/qkv*.json benchmarks/results/qkv*.png "$OUT/" 2>/dev/null ;;
     bench-decode)
       timeout 300 python3 benchmarks/bench_decode.py ${DECODE_ARGS:-} 2>&1 | tee "$OUT/bench_decode.log" | tail -30

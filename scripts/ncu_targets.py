@@ -2,7 +2,7 @@
 
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
-        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|decode|int4_m16|qkv_int4_m1|f16
+        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|attn_fwd90[c]|decode|int4_m16|qkv_int4_m1|f16
 Each target runs its op three times (the first two warm up and are skipped)."""
 
 import sys
@@ -49,6 +49,9 @@ elif name == "attn_fwd80":            # the mma.sync (sm_80) attention forward, 
     from kaiodsl.ops.attention_fwd import fwd_config
     q, k, v = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(3))
     run = lambda: ops.attention(q, k, v, config=fwd_config(128, 4096))
+elif name in ("attn_fwd90", "attn_fwd90c"):   # the sm_90a attention forward, f16, B 4, H 16, S 4096, D 128 (c: causal)
+    q, k, v = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(3))
+    run = lambda: ops.attention(q, k, v, causal=name.endswith("c"))
 elif name == "decode":                # attention decode: Sq 1, Sk 32k, GQA 32/8, D 128 (split-KV + combine)
     q = torch.randn(1, 32, 1, 128, device="cuda", dtype=torch.float16)
     k, v = (torch.randn(1, 8, 32768, 128, device="cuda", dtype=torch.float16) for _ in range(2))
