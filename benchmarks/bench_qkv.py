@@ -84,7 +84,7 @@ def bench_qkv(torch, shapes, ms, results):
                 results.append(r)
                 print(f"{name:<18} {sname:<10} M={M:<5} fused {t_f * 1e3:8.1f} us  3x kaiodsl {t_s * 1e3:8.1f} us  "
                       f"3x cuBLAS {t_c * 1e3:8.1f} us  vs cuBLAS {r['vs_cublas']:5.2f}x  vs separate "
-                      f"{r['vs_separate']:5.2f}x  err {err:.1e}  [{'sm_90a' if 'sm_90a' in path else 'mma.sync'}]", flush=True)
+                      f"{r['vs_separate']:5.2f}x  err {err:.1e}  [{'sm_90a' if 'one sm_90a launch' in path else 'mma.sync'}]", flush=True)
 
 
 def bench_gemm(torch, ms, results):

@@ -24,6 +24,7 @@
 #   ncu=T,T          ncu (Speed of Light + tensor-pipe, issue, stall, bank-conflict metrics) over scripts/ncu_targets.py T
 #   hopper           examples/hopper_gemm.py at full size
 #   sanitize-sm90    compute-sanitizer memcheck over scripts/sanitize_sm90.py (the sm_90a kernels)
+#   py=SCRIPT+ARGS   python3 SCRIPT ARGS ('+' becomes a space), its log in $OUT (PY_TIMEOUT, PY_TAIL)
 #   decode-sweep     scripts/decode_sweep.py: attention decode bandwidth against the KV split count
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
 # DEADLINE=S skips the steps that would start after S seconds; TEST_TIMEOUT=S bounds each tests= step.
@@ -129,6 +130,9 @@ for step in $steps; do
           --section SpeedOfLight --section WarpStateStats --metrics 'regex:sm__pipe_tensor_op.*_cycles_active\.avg\.pct_of_peak_sustained_active$,regex:sm__inst_executed_pipe_tensor.*\.sum$,regex:smsp__sass_inst_executed_op_local_(ld|st)\.sum$,regex:smsp__warp_issue_stalled_(barrier|long_scoreboard|wait|math_pipe_throttle|mio_throttle|short_scoreboard)_per_warp_active\.pct$,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum' \
           python3 scripts/ncu_targets.py $t 2>&1 | tee "$OUT/ncu_$t.log" | grep -E "gemm_sm90|w4a16|attn_|qkv_|Duration|Throughput|pct|sum|Stall|==ERR|==WARN" | head -40
       done ;;
+    py=*)
+      script=${step#py=}; script=${script//+/ }; name=$(basename "${script%% *}" .py)
+      timeout ${PY_TIMEOUT:-300} python3 $script 2>&1 | tee "$OUT/$name.log" | tail -${PY_TAIL:-60} ;;
     decode-sweep)
       timeout 200 python3 scripts/decode_sweep.py 2>&1 | tee "$OUT/decode_sweep.log" | tail -12 ;;
     hopper)
