@@ -29,6 +29,17 @@ from .gemm_sm90 import NARROW, Sm90Config
 from .gemm_sm90_segments import Segment, Segments, launch_segments
 
 
+# 16 < M <= 64 (past the decode streams, short of two m64 row blocks): one consumer warpgroup on 64-row
+# tiles. The H200 sweep (scripts/qkv_midm_sweep.py, against three cuBLAS f16 matmuls): f16 64 x 128 in a
+# 6-slot ring 1.34x / 1.47x at M 32 / 64 for Llama-3-8B and 1.17x / 1.22x at the 70B-like shape, where
+# the mma.sync kernel's 128-column blocks (48 for 8B's 6144 columns) ran at 0.64-0.66x. int8/int4
+# weights: 64 x 64 in 8 slots, 1.17-1.31x at 8B (96 tiles); where 64-column tiles are more than one
+# wave (70B-like: 160), the dequantizing kernel fell to 0.33-0.49x and the mma.sync kernels stay.
+MID_M = (16, 64)
+MID = Sm90Config(64, 128, 6, 1, store="direct")
+MID_QUANT = w4.W4Config(64, 64, 8, 1)
+
+
 def _misfit(cfg, Nq: int, Nkv: int, D: int, style: str) -> str:
     """Why a segmented kernel cannot run tiling ``cfg`` (an Sm90Config or W4Config) for these projections
     ('' when it can)."""
@@ -42,20 +53,22 @@ def _misfit(cfg, Nq: int, Nkv: int, D: int, style: str) -> str:
 
 
 def pick(M: int, K: int, Nq: int, Nkv: int, D: int, style: str, rows_aligned: bool):
-    """(the Sm90Config the heuristic takes, '') or (None, why not): sm_90a, M past the decode sizes,
+    """(the Sm90Config the heuristic takes, '') or (None, why not): sm_90a, M past the decode sizes (MID at
+    16 < M <= 64),
     16-byte aligned rows, and the gemm heuristic's tiling (128 columns with a rope, or when the
     heuristic's do not divide the projections) fitting them."""
     from kaiodsl.compiler import default_arch
 
-    if not gemm_sm90.wants_sm90(M, Nq + 2 * Nkv, K, "nk"):
-        return None, f"the target is {default_arch()}" if default_arch() != "sm_90a" else f"M={M} <= 64"
+    mid = default_arch() == "sm_90a" and MID_M[0] < M <= MID_M[1]
+    if not (mid or gemm_sm90.wants_sm90(M, Nq + 2 * Nkv, K, "nk")):
+        return None, f"the target is {default_arch()}" if default_arch() != "sm_90a" else f"M={M} <= {MID_M[0]}"
     if not rows_aligned:
         return None, "x or a weight has rows off 16-byte boundaries (TMA)"
     why = ""
-    first = gemm_sm90.sm90_config(M, Nq + 2 * Nkv, K, gemm_sm90.sm_count())
-    if style:           # a rope epilogue beside 256-column accumulators spills (168 registers a thread)
+    first = MID if mid else gemm_sm90.sm90_config(M, Nq + 2 * Nkv, K, gemm_sm90.sm_count())
+    if style and not mid:   # a rope epilogue beside 256-column accumulators spills (168 registers a thread)
         first = NARROW
-    for cfg in dict.fromkeys((first, NARROW)):
+    for cfg in (first,) if mid else dict.fromkeys((first, NARROW)):
         why = _misfit(cfg, Nq, Nkv, D, style)
         if not why:
             return cfg, ""
@@ -144,14 +157,18 @@ def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str,
     from kaiodsl.compiler import default_arch
 
     N = Nq + 2 * Nkv
+    sms = gemm_sm90.sm_count()
+    mid = default_arch() == "sm_90a" and MID_M[0] < M <= MID_M[1] and (kind == "int8" or M > 32)
+    if mid and -(-N // MID_QUANT.block_n) > sms:
+        return None, f"M={M}: 64-column tiles would take more than one wave ({-(-N // MID_QUANT.block_n)} for {sms} SMs)"
     # use_sm90_w4 at group 128 stands for all three group sizes qkv_project_int4 takes (the kernel runs each)
-    if not (w4.use_sm90_w8(M, N, K) if kind == "int8" else w4.use_sm90_w4(M, N, K, 128)):
+    if not (mid or (w4.use_sm90_w8(M, N, K) if kind == "int8" else w4.use_sm90_w4(M, N, K, 128))):
         return None, f"the target is {default_arch()}" if default_arch() != "sm_90a" else f"M={M} <= 64"
     if align < 16:
         return None, "x or an int8 weight is off 16-byte boundaries (TMA, 16-byte loads)"
     why = ""
-    first = w4.NARROW if style else w4.w4_config(M, N, K, gemm_sm90.sm_count())     # as pick: a rope spills at 256
-    for cfg in dict.fromkeys((first, w4.NARROW)):
+    first = MID_QUANT if mid else w4.NARROW if style else w4.w4_config(M, N, K, sms)   # a rope spills at 256
+    for cfg in (first,) if mid else dict.fromkeys((first, w4.NARROW)):
         why = _misfit(cfg, Nq, Nkv, D, style)
         if not why:
             return cfg, ""

@@ -59,7 +59,7 @@ def test_qkv_sm90_default_choice(sm90, rng, poison):  # noqa: F811
     assert isinstance(ch.config, Sm90Config) and "sm_90a" in ch.source
     assert ch.config.block_n == 128
     assert isinstance(qmod.qkv_choice("f16", 2048, 4096, 4096, 1024).config, Sm90Config)
-    assert not isinstance(qmod.qkv_choice("f16", 64, 4096, 4096, 1024).config, Sm90Config)
+    assert not isinstance(qmod.qkv_choice("f16", 16, 4096, 4096, 1024).config, Sm90Config)
     assert not isinstance(qmod.qkv_choice("int8", 2048, 4096, 4096, 1024).config, Sm90Config)
     small = qmod.qkv_choice("f16", 80, 256, 128, 64)
     assert not isinstance(small.config, Sm90Config) and "multiples of block_n" in small.source
@@ -68,6 +68,15 @@ def test_qkv_sm90_default_choice(sm90, rng, poison):  # noqa: F811
 
 def test_qkv_sm90_default_runs_it(on_sm90, rng, poison):  # noqa: F811
     _run(rng, "f16", "f16", 1, 72, 128, 2, 2, 64, rope_style="interleaved")
+
+
+@pytest.mark.parametrize("M", [17, 48, 64])
+def test_qkv_sm90_mid_m(on_sm90, rng, poison, M):  # noqa: F811
+    """16 < M <= 64 takes one consumer warpgroup on 64 x 128 tiles (qkv_sm90.MID), ragged rows, a rope."""
+    from kaiodsl.ops import qkv_sm90
+
+    assert qmod.qkv_choice("f16", M, 4096, 4096, 1024, 128, "rotate_half").config == qkv_sm90.MID
+    _run(rng, "f16", "f16", 1, M, 128, 4, 2, 64, rope_style="rotate_half", bias=True)
 
 
 def test_qkv_sm90_refused_off_sm90_and_misfit(backend, monkeypatch):

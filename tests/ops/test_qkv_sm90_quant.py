@@ -74,6 +74,30 @@ def test_qkv_sm90_quant_default_runs_it(on_sm90, rng, poison, kind):  # noqa: F8
     _run(rng, kind, "f16", 1, 72, 128, 2, 2, 64, rope_style="rotate_half")
 
 
+def test_qkv_sm90_quant_mid_m_choice(sm90, monkeypatch):
+    """16 < M <= 64 on an H200's 132 SMs: int8 (and int4 past M = 32) take 64 x 64 tiles (qkv_sm90.MID_QUANT)
+    where they are one wave (Llama-3-8B: 96), the mma.sync kernels where not (70B-like: 160 tiles) and
+    for int4 up to M = 32 (its 32-row, 64-column blocks)."""
+    from kaiodsl.ops import gemm_sm90, qkv_sm90
+    from kaiodsl.ops.matmul_int4_tiled import Int4Config
+
+    monkeypatch.setattr(gemm_sm90, "sm_count", lambda: 132)
+    assert qmod.qkv_choice("int8", 32, 4096, 4096, 1024).config == qkv_sm90.MID_QUANT
+    assert qmod.qkv_choice("int4", 64, 4096, 4096, 1024).config == qkv_sm90.MID_QUANT
+    assert qmod.qkv_choice("int4", 32, 4096, 4096, 1024).config == Int4Config(32, 4, 2, 3)
+    far = qmod.qkv_choice("int8", 64, 8192, 8192, 1024)
+    assert not isinstance(far.config, W4Config) and "more than one wave" in far.source
+    assert qmod.qkv_choice("int4", 64, 8192, 8192, 1024).config == Int4Config(32, 4, 2, 3)
+    assert isinstance(qmod.qkv_choice("int4", 64, 4096, 4096, 1024, 128, "rotate_half").config, Int4Config)
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_qkv_sm90_quant_mid_m_runs(on_sm90, rng, poison, kind):  # noqa: F811
+    from kaiodsl.ops import qkv_sm90
+
+    _run(rng, kind, "f16", 1, 48, 128, 4, 2, 64, bias=True, config=qkv_sm90.MID_QUANT)
+
+
 def test_qkv_sm90_quant_choice(sm90):
     """qkv_choice names the dequantizing kernel at Llama-3-8B prefill (128 x 256 tiles, 128 x 128 with a rope),
     and keeps the mma.sync kernel at M <= 64, off 16-byte boundaries and where a projection's N is no
