@@ -1,12 +1,15 @@
 """The Hopper flash-attention forward (sm_90a): warp-specialised, TMA into mbarrier rings, wgmma.
 
 FlashAttention-3's structure (Shah et al. 2024, section 3.1) on the tile library, for f16/bf16 with
-head dim 64 or 128. A block owns 128 query rows of one (batch, head) and is three warpgroups:
+head dim 64 or 128. A work unit is 128 query rows of one (batch, head); a block is three warpgroups
+and, persistent (the default), one block an SM walks units ``blockIdx.x, + gridDim.x, ...``:
 
-* **Producer** (warpgroup 0) gives its registers back (``setmaxnreg.dec``); one thread loads the
-  block's Q tile once (its own mbarrier) and then streams the key tiles: per tile it acquires a slot
+* **Producer** (warpgroup 0) gives its registers back (``setmaxnreg.dec``); one thread loads each
+  unit's Q tile into a one-slot ring (refilled once both consumers released it: under the previous
+  unit's last P V and epilogue) and streams the unit's key tiles: per tile it acquires a slot
   of the K ring and of the V ring (``tiles.pipeline``, ``kind="mbarrier"``), announces the bytes and
-  issues the TMA boxes. K and V have separate rings so that S = Q K^T can start before V has landed.
+  issues the TMA boxes. K and V have separate rings so that S = Q K^T can start before V has landed;
+  the rings' states run on from unit to unit.
 * **Consumers** (warpgroups 1 and 2, ``setmaxnreg.inc``) own 64 query rows each. Per key tile:
   S = Q K^T with wgmma SS (both K-major: rows of D), the K slot released once that wgmma completed;
   the mask (only on tiles that cross the causal diagonal or the end of the keys); the exp2 online
@@ -24,9 +27,12 @@ descriptor's LBO both walk): Q [2 consumers][D / 64][64][64], then ``stages`` K 
 V slots of [D / 64][bn][64]. Tensor maps are 4-d over the [B, H, S, D] arrays with boxes
 [1, 1, rows, 64], so rows past a head's S are zero-filled (never another head's data).
 
-Causal: a block reads keys below its last row's diagonal only; the grid runs the longest query
-tiles first. Not done here (FA3 does them): intra-warpgroup overlap of softmax with the next
-S wgmma, inter-warpgroup ping-pong on named barriers, persistent scheduling, fp8.
+Unit order (``_tile``): heads in sections whose K/V fit in half the L2 (``heads_per_section``), and
+inside a section the longest causal query tiles first, all the section's heads at one query tile
+before the next shorter one: the units running at once share K/V in L2 and the short causal units
+come last. Causal: a unit reads keys below its last row's diagonal only.
+Intra-warpgroup overlap (``overlap``) and inter-warpgroup ping-pong (``pingpong``) are FA3's
+sections 3.1-3.2; not done here: fp8 (ops/attention_sm90_fp8.py).
 """
 
 
@@ -61,20 +67,22 @@ class Sm90AttnConfig:
     """``bn`` keys a tile (a multiple of 16 up to 256: one wgmma N for S, the k extent of P V),
     ``stages`` slots in each of the K and V rings, ``overlap`` the pipelined consumer schedule,
     ``pingpong`` the consumers' alternation (FA3 section 3.1: one warpgroup's softmax runs while the
-    other's wgmmas do)."""
+    other's wgmmas do), ``persistent`` a grid of one block an SM that walks the work units (the next
+    unit's Q and first K/V tiles load under the current one's epilogue)."""
 
     bn: int = 128
     stages: int = 2
     overlap: bool = True     # softmax of tile j while P V of tile j - 1 runs (see _consume)
     pingpong: bool = False   # the two consumers take turns issuing their wgmmas (named barriers);
                              # the default chooser sm90_attn_config turns it on
+    persistent: bool = True  # one block an SM walking the work units (False: one block a unit)
 
     def __post_init__(self):
         if not (type(self.bn) is int and 16 <= self.bn <= 256 and self.bn % 16 == 0):
             raise ArgumentError(f"Sm90AttnConfig: bn must be a multiple of 16 in 16..256, got {self.bn!r}")
         if not (type(self.stages) is int and self.stages >= 1):
             raise ArgumentError(f"Sm90AttnConfig: stages must be a positive int, got {self.stages!r}")
-        for name in ("overlap", "pingpong"):
+        for name in ("overlap", "pingpong", "persistent"):
             if not isinstance(getattr(self, name), bool):
                 raise ArgumentError(f"Sm90AttnConfig: {name} must be a bool, got {getattr(self, name)!r}")
         if self.pingpong and not self.overlap:
@@ -84,7 +92,8 @@ class Sm90AttnConfig:
         return 2 * (BLOCK_Q * d + 2 * self.stages * self.bn * d)
 
     def __str__(self) -> str:
-        return f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial") + ("_pp" if self.pingpong else "")
+        return (f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial") + ("_pp" if self.pingpong else "")
+                + ("" if self.persistent else "_np"))
 
 
 def sm90_attn_config(d: int, sk: int = 4096) -> Sm90AttnConfig:
@@ -133,30 +142,64 @@ class Layout:
 
 
 @kaiodsl.func
-def _produce(L: Const, tq, tk, tv, smem, qbar, kbars, vbars, RK: Const, RV: Const, b, h, hk, q0, nb):
-    """One thread: Q once, then nb key tiles into the K and V rings (each slot waits for its release)."""
+def _tile(t, nqb, BH, hps, H):
+    """Work unit t -> (b, h, q tile): heads in sections of ``hps`` (their K/V together fit in L2), and
+    inside a section the longest causal query tiles first, every head of the section at one q tile
+    before the next shorter one."""
+    sec = t // (hps * nqb)
+    hs = min(hps, BH - sec * hps)
+    r = t - sec * hps * nqb
+    qb = nqb - 1 - r // hs
+    bh = sec * hps + r % hs
+    b = bh // H
+    return bh, b, bh - b * H, qb
+
+
+@kaiodsl.func
+def _nb(L: Const, q0, Sk, shift):
+    """(the keys a q tile sees, its key tiles): causal rows end at their diagonal."""
+    kend = Sk
+    if L.causal:
+        kend = max(min(Sk, q0 + BLOCK_Q + shift), 0)     # the last row sees keys <= q0 + 127 + shift
+    return kend, (kend + L.cfg.bn - 1) // L.cfg.bn
+
+
+@kaiodsl.func
+def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, nqb, BH, hps, H,
+             group, Sk, shift):
+    """One thread, over this block's work units: Q into its slot (once the consumers released the
+    previous unit's), then the unit's key tiles into the K and V rings (each slot waits for its release)."""
     cfg = L.cfg
-    kaiodsl.mbarrier_arrive_expect_tx(qbar, L.q_elems * 2)
-    for cw in kaiodsl.static_range(2):
-        for c in kaiodsl.static_range(L.blocks):
-            kaiodsl.tma_load(smem.ptr((cw * L.blocks + c) * 64 * COLS), tq, (b, h, q0 + 64 * cw, c * COLS), qbar)
+    qs = pipeline.start(RQ)
     ks = pipeline.start(RK)
     vs = pipeline.start(RV)
-    for j in range(nb):
-        pipeline.acquire(RK, ks, kbars)
-        index, phase = ks
-        pipeline.commit(RK, ks, kbars, L.kv_elems * 2)
-        for c in kaiodsl.static_range(L.blocks):
-            kaiodsl.tma_load(smem.ptr(L.q_elems + index * L.kv_elems + c * cfg.bn * COLS), tk,
-                             (b, hk, j * cfg.bn, c * COLS), kbars.ptr(index))
-        ks = pipeline.advance(RK, ks)
-        pipeline.acquire(RV, vs, vbars)
-        index, phase = vs
-        pipeline.commit(RV, vs, vbars, L.kv_elems * 2)
-        for c in kaiodsl.static_range(L.blocks):
-            kaiodsl.tma_load(smem.ptr(L.q_elems + (cfg.stages + index) * L.kv_elems + c * cfg.bn * COLS), tv,
-                             (b, hk, j * cfg.bn, c * COLS), vbars.ptr(index))
-        vs = pipeline.advance(RV, vs)
+    for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
+        bh, b, h, qb = _tile(t, nqb, BH, hps, H)
+        q0 = qb * BLOCK_Q
+        kend, nb = _nb(L, q0, Sk, shift)
+        hk = h // group
+        pipeline.acquire(RQ, qs, qbars)
+        pipeline.commit(RQ, qs, qbars, L.q_elems * 2)
+        for cw in kaiodsl.static_range(2):
+            for c in kaiodsl.static_range(L.blocks):
+                kaiodsl.tma_load(smem.ptr((cw * L.blocks + c) * 64 * COLS), tq, (b, h, q0 + 64 * cw, c * COLS),
+                                 qbars.ptr(0))
+        qs = pipeline.advance(RQ, qs)
+        for j in range(nb):
+            pipeline.acquire(RK, ks, kbars)
+            index, phase = ks
+            pipeline.commit(RK, ks, kbars, L.kv_elems * 2)
+            for c in kaiodsl.static_range(L.blocks):
+                kaiodsl.tma_load(smem.ptr(L.q_elems + index * L.kv_elems + c * cfg.bn * COLS), tk,
+                                 (b, hk, j * cfg.bn, c * COLS), kbars.ptr(index))
+            ks = pipeline.advance(RK, ks)
+            pipeline.acquire(RV, vs, vbars)
+            index, phase = vs
+            pipeline.commit(RV, vs, vbars, L.kv_elems * 2)
+            for c in kaiodsl.static_range(L.blocks):
+                kaiodsl.tma_load(smem.ptr(L.q_elems + (cfg.stages + index) * L.kv_elems + c * cfg.bn * COLS), tv,
+                                 (b, hk, j * cfg.bn, c * COLS), vbars.ptr(index))
+            vs = pipeline.advance(RV, vs)
 
 
 @kaiodsl.func
@@ -245,9 +288,11 @@ def _your_turn(L: Const, cw):
 
 
 @kaiodsl.func
-def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, bh, Sq, q0, nb, kend, shift, c,
-             tid):
-    """One consumer warpgroup: its 64 query rows against nb key tiles, then the epilogue.
+def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, qs, ks, vs, o, lse, bh, Sq, q0,
+             nb, kend, shift, c, tid):
+    """One consumer warpgroup, one work unit: its 64 query rows against nb key tiles, then the epilogue;
+    returns the (Q, K, V) ring states for the next unit. The Q slot is released once the last S wgmma
+    has completed, so the producer loads the next unit's Q under this one's last P V and epilogue.
 
     Serial schedule (``overlap=False``): per tile S, wait, softmax, P V, wait. Overlapped (FA3's
     intra-warpgroup pipelining, section 3.2): S_j = Q K_j^T and O += P_{j-1} V_{j-1} are issued back to
@@ -263,9 +308,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
     l = [[f32(0.0), f32(0.0)]]
     acc = kaiodsl.wgmma_zeros(L.d)
     sj = kaiodsl.wgmma_zeros(cfg.bn)                 # S's registers, reused tile after tile
-    kaiodsl.mbarrier_wait(qbar, 0)
-    ks = pipeline.start(RK)
-    vs = pipeline.start(RV)
+    pipeline.wait(RQ, 0, qs, qbars)
     if cfg.overlap:                                  # acc is carried as a register list here
         acc = [f32(0.0) for i in range(L.d // 2)]
         pa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
@@ -297,6 +340,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
             vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
             pa = fragments.to_a(ST, p, L.h2)         # only now: P V's A registers are free again
             acc = _rescale(L, acc, alpha)
+        qs = pipeline.advance(RQ, pipeline.release(RQ, qs, qbars))      # every S wgmma has completed
         if nb > 0:
             pipeline.wait(RV, 0, vs, vbars)
             index, phase = vs
@@ -306,7 +350,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
                 _your_turn(L, cw)
             done = kaiodsl.wgmma_wait(0, pv)
             acc = [done[i] for i in range(L.d // 2)]
-            pipeline.release(RV, vs, vbars)
+            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
     else:
         for j in range(nb):
             pipeline.wait(RK, 0, ks, kbars)
@@ -320,56 +364,63 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
             index, phase = vs
             acc = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems))
             vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+        qs = pipeline.advance(RQ, pipeline.release(RQ, qs, qbars))
     lsum = softmax.finish(ST, l)
     inv = softmax.inverse(ST, lsum)
     _store_o(L, tiles.warpgroup.acc_tile(L.o_wg, acc), inv, o, i64(bh) * Sq * L.d, row_w, Sq, lane)
     tiles.epilogue.store_rows(ST, lse + i64(bh) * Sq, softmax.lse(ST, m, lsum, c), row_w, lane, Sq)
+    return qs, ks, vs
 
 
 @lru_cache(maxsize=None)
 def sm90_attention_kernel(d: int, dtype_name: str, cfg: Sm90AttnConfig, causal: bool):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     L = Layout(d, T, cfg, causal)
+    RQ = tiles.Ring(1, kind="mbarrier", arrivals=256)
     RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
     RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
     name = f"attn_fwd_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "")
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_fwd_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, o: Ptr[T], lse: Ptr[f32],
-                      Sq: i32, Sk: i32, H: i32, group: i32, c: f32, shift: i32):
+                      Sq: i32, Sk: i32, H: i32, group: i32, c: f32, shift: i32, BH: i32, hps: i32):
         smem = kaiodsl.dynamic_shared(T, align=1024)
         kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
         vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
-        qbar = kaiodsl.shared_array(u64, (1,), align=8, name="qbar")
+        qbars = kaiodsl.shared_array(u64, (RQ.barriers,), align=8, name="qring")
         tid = kaiodsl.thread_idx.x
         nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
-        pid = kaiodsl.block_idx.x
-        qb = nqb - 1 - pid % nqb                    # the longest causal tiles first
-        bh = pid // nqb
-        b = bh // H
-        h = bh - b * H
-        q0 = qb * BLOCK_Q
-        kend = Sk
-        if causal:
-            kend = max(min(Sk, q0 + BLOCK_Q + shift), 0)     # the last row sees keys <= q0 + 127 + shift
-        nb = (kend + cfg.bn - 1) // cfg.bn
         if tid == 0:
             kaiodsl.tma_prefetch(tq)
             kaiodsl.tma_prefetch(tk)
             kaiodsl.tma_prefetch(tv)
-            kaiodsl.mbarrier_init(qbar, 1)
+            pipeline.init(RQ, qbars)
             pipeline.init(RK, kbars)
             pipeline.init(RV, vbars)
         kaiodsl.syncthreads()
         if tid < 128:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
-                _produce(L, tq, tk, tv, smem, qbar, kbars, vbars, RK, RV, b, h, h // group, q0, nb)
+                _produce(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, nqb, BH, hps, H, group, Sk, shift)
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
-            _consume(L, smem, qbar, kbars, vbars, RK, RV, o, lse, bh, Sq, q0, nb, kend, shift, c, tid)
+            qs = pipeline.start(RQ)
+            ks = pipeline.start(RK)
+            vs = pipeline.start(RV)
+            for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
+                bh, b, h, qb = _tile(t, nqb, BH, hps, H)
+                q0 = qb * BLOCK_Q
+                kend, nb = _nb(L, q0, Sk, shift)
+                qs, ks, vs = _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb,
+                                      kend, shift, c, tid)
 
     return attn_fwd_sm90
+
+
+def heads_per_section(Sk: int, D: int, elem_bytes: int = 2, l2_bytes: int = 24 << 20) -> int:
+    """Heads whose K and V (2 Sk D elements each) fit in ``l2_bytes`` together (half the H200's L2),
+    at least one: the units of one section run together, so their K/V tiles are read from DRAM about once."""
+    return max(1, l2_bytes // max(1, 2 * Sk * D * elem_bytes))
 
 
 def wants_sm90(D: int, Sq: int, dtype_name: str) -> bool:
@@ -408,6 +459,9 @@ def launch(q, k, v, out, lse, dtype_name: str, B: int, H: int, Hkv: int, Sq: int
     tv = TensorMap(v, (1, 1, cfg.bn, COLS), dtype=dtype_name, swizzle=128, l2_promotion=256)
     shift = Sk - Sq if causal_mode == "bottom_right" else 0
     kern = sm90_attention_kernel(D, dtype_name, cfg, causal_mode is not None)
-    nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
-    kern[B * H * nqb, THREADS](tq, tk, tv, out, lse, Sq, Sk, H, H // Hkv, c, shift, smem=cfg.smem_bytes(D))
+    units = B * H * ((Sq + BLOCK_Q - 1) // BLOCK_Q)
+    from .gemm_sm90 import sm_count
+    grid = min(units, sm_count()) if cfg.persistent else units
+    kern[grid, THREADS](tq, tk, tv, out, lse, Sq, Sk, H, H // Hkv, c, shift, B * H, heads_per_section(Sk, D),
+                        smem=cfg.smem_bytes(D))
     return out

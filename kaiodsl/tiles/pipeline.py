@@ -69,8 +69,8 @@ def start(R: Const, index: Const[int] = 0):
 def advance(R: Const, state):
     """One slot on; the phase flips when the index wraps (kept 0 where the ring does not use it)."""
     index, phase = state
-    if R.stages == 1:
-        return index, phase
+    if R.stages == 1:                      # one slot: every step is a wrap
+        return index, phase ^ 1 if R.tracks_phase else phase
     nxt = index + 1 if index + 1 < R.stages else 0
     if R.tracks_phase:
         return nxt, kaiodsl.where(nxt == 0, phase ^ 1, phase)

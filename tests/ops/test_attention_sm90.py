@@ -75,6 +75,8 @@ SIM_CASES = [  # B, H, Hkv, Sq, Sk, D, causal, dtype, config
     (1, 2, 1, 200, 90, 128, "bottom_right", "bf16", Sm90AttnConfig(bn=64, pingpong=True)),
     (2, 4, 1, 300, 300, 64, True, "f16", Sm90AttnConfig(bn=64, stages=3, pingpong=True)),  # MQA, 3 q tiles
     (1, 2, 2, 150, 350, 128, "bottom_right", "bf16", Sm90AttnConfig(bn=160, pingpong=True)),  # D 128's default tile
+    (2, 3, 3, 140, 300, 64, False, "f16", Sm90AttnConfig(bn=64, stages=1)),          # a one-slot ring, 5 passes
+    (1, 4, 2, 260, 260, 64, True, "bf16", Sm90AttnConfig(bn=64, persistent=False)),  # one block a unit
 ]
 
 
