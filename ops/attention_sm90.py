@@ -96,13 +96,16 @@ class Sm90AttnConfig:
                 + ("" if self.persistent else "_np"))
 
 
-def sm90_attn_config(d: int, sk: int = 4096) -> Sm90AttnConfig:
-    """The consumers in ping-pong with 2-slot rings (the H200 sweep, S 4096, f16, TFLOPS non-causal /
-    causal: D 128 k160s2_pp 599 / 523 against 520 / 437 for k128s2 without ping-pong; D 64 k128s2_pp
-    387 / 332 against 358 / 313). 160-key tiles at D 128 from 2048 keys on (shorter rows waste more of
-    the last tile); shared memory 96 KB at D 64, 192 KB at D 128 and bn 160."""
+def sm90_attn_config(d: int, sk: int = 4096, causal: bool = False) -> Sm90AttnConfig:
+    """The consumers in ping-pong with 2-slot rings, 160-key tiles at D 128 from 2048 keys (shorter rows
+    waste more of the last tile), persistent unless causal. H200 sweeps at S 4096, f16 (TFLOPS non-causal /
+    causal; two runs, benchmarks/results/logs/bench_attention_sweep_2026-12-02{a,b}.log): D 128 k160s2_pp
+    599 and 575 / 523 and 513 (causal, one block a unit) against k128s2 520 and 546 / 437 and 456; D 64
+    k128s2_pp 387 and 388 / 332 and 353. Persistent blocks walk a static stride of units; causal units
+    differ in length, and one block a unit (the hardware hands the next unit to whichever SM frees up)
+    was 11 % faster there (D 128: 513 against 457)."""
     bn = 160 if d == 128 and sk >= 2048 else 128
-    return Sm90AttnConfig(bn=bn, stages=2, pingpong=True)
+    return Sm90AttnConfig(bn=bn, stages=2, pingpong=True, persistent=not causal)
 
 
 @dataclass(frozen=True)
@@ -447,7 +450,7 @@ def launch(q, k, v, out, lse, dtype_name: str, B: int, H: int, Hkv: int, Sq: int
            causal_mode, c: float, cfg: Sm90AttnConfig | None = None):
     """Run the kernel on validated contiguous operands q [B, H, Sq, D], k/v [B, Hkv, Sk, D], out like q,
     lse f32 [B, H, Sq]; ``c`` = scale * log2(e); ``causal_mode`` None, "top_left" or "bottom_right"."""
-    cfg = cfg or sm90_attn_config(D, Sk)
+    cfg = cfg or sm90_attn_config(D, Sk, causal_mode is not None)
     if D not in (64, 128):
         raise ArgumentError(f"attention(): the sm_90a kernel takes head dim 64 or 128, got D={D}")
     if cfg.smem_bytes(D) > SMEM_LIMIT:
