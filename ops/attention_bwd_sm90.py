@@ -52,11 +52,14 @@ STAGES = range(2, 5)      # pipeline.advance keeps the phase of a 1-slot ring: a
 class Sm90BwdConfig:
     """``bq`` query rows a streamed (Q, dO) tile of the dK/dV kernel, ``bn`` keys a streamed (K, V) tile
     of the dQ kernel (each a multiple of 16 in 16..128: one wgmma N of the scores, the k extent of the
-    RS wgmma), ``stages`` slots in each ring (2..4)."""
+    RS wgmma), ``stages`` slots in each ring (2..4), ``split`` dK and dV in two passes of the dK/dV
+    kernel (each recomputes P^T; None: at D = 128, where dK, dV, S^T and dP^T do not fit in the 168
+    registers nvJitLink allocates a thread of a 384-thread block)."""
 
     bq: int = 64
     bn: int = 64
     stages: int = 2
+    split: bool | None = None
 
     def __post_init__(self):
         for name, allowed, what in (("bq", TILES, "a multiple of 16 in 16..128"),
@@ -65,18 +68,25 @@ class Sm90BwdConfig:
             v = getattr(self, name)
             if type(v) is not int or v not in allowed:
                 raise ArgumentError(f"Sm90BwdConfig: {name}={v!r}: must be {what}")
+        if self.split not in (None, True, False) or type(self.split) not in (type(None), bool):
+            raise ArgumentError(f"Sm90BwdConfig: split={self.split!r}: must be None (automatic), True or False")
+
+    def parts(self, d: int) -> tuple:
+        """The dK/dV launches: ("both",) or ("dv", "dk")."""
+        split = d > 64 if self.split is None else self.split
+        return ("dv", "dk") if split else ("both",)
 
     def smem_bytes(self, d: int) -> int:
         """The larger of the two kernels' shared memory (two resident [128, d] tensors, two rings)."""
         return max(Layout(d, f16, False, t, self.stages).smem_bytes for t in (self.bq, self.bn))
 
     def __str__(self) -> str:
-        return f"q{self.bq}k{self.bn}s{self.stages}"
+        return f"q{self.bq}k{self.bn}s{self.stages}" + {None: "", True: "_split", False: "_fused"}[self.split]
 
 
 def sm90_bwd_config(d: int) -> Sm90BwdConfig:
-    """64-row streamed tiles in 2-slot rings: the dK/dV consumer holds dK, dV (d / 2 f32 each) and S^T,
-    dP^T (32 each) in its 240 registers; 96 KB of shared memory at d = 64, 128 KB at d = 128."""
+    """64-row streamed tiles in 2-slot rings (96 KB of shared memory at d = 64, 128 KB at d = 128); dK and
+    dV in one pass at d = 64, two at d = 128 (no spills either way)."""
     return Sm90BwdConfig(bq=64, bn=64, stages=2)
 
 
@@ -89,6 +99,7 @@ class Layout:
     causal: bool
     tile: int
     stages: int
+    part: str = "both"      # the dK/dV kernel: both, or one of "dk" / "dv" (two passes, each recomputing P^T)
 
     @property
     def blocks(self) -> int:
@@ -139,32 +150,35 @@ def _load_fixed(L: Const, tm, smem, base, b, h, r0, bar):
 
 @kaiodsl.func
 def _load_slot(L: Const, R: Const, st, bars, tm, smem, base, b, h, row):
-    """Acquire a ring slot, announce its bytes, issue its d / 64 boxes of [tile, 64]; the next state."""
+    """Acquire a ring slot, announce its bytes, issue its d / 64 boxes of [tile, 64]."""
     pipeline.acquire(R, st, bars)
     index, phase = st
     pipeline.commit(R, st, bars, L.slot_elems * 2)
     for c in kaiodsl.static_range(L.blocks):
         kaiodsl.tma_load(smem.ptr(base + index * L.slot_elems + c * L.tile * COLS), tm, (b, h, row, c * COLS),
                          bars.ptr(index))
-    return pipeline.advance(R, st)
 
 
 @kaiodsl.func
-def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R0: Const, R1: Const, b, hf, r0, head0,
-             per_head, first, n):
-    """One thread: the two resident tensors of head ``hf`` at row r0, then n streamed tile pairs; tile
-    ``it`` is head ``head0 + it // per_head``, rows from ``(first + it % per_head) * tile``."""
+def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R: Const, b, hf, r0, head0, per_head, first,
+             n):
+    """One thread: the two resident tensors of head ``hf`` at row r0, then n streamed tile pairs: heads
+    from ``head0``, ``per_head`` tiles each from tile ``first``. The two rings advance together, so one
+    state serves both; counters instead of divisions keep this thread inside its 24 registers."""
     kaiodsl.mbarrier_arrive_expect_tx(fbar, 2 * L.fixed_elems * 2)
     _load_fixed(L, tf0, smem, 0, b, hf, r0, fbar)
     _load_fixed(L, tf1, smem, L.fixed_elems, b, hf, r0, fbar)
-    s0 = pipeline.start(R0)
-    s1 = pipeline.start(R1)
+    st = pipeline.start(R)
+    head = head0
+    t = first
     for it in range(n):
-        hh = it // per_head
-        head = head0 + hh
-        row = (first + it - hh * per_head) * L.tile
-        s0 = _load_slot(L, R0, s0, bars0, ts0, smem, L.ring0, b, head, row)
-        s1 = _load_slot(L, R1, s1, bars1, ts1, smem, L.ring1, b, head, row)
+        _load_slot(L, R, st, bars0, ts0, smem, L.ring0, b, head, t * L.tile)
+        _load_slot(L, R, st, bars1, ts1, smem, L.ring1, b, head, t * L.tile)
+        st = pipeline.advance(R, st)
+        t = t + 1
+        if t == first + per_head:
+            t = first
+            head = head + 1
 
 
 # -- consumer building blocks ------------------------------------------------------------------------------
@@ -202,37 +216,51 @@ def _sees_t(key, q, shift):
 
 
 @kaiodsl.func
-def _col_stats(L: Const, lse, dr, rbase, q0, Sq, lane):
-    """lse2 and Dr of the query columns this lane holds in a [64, tile] accumulator: ``[j][e & 1]`` for
-    column q0 + 8 j + 2 (lane % 4) + (e & 1); +inf / 0 past Sq."""
-    l2 = []
-    dv = []
-    for j in kaiodsl.static_range(L.tile // 8):
-        pl = []
-        pd = []
-        for e in kaiodsl.static_range(2):
-            q = q0 + 8 * j + 2 * (lane % 4) + e
-            pl = pl + [_lse2(lse, rbase + q, q < Sq)]
-            pd = pd + [kaiodsl.load(dr, rbase + q, mask=q < Sq, other=0.0)]
-        l2 = l2 + [pl]
-        dv = dv + [pd]
-    return l2, dv
+def _wg_sync(cw):
+    """Named barrier 1 + cw: this consumer warpgroup's 128 threads (constant ids: ptxas reserves only these)."""
+    if cw == 0:
+        kaiodsl.barrier(1, 128)
+    else:
+        kaiodsl.barrier(2, 128)
 
 
 @kaiodsl.func
-def _grad_t(L: Const, st, dpt, l2, drv, c, edge, key_w, q0, shift, lane):
-    """(P^T, dS^T) as A fragments from the complete S^T and dP^T accumulators (columns = queries)."""
+def _stage_stats(L: Const, stats, sb, lse, dr, rbase, q0, Sq, tl):
+    """lse2 and Dr of the tile's query columns into this warpgroup's shared buffer at ``sb`` ([2][tile]:
+    lse2, then Dr; +inf / 0 past Sq): registers would hold 4 values a column pair, shared memory none."""
+    for r in kaiodsl.static_range(0, L.tile, 128):
+        col = r + tl
+        if col < L.tile:
+            q = q0 + col
+            stats[sb + col] = _lse2(lse, rbase + q, q < Sq)
+            stats[sb + L.tile + col] = kaiodsl.load(dr, rbase + q, mask=q < Sq, other=0.0)
+
+
+@kaiodsl.func
+def _grad_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane):
+    """(P^T, dS^T) as A fragments from the complete S^T and dP^T accumulators (columns = queries, their
+    lse2 and Dr read from the staged buffer in pairs)."""
     ST = L.s_wg.acc_tile
     s = tiles.warpgroup.acc_tile(L.s_wg, st)
-    dp = tiles.warpgroup.acc_tile(L.s_wg, dpt)
-    p = [[(kaiodsl.exp2(s[0][j][0] * c - l2[j][0]), kaiodsl.exp2(s[0][j][1] * c - l2[j][1]),
-           kaiodsl.exp2(s[0][j][2] * c - l2[j][0]), kaiodsl.exp2(s[0][j][3] * c - l2[j][1])) for j in range(L.tile // 8)]]
+    dp = tiles.warpgroup.acc_tile(L.s_wg, dpt) if L.part != "dv" else 0
+    p = []
+    for j in kaiodsl.static_range(L.tile // 8):
+        col = 8 * j + 2 * (lane % 4)
+        l2 = kaiodsl.load(stats.ptr(sb + col), 0, vec=2)
+        p = p + [(kaiodsl.exp2(s[0][j][0] * c - l2[0]), kaiodsl.exp2(s[0][j][1] * c - l2[1]),
+                  kaiodsl.exp2(s[0][j][2] * c - l2[0]), kaiodsl.exp2(s[0][j][3] * c - l2[1]))]
+    p = [p]
     if edge:
         p = fragments.mask(ST, p, _sees_t, shift, key_w, q0, lane, f32(0.0))
-    ds = [[(p[0][j][0] * (dp[0][j][0] - drv[j][0]), p[0][j][1] * (dp[0][j][1] - drv[j][1]),
-            p[0][j][2] * (dp[0][j][2] - drv[j][0]), p[0][j][3] * (dp[0][j][3] - drv[j][1]))
-           for j in range(L.tile // 8)]]
-    return fragments.to_a(ST, p, L.h2), fragments.to_a(ST, ds, L.h2)
+    pa = fragments.to_a(ST, p, L.h2) if L.part != "dk" else 0
+    if L.part == "dv":
+        return pa, 0
+    ds = []
+    for j in kaiodsl.static_range(L.tile // 8):
+        drv = kaiodsl.load(stats.ptr(sb + L.tile + 8 * j + 2 * (lane % 4)), 0, vec=2)
+        ds = ds + [(p[0][j][0] * (dp[0][j][0] - drv[0]), p[0][j][1] * (dp[0][j][1] - drv[1]),
+                    p[0][j][2] * (dp[0][j][2] - drv[0]), p[0][j][3] * (dp[0][j][3] - drv[1]))]
+    return pa, fragments.to_a(ST, [ds], L.h2)
 
 
 @kaiodsl.func
@@ -252,66 +280,91 @@ def _grad(L: Const, s_acc, dp_acc, l2, drv, c, edge, row_w, k0, args, lane):
 
 # -- dK / dV -------------------------------------------------------------------------------------------------
 @kaiodsl.func
-def _consume_kv(L: Const, smem, fbar, qbars, dbars, RQ: Const, RD: Const, lse, dr, dk, dv, Sq, Sk, H, b, bhk,
-                hk, group, k0, qb0, per_head, n, c, scale, shift, tid):
-    """One consumer warpgroup: dK and dV of its 64 keys over the n streamed (Q, dO) tiles, then stores."""
+def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group,
+                k0, qb0, per_head, n, c, scale, shift, tid):
+    """One consumer warpgroup: dK and dV of its 64 keys over the n streamed (Q, dO) tiles, then stores.
+    The tile's lse2 / Dr go through a 2-slot shared buffer of this warpgroup (the slot written in tile
+    ``it`` was last read in tile it - 2, before the previous tile's barrier)."""
     cw = tid // 128 - 1
+    tl = tid % 128
     lane = tid % 32
     key_wg = k0 + 64 * cw
     key_w = key_wg + 16 * ((tid // 32) % 4)
     kres = cw * L.blocks * 64 * COLS
     vres = L.fixed_elems + kres
-    dvacc = kaiodsl.wgmma_zeros(L.d)
-    dkacc = kaiodsl.wgmma_zeros(L.d)
+    DO_K = L.part != "dv"
+    DO_V = L.part != "dk"
+    dvacc = kaiodsl.wgmma_zeros(L.d) if DO_V else 0
+    dkacc = kaiodsl.wgmma_zeros(L.d) if DO_K else 0
     st = kaiodsl.wgmma_zeros(L.tile)
-    dpt = kaiodsl.wgmma_zeros(L.tile)
+    dpt = kaiodsl.wgmma_zeros(L.tile) if DO_K else 0
     kaiodsl.mbarrier_wait(fbar, 0)
-    qs = pipeline.start(RQ)
-    ds = pipeline.start(RD)
+    rs = pipeline.start(R)
+    h = hk * group
+    t = qb0
     for it in range(n):
-        hh = it // per_head
-        q0 = (qb0 + it - hh * per_head) * L.tile
-        rbase = (i64(b) * H + hk * group + hh) * Sq
-        qi, qph = qs
-        di, dph = ds
-        pipeline.wait(RQ, 0, qs, qbars)
-        st = _ss(L, smem, kres, L.ring0 + qi * L.slot_elems, st)                # S^T = K Q^T
-        pipeline.wait(RD, 0, ds, dbars)
-        dpt = _ss(L, smem, vres, L.ring1 + di * L.slot_elems, dpt)              # dP^T = V dO^T
-        l2, drv = _col_stats(L, lse, dr, rbase, q0, Sq, lane)                   # while the wgmmas run
-        st, dpt = kaiodsl.wgmma_wait(0, st, dpt)
+        q0 = t * L.tile
+        index, phase = rs
+        sb = (cw * 2 + it % 2) * 2 * L.tile
+        pipeline.wait(R, 0, rs, qbars)
+        st = _ss(L, smem, kres, L.ring0 + index * L.slot_elems, st)             # S^T = K Q^T
+        pipeline.wait(R, 0, rs, dbars)
+        if DO_K:
+            dpt = _ss(L, smem, vres, L.ring1 + index * L.slot_elems, dpt)       # dP^T = V dO^T
+        _stage_stats(L, stats, sb, lse, dr, (i64(b) * H + h) * Sq, q0, Sq, tl)   # while the wgmmas run
+        _wg_sync(cw)
+        if DO_K:
+            st, dpt = kaiodsl.wgmma_wait(0, st, dpt)
+        else:
+            st = kaiodsl.wgmma_wait(0, st)
         edge = False
         if L.causal:
             edge = key_wg + 63 > q0 + shift
-        pa, dsa = _grad_t(L, st, dpt, l2, drv, c, edge, key_w, q0, shift, lane)
-        dvacc = _rs(L, dvacc, pa, smem, L.ring1 + di * L.slot_elems)          # dV += P^T dO
-        dkacc = _rs(L, dkacc, dsa, smem, L.ring0 + qi * L.slot_elems)         # dK += dS^T Q
-        dvacc, dkacc = kaiodsl.wgmma_wait(0, dvacc, dkacc)
-        qs = pipeline.advance(RQ, pipeline.release(RQ, qs, qbars))
-        ds = pipeline.advance(RD, pipeline.release(RD, ds, dbars))
+        pa, dsa = _grad_t(L, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane)
+        if DO_V:
+            dvacc = _rs(L, dvacc, pa, smem, L.ring1 + index * L.slot_elems)   # dV += P^T dO
+        if DO_K:
+            dkacc = _rs(L, dkacc, dsa, smem, L.ring0 + index * L.slot_elems)  # dK += dS^T Q
+        if L.part == "both":
+            dvacc, dkacc = kaiodsl.wgmma_wait(0, dvacc, dkacc)
+        elif DO_V:
+            dvacc = kaiodsl.wgmma_wait(0, dvacc)
+        else:
+            dkacc = kaiodsl.wgmma_wait(0, dkacc)
+        pipeline.release(R, rs, qbars)
+        pipeline.release(R, rs, dbars)
+        rs = pipeline.advance(R, rs)
+        t = t + 1
+        if t == qb0 + per_head:
+            t = qb0
+            h = h + 1
     obase = i64(bhk) * Sk * L.d
     T = L.o_wg.acc_tile
-    _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dkacc), scale, dk, obase, L.d, key_w, Sk, lane, L.d, L.dtype)
-    _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dvacc), f32(1.0), dv, obase, L.d, key_w, Sk, lane, L.d,
-                L.dtype)
+    if DO_K:
+        _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dkacc), scale, dk, obase, L.d, key_w, Sk, lane, L.d,
+                    L.dtype)
+    if DO_V:
+        _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dvacc), f32(1.0), dv, obase, L.d, key_w, Sk, lane, L.d,
+                    L.dtype)
 
 
 @lru_cache(maxsize=None)
-def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
+def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part: str = "both"):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    L = Layout(d, T, causal, cfg.bq, cfg.stages)
-    RQ = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
-    RD = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
-    name = f"attn_dkdv_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "")
+    L = Layout(d, T, causal, cfg.bq, cfg.stages, part)
+    R = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)     # the Q and dO rings: one shape, one state
+    name = f"attn_dkdv_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "") + \
+        ("" if part == "both" else "_" + part)
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_dkdv_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, tdo: TensorMap, lse: Ptr[f32], dr: Ptr[f32],
                        dk: Ptr[T], dv: Ptr[T], Sq: i32, Sk: i32, H: i32, group: i32, c: f32, scale: f32,
                        shift: i32):
         smem = kaiodsl.dynamic_shared(T, align=1024)
-        qbars = kaiodsl.shared_array(u64, (RQ.barriers,), align=8, name="qring")
-        dbars = kaiodsl.shared_array(u64, (RD.barriers,), align=8, name="doring")
+        qbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="qring")
+        dbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="doring")
         fbar = kaiodsl.shared_array(u64, (1,), align=8, name="kvbar")
+        stats = kaiodsl.shared_array(f32, (8 * cfg.bq,), align=8, name="stats")    # [consumer][2 slots][lse2, Dr][bq]
         tid = kaiodsl.thread_idx.x
         nkb = (Sk + BLOCK - 1) // BLOCK
         pid = kaiodsl.block_idx.x
@@ -332,17 +385,17 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
             kaiodsl.tma_prefetch(tv)
             kaiodsl.tma_prefetch(tdo)
             kaiodsl.mbarrier_init(fbar, 1)
-            pipeline.init(RQ, qbars)
-            pipeline.init(RD, dbars)
+            pipeline.init(R, qbars)
+            pipeline.init(R, dbars)
         kaiodsl.syncthreads()
         if tid < 128:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
-                _produce(L, tk, tv, tq, tdo, smem, fbar, qbars, dbars, RQ, RD, b, hk, k0, hk * group,
+                _produce(L, tk, tv, tq, tdo, smem, fbar, qbars, dbars, R, b, hk, k0, hk * group,
                          max(per_head, 1), qb0, n)
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
-            _consume_kv(L, smem, fbar, qbars, dbars, RQ, RD, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group, k0,
+            _consume_kv(L, smem, stats, fbar, qbars, dbars, R, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group, k0,
                         qb0, max(per_head, 1), n, c, scale, shift, tid)
 
     return attn_dkdv_sm90
@@ -350,7 +403,7 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
 
 # -- dQ --------------------------------------------------------------------------------------------------------
 @kaiodsl.func
-def _consume_q(L: Const, smem, fbar, kbars, vbars, RK: Const, RV: Const, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale,
+def _consume_q(L: Const, smem, fbar, kbars, vbars, R: Const, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale,
                shift, tid):
     """One consumer warpgroup: dQ of its 64 query rows over the n streamed (K, V) tiles, then the store."""
     cw = tid // 128 - 1
@@ -367,24 +420,23 @@ def _consume_q(L: Const, smem, fbar, kbars, vbars, RK: Const, RV: Const, lse, dr
     s = kaiodsl.wgmma_zeros(L.tile)
     dp = kaiodsl.wgmma_zeros(L.tile)
     kaiodsl.mbarrier_wait(fbar, 0)
-    ks = pipeline.start(RK)
-    vs = pipeline.start(RV)
+    rs = pipeline.start(R)
     for j in range(n):
         k0 = j * L.tile
-        ki, kph = ks
-        vi, vph = vs
-        pipeline.wait(RK, 0, ks, kbars)
-        s = _ss(L, smem, qres, L.ring0 + ki * L.slot_elems, s)                  # S = Q K^T
-        pipeline.wait(RV, 0, vs, vbars)
-        dp = _ss(L, smem, dores, L.ring1 + vi * L.slot_elems, dp)               # dP = dO V^T
+        index, phase = rs
+        pipeline.wait(R, 0, rs, kbars)
+        s = _ss(L, smem, qres, L.ring0 + index * L.slot_elems, s)               # S = Q K^T
+        pipeline.wait(R, 0, rs, vbars)
+        dp = _ss(L, smem, dores, L.ring1 + index * L.slot_elems, dp)            # dP = dO V^T
         s, dp = kaiodsl.wgmma_wait(0, s, dp)
-        vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+        pipeline.release(R, rs, vbars)
         edge = k0 + L.tile > Sk
         if L.causal:
             edge = edge or k0 + L.tile - 1 > row_wg + shift
         dsa = _grad(L, s, dp, l2, drv, c, edge, row_w, k0, (Sk, shift, L.causal), lane)
-        dqacc = kaiodsl.wgmma_wait(0, _rs(L, dqacc, dsa, smem, L.ring0 + ki * L.slot_elems))    # dQ += dS K
-        ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+        dqacc = kaiodsl.wgmma_wait(0, _rs(L, dqacc, dsa, smem, L.ring0 + index * L.slot_elems))     # dQ += dS K
+        pipeline.release(R, rs, kbars)
+        rs = pipeline.advance(R, rs)
     _store_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, dqacc), scale, dq, rbase * L.d, L.d, row_w, Sq,
                 lane, L.d, L.dtype)
 
@@ -393,16 +445,15 @@ def _consume_q(L: Const, smem, fbar, kbars, vbars, RK: Const, RV: Const, lse, dr
 def dq_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     L = Layout(d, T, causal, cfg.bn, cfg.stages)
-    RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
-    RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
+    R = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)     # the K and V rings: one shape, one state
     name = f"attn_dq_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "")
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_dq_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, tdo: TensorMap, lse: Ptr[f32], dr: Ptr[f32],
                      dq: Ptr[T], Sq: i32, Sk: i32, H: i32, group: i32, c: f32, scale: f32, shift: i32):
         smem = kaiodsl.dynamic_shared(T, align=1024)
-        kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
-        vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
+        kbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="kring")
+        vbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="vring")
         fbar = kaiodsl.shared_array(u64, (1,), align=8, name="qbar")
         tid = kaiodsl.thread_idx.x
         nqb = (Sq + BLOCK - 1) // BLOCK
@@ -422,17 +473,17 @@ def dq_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
             kaiodsl.tma_prefetch(tv)
             kaiodsl.tma_prefetch(tdo)
             kaiodsl.mbarrier_init(fbar, 1)
-            pipeline.init(RK, kbars)
-            pipeline.init(RV, vbars)
+            pipeline.init(R, kbars)
+            pipeline.init(R, vbars)
         kaiodsl.syncthreads()
         if tid < 128:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
-                _produce(L, tq, tdo, tk, tv, smem, fbar, kbars, vbars, RK, RV, b, h, q0, h // group, max(n, 1), 0,
+                _produce(L, tq, tdo, tk, tv, smem, fbar, kbars, vbars, R, b, h, q0, h // group, max(n, 1), 0,
                          n)
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
-            _consume_q(L, smem, fbar, kbars, vbars, RK, RV, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale, shift, tid)
+            _consume_q(L, smem, fbar, kbars, vbars, R, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale, shift, tid)
 
     return attn_dq_sm90
 
@@ -473,10 +524,12 @@ def launch(q, k, v, do, lse, dr, dq, dk, dv, dtype_name: str, B: int, H: int, Hk
     def tmap(x, rows):
         return TensorMap(x, (1, 1, rows, COLS), dtype=dtype_name, swizzle=128, l2_promotion=256)
 
-    kv = dkdv_kernel(D, dtype_name, cfg, causal)
     nkb = (Sk + BLOCK - 1) // BLOCK
-    kv[B * Hkv * nkb, THREADS](tmap(q, cfg.bq), tmap(k, 64), tmap(v, 64), tmap(do, cfg.bq), lse, dr, dk, dv, Sq, Sk,
-                               H, H // Hkv, c, scale, shift, smem=Layout(D, f16, causal, cfg.bq, cfg.stages).smem_bytes)
+    maps = (tmap(q, cfg.bq), tmap(k, 64), tmap(v, 64), tmap(do, cfg.bq))
+    for part in cfg.parts(D):
+        kv = dkdv_kernel(D, dtype_name, cfg, causal, part)
+        kv[B * Hkv * nkb, THREADS](*maps, lse, dr, dk, dv, Sq, Sk, H, H // Hkv, c, scale, shift,
+                                   smem=Layout(D, f16, causal, cfg.bq, cfg.stages).smem_bytes)
     kq = dq_kernel(D, dtype_name, cfg, causal)
     nqb = (Sq + BLOCK - 1) // BLOCK
     kq[B * H * nqb, THREADS](tmap(q, 64), tmap(k, cfg.bn), tmap(v, cfg.bn), tmap(do, 64), lse, dr, dq, Sq, Sk, H,
