@@ -21,10 +21,14 @@ streamed tiles [t, D] in two mbarrier rings (``tiles.pipeline``):
   dQ += dS K (RS, K as the MN-major B). The V slot is released after dP, the K slot after dQ's wgmma.
 
 lse2 = lse * log2(e), +inf for rows that saw no key (P = 0 there, never NaN; ``attention_bwd._lse2``);
-query rows past Sq read +inf too, and the TMA boxes zero-fill rows past a head's S. Shared memory,
-128-byte swizzled by TMA as in the forward: a resident tensor is [2 consumers][D / 64][64][64], a
-ring slot [D / 64][t][64]. Not done (FA3 does them): overlap of the element-wise work with the next
-tile's wgmmas, dQ accumulated in the dK/dV kernel with atomics (FA3's single pass; not deterministic).
+query rows past Sq read +inf too, and the TMA boxes zero-fill rows past a head's S. The dK/dV
+consumer stages a tile's lse2 / Dr (indexed by column) in shared memory; the dQ consumer keeps its
+rows' in registers. At D = 128 dK and dV are two passes of the dK/dV kernel (each recomputes P^T:
+both accumulators and S^T, dP^T do not fit in 168 registers); ``Sm90BwdConfig(overlap=True)``
+pipelines a tile's element-wise work under the previous tile's update wgmmas (FA3 section 3.2).
+Shared memory, 128-byte swizzled by TMA as in the forward: a resident tensor is
+[2 consumers][D / 64][64][64], a ring slot [D / 64][t][64]. Not done (FA3 does them): dQ accumulated
+by the dK/dV kernel with atomics (a single pass, not deterministic), ping-pong scheduling.
 """
 
 import warnings
@@ -54,12 +58,15 @@ class Sm90BwdConfig:
     of the dQ kernel (each a multiple of 16 in 16..128: one wgmma N of the scores, the k extent of the
     RS wgmma), ``stages`` slots in each ring (2..4), ``split`` dK and dV in two passes of the dK/dV
     kernel (each recomputes P^T; None: at D = 128, where dK, dV, S^T and dP^T do not fit in the 168
-    registers nvJitLink allocates a thread of a 384-thread block)."""
+    registers nvJitLink allocates a thread of a 384-thread block), ``overlap`` the pipelined consumer
+    schedule (a tile's element-wise work while the previous tile's update wgmmas run; more live
+    registers: nvJitLink spills it at D = 128)."""
 
     bq: int = 64
     bn: int = 64
     stages: int = 2
     split: bool | None = None
+    overlap: bool = False
 
     def __post_init__(self):
         for name, allowed, what in (("bq", TILES, "a multiple of 16 in 16..128"),
@@ -70,6 +77,8 @@ class Sm90BwdConfig:
                 raise ArgumentError(f"Sm90BwdConfig: {name}={v!r}: must be {what}")
         if self.split not in (None, True, False) or type(self.split) not in (type(None), bool):
             raise ArgumentError(f"Sm90BwdConfig: split={self.split!r}: must be None (automatic), True or False")
+        if type(self.overlap) is not bool:
+            raise ArgumentError(f"Sm90BwdConfig: overlap={self.overlap!r}: must be True or False")
 
     def parts(self, d: int) -> tuple:
         """The dK/dV launches: ("both",) or ("dv", "dk")."""
@@ -81,7 +90,8 @@ class Sm90BwdConfig:
         return max(Layout(d, f16, False, t, self.stages).smem_bytes for t in (self.bq, self.bn))
 
     def __str__(self) -> str:
-        return f"q{self.bq}k{self.bn}s{self.stages}" + {None: "", True: "_split", False: "_fused"}[self.split]
+        return f"q{self.bq}k{self.bn}s{self.stages}" + {None: "", True: "_split", False: "_fused"}[self.split] + \
+            ("_ov" if self.overlap else "")
 
 
 def sm90_bwd_config(d: int) -> Sm90BwdConfig:
@@ -100,6 +110,7 @@ class Layout:
     tile: int
     stages: int
     part: str = "both"      # the dK/dV kernel: both, or one of "dk" / "dv" (two passes, each recomputing P^T)
+    overlap: bool = False
 
     @property
     def blocks(self) -> int:
@@ -237,54 +248,111 @@ def _stage_stats(L: Const, stats, sb, lse, dr, rbase, q0, Sq, tl):
 
 
 @kaiodsl.func
-def _grad_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane):
-    """(P^T, dS^T) as A fragments from the complete S^T and dP^T accumulators (columns = queries, their
-    lse2 and Dr read from the staged buffer in pairs)."""
+def _probs_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane):
+    """(P^T, dS^T) in f32 from the complete S^T and dP^T accumulators (columns = queries, their lse2 and
+    Dr read from the staged buffer in pairs); dS^T is 0 in the dV pass, which has no dP^T."""
     ST = L.s_wg.acc_tile
     s = tiles.warpgroup.acc_tile(L.s_wg, st)
-    dp = tiles.warpgroup.acc_tile(L.s_wg, dpt) if L.part != "dv" else 0
     p = []
     for j in kaiodsl.static_range(L.tile // 8):
-        col = 8 * j + 2 * (lane % 4)
-        l2 = kaiodsl.load(stats.ptr(sb + col), 0, vec=2)
+        l2 = kaiodsl.load(stats.ptr(sb + 8 * j + 2 * (lane % 4)), 0, vec=2)
         p = p + [(kaiodsl.exp2(s[0][j][0] * c - l2[0]), kaiodsl.exp2(s[0][j][1] * c - l2[1]),
                   kaiodsl.exp2(s[0][j][2] * c - l2[0]), kaiodsl.exp2(s[0][j][3] * c - l2[1]))]
     p = [p]
     if edge:
         p = fragments.mask(ST, p, _sees_t, shift, key_w, q0, lane, f32(0.0))
-    pa = fragments.to_a(ST, p, L.h2) if L.part != "dk" else 0
     if L.part == "dv":
-        return pa, 0
+        return p, 0
+    dp = tiles.warpgroup.acc_tile(L.s_wg, dpt)
     ds = []
     for j in kaiodsl.static_range(L.tile // 8):
         drv = kaiodsl.load(stats.ptr(sb + L.tile + 8 * j + 2 * (lane % 4)), 0, vec=2)
         ds = ds + [(p[0][j][0] * (dp[0][j][0] - drv[0]), p[0][j][1] * (dp[0][j][1] - drv[1]),
                     p[0][j][2] * (dp[0][j][2] - drv[0]), p[0][j][3] * (dp[0][j][3] - drv[1]))]
-    return pa, fragments.to_a(ST, [ds], L.h2)
+    return p, [ds]
 
 
 @kaiodsl.func
-def _grad(L: Const, s_acc, dp_acc, l2, drv, c, edge, row_w, k0, args, lane):
-    """dS as A fragments from the complete S and dP accumulators (rows = queries, columns = keys)."""
-    ST = L.s_wg.acc_tile
+def _probs(L: Const, s_acc, dp_acc, l2, drv, c, edge, row_w, k0, args, lane):
+    """dS in f32 from the complete S and dP accumulators (rows = queries, columns = keys)."""
     s = tiles.warpgroup.acc_tile(L.s_wg, s_acc)
     dp = tiles.warpgroup.acc_tile(L.s_wg, dp_acc)
     p = [[(kaiodsl.exp2(s[0][j][0] * c - l2[0]), kaiodsl.exp2(s[0][j][1] * c - l2[0]),
            kaiodsl.exp2(s[0][j][2] * c - l2[1]), kaiodsl.exp2(s[0][j][3] * c - l2[1])) for j in range(L.tile // 8)]]
     if edge:
-        p = fragments.mask(ST, p, seen, args, row_w, k0, lane, f32(0.0))
-    ds = [[(p[0][j][0] * (dp[0][j][0] - drv[0]), p[0][j][1] * (dp[0][j][1] - drv[0]),
-            p[0][j][2] * (dp[0][j][2] - drv[1]), p[0][j][3] * (dp[0][j][3] - drv[1])) for j in range(L.tile // 8)]]
-    return fragments.to_a(ST, ds, L.h2)
+        p = fragments.mask(L.s_wg.acc_tile, p, seen, args, row_w, k0, lane, f32(0.0))
+    return [[(p[0][j][0] * (dp[0][j][0] - drv[0]), p[0][j][1] * (dp[0][j][1] - drv[0]),
+              p[0][j][2] * (dp[0][j][2] - drv[1]), p[0][j][3] * (dp[0][j][3] - drv[1])) for j in range(L.tile // 8)]]
 
 
 # -- dK / dV -------------------------------------------------------------------------------------------------
 @kaiodsl.func
+def _kv_scores(L: Const, smem, R: Const, rs, qbars, dbars, kres, vres, st, dpt):
+    """Wait for the tile's Q and dO slots; issue S^T = K Q^T and (not in the dV pass) dP^T = V dO^T."""
+    index, phase = rs
+    pipeline.wait(R, 0, rs, qbars)
+    st = _ss(L, smem, kres, L.ring0 + index * L.slot_elems, st)
+    pipeline.wait(R, 0, rs, dbars)
+    if L.part != "dv":
+        dpt = _ss(L, smem, vres, L.ring1 + index * L.slot_elems, dpt)
+    return st, dpt
+
+
+@kaiodsl.func
+def _kv_update(L: Const, smem, rs, pa, dsa, dvacc, dkacc):
+    """Issue dV += P^T dO and dK += dS^T Q (the part's) on the tile of ring state ``rs``."""
+    index, phase = rs
+    if L.part != "dk":
+        dvacc = _rs(L, dvacc, pa, smem, L.ring1 + index * L.slot_elems)
+    if L.part != "dv":
+        dkacc = _rs(L, dkacc, dsa, smem, L.ring0 + index * L.slot_elems)
+    return dvacc, dkacc
+
+
+@kaiodsl.func
+def _kv_wait(L: Const, updates: Const[bool], st, dpt, dvacc, dkacc):
+    """Until the score wgmmas are done; ``updates``: dV / dK groups were issued after them and may still
+    run (FA3's overlap), else nothing is pending afterwards."""
+    if L.part == "both":
+        if updates:
+            st, dpt, dvacc, dkacc = kaiodsl.wgmma_wait(2, st, dpt, dvacc, dkacc, complete=2)
+        else:
+            st, dpt = kaiodsl.wgmma_wait(0, st, dpt)
+    elif L.part == "dk":
+        if updates:
+            st, dpt, dkacc = kaiodsl.wgmma_wait(1, st, dpt, dkacc, complete=2)
+        else:
+            st, dpt = kaiodsl.wgmma_wait(0, st, dpt)
+    else:
+        if updates:
+            st, dvacc = kaiodsl.wgmma_wait(1, st, dvacc, complete=1)
+        else:
+            st = kaiodsl.wgmma_wait(0, st)
+    return st, dpt, dvacc, dkacc
+
+
+@kaiodsl.func
+def _kv_done(L: Const, dvacc, dkacc):
+    """Until the dV/dK wgmmas are done (their A registers and ring slots are free again)."""
+    if L.part == "both":
+        dvacc, dkacc = kaiodsl.wgmma_wait(0, dvacc, dkacc)
+    elif L.part == "dk":
+        dkacc = kaiodsl.wgmma_wait(0, dkacc)
+    else:
+        dvacc = kaiodsl.wgmma_wait(0, dvacc)
+    return dvacc, dkacc
+
+
+@kaiodsl.func
 def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group,
                 k0, qb0, per_head, n, c, scale, shift, tid):
     """One consumer warpgroup: dK and dV of its 64 keys over the n streamed (Q, dO) tiles, then stores.
-    The tile's lse2 / Dr go through a 2-slot shared buffer of this warpgroup (the slot written in tile
-    ``it`` was last read in tile it - 2, before the previous tile's barrier)."""
+
+    Pipelined as the forward (FA3 section 3.2): tile j's S^T / dP^T wgmmas are issued before tile j - 1's
+    dV / dK updates, and P^T, dS^T of tile j are computed while those updates run; the A fragments
+    are rebuilt only once the updates are done. The tile's lse2 / Dr go through a 2-slot shared buffer
+    of this warpgroup (the slot written in tile j was last read in tile j - 2, before the barrier of
+    tile j - 1)."""
     cw = tid // 128 - 1
     tl = tid % 128
     lane = tid % 32
@@ -292,58 +360,59 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
     key_w = key_wg + 16 * ((tid // 32) % 4)
     kres = cw * L.blocks * 64 * COLS
     vres = L.fixed_elems + kres
-    DO_K = L.part != "dv"
-    DO_V = L.part != "dk"
-    dvacc = kaiodsl.wgmma_zeros(L.d) if DO_V else 0
-    dkacc = kaiodsl.wgmma_zeros(L.d) if DO_K else 0
+    ST = L.s_wg.acc_tile
+    dvacc = kaiodsl.wgmma_zeros(L.d) if L.part != "dk" else 0
+    dkacc = kaiodsl.wgmma_zeros(L.d) if L.part != "dv" else 0
     st = kaiodsl.wgmma_zeros(L.tile)
-    dpt = kaiodsl.wgmma_zeros(L.tile) if DO_K else 0
+    dpt = kaiodsl.wgmma_zeros(L.tile) if L.part != "dv" else 0
+    zero = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
+    pa = zero if L.part != "dk" else 0
+    dsa = zero if L.part != "dv" else 0
     kaiodsl.mbarrier_wait(fbar, 0)
     rs = pipeline.start(R)
+    prev = rs
     h = hk * group
     t = qb0
     for it in range(n):
         q0 = t * L.tile
-        index, phase = rs
         sb = (cw * 2 + it % 2) * 2 * L.tile
-        pipeline.wait(R, 0, rs, qbars)
-        st = _ss(L, smem, kres, L.ring0 + index * L.slot_elems, st)             # S^T = K Q^T
-        pipeline.wait(R, 0, rs, dbars)
-        if DO_K:
-            dpt = _ss(L, smem, vres, L.ring1 + index * L.slot_elems, dpt)       # dP^T = V dO^T
+        st, dpt = _kv_scores(L, smem, R, rs, qbars, dbars, kres, vres, st, dpt)
+        if L.overlap:                                   # tile j - 1's updates (tile 0: zero fragments)
+            dvacc, dkacc = _kv_update(L, smem, prev, pa, dsa, dvacc, dkacc)
         _stage_stats(L, stats, sb, lse, dr, (i64(b) * H + h) * Sq, q0, Sq, tl)   # while the wgmmas run
         _wg_sync(cw)
-        if DO_K:
-            st, dpt = kaiodsl.wgmma_wait(0, st, dpt)
-        else:
-            st = kaiodsl.wgmma_wait(0, st)
+        st, dpt, dvacc, dkacc = _kv_wait(L, L.overlap, st, dpt, dvacc, dkacc)
         edge = False
         if L.causal:
             edge = key_wg + 63 > q0 + shift
-        pa, dsa = _grad_t(L, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane)
-        if DO_V:
-            dvacc = _rs(L, dvacc, pa, smem, L.ring1 + index * L.slot_elems)   # dV += P^T dO
-        if DO_K:
-            dkacc = _rs(L, dkacc, dsa, smem, L.ring0 + index * L.slot_elems)  # dK += dS^T Q
-        if L.part == "both":
-            dvacc, dkacc = kaiodsl.wgmma_wait(0, dvacc, dkacc)
-        elif DO_V:
-            dvacc = kaiodsl.wgmma_wait(0, dvacc)
-        else:
-            dkacc = kaiodsl.wgmma_wait(0, dkacc)
-        pipeline.release(R, rs, qbars)
-        pipeline.release(R, rs, dbars)
+        p, ds = _probs_t(L, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane)
+        if L.overlap:
+            dvacc, dkacc = _kv_done(L, dvacc, dkacc)
+            if it > 0:
+                pipeline.release(R, prev, qbars)
+                pipeline.release(R, prev, dbars)
+        pa = fragments.to_a(ST, p, L.h2) if L.part != "dk" else 0
+        dsa = fragments.to_a(ST, ds, L.h2) if L.part != "dv" else 0
+        if not L.overlap:
+            dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, rs, pa, dsa, dvacc, dkacc))
+            pipeline.release(R, rs, qbars)
+            pipeline.release(R, rs, dbars)
+        prev = rs
         rs = pipeline.advance(R, rs)
         t = t + 1
         if t == qb0 + per_head:
             t = qb0
             h = h + 1
+    if L.overlap and n > 0:
+        dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, prev, pa, dsa, dvacc, dkacc))
+        pipeline.release(R, prev, qbars)
+        pipeline.release(R, prev, dbars)
     obase = i64(bhk) * Sk * L.d
     T = L.o_wg.acc_tile
-    if DO_K:
+    if L.part != "dv":
         _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dkacc), scale, dk, obase, L.d, key_w, Sk, lane, L.d,
                     L.dtype)
-    if DO_V:
+    if L.part != "dk":
         _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dvacc), f32(1.0), dv, obase, L.d, key_w, Sk, lane, L.d,
                     L.dtype)
 
@@ -351,7 +420,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
 @lru_cache(maxsize=None)
 def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part: str = "both"):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    L = Layout(d, T, causal, cfg.bq, cfg.stages, part)
+    L = Layout(d, T, causal, cfg.bq, cfg.stages, part, cfg.overlap)
     R = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)     # the Q and dO rings: one shape, one state
     name = f"attn_dkdv_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "") + \
         ("" if part == "both" else "_" + part)
@@ -405,7 +474,10 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part:
 @kaiodsl.func
 def _consume_q(L: Const, smem, fbar, kbars, vbars, R: Const, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale,
                shift, tid):
-    """One consumer warpgroup: dQ of its 64 query rows over the n streamed (K, V) tiles, then the store."""
+    """One consumer warpgroup: dQ of its 64 query rows over the n streamed (K, V) tiles, then the store.
+    Pipelined like the dK/dV consumer: tile j's S / dP wgmmas go before tile j - 1's dQ update, dS of
+    tile j is computed while that update runs; the V slot is released once dP is done, the K slot
+    after the update that reads it."""
     cw = tid // 128 - 1
     lane = tid % 32
     row_wg = q0 + 64 * cw
@@ -416,11 +488,14 @@ def _consume_q(L: Const, smem, fbar, kbars, vbars, R: Const, lse, dr, dq, Sq, Sk
     row = row_w + lane // 4
     l2 = [_lse2(lse, rbase + row + 8 * h, row + 8 * h < Sq) for h in range(2)]
     drv = [kaiodsl.load(dr, rbase + row + 8 * h, mask=row + 8 * h < Sq, other=0.0) for h in range(2)]
+    ST = L.s_wg.acc_tile
     dqacc = kaiodsl.wgmma_zeros(L.d)
     s = kaiodsl.wgmma_zeros(L.tile)
     dp = kaiodsl.wgmma_zeros(L.tile)
+    dsa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
     kaiodsl.mbarrier_wait(fbar, 0)
     rs = pipeline.start(R)
+    prev = rs
     for j in range(n):
         k0 = j * L.tile
         index, phase = rs
@@ -428,15 +503,31 @@ def _consume_q(L: Const, smem, fbar, kbars, vbars, R: Const, lse, dr, dq, Sq, Sk
         s = _ss(L, smem, qres, L.ring0 + index * L.slot_elems, s)               # S = Q K^T
         pipeline.wait(R, 0, rs, vbars)
         dp = _ss(L, smem, dores, L.ring1 + index * L.slot_elems, dp)            # dP = dO V^T
-        s, dp = kaiodsl.wgmma_wait(0, s, dp)
+        if L.overlap:                                   # dQ += dS K of tile j - 1 (tile 0: zero fragments)
+            pi, pph = prev
+            dqacc = _rs(L, dqacc, dsa, smem, L.ring0 + pi * L.slot_elems)
+            s, dp, dqacc = kaiodsl.wgmma_wait(1, s, dp, dqacc, complete=2)
+        else:
+            s, dp = kaiodsl.wgmma_wait(0, s, dp)
         pipeline.release(R, rs, vbars)
         edge = k0 + L.tile > Sk
         if L.causal:
             edge = edge or k0 + L.tile - 1 > row_wg + shift
-        dsa = _grad(L, s, dp, l2, drv, c, edge, row_w, k0, (Sk, shift, L.causal), lane)
-        dqacc = kaiodsl.wgmma_wait(0, _rs(L, dqacc, dsa, smem, L.ring0 + index * L.slot_elems))     # dQ += dS K
-        pipeline.release(R, rs, kbars)
+        ds = _probs(L, s, dp, l2, drv, c, edge, row_w, k0, (Sk, shift, L.causal), lane)   # while dQ's wgmma runs
+        if L.overlap:
+            dqacc = kaiodsl.wgmma_wait(0, dqacc)
+            if j > 0:
+                pipeline.release(R, prev, kbars)
+        dsa = fragments.to_a(ST, ds, L.h2)
+        if not L.overlap:
+            dqacc = kaiodsl.wgmma_wait(0, _rs(L, dqacc, dsa, smem, L.ring0 + index * L.slot_elems))
+            pipeline.release(R, rs, kbars)
+        prev = rs
         rs = pipeline.advance(R, rs)
+    if L.overlap and n > 0:
+        pi, pph = prev
+        dqacc = kaiodsl.wgmma_wait(0, _rs(L, dqacc, dsa, smem, L.ring0 + pi * L.slot_elems))
+        pipeline.release(R, prev, kbars)
     _store_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, dqacc), scale, dq, rbase * L.d, L.d, row_w, Sq,
                 lane, L.d, L.dtype)
 
@@ -444,7 +535,7 @@ def _consume_q(L: Const, smem, fbar, kbars, vbars, R: Const, lse, dr, dq, Sq, Sk
 @lru_cache(maxsize=None)
 def dq_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    L = Layout(d, T, causal, cfg.bn, cfg.stages)
+    L = Layout(d, T, causal, cfg.bn, cfg.stages, overlap=cfg.overlap)
     R = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)     # the K and V rings: one shape, one state
     name = f"attn_dq_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "")
 

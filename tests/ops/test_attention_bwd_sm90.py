@@ -2,8 +2,8 @@
 
 Both backends compile for sm_90a (the simulator through KAIODSL_ARCH). The simulator runs small ragged
 shapes against the float64 numpy reference: head dims 64 and 128, f16 and bf16, causal both ways
-(with rows that see no key), GQA and MQA, dK/dV in one pass and in two, and small tiles so that the
-rings wrap many times. The outputs are poisoned with NaN (every element must be written). The GPU
+(with rows that see no key), GQA and MQA, dK/dV in one pass and in two, both schedules, and small
+tiles so that the rings wrap many times. The outputs are poisoned with NaN (every element must be written). The GPU
 runs S = 1000..4096 with B*H = 16..32 against a float64 torch reference per head, and a bitwise
 determinism check. The kernels assemble for sm_90a without spills (nvJitLink, on the CPU)."""
 
@@ -86,6 +86,11 @@ SIM_CASES = [  # B, H, Hkv, Sq, Sk, D, causal, dtype, config
     (2, 1, 1, 70, 300, 64, False, "bf16", C(bq=128, bn=128, stages=4)),  # a key block past Sk's last box
     (1, 2, 2, 90, 170, 128, "bottom_right", "bf16", C(bq=48, bn=80)),   # tiles that are no power of 2
     (1, 2, 2, 64, 64, 64, True, "f16", None),                            # exactly one tile
+    (1, 2, 1, 150, 130, 128, True, "f16", C(overlap=True)),              # the pipelined schedule
+    (1, 4, 2, 150, 200, 64, "bottom_right", "bf16", C(bq=32, bn=32, stages=3, overlap=True)),
+    (1, 2, 2, 200, 90, 128, "bottom_right", "f16", C(bq=16, bn=16, split=False, overlap=True)),
+    (1, 4, 1, 130, 260, 64, True, "f16", C(bq=16, bn=16, split=True, overlap=True)),
+    (2, 1, 1, 70, 300, 64, False, "f16", C(bq=128, bn=128, stages=4, overlap=True)),
 ]
 
 
@@ -149,12 +154,14 @@ def test_sm90_backward_config_errors(sm90, rng, monkeypatch):
         ops.attention_backward(q, q, q, q, q, lse, config=Sm90BwdConfig())
 
 
+@pytest.mark.parametrize("overlap", [False, True])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
 @pytest.mark.parametrize("d", [64, 128])
-def test_sm90_backward_kernels_no_spills(d, dtype, causal):
-    """The default configs' kernels assemble for sm_90a (nvJitLink) without spills or local memory."""
-    cfg = sm90_bwd_config(d)
+def test_sm90_backward_kernels_no_spills(d, dtype, causal, overlap):
+    """The default configs' kernels, and the pipelined schedule on 32-row tiles, assemble for sm_90a
+    (nvJitLink) without spills or local memory."""
+    cfg = Sm90BwdConfig(bq=32, bn=32, overlap=True) if overlap else sm90_bwd_config(d)
     kernels = [dkdv_kernel(d, dtype, cfg, causal, part) for part in cfg.parts(d)] + [dq_kernel(d, dtype, cfg, causal)]
     for k in kernels:
         stats = k.compile(arch="sm_90a").stats()
@@ -218,11 +225,11 @@ def test_sm90_backward_gpu_large(torch_cuda, used, poisoned, B, H, Hkv, Sq, Sk, 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("config", [C(split=False), C(split=True), C(bq=32, bn=128, stages=3), C(bn=32, stages=4)],
-                         ids=str)
+@pytest.mark.parametrize("config", [C(split=False), C(split=True), C(bq=32, bn=128, stages=3), C(bn=32, stages=4),
+                                    C(overlap=True), C(bq=32, bn=32, overlap=True), C(bq=128, bn=32)], ids=str)
 @pytest.mark.parametrize("D,causal", [(64, False), (128, True), (128, "bottom_right")])
 def test_sm90_backward_gpu_configs(torch_cuda, used, config, D, causal):
-    """Every pass split and tile option against float64 at a ragged shape with GQA."""
+    """Every pass split, schedule and tile option against float64 at a ragged shape with GQA."""
     torch = torch_cuda
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("needs an sm_90a GPU")
