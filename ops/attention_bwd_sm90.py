@@ -95,7 +95,7 @@ class Sm90BwdConfig:
 
 
 def sm90_bwd_config(d: int) -> Sm90BwdConfig:
-    """64-row streamed tiles in 2-slot rings (96 KB of shared memory at d = 64, 128 KB at d = 128); dK and
+    """64-row streamed tiles in 2-slot rings (64 KB of shared memory at d = 64, 128 KB at d = 128); dK and
     dV in one pass at d = 64, two at d = 128 (no spills either way)."""
     return Sm90BwdConfig(bq=64, bn=64, stages=2)
 
