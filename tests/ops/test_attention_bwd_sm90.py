@@ -225,7 +225,7 @@ def test_sm90_backward_gpu_large(torch_cuda, used, poisoned, B, H, Hkv, Sq, Sk, 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("config", [C(split=False), C(split=True), C(bq=32, bn=128, stages=3), C(bn=32, stages=4),
+@pytest.mark.parametrize("config", [C(split=False), C(split=True), C(bq=32, bn=128), C(bn=32, stages=4),
                                     C(overlap=True), C(bq=32, bn=32, overlap=True), C(bq=128, bn=32)], ids=str)
 @pytest.mark.parametrize("D,causal", [(64, False), (128, True), (128, "bottom_right")])
 def test_sm90_backward_gpu_configs(torch_cuda, used, config, D, causal):
