@@ -20,6 +20,7 @@ from .attention import attention, attention_backward, reference_attention, refer
 from .attention_kaio import (attention_flash, attention_flash_backward, attention_flash_causal, attention_tc,
                              attention_tc_causal)
 from .attention_bwd import BwdConfig
+from .attention_bwd_sm90 import Sm90BwdConfig
 from .attention_fwd import FwdConfig
 from .attention_sm90 import Sm90AttnConfig
 from .backward import matmul_backward, reference_matmul_backward
@@ -38,7 +39,7 @@ from .quantize import quantize_per_token, reference_quantize_per_token
 
 __all__ = ["attention", "attention_backward", "attention_flash", "attention_flash_backward", "attention_flash_causal",
            "attention_tc", "attention_tc_causal", "reference_attention", "reference_attention_backward",
-           "BwdConfig", "DecodeConfig", "FwdConfig", "GemmConfig", "Sm90AttnConfig", "Sm90Config", "KAIO_NAMES", "dequantize", "fp8_values", "from_gptq", "int8_config", "matmul", "matmul_backward",
+           "BwdConfig", "DecodeConfig", "FwdConfig", "GemmConfig", "Sm90AttnConfig", "Sm90BwdConfig", "Sm90Config", "KAIO_NAMES", "dequantize", "fp8_values", "from_gptq", "int8_config", "matmul", "matmul_backward",
            "matmul_choice", "matmul_config", "matmul_heuristic", "matmul_fp8", "matmul_int4", "matmul_int8", "matmul_kernel_for", "matmul_tc", "matmul_tc_async",
            "matmul_tc_bf16", "matmul_tc_bf16_async", "matmul_w8a16", "matmul_w8a8", "pack_int4", "qkv_project",
            "qkv_project_int4", "qkv_project_int8", "quantize_int4", "quantize_per_token", "reference_matmul",

@@ -294,7 +294,9 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None, config=
     ``lse`` (``return_lse=True``) and the output gradient ``do`` (FlashAttention-2: Dr = rowsum(dO O),
     a dK/dV kernel, a dQ kernel; f32 accumulation; deterministic). dk/dv are [B, Hkv, Sk, D]: with
     GQA each is summed over its group of query heads. No ``seqlens_k`` (full sequences).
-    ``config``: a ``BwdConfig`` (tile sizes; default ``bwd_config(D)``)."""
+    On sm_90a (D 64 or 128, contiguous q/k/v/do) the Hopper kernels of attention_bwd_sm90 run;
+    ``config``: a ``BwdConfig`` (the mma.sync kernels, tile sizes; default ``bwd_config(D)``) or an
+    ``Sm90BwdConfig`` (the Hopper kernels, an error where they cannot run)."""
     from .attention_bwd import (BwdConfig, bwd_config, dkdv_kernel, dkdv_parts, dkdv_smem, dq_kernel, dq_smem,
                                 rowdot_kernel)
 
@@ -314,11 +316,16 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None, config=
         raise ArgumentError(f"{op}(): 'lse' must be a contiguous f32 [B, H, Sq] = {(B, H, Sq)} (attention(..., "
                             f"return_lse=True) gives it), got shape {lz.shape} strides {lz.strides}")
     same_kind(op, qz, dz, oz, lz)
-    cfg = bwd_config(D) if config is None else config
-    if not isinstance(cfg, BwdConfig):
-        raise ArgumentError(f"{op}(): config={config!r}: expected a kaiodsl.ops.BwdConfig or None")
+    from . import attention_bwd_sm90 as sm90
+
+    if config is not None and not isinstance(config, (BwdConfig, sm90.Sm90BwdConfig)):
+        raise ArgumentError(f"{op}(): config={config!r}: expected a kaiodsl.ops.BwdConfig, a "
+                            f"kaiodsl.ops.Sm90BwdConfig or None")
+    use_sm90 = sm90.takes_sm90(config, (qz, kz, vz, dz), D, op)
+    cfg = config if isinstance(config, BwdConfig) else bwd_config(D)
     cfg.check(op)
-    require_smem(op, f"config {cfg}", max(dkdv_smem(D, cfg), dq_smem(D, cfg)))
+    if not use_sm90:
+        require_smem(op, f"config {cfg}", max(dkdv_smem(D, cfg), dq_smem(D, cfg)))
     qa, ka, va = operand(qz, op), operand(kz, op), operand(vz, op)
     da, oa = operand(dz, op), operand(oz, op)
     if B * H * Sq == 0 or Sk == 0:          # no score: every gradient is 0
@@ -330,6 +337,10 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None, config=
     dr = new_like(qz, (B, H, Sq), f32)
     rowdot_kernel(D, qz.dtype.name)[(rows + 3) // 4, 128](da[0], oa[0], dr, rows, Sq, H, da[1], *da[2][:3],
                                                           oa[1], *oa[2][:3])
+    if use_sm90:
+        sm90.launch(qa[0], ka[0], va[0], da[0], lse, dr, dq, dk, dv, qz.dtype.name, B, H, Hkv, Sq, Sk, D, mode, sc,
+                    sc * LOG2E, config)
+        return dq, dk, dv
     shift = Sk - Sq if mode == "bottom_right" else 0
     args = (Sq, Sk, H, H // Hkv, qa[1], *qa[2][:3], ka[1], *ka[2][:3], va[1], *va[2][:3], da[1], *da[2][:3],
             sc * LOG2E, sc, shift)

@@ -1,0 +1,628 @@
+"""The Hopper flash-attention backward (sm_90a): warp-specialised, TMA into mbarrier rings, wgmma.
+
+FlashAttention-2's backward split (attention_bwd: Dr = rowsum(dO O) by its ``rowdot`` kernel, then a
+dK/dV kernel and a dQ kernel, deterministic, no atomics) on the structure of the Hopper forward
+(attention_sm90, FA3 section 3.1): a block is three warpgroups, a producer (``setmaxnreg.dec``, one
+TMA thread) and two consumers (``setmaxnreg.inc``) of 64 rows each, for f16/bf16 with D 64 or 128.
+Both kernels have one shape: two resident [128, D] tensors loaded once (their own mbarrier) and two
+streamed tiles [t, D] in two mbarrier rings (``tiles.pipeline``):
+
+* **dK/dV**: a block owns 128 keys of one (batch, K/V head); K and V resident, (Q, dO) tiles of
+  ``bq`` query rows of every query head of the GQA group stream through (the group's sum is the
+  loop, no reduction pass). Per tile, on transposed scores (rows = this warpgroup's keys, so P^T and
+  dS^T are accumulators that become A fragments in registers): S^T = K Q^T and dP^T = V dO^T (wgmma
+  SS, both K-major), P^T = exp2(S^T c - lse2[q]) and dS^T = P^T (dP^T - Dr[q]) with lse2 / Dr indexed
+  by the accumulator's column, then dV += P^T dO and dK += dS^T Q (wgmma RS, the streamed tile read
+  as the MN-major B operand exactly like V in the forward's P V). Causal: a key block visits only
+  the query tiles that see one of its keys, and masks only tiles that cross its diagonal; keys past
+  Sk need no mask (their rows of dK/dV are never stored, and a row's sum touches only its row).
+* **dQ**: a block owns 128 query rows of one (batch, head); Q and dO resident, K/V tiles of ``bn``
+  keys stream: S = Q K^T, dP = dO V^T (SS), P = exp2(S c - lse2[row]), dS = P (dP - Dr[row]),
+  dQ += dS K (RS, K as the MN-major B). The V slot is released after dP, the K slot after dQ's wgmma.
+
+lse2 = lse * log2(e), +inf for rows that saw no key (P = 0 there, never NaN; ``attention_bwd._lse2``);
+query rows past Sq read +inf too, and the TMA boxes zero-fill rows past a head's S. The dK/dV
+consumer stages a tile's lse2 / Dr (indexed by column) in shared memory; the dQ consumer keeps its
+rows' in registers. At D = 128 dK and dV are two passes of the dK/dV kernel (each recomputes P^T:
+both accumulators and S^T, dP^T do not fit in 168 registers); ``Sm90BwdConfig(overlap=True)``
+pipelines a tile's element-wise work under the previous tile's update wgmmas (FA3 section 3.2).
+Shared memory, 128-byte swizzled by TMA as in the forward: a resident tensor is
+[2 consumers][D / 64][64][64], a ring slot [D / 64][t][64]. Not done (FA3 does them): dQ accumulated
+by the dK/dV kernel with atomics (a single pass, not deterministic), ping-pong scheduling.
+"""
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import kaiodsl
+from kaiodsl import Const, Ptr, TensorMap, bf16, f16, f32, i32, i64, tiles, u64
+from kaiodsl.errors import ArgumentError
+from kaiodsl.tiles import fragments, pipeline
+
+from .attention_bwd import _lse2, _store_rows, seen
+from .attention_sm90 import COLS, CONS_REGS, PROD_REGS, SMEM_LIMIT, THREADS, _canonical
+
+# Row indices are i32 (check_qkv bounds S < 2^23); offsets built from them are widened before multiplying.
+warnings.filterwarnings("ignore", category=kaiodsl.errors.IndexOverflowWarning,
+                        module=r"kaiodsl\.ops\.attention_bwd_sm90$")
+
+BLOCK = 128          # keys (dK/dV) or query rows (dQ) a block: two consumer warpgroups of 64
+TILES = range(16, 129, 16)
+STAGES = range(2, 5)      # pipeline.advance keeps the phase of a 1-slot ring: an mbarrier ring needs 2+
+
+
+@dataclass(frozen=True)
+class Sm90BwdConfig:
+    """``bq`` query rows a streamed (Q, dO) tile of the dK/dV kernel, ``bn`` keys a streamed (K, V) tile
+    of the dQ kernel (each a multiple of 16 in 16..128: one wgmma N of the scores, the k extent of the
+    RS wgmma), ``stages`` slots in each ring (2..4), ``split`` dK and dV in two passes of the dK/dV
+    kernel (each recomputes P^T; None: at D = 128, where dK, dV, S^T and dP^T do not fit in the 168
+    registers nvJitLink allocates a thread of a 384-thread block), ``overlap`` the pipelined consumer
+    schedule (a tile's element-wise work while the previous tile's update wgmmas run; more live
+    registers: nvJitLink spills it at D = 128)."""
+
+    bq: int = 64
+    bn: int = 64
+    stages: int = 2
+    split: bool | None = None
+    overlap: bool = False
+
+    def __post_init__(self):
+        for name, allowed, what in (("bq", TILES, "a multiple of 16 in 16..128"),
+                                    ("bn", TILES, "a multiple of 16 in 16..128"),
+                                    ("stages", STAGES, "an int in 2..4")):
+            v = getattr(self, name)
+            if type(v) is not int or v not in allowed:
+                raise ArgumentError(f"Sm90BwdConfig: {name}={v!r}: must be {what}")
+        if self.split not in (None, True, False) or type(self.split) not in (type(None), bool):
+            raise ArgumentError(f"Sm90BwdConfig: split={self.split!r}: must be None (automatic), True or False")
+        if type(self.overlap) is not bool:
+            raise ArgumentError(f"Sm90BwdConfig: overlap={self.overlap!r}: must be True or False")
+
+    def parts(self, d: int) -> tuple:
+        """The dK/dV launches: ("both",) or ("dv", "dk")."""
+        split = d > 64 if self.split is None else self.split
+        return ("dv", "dk") if split else ("both",)
+
+    def smem_bytes(self, d: int) -> int:
+        """The larger of the two kernels' shared memory (two resident [128, d] tensors, two rings)."""
+        return max(Layout(d, f16, False, t, self.stages).smem_bytes for t in (self.bq, self.bn))
+
+    def __str__(self) -> str:
+        return f"q{self.bq}k{self.bn}s{self.stages}" + {None: "", True: "_split", False: "_fused"}[self.split] + \
+            ("_ov" if self.overlap else "")
+
+
+def sm90_bwd_config(d: int) -> Sm90BwdConfig:
+    """64-row streamed tiles in 2-slot rings (64 KB of shared memory at d = 64, 128 KB at d = 128); dK and
+    dV in one pass at d = 64, two at d = 128 (no spills either way)."""
+    return Sm90BwdConfig(bq=64, bn=64, stages=2)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One kernel's compile-time shape: ``tile`` rows a streamed slot, ``stages`` slots a ring."""
+
+    d: int
+    dtype: object
+    causal: bool
+    tile: int
+    stages: int
+    part: str = "both"      # the dK/dV kernel: both, or one of "dk" / "dv" (two passes, each recomputing P^T)
+    overlap: bool = False
+
+    @property
+    def blocks(self) -> int:
+        return self.d // COLS
+
+    @property
+    def fixed_elems(self) -> int:
+        """One resident [128, d] tensor."""
+        return BLOCK * self.d
+
+    @property
+    def slot_elems(self) -> int:
+        return self.tile * self.d
+
+    @property
+    def ring0(self) -> int:
+        return 2 * self.fixed_elems
+
+    @property
+    def ring1(self) -> int:
+        return self.ring0 + self.stages * self.slot_elems
+
+    @property
+    def smem_bytes(self) -> int:
+        return 2 * (self.ring1 + self.stages * self.slot_elems)
+
+    @property
+    def s_wg(self):
+        return tiles.WarpgroupMma(self.dtype.name, self.tile, 2 * COLS, 1)
+
+    @property
+    def o_wg(self):
+        return tiles.WarpgroupMma(self.dtype.name, self.d, 2 * COLS, 1)
+
+    @property
+    def h2(self):
+        return kaiodsl.f16x2 if self.dtype == f16 else kaiodsl.bf16x2
+
+
+# -- producer -------------------------------------------------------------------------------------------
+@kaiodsl.func
+def _load_fixed(L: Const, tm, smem, base, b, h, r0, bar):
+    """A resident [128, d] tensor: 2 consumers x d / 64 boxes of [64, 64]."""
+    for cw in kaiodsl.static_range(2):
+        for c in kaiodsl.static_range(L.blocks):
+            kaiodsl.tma_load(smem.ptr(base + (cw * L.blocks + c) * 64 * COLS), tm, (b, h, r0 + 64 * cw, c * COLS), bar)
+
+
+@kaiodsl.func
+def _load_slot(L: Const, R: Const, st, bars, tm, smem, base, b, h, row):
+    """Acquire a ring slot, announce its bytes, issue its d / 64 boxes of [tile, 64]."""
+    pipeline.acquire(R, st, bars)
+    index, phase = st
+    pipeline.commit(R, st, bars, L.slot_elems * 2)
+    for c in kaiodsl.static_range(L.blocks):
+        kaiodsl.tma_load(smem.ptr(base + index * L.slot_elems + c * L.tile * COLS), tm, (b, h, row, c * COLS),
+                         bars.ptr(index))
+
+
+@kaiodsl.func
+def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R: Const, b, hf, r0, head0, per_head, first,
+             n):
+    """One thread: the two resident tensors of head ``hf`` at row r0, then n streamed tile pairs: heads
+    from ``head0``, ``per_head`` tiles each from tile ``first``. The two rings advance together, so one
+    state serves both; counters instead of divisions keep this thread inside its 24 registers."""
+    kaiodsl.mbarrier_arrive_expect_tx(fbar, 2 * L.fixed_elems * 2)
+    _load_fixed(L, tf0, smem, 0, b, hf, r0, fbar)
+    _load_fixed(L, tf1, smem, L.fixed_elems, b, hf, r0, fbar)
+    st = pipeline.start(R)
+    head = head0
+    t = first
+    for it in range(n):
+        _load_slot(L, R, st, bars0, ts0, smem, L.ring0, b, head, t * L.tile)
+        _load_slot(L, R, st, bars1, ts1, smem, L.ring1, b, head, t * L.tile)
+        st = pipeline.advance(R, st)
+        t = t + 1
+        if t == first + per_head:
+            t = first
+            head = head + 1
+
+
+# -- consumer building blocks ------------------------------------------------------------------------------
+@kaiodsl.func
+def _ss(L: Const, smem, a, bslot, acc):
+    """Issue acc = A B^T (one commit group, returned pending): A this warpgroup's resident [64, d] rows at
+    ``a``, B a streamed [tile, d] slot at ``bslot``, both K-major (4 k16 steps a 128-byte column block).
+    ``acc`` is dead: the first wgmma does not read it (scale_d=False)."""
+    kaiodsl.wgmma_fence()
+    for c in kaiodsl.static_range(L.blocks):
+        for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
+            da = kaiodsl.wgmma_desc(smem.ptr(a + c * 64 * COLS + ks * 16), 128, rows=64)
+            db = kaiodsl.wgmma_desc(smem.ptr(bslot + c * L.tile * COLS + ks * 16), 128, rows=L.tile)
+            acc = kaiodsl.wgmma(da, db, acc, dtype=L.dtype.name, scale_d=c + ks > 0)
+    kaiodsl.wgmma_commit()
+    return acc
+
+
+@kaiodsl.func
+def _rs(L: Const, acc, pa, smem, bslot):
+    """Issue acc += A B (one commit group): A as register fragments pa[0][kk] (k = the tile's rows), B the
+    streamed [tile, d] slot read MN-major (k16 = 16 rows of every column block; LBO steps the blocks)."""
+    kaiodsl.wgmma_fence()
+    for kk in kaiodsl.static_range(L.tile // 16):
+        db = kaiodsl.wgmma_desc(smem.ptr(bslot + kk * 16 * COLS), 128, major="mn", rows=L.tile)
+        acc = kaiodsl.wgmma(pa[0][kk], db, acc, dtype=L.dtype.name, trans_b=True)
+    kaiodsl.wgmma_commit()
+    return acc
+
+
+@kaiodsl.func
+def _sees_t(key, q, shift):
+    """Transposed causal visibility: key ``key`` is seen by query ``q``."""
+    return key <= q + shift
+
+
+@kaiodsl.func
+def _wg_sync(cw):
+    """Named barrier 1 + cw: this consumer warpgroup's 128 threads (constant ids: ptxas reserves only these)."""
+    if cw == 0:
+        kaiodsl.barrier(1, 128)
+    else:
+        kaiodsl.barrier(2, 128)
+
+
+@kaiodsl.func
+def _stage_stats(L: Const, stats, sb, lse, dr, rbase, q0, Sq, tl):
+    """lse2 and Dr of the tile's query columns into this warpgroup's shared buffer at ``sb`` ([2][tile]:
+    lse2, then Dr; +inf / 0 past Sq): registers would hold 4 values a column pair, shared memory none."""
+    for r in kaiodsl.static_range(0, L.tile, 128):
+        col = r + tl
+        if col < L.tile:
+            q = q0 + col
+            stats[sb + col] = _lse2(lse, rbase + q, q < Sq)
+            stats[sb + L.tile + col] = kaiodsl.load(dr, rbase + q, mask=q < Sq, other=0.0)
+
+
+@kaiodsl.func
+def _probs_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane):
+    """(P^T, dS^T) in f32 from the complete S^T and dP^T accumulators (columns = queries, their lse2 and
+    Dr read from the staged buffer in pairs); dS^T is 0 in the dV pass, which has no dP^T."""
+    ST = L.s_wg.acc_tile
+    s = tiles.warpgroup.acc_tile(L.s_wg, st)
+    p = []
+    for j in kaiodsl.static_range(L.tile // 8):
+        l2 = kaiodsl.load(stats.ptr(sb + 8 * j + 2 * (lane % 4)), 0, vec=2)
+        p = p + [(kaiodsl.exp2(s[0][j][0] * c - l2[0]), kaiodsl.exp2(s[0][j][1] * c - l2[1]),
+                  kaiodsl.exp2(s[0][j][2] * c - l2[0]), kaiodsl.exp2(s[0][j][3] * c - l2[1]))]
+    p = [p]
+    if edge:
+        p = fragments.mask(ST, p, _sees_t, shift, key_w, q0, lane, f32(0.0))
+    if L.part == "dv":
+        return p, 0
+    dp = tiles.warpgroup.acc_tile(L.s_wg, dpt)
+    ds = []
+    for j in kaiodsl.static_range(L.tile // 8):
+        drv = kaiodsl.load(stats.ptr(sb + L.tile + 8 * j + 2 * (lane % 4)), 0, vec=2)
+        ds = ds + [(p[0][j][0] * (dp[0][j][0] - drv[0]), p[0][j][1] * (dp[0][j][1] - drv[1]),
+                    p[0][j][2] * (dp[0][j][2] - drv[0]), p[0][j][3] * (dp[0][j][3] - drv[1]))]
+    return p, [ds]
+
+
+@kaiodsl.func
+def _probs(L: Const, s_acc, dp_acc, l2, drv, c, edge, row_w, k0, args, lane):
+    """dS in f32 from the complete S and dP accumulators (rows = queries, columns = keys)."""
+    s = tiles.warpgroup.acc_tile(L.s_wg, s_acc)
+    dp = tiles.warpgroup.acc_tile(L.s_wg, dp_acc)
+    p = [[(kaiodsl.exp2(s[0][j][0] * c - l2[0]), kaiodsl.exp2(s[0][j][1] * c - l2[0]),
+           kaiodsl.exp2(s[0][j][2] * c - l2[1]), kaiodsl.exp2(s[0][j][3] * c - l2[1])) for j in range(L.tile // 8)]]
+    if edge:
+        p = fragments.mask(L.s_wg.acc_tile, p, seen, args, row_w, k0, lane, f32(0.0))
+    return [[(p[0][j][0] * (dp[0][j][0] - drv[0]), p[0][j][1] * (dp[0][j][1] - drv[0]),
+              p[0][j][2] * (dp[0][j][2] - drv[1]), p[0][j][3] * (dp[0][j][3] - drv[1])) for j in range(L.tile // 8)]]
+
+
+# -- dK / dV -------------------------------------------------------------------------------------------------
+@kaiodsl.func
+def _kv_scores(L: Const, smem, R: Const, rs, qbars, dbars, kres, vres, st, dpt):
+    """Wait for the tile's Q and dO slots; issue S^T = K Q^T and (not in the dV pass) dP^T = V dO^T."""
+    index, phase = rs
+    pipeline.wait(R, 0, rs, qbars)
+    st = _ss(L, smem, kres, L.ring0 + index * L.slot_elems, st)
+    pipeline.wait(R, 0, rs, dbars)
+    if L.part != "dv":
+        dpt = _ss(L, smem, vres, L.ring1 + index * L.slot_elems, dpt)
+    return st, dpt
+
+
+@kaiodsl.func
+def _kv_update(L: Const, smem, rs, pa, dsa, dvacc, dkacc):
+    """Issue dV += P^T dO and dK += dS^T Q (the part's) on the tile of ring state ``rs``."""
+    index, phase = rs
+    if L.part != "dk":
+        dvacc = _rs(L, dvacc, pa, smem, L.ring1 + index * L.slot_elems)
+    if L.part != "dv":
+        dkacc = _rs(L, dkacc, dsa, smem, L.ring0 + index * L.slot_elems)
+    return dvacc, dkacc
+
+
+@kaiodsl.func
+def _kv_wait(L: Const, updates: Const[bool], st, dpt, dvacc, dkacc):
+    """Until the score wgmmas are done; ``updates``: dV / dK groups were issued after them and may still
+    run (FA3's overlap), else nothing is pending afterwards."""
+    if L.part == "both":
+        if updates:
+            st, dpt, dvacc, dkacc = kaiodsl.wgmma_wait(2, st, dpt, dvacc, dkacc, complete=2)
+        else:
+            st, dpt = kaiodsl.wgmma_wait(0, st, dpt)
+    elif L.part == "dk":
+        if updates:
+            st, dpt, dkacc = kaiodsl.wgmma_wait(1, st, dpt, dkacc, complete=2)
+        else:
+            st, dpt = kaiodsl.wgmma_wait(0, st, dpt)
+    else:
+        if updates:
+            st, dvacc = kaiodsl.wgmma_wait(1, st, dvacc, complete=1)
+        else:
+            st = kaiodsl.wgmma_wait(0, st)
+    return st, dpt, dvacc, dkacc
+
+
+@kaiodsl.func
+def _kv_done(L: Const, dvacc, dkacc):
+    """Until the dV/dK wgmmas are done (their A registers and ring slots are free again)."""
+    if L.part == "both":
+        dvacc, dkacc = kaiodsl.wgmma_wait(0, dvacc, dkacc)
+    elif L.part == "dk":
+        dkacc = kaiodsl.wgmma_wait(0, dkacc)
+    else:
+        dvacc = kaiodsl.wgmma_wait(0, dvacc)
+    return dvacc, dkacc
+
+
+@kaiodsl.func
+def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group,
+                k0, qb0, per_head, n, c, scale, shift, tid):
+    """One consumer warpgroup: dK and dV of its 64 keys over the n streamed (Q, dO) tiles, then stores.
+
+    Pipelined as the forward (FA3 section 3.2): tile j's S^T / dP^T wgmmas are issued before tile j - 1's
+    dV / dK updates, and P^T, dS^T of tile j are computed while those updates run; the A fragments
+    are rebuilt only once the updates are done. The tile's lse2 / Dr go through a 2-slot shared buffer
+    of this warpgroup (the slot written in tile j was last read in tile j - 2, before the barrier of
+    tile j - 1)."""
+    cw = tid // 128 - 1
+    tl = tid % 128
+    lane = tid % 32
+    key_wg = k0 + 64 * cw
+    key_w = key_wg + 16 * ((tid // 32) % 4)
+    kres = cw * L.blocks * 64 * COLS
+    vres = L.fixed_elems + kres
+    ST = L.s_wg.acc_tile
+    dvacc = kaiodsl.wgmma_zeros(L.d) if L.part != "dk" else 0
+    dkacc = kaiodsl.wgmma_zeros(L.d) if L.part != "dv" else 0
+    st = kaiodsl.wgmma_zeros(L.tile)
+    dpt = kaiodsl.wgmma_zeros(L.tile) if L.part != "dv" else 0
+    zero = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
+    pa = zero if L.part != "dk" else 0
+    dsa = zero if L.part != "dv" else 0
+    kaiodsl.mbarrier_wait(fbar, 0)
+    rs = pipeline.start(R)
+    prev = rs
+    h = hk * group
+    t = qb0
+    for it in range(n):
+        q0 = t * L.tile
+        sb = (cw * 2 + it % 2) * 2 * L.tile
+        st, dpt = _kv_scores(L, smem, R, rs, qbars, dbars, kres, vres, st, dpt)
+        if L.overlap:                                   # tile j - 1's updates (tile 0: zero fragments)
+            dvacc, dkacc = _kv_update(L, smem, prev, pa, dsa, dvacc, dkacc)
+        _stage_stats(L, stats, sb, lse, dr, (i64(b) * H + h) * Sq, q0, Sq, tl)   # while the wgmmas run
+        _wg_sync(cw)
+        st, dpt, dvacc, dkacc = _kv_wait(L, L.overlap, st, dpt, dvacc, dkacc)
+        edge = False
+        if L.causal:
+            edge = key_wg + 63 > q0 + shift
+        p, ds = _probs_t(L, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane)
+        if L.overlap:
+            dvacc, dkacc = _kv_done(L, dvacc, dkacc)
+            if it > 0:
+                pipeline.release(R, prev, qbars)
+                pipeline.release(R, prev, dbars)
+        pa = fragments.to_a(ST, p, L.h2) if L.part != "dk" else 0
+        dsa = fragments.to_a(ST, ds, L.h2) if L.part != "dv" else 0
+        if not L.overlap:
+            dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, rs, pa, dsa, dvacc, dkacc))
+            pipeline.release(R, rs, qbars)
+            pipeline.release(R, rs, dbars)
+        prev = rs
+        rs = pipeline.advance(R, rs)
+        t = t + 1
+        if t == qb0 + per_head:
+            t = qb0
+            h = h + 1
+    if L.overlap and n > 0:
+        dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, prev, pa, dsa, dvacc, dkacc))
+        pipeline.release(R, prev, qbars)
+        pipeline.release(R, prev, dbars)
+    obase = i64(bhk) * Sk * L.d
+    T = L.o_wg.acc_tile
+    if L.part != "dv":
+        _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dkacc), scale, dk, obase, L.d, key_w, Sk, lane, L.d,
+                    L.dtype)
+    if L.part != "dk":
+        _store_rows(T, tiles.warpgroup.acc_tile(L.o_wg, dvacc), f32(1.0), dv, obase, L.d, key_w, Sk, lane, L.d,
+                    L.dtype)
+
+
+@lru_cache(maxsize=None)
+def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part: str = "both"):
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    L = Layout(d, T, causal, cfg.bq, cfg.stages, part, cfg.overlap)
+    R = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)     # the Q and dO rings: one shape, one state
+    name = f"attn_dkdv_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "") + \
+        ("" if part == "both" else "_" + part)
+
+    @kaiodsl.kernel(block_size=THREADS, name=name)
+    def attn_dkdv_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, tdo: TensorMap, lse: Ptr[f32], dr: Ptr[f32],
+                       dk: Ptr[T], dv: Ptr[T], Sq: i32, Sk: i32, H: i32, group: i32, c: f32, scale: f32,
+                       shift: i32):
+        smem = kaiodsl.dynamic_shared(T, align=1024)
+        qbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="qring")
+        dbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="doring")
+        fbar = kaiodsl.shared_array(u64, (1,), align=8, name="kvbar")
+        stats = kaiodsl.shared_array(f32, (8 * cfg.bq,), align=8, name="stats")    # [consumer][2 slots][lse2, Dr][bq]
+        tid = kaiodsl.thread_idx.x
+        nkb = (Sk + BLOCK - 1) // BLOCK
+        pid = kaiodsl.block_idx.x
+        kb = pid % nkb                              # causal top-left: the first key blocks see the most
+        bhk = pid // nkb
+        Hkv = H // group
+        b = bhk // Hkv
+        hk = bhk - b * Hkv
+        k0 = kb * BLOCK
+        qb0 = 0
+        if causal:
+            qb0 = max(k0 - shift, 0) // cfg.bq      # query tiles with a row r >= k0 - shift
+        per_head = max((Sq + cfg.bq - 1) // cfg.bq - qb0, 0)
+        n = per_head * group
+        if tid == 0:
+            kaiodsl.tma_prefetch(tq)
+            kaiodsl.tma_prefetch(tk)
+            kaiodsl.tma_prefetch(tv)
+            kaiodsl.tma_prefetch(tdo)
+            kaiodsl.mbarrier_init(fbar, 1)
+            pipeline.init(R, qbars)
+            pipeline.init(R, dbars)
+        kaiodsl.syncthreads()
+        if tid < 128:
+            kaiodsl.setmaxnreg(PROD_REGS, False)
+            if tid == 0:
+                _produce(L, tk, tv, tq, tdo, smem, fbar, qbars, dbars, R, b, hk, k0, hk * group,
+                         max(per_head, 1), qb0, n)
+        else:
+            kaiodsl.setmaxnreg(CONS_REGS, True)
+            _consume_kv(L, smem, stats, fbar, qbars, dbars, R, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group, k0,
+                        qb0, max(per_head, 1), n, c, scale, shift, tid)
+
+    return attn_dkdv_sm90
+
+
+# -- dQ --------------------------------------------------------------------------------------------------------
+@kaiodsl.func
+def _consume_q(L: Const, smem, fbar, kbars, vbars, R: Const, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale,
+               shift, tid):
+    """One consumer warpgroup: dQ of its 64 query rows over the n streamed (K, V) tiles, then the store.
+    Pipelined like the dK/dV consumer: tile j's S / dP wgmmas go before tile j - 1's dQ update, dS of
+    tile j is computed while that update runs; the V slot is released once dP is done, the K slot
+    after the update that reads it."""
+    cw = tid // 128 - 1
+    lane = tid % 32
+    row_wg = q0 + 64 * cw
+    row_w = row_wg + 16 * ((tid // 32) % 4)
+    qres = cw * L.blocks * 64 * COLS
+    dores = L.fixed_elems + qres
+    rbase = i64(bh) * Sq
+    row = row_w + lane // 4
+    l2 = [_lse2(lse, rbase + row + 8 * h, row + 8 * h < Sq) for h in range(2)]
+    drv = [kaiodsl.load(dr, rbase + row + 8 * h, mask=row + 8 * h < Sq, other=0.0) for h in range(2)]
+    ST = L.s_wg.acc_tile
+    dqacc = kaiodsl.wgmma_zeros(L.d)
+    s = kaiodsl.wgmma_zeros(L.tile)
+    dp = kaiodsl.wgmma_zeros(L.tile)
+    dsa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
+    kaiodsl.mbarrier_wait(fbar, 0)
+    rs = pipeline.start(R)
+    prev = rs
+    for j in range(n):
+        k0 = j * L.tile
+        index, phase = rs
+        pipeline.wait(R, 0, rs, kbars)
+        s = _ss(L, smem, qres, L.ring0 + index * L.slot_elems, s)               # S = Q K^T
+        pipeline.wait(R, 0, rs, vbars)
+        dp = _ss(L, smem, dores, L.ring1 + index * L.slot_elems, dp)            # dP = dO V^T
+        if L.overlap:                                   # dQ += dS K of tile j - 1 (tile 0: zero fragments)
+            pi, pph = prev
+            dqacc = _rs(L, dqacc, dsa, smem, L.ring0 + pi * L.slot_elems)
+            s, dp, dqacc = kaiodsl.wgmma_wait(1, s, dp, dqacc, complete=2)
+        else:
+            s, dp = kaiodsl.wgmma_wait(0, s, dp)
+        pipeline.release(R, rs, vbars)
+        edge = k0 + L.tile > Sk
+        if L.causal:
+            edge = edge or k0 + L.tile - 1 > row_wg + shift
+        ds = _probs(L, s, dp, l2, drv, c, edge, row_w, k0, (Sk, shift, L.causal), lane)   # while dQ's wgmma runs
+        if L.overlap:
+            dqacc = kaiodsl.wgmma_wait(0, dqacc)
+            if j > 0:
+                pipeline.release(R, prev, kbars)
+        dsa = fragments.to_a(ST, ds, L.h2)
+        if not L.overlap:
+            dqacc = kaiodsl.wgmma_wait(0, _rs(L, dqacc, dsa, smem, L.ring0 + index * L.slot_elems))
+            pipeline.release(R, rs, kbars)
+        prev = rs
+        rs = pipeline.advance(R, rs)
+    if L.overlap and n > 0:
+        pi, pph = prev
+        dqacc = kaiodsl.wgmma_wait(0, _rs(L, dqacc, dsa, smem, L.ring0 + pi * L.slot_elems))
+        pipeline.release(R, prev, kbars)
+    _store_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, dqacc), scale, dq, rbase * L.d, L.d, row_w, Sq,
+                lane, L.d, L.dtype)
+
+
+@lru_cache(maxsize=None)
+def dq_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    L = Layout(d, T, causal, cfg.bn, cfg.stages, overlap=cfg.overlap)
+    R = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)     # the K and V rings: one shape, one state
+    name = f"attn_dq_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "")
+
+    @kaiodsl.kernel(block_size=THREADS, name=name)
+    def attn_dq_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, tdo: TensorMap, lse: Ptr[f32], dr: Ptr[f32],
+                     dq: Ptr[T], Sq: i32, Sk: i32, H: i32, group: i32, c: f32, scale: f32, shift: i32):
+        smem = kaiodsl.dynamic_shared(T, align=1024)
+        kbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="kring")
+        vbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="vring")
+        fbar = kaiodsl.shared_array(u64, (1,), align=8, name="qbar")
+        tid = kaiodsl.thread_idx.x
+        nqb = (Sq + BLOCK - 1) // BLOCK
+        pid = kaiodsl.block_idx.x
+        qb = nqb - 1 - pid % nqb                    # the longest causal tiles first
+        bh = pid // nqb
+        b = bh // H
+        h = bh - b * H
+        q0 = qb * BLOCK
+        kend = Sk
+        if causal:
+            kend = max(min(Sk, q0 + BLOCK + shift), 0)
+        n = (kend + cfg.bn - 1) // cfg.bn
+        if tid == 0:
+            kaiodsl.tma_prefetch(tq)
+            kaiodsl.tma_prefetch(tk)
+            kaiodsl.tma_prefetch(tv)
+            kaiodsl.tma_prefetch(tdo)
+            kaiodsl.mbarrier_init(fbar, 1)
+            pipeline.init(R, kbars)
+            pipeline.init(R, vbars)
+        kaiodsl.syncthreads()
+        if tid < 128:
+            kaiodsl.setmaxnreg(PROD_REGS, False)
+            if tid == 0:
+                _produce(L, tq, tdo, tk, tv, smem, fbar, kbars, vbars, R, b, h, q0, h // group, max(n, 1), 0,
+                         n)
+        else:
+            kaiodsl.setmaxnreg(CONS_REGS, True)
+            _consume_q(L, smem, fbar, kbars, vbars, R, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale, shift, tid)
+
+    return attn_dq_sm90
+
+
+# -- selection and launch --------------------------------------------------------------------------------------
+def takes_sm90(config, arrays, D: int, op: str) -> bool:
+    """Whether ops.attention_backward runs these kernels: on sm_90a with D 64 or 128 and contiguous
+    q, k, v, do, unless ``config`` is a BwdConfig (the mma.sync kernels). An explicit Sm90BwdConfig
+    asks for them and is an ArgumentError where they cannot run."""
+    from kaiodsl.compiler import default_arch
+
+    forced = isinstance(config, Sm90BwdConfig)
+    if config is not None and not forced:
+        return False
+    arch = default_arch()
+    why = [(arch == "sm_90a", f"the target is {arch}, not sm_90a"),
+           (D in (64, 128), f"head dim D={D} is not 64 or 128"),
+           (all(z.contiguous for z in arrays), "q, k, v and do must be contiguous [B, H, S, D]")]
+    if forced and D in (64, 128) and config.smem_bytes(D) > SMEM_LIMIT:
+        why.append((False, f"it needs {config.smem_bytes(D)} bytes of shared memory at D={D}, at most "
+                           f"{SMEM_LIMIT} fit (fewer stages or smaller tiles)"))
+    bad = [w for ok, w in why if not ok]
+    if forced and bad:
+        raise ArgumentError(f"{op}(): config={config!r} asks for the sm_90a kernels, which cannot run here: "
+                            + "; ".join(bad))
+    return not bad
+
+
+def launch(q, k, v, do, lse, dr, dq, dk, dv, dtype_name: str, B: int, H: int, Hkv: int, Sq: int, Sk: int, D: int,
+           causal_mode, scale: float, c: float, cfg: Sm90BwdConfig | None = None):
+    """The dK/dV and dQ kernels on contiguous q/do [B, H, Sq, D], k/v [B, Hkv, Sk, D], lse and dr (Dr,
+    the rowdot kernel's) f32 [B, H, Sq]; ``c`` = scale * log2(e)."""
+    cfg = cfg or sm90_bwd_config(D)
+    q, k, v, do = (_canonical(x) for x in (q, k, v, do))
+    shift = Sk - Sq if causal_mode == "bottom_right" else 0
+    causal = causal_mode is not None
+
+    def tmap(x, rows):
+        return TensorMap(x, (1, 1, rows, COLS), dtype=dtype_name, swizzle=128, l2_promotion=256)
+
+    nkb = (Sk + BLOCK - 1) // BLOCK
+    maps = (tmap(q, cfg.bq), tmap(k, 64), tmap(v, 64), tmap(do, cfg.bq))
+    for part in cfg.parts(D):
+        kv = dkdv_kernel(D, dtype_name, cfg, causal, part)
+        kv[B * Hkv * nkb, THREADS](*maps, lse, dr, dk, dv, Sq, Sk, H, H // Hkv, c, scale, shift,
+                                   smem=Layout(D, f16, causal, cfg.bq, cfg.stages).smem_bytes)
+    kq = dq_kernel(D, dtype_name, cfg, causal)
+    nqb = (Sq + BLOCK - 1) // BLOCK
+    kq[B * H * nqb, THREADS](tmap(q, 64), tmap(k, cfg.bn), tmap(v, cfg.bn), tmap(do, 64), lse, dr, dq, Sq, Sk, H,
+                             H // Hkv, c, scale, shift, smem=Layout(D, f16, causal, cfg.bn, cfg.stages).smem_bytes)
+    return dq, dk, dv
