@@ -69,7 +69,9 @@ def start(R: Const, index: Const[int] = 0):
 def advance(R: Const, state):
     """One slot on; the phase flips when the index wraps (kept 0 where the ring does not use it)."""
     index, phase = state
-    if R.stages == 1:
+    if R.stages == 1:                  # an mbarrier's one slot: every step is a new pass, a new phase
+        if R.kind == "mbarrier":
+            return index, phase ^ 1
         return index, phase
     nxt = index + 1 if index + 1 < R.stages else 0
     if R.tracks_phase:
