@@ -254,8 +254,9 @@ def sweep_backward(torch, ops, results) -> None:
                       flush=True)
 
 
-def bench_fp8(torch, ops, D, S, causal, results) -> None:
-    """One --fp8 row: e4m3 q/k/v (per-tensor descales) and the f16 forward on the same values."""
+def bench_fp8(torch, ops, D, S, causal, results, config=None) -> None:
+    """One --fp8 row: e4m3 q/k/v (per-tensor descales) and the f16 forward on the same values; with a
+    ``config`` (an Sm90AttnConfig) the fp8 kernel alone with that tiling (the sweep rows)."""
     from kaiodsl.ops import attention_sm90_fp8 as fp8
     from kaiodsl.ops._common import inspect_array
 
@@ -265,9 +266,10 @@ def bench_fp8(torch, ops, D, S, causal, results) -> None:
     k16, v16 = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(2))
     q8, k8, v8 = ((x * 4).to(torch.float8_e4m3fn) for x in (q16, k16, v16))
     flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
-    row = {"kind": "fwd_fp8", "D": D, "S": S, "B": B, "H": H, "Hkv": H, "causal": causal}
-    t8 = _try(lambda: ops.attention(q8, k8, v8, causal=causal, descale=(0.25, 0.25, 0.25)))
-    t16 = _try(lambda: ops.attention(q16, k16, v16, causal=causal))
+    row = {"kind": "fwd_fp8" if config is None else "sweep_fp8", "D": D, "S": S, "B": B, "H": H, "Hkv": H,
+           "causal": causal, "config": str(config or "default")}
+    t8 = _try(lambda: ops.attention(q8, k8, v8, causal=causal, descale=(0.25, 0.25, 0.25), config=config))
+    t16 = _try(lambda: ops.attention(q16, k16, v16, causal=causal)) if config is None else None
     vz = inspect_array("v", v8, "bench")
     tvt = _try(lambda: fp8.transpose_v(v8, vz, B * H, S, D))
     row["fp8_tflops"] = flops / t8 / 1e9 if t8 else None
@@ -275,7 +277,7 @@ def bench_fp8(torch, ops, D, S, causal, results) -> None:
     row["vt_prep_us"] = tvt * 1e3 if tvt else None
     row["fp8_over_f16"] = row["fp8_tflops"] / row["f16_tflops"] if t8 and t16 else None
     results.append(row)
-    print(f"fp8 D{D:<3} S{S:<6} {'causal' if causal else 'full  '} fp8 {_f(row['fp8_tflops'])} TFLOPS  f16 "
+    print(f"fp8 D{D:<3} S{S:<6} {'causal' if causal else 'full  '} {row['config']:14} fp8 {_f(row['fp8_tflops'])} TFLOPS  f16 "
           f"{_f(row['f16_tflops'])}  x{_f(row['fp8_over_f16'], 5, 2)}  V^T prep {_f(row['vt_prep_us'])} us",
           flush=True)
 
@@ -288,7 +290,7 @@ def main() -> int:
     ap.add_argument("--sweep-bwd", action="store_true", help="only the backward tile-config sweep")
     ap.add_argument("--decode-only", action="store_true", help="only the full run's decode rows")
     ap.add_argument("--fp8", action="store_true", help="only the fp8 (e4m3) forward against the f16 forward "
-                                                      "(D 128/64, S 1k..16k, causal and not)")
+                                                      "(D 128/64, S 1k..16k, causal and not), then tilings at S 4096")
     ap.add_argument("--shard", default="0/1", metavar="K/N",
                     help="the full run's rows i with i %% N == K, merged into the JSON already there (the full "
                          "run in N device calls)")
@@ -313,6 +315,12 @@ def main() -> int:
             for S in SEQS[1:]:
                 for causal in (False, True):
                     bench_fp8(torch, ops, D, S, causal, results)
+        from kaiodsl.ops.attention_sm90 import Sm90AttnConfig as C
+        for D, cfgs in ((128, [C(pingpong=True), C(bn=192), C(bn=192, pingpong=True), C(128, 3), C(overlap=False)]),
+                        (64, [C(pingpong=True), C(bn=256), C(bn=256, pingpong=True), C(bn=192), C(128, 3)])):
+            for causal in (False, True):
+                for cfg in cfgs:
+                    bench_fp8(torch, ops, D, 4096, causal, results, cfg)
         out = ROOT / "benchmarks" / "results" / "attention_fp8.json"
         meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
         out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))

@@ -27,6 +27,7 @@ relative error is about 2e-2 (tests/ops/test_attention_fp8.py measures it).
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -38,6 +39,11 @@ from kaiodsl.tiles import fragments, pipeline, softmax
 from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, require_rank, same_kind
 from .attention_sm90 import (BLOCK_Q, CONS_REGS, NEG_INF, PROD_REGS, SMEM_LIMIT, THREADS, Sm90AttnConfig,
                              _canonical, _my_turn, _rescale, _softmax, _store_o, _your_turn)
+
+# Row and key indices are i32 (check_qkv bounds S below 2^23); pointer offsets built from them are
+# widened to 64 bits before the multiplies (as in attention_sm90).
+warnings.filterwarnings("ignore", category=kaiodsl.errors.IndexOverflowWarning,
+                        module=r"kaiodsl\.ops\.attention_sm90_fp8$")
 
 OUT_DTYPES = {"bf16": bf16, "f16": f16}
 CHUNK = 32                 # keys of one k32 step of P V: the unit of V^T's key order
@@ -273,12 +279,14 @@ def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: boo
 def vt_kernel(d: int):
     """V [BH, Sk, D] -> V^T [BH, D, Skp] with each 32-key chunk in ``fragments.a8_order`` and zeros past
     Sk; a block of 128 threads moves one chunk of one head through shared memory, 4 bytes a thread
-    and access (grid: (Skp / 32, BH))."""
+    and access (grid: (Skp / 32, BH)); the chunk's rows are padded by a word in shared memory, so
+    the 8 keys a warp reads per D index sit in 8 banks."""
     words = d // 4                                   # u32 words of one V row
+    stride = words + 1
 
     @kaiodsl.kernel(block_size=128, name=f"attn_fp8_vt_d{d}")
     def attn_fp8_vt(v: Ptr[e4m3], vt: Ptr[u8], Sk: i32, Skp: i32):
-        tile = kaiodsl.shared_array(u32, (CHUNK * words,), align=16, name="vchunk")
+        tile = kaiodsl.shared_array(u32, (CHUNK * stride,), align=16, name="vchunk")
         tid = kaiodsl.thread_idx.x
         k0 = kaiodsl.block_idx.x * CHUNK
         bh = kaiodsl.block_idx.y
@@ -287,7 +295,7 @@ def vt_kernel(d: int):
         for r in kaiodsl.static_range(CHUNK * words // 128):
             u = tid + 128 * r
             key = k0 + u // words
-            tile[u] = kaiodsl.load(src, (i64(bh) * Sk + key) * words + u % words, mask=key < Sk, other=0)
+            tile[(u // words) * stride + u % words] = kaiodsl.load(src, (i64(bh) * Sk + key) * words + u % words, mask=key < Sk, other=0)
         kaiodsl.syncthreads()
         for r in kaiodsl.static_range(d * CHUNK // 4 // 128):
             u = tid + 128 * r
@@ -298,7 +306,7 @@ def vt_kernel(d: int):
             out = u32(0)
             for i in kaiodsl.static_range(4):
                 key = kb + ORDER4[i]
-                out = out | (((tile[key * words + row // 4] >> sh) & u32(0xFF)) << u32(8 * i))
+                out = out | (((tile[key * stride + row // 4] >> sh) & u32(0xFF)) << u32(8 * i))
             dst[(i64(bh) * d + row) * (Skp // 4) + k0 // 4 + q] = out
 
     return attn_fp8_vt

@@ -201,8 +201,11 @@ def test_fp8_attention_torch_tensors(sm90, used, rng):
 
 
 @pytest.mark.parametrize("D,Sk", [(64, 70), (128, 33), (64, 32)])
-def test_fp8_vt_prep_bit_exact(sm90, rng, D, Sk):
-    """V^T [B, Hkv, D, Sk_pad]: keys of each 32-key chunk in fragments.a8_order, zeros in the pad."""
+def test_fp8_vt_prep_bit_exact(sm90, rng, monkeypatch, D, Sk):
+    """V^T [B, Hkv, D, Sk_pad]: keys of each 32-key chunk in fragments.a8_order, zeros in the pad
+    (written into a buffer poisoned with 0xFF)."""
+    monkeypatch.setattr(fp8, "new_like", lambda like, shape, dtype: kaiodsl.runtime.to_device(
+        np.full(shape, 0xFF, np.uint8)))
     codes = rng.integers(0, 256, (2, 3, Sk, D)).astype(np.uint8)
     v = _dev(codes)
     vt = host(fp8.transpose_v(v, fp8.inspect_array("v", v, "t"), 6, Sk, D))
