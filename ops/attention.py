@@ -15,8 +15,8 @@ log2(e)); the output has q's dtype; ``return_lse`` also gives the natural-log lo
 diagonal aligns to that length. Short queries (Sq <= 16) against long keys split the keys across
 blocks and merge the partial results in a second pass (flash-decoding); ``num_splits`` overrides.
 
-``descale=(dq, dk, dv)``: q, k, v are e4m3 (fp8) holding q / dq etc.; sm_90a, D 64 or 128, a bf16 or f16
-output (ops/attention_sm90_fp8.py).
+``descale=(dq, dk, dv)``: q, k, v are e4m3 (fp8) whose true values are q * dq, k * dk, v * dv; sm_90a,
+D 64 or 128, a bf16 or f16 output (ops/attention_sm90_fp8.py).
 """
 
 import math

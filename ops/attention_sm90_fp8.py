@@ -36,7 +36,7 @@ from kaiodsl import Const, Ptr, TensorMap, bf16, e4m3, f16, f32, i32, i64, tiles
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles import fragments, pipeline, softmax
 
-from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, require_rank, same_kind
+from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, same_kind
 from .attention_sm90 import (BLOCK_Q, CONS_REGS, NEG_INF, PROD_REGS, SMEM_LIMIT, THREADS, Sm90AttnConfig,
                              _canonical, _my_turn, _rescale, _softmax, _store_o, _your_turn)
 
@@ -68,7 +68,6 @@ class Layout:
     dtype: object
     cfg: Sm90AttnConfig
     causal: bool
-    per_head: bool
 
     @property
     def q_bytes(self) -> int:
@@ -225,7 +224,7 @@ def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, b
 @lru_cache(maxsize=None)
 def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: bool, per_head: bool):
     OUT = OUT_DTYPES[out_name]
-    L = Layout(d, OUT, cfg, causal, per_head)
+    L = Layout(d, OUT, cfg, causal)
     RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
     RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
     name = f"attn_fwd_sm90_fp8_d{d}_{out_name}_{cfg}" + ("_causal" if causal else "") + ("_ph" if per_head else "")
@@ -295,7 +294,8 @@ def vt_kernel(d: int):
         for r in kaiodsl.static_range(CHUNK * words // 128):
             u = tid + 128 * r
             key = k0 + u // words
-            tile[(u // words) * stride + u % words] = kaiodsl.load(src, (i64(bh) * Sk + key) * words + u % words, mask=key < Sk, other=0)
+            tile[(u // words) * stride + u % words] = kaiodsl.load(src, (i64(bh) * Sk + key) * words + u % words,
+                                                                   mask=key < Sk, other=0)
         kaiodsl.syncthreads()
         for r in kaiodsl.static_range(d * CHUNK // 4 // 128):
             u = tid + 128 * r
@@ -406,7 +406,7 @@ def launch(q, k, v, vz, out, lse, out_name: str, B: int, H: int, Hkv: int, Sq: i
     per_head, cqk, dv, arrays, qstep, kstep = descale
     vt = transpose_v(_canonical(v), vz, B * Hkv, Sk, D)
     q, k = _canonical(q), _canonical(k)
-    L = Layout(D, OUT_DTYPES[out_name], cfg, causal_mode is not None, per_head)
+    L = Layout(D, OUT_DTYPES[out_name], cfg, causal_mode is not None)
     tq = TensorMap(q, (1, 1, 64, D), swizzle=D)
     tk = TensorMap(k, (1, 1, cfg.bn, D), swizzle=D, l2_promotion=256)
     tv = TensorMap(vt, (1, 1, D, L.vw), swizzle=L.vw, l2_promotion=256)

@@ -167,7 +167,8 @@ def test_fp8_attention_matches_float64(sm90, used, rng, B, H, Hkv, Sq, Sk, D, ca
 def test_sm90_f16_one_stage_ring_wraps(sm90, rng):
     """The f16 kernel with one-slot rings over several key tiles (tiles.pipeline's one-slot mbarrier
     ring flips its phase every step; it once stayed at 0 and the second pass failed)."""
-    q, k = rng.standard_normal((1, 1, 70, 64)).astype(np.float16), rng.standard_normal((1, 1, 200, 64)).astype(np.float16)
+    q = rng.standard_normal((1, 1, 70, 64)).astype(np.float16)
+    k = rng.standard_normal((1, 1, 200, 64)).astype(np.float16)
     o = ops.attention(q, k, k, config=Sm90AttnConfig(bn=64, stages=1))
     want, _ = reference_attention(q, k, k)
     assert np.linalg.norm(host(o) - want) / np.linalg.norm(want) < 2e-3
