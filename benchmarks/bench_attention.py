@@ -6,8 +6,10 @@ inputs. Forward and backward in TFLOPS (4 B H Sq Sk D forward, 2.5x that backwar
 decode (Sq = 1) in GB/s of K/V read against the device's measured copy bandwidth (a D2D copy of the
 same size). On sm_90a the default forward is the Hopper kernel (ops/attention_sm90.py) for D 64/128;
 its rows also time the sm_80 mma.sync kernel (``kaiodsl_sm80_tflops``). Writes a table to stdout, benchmarks/results/attention[_quick].json and a PNG per plot.
+``--fp8``: only the e4m3 forward (ops/attention_sm90_fp8.py, V^T prep included, and the prep alone)
+against kaiodsl's own f16 forward on the same shapes, into benchmarks/results/attention_fp8.json.
 
-    python benchmarks/bench_attention.py [--quick] [--no-backward] [--sweep]
+    python benchmarks/bench_attention.py [--quick] [--no-backward] [--sweep] [--fp8]
 """
 
 import argparse
@@ -256,6 +258,34 @@ def sweep_backward(torch, ops, results) -> None:
                       flush=True)
 
 
+def bench_fp8(torch, ops, D, S, causal, results, config=None) -> None:
+    """One --fp8 row: e4m3 q/k/v (per-tensor descales) and the f16 forward on the same values; with a
+    ``config`` (an Sm90AttnConfig) the fp8 kernel alone with that tiling (the sweep rows)."""
+    from kaiodsl.ops import attention_sm90_fp8 as fp8
+    from kaiodsl.ops._common import inspect_array
+
+    H = 32 if D == 64 else 16
+    B = max(1, TOKENS // S)
+    q16 = torch.randn(B, H, S, D, device="cuda", dtype=torch.float16)
+    k16, v16 = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(2))
+    q8, k8, v8 = ((x * 4).to(torch.float8_e4m3fn) for x in (q16, k16, v16))
+    flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+    row = {"kind": "fwd_fp8" if config is None else "sweep_fp8", "D": D, "S": S, "B": B, "H": H, "Hkv": H,
+           "causal": causal, "config": str(config or "default")}
+    t8 = _try(lambda: ops.attention(q8, k8, v8, causal=causal, descale=(0.25, 0.25, 0.25), config=config))
+    t16 = _try(lambda: ops.attention(q16, k16, v16, causal=causal)) if config is None else None
+    vz = inspect_array("v", v8, "bench")
+    tvt = _try(lambda: fp8.transpose_v(v8, vz, B * H, S, D))
+    row["fp8_tflops"] = flops / t8 / 1e9 if t8 else None
+    row["f16_tflops"] = flops / t16 / 1e9 if t16 else None
+    row["vt_prep_us"] = tvt * 1e3 if tvt else None
+    row["fp8_over_f16"] = row["fp8_tflops"] / row["f16_tflops"] if t8 and t16 else None
+    results.append(row)
+    print(f"fp8 D{D:<3} S{S:<6} {'causal' if causal else 'full  '} {row['config']:14} fp8 {_f(row['fp8_tflops'])} TFLOPS  f16 "
+          f"{_f(row['f16_tflops'])}  x{_f(row['fp8_over_f16'], 5, 2)}  V^T prep {_f(row['vt_prep_us'])} us",
+          flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="f16, D 128, S 1k/4k, one GQA and decode point (< 3 min)")
@@ -263,6 +293,8 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true", help="only the forward tile-config sweep (D 64/128, S 4096)")
     ap.add_argument("--sweep-bwd", action="store_true", help="only the backward tile-config sweep")
     ap.add_argument("--decode-only", action="store_true", help="only the full run's decode rows")
+    ap.add_argument("--fp8", action="store_true", help="only the fp8 (e4m3) forward against the f16 forward "
+                                                      "(D 128/64, S 1k..16k, causal and not), then tilings at S 4096")
     ap.add_argument("--shard", default="0/1", metavar="K/N",
                     help="the full run's rows i with i %% N == K, merged into the JSON already there (the full "
                          "run in N device calls)")
@@ -281,6 +313,22 @@ def main() -> int:
         (sweep_backward if args.sweep_bwd else sweep)(torch, ops, results)
         out = ROOT / "benchmarks" / "results" / ("attention_sweep_bwd.json" if args.sweep_bwd else "attention_sweep.json")
         out.write_text(json.dumps({"results": results}, indent=1))
+        return 0
+    if args.fp8:
+        for D in (128, 64):
+            for S in SEQS[1:]:
+                for causal in (False, True):
+                    bench_fp8(torch, ops, D, S, causal, results)
+        from kaiodsl.ops.attention_sm90 import Sm90AttnConfig as C
+        for D, cfgs in ((128, [C(pingpong=True), C(bn=192), C(bn=192, pingpong=True), C(128, 3), C(overlap=False)]),
+                        (64, [C(pingpong=True), C(bn=256), C(bn=256, pingpong=True), C(bn=192), C(128, 3)])):
+            for causal in (False, True):
+                for cfg in cfgs:
+                    bench_fp8(torch, ops, D, 4096, causal, results, cfg)
+        out = ROOT / "benchmarks" / "results" / "attention_fp8.json"
+        meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+        out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print(f"wrote {out}")
         return 0
     if args.quick:
         plan = [("float16", 128, S, c, 32, 32) for S in (1024, 4096) for c in (False, True)]

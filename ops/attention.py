@@ -14,13 +14,16 @@ log2(e)); the output has q's dtype; ``return_lse`` also gives the natural-log lo
 ``seqlens_k`` (i32 [B]): the valid keys of each batch (a padded KV cache); with "bottom_right" the
 diagonal aligns to that length. Short queries (Sq <= 16) against long keys split the keys across
 blocks and merge the partial results in a second pass (flash-decoding); ``num_splits`` overrides.
+
+``descale=(dq, dk, dv)``: q, k, v are e4m3 (fp8) whose true values are q * dq, k * dk, v * dv; sm_90a,
+D 64 or 128, a bf16 or f16 output (ops/attention_sm90_fp8.py).
 """
 
 import math
 
 import numpy as np
 
-from kaiodsl import bf16, f16, f32, i32
+from kaiodsl import bf16, e4m3, e5m2, f16, f32, i32
 from kaiodsl.errors import ArgumentError
 
 from ._common import Arr, inspect_array, new_like, require_dtype, require_rank, require_smem, same_kind
@@ -81,12 +84,15 @@ def operand(a: Arr, op: str, zero_ok: bool = True):
     return obj, off, tuple(s if size > 1 else 0 for size, s in zip(a.shape, st))
 
 
-def check_qkv(q, k, v, op: str):
+def check_qkv(q, k, v, op: str, dtypes=(f16, bf16)):
     """The shared checks of q/k/v: (qz, kz, vz, B, H, Hkv, Sq, Sk, D)."""
     qz, kz, vz = (inspect_array(n, x, op) for n, x in (("q", q), ("k", k), ("v", v)))
     for z, what in ((qz, "[B, H, Sq, D]"), (kz, "[B, Hkv, Sk, D]"), (vz, "[B, Hkv, Sk, D]")):
         require_rank(z, 4, op, what)
-    require_dtype(qz, (f16, bf16), op)
+    if qz.dtype in (e4m3, e5m2) and qz.dtype not in dtypes:
+        raise ArgumentError(f"{op}(): 'q' has dtype {qz.dtype}; fp8 (e4m3) inputs are taken by attention(..., "
+                            f"descale=(dq, dk, dv)) (the sm_90a forward) only")
+    require_dtype(qz, dtypes, op)
     require_dtype(kz, (qz.dtype,), op)
     require_dtype(vz, (qz.dtype,), op)
     same_kind(op, qz, kz, vz)
@@ -191,10 +197,15 @@ def _takes_sm90(config, qz, kz, vz, oz, out_dtype, lens, num_splits, Sq, Sk, D, 
 
 
 def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, out=None, seqlens_k=None,
-              num_splits=None, out_dtype=None, config: FwdConfig = None):
+              num_splits=None, out_dtype=None, config: FwdConfig = None, descale=None):
     """softmax(q k^T * scale [+ causal mask]) v; see the module doc. Returns out, or (out, lse).
-    ``out_dtype``: None (q's dtype) or "f32"."""
+    ``out_dtype``: None (q's dtype) or "f32". ``descale=(dq, dk, dv)``: q, k, v are e4m3 whose true
+    values are q * dq etc. (ops/attention_sm90_fp8.py; out_dtype then "bf16" (None) or "f16")."""
     op = "attention"
+    if descale is not None:
+        from .attention_sm90_fp8 import attention_fp8
+        return attention_fp8(q, k, v, causal, scale, descale, return_lse, out, seqlens_k, num_splits, out_dtype,
+                             config, op)
     qz, kz, vz, B, H, Hkv, Sq, Sk, D = check_qkv(q, k, v, op)
     if out_dtype not in (None, "f32", f32):
         raise ArgumentError(f"{op}(): out_dtype must be None (q's dtype) or 'f32', got {out_dtype!r}")

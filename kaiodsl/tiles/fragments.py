@@ -10,6 +10,11 @@ row: row reductions are an in-register reduction and two ``shfl.bfly`` steps (xo
 Accumulator -> A operand without shared memory (FlashAttention-2's P @ V): the m16n8k16 A fragment
 (9.7.14.5.8: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)) is exactly the C
 fragments of two neighbouring n8 tiles, 2kk and 2kk + 1, packed in pairs.
+
+For an 8-bit A operand (wgmma k32: a lane holds k 4t..4t+3 and 16+4t..16+4t+3 of rows g and g+8) the
+C columns a lane holds (8j + 2t + {0, 1}) do not line up; ``to_a8`` packs each lane's own values anyway,
+so A's k index p of each 32-column step holds column ``a8_order()[p]`` of the accumulator: a product
+over k (P V) is right when B's k rows are put in the same order (ops/attention_sm90_fp8.py).
 """
 
 from __future__ import annotations
@@ -182,6 +187,37 @@ def to_a(T: Const, acc, H2: Const):
             c1 = acc[i][2 * kk + 1]
             line = line + [(pack(c0[0], c0[1], H2), pack(c0[2], c0[3], H2),
                             pack(c1[0], c1[1], H2), pack(c1[2], c1[3], H2))]
+        out = out + [line]
+    return out
+
+
+def a8_order() -> np.ndarray:
+    """Host side: the accumulator column (0..31) that ``to_a8`` puts at k index p of a k32 step."""
+    p = np.arange(32)
+    half, t, i = p // 16, (p % 16) // 4, p % 4
+    return 16 * half + 2 * t + np.where(i < 2, i, 8 + i - 2)
+
+
+@kaiodsl.func
+def pack8x4(x0, x1, x2, x3, dtype: Const):
+    """Four f32 values as one register of four e4m3 / e5m2 bytes, x0 in the low byte (cvt.rn.satfinite)."""
+    return kaiodsl.pack_b32(kaiodsl.pack_fp8x2(x0, x1, dtype), kaiodsl.pack_fp8x2(x2, x3, dtype))
+
+
+@kaiodsl.func
+def to_a8(T: Const, acc, dtype: Const):
+    """The accumulator as 8-bit wgmma k32 A fragments (4 registers of 4 bytes) ``[i][kk]`` for columns
+    32 kk .. 32 kk + 31 permuted by ``a8_order`` (see the module doc): no shuffles. T.nj % 4 == 0."""
+    out = []
+    for i in kaiodsl.static_range(T.mi):
+        line = []
+        for kk in kaiodsl.static_range(T.nj // 4):
+            c0 = acc[i][4 * kk]
+            c1 = acc[i][4 * kk + 1]
+            c2 = acc[i][4 * kk + 2]
+            c3 = acc[i][4 * kk + 3]
+            line = line + [(pack8x4(c0[0], c0[1], c1[0], c1[1], dtype), pack8x4(c0[2], c0[3], c1[2], c1[3], dtype),
+                            pack8x4(c2[0], c2[1], c3[0], c3[1], dtype), pack8x4(c2[2], c2[3], c3[2], c3[3], dtype))]
         out = out + [line]
     return out
 

@@ -1,0 +1,444 @@
+"""fp8 (e4m3) flash-attention forward on sm_90a: ``ops.attention(q, k, v, descale=(dq, dk, dv), ...)``.
+
+FlashAttention-3's fp8 forward (Shah et al. 2024, section 3.3) on the structure of the f16/bf16 Hopper
+kernel (ops/attention_sm90.py: a TMA producer warpgroup, two consumer warpgroups of 64 query rows,
+mbarrier rings for K and V, the overlapped schedule and the optional ping-pong), reusing its softmax,
+rescale, store and turn-taking pieces. q [B, H, Sq, D], k/v [B, Hkv, Sk, D] are e4m3 whose true values
+are ``q * dq``, ``k * dk``, ``v * dv``: per-tensor Python floats, or f32 arrays (one per head: [H] for
+dq, [Hkv] for dk/dv; or [1], read on the device). D is 64 or 128.
+
+* S = Q K^T: wgmma e4m3 SS, both K-major. A row of D is D bytes, so Q and K tiles are one swizzled
+  column block (the D-byte swizzle: 64 or 128) and one TMA box; a k32 step is 32 bytes of the row.
+* softmax: ``tiles.softmax`` in raw units with c = scale * log2(e) * dq * dk (the true scaled score is
+  s c / log2(e)), so m, l and the natural-log LSE are those of the true scores.
+* O += P V: wgmma e4m3 RS, P in registers. fp8 wgmma takes only K-major B, so V is read as V^T
+  [D, keys]; and the 8-bit A fragment (a lane holds k 4t..4t+3, 16+4t..16+4t+3 of its two rows) is not
+  where the S accumulator put the lane's columns (8j + 2t + {0, 1}). No shuffles: ``to_a8`` packs each
+  lane's own 8 values a row and k32 step, which puts key ``a8_order()[p]`` of each 32-key chunk at k
+  index p (p = 4t + i -> key 2t + i for i < 2, 8 + 2t + i - 2 otherwise; +16 for the second half);
+  since P V sums over the keys, V^T's keys are stored in that same order. A small prep kernel
+  (``vt_kernel``) writes V^T [B, Hkv, D, Sk_pad] so, Sk_pad = Sk rounded up to 32, zeros in the pad (a
+  masked P is 0, but 0 x NaN garbage would not be). A V^T tile is ``bn`` keys wide: column blocks
+  of W = 128, 64 or 32 bytes (the largest dividing bn), one TMA box and swizzle of W bytes each.
+* Epilogue: O dv / l in f16/bf16 (``out_dtype``), f32 LSE [B, H, Sq].
+
+P is rounded to e4m3 (3 mantissa bits) before P V while l sums the f32 p, as FA3 does: the output's
+relative error is about 2e-2 (tests/ops/test_attention_fp8.py measures it).
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import kaiodsl
+from kaiodsl import Const, Ptr, TensorMap, bf16, e4m3, f16, f32, i32, i64, tiles, u8, u32, u64
+from kaiodsl.errors import ArgumentError
+from kaiodsl.tiles import fragments, pipeline, softmax
+
+from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, same_kind
+from .attention_sm90 import (BLOCK_Q, CONS_REGS, NEG_INF, PROD_REGS, SMEM_LIMIT, THREADS, Sm90AttnConfig,
+                             _canonical, _my_turn, _rescale, _softmax, _store_o, _your_turn)
+
+# Row and key indices are i32 (check_qkv bounds S below 2^23); pointer offsets built from them are
+# widened to 64 bits before the multiplies (as in attention_sm90).
+warnings.filterwarnings("ignore", category=kaiodsl.errors.IndexOverflowWarning,
+                        module=r"kaiodsl\.ops\.attention_sm90_fp8$")
+
+OUT_DTYPES = {"bf16": bf16, "f16": f16}
+CHUNK = 32                 # keys of one k32 step of P V: the unit of V^T's key order
+ORDER4 = (0, 1, 8, 9)      # fragments.a8_order of positions 4q .. 4q + 3, less its first key
+
+
+def smem_bytes(cfg: Sm90AttnConfig, d: int) -> int:
+    """Q, then ``stages`` K and ``stages`` V^T slots, one byte an element."""
+    return BLOCK_Q * d + 2 * cfg.stages * cfg.bn * d
+
+
+def default_config(d: int) -> Sm90AttnConfig:
+    """128-key tiles in 2-slot rings: 48 KB of shared memory at d = 64, 96 KB at d = 128."""
+    return Sm90AttnConfig(bn=128, stages=2)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The compile-time shape of one kernel (``dtype`` is the output's: attention_sm90._store_o's)."""
+
+    d: int
+    dtype: object
+    cfg: Sm90AttnConfig
+    causal: bool
+
+    @property
+    def q_bytes(self) -> int:
+        return BLOCK_Q * self.d
+
+    @property
+    def kv_bytes(self) -> int:
+        return self.cfg.bn * self.d
+
+    @property
+    def vw(self) -> int:
+        """Bytes (keys) of one V^T column block: its TMA box width and swizzle."""
+        return next(w for w in (128, 64, 32) if self.cfg.bn % w == 0)
+
+    @property
+    def s_wg(self):
+        return tiles.WarpgroupMma("e4m3", self.cfg.bn, self.d, 1, swizzle=self.d)
+
+    @property
+    def o_wg(self):
+        return tiles.WarpgroupMma("e4m3", self.d, self.vw, 1, swizzle=self.vw)
+
+
+@kaiodsl.func
+def _produce(L: Const, tq, tk, tv, smem, qbar, kbars, vbars, RK: Const, RV: Const, b, h, hk, q0, nb):
+    """One thread: Q once, then nb key tiles: K [bn, D] into the K ring, V^T [D, bn] into the V ring."""
+    cfg = L.cfg
+    kaiodsl.mbarrier_arrive_expect_tx(qbar, L.q_bytes)
+    for cw in kaiodsl.static_range(2):
+        kaiodsl.tma_load(smem.ptr(cw * 64 * L.d), tq, (b, h, q0 + 64 * cw, 0), qbar)
+    ks = pipeline.start(RK)
+    vs = pipeline.start(RV)
+    for j in range(nb):
+        pipeline.acquire(RK, ks, kbars)
+        index, phase = ks
+        pipeline.commit(RK, ks, kbars, L.kv_bytes)
+        kaiodsl.tma_load(smem.ptr(L.q_bytes + index * L.kv_bytes), tk, (b, hk, j * cfg.bn, 0), kbars.ptr(index))
+        ks = pipeline.advance(RK, ks)
+        pipeline.acquire(RV, vs, vbars)
+        index, phase = vs
+        pipeline.commit(RV, vs, vbars, L.kv_bytes)
+        for c in kaiodsl.static_range(cfg.bn // L.vw):
+            kaiodsl.tma_load(smem.ptr(L.q_bytes + (cfg.stages + index) * L.kv_bytes + c * L.d * L.vw), tv,
+                             (b, hk, 0, j * cfg.bn + c * L.vw), vbars.ptr(index))
+        vs = pipeline.advance(RV, vs)
+
+
+@kaiodsl.func
+def _s_issue(L: Const, smem, cw, kslot, s):
+    """S = Q K^T for this consumer's 64 rows as one commit group (D / 32 k32 steps along the D-byte
+    swizzled rows); ``s`` a dead accumulator that the first wgmma overwrites (scale_d=False)."""
+    kaiodsl.wgmma_fence()
+    for ks in kaiodsl.static_range(L.d // 32):
+        da = kaiodsl.wgmma_desc(smem.ptr(cw * 64 * L.d + ks * 32), L.d, rows=64)
+        db = kaiodsl.wgmma_desc(smem.ptr(kslot + ks * 32), L.d, rows=L.cfg.bn)
+        s = kaiodsl.wgmma(da, db, s, dtype="e4m3", scale_d=ks > 0)
+    kaiodsl.wgmma_commit()
+    return s
+
+
+@kaiodsl.func
+def _pv_issue(L: Const, o, pa, smem, vslot):
+    """O += P V as one commit group: P's k32 A fragments from registers, V^T [D, bn] K-major (a k32
+    step is 32 bytes into one of the W-byte column blocks)."""
+    kaiodsl.wgmma_fence()
+    for kk in kaiodsl.static_range(L.cfg.bn // CHUNK):
+        db = kaiodsl.wgmma_desc(smem.ptr(vslot + (kk * CHUNK // L.vw) * L.d * L.vw + kk * CHUNK % L.vw), L.vw,
+                                rows=L.d)
+        o = kaiodsl.wgmma(pa[0][kk], db, o, dtype="e4m3")
+    kaiodsl.wgmma_commit()
+    return o
+
+
+@kaiodsl.func
+def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, bh, Sq, q0, nb, kend, shift, c, dv,
+             tid):
+    """One consumer warpgroup: attention_sm90._consume's schedules with e4m3 wgmmas and P packed by
+    ``fragments.to_a8``; the output scaled by dv / l."""
+    cfg = L.cfg
+    ST = L.s_wg.acc_tile
+    cw = tid // 128 - 1
+    lane = tid % 32
+    row_wg = q0 + 64 * cw
+    row_w = row_wg + 16 * ((tid // 32) % 4)
+    m = [[f32(NEG_INF), f32(NEG_INF)]]
+    l = [[f32(0.0), f32(0.0)]]
+    acc = kaiodsl.wgmma_zeros(L.d)
+    sj = kaiodsl.wgmma_zeros(cfg.bn)
+    kaiodsl.mbarrier_wait(qbar, 0)
+    ks = pipeline.start(RK)
+    vs = pipeline.start(RV)
+    vbase = L.q_bytes + cfg.stages * L.kv_bytes
+    if cfg.overlap:
+        acc = [f32(0.0) for i in range(L.d // 2)]
+        pa = fragments.to_a8(ST, fragments.fill(ST, 0.0), e4m3)
+        if cw == 1 and nb > 0:
+            _your_turn(L, cw)
+        if nb > 0:
+            pipeline.wait(RK, 0, ks, kbars)
+            index, phase = ks
+            _my_turn(L, cw)
+            sj = _s_issue(L, smem, cw, L.q_bytes + index * L.kv_bytes, sj)
+            _your_turn(L, cw)
+            sj = kaiodsl.wgmma_wait(0, sj)
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
+            pa = fragments.to_a8(ST, p, e4m3)
+        for j in range(1, nb):
+            pipeline.wait(RK, 0, ks, kbars)
+            pipeline.wait(RV, 0, vs, vbars)
+            _my_turn(L, cw)
+            index, phase = ks
+            sj = _s_issue(L, smem, cw, L.q_bytes + index * L.kv_bytes, sj)
+            index, phase = vs
+            acc = _pv_issue(L, acc, pa, smem, vbase + index * L.kv_bytes)
+            _your_turn(L, cw)
+            sj, acc = kaiodsl.wgmma_wait(1, sj, acc, complete=1)
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            acc = kaiodsl.wgmma_wait(0, acc)
+            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+            pa = fragments.to_a8(ST, p, e4m3)
+            acc = _rescale(L, acc, alpha)
+        if nb > 0:
+            pipeline.wait(RV, 0, vs, vbars)
+            index, phase = vs
+            _my_turn(L, cw)
+            pv = _pv_issue(L, acc, pa, smem, vbase + index * L.kv_bytes)
+            if cw == 0:
+                _your_turn(L, cw)
+            done = kaiodsl.wgmma_wait(0, pv)
+            acc = [done[i] for i in range(L.d // 2)]
+            pipeline.release(RV, vs, vbars)
+    else:
+        for j in range(nb):
+            pipeline.wait(RK, 0, ks, kbars)
+            index, phase = ks
+            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_bytes + index * L.kv_bytes, sj))
+            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
+            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            pa = fragments.to_a8(ST, p, e4m3)
+            acc = _rescale(L, acc, alpha)
+            pipeline.wait(RV, 0, vs, vbars)
+            index, phase = vs
+            acc = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, vbase + index * L.kv_bytes))
+            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
+    lsum = softmax.finish(ST, l)
+    inv = softmax.inverse(ST, lsum)
+    inv = [[inv[0][0] * dv, inv[0][1] * dv]]
+    _store_o(L, tiles.warpgroup.acc_tile(L.o_wg, acc), inv, o, i64(bh) * Sq * L.d, row_w, Sq, lane)
+    tiles.epilogue.store_rows(ST, lse + i64(bh) * Sq, softmax.lse(ST, m, lsum, c), row_w, lane, Sq)
+
+
+@lru_cache(maxsize=None)
+def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: bool, per_head: bool):
+    OUT = OUT_DTYPES[out_name]
+    L = Layout(d, OUT, cfg, causal)
+    RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
+    RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
+    name = f"attn_fwd_sm90_fp8_d{d}_{out_name}_{cfg}" + ("_causal" if causal else "") + ("_ph" if per_head else "")
+
+    @kaiodsl.kernel(block_size=THREADS, name=name)
+    def attn_fwd_sm90_fp8(tq: TensorMap, tk: TensorMap, tv: TensorMap, o: Ptr[OUT], lse: Ptr[f32],
+                          sq: Ptr[f32], sk: Ptr[f32], sv: Ptr[f32], Sq: i32, Sk: i32, H: i32, group: i32,
+                          c: f32, dv: f32, shift: i32, qstep: i32, kstep: i32):
+        smem = kaiodsl.dynamic_shared(u8, align=1024)
+        kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
+        vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
+        qbar = kaiodsl.shared_array(u64, (1,), align=8, name="qbar")
+        tid = kaiodsl.thread_idx.x
+        nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
+        pid = kaiodsl.block_idx.x
+        qb = nqb - 1 - pid % nqb
+        bh = pid // nqb
+        b = bh // H
+        h = bh - b * H
+        hk = h // group
+        q0 = qb * BLOCK_Q
+        kend = Sk
+        if causal:
+            kend = max(min(Sk, q0 + BLOCK_Q + shift), 0)
+        nb = (kend + cfg.bn - 1) // cfg.bn
+        if tid == 0:
+            kaiodsl.tma_prefetch(tq)
+            kaiodsl.tma_prefetch(tk)
+            kaiodsl.tma_prefetch(tv)
+            kaiodsl.mbarrier_init(qbar, 1)
+            pipeline.init(RK, kbars)
+            pipeline.init(RV, vbars)
+        kaiodsl.syncthreads()
+        if tid < 128:
+            kaiodsl.setmaxnreg(PROD_REGS, False)
+            if tid == 0:
+                _produce(L, tq, tk, tv, smem, qbar, kbars, vbars, RK, RV, b, h, hk, q0, nb)
+        else:
+            kaiodsl.setmaxnreg(CONS_REGS, True)
+            cc = c
+            dd = dv
+            if per_head:
+                cc = c * sq[h * qstep] * sk[hk * kstep]
+                dd = dv * sv[hk * kstep]
+            _consume(L, smem, qbar, kbars, vbars, RK, RV, o, lse, bh, Sq, q0, nb, kend, shift, cc, dd, tid)
+
+    return attn_fwd_sm90_fp8
+
+
+@lru_cache(maxsize=None)
+def vt_kernel(d: int):
+    """V [BH, Sk, D] -> V^T [BH, D, Skp] with each 32-key chunk in ``fragments.a8_order`` and zeros past
+    Sk; a block of 128 threads moves one chunk of one head through shared memory, 4 bytes a thread
+    and access (grid: (Skp / 32, BH)); the chunk's rows are padded by a word in shared memory, so
+    the 8 keys a warp reads per D index sit in 8 banks."""
+    words = d // 4                                   # u32 words of one V row
+    stride = words + 1
+
+    @kaiodsl.kernel(block_size=128, name=f"attn_fp8_vt_d{d}")
+    def attn_fp8_vt(v: Ptr[e4m3], vt: Ptr[u8], Sk: i32, Skp: i32):
+        tile = kaiodsl.shared_array(u32, (CHUNK * stride,), align=16, name="vchunk")
+        tid = kaiodsl.thread_idx.x
+        k0 = kaiodsl.block_idx.x * CHUNK
+        bh = kaiodsl.block_idx.y
+        src = kaiodsl.ptr_cast(v, u32)
+        dst = kaiodsl.ptr_cast(vt, u32)
+        for r in kaiodsl.static_range(CHUNK * words // 128):
+            u = tid + 128 * r
+            key = k0 + u // words
+            tile[(u // words) * stride + u % words] = kaiodsl.load(src, (i64(bh) * Sk + key) * words + u % words,
+                                                                   mask=key < Sk, other=0)
+        kaiodsl.syncthreads()
+        for r in kaiodsl.static_range(d * CHUNK // 4 // 128):
+            u = tid + 128 * r
+            row = u // 8                             # the D index: a V^T row holds 8 words of the chunk
+            q = u % 8
+            kb = 16 * (q // 4) + 2 * (q % 4)         # a8_order of positions 4q .. 4q + 3
+            sh = u32(8 * (row % 4))
+            out = u32(0)
+            for i in kaiodsl.static_range(4):
+                key = kb + ORDER4[i]
+                out = out | (((tile[key * stride + row // 4] >> sh) & u32(0xFF)) << u32(8 * i))
+            dst[(i64(bh) * d + row) * (Skp // 4) + k0 // 4 + q] = out
+
+    return attn_fp8_vt
+
+
+def padded_keys(Sk: int) -> int:
+    return (Sk + CHUNK - 1) // CHUNK * CHUNK
+
+
+def transpose_v(v, vz, BHkv: int, Sk: int, D: int):
+    """V^T [B, Hkv, D, Sk_pad] (u8 codes of e4m3) of a validated contiguous v, keys in a8_order."""
+    skp = padded_keys(Sk)
+    vt = new_like(vz, tuple(vz.shape[:2]) + (D, skp), u8)
+    vt_kernel(D)[(skp // CHUNK, BHkv), 128](v, vt, Sk, skp)
+    return vt
+
+
+def _descale(descale, qz, H: int, Hkv: int, op: str):
+    """(per_head, c factor dq dk or 1, dv or 1, (sq, sk, sv) arrays or None, q step, k/v step)."""
+    if not (isinstance(descale, (tuple, list)) and len(descale) == 3):
+        raise ArgumentError(f"{op}(): descale must be (dq, dk, dv) for fp8 inputs (the true values are q * dq, "
+                            f"k * dk, v * dv; (1.0, 1.0, 1.0) for none), got {descale!r}")
+    names = ("descale[0] (dq)", "descale[1] (dk)", "descale[2] (dv)")
+    if all(is_real(x) for x in descale):
+        for n, x in zip(names, descale):
+            if not (math.isfinite(float(x)) and 0 < float(x) < 3.0e38):
+                raise ArgumentError(f"{op}(): {n} must be a finite positive number, got {x!r}")
+        return False, float(descale[0]) * float(descale[1]), float(descale[2]), None, 0, 0
+    if any(is_real(x) for x in descale):
+        raise ArgumentError(f"{op}(): descale must be three numbers or three f32 arrays, not a mix: got "
+                            f"{tuple(type(x).__name__ for x in descale)}")
+    steps = []
+    for n, x, heads, what in zip(names, descale, (H, Hkv, Hkv), ("H", "Hkv", "Hkv")):
+        z = inspect_array(n, x, op)
+        require_dtype(z, (f32,), op)
+        same_kind(op, qz, z)
+        if tuple(z.shape) not in ((heads,), (1,)) or not z.contiguous:
+            raise ArgumentError(f"{op}(): {n} has shape {z.shape}; allowed: a contiguous f32 [{what}={heads}] "
+                                f"(one per head) or [1]")
+        steps.append(1 if z.shape[0] > 1 else 0)
+    if steps[1] != steps[2]:
+        raise ArgumentError(f"{op}(): descale[1] (dk) and descale[2] (dv) must both be per head [Hkv] or both [1]")
+    return True, 1.0, 1.0, tuple(descale), steps[0], steps[1]
+
+
+def check(qz, kz, vz, oz, out_dtype, lens, num_splits, config, Sk: int, D: int, op: str):
+    """The fp8 path's own rules (check_qkv checked the shapes): (output type, config)."""
+    from kaiodsl.compiler import default_arch
+
+    arch = default_arch()
+    if arch != "sm_90a":
+        raise ArgumentError(f"{op}(): fp8 (e4m3) attention runs on the sm_90a kernel only; the target is {arch} "
+                            f"(a Hopper GPU, or KAIODSL_ARCH=sm_90a for the simulator)")
+    if D not in (64, 128):
+        raise ArgumentError(f"{op}(): fp8 attention takes head dim D=64 or 128, got D={D}")
+    name = out_dtype.name if hasattr(out_dtype, "name") else out_dtype
+    if not (isinstance(name, str) and name in OUT_DTYPES):
+        raise ArgumentError(f"{op}(): out_dtype for fp8 inputs must be 'bf16' (default) or 'f16', got {out_dtype!r}")
+    if lens is not None or num_splits not in (None, 1):
+        raise ArgumentError(f"{op}(): seqlens_k and num_splits are not supported for fp8 inputs, got "
+                            f"seqlens_k={'given' if lens is not None else None}, num_splits={num_splits!r}")
+    if Sk == 0:
+        raise ArgumentError(f"{op}(): fp8 attention needs Sk >= 1 keys, got Sk=0")
+    for z in (qz, kz, vz) + ((oz,) if oz is not None else ()):
+        if not z.contiguous:
+            raise ArgumentError(f"{op}(): fp8 attention needs contiguous [B, H, S, D] arrays; '{z.name}' has "
+                                f"strides {z.strides} for shape {z.shape}")
+    for z in (qz, kz, vz):
+        if data_alignment(z) < 16:
+            raise ArgumentError(f"{op}(): '{z.name}' data is {data_alignment(z)}-byte aligned; TMA needs 16 bytes")
+    cfg = default_config(D) if config is None else config
+    if not isinstance(cfg, Sm90AttnConfig):
+        raise ArgumentError(f"{op}(): config for fp8 inputs must be a kaiodsl.ops.Sm90AttnConfig or None, "
+                            f"got {config!r}")
+    if cfg.bn % CHUNK:
+        raise ArgumentError(f"{op}(): config={cfg!r}: fp8 needs bn a multiple of 32 (the k32 step of P V), "
+                            f"got bn={cfg.bn}")
+    if smem_bytes(cfg, D) > SMEM_LIMIT:
+        raise ArgumentError(f"{op}(): config={cfg!r} needs {smem_bytes(cfg, D)} bytes of shared memory at D={D}; "
+                            f"at most {SMEM_LIMIT} fit (fewer stages or a smaller bn)")
+    return OUT_DTYPES[name], cfg
+
+
+_DUMMY = {}
+
+
+def _dummy_f32(like):
+    key = (like.kind, str(like.device))
+    if key not in _DUMMY:
+        _DUMMY[key] = new_like(like, (1,), f32)
+    return _DUMMY[key]
+
+
+def launch(q, k, v, vz, out, lse, out_name: str, B: int, H: int, Hkv: int, Sq: int, Sk: int, D: int,
+           causal_mode, c: float, descale, cfg: Sm90AttnConfig, qz):
+    """V^T, then the kernel, on validated operands; ``c`` = scale * log2(e); ``descale`` as _descale gives."""
+    per_head, cqk, dv, arrays, qstep, kstep = descale
+    vt = transpose_v(_canonical(v), vz, B * Hkv, Sk, D)
+    q, k = _canonical(q), _canonical(k)
+    L = Layout(D, OUT_DTYPES[out_name], cfg, causal_mode is not None)
+    tq = TensorMap(q, (1, 1, 64, D), swizzle=D)
+    tk = TensorMap(k, (1, 1, cfg.bn, D), swizzle=D, l2_promotion=256)
+    tv = TensorMap(vt, (1, 1, D, L.vw), swizzle=L.vw, l2_promotion=256)
+    shift = Sk - Sq if causal_mode == "bottom_right" else 0
+    sq, sk, sv = arrays if per_head else (_dummy_f32(qz),) * 3
+    kern = fp8_attention_kernel(D, out_name, cfg, causal_mode is not None, per_head)
+    nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
+    kern[B * H * nqb, THREADS](tq, tk, tv, out, lse, sq, sk, sv, Sq, Sk, H, H // Hkv, c * cqk, dv, shift, qstep,
+                               kstep, smem=smem_bytes(cfg, D))
+    return out
+
+
+def attention_fp8(q, k, v, causal, scale, descale, return_lse, out, seqlens_k, num_splits, out_dtype, config, op):
+    """ops.attention with ``descale``: everything is validated before anything is allocated or launched."""
+    from .attention import LOG2E, _out, _seqlens, causal_mode, check_qkv, softmax_scale
+
+    qz, kz, vz, B, H, Hkv, Sq, Sk, D = check_qkv(q, k, v, op, dtypes=(e4m3,))
+    mode = causal_mode(causal, op)
+    sc = softmax_scale(scale, D, op)
+    lens = _seqlens(seqlens_k, qz, B, op)
+    odt, cfg = check(qz, kz, vz, None, "bf16" if out_dtype is None else out_dtype, lens, num_splits, config, Sk,
+                     D, op)
+    oz = _out(out, qz, odt, op)
+    if oz is not None and not oz.contiguous:
+        raise ArgumentError(f"{op}(): 'out' must be contiguous [B, H, Sq, D], got strides {oz.strides}")
+    ds = _descale(descale, qz, H, Hkv, op)
+    if B * Hkv >= 65536:
+        raise ArgumentError(f"{op}(): B * Hkv = {B * Hkv} must be below 65536 (the V^T kernel's grid)")
+    if out is None:
+        out = new_like(qz, (B, H, Sq, D), odt)
+    lse = new_like(qz, (B, H, Sq), f32)
+    if B * H * Sq == 0:
+        return (out, lse) if return_lse else out
+    launch(q, k, v, vz, out, lse, odt.name, B, H, Hkv, Sq, Sk, D, mode, sc * LOG2E, ds, cfg, qz)
+    return (out, lse) if return_lse else out
