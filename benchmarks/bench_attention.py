@@ -239,10 +239,8 @@ def sweep_backward(torch, ops, results) -> None:
     there) at D 64/128, S 4096, f16, causal and not (--sweep-bwd)."""
     from kaiodsl.ops import BwdConfig, Sm90BwdConfig as S9
 
-    cfgs = [None, BwdConfig(64, 64, 64, 32), BwdConfig(128, 32, 64, 32), BwdConfig(128, 64, 128, 32),
-            BwdConfig(128, 32, 128, 64), BwdConfig(64, 32, 128, 32), BwdConfig(128, 64, 64, 64),
-            BwdConfig(64, 16, 64, 16), S9(overlap=True), S9(bq=32, bn=32, overlap=True), S9(split=False),
-            S9(split=True), S9(split=True, overlap=True), S9(bn=128), S9(stages=3), S9(bq=128, bn=32)]
+    cfgs = [None, BwdConfig(), BwdConfig(128, 32, 64, 32), S9(overlap=True), S9(bq=32, bn=32, overlap=True),
+            S9(split=False), S9(split=True, overlap=True), S9(bn=128), S9(stages=3), S9(bq=128, bn=32)]
     for D in (64, 128):
         B, H, S = 4, 16, 4096
         q, k, v, do = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(4))

@@ -132,7 +132,7 @@ for step in $steps; do
       done ;;
     py=*)
       script=${step#py=}; script=${script//+/ }; name=$(basename "${script%% *}" .py)
-      timeout ${PY_TIMEOUT:-300} python3 $script 2>&1 | tee "$OUT/$name.log" | tail -${PY_TAIL:-60} ;;
+      timeout ${PY_TIMEOUT:-300} python3 $script 2>&1 | tee -a "$OUT/$name.log" | tail -${PY_TAIL:-60} ;;
     decode-sweep)
       timeout 200 python3 scripts/decode_sweep.py 2>&1 | tee "$OUT/decode_sweep.log" | tail -12 ;;
     hopper)
