@@ -9,7 +9,7 @@ its rows also time the sm_80 mma.sync kernel (``kaiodsl_sm80_tflops``). Writes a
 ``--fp8``: only the e4m3 forward (ops/attention_sm90_fp8.py, V^T prep included, and the prep alone)
 against kaiodsl's own f16 forward on the same shapes, into benchmarks/results/attention_fp8.json.
 
-    python benchmarks/bench_attention.py [--quick] [--no-backward] [--sweep] [--fp8]
+    python benchmarks/bench_attention.py [--quick] [--no-backward] [--sweep] [--fp8] [--hopper]
 """
 
 import argparse
@@ -43,7 +43,7 @@ def _try(fn):
         return None
 
 
-def bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, backward, results):
+def bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, backward, results, sm80=True):
     dt = getattr(torch, dtype)
     B = max(1, TOKENS // S)
     q = torch.randn(B, hq, S, D, device="cuda", dtype=dt)
@@ -53,7 +53,7 @@ def bench_forward_backward(torch, ops, dtype, D, S, causal, hq, hkv, backward, r
     t = _try(lambda: ops.attention(q, k, v, causal=causal))
     row["kaiodsl_tflops"] = flops / t / 1e9 if t else None
     row["kernel"] = _kernel_of(ops, q, k)
-    if row["kernel"] == "sm90":          # the mma.sync kernel too, for the before/after on Hopper
+    if row["kernel"] == "sm90" and sm80:     # the mma.sync kernel too, for the before/after on Hopper
         from kaiodsl.ops.attention_fwd import fwd_config
         cfg = fwd_config(D, S)
         t80 = _try(lambda: ops.attention(q, k, v, causal=causal, config=cfg))
@@ -293,6 +293,9 @@ def main() -> int:
     ap.add_argument("--decode-only", action="store_true", help="only the full run's decode rows")
     ap.add_argument("--fp8", action="store_true", help="only the fp8 (e4m3) forward against the f16 forward "
                                                       "(D 128/64, S 1k..16k, causal and not), then tilings at S 4096")
+    ap.add_argument("--hopper", action="store_true",
+                    help="the sm_90a kernels' plan (fwd + bwd, f16 D 128/64, bf16, GQA 32/8; no mma.sync rows, no "
+                         "decode) into benchmarks/results/attention_hopper.json (< 5 min)")
     ap.add_argument("--shard", default="0/1", metavar="K/N",
                     help="the full run's rows i with i %% N == K, merged into the JSON already there (the full "
                          "run in N device calls)")
@@ -327,6 +330,19 @@ def main() -> int:
         meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
         out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
         print(f"wrote {out}")
+        return 0
+    if args.hopper:
+        plan = [("float16", 128, S, c, 16, 16) for S in SEQS[1:] for c in (False, True)]
+        plan += [("float16", 64, S, c, 32, 32) for S in (1024, 4096, 16384) for c in (False, True)]
+        plan += [("bfloat16", 128, 4096, c, 16, 16) for c in (False, True)]
+        plan += [("float16", 128, S, c, 32, 8) for S in (4096, 8192) for c in (False, True)]
+        for p in plan:
+            bench_forward_backward(torch, ops, *p, not args.no_backward, results, sm80=False)
+        out = ROOT / "benchmarks" / "results" / "attention_hopper.json"
+        meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version()}
+        out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print(f"wrote {out}")
+        plot(results, out.with_suffix(".png"))
         return 0
     if args.quick:
         plan = [("float16", 128, S, c, 32, 32) for S in (1024, 4096) for c in (False, True)]

@@ -95,9 +95,11 @@ class Sm90BwdConfig:
 
 
 def sm90_bwd_config(d: int) -> Sm90BwdConfig:
-    """64-row streamed tiles in 2-slot rings (64 KB of shared memory at d = 64, 128 KB at d = 128); dK and
-    dV in one pass at d = 64, two at d = 128 (no spills either way)."""
-    return Sm90BwdConfig(bq=64, bn=64, stages=2)
+    """2-slot rings, dK and dV in one pass. H200 sweep at S 4096, f16 (bench_attention.py --sweep-bwd,
+    TFLOPS non-causal / causal): d 128 fused q64k64 377 / 332 against 288 / 264 in two passes (nvJitLink
+    reports 1240 spill bytes fused; the driver's JIT, ptxas 13.0, none); d 64 q64k128 284 / 244 against
+    q64k64 272 / 237."""
+    return Sm90BwdConfig(bq=64, bn=128 if d == 64 else 64, stages=2, split=False)
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,11 @@ def smem_bytes(cfg: Sm90AttnConfig, d: int) -> int:
 
 
 def default_config(d: int) -> Sm90AttnConfig:
-    """128-key tiles in 2-slot rings: 48 KB of shared memory at d = 64, 96 KB at d = 128."""
-    return Sm90AttnConfig(bn=128, stages=2)
+    """192-key tiles at d = 128 and 256 at d = 64, in 2-slot rings, no ping-pong (120 / 80 KB of shared
+    memory). H200 sweep at S 4096 (bench_attention.py --fp8, TFLOPS non-causal / causal): d 128 k192s2
+    764 / 626 against k128s2_pp 722 / 607 and k192s2_pp 735 / 614; d 64 k256s2 503 / 395 against
+    k128s2_pp 429 / 379 and k256s2_pp 482 / 402."""
+    return Sm90AttnConfig(bn=192 if d == 128 else 256, stages=2)
 
 
 @dataclass(frozen=True)

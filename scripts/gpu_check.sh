@@ -120,8 +120,10 @@ for step in $steps; do
       timeout 300 python3 examples/gemm/bench.py --update-readme 2>&1 | tee "$OUT/tutorial.log" | tail -20
       cp benchmarks/results/gemm_tutorial.json examples/gemm/README.md "$OUT/" 2>/dev/null ;;
     sanitize-sm90)
-      timeout 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py attention qkv 2>&1 \
-        | tee "$OUT/sanitize_sm90_memcheck.log" | tail -6 ;;
+      timeout 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py attention attention_bwd attention_fp8 qkv 2>&1 \
+        | tee "$OUT/sanitize_sm90_memcheck.log" | tail -6
+      timeout 150 compute-sanitizer --tool racecheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py attention attention_bwd attention_fp8 2>&1 \
+        | tee "$OUT/sanitize_sm90_racecheck.log" | tail -6 ;;
     ncu=*)
       targets=${step#ncu=}; targets=${targets//,/ }
       for t in $targets; do

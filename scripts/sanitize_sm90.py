@@ -23,9 +23,27 @@ for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attenti
         q = torch.randn(1, 4, 200, 128, generator=g).half().to(dev)
         k = torch.randn(1, 2, 200, 128, generator=g).half().to(dev)
         v = torch.randn(1, 2, 200, 128, generator=g).half().to(dev)
-        ops.attention(q, k, v)
-        ops.attention(q, k, v, causal=True)
+        ops.attention(q, k, v)                    # persistent: 8 units on the grid
+        ops.attention(q, k, v, causal=True)       # one block a unit
+        from kaiodsl.ops import Sm90AttnConfig
+        ops.attention(q, k, v, config=Sm90AttnConfig(bn=64, stages=1, pingpong=True))   # a one-slot ring wraps
         print("attention ok", flush=True)
+    if name == "attention_bwd":    # the sm_90a dK/dV and dQ kernels, fused and in two passes, GQA 4/2
+        from kaiodsl.ops import Sm90BwdConfig
+        for D in (64, 128):
+            q = torch.randn(1, 4, 200, D, generator=g).half().to(dev)
+            k, v = (torch.randn(1, 2, 200, D, generator=g).half().to(dev) for _ in range(2))
+            o, lse = ops.attention(q, k, v, causal=True, return_lse=True)
+            do = torch.randn_like(q)
+            ops.attention_backward(do, q, k, v, o, lse, causal=True)
+            ops.attention_backward(do, q, k, v, o, lse, config=Sm90BwdConfig(split=True))
+        print("attention_backward sm90 ok", flush=True)
+    if name == "attention_fp8":    # e4m3 forward (and its V^T prep), ragged keys, GQA
+        q = (torch.randn(1, 4, 200, 128, generator=g) * 3).to(dev).to(torch.float8_e4m3fn)
+        k, v = ((torch.randn(1, 2, 230, 128, generator=g) * 3).to(dev).to(torch.float8_e4m3fn) for _ in range(2))
+        ops.attention(q, k, v, descale=(0.5, 0.5, 0.5))
+        ops.attention(q, k, v, causal="bottom_right", descale=(0.5, 0.5, 0.5))
+        print("attention fp8 ok", flush=True)
     if name == "qkv":              # the segmented kernel: three B maps and outputs in one launch
         x = torch.randn(300, 256, generator=g).half().to(dev)
         ws = [torch.randn(n, 256, generator=g).half().to(dev) for n in (256, 128, 128)]

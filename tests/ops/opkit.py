@@ -73,3 +73,23 @@ def check_close(out, ref, out_dtype: str):
     assert dtype_name(out) == out_dtype
     err = rel_err(host(out), ref)
     assert err <= TOL[out_dtype], f"relative error {err:.3g} > {TOL[out_dtype]} ({out_dtype} output)"
+
+
+def ptxas_report(ptx: str) -> str:
+    """ptxas -v's report for sm_90a PTX (the assembler the CUDA 13.0 driver JITs with), skipping the test
+    where no ptxas is on PATH. The kernels that rebalance registers with setmaxnreg are checked here:
+    nvJitLink allocates them against the launch's count and reports spills that the driver's JIT does not."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    if shutil.which("ptxas") is None:
+        pytest.skip("no ptxas on PATH")
+    path = Path(tempfile.mkdtemp()) / "k.ptx"
+    path.write_text(ptx)
+    r = subprocess.run(["ptxas", "-arch=sm_90a", "-v", str(path), "-o", str(path.with_suffix(".cubin"))],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stderr
+

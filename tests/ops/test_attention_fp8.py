@@ -30,10 +30,15 @@ from kaiodsl.ops.attention_sm90 import Sm90AttnConfig
 from kaiodsl.sim.numeric import f32_to_fp8
 from kaiodsl.tiles import fragments
 
-from opkit import host
+from opkit import host, ptxas_report
 
 TOL_F64 = 4e-2
 TOL_EMU = {"bf16": 5e-3, "f16": 1e-3}    # measured 1.5e-3 / 2e-4: the output rounding, a few ulps
+# On the H200 the fp8 wgmma sums in an accumulator narrower than f32 (opkit.FP8_GPU_F32_TOL): against the
+# exact-f32 emulation f16 outputs were off by 1.3e-3 .. 3.7e-3 and the LSE by 2e-4 .. 1.2e-3 relative;
+# the float64 bound TOL_F64 is the same on both backends.
+TOL_EMU_GPU = {"bf16": 8e-3, "f16": 6e-3}
+LSE_RTOL = {"sim": 2e-4, "cuda": 3e-3}
 LOG2E = 1.4426950408889634
 
 
@@ -124,11 +129,13 @@ def _check(o, lse, vals, descale, causal, scale, bn, H, Hkv, out_dtype):
     assert err < TOL_F64, err
     emu = _emulated(vals, descale, causal, scale or 1 / math.sqrt(got.shape[-1]), bn, H, Hkv)
     err_emu = np.linalg.norm(got - emu) / np.linalg.norm(emu)
-    assert err_emu < TOL_EMU[out_dtype], err_emu
+    gpu = kaiodsl.runtime.get_backend_name() == "cuda"
+    assert err_emu < (TOL_EMU_GPU if gpu else TOL_EMU)[out_dtype], err_emu
     empty = np.isneginf(want_lse)
     np.testing.assert_array_equal(np.isneginf(lse), empty)
     assert (got[empty] == 0).all()
-    np.testing.assert_allclose(lse[~empty], want_lse[~empty], rtol=2e-4, atol=2e-4)
+    tol = LSE_RTOL["cuda" if gpu else "sim"]
+    np.testing.assert_allclose(lse[~empty], want_lse[~empty], rtol=tol, atol=tol)
     return err, err_emu
 
 
@@ -301,23 +308,11 @@ def test_fp8_attention_needs_sm90a(backend, no_launch, monkeypatch):
 def test_fp8_attention_kernels_do_not_spill():
     """ptxas (where it is on PATH; nvJitLink ignores setmaxnreg, so its figures do not apply) puts the
     default tilings' consumers in 240 registers without spills."""
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    if shutil.which("ptxas") is None:
-        pytest.skip("no ptxas on PATH")
-    for d, causal, cfg, per_head in ((64, False, Sm90AttnConfig(), False), (128, True, Sm90AttnConfig(), True),
+    for d, causal, cfg, per_head in ((64, False, fp8.default_config(64), False), (128, True, fp8.default_config(128), True),
                                      (128, False, Sm90AttnConfig(pingpong=True), False)):
-        ptx = fp8.fp8_attention_kernel(d, "bf16", cfg, causal, per_head).compile(arch="sm_90a").ptx
-        path = Path(tempfile.mkdtemp()) / "k.ptx"
-        path.write_text(ptx)
-        r = subprocess.run(["ptxas", "-arch=sm_90a", "-v", str(path), "-o", str(path.with_suffix(".cubin"))],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        assert "0 bytes spill stores, 0 bytes spill loads" in r.stderr, r.stderr
-        assert "C7513" not in r.stderr and "C7509" not in r.stderr, r.stderr    # wgmma not serialised
+        err = ptxas_report(fp8.fp8_attention_kernel(d, "bf16", cfg, causal, per_head).compile(arch="sm_90a").ptx)
+        assert "0 bytes spill stores, 0 bytes spill loads" in err, err
+        assert "C7513" not in err and "C7509" not in err, err    # wgmma not serialised
 
 
 # -- GPU tier ----------------------------------------------------------------------------------------

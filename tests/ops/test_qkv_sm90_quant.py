@@ -100,14 +100,14 @@ def test_qkv_sm90_quant_mid_m_runs(on_sm90, rng, poison, kind):  # noqa: F811
 
 def test_qkv_sm90_quant_choice(sm90):
     """qkv_choice names the dequantizing kernel at Llama-3-8B prefill (128 x 256 tiles, 128 x 128 with a rope),
-    and keeps the mma.sync kernel at M <= 64, off 16-byte boundaries and where a projection's N is no
+    and keeps the mma.sync kernel at M <= 16, off 16-byte boundaries and where a projection's N is no
     multiple of block_n."""
     for kind in ("int8", "int4"):
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024)
         assert isinstance(ch.config, W4Config) and ch.config.block_n == 256 and "gemm_sm90_w4" in ch.source
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, 128, "rotate_half")
         assert isinstance(ch.config, W4Config) and ch.config.block_n == 128
-        assert not isinstance(qmod.qkv_choice(kind, 64, 4096, 4096, 1024).config, W4Config)
+        assert not isinstance(qmod.qkv_choice(kind, 16, 4096, 4096, 1024).config, W4Config)
         assert not isinstance(qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, rows_aligned=False).config, W4Config)
         small = qmod.qkv_choice(kind, 80, 256, 128, 64)
         assert not isinstance(small.config, W4Config) and "multiples of block_n" in small.source
