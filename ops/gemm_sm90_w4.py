@@ -61,7 +61,7 @@ from kaiodsl.errors import ArgumentError
 
 from . import gemm_sm90_segments as seg
 from . import gemm_sm90_w4_stage as stage
-from ._common import require_positive_fields
+from ._common import data_alignment, inspect_array, require_positive_fields
 from .gemm_sm90 import SMEM_MAX, WarpgroupTiling, sm_count
 from .gemm_sm90_w4_stage import BK, CHUNK_BYTES_A_ROW, PRODUCERS, ROW_BYTES, W4Dequant  # noqa: F401
 
@@ -73,8 +73,8 @@ class W4Config(WarpgroupTiling):
     """``block_m x block_n`` output tiles, ``stages`` ring slots of (A, dequantized B) 64 k deep,
     ``consumers`` consumer warpgroups (``block_m / consumers`` rows each, a multiple of 64),
     tiles walked ``group_m`` tile-rows at a time (gemm_sm90.WarpgroupTiling); ``staging`` slots of
-    raw weights (``64 x block_n`` bytes each: int4 128 k, int8 64 k), ``staging - 1`` of them in flight
-    ahead of the one being dequantized."""
+    raw weights (``64 x block_n`` bytes each: int4 128 k, int8 64 k; at least 2), ``staging - 1`` of them
+    in flight ahead of the one being dequantized."""
 
     staging: int = 2
 
@@ -108,6 +108,7 @@ class W4Config(WarpgroupTiling):
             (self.consumers <= 2, "at most 2 consumer warpgroups (3 would leave 128 registers a thread)"),
             (self.registers() >= self.wg_rows // 64 * self.block_n // 2 + 32,
              "the accumulators do not fit in the consumers' registers"),
+            (self.staging >= 2, "staging must be at least 2 (a chunk of weights in flight while one is dequantized)"),
             (self.smem_bytes() + 1024 <= SMEM_MAX,
              f"the ring and the staging need {self.smem_bytes() + 1024} bytes of shared memory (with the "
              f"1024-byte alignment), more than {SMEM_MAX}: fewer stages or staging slots"),
@@ -302,12 +303,26 @@ def weights_map(D: W4Dequant, w):
     return TensorMap(w, D.chunk_box, l2_promotion=256)
 
 
+def require_group_alignment(op: str, D: W4Dequant, scales, zeros) -> None:
+    """Groups of 32 read a stage's two scales (zero points) in one 4-byte (2-byte) load: their data must
+    start on such a boundary (a torch view may not)."""
+    if D.kind != "int4" or D.group_size != 32:
+        return
+    for name, x, need in (("scales", scales, 4),) + ((("zeros", zeros, 2),) if D.has_zeros else ()):
+        got = data_alignment(inspect_array(name, x, op))
+        if got < need:
+            raise ArgumentError(f"{op}(): group_size=32 reads '{name}' {need} bytes at a time on sm_90a: its data "
+                                f"must start on a {need}-byte boundary, it is {got}-byte aligned (pass a copy)")
+
+
 def launch_w4_sm90(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_name: str, group_size: int,
                    has_zeros: bool, wdtype: str, cfg: W4Config):
     """matmul_int4's sm_90a path (arguments validated by matmul_int4, ``cfg`` from sm90_w4_plan; ``z``
     the zero points or a 1-element placeholder)."""
     ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
-    tw = weights_map(W4Dequant(cfg, dtype_name, group_size, has_zeros), w_packed)
+    D = W4Dequant(cfg, dtype_name, group_size, has_zeros)
+    require_group_alignment("matmul_int4", D, scales, z)
+    tw = weights_map(D, w_packed)
     total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
     k = w4_sm90_kernel(dtype_name, group_size, has_zeros, cfg, wdtype)
     k[min(total, sm_count()), cfg.threads](ta, tw, scales, z, out, M, N, K, smem=cfg.smem_bytes())
@@ -393,6 +408,8 @@ def launch_w4_segments(D: W4Dequant, wdtype: str, a, ws: tuple, scales: tuple, z
     ta = TensorMap(a, (cfg.block_m, BK), swizzle=128, l2_promotion=256)
     pad = seg.MAX_SEGMENTS - len(ws)
     ws, scales, zeros, outs = (list(v) + [v[0]] * pad for v in (ws, scales, zeros, outs))
+    for s, z in zip(scales, zeros):
+        require_group_alignment("qkv_project_int4", D, s, z)
     ws = [weights_map(D, w) for w in ws]
     fill = [dummy] * (SEGMENT_ARGS - len(args))
     total = -(-M // cfg.block_m) * (E.width // cfg.block_n)

@@ -70,6 +70,13 @@ def test_qkv_sm90_quant_tilings(on_sm90, rng, poison, kind, config):  # noqa: F8
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_qkv_sm90_quant_staging_wrap(on_sm90, rng, poison, kind):  # noqa: F811
+    """K = 1024 through 3 staging slots: the weights' copies run ahead across tiles of different segments
+    (each a tensor map of its own)."""
+    _run(rng, kind, "f16", 1, 40, 1024, 2, 1, 32, bias=True, gs=32, config=W4Config(128, 32, 2, 2, staging=3))
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
 def test_qkv_sm90_quant_default_runs_it(on_sm90, rng, poison, kind):  # noqa: F811
     _run(rng, kind, "f16", 1, 72, 128, 2, 2, 64, rope_style="rotate_half")
 
