@@ -32,7 +32,7 @@ f16 row) is words ``2 (kt % 2)`` and ``2 (kt % 2) + 1`` of every lane: one 8-byt
 tile, lane), and each word is exactly one 16-byte f16 chunk of the row (chunk ``4 ww + t`` of the
 stage), so the dequantized chunk needs no shuffling.
 Group sizes 32, 64 and 128 all work: word ww of stage kt (k ``64 kt + 32 ww ..``) is in group
-``2 kt + ww`` (32) or ``kt / (group_size / 64)`` (64, 128).
+``2 kt + ww`` (32: both groups' scales side by side, one load) or ``kt / (group_size / 64)`` (64, 128).
 
 Ragged M comes from TMA's zero fill; N is a multiple of 8 (the packed layout) and row tiles past N
 are zero-filled by the weights' TMA (their columns are never stored); K is a multiple of 128, so every
@@ -47,9 +47,12 @@ scale and zero-point pointers, local column and N for the row bounds) and the ep
 
 **W8A16** (``w8_sm90_kernel``, ``ops.matmul_w8a16``'s path for M > 64): the same kernel with plain int8
 [N, K] rows, staged by a 2-D TMA box of 64 k: a stage's 64 bytes of a row are 4 pieces of 16 bytes
-(4 consecutive producer threads, one 16-byte shared load each), piece q giving f16 chunks 2q and 2q + 1 (``tiles.dequant.int8_quad``: exact
-integers, with the per-channel f32 scale applied in the epilogue, or times the group scale). K is a
-multiple of 16: TMA zero-fills both operands past K.
+(4 consecutive producer threads, one 16-byte shared load each), piece q giving f16 chunks 2q and
+2q + 1 (``tiles.dequant.int8_quad``: exact integers, with the per-channel f32 scale applied in the
+epilogue, or times the group scale). K is a multiple of 16: TMA zero-fills both operands past K.
+
+The weights' TMA needs their data on 16-byte boundaries (a TensorMap ArgumentError at launch
+otherwise); groups of 32 read a stage's two scales (zero points) in one 4-byte (2-byte) load.
 """
 
 from dataclasses import dataclass
@@ -298,8 +301,10 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
 
 
 def weights_map(D: W4Dequant, w):
-    """The staging copies' tensor map of the weights ``w`` (int4: the [N / 8, K / 128, 32, 4] words,
-    int8: the [N, K] rows), one chunk a box (gemm_sm90_w4_stage)."""
+    """The staging copies' tensor map of the weights ``w`` (int4: the [N / 8, K / 128, 32, 4] words seen
+    as [N / 8, K], int8: the [N, K] rows), one chunk a box (gemm_sm90_w4_stage)."""
+    if D.kind == "int4":
+        w = stage.rows_view(w, (w.shape[0], w.shape[1] * 128))
     return TensorMap(w, D.chunk_box, l2_promotion=256)
 
 

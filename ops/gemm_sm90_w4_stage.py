@@ -6,9 +6,10 @@ full / empty mbarriers): producer thread 0 keeps ``staging - 1`` chunks of raw w
 of the one being dequantized, walking the same (tile, chunk) sequence as everyone else (across tiles:
 the stream does not drain at a tile's end). A chunk is
 
-* **int4**: 128 k of the block's ``block_n / 8`` 8-row tiles of the ``pack_int4`` words, one 4-D TMA box
-  ``(block_n / 8, 1, 32, 4)`` of the [N / 8, K / 128, 32, 4] words (512 bytes a row tile, no swizzle),
-  i.e. two 64-k B stages;
+* **int4**: 128 k of the block's ``block_n / 8`` 8-row tiles of the ``pack_int4`` words, one TMA box
+  ``(block_n / 8, 128)`` of the words seen as [N / 8, K] (``rows_view``; 512 bytes a row tile, no
+  swizzle), i.e. two 64-k B stages. The box's inner rows are the row tiles' whole 512 bytes: with the
+  packed array's own [.., 32, 4] shape they would be 16-byte rows, which TMA moves one request each;
 * **int8**: 64 k of ``block_n`` rows of the [N, K] bytes, one 2-D box ``(block_n, 64)``: one B stage.
 
 TMA zero-fills past N (and int8's K), so the reads need no masks. The 128 producer threads wait on
@@ -84,9 +85,9 @@ class W4Dequant:
 
     @property
     def chunk_box(self) -> tuple:
-        """The weights' TMA box (numpy order): int4 (row tiles, 1 k tile, 32 lanes, 4 words), int8 (rows, 64 k)."""
+        """The weights' TMA box (numpy order): int4 (row tiles, 128 words of [N / 8, K]), int8 (rows, 64 k)."""
         BN = self.cfg.block_n
-        return (BN // 8, 1, 32, 4) if self.kind == "int4" else (BN, BK)
+        return (BN // 8, 128) if self.kind == "int4" else (BN, BK)
 
     @property
     def groups(self) -> int:
@@ -95,13 +96,39 @@ class W4Dequant:
 
 
 # -- the staging ring: thread 0 issues, everyone reads ---------------------------------------------------
+def rows_view(w, shape: tuple):
+    """``w``'s memory seen with the C-order ``shape`` (the weights' tensor map's view): torch and numpy
+    reshape (a view of contiguous memory); a kaiodsl DeviceArray, which has no reshape, through _Rows."""
+    if tuple(w.shape) == tuple(shape):
+        return w
+    return w.reshape(shape) if hasattr(w, "reshape") else _Rows(w, shape)
+
+
+class _Rows:
+    """A DeviceArray's memory with another C-order shape, for a TensorMap: its simulator buffer
+    reshaped, or its device pointer through __cuda_array_interface__ (it keeps ``base`` alive)."""
+
+    def __init__(self, base, shape: tuple):
+        self.base, self.shape, self.ndim = base, tuple(shape), len(shape)
+        self.scalar_type, self.dtype = base.scalar_type, base.dtype
+        if getattr(base, "_sim_buffer", None) is not None:
+            self._sim_buffer = base._sim_buffer.reshape(shape)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        cai = dict(self.base.__cuda_array_interface__)
+        cai.update(shape=self.shape, strides=None)
+        return cai
+
+
+
 @kaiodsl.func
 def _tma_chunk(D: kaiodsl.Const, dst, tw, col, c, bar):
     """Chunk c of the weights' rows from column ``col`` of the (segment's) output into ``dst``."""
     if D.kind == "int8":
         kaiodsl.tma_load(dst, tw, (col, c * BK), bar)
     else:
-        kaiodsl.tma_load(dst, tw, (col // 8, c, 0, 0), bar)
+        kaiodsl.tma_load(dst, tw, (col // 8, c * 128), bar)
 
 
 @kaiodsl.func
@@ -149,7 +176,8 @@ def read_words(D: kaiodsl.Const, slot, h: kaiodsl.Const[int], tid):
 # -- pieces ------------------------------------------------------------------------------------------------
 @kaiodsl.func
 def _piece(tid, r: kaiodsl.Const[int]):
-    """(row tile, lane, row) of producer thread tid's piece r (piece u = tid + 128 r) of a stage's B tile: lane l of 8-row tile i owns row 8 i + l // 4.
+    """(row tile, lane, row) of producer thread tid's piece r (piece u = tid + 128 r) of a stage's B tile:
+    lane l of 8-row tile i owns row 8 i + l // 4.
     Thread p of a warp takes packed lane ``4 g + p % 4`` with ``g = p // 8 + 4 ((p // 4) % 2)``: a 16-byte
     store phase (8 threads) then covers rows g and g + 4, whose swizzled chunks ``(4 ww + t) ^ g`` are 8
     different bank groups (with g, g + 1 they would be 4: a 2-way conflict). The warp reads one

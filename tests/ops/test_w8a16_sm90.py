@@ -3,8 +3,9 @@ ring in shared memory), dequantized by the producer warpgroup into the swizzled 
 through ops.matmul_w8a16.
 
 The simulator runs small tilings whose persistent blocks walk several tiles (its sm_count is 3) with
-wrapping rings (the staging ring across tiles): ragged M, N and K (K a multiple of 16, not of the 64-k stage), per-channel and grouped
-scales, bias and output dtypes, f16 and bf16, against float64 with the reference-dequantized weights."""
+wrapping rings (the staging ring across tiles): ragged M, N and K (K a multiple of 16, not of the
+64-k stage), per-channel and grouped scales, bias and output dtypes, f16 and bf16, determinism,
+against float64 with the reference-dequantized weights."""
 
 import importlib
 
