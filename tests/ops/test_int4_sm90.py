@@ -91,17 +91,22 @@ def test_w4_sm90_deterministic(sm90, rng):
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
-def test_w4_sm90_group32_alignment(sm90):
-    """Groups of 32 read two scales (zero points) a load: a torch view off 4-byte boundaries is refused
-    before anything runs."""
+def test_w4_sm90_torch_views(sm90, rng):
+    """CPU torch tensors (the words' [N / 8, K] view of the weights' map is a reshape of the tensor) give
+    the numpy result; groups of 32 read two scales (zero points) a load, so a view of the scales off
+    4-byte boundaries is refused before anything runs."""
     torch = pytest.importorskip("torch")
-    M, N, K = 96, 64, 128
-    a = np.ones((M, K), np.float16)
-    wp = ops.pack_int4(np.full((N, K), 9, np.uint8))
-    flat = torch.ones(N * K // 32 + 1, dtype=torch.float16)
+    M, N, K, gs = 96, 64, 256, 32
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", True)
+    wp = ops.pack_int4(q)
+    flat = torch.zeros(N * K // gs + 1, dtype=torch.float16)
+    flat[1:] = torch.from_numpy(sc.reshape(-1))
+    ta, tw, tz = torch.from_numpy(a), torch.from_numpy(wp), torch.from_numpy(zeros)
     with pytest.raises(kaiodsl.ArgumentError, match="4-byte boundary"):
-        ops.matmul_int4(torch.from_numpy(a), torch.from_numpy(wp), flat[1:].view(N, K // 32), group_size=32,
-                        config=ONE_WG)
+        ops.matmul_int4(ta, tw, flat[1:].view(N, K // gs), zeros=tz, group_size=gs, config=ONE_WG)
+    got = host(ops.matmul_int4(ta, tw, torch.from_numpy(sc), zeros=tz, group_size=gs, config=ONE_WG))
+    np.testing.assert_array_equal(got, host(ops.matmul_int4(a, wp, sc, zeros=zeros, group_size=gs, config=ONE_WG)))
+    assert rel_err(got, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
 
 
 def test_w4_sm90_uint32_words(sm90, rng):
