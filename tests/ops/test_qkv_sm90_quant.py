@@ -4,7 +4,8 @@ the dequantized weights, outputs poisoned with NaN first.
 
 The simulator (3 SMs: each persistent block walks several tiles across the three projections) runs
 small GQA shapes: both layouts, both RoPE styles, bias, positions, int8 per-channel scales, int4
-group sizes 32/64/128 with and without zero points, f16 and bf16; the GPU twins run Llama-3-8B at
+group sizes 32/64/128 with and without zero points, f16 and bf16, the weights' staging ring running
+across tiles of different segments (a tensor map each); the GPU twins run Llama-3-8B at
 M = 2048 with the default choice, which must be this kernel."""
 
 import importlib
