@@ -1,10 +1,12 @@
-"""W4A16 on sm_90a (ops/gemm_sm90_w4.py): TMA for A, int4 weights dequantized by the producer warpgroup
-into the swizzled shared B tile, wgmma, through ops.matmul_int4.
+"""W4A16 on sm_90a (ops/gemm_sm90_w4.py): TMA for A and for the packed weights (a staging ring in shared
+memory), int4 weights dequantized by the producer warpgroup into the swizzled shared B tile, wgmma,
+through ops.matmul_int4.
 
 Both backends compile for sm_90a. The simulator runs small tilings whose persistent blocks walk several
-tiles each (its sm_count is 3) through a ring that wraps; ragged M and N, group sizes 32/64/128, with and
-without zero points, f16 and bf16 activations, all against float64 with the reference-dequantized
-weights. The GPU runs the default tilings at LLM shapes."""
+tiles each (its sm_count is 3) through rings that wrap (the staging ring across tiles, with 2 and 3
+slots); ragged M and N, group sizes 32/64/128, with and without zero points, f16 and bf16 activations,
+all against float64 with the reference-dequantized weights. The GPU runs the default tilings at LLM
+shapes."""
 
 import importlib
 
@@ -22,6 +24,8 @@ from qkvkit import poison_outputs
 SMALL = W4Config(block_m=128, block_n=64, stages=2, consumers=2)
 ONE_WG = W4Config(block_m=64, block_n=32, stages=3, consumers=1)
 TALL = W4Config(block_m=128, block_n=32, stages=2, consumers=1)       # two m64 blocks a consumer
+TWO_SLOTS = W4Config(block_m=64, block_n=64, stages=2, consumers=1, staging=2)   # one chunk ahead
+DEEP = W4Config(block_m=64, block_n=96, stages=2, consumers=1, staging=3)        # 2 chunks ahead, 3 pieces a thread
 
 
 @pytest.fixture
@@ -56,7 +60,7 @@ def test_w4_sm90_ragged(sm90, rng, M, N, K, gs, config, with_zeros):
     assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
 
 
-@pytest.mark.parametrize("gs,with_zeros", [(128, True), (64, False)])
+@pytest.mark.parametrize("gs,with_zeros", [(128, True), (64, False), (32, True), (32, False)])
 def test_w4_sm90_bf16(sm90, rng, gs, with_zeros):
     M, N, K = 140, 104, 256
     a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "bf16", with_zeros)
@@ -65,6 +69,44 @@ def test_w4_sm90_bf16(sm90, rng, gs, with_zeros):
                                group_size=gs, config=SMALL))
     assert np.isfinite(out).all()
     assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["bf16"]
+
+
+@pytest.mark.parametrize("M,N,K,gs,config", [(130, 200, 1024, 32, TWO_SLOTS), (70, 296, 1024, 128, DEEP),
+                                             (200, 136, 896, 64, SMALL)])
+@pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
+def test_w4_sm90_staging_wrap(sm90, rng, M, N, K, gs, config, with_zeros):
+    """Long K through small rings: the staging ring (2 slots: one copy ahead; 3 slots: two) wraps within a
+    tile and runs on across the tiles of a persistent block; ragged M, N."""
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", with_zeros)
+    out = host(ops.matmul_int4(a, ops.pack_int4(q), sc, zeros=zeros, group_size=gs, config=config))
+    assert np.isfinite(out).all()
+    assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
+
+
+def test_w4_sm90_deterministic(sm90, rng):
+    M, N, K, gs = 150, 104, 512, 32
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", True)
+    wp = ops.pack_int4(q)
+    runs = [host(ops.matmul_int4(a, wp, sc, zeros=zeros, group_size=gs, config=DEEP)) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_w4_sm90_torch_views(sm90, rng):
+    """CPU torch tensors (the words' [N / 8, K] view of the weights' map is a reshape of the tensor) give
+    the numpy result; groups of 32 read two scales (zero points) a load, so a view of the scales off
+    4-byte boundaries is refused before anything runs."""
+    torch = pytest.importorskip("torch")
+    M, N, K, gs = 96, 64, 256, 32
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", True)
+    wp = ops.pack_int4(q)
+    flat = torch.zeros(N * K // gs + 1, dtype=torch.float16)
+    flat[1:] = torch.from_numpy(sc.reshape(-1))
+    ta, tw, tz = torch.from_numpy(a), torch.from_numpy(wp), torch.from_numpy(zeros)
+    with pytest.raises(kaiodsl.ArgumentError, match="4-byte boundary"):
+        ops.matmul_int4(ta, tw, flat[1:].view(N, K // gs), zeros=tz, group_size=gs, config=ONE_WG)
+    got = host(ops.matmul_int4(ta, tw, torch.from_numpy(sc), zeros=tz, group_size=gs, config=ONE_WG))
+    np.testing.assert_array_equal(got, host(ops.matmul_int4(a, wp, sc, zeros=zeros, group_size=gs, config=ONE_WG)))
+    assert rel_err(got, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
 
 
 def test_w4_sm90_uint32_words(sm90, rng):
@@ -111,6 +153,12 @@ def test_w4_sm90_config_errors(sm90):
         ops.matmul_int4(a, wp, s, config=SMALL, parallelism=(1, 1, 1, 1))
     with pytest.raises(kaiodsl.ArgumentError, match="W4Config"):
         ops.matmul_int4(a, wp, s, config="fast")
+    with pytest.raises(kaiodsl.ArgumentError, match="staging"):
+        W4Config(staging=0)
+    with pytest.raises(kaiodsl.ArgumentError, match="staging must be at least 2"):
+        ops.matmul_int4(a, wp, s, config=W4Config(staging=1))
+    with pytest.raises(kaiodsl.ArgumentError, match="staging slots"):
+        ops.matmul_int4(a, wp, s, config=W4Config(stages=4, staging=3))      # 192 + 48 KB
 
 
 def test_w4_sm90_registers_and_heuristic():
@@ -120,21 +168,27 @@ def test_w4_sm90_registers_and_heuristic():
         cfg.check()
         assert cfg.registers() % 8 == 0 and cfg.registers() * cfg.threads <= 64 * 1024
     assert W4Config().registers() == 168
+    assert W4Config().smem_bytes() == 4 * 384 * 128 + 2 * 64 * 256          # the ring, 2 staging slots
+    assert ops.gemm_sm90_w4.NARROW.smem_bytes() + 1024 <= 227 * 1024
     with pytest.raises(kaiodsl.ArgumentError, match="accumulators"):
         W4Config(block_m=256, block_n=256, consumers=1).check()
     assert w4_config(2048, 4096, 4096, 132).block_n == 256
     assert w4_config(128, 1024, 4096, 132).block_n == 128
 
 
-def test_w4_sm90_kernel_compiles_without_spills():
-    """The default tilings' PTX goes through ptxas for sm_90a without spills (where ptxas is here)."""
+NO_SPILL = [(cfg, dt, gs, z) for cfg in (W4Config(), W4Config(block_n=128, stages=6, staging=4))
+            for dt in ("f16", "bf16") for gs in (32, 64, 128) for z in (False, True)]
+
+
+@pytest.mark.parametrize("cfg,dt,gs,z", NO_SPILL, ids=lambda v: str(v).replace("/", "_"))
+def test_w4_sm90_kernel_compiles_without_spills(cfg, dt, gs, z):
+    """The default tilings' PTX goes through ptxas (nvJitLink) for sm_90a without spills, every group size
+    with and without zero points, f16 and bf16."""
     from kaiodsl.ops.gemm_sm90_w4 import w4_sm90_kernel
-    for cfg, dt, gs, z in ((W4Config(), "f16", 128, False), (W4Config(), "bf16", 32, True),
-                           (W4Config(block_n=128, stages=6), "f16", 64, True)):
-        k = w4_sm90_kernel(dt, gs, z, cfg, "i32").compile(arch="sm_90a")
-        assert "wgmma.mma_async" in k.ptx and "cp.async.bulk.tensor" in k.ptx and "fence.proxy.async" in k.ptx
-        stats = k.stats()
-        assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
+    k = w4_sm90_kernel(dt, gs, z, cfg, "i32").compile(arch="sm_90a")
+    assert "wgmma.mma_async" in k.ptx and "cp.async.bulk.tensor.2d" in k.ptx and "fence.proxy.async" in k.ptx
+    stats = k.stats()
+    assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
 
 
 # -- the GPU: default tilings at LLM shapes --------------------------------------------------------------
@@ -152,7 +206,7 @@ def test_w4_sm90_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs, with_zero
     a = torch.randn(M, K, device="cuda", dtype=td)
     wp = torch.from_numpy(ops.pack_int4(q)).cuda()
     zt = torch.from_numpy(zeros).cuda() if with_zeros else None
-    for cfg in (None, W4Config(), W4Config(block_n=128, stages=6)):
+    for cfg in (None, W4Config(), W4Config(block_n=128, stages=6, staging=4), W4Config(stages=3, staging=4)):
         out = ops.matmul_int4(a, wp, s, zeros=zt, group_size=gs, config=cfg)
         z = np.full((N, K // gs), 8.0) if zeros is None else zeros.astype(np.float64)
         w = (q - np.repeat(z, gs, axis=1)) * np.repeat(s.double().cpu().numpy(), gs, axis=1)

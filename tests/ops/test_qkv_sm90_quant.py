@@ -4,7 +4,8 @@ the dequantized weights, outputs poisoned with NaN first.
 
 The simulator (3 SMs: each persistent block walks several tiles across the three projections) runs
 small GQA shapes: both layouts, both RoPE styles, bias, positions, int8 per-channel scales, int4
-group sizes 32/64/128 with and without zero points, f16 and bf16; the GPU twins run Llama-3-8B at
+group sizes 32/64/128 with and without zero points, f16 and bf16, the weights' staging ring running
+across tiles of different segments (a tensor map each); the GPU twins run Llama-3-8B at
 M = 2048 with the default choice, which must be this kernel."""
 
 import importlib
@@ -67,6 +68,13 @@ def test_qkv_sm90_quant_tilings(on_sm90, rng, poison, kind, config):  # noqa: F8
     """256-column tiles (int8: 8 pieces a producer thread, no prefetch, as at Llama sizes) and a consumer
     of two m64 row blocks."""
     _run(rng, kind, "f16", 1, 72, 128, 4, 2, 128 if config.block_n == 256 else 32, bias=True, config=config)
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_qkv_sm90_quant_staging_wrap(on_sm90, rng, poison, kind):  # noqa: F811
+    """K = 1024 through 3 staging slots: the weights' copies run ahead across tiles of different segments
+    (each a tensor map of its own)."""
+    _run(rng, kind, "f16", 1, 40, 1024, 2, 1, 32, bias=True, gs=32, config=W4Config(128, 32, 2, 2, staging=3))
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])

@@ -1,9 +1,11 @@
-"""W8A16 on sm_90a (ops/gemm_sm90_w4.py, int8 kind): TMA for A, int8 weight rows dequantized by the
-producer warpgroup into the swizzled shared B tile, wgmma, through ops.matmul_w8a16.
+"""W8A16 on sm_90a (ops/gemm_sm90_w4.py, int8 kind): TMA for A and for the int8 weight rows (a staging
+ring in shared memory), dequantized by the producer warpgroup into the swizzled shared B tile, wgmma,
+through ops.matmul_w8a16.
 
-The simulator runs small tilings whose persistent blocks walk several tiles (its sm_count is 3) with a
-wrapping ring: ragged M, N and K (K a multiple of 16, not of the 64-k stage), per-channel and grouped
-scales, bias and output dtypes, f16 and bf16, against float64 with the reference-dequantized weights."""
+The simulator runs small tilings whose persistent blocks walk several tiles (its sm_count is 3) with
+wrapping rings (the staging ring across tiles): ragged M, N and K (K a multiple of 16, not of the
+64-k stage), per-channel and grouped scales, bias and output dtypes, f16 and bf16, determinism,
+against float64 with the reference-dequantized weights."""
 
 import importlib
 
@@ -21,7 +23,8 @@ from qkvkit import poison_outputs
 dev = kaiodsl.runtime.to_device
 SMALL = W4Config(block_m=128, block_n=64, stages=2, consumers=2)
 ONE_WG = W4Config(block_m=64, block_n=32, stages=3, consumers=1)
-WIDE = W4Config(block_m=64, block_n=256, stages=2, consumers=1)      # 8 pieces a producer thread: no prefetch
+WIDE = W4Config(block_m=64, block_n=256, stages=2, consumers=1)      # 8 pieces a producer thread
+DEEP = W4Config(block_m=64, block_n=96, stages=2, consumers=1, staging=3)    # 2 chunks ahead, 3 pieces a thread
 
 
 @pytest.fixture
@@ -58,6 +61,23 @@ def test_w8_sm90(sm90, rng, M, N, K, gs, config, dt):
     check_close(out, ops.reference_matmul_w8a16(av, qh, sv, group_size=gs, bf16=dt == "bf16"), dt)
 
 
+@pytest.mark.parametrize("M,N,K,gs,config", [(130, 200, 1040, None, DEEP), (70, 136, 1024, 128, SMALL),
+                                             (100, 104, 784, None, ONE_WG)])
+def test_w8_sm90_staging_wrap(sm90, rng, M, N, K, gs, config):
+    """Long, ragged K (past the last full 64-k chunk TMA zero-fills) through small rings: the staging ring
+    wraps within a tile and runs on across a persistent block's tiles."""
+    a, av, qh, q, sa, sv = _inputs(rng, M, N, K, "f16", gs)
+    out = ops.matmul_w8a16(a, q, sa, group_size=gs, config=config)
+    check_close(out, ops.reference_matmul_w8a16(av, qh, sv, group_size=gs), "f16")
+
+
+def test_w8_sm90_deterministic(sm90, rng):
+    M, N, K = 150, 104, 336
+    a, av, qh, q, sa, sv = _inputs(rng, M, N, K, "f16", None)
+    runs = [np.asarray(ops.matmul_w8a16(a, q, sa, config=DEEP)) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 @pytest.mark.parametrize("out_dtype", ["f32", "f16", "bf16"])
 def test_w8_sm90_bias_out_dtype(sm90, rng, out_dtype):
     M, N, K = 90, 40, 128
@@ -84,14 +104,18 @@ def test_w8_sm90_refused_off_sm90(backend, monkeypatch):
                          config=SMALL)
 
 
-def test_w8_sm90_compiles_without_spills():
-    """Both producer schedules (prefetch up to 4 pieces a thread, none at block_n = 256) fit ptxas' 168."""
-    for cfg, dt, out, gs, bias in ((W4Config(), "f16", "f16", 0, True), (W4Config(), "bf16", "bf16", 128, False),
-                                   (W4Config(block_n=128, stages=6), "f16", "f32", 64, True)):
-        k = w8_sm90_kernel(dt, out, gs, bias, cfg).compile(arch="sm_90a")
-        assert "wgmma.mma_async" in k.ptx and "fence.proxy.async" in k.ptx
-        stats = k.stats()
-        assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
+NO_SPILL = [(cfg, dt, gs, bias) for cfg in (W4Config(), W4Config(block_n=128, stages=6, staging=4))
+            for dt in ("f16", "bf16") for gs, bias in ((0, True), (0, False), (64, False), (128, True))]
+
+
+@pytest.mark.parametrize("cfg,dt,gs,bias", NO_SPILL, ids=lambda v: str(v).replace("/", "_"))
+def test_w8_sm90_compiles_without_spills(cfg, dt, gs, bias):
+    """The default tilings, per-channel and grouped, f16 and bf16, assemble for sm_90a (nvJitLink) without
+    spills in the launch's 168 registers."""
+    k = w8_sm90_kernel(dt, dt, gs, bias, cfg).compile(arch="sm_90a")
+    assert "wgmma.mma_async" in k.ptx and "cp.async.bulk.tensor.2d" in k.ptx and "fence.proxy.async" in k.ptx
+    stats = k.stats()
+    assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
 
 
 @pytest.mark.gpu
@@ -105,7 +129,7 @@ def test_w8_sm90_gpu_shapes(sm90, torch_cuda, rng, M, N, K, gs):
     s = (torch.rand(N if gs is None else (N, K // gs), device="cuda") * 0.01 + 0.005)
     s = s if gs is None else s.half()
     a = torch.randn(M, K, device="cuda", dtype=torch.float16)
-    for cfg in (None, W4Config(), W4Config(block_n=128, stages=6)):
+    for cfg in (None, W4Config(), W4Config(block_n=128, stages=6, staging=4), W4Config(stages=3, staging=4)):
         out = ops.matmul_w8a16(a, q, s, group_size=gs, config=cfg)
         w = q.double() * (s.double()[:, None] if gs is None else s.double().repeat_interleave(gs, 1))
         if gs is not None:
