@@ -26,12 +26,16 @@ from kaiodsl.types import ScalarType
 @dataclass(frozen=True)
 class DecodeConfig:
     """``n_tiles`` warps along N with ``nw`` n8 tiles each, ``k_split`` warps along K, ``unroll``
-    16-byte weight loads per n8 tile in flight."""
+    16-byte weight loads per n8 tile in flight; ``splits`` K ranges across blocks (grid.z; the last
+    block of a column tile to finish sums the f32 partials in split order); ``stage_a``: the block's A
+    rows over its K range copied once into shared memory (cp.async) instead of read by every warp."""
 
     n_tiles: int = 4
     k_split: int = 4
     nw: int = 4
     unroll: int = 2
+    splits: int = 1
+    stage_a: bool = False
 
     @property
     def block_n(self) -> int:
@@ -45,11 +49,24 @@ class DecodeConfig:
     def threads(self) -> int:
         return 32 * self.n_tiles * self.k_split
 
-    def smem_bytes(self, rope_cols: int = 0) -> int:
-        return max(self.k_split * self.n_tiles * self.nw * 32 * 4, 16 * rope_cols) * 4
+    def block_units(self, K: int, unit: int) -> int:
+        """16-byte weight loads (``unit`` k each) of one block's K range."""
+        return -(-(K // unit) // self.splits)
+
+    def a_bytes(self, K: int, unit: int, two_rows: bool = True) -> int:
+        """Shared memory of the staged A: 16 (M <= 8: 8) rows of the block's K range."""
+        return (16 if two_rows else 8) * self.block_units(K, unit) * unit * 2 if self.stage_a else 0
+
+    def smem_bytes(self, rope_cols: int = 0, a_bytes: int = 0) -> int:
+        return max(self.k_split * self.n_tiles * self.nw * 32 * 4 * 4, 16 * rope_cols * 4, a_bytes, 16)
+
+    def workspace_elems(self, tiles_mn: int) -> int:
+        """f32 partials of ``tiles_mn`` (grid.x * grid.y) column tiles, every split (0 unsplit)."""
+        return tiles_mn * self.splits * self.n_tiles * self.nw * 128 if self.splits > 1 else 0
 
     def __str__(self) -> str:
-        return f"n{self.n_tiles}k{self.k_split}w{self.nw}u{self.unroll}"
+        return (f"n{self.n_tiles}k{self.k_split}w{self.nw}u{self.unroll}" +
+                (f"s{self.splits}" if self.splits > 1 else "") + ("a" if self.stage_a else ""))
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,11 @@ class DecodeGemm:
     def unit(self) -> int:
         """k per 16-byte weight load."""
         return {"f16": 32, "int8": 64, "int4": 128}[self.wkind]
+
+    @property
+    def rows(self) -> int:
+        """Rows of A a staged block holds (16, or 8 when M <= 8)."""
+        return 16 if self.two_rows else 8
 
     @property
     def acc_tile(self) -> tiles.AccTile:
@@ -83,8 +105,30 @@ def warp_place(G: Const, tid):
 
 
 @kaiodsl.func
-def _a_load(G: Const, ap, ok, k0):
-    return kaiodsl.load(ap, k0 // 2, vec=4, cache="nc", mask=ok, other=0)
+def _a_load(G: Const, ap, ok, k0, sa, kbase, r, lk, extra: Const[int]):
+    """8 halves of A at k0 + lk + extra of row r (``lk`` this lane's offset, already in ``ap``): from
+    global (``ap``, masked by ``ok``) or, staged, from shared memory (``stage_rows``' layout)."""
+    if G.cfg.stage_a:
+        kk = k0 - kbase + lk + extra
+        return kaiodsl.load(sa, (((kk // 32) * G.rows + r) * 4 + (kk % 32) // 8) * 4, vec=4)
+    return kaiodsl.load(ap, (k0 + extra) // 2, vec=4, cache="nc", mask=ok, other=0)
+
+
+@kaiodsl.func
+def stage_rows(G: Const, sa, a, M, K, m0, kbase, units):
+    """Copy rows m0 .. m0 + rows - 1 of A, k kbase .. kbase + unit * units, into shared memory as
+    [32-k chunk][row][4 pieces of 8 k] (a warp's fragment loads are 512 contiguous bytes: no bank
+    conflict); rows past M are zero-filled. One cp.async group, waited on and made block-visible here."""
+    C = G.cfg
+    tid = kaiodsl.thread_idx.x
+    total = units * (G.unit // 32) * G.rows * 4
+    for i in range(tid, total, C.threads):
+        row = m0 + (i // 4) % G.rows
+        src = a + (i64(min(row, M - 1)) * K + kbase + 32 * (i // (4 * G.rows)) + 8 * (i % 4))
+        kaiodsl.cp_async(sa + 4 * i, src, 16, mask=row < M)
+    kaiodsl.cp_async_commit()
+    kaiodsl.cp_async_wait(0)
+    kaiodsl.syncthreads()
 
 
 @kaiodsl.func
@@ -108,9 +152,19 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
     H2 = kaiodsl.f16x2 if G.is_f16 else kaiodsl.bf16x2
     ntile = col0 // 8 + nt * C.nw
     KB = K // G.unit
-    per = (KB + C.k_split - 1) // C.k_split
-    b0 = kq * per
-    b1 = min(b0 + per, KB)
+    B0 = 0
+    B1 = KB
+    if C.splits > 1:                   # this block's K range (empty for the last splits of a short K)
+        perb = (KB + C.splits - 1) // C.splits        # DecodeConfig.block_units
+        B0 = min(kaiodsl.block_idx.z * perb, KB)
+        B1 = min(B0 + perb, KB)
+    per = (B1 - B0 + C.k_split - 1) // C.k_split
+    b0 = B0 + kq * per
+    b1 = min(b0 + per, B1)
+    kbase = B0 * G.unit
+    sa = kaiodsl.ptr_cast(smem32, u32)
+    if C.stage_a:
+        stage_rows(G, sa, a, M, K, m0, kbase, B1 - B0)
     ok0 = m0 + g < M
     ok1 = m0 + g + 8 < M
     if G.wkind == "int4":
@@ -156,8 +210,8 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                         if ci * 32 % G.group == 0:
                             consts = [group_consts(qrows[v], k0 // G.group, MAGIC_F, G.has_zeros, H2)
                                       for v in range(C.nw)]
-                        x0 = _a_load(G, a0p, ok0, k0)
-                        x1 = _a_load(G, a1p, ok1, k0) if G.two_rows else (0, 0, 0, 0)
+                        x0 = _a_load(G, a0p, ok0, k0, sa, kbase, g, 8 * t, 0)
+                        x1 = _a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 8 * t, 0) if G.two_rows else (0, 0, 0, 0)
                         for st in kaiodsl.static_range(2):
                             af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
                             for v in kaiodsl.static_range(C.nw):
@@ -168,8 +222,8 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                                 acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
                 elif G.wkind == "f16":
                     k0 = (kb + u) * 32
-                    x0 = _a_load(G, a0p, ok0, k0)
-                    x1 = _a_load(G, a1p, ok1, k0) if G.two_rows else (0, 0, 0, 0)
+                    x0 = _a_load(G, a0p, ok0, k0, sa, kbase, g, 8 * t, 0)
+                    x1 = _a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 8 * t, 0) if G.two_rows else (0, 0, 0, 0)
                     for st in kaiodsl.static_range(2):
                         af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
                         for v in kaiodsl.static_range(C.nw):
@@ -181,15 +235,19 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                     gs = [0.0 for v in range(C.nw)]
                     if G.group:
                         gs = [_scale(G, srows[v], k0 // G.group) for v in range(C.nw)]
-                    xs = [_a_load(G, a0p, ok0, k0), _a_load(G, a0p, ok0, k0 + 8)]
+                    xs = [_a_load(G, a0p, ok0, k0, sa, kbase, g, 16 * t, 0),
+                          _a_load(G, a0p, ok0, k0, sa, kbase, g, 16 * t, 8)]
                     ys = [(0, 0, 0, 0), (0, 0, 0, 0)]
                     if G.two_rows:
-                        ys = [_a_load(G, a1p, ok1, k0), _a_load(G, a1p, ok1, k0 + 8)]
+                        ys = [_a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 16 * t, 0),
+                              _a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 16 * t, 8)]
                     for st in kaiodsl.static_range(4):
                         af = _frag(xs[st // 2], ys[st // 2], 2 * (st % 2), 2 * (st % 2) + 1, H2, G.two_rows)
                         for v in kaiodsl.static_range(C.nw):
                             bf = int8_quad(words[u][v][st], gs[v], G.group > 0, G.is_f16, H2)
                             acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+    if C.stage_a:
+        kaiodsl.syncthreads()          # every warp is done with the staged A before smem is reused
     return _reduce(G, smem32, acc, nt, kq, lane)
 
 
@@ -223,3 +281,47 @@ def _reduce(G: Const, sm, acc, nt, kq, lane):
             vals = vals + [total]
         out = out + [(vals[0], vals[1], vals[2], vals[3])]
     return [out]
+
+
+@kaiodsl.func
+def combine_splits(G: Const, smem32, acc, ws, ticket):
+    """(total accumulator, whether this warp stores it) across the ``splits`` blocks of one column tile.
+
+    Each block's kq == 0 warps write their f32 partial tile to ``ws`` [tiles][splits][n_tiles, nw, 32
+    lanes, 4]; after a gpu-scope fence and the block barrier thread 0 takes a ticket (``ticket``: one
+    i32 per column tile, zero between launches). The block that draws splits - 1 arrived last: it sums
+    the partials in split order 0, 1, .. (the same bits whatever the arrival order), stores, and resets
+    the ticket for the next launch. Unsplit, the kq == 0 warps store their block's sum."""
+    C = G.cfg
+    tid = kaiodsl.thread_idx.x
+    nt, kq = warp_place(G, tid)
+    if C.splits == 1:
+        return acc, kq == 0
+    lane = tid % 32
+    tile = kaiodsl.block_idx.y * kaiodsl.grid_dim.x + kaiodsl.block_idx.x
+    TE = C.n_tiles * C.nw * 128             # f32 elements of one block's partial
+    base = i64(tile) * (C.splits * TE) + (nt * C.nw * 32 + lane) * 4
+    if kq == 0:
+        for v in kaiodsl.static_range(C.nw):
+            kaiodsl.store(ws, base + kaiodsl.block_idx.z * TE + v * 128, acc[0][v], vec=4)
+    kaiodsl.fence()
+    kaiodsl.syncthreads()                   # _reduce's shared reads are done too: slot 0 is free
+    si = kaiodsl.ptr_cast(smem32, kaiodsl.i32)
+    if tid == 0:
+        si[0] = kaiodsl.atomic_add(ticket, tile, 1)
+    kaiodsl.syncthreads()
+    last = si[0] == C.splits - 1
+    if last:
+        kaiodsl.fence()
+    fin = last and kq == 0
+    out = []
+    for v in kaiodsl.static_range(C.nw):
+        tot = kaiodsl.load(ws, base + v * 128, vec=4, cache="cg", mask=fin, other=0.0)
+        vals = [tot[0], tot[1], tot[2], tot[3]]
+        for s in kaiodsl.static_range(1, C.splits):
+            p = kaiodsl.load(ws, base + s * TE + v * 128, vec=4, cache="cg", mask=fin, other=0.0)
+            vals = [vals[0] + p[0], vals[1] + p[1], vals[2] + p[2], vals[3] + p[3]]
+        out = out + [(vals[0], vals[1], vals[2], vals[3])]
+    if last and tid == 0:
+        ticket[tile] = 0
+    return [out], fin
