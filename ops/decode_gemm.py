@@ -156,7 +156,7 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
     B1 = KB
     if C.splits > 1:                   # this block's K range (empty for the last splits of a short K)
         perb = (KB + C.splits - 1) // C.splits        # DecodeConfig.block_units
-        B0 = min(kaiodsl.block_idx.z * perb, KB)
+        B0 = kaiodsl.i32(min(i64(kaiodsl.block_idx.z) * perb, KB))     # (i64: no product wraps)
         B1 = min(B0 + perb, KB)
     per = (B1 - B0 + C.k_split - 1) // C.k_split
     b0 = B0 + kq * per
@@ -298,9 +298,9 @@ def combine_splits(G: Const, smem32, acc, ws, ticket):
     if C.splits == 1:
         return acc, kq == 0
     lane = tid % 32
-    tile = kaiodsl.block_idx.y * kaiodsl.grid_dim.x + kaiodsl.block_idx.x
+    tile = i64(kaiodsl.block_idx.y) * kaiodsl.grid_dim.x + kaiodsl.block_idx.x
     TE = C.n_tiles * C.nw * 128             # f32 elements of one block's partial
-    base = i64(tile) * (C.splits * TE) + (nt * C.nw * 32 + lane) * 4
+    base = tile * (C.splits * TE) + (nt * C.nw * 32 + lane) * 4
     if kq == 0:
         for v in kaiodsl.static_range(C.nw):
             kaiodsl.store(ws, base + kaiodsl.block_idx.z * TE + v * 128, acc[0][v], vec=4)

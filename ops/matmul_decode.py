@@ -84,12 +84,14 @@ def decode_unfit(M: int, K: int, layout: str, aligned: bool) -> str:
     return ""
 
 
-def check_decode_config(op: str, cfg: DecodeConfig, a_bytes: int = 0) -> None:
+def check_decode_config(op: str, cfg: DecodeConfig, staged: bool = False, K: int = 0, unit: int = 32,
+                        two_rows: bool = True) -> None:
     """Raise ArgumentError unless ``cfg`` is a tiling the decode kernel runs on the current backend's arch
-    (require_smem's, with ``a_bytes`` of staged A; the triples that passed are remembered)."""
+    (require_smem's, with A staged for K); ``staged``: the op passes split workspaces and staged A's
+    shared memory (else splits > 1 and stage_a are refused). The tuples that passed are remembered."""
     from kaiodsl.runtime import current
 
-    key = (cfg, a_bytes, getattr(current(), "arch", None))
+    key = (cfg, staged, K, unit, two_rows, getattr(current(), "arch", None))
     if key in _VALID:
         return
     if not isinstance(cfg, DecodeConfig):
@@ -100,12 +102,15 @@ def check_decode_config(op: str, cfg: DecodeConfig, a_bytes: int = 0) -> None:
             raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be a positive int, got {v!r}")
     if type(cfg.stage_a) is not bool:
         raise ArgumentError(f"{op}(): config {cfg!r}: stage_a must be True or False, got {cfg.stage_a!r}")
+    if not staged and (cfg.splits > 1 or cfg.stage_a):
+        raise ArgumentError(f"{op}(): config {cfg!r}: splits={cfg.splits}, stage_a={cfg.stage_a}; this op's "
+                            f"decode kernel takes splits=1 and stage_a=False")
     if cfg.splits > MAX_SPLITS:
         raise ArgumentError(f"{op}(): config {cfg!r}: splits={cfg.splits}; allowed 1..{MAX_SPLITS} (grid.z)")
     if cfg.threads > 1024:
         raise ArgumentError(f"{op}(): config {cfg!r}: n_tiles * k_split = {cfg.n_tiles * cfg.k_split} warps; "
                             f"a block holds at most 32")
-    require_smem(op, f"config {cfg}", cfg.smem_bytes(a_bytes=a_bytes))
+    require_smem(op, f"config {cfg}", cfg.smem_bytes(a_bytes=cfg.a_bytes(K, unit, two_rows)))
     _VALID.add(key)
 
 
@@ -152,7 +157,7 @@ def _tickets(like, n: int):
     return buf
 
 
-_VALID: set = set()     # (DecodeConfig, backend arch) that passed check_decode_config
+_VALID: set = set()     # (DecodeConfig, staged, K, unit, two_rows, arch) that passed check_decode_config
 
 
 def decode_grid(M: int, N: int, cfg: DecodeConfig) -> tuple:

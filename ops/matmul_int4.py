@@ -81,14 +81,14 @@ def int4_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
     M = 1: the unstaged 32-column blocks, 8 warps along K (A is 2 bytes a k: its re-reads cost little;
     2.64x cuBLAS at N = K = 8192 on the H200). M > 1: 128-column blocks (4 warps of 4 n8 tiles, 2 warps
     along K) that stage their A rows once in shared memory, so A crosses L2 -> SM once per 128 columns,
-    not once per 32 per warp; K split across ~2 blocks an SM (each >= 4 weight loads a warp), the
+    not once per 32 per warp; K split across ~2 blocks an SM (each >= unroll weight loads a warp), the
     partials summed by the last block of each column tile."""
     if M <= 1:
         return DecodeConfig(n_tiles=1, k_split=8, nw=4, unroll=2)
     cfg = DecodeConfig(n_tiles=4, k_split=2, nw=4, unroll=2, stage_a=True)
     units = K // 128
     tiles_n = -(-N // cfg.block_n)
-    splits = max(1, min(round(2 * sms / tiles_n), units // (2 * cfg.k_split * cfg.unroll), 16))
+    splits = max(1, min(round(2 * sms / tiles_n), units // (cfg.k_split * cfg.unroll), 16))
     return DecodeConfig(4, 2, 4, 2, splits, True)
 
 
@@ -113,10 +113,10 @@ def _decode_cfg(op: str, p, config, M: int, N: int, K: int) -> DecodeConfig:
             raise ArgumentError(f"{op}(): parallelism={p!r} needs 32 * n_tiles * k_split = {32 * nt * ks} "
                                 f"threads; a block has at most 1024")
         cfg = DecodeConfig(nt, ks, nw, un)
+    check_decode_config(op, cfg, True, K, 128, M > 8)
     if cfg.unroll > 8:
         raise ArgumentError(f"{op}(): config {cfg!r}: unroll={cfg.unroll} must be at most 8 (each unrolled load "
                             f"holds 4 * nw registers)")
-    check_decode_config(op, cfg, cfg.a_bytes(K, 128, M > 8))
     return cfg
 
 

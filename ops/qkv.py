@@ -291,8 +291,11 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
         unit = {"f16": 32, "int8": 64, "int4": 128}[kind]
         if K % unit:
             raise ArgumentError(f"{op}(): a DecodeConfig needs hidden={K} to be a multiple of {unit}")
+        if cfg.splits != 1:
+            raise ArgumentError(f"{op}(): config {cfg!r}: splits={cfg.splits}; the QKV decode kernel takes "
+                                f"splits=1 (stage_a=True is allowed)")
         G = DecodeGemm(cfg, T, kind, group_size if kind == "int4" else 0, zeros is not None, M > 8)
-        smem = cfg.smem_bytes()
+        smem = cfg.smem_bytes(a_bytes=cfg.a_bytes(K, unit, M > 8))
     elif kind == "f16":
         cfg.check(2)
         G, smem = block_gemm(cfg, T, True, T.name, wide), cfg.smem_bytes(2)
