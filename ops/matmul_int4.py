@@ -87,7 +87,7 @@ def int4_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
         return DecodeConfig(n_tiles=1, k_split=8, nw=4, unroll=2)
     cfg = DecodeConfig(n_tiles=4, k_split=2, nw=4, unroll=2, stage_a=True)
     units = K // 128
-    tiles_n = -(-N // cfg.block_n)
+    tiles_n = max(-(-N // cfg.block_n), 1)
     splits = max(1, min(round(2 * sms / tiles_n), units // (cfg.k_split * cfg.unroll), 16))
     return DecodeConfig(4, 2, 4, 2, splits, True)
 
@@ -112,6 +112,10 @@ def _decode_cfg(op: str, p, config, M: int, N: int, K: int) -> DecodeConfig:
         if 32 * nt * ks > 1024:
             raise ArgumentError(f"{op}(): parallelism={p!r} needs 32 * n_tiles * k_split = {32 * nt * ks} "
                                 f"threads; a block has at most 1024")
+        if ks * nt * nw * 512 > 48 * 1024:  # the legacy tuple's contract: a reduction buffer in static smem
+            raise ArgumentError(f"{op}(): parallelism={p!r} needs k_split * n_tiles * nw * 512 = "
+                                f"{ks * nt * nw * 512} bytes of shared memory; at most 49152 (k_split * n_tiles * "
+                                f"nw <= 96); config=DecodeConfig(...) takes larger blocks")
         cfg = DecodeConfig(nt, ks, nw, un)
     check_decode_config(op, cfg, True, K, 128, M > 8)
     if cfg.unroll > 8:
