@@ -28,7 +28,9 @@ class DecodeConfig:
     """``n_tiles`` warps along N with ``nw`` n8 tiles each, ``k_split`` warps along K, ``unroll``
     16-byte weight loads per n8 tile in flight; ``splits`` K ranges across blocks (grid.z; the last
     block of a column tile to finish sums the f32 partials in split order); ``stage_a``: the block's A
-    rows over its K range copied once into shared memory (cp.async) instead of read by every warp."""
+    rows over its K range copied once into shared memory (cp.async) instead of read by every warp;
+    ``prefetch``: step kb + unroll's weights (int4: and group scales) are loaded before step kb's mma
+    (two register sets: a warp always has loads in flight)."""
 
     n_tiles: int = 4
     k_split: int = 4
@@ -36,6 +38,7 @@ class DecodeConfig:
     unroll: int = 2
     splits: int = 1
     stage_a: bool = False
+    prefetch: bool = False
 
     @property
     def block_n(self) -> int:
@@ -66,7 +69,8 @@ class DecodeConfig:
 
     def __str__(self) -> str:
         return (f"n{self.n_tiles}k{self.k_split}w{self.nw}u{self.unroll}" +
-                (f"s{self.splits}" if self.splits > 1 else "") + ("a" if self.stage_a else ""))
+                (f"s{self.splits}" if self.splits > 1 else "") + ("a" if self.stage_a else "") +
+                ("p" if self.prefetch else ""))
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def _a_load(G: Const, ap, ok, k0, sa, kbase, r, lk, extra: Const[int]):
 def stage_rows(G: Const, sa, a, M, K, m0, kbase, units):
     """Copy rows m0 .. m0 + rows - 1 of A, k kbase .. kbase + unit * units, into shared memory as
     [32-k chunk][row][4 pieces of 8 k] (a warp's fragment loads are 512 contiguous bytes: no bank
-    conflict); rows past M are zero-filled. One cp.async group, waited on and made block-visible here."""
+    conflict); rows past M are zero-filled. One cp.async group: the caller waits for it (and syncs)."""
     C = G.cfg
     tid = kaiodsl.thread_idx.x
     total = units * (G.unit // 32) * G.rows * 4
@@ -127,8 +131,6 @@ def stage_rows(G: Const, sa, a, M, K, m0, kbase, units):
         src = a + (i64(min(row, M - 1)) * K + kbase + 32 * (i // (4 * G.rows)) + 8 * (i % 4))
         kaiodsl.cp_async(sa + 4 * i, src, 16, mask=row < M)
     kaiodsl.cp_async_commit()
-    kaiodsl.cp_async_wait(0)
-    kaiodsl.syncthreads()
 
 
 @kaiodsl.func
@@ -189,27 +191,36 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
             GN = K // G.group
             srows = [scales + i64(min((ntile + v) * 8 + g, N - 1)) * GN for v in range(C.nw)]
     acc = tiles.fragments.zeros(G.acc_tile)
-    for kb in range(b0, b1, C.unroll):
+    nxt = []
+    nq = []
+    if C.prefetch:                     # the first step's weights (and scales) in flight during A's copy
+        nxt = _wload(G, wp, b0, b1, ntile, g, N, K, KB)
         if G.wkind == "int4":
-            words = [[kaiodsl.load(wp, (v * KB + kb + u) * 128, vec=4, cache="nc",
-                                   mask=(kb + u < b1) and ((ntile + v) * 8 < N), other=0)
-                      for v in range(C.nw)] for u in range(C.unroll)]
-        elif G.wkind == "f16":
-            words = [[kaiodsl.load(wp, i64(v * 8) * (K // 2) + (kb + u) * 16, vec=4, cache="nc",
-                                   mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
-                      for v in range(C.nw)] for u in range(C.unroll)]
+            nq = _qload(G, qrows, b0, b1)
+    if C.stage_a:
+        kaiodsl.cp_async_wait(0)
+        kaiodsl.syncthreads()
+    for kb in range(b0, b1, C.unroll):
+        if C.prefetch:                 # step kb's registers; step kb + unroll's loads issued before its mma
+            words = nxt
+            qraw = nq
+            nxt = _wload(G, wp, kb + C.unroll, b1, ntile, g, N, K, KB)
+            if G.wkind == "int4":
+                nq = _qload(G, qrows, kb + C.unroll, b1)
         else:
-            words = [[kaiodsl.load(wp, i64(v * 8) * (K // 4) + (kb + u) * 16, vec=4, cache="nc",
-                                   mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
-                      for v in range(C.nw)] for u in range(C.unroll)]
+            words = _wload(G, wp, kb, b1, ntile, g, N, K, KB)
         for u in kaiodsl.static_range(C.unroll):
             if kb + u < b1:
                 if G.wkind == "int4":
                     for ci in kaiodsl.static_range(4):
                         k0 = (kb + u) * 128 + 32 * ci
                         if ci * 32 % G.group == 0:
-                            consts = [group_consts(qrows[v], k0 // G.group, MAGIC_F, G.has_zeros, H2)
-                                      for v in range(C.nw)]
+                            if C.prefetch:
+                                consts = [_qmake(G, qraw[u][ci * 32 // G.group][v], MAGIC_F, H2)
+                                          for v in range(C.nw)]
+                            else:
+                                consts = [group_consts(qrows[v], k0 // G.group, MAGIC_F, G.has_zeros, H2)
+                                          for v in range(C.nw)]
                         x0 = _a_load(G, a0p, ok0, k0, sa, kbase, g, 8 * t, 0)
                         x1 = _a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 8 * t, 0) if G.two_rows else (0, 0, 0, 0)
                         for st in kaiodsl.static_range(2):
@@ -249,6 +260,54 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
     if C.stage_a:
         kaiodsl.syncthreads()          # every warp is done with the staged A before smem is reused
     return _reduce(G, smem32, acc, nt, kq, lane)
+
+
+@kaiodsl.func
+def _wload(G: Const, wp, kb, b1, ntile, g, N, K, KB):
+    """The 16-byte weight loads of steps kb .. kb + unroll - 1 ([u][v]: n8 tile v), zeros past b1 or N."""
+    C = G.cfg
+    if G.wkind == "int4":
+        return [[kaiodsl.load(wp, (v * KB + kb + u) * 128, vec=4, cache="nc",
+                              mask=(kb + u < b1) and ((ntile + v) * 8 < N), other=0)
+                 for v in range(C.nw)] for u in range(C.unroll)]
+    words = K // (2 if G.wkind == "f16" else 4)          # u32 words of one weight row
+    return [[kaiodsl.load(wp, i64(v * 8) * words + (kb + u) * 16, vec=4, cache="nc",
+                          mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
+             for v in range(C.nw)] for u in range(C.unroll)]
+
+
+@kaiodsl.func
+def _qload(G: Const, qrows, kb, b1):
+    """int4's raw group scales (and zero points) of steps kb .. kb + unroll - 1: [u][group of the unit][v]
+    (scale bits as u16, zero point as u8; zeros past b1), for _qmake."""
+    C = G.cfg
+    per = G.unit // G.group
+    out = []
+    for u in kaiodsl.static_range(C.unroll):
+        ok = kb + u < b1
+        line = []
+        for j in kaiodsl.static_range(per):
+            grp = (kb + u) * per + j
+            vals = []
+            for v in kaiodsl.static_range(C.nw):
+                srow, zrow = qrows[v]
+                sv = kaiodsl.bitcast(kaiodsl.load(srow, grp, mask=ok, other=0), kaiodsl.u16)
+                zv = kaiodsl.load(zrow, grp, mask=ok, other=0) if G.has_zeros else 0
+                vals = vals + [(sv, zv)]
+            line = line + [vals]
+        out = out + [line]
+    return out
+
+
+@kaiodsl.func
+def _qmake(G: Const, raw, MAGIC_F: Const[float], H2: Const):
+    """group_consts (kaiodsl.tiles.dequant) from prefetched raw values: (zero + magic, scale) as half2s."""
+    sv, zv = raw
+    s2 = kaiodsl.bitcast(kaiodsl.pack_b32(sv, sv), H2)
+    zf = MAGIC_F + 8.0
+    if G.has_zeros:
+        zf = MAGIC_F + f32(zv)
+    return kaiodsl.pack_half2(zf, zf, H2), s2
 
 
 @kaiodsl.func

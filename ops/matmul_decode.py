@@ -100,8 +100,9 @@ def check_decode_config(op: str, cfg: DecodeConfig, staged: bool = False, K: int
         v = getattr(cfg, name)
         if not (type(v) is int and v >= 1):
             raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be a positive int, got {v!r}")
-    if type(cfg.stage_a) is not bool:
-        raise ArgumentError(f"{op}(): config {cfg!r}: stage_a must be True or False, got {cfg.stage_a!r}")
+    for name in ("stage_a", "prefetch"):
+        if type(getattr(cfg, name)) is not bool:
+            raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be True or False, got {getattr(cfg, name)!r}")
     if not staged and (cfg.splits > 1 or cfg.stage_a):
         raise ArgumentError(f"{op}(): config {cfg!r}: splits={cfg.splits}, stage_a={cfg.stage_a}; this op's "
                             f"decode kernel takes splits=1 and stage_a=False")

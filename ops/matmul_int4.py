@@ -15,6 +15,7 @@ memory. ``int4_decode_config`` is the default; ``config=DecodeConfig(...)`` or t
 tiled kernel (ops/matmul_int4_tiled.py) or, on sm_90a past M = 64, ops/gemm_sm90_w4.py.
 """
 
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -81,15 +82,16 @@ def int4_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
     M = 1: the unstaged 32-column blocks, 8 warps along K (A is 2 bytes a k: its re-reads cost little;
     2.64x cuBLAS at N = K = 8192 on the H200). M > 1: 128-column blocks (4 warps of 4 n8 tiles, 2 warps
     along K) that stage their A rows once in shared memory, so A crosses L2 -> SM once per 128 columns,
-    not once per 32 per warp; K split across ~2 blocks an SM (each >= unroll weight loads a warp), the
-    partials summed by the last block of each column tile."""
+    not once per 32 columns per warp; weights prefetched one step ahead (a warp always has loads in
+    flight; 114 registers at group 128: 2 blocks an SM); K split across ~2 blocks an SM (each warp >= 1
+    step), the partials summed by the last block of each column tile. Not yet tuned on the GPU:
+    scripts/decode_int4_sweep.py times the candidates."""
     if M <= 1:
         return DecodeConfig(n_tiles=1, k_split=8, nw=4, unroll=2)
-    cfg = DecodeConfig(n_tiles=4, k_split=2, nw=4, unroll=2, stage_a=True)
-    units = K // 128
+    cfg = DecodeConfig(n_tiles=4, k_split=2, nw=4, unroll=1, stage_a=True, prefetch=True)
     tiles_n = max(-(-N // cfg.block_n), 1)
-    splits = max(1, min(round(2 * sms / tiles_n), units // (cfg.k_split * cfg.unroll), 16))
-    return DecodeConfig(4, 2, 4, 2, splits, True)
+    splits = max(1, min(round(2 * sms / tiles_n), (K // 128) // (cfg.k_split * cfg.unroll), 16))
+    return replace(cfg, splits=splits)
 
 
 def _decode_cfg(op: str, p, config, M: int, N: int, K: int) -> DecodeConfig:
