@@ -116,6 +116,25 @@ def test_w8a16_decode_split_bias(backend, rng, poison, cfg, M, gs):
     assert _tickets_zero()
 
 
+@pytest.mark.parametrize("kind", ["f16", "int8", "int4"])
+@pytest.mark.parametrize("cfg", [DecodeConfig(2, 2, 2, 1, 1, True, True), DecodeConfig(1, 2, 4, 2, 1, True)], ids=str)
+@pytest.mark.parametrize("B,S,style", [(1, 5, "interleaved"), (2, 8, "rotate_half")])
+def test_qkv_decode_staged(backend, rng, monkeypatch, kind, cfg, B, S, style):
+    """The fused QKV decode path with A staged / weights prefetched: bias and rope applied once."""
+    from test_qkv import _run
+
+    poison_outputs(monkeypatch, importlib.import_module("kaiodsl.ops.qkv"))
+    _run(rng, kind, "f16", B, S, 128, 4, 2, 16, rope_style=style, bias=True, config=cfg)
+
+
+def test_qkv_refuses_splits(rng):
+    kaiodsl.runtime.set_backend("sim")
+    x = np.ones((2, 128), np.float16)
+    w = [np.ones((n, 128), np.float16) for n in (32, 16, 16)]
+    with pytest.raises(ArgumentError, match="splits=2"):
+        ops.qkv_project(x, *w, config=DecodeConfig(1, 1, 1, 2, 2, True))
+
+
 @pytest.mark.parametrize("field,value,msg", [("splits", 0, "splits must be a positive int"),
                                              ("splits", 65, "splits=65; allowed 1..64"),
                                              ("stage_a", 1, "stage_a must be True or False"),
