@@ -7,6 +7,14 @@ and k unit (``unroll`` units in flight), and the A fragments straight from globa
 rows: L1/L2 resident). The partial tiles of the K split are summed through shared memory in a fixed
 order (deterministic) and every warp gets the total; warps with kq == 0 store it.
 
+Three options move fewer bytes per useful byte (DecodeConfig): ``stage_a`` copies the block's A rows
+over its K range into shared memory once (cp.async; L2 -> SM traffic for A per block, not per warp
+tile, which matters at M = 16 where A is as many bytes a k as 64 int4 columns); ``splits`` cuts K
+across blocks too (grid.z), so blocks can be wide (fewer A copies) and still fill the SMs: each block
+writes an f32 partial, the last to take the column tile's ticket sums them in split order
+(``combine_splits``: the same bits every run); ``prefetch`` issues step kb + unroll's weight loads
+(int4: and group scales) before step kb's mma, so a warp never waits with nothing in flight.
+
 The k order inside a unit is a permutation the dot product does not see, chosen so that both operands
 are contiguous 16-byte loads (ops/int4_pack.py for int4). int8 (raw [N, K] rows, unit 64 k): lane t
 holds k 16 t .. 16 t + 15 of weight row n; mma step s takes its bytes 4 s .. 4 s + 3 as the B fragment
@@ -370,6 +378,7 @@ def combine_splits(G: Const, smem32, acc, ws, ticket):
         si[0] = kaiodsl.atomic_add(ticket, tile, 1)
     kaiodsl.syncthreads()
     last = si[0] == C.splits - 1
+    kaiodsl.syncthreads()                   # slot 0 read by all before an epilogue reuses shared memory
     if last:
         kaiodsl.fence()
     fin = last and kq == 0

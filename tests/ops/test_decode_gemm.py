@@ -117,22 +117,17 @@ def test_w8a16_decode_split_bias(backend, rng, poison, cfg, M, gs):
 
 
 @pytest.mark.parametrize("kind", ["f16", "int8", "int4"])
-@pytest.mark.parametrize("cfg", [DecodeConfig(2, 2, 2, 1, 1, True, True), DecodeConfig(1, 2, 4, 2, 1, True)], ids=str)
+@pytest.mark.parametrize("cfg", [DecodeConfig(2, 2, 2, 1, 1, True, True), DecodeConfig(1, 2, 4, 2, 3, True),
+                                 DecodeConfig(4, 1, 1, 2, 2, False, True)], ids=str)
 @pytest.mark.parametrize("B,S,style", [(1, 5, "interleaved"), (2, 8, "rotate_half")])
-def test_qkv_decode_staged(backend, rng, monkeypatch, kind, cfg, B, S, style):
-    """The fused QKV decode path with A staged / weights prefetched: bias and rope applied once."""
+def test_qkv_decode_staged_split(backend, rng, monkeypatch, kind, cfg, B, S, style):
+    """The fused QKV decode path with A staged, weights prefetched, K split over blocks (3 splits of 4 k
+    units for int4 leave one block empty): bias and rope applied once, by the block that stores."""
     from test_qkv import _run
 
     poison_outputs(monkeypatch, importlib.import_module("kaiodsl.ops.qkv"))
-    _run(rng, kind, "f16", B, S, 128, 4, 2, 16, rope_style=style, bias=True, config=cfg)
-
-
-def test_qkv_refuses_splits(rng):
-    kaiodsl.runtime.set_backend("sim")
-    x = np.ones((2, 128), np.float16)
-    w = [np.ones((n, 128), np.float16) for n in (32, 16, 16)]
-    with pytest.raises(ArgumentError, match="splits=2"):
-        ops.qkv_project(x, *w, config=DecodeConfig(1, 1, 1, 2, 2, True))
+    _run(rng, kind, "f16", B, S, 512, 4, 2, 16, rope_style=style, bias=True, config=cfg)
+    assert _tickets_zero()
 
 
 @pytest.mark.parametrize("field,value,msg", [("splits", 0, "splits must be a positive int"),
@@ -182,19 +177,43 @@ def test_decode_kernels_do_not_spill(arch):
             assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 255, (cfg, stats)
 
 
-# -- the GPU: the decode shapes the heuristic is tuned for ---------------------------------------------
+# -- the GPU: the decode shapes the heuristic is for ---------------------------------------------------
+GPU_CFGS = [None, DecodeConfig(4, 2, 4, 2, 4, True), DecodeConfig(8, 1, 4, 1, 8, True, True)]
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("cfg", GPU_CFGS, ids=str)
 @pytest.mark.parametrize("M", [1, 4, 16])
 @pytest.mark.parametrize("N,K", [(4096, 4096), (8192, 8192), (14336, 4096), (6144, 4096)])
-def test_int4_decode_gpu_shapes(torch_cuda, M, N, K):
+def test_int4_decode_gpu_shapes(torch_cuda, cfg, M, N, K):
+    """The default (and two split/staged tilings) at LLM decode shapes; two runs bitwise equal."""
     torch = torch_cuda
     rng = np.random.default_rng(M * N + K)
     q = rng.integers(0, 16, (N, K), dtype=np.uint8)
     s = (rng.uniform(0.5, 1.5, (N, K // 128)) * 1e-2).astype(np.float16)
+    z = rng.integers(0, 16, (N, K // 128), dtype=np.uint8)
     a = rng.standard_normal((M, K)).astype(np.float16)
-    ref = ops.reference_matmul_int4(a, q, s, None, 128)
-    ta, tw, ts = (torch.from_numpy(x).cuda() for x in (a, ops.pack_int4(q), s))
-    out = ops.matmul_int4(ta, tw, ts, group_size=128)
-    again = ops.matmul_int4(ta, tw, ts, group_size=128)
+    ref = ops.reference_matmul_int4(a, q, s, z, 128)
+    ta, tw, ts, tz = (torch.from_numpy(x).cuda() for x in (a, ops.pack_int4(q), s, z))
+    out = ops.matmul_int4(ta, tw, ts, zeros=tz, group_size=128, config=cfg)
+    again = ops.matmul_int4(ta, tw, ts, zeros=tz, group_size=128, config=cfg)
     check_close(out.cpu().numpy(), ref, "f16")
     assert torch.equal(out, again)
+    assert not any(b.any().item() for b in md._TICKETS.values() if isinstance(b, torch.Tensor) and b.is_cuda)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [DecodeConfig(4, 2, 4, 2, 4, True, True), DecodeConfig(1, 8, 4, 2, 1, False, True)],
+                         ids=str)
+def test_w8a16_decode_gpu_split(torch_cuda, cfg):
+    torch = torch_cuda
+    rng = np.random.default_rng(7)
+    M, N, K = 16, 8192, 8192
+    q = rng.integers(-128, 128, (N, K), dtype=np.int8)
+    s = (rng.uniform(0.5, 1.5, N) * 1e-2).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    a = rng.standard_normal((M, K)).astype(np.float16)
+    ta, tq, ts, tb = (torch.from_numpy(x).cuda() for x in (a, q, s, bias))
+    out = ops.matmul_w8a16(ta, tq, ts, bias=tb, config=cfg)
+    check_close(out.cpu().numpy(), a.astype(np.float64) @ (q.astype(np.float64) * s[:, None]).T + bias, "f16")
+    assert torch.equal(out, ops.matmul_w8a16(ta, tq, ts, bias=tb, config=cfg))
