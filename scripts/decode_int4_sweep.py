@@ -1,7 +1,7 @@
 """W4A16 decode sweep (not a test): ops.matmul_int4 at M in {1, 4, 16}, N = K in {4096, 8192} (and
 14336 x 4096), and the fused qkv_project_int4 at Llama-3-8B (hidden 4096, H 32, H_kv 8, D 128) at
-M in {1, 16}, under the old configs, the heuristic's and the candidate DecodeConfigs, against f16
-torch.matmul (cuBLAS) in the same process. Times are device time (kaiodsl.runtime.timing.timed: CUDA
+M in {1, 16}, under the old configs, the heuristic's and candidate DecodeConfigs (staged A, prefetch,
+K split over blocks), against f16 torch.matmul (cuBLAS) in the same process. Times are device time (kaiodsl.runtime.timing.timed: CUDA
 graph replay, median); each line prints us, the ratio cuBLAS / ours (> 1: faster) and the weights'
 effective GB/s. Every candidate is checked against the first one's output (split-K sums in another
 order: relative difference, not bits).
@@ -103,8 +103,11 @@ def sweep_qkv(M: int, gen):
     old = D(2, 4, 2, 2) if M > 8 else D(1, 8, 4, 2)       # ops.qkv.qkv_config's decode shapes
     cands = [("old/auto", None), ("old", old)]
     for c in (D(2, 4, 2, 2, 1, True), D(2, 4, 2, 2, 1, False, True), D(2, 4, 2, 2, 1, True, True),
-              D(2, 4, 2, 1, 1, True, True), D(1, 8, 4, 1, 1, True, True), D(1, 8, 4, 2, 1, True),
-              D(2, 4, 4, 1, 1, True, True), D(4, 2, 4, 1, 1, True, True), D(1, 8, 2, 2, 1, False, True)):
+              D(2, 4, 2, 1, 1, True, True), D(1, 8, 4, 1, 1, True, True), D(1, 8, 2, 2, 1, False, True)):
+        cands.append((str(c), c))
+    for base in (D(4, 2, 4, 1, 1, True, True), D(4, 2, 4, 2, 1, True), D(8, 1, 4, 1, 1, True, True),
+                 D(2, 4, 4, 1, 1, True, True), D(4, 2, 4, 1, 1, False, True)):
+        c = auto_splits(base, Nq + 2 * Nkv, hidden)       # K split over blocks: the last block's epilogue
         cands.append((str(c), c))
     ref = None
     for label, cfg in cands:
