@@ -217,3 +217,17 @@ def test_w8a16_decode_gpu_split(torch_cuda, cfg):
     out = ops.matmul_w8a16(ta, tq, ts, bias=tb, config=cfg)
     check_close(out.cpu().numpy(), a.astype(np.float64) @ (q.astype(np.float64) * s[:, None]).T + bias, "f16")
     assert torch.equal(out, ops.matmul_w8a16(ta, tq, ts, bias=tb, config=cfg))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [DecodeConfig(4, 2, 4, 1, 6, True, True), DecodeConfig(2, 4, 2, 2, 1, True, True)],
+                         ids=str)
+@pytest.mark.parametrize("M", [1, 16])
+def test_qkv_int4_llama_split_gpu(backend, rng, cfg, M):
+    """Llama-3-8B's fused int4 QKV (hidden 4096, 32 / 8 heads of 128) with rotate_half rope and bias."""
+    if backend.name != "cuda":
+        pytest.skip("the Llama-3-8B shape is for the GPU")
+    from test_qkv import _run
+
+    _run(rng, "int4", "f16", 1, M, 4096, 32, 8, 128, layout="bhsd", rope_style="rotate_half", bias=True,
+         config=cfg, gs=128)
