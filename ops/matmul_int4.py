@@ -90,8 +90,17 @@ def int4_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
         return DecodeConfig(n_tiles=1, k_split=8, nw=4, unroll=2)
     cfg = DecodeConfig(n_tiles=4, k_split=2, nw=4, unroll=1, stage_a=True, prefetch=True)
     tiles_n = max(-(-N // cfg.block_n), 1)
-    splits = max(1, min(round(2 * sms / tiles_n), (K // 128) // (cfg.k_split * cfg.unroll), 16))
-    return replace(cfg, splits=splits)
+    units = K // 128
+    splits = max(1, min(round(2 * sms / tiles_n), units // (cfg.k_split * cfg.unroll), 16))
+    while replace(cfg, splits=splits).a_bytes(K, 128, M > 8) > A_BUDGET and splits < units:
+        splits += 1                   # long K: more splits until the staged A fits 2 blocks an SM
+    cfg = replace(cfg, splits=splits)
+    if cfg.a_bytes(K, 128, M > 8) > A_BUDGET:
+        cfg = replace(cfg, stage_a=False)
+    return cfg
+
+
+A_BUDGET = 96 * 1024    # staged A bytes a block at most (two blocks an SM in 227 KB with the rest)
 
 
 def _decode_cfg(op: str, p, config, M: int, N: int, K: int) -> DecodeConfig:

@@ -165,6 +165,9 @@ def test_int4_decode_config_heuristic():
             assert 128 <= blocks <= 4 * 132, (M, N, K, cfg)
             assert cfg.a_bytes(K, 128, M > 8) <= 100 * 1024, (M, N, K, cfg)
     assert m4.int4_decode_config(16, 8192, 8192) == DecodeConfig(4, 2, 4, 1, 4, True, True)
+    for N, K in ((8192, 28672), (128256, 8192), (1024, 65536)):    # long K / a wide vocabulary: A still fits
+        cfg = m4.int4_decode_config(16, N, K, 132)
+        assert cfg.a_bytes(K, 128, True) <= m4.A_BUDGET and cfg.splits * cfg.block_units(K, 128) >= K // 128
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
