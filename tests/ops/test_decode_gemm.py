@@ -81,6 +81,14 @@ def test_int4_split_staged_dtypes(backend, rng, poison, gs, with_zeros, dtype):
         check_close(out, ref, dtype)
 
 
+def test_int4_split_many_row_tiles(backend, rng, poison):
+    """An explicit split config past M = 16: one ticket and workspace slot per (row tile, column tile)."""
+    args, zeros, ref = _int4_case(rng, 37, 40, 384, 128, True, "f16")
+    out = ops.matmul_int4(*args, zeros=zeros, group_size=128, config=DecodeConfig(2, 1, 2, 1, 2, True, True))
+    check_close(out, ref, "f16")
+    assert _tickets_zero()
+
+
 def test_int4_split_is_deterministic(backend, rng, poison):
     """Two runs give the same bits (partials summed in split order, whatever the arrival order)."""
     args, zeros, ref = _int4_case(rng, 13, 48, 768, 128, True, "f16")
