@@ -117,13 +117,22 @@ def warp_place(G: Const, tid):
 
 
 @kaiodsl.func
-def _a_load(G: Const, ap, ok, k0, sa, kbase, r, lk, extra: Const[int]):
-    """8 halves of A at k0 + lk + extra of row r (``lk`` this lane's offset, already in ``ap``): from
-    global (``ap``, masked by ``ok``) or, staged, from shared memory (``stage_rows``' layout)."""
+def _a_load(G: Const, ap, ok, k0, sa, kbase, soff, extra: Const[int]):
+    """8 halves of A at k0 + extra (+ this lane's offset) of one row: from global (``ap``, masked by
+    ``ok``) or, staged, from shared memory (``soff``: the lane's word offset in a 32-k chunk of
+    ``stage_rows``' layout, from _stage_offset)."""
     if G.cfg.stage_a:
-        kk = k0 - kbase + lk + extra
-        return kaiodsl.load(sa, (((kk // 32) * G.rows + r) * 4 + (kk % 32) // 8) * 4, vec=4)
+        return kaiodsl.load(sa, ((k0 - kbase) // 32) * (G.rows * 16) + soff + extra // 2, vec=4)
     return kaiodsl.load(ap, (k0 + extra) // 2, vec=4, cache="nc", mask=ok, other=0)
+
+
+@kaiodsl.func
+def _stage_offset(G: Const, r, t):
+    """u32 word offset of row r's piece for lane t in a staged chunk: piece t (int4/f16: k 8t ..) or, int8
+    (k 16t .. of a 64-k unit), pieces 2 (t % 2), + 1 of chunk t // 2."""
+    if G.wkind == "int8":
+        return ((t // 2) * G.rows + r) * 16 + (t % 2) * 8
+    return (r * 4 + t) * 4
 
 
 @kaiodsl.func
@@ -177,6 +186,8 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
         stage_rows(G, sa, a, M, K, m0, kbase, B1 - B0)
     ok0 = m0 + g < M
     ok1 = m0 + g + 8 < M
+    s0 = _stage_offset(G, g, t)
+    s1 = _stage_offset(G, g + 8, t)
     if G.wkind == "int4":
         MAGIC_BITS, MAGIC_F = MAGIC[G.dtype.name]
         wp = w + (i64(ntile * KB) * 32 + lane) * 4          # 64-bit: ntile x KB x 128 words pass 2^31
@@ -229,8 +240,8 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                             else:
                                 consts = [group_consts(qrows[v], k0 // G.group, MAGIC_F, G.has_zeros, H2)
                                           for v in range(C.nw)]
-                        x0 = _a_load(G, a0p, ok0, k0, sa, kbase, g, 8 * t, 0)
-                        x1 = _a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 8 * t, 0) if G.two_rows else (0, 0, 0, 0)
+                        x0 = _a_load(G, a0p, ok0, k0, sa, kbase, s0, 0)
+                        x1 = _a_load(G, a1p, ok1, k0, sa, kbase, s1, 0) if G.two_rows else (0, 0, 0, 0)
                         for st in kaiodsl.static_range(2):
                             af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
                             for v in kaiodsl.static_range(C.nw):
@@ -241,8 +252,8 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                                 acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
                 elif G.wkind == "f16":
                     k0 = (kb + u) * 32
-                    x0 = _a_load(G, a0p, ok0, k0, sa, kbase, g, 8 * t, 0)
-                    x1 = _a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 8 * t, 0) if G.two_rows else (0, 0, 0, 0)
+                    x0 = _a_load(G, a0p, ok0, k0, sa, kbase, s0, 0)
+                    x1 = _a_load(G, a1p, ok1, k0, sa, kbase, s1, 0) if G.two_rows else (0, 0, 0, 0)
                     for st in kaiodsl.static_range(2):
                         af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
                         for v in kaiodsl.static_range(C.nw):
@@ -254,12 +265,12 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                     gs = [0.0 for v in range(C.nw)]
                     if G.group:
                         gs = [_scale(G, srows[v], k0 // G.group) for v in range(C.nw)]
-                    xs = [_a_load(G, a0p, ok0, k0, sa, kbase, g, 16 * t, 0),
-                          _a_load(G, a0p, ok0, k0, sa, kbase, g, 16 * t, 8)]
+                    xs = [_a_load(G, a0p, ok0, k0, sa, kbase, s0, 0),
+                          _a_load(G, a0p, ok0, k0, sa, kbase, s0, 8)]
                     ys = [(0, 0, 0, 0), (0, 0, 0, 0)]
                     if G.two_rows:
-                        ys = [_a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 16 * t, 0),
-                              _a_load(G, a1p, ok1, k0, sa, kbase, g + 8, 16 * t, 8)]
+                        ys = [_a_load(G, a1p, ok1, k0, sa, kbase, s1, 0),
+                              _a_load(G, a1p, ok1, k0, sa, kbase, s1, 8)]
                     for st in kaiodsl.static_range(4):
                         af = _frag(xs[st // 2], ys[st // 2], 2 * (st % 2), 2 * (st % 2) + 1, H2, G.two_rows)
                         for v in kaiodsl.static_range(C.nw):
