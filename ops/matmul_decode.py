@@ -84,26 +84,81 @@ def decode_unfit(M: int, K: int, layout: str, aligned: bool) -> str:
     return ""
 
 
-def check_decode_config(op: str, cfg: DecodeConfig) -> None:
+def check_decode_config(op: str, cfg: DecodeConfig, staged: bool = False, K: int = 0, unit: int = 32,
+                        two_rows: bool = True) -> None:
     """Raise ArgumentError unless ``cfg`` is a tiling the decode kernel runs on the current backend's arch
-    (require_smem's; the pairs that passed are remembered)."""
+    (require_smem's, with A staged for K); ``staged``: the op passes split workspaces and staged A's
+    shared memory (else splits > 1 and stage_a are refused). The tuples that passed are remembered."""
     from kaiodsl.runtime import current
 
-    key = (cfg, getattr(current(), "arch", None))
+    key = (cfg, staged, K, unit, two_rows, getattr(current(), "arch", None))
     if key in _VALID:
         return
-    for name in ("n_tiles", "k_split", "nw", "unroll"):
+    if not isinstance(cfg, DecodeConfig):
+        raise ArgumentError(f"{op}(): config must be a DecodeConfig, got {cfg!r}")
+    for name in ("n_tiles", "k_split", "nw", "unroll", "splits"):
         v = getattr(cfg, name)
         if not (type(v) is int and v >= 1):
             raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be a positive int, got {v!r}")
+    for name in ("stage_a", "prefetch"):
+        if type(getattr(cfg, name)) is not bool:
+            raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be True or False, got {getattr(cfg, name)!r}")
+    if not staged and (cfg.splits > 1 or cfg.stage_a):
+        raise ArgumentError(f"{op}(): config {cfg!r}: splits={cfg.splits}, stage_a={cfg.stage_a}; this op's "
+                            f"decode kernel takes splits=1 and stage_a=False")
+    if cfg.splits > MAX_SPLITS:
+        raise ArgumentError(f"{op}(): config {cfg!r}: splits={cfg.splits}; allowed 1..{MAX_SPLITS} (grid.z)")
     if cfg.threads > 1024:
         raise ArgumentError(f"{op}(): config {cfg!r}: n_tiles * k_split = {cfg.n_tiles * cfg.k_split} warps; "
                             f"a block holds at most 32")
-    require_smem(op, f"config {cfg}", cfg.smem_bytes())
+    require_smem(op, f"config {cfg}", cfg.smem_bytes(a_bytes=cfg.a_bytes(K, unit, two_rows)))
     _VALID.add(key)
 
 
-_VALID: set = set()     # (DecodeConfig, backend arch) that passed check_decode_config
+MAX_SPLITS = 64          # K ranges across blocks: each block at least one 16-byte weight load a lane in practice
+
+
+def split_buffers(like, cfg: DecodeConfig, tiles_mn: int) -> tuple:
+    """(f32 workspace, i32 tickets) for ``cfg.splits`` > 1 over ``tiles_mn`` column tiles, else 1-element
+    placeholders. The workspace is fresh (every split writes its partial before the ticket); the tickets
+    are one zeroed buffer per device that the kernels leave zeroed (the last block resets its slot), so
+    no launch pays a memset. Launches on concurrent streams must not share it: decode runs on one."""
+    from ._common import new_like
+
+    n = cfg.workspace_elems(tiles_mn)
+    ws = new_like(like, (max(n, 1),), f32)
+    if cfg.splits == 1:
+        return ws, _tickets(like, 1)
+    return ws, _tickets(like, tiles_mn)
+
+
+_TICKETS: dict = {}      # (array kind, device, backend) -> zeroed i32 buffer, grown as needed
+
+
+def _tickets(like, n: int):
+    from kaiodsl.runtime import current
+
+    key = (like.kind, str(like.device), id(current()))
+    buf = _TICKETS.get(key)
+    if buf is None or len(buf) < n:
+        n = max(n, 4096)
+        if like.kind == "torch":
+            import torch
+
+            buf = torch.zeros((n,), dtype=torch.int32, device=like.device)
+        elif like.kind == "numpy":
+            import numpy as np
+
+            buf = np.zeros((n,), np.int32)
+        else:
+            from kaiodsl.runtime import zeros
+
+            buf = zeros((n,), i32)
+        _TICKETS[key] = buf
+    return buf
+
+
+_VALID: set = set()     # (DecodeConfig, staged, K, unit, two_rows, arch) that passed check_decode_config
 
 
 def decode_grid(M: int, N: int, cfg: DecodeConfig) -> tuple:

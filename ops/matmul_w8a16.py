@@ -27,6 +27,7 @@ from ._common import (data_alignment, inspect_array, new_like, require_contiguou
 from .matmul import _bias_f32, _dtype_name, dummy_f32, needs_wide
 from . import w8_gemm
 from .decode_gemm import DecodeConfig, DecodeGemm
+from .matmul_decode import check_decode_config, split_buffers
 from .w8_gemm import W8Config, W8Gemm
 from . import decode_gemm
 
@@ -98,16 +99,17 @@ def w8a16_decode_kernel(dtype_name: str, out_name: str, cfg: DecodeConfig, group
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def w8a16_decode(a: Ptr[T], w: Ptr[i8], scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
-                     M: i32, N: i32, K: i32):
+                     ws: Ptr[f32], ticket: Ptr[i32], M: i32, N: i32, K: i32):
         sm = kaiodsl.dynamic_shared(f32)
         tid = kaiodsl.thread_idx.x
         col0 = kaiodsl.block_idx.x * cfg.block_n
         m0 = kaiodsl.block_idx.y * 16
         acc = decode_gemm.main_loop(G, sm.ptr(0), a, kaiodsl.ptr_cast(w, kaiodsl.u32), gscales, gscales, M, N, K,
                                     m0, col0)
+        acc, active = decode_gemm.combine_splits(G, sm.ptr(0), acc, ws, ticket)
         nt, kq = decode_gemm.warp_place(G, tid)
         args = ((scales,) if not group_size else ()) + ((bias,) if has_bias else ())
-        if kq == 0:
+        if active:
             tiles.epilogue.store_tile(E, G.acc_tile, acc, c, args, m0, col0 + nt * 8 * cfg.nw, tid % 32, M, N)
 
     return w8a16_decode
@@ -192,6 +194,10 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
     sm90 = sm90_w4_plan(op, M, N, K, use_sm90_w8(M, N, K), None, min(data_alignment(az), data_alignment(wz)),
                         config) if config is None or isinstance(config, W4Config) else None
     cfg = sm90 or config or w8_config(M, N, K, group_size or 0)
+    if isinstance(cfg, DecodeConfig):
+        if K % 64:
+            raise ArgumentError(f"{op}(): a DecodeConfig needs K={K} to be a multiple of 64")
+        check_decode_config(op, cfg, True, K, 64, M > 8)
     if group_size and isinstance(cfg, W8Config) and group_size % cfg.block_k:
         raise ArgumentError(f"{op}(): config {cfg}: block_k={cfg.block_k} must divide group_size={group_size}")
     out = new_like(az, (M, N), {"f16": f16, "bf16": bf16, "f32": f32}[out_name])
@@ -204,10 +210,12 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
         return launch_w8_sm90(a, w_q, pc, gsc, out, bias_arg, M, N, K, az.dtype.name, out_name, gs,
                               bias is not None, sm90)
     if isinstance(cfg, DecodeConfig):
-        if K % 64:
-            raise ArgumentError(f"{op}(): a DecodeConfig needs K={K} to be a multiple of 64")
         k = w8a16_decode_kernel(az.dtype.name, out_name, cfg, gs, bias is not None, M > 8)
-        grid = ((N + cfg.block_n - 1) // cfg.block_n, (M + 15) // 16)
+        grid = ((N + cfg.block_n - 1) // cfg.block_n, (M + 15) // 16, cfg.splits)
+        ws, ticket = split_buffers(az, cfg, grid[0] * grid[1])
+        k[grid, cfg.threads](a, w_q, pc, gsc, out, bias_arg, ws, ticket, M, N, K,
+                             smem=cfg.smem_bytes(a_bytes=cfg.a_bytes(K, 64, M > 8)))
+        return out
     else:
         k = w8a16_kernel(az.dtype.name, out_name, cfg, gs, bias is not None, needs_wide(M, N, K))
         grid = ((M + cfg.block_m - 1) // cfg.block_m) * ((N + cfg.block_n - 1) // cfg.block_n)

@@ -38,6 +38,7 @@ from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, needs_wide, 
 from .matmul_w8a16 import _vec_f32
 from .qkv_kernels import QkvPlan, qkv_kernel
 from .decode_gemm import DecodeConfig, DecodeGemm
+from .matmul_decode import check_decode_config, split_buffers
 from .w8_gemm import W8Config, W8Gemm
 
 BLOCK_N = 128       # every QKV config's block width: rotate_half needs whole heads in a block (D | 128)
@@ -291,8 +292,9 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
         unit = {"f16": 32, "int8": 64, "int4": 128}[kind]
         if K % unit:
             raise ArgumentError(f"{op}(): a DecodeConfig needs hidden={K} to be a multiple of {unit}")
+        check_decode_config(op, cfg, True, K, unit, M > 8)
         G = DecodeGemm(cfg, T, kind, group_size if kind == "int4" else 0, zeros is not None, M > 8)
-        smem = cfg.smem_bytes()
+        smem = cfg.smem_bytes(a_bytes=cfg.a_bytes(K, unit, M > 8))
     elif kind == "f16":
         cfg.check(2)
         G, smem = block_gemm(cfg, T, True, T.name, wide), cfg.smem_bytes(2)
@@ -323,8 +325,13 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
         pos = new_like(xz, (1,), i32)
     nbq, nbk = -(-Nq // bn), -(-Nkv // bn)
     k = qkv_kernel(plan, wzs[0].dtype.name)
-    grid = (nbq + 2 * nbk, -(-M // bm))
-    k[grid, threads](x, *ws, *sc, *gs, *zs, *bs, *outs, cos, sin, pos, M, Nq, Nkv, K, S, nbq, nbk, smem=smem)
+    grid = (nbq + 2 * nbk, -(-M // bm), cfg.splits if plan.decode else 1)
+    if plan.decode:
+        split = split_buffers(xz, cfg, grid[0] * grid[1])
+    else:
+        split = (f32d, new_like(xz, (1,), i32))
+    k[grid, threads](x, *ws, *sc, *gs, *zs, *bs, *outs, cos, sin, pos, *split, M, Nq, Nkv, K, S, nbq, nbk,
+                     smem=smem)
     return tuple(outs)
 
 

@@ -134,8 +134,9 @@ def _finish(Q: Const, T: Const, acc, out, args, rope_args, smem, r0, c0, wr0, wc
 
 
 @kaiodsl.func
-def qkv_body(Q: Const, x, ws, quant, biases, outs, rope_args, M, Nq, Nkv, K, S, nbq, nbk):
-    """One block: its projection p, the main loop on p's weights, the epilogue on p's output."""
+def qkv_body(Q: Const, x, ws, quant, biases, outs, rope_args, split, M, Nq, Nkv, K, S, nbq, nbk):
+    """One block: its projection p, the main loop on p's weights, the epilogue on p's output (decode
+    with K split across blocks: ``split`` = (f32 workspace, tickets), the last block of a tile stores)."""
     G = Q.G
     smem = kaiodsl.dynamic_shared(G.dtype)
     tid = kaiodsl.thread_idx.x
@@ -160,8 +161,7 @@ def qkv_body(Q: Const, x, ws, quant, biases, outs, rope_args, M, Nq, Nkv, K, S, 
         acc = decode_gemm.main_loop(G, kaiodsl.ptr_cast(smem.ptr(0), f32), x, kaiodsl.ptr_cast(w, u32), sc, zp,
                                     M, N, K, row0, col0)
         T = G.acc_tile
-        nt, kq = decode_gemm.warp_place(G, tid)
-        active = kq == 0
+        acc, active = decode_gemm.combine_splits(G, kaiodsl.ptr_cast(smem.ptr(0), f32), acc, split[0], split[1])
     elif Q.kind == "f16":
         acc = tiles.gemm.main_loop(G, smem, x, w, M, N, K, row0, col0)
         args = ()
@@ -201,13 +201,13 @@ def qkv_kernel(Q: QkvPlan, wdtype: str = "i32"):
     def qkv(x: Ptr[T], wq: Ptr[W], wk: Ptr[W], wv: Ptr[W], sq: Ptr[f32], sk: Ptr[f32], sv: Ptr[f32],
             gq: Ptr[T], gk: Ptr[T], gv: Ptr[T], zq: Ptr[u8], zk: Ptr[u8], zv: Ptr[u8],
             bq: Ptr[f32], bk: Ptr[f32], bv: Ptr[f32], oq: Ptr[OUT], ok: Ptr[OUT], ov: Ptr[OUT],
-            cos: Ptr[f32], sin: Ptr[f32], pos: Ptr[i32], M: i32, Nq: i32, Nkv: i32, K: i32, S: i32,
-            nbq: i32, nbk: i32):
+            cos: Ptr[f32], sin: Ptr[f32], pos: Ptr[i32], wsp: Ptr[f32], tck: Ptr[i32], M: i32, Nq: i32, Nkv: i32,
+            K: i32, S: i32, nbq: i32, nbk: i32):
         if Q.kind == "int8":
             quant = (sq, sk, sv)
         else:
             quant = ((gq, gk, gv), (zq, zk, zv))
-        qkv_body(Q, x, (wq, wk, wv), quant, (bq, bk, bv), (oq, ok, ov), (cos, sin, pos), M, Nq, Nkv, K, S,
-                 nbq, nbk)
+        qkv_body(Q, x, (wq, wk, wv), quant, (bq, bk, bv), (oq, ok, ov), (cos, sin, pos), (wsp, tck), M, Nq, Nkv,
+                 K, S, nbq, nbk)
 
     return qkv
