@@ -259,8 +259,8 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
     x2 = qkv_sm90.two_d(x, M, K)
     if kind == "f16":
         aligned = x2 is not None and not any(row_granule(K, 2, data_alignment(a)) for a in (xz, *wzs))
-    else:       # TMA reads x; int8 weight rows are read 16 bytes at a time (int4's words 8)
-        align = min(data_alignment(a) for a in (xz, *(wzs if kind == "int8" else ()))) if x2 is not None else 0
+    else:       # TMA reads x and stages the weights (int8 rows, int4 packed words)
+        align = min(data_alignment(a) for a in (xz, *wzs)) if x2 is not None else 0
         aligned = align >= 16
     cfg = qkv_choice(kind, M, K, Nq, Nkv, D, style, aligned, config).config
     if isinstance(cfg, Sm90Config):
