@@ -23,8 +23,10 @@ streamed tiles [t, D] in two mbarrier rings (``tiles.pipeline``):
 lse2 = lse * log2(e), +inf for rows that saw no key (P = 0 there, never NaN; ``attention_bwd._lse2``);
 query rows past Sq read +inf too, and the TMA boxes zero-fill rows past a head's S. The dK/dV
 consumer stages a tile's lse2 / Dr (indexed by column) in shared memory; the dQ consumer keeps its
-rows' in registers. At D = 128 dK and dV are two passes of the dK/dV kernel (each recomputes P^T:
-both accumulators and S^T, dP^T do not fit in 168 registers); ``Sm90BwdConfig(overlap=True)``
+rows' in registers. ``Sm90BwdConfig(split=True)`` makes dK and dV two passes of the dK/dV kernel (each
+recomputes P^T); the default keeps one pass at D 128 too (ptxas 13.0, the driver's JIT, fits both
+accumulators with S^T and dP^T in the consumers' 240 registers; the H200 sweep: 377 against 288 TFLOPS
+at S 4096); ``Sm90BwdConfig(overlap=True)``
 pipelines a tile's element-wise work under the previous tile's update wgmmas (FA3 section 3.2).
 Shared memory, 128-byte swizzled by TMA as in the forward: a resident tensor is
 [2 consumers][D / 64][64][64], a ring slot [D / 64][t][64]. Not done (FA3 does them): dQ accumulated
