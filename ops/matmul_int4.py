@@ -8,9 +8,9 @@ Output [M, N] in the activation dtype.
 
 Decode sizes (M <= 16) run ops/decode_gemm.py's weight stream: every weight word is read once,
 straight into mma B fragments, dequantized in 3 instructions a pair (kaiodsl.tiles.dequant), with K
-split over the warps of a block and, past M = 1, over blocks too (the last block of a column tile
-sums the f32 partials in split order: deterministic), the block's A rows staged once in shared
-memory. ``int4_decode_config`` is the default; ``config=DecodeConfig(...)`` or the older
+split over the warps of a block and, with ``DecodeConfig(splits=)``, over blocks too (the last block of
+a column tile sums the f32 partials in split order: deterministic), optionally the block's A rows
+staged once in shared memory (``stage_a``). ``int4_decode_config`` is the default; ``config=DecodeConfig(...)`` or the older
 ``parallelism=(n_tiles, k_split, unroll, nw)`` (unsplit, unstaged) override it. Larger M takes the
 tiled kernel (ops/matmul_int4_tiled.py) or, on sm_90a past M = 64, ops/gemm_sm90_w4.py.
 """
@@ -77,17 +77,21 @@ GRID_Y_MAX = 65535      # grid.y limit (CUDA C Programming Guide, "Compute Capab
 
 
 def int4_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
-    """The decode kernel's default for M <= 16 rows on ``sms`` SMs.
+    """The decode kernel's default for M <= 16 rows: unstaged, unsplit weight streams, 32-column blocks
+    of 8 warps along K up to M = 8 (2.56x cuBLAS at M = 1, N = K = 8192 on the H200) and 2 warps x 2
+    n8 tiles x 4 along K past it. The staged-A, K-split and prefetching configs (``DecodeConfig(splits=,
+    stage_a=, prefetch=)``) stay available, but the H200 sweep (scripts/decode_int4_sweep.py --quick,
+    logs/decode_int4_sweep_2026-12-02.log) timed none of them faster at M = 16, N = K = 8192: 19.5 us
+    for this config, 20.0 us the best staged / prefetching one, 21.0 us the split rule of ~2 blocks an
+    SM with A staged; A's L2 re-reads were not what bounded it. ``N``, ``K`` and ``sms`` are kept for
+    shape-dependent choices."""
+    return DecodeConfig(1, 8, 4, 2) if M <= 8 else DecodeConfig(2, 4, 2, 2)
 
-    M = 1: the unstaged 32-column blocks, 8 warps along K (A is 2 bytes a k: its re-reads cost little;
-    2.64x cuBLAS at N = K = 8192 on the H200). M > 1: 128-column blocks (4 warps of 4 n8 tiles, 2 warps
-    along K) that stage their A rows once in shared memory, so A crosses L2 -> SM once per 128 columns,
-    not once per 32 columns per warp; weights prefetched one step ahead (a warp always has loads in
-    flight; 114 registers at group 128: 2 blocks an SM); K split across ~2 blocks an SM (each warp >= 1
-    step), the partials summed by the last block of each column tile. Not yet tuned on the GPU:
-    scripts/decode_int4_sweep.py times the candidates."""
-    if M <= 1:
-        return DecodeConfig(n_tiles=1, k_split=8, nw=4, unroll=2)
+
+def staged_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
+    """The staged-A, K-split candidate the sweep times: 128-column blocks (4 warps of 4 n8 tiles, 2 warps
+    along K) that stage their A rows once in shared memory and prefetch weights a step ahead, K split
+    across ~2 blocks an SM, the partials summed by the last block of each column tile."""
     cfg = DecodeConfig(n_tiles=4, k_split=2, nw=4, unroll=1, stage_a=True, prefetch=True)
     tiles_n = max(-(-N // cfg.block_n), 1)
     units = K // 128

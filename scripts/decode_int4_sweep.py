@@ -38,9 +38,8 @@ def auto_splits(cfg: D, N: int, K: int) -> D:
 
 
 def candidates(M: int, N: int, K: int) -> list:
-    """(label, config) pairs: the old defaults first, then the heuristic's, then the alternatives."""
-    old = D(1, 8, 4, 2) if M <= 8 else D(2, 4, 2, 2)         # parallelism (1, 8, 2, 4) / (2, 4, 2, 2)
-    out = [("old", old), ("auto", m4.int4_decode_config(M, N, K, SMS))]
+    """(label, config) pairs: the default, the staged split candidate, then the alternatives."""
+    out = [("auto", m4.int4_decode_config(M, N, K, SMS)), ("staged", m4.staged_decode_config(M, N, K, SMS))]
     for base in (D(4, 2, 4, 1, 1, True, True), D(4, 2, 4, 2, 1, True), D(4, 2, 4, 2, 1, True, True),
                  D(8, 1, 4, 2, 1, True), D(8, 1, 4, 1, 1, True, True), D(4, 4, 4, 1, 1, True, True),
                  D(2, 4, 4, 1, 1, True, True), D(4, 2, 2, 2, 1, True, True), D(4, 2, 4, 1, 1, False, True),
@@ -130,7 +129,7 @@ def main():
         sweep_matmul(M, N, K, gen)
     for M in (1, 16):
         sweep_qkv(M, gen)
-    print(f"({SMS} SMs; 'auto' is matmul_int4's default, int4_decode_config)")
+    print(f"({SMS} SMs; 'auto' is matmul_int4's default, int4_decode_config; 'staged' staged_decode_config)")
 
 
 if __name__ == "__main__":

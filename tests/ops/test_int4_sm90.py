@@ -96,15 +96,16 @@ def test_w4_sm90_torch_views(sm90, rng):
     the numpy result; groups of 32 read two scales (zero points) a load, so a view of the scales off
     4-byte boundaries is refused before anything runs."""
     torch = pytest.importorskip("torch")
+    dev = "cuda" if sm90.name == "cuda" else "cpu"     # the backend's tensors: CPU ones for the simulator
     M, N, K, gs = 96, 64, 256, 32
     a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", True)
     wp = ops.pack_int4(q)
-    flat = torch.zeros(N * K // gs + 1, dtype=torch.float16)
-    flat[1:] = torch.from_numpy(sc.reshape(-1))
-    ta, tw, tz = torch.from_numpy(a), torch.from_numpy(wp), torch.from_numpy(zeros)
+    flat = torch.zeros(N * K // gs + 1, dtype=torch.float16, device=dev)
+    flat[1:] = torch.from_numpy(sc.reshape(-1)).to(dev)
+    ta, tw, tz = (torch.from_numpy(x).to(dev) for x in (a, wp, zeros))
     with pytest.raises(kaiodsl.ArgumentError, match="4-byte boundary"):
         ops.matmul_int4(ta, tw, flat[1:].view(N, K // gs), zeros=tz, group_size=gs, config=ONE_WG)
-    got = host(ops.matmul_int4(ta, tw, torch.from_numpy(sc), zeros=tz, group_size=gs, config=ONE_WG))
+    got = host(ops.matmul_int4(ta, tw, torch.from_numpy(sc).to(dev), zeros=tz, group_size=gs, config=ONE_WG))
     np.testing.assert_array_equal(got, host(ops.matmul_int4(a, wp, sc, zeros=zeros, group_size=gs, config=ONE_WG)))
     assert rel_err(got, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
 
