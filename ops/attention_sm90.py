@@ -32,7 +32,8 @@ inside a section the longest causal query tiles first, all the section's heads a
 before the next shorter one: the units running at once share K/V in L2 and the short causal units
 come last. Causal: a unit reads keys below its last row's diagonal only.
 Intra-warpgroup overlap (``overlap``) and inter-warpgroup ping-pong (``pingpong``) are FA3's
-sections 3.1-3.2; not done here: fp8 (ops/attention_sm90_fp8.py).
+sections 3.1-3.2. The same producer and consumers run the e4m3 kernel of ops/attention_sm90_fp8.py
+(``Layout(elem="e4m3")``: one D-byte box a Q/K row, V^T tiles, e4m3 wgmmas, P packed by ``to_a8``).
 """
 
 
@@ -43,7 +44,7 @@ from functools import lru_cache
 import numpy as np
 
 import kaiodsl
-from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles, u64
+from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, e4m3, f16, f16x2, f32, i32, i64, tiles, u64
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles import fragments, pipeline, softmax
 
@@ -56,6 +57,7 @@ warnings.filterwarnings("ignore", category=kaiodsl.errors.IndexOverflowWarning, 
 
 NEG_INF = -float("inf")
 COLS = 64                  # elements of D per 128-byte swizzled column block (one TMA box wide)
+FP8_K = 32                 # e4m3 k a wgmma step: 32 bytes of a row; also the unit of V^T's key order
 BLOCK_Q = 128              # query rows a block: two consumer warpgroups of 64
 THREADS = 384              # producer + 2 consumers
 PROD_REGS, CONS_REGS = 24, 240     # 24 x 128 + 240 x 256 <= 64K registers an SM
@@ -110,16 +112,29 @@ def sm90_attn_config(d: int, sk: int = 4096, causal: bool = False) -> Sm90AttnCo
 
 @dataclass(frozen=True)
 class Layout:
-    """The compile-time shape of one kernel."""
+    """The compile-time shape of one kernel: ``dtype`` is the output's (and, for f16/bf16, the
+    operands'); ``elem`` "e4m3" for the fp8 kernel (ops/attention_sm90_fp8.py), whose Q/K rows are one
+    D-byte swizzled block and whose V comes transposed (V^T [D, keys], in column blocks of ``vw`` keys).
+    Shared-memory offsets are in elements of the operands (2 bytes, or 1 for e4m3)."""
 
     d: int
     dtype: object
     cfg: Sm90AttnConfig
     causal: bool
+    elem: str = ""
+
+    @property
+    def fp8(self) -> bool:
+        return self.elem == "e4m3"
+
+    @property
+    def eb(self) -> int:
+        """Bytes an operand element."""
+        return 1 if self.fp8 else 2
 
     @property
     def blocks(self) -> int:
-        """64-column blocks of D."""
+        """64-column blocks of D (f16/bf16)."""
         return self.d // COLS
 
     @property
@@ -132,11 +147,20 @@ class Layout:
         return self.cfg.bn * self.d
 
     @property
+    def vw(self) -> int:
+        """e4m3: keys (bytes) of one V^T column block, its TMA box width and swizzle."""
+        return next(w for w in (128, 64, 32) if self.cfg.bn % w == 0)
+
+    @property
     def s_wg(self):
+        if self.fp8:
+            return tiles.WarpgroupMma("e4m3", self.cfg.bn, self.d, 1, swizzle=self.d)
         return tiles.WarpgroupMma(self.dtype.name, self.cfg.bn, 2 * COLS, 1)
 
     @property
     def o_wg(self):
+        if self.fp8:
+            return tiles.WarpgroupMma("e4m3", self.d, self.vw, 1, swizzle=self.vw)
         return tiles.WarpgroupMma(self.dtype.name, self.d, 2 * COLS, 1)
 
     @property
@@ -168,6 +192,17 @@ def _nb(L: Const, q0, Sk, shift):
 
 
 @kaiodsl.func
+def _rows_load(L: Const, smem, at, rows: Const, tmap, b, h, row0, bar):
+    """``rows`` rows of D from row ``row0`` of head (b, h) into shared memory at element ``at``: one D-byte
+    box (e4m3), or D / 64 boxes of 64 columns side by side ([D / 64][rows][64], f16/bf16)."""
+    if L.fp8:
+        kaiodsl.tma_load(smem.ptr(at), tmap, (b, h, row0, 0), bar)
+    else:
+        for c in kaiodsl.static_range(L.blocks):
+            kaiodsl.tma_load(smem.ptr(at + c * rows * COLS), tmap, (b, h, row0, c * COLS), bar)
+
+
+@kaiodsl.func
 def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, nqb, BH, hps, H,
              group, Sk, shift):
     """One thread, over this block's work units: Q into its slot (once the consumers released the
@@ -182,57 +217,80 @@ def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Con
         kend, nb = _nb(L, q0, Sk, shift)
         hk = h // group
         pipeline.acquire(RQ, qs, qbars)
-        pipeline.commit(RQ, qs, qbars, L.q_elems * 2)
+        pipeline.commit(RQ, qs, qbars, L.q_elems * L.eb)
         for cw in kaiodsl.static_range(2):
-            for c in kaiodsl.static_range(L.blocks):
-                kaiodsl.tma_load(smem.ptr((cw * L.blocks + c) * 64 * COLS), tq, (b, h, q0 + 64 * cw, c * COLS),
-                                 qbars.ptr(0))
+            _rows_load(L, smem, cw * 64 * L.d, 64, tq, b, h, q0 + 64 * cw, qbars.ptr(0))
         qs = pipeline.advance(RQ, qs)
         for j in range(nb):
             pipeline.acquire(RK, ks, kbars)
             index, phase = ks
-            pipeline.commit(RK, ks, kbars, L.kv_elems * 2)
-            for c in kaiodsl.static_range(L.blocks):
-                kaiodsl.tma_load(smem.ptr(L.q_elems + index * L.kv_elems + c * cfg.bn * COLS), tk,
-                                 (b, hk, j * cfg.bn, c * COLS), kbars.ptr(index))
+            pipeline.commit(RK, ks, kbars, L.kv_elems * L.eb)
+            _rows_load(L, smem, L.q_elems + index * L.kv_elems, cfg.bn, tk, b, hk, j * cfg.bn, kbars.ptr(index))
             ks = pipeline.advance(RK, ks)
             pipeline.acquire(RV, vs, vbars)
             index, phase = vs
-            pipeline.commit(RV, vs, vbars, L.kv_elems * 2)
-            for c in kaiodsl.static_range(L.blocks):
-                kaiodsl.tma_load(smem.ptr(L.q_elems + (cfg.stages + index) * L.kv_elems + c * cfg.bn * COLS), tv,
-                                 (b, hk, j * cfg.bn, c * COLS), vbars.ptr(index))
+            pipeline.commit(RV, vs, vbars, L.kv_elems * L.eb)
+            vslot = L.q_elems + (cfg.stages + index) * L.kv_elems
+            if L.fp8:                   # V^T [D, keys]: column blocks of vw keys
+                for c in kaiodsl.static_range(cfg.bn // L.vw):
+                    kaiodsl.tma_load(smem.ptr(vslot + c * L.d * L.vw), tv, (b, hk, 0, j * cfg.bn + c * L.vw),
+                                     vbars.ptr(index))
+            else:
+                _rows_load(L, smem, vslot, cfg.bn, tv, b, hk, j * cfg.bn, vbars.ptr(index))
             vs = pipeline.advance(RV, vs)
 
 
 @kaiodsl.func
 def _s_issue(L: Const, smem, cw, kslot, s):
     """Issue S = Q K^T for this consumer's 64 rows (raw units) as one commit group; returns it pending.
-    Both operands K-major: 4 k16 steps of 32 bytes in each 128-byte swizzled column block of D. ``s``
-    is a dead accumulator (the previous tile's S): the first wgmma does not read it (scale_d=False),
-    so the new S lands in its registers with no zeroing moves."""
-    W = L.s_wg
+    Both operands K-major: f16/bf16 4 k16 steps of 32 bytes in each 128-byte swizzled column block of
+    D; e4m3 D / 32 k32 steps along the D-byte swizzled rows. ``s`` is a dead accumulator (the previous
+    tile's S): the first wgmma does not read it (scale_d=False), so the new S lands in its registers
+    with no zeroing moves."""
     kaiodsl.wgmma_fence()
-    for c in kaiodsl.static_range(L.blocks):
-        for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
-            da = kaiodsl.wgmma_desc(smem.ptr((cw * L.blocks + c) * 64 * COLS + ks * 16), 128, rows=64)
-            db = kaiodsl.wgmma_desc(smem.ptr(kslot + c * L.cfg.bn * COLS + ks * 16), 128, rows=L.cfg.bn)
-            s = kaiodsl.wgmma(da, db, s, dtype=W.dtype, scale_d=c + ks > 0)
+    if L.fp8:
+        for ks in kaiodsl.static_range(L.d // FP8_K):
+            da = kaiodsl.wgmma_desc(smem.ptr(cw * 64 * L.d + ks * FP8_K), L.d, rows=64)
+            db = kaiodsl.wgmma_desc(smem.ptr(kslot + ks * FP8_K), L.d, rows=L.cfg.bn)
+            s = kaiodsl.wgmma(da, db, s, dtype="e4m3", scale_d=ks > 0)
+    else:
+        W = L.s_wg
+        for c in kaiodsl.static_range(L.blocks):
+            for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
+                da = kaiodsl.wgmma_desc(smem.ptr((cw * L.blocks + c) * 64 * COLS + ks * 16), 128, rows=64)
+                db = kaiodsl.wgmma_desc(smem.ptr(kslot + c * L.cfg.bn * COLS + ks * 16), 128, rows=L.cfg.bn)
+                s = kaiodsl.wgmma(da, db, s, dtype=W.dtype, scale_d=c + ks > 0)
     kaiodsl.wgmma_commit()
     return s
 
 
 @kaiodsl.func
 def _pv_issue(L: Const, o, pa, smem, vslot):
-    """Issue O += P V as one commit group; returns O pending. P's A fragments come from registers, V
-    [bn, D] is the MN-major B operand (a k16 step is 16 rows of every 128-byte column block: 16 x 64
-    elements on; the descriptor's LBO steps the column blocks)."""
+    """Issue O += P V as one commit group; returns O pending. P's A fragments come from registers.
+    f16/bf16: V [bn, D] is the MN-major B operand (a k16 step is 16 rows of every 128-byte column
+    block: 16 x 64 elements on; the descriptor's LBO steps the column blocks). e4m3: V^T [D, bn] is
+    K-major (a k32 step is 32 bytes into one of the vw-byte column blocks)."""
     kaiodsl.wgmma_fence()
-    for kk in kaiodsl.static_range(L.cfg.bn // 16):
-        db = kaiodsl.wgmma_desc(smem.ptr(vslot + kk * 16 * COLS), 128, major="mn", rows=L.cfg.bn)
-        o = kaiodsl.wgmma(pa[0][kk], db, o, dtype=L.dtype.name, trans_b=True)
+    if L.fp8:
+        for kk in kaiodsl.static_range(L.cfg.bn // FP8_K):
+            db = kaiodsl.wgmma_desc(smem.ptr(vslot + (kk * FP8_K // L.vw) * L.d * L.vw + kk * FP8_K % L.vw), L.vw,
+                                    rows=L.d)
+            o = kaiodsl.wgmma(pa[0][kk], db, o, dtype="e4m3")
+    else:
+        for kk in kaiodsl.static_range(L.cfg.bn // 16):
+            db = kaiodsl.wgmma_desc(smem.ptr(vslot + kk * 16 * COLS), 128, major="mn", rows=L.cfg.bn)
+            o = kaiodsl.wgmma(pa[0][kk], db, o, dtype=L.dtype.name, trans_b=True)
     kaiodsl.wgmma_commit()
     return o
+
+
+@kaiodsl.func
+def _to_a(L: Const, ST: Const, p):
+    """P (an f32 accumulator tile) as the P V wgmma's register A operand: f16/bf16 pairs, or e4m3 in the
+    key order V^T is stored in (``fragments.to_a8``)."""
+    if L.fp8:
+        return fragments.to_a8(ST, p, e4m3)
+    return fragments.to_a(ST, p, L.h2)
 
 
 @kaiodsl.func
@@ -292,7 +350,7 @@ def _your_turn(L: Const, cw):
 
 @kaiodsl.func
 def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, qs, ks, vs, o, lse, bh, Sq, q0,
-             nb, kend, shift, c, tid):
+             nb, kend, shift, c, dv, tid):
     """One consumer warpgroup, one work unit: its 64 query rows against nb key tiles, then the epilogue;
     returns the (Q, K, V) ring states for the next unit. The Q slot is released once the last S wgmma
     has completed, so the producer loads the next unit's Q under this one's last P V and epilogue.
@@ -314,7 +372,7 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
     pipeline.wait(RQ, 0, qs, qbars)
     if cfg.overlap:                                  # acc is carried as a register list here
         acc = [f32(0.0) for i in range(L.d // 2)]
-        pa = fragments.to_a(ST, fragments.fill(ST, 0.0), L.h2)
+        pa = _to_a(L, ST, fragments.fill(ST, 0.0))
         if cw == 1 and nb > 0:
             _your_turn(L, cw)                        # consumer 0 issues first
         if nb > 0:
@@ -326,7 +384,7 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
             sj = kaiodsl.wgmma_wait(0, sj)
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
             p, m, l, alpha = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
-            pa = fragments.to_a(ST, p, L.h2)
+            pa = _to_a(L, ST, p)
         for j in range(1, nb):
             pipeline.wait(RK, 0, ks, kbars)
             pipeline.wait(RV, 0, vs, vbars)
@@ -341,7 +399,7 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
             p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
             acc = kaiodsl.wgmma_wait(0, acc)
             vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
-            pa = fragments.to_a(ST, p, L.h2)         # only now: P V's A registers are free again
+            pa = _to_a(L, ST, p)         # only now: P V's A registers are free again
             acc = _rescale(L, acc, alpha)
         qs = pipeline.advance(RQ, pipeline.release(RQ, qs, qbars))      # every S wgmma has completed
         if nb > 0:
@@ -361,7 +419,7 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
             sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj))
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
             p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
-            pa = fragments.to_a(ST, p, L.h2)
+            pa = _to_a(L, ST, p)
             acc = _rescale(L, acc, alpha)
             pipeline.wait(RV, 0, vs, vbars)
             index, phase = vs
@@ -370,6 +428,8 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
         qs = pipeline.advance(RQ, pipeline.release(RQ, qs, qbars))
     lsum = softmax.finish(ST, l)
     inv = softmax.inverse(ST, lsum)
+    if L.fp8:                                        # V's descale, with 1 / l
+        inv = [[inv[0][0] * dv, inv[0][1] * dv]]
     _store_o(L, tiles.warpgroup.acc_tile(L.o_wg, acc), inv, o, i64(bh) * Sq * L.d, row_w, Sq, lane)
     tiles.epilogue.store_rows(ST, lse + i64(bh) * Sq, softmax.lse(ST, m, lsum, c), row_w, lane, Sq)
     return qs, ks, vs
@@ -415,7 +475,7 @@ def sm90_attention_kernel(d: int, dtype_name: str, cfg: Sm90AttnConfig, causal: 
                 q0 = qb * BLOCK_Q
                 kend, nb = _nb(L, q0, Sk, shift)
                 qs, ks, vs = _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb,
-                                      kend, shift, c, tid)
+                                      kend, shift, c, c, tid)
 
     return attn_fwd_sm90
 

@@ -1,9 +1,10 @@
 """fp8 (e4m3) flash-attention forward on sm_90a: ``ops.attention(q, k, v, descale=(dq, dk, dv), ...)``.
 
-FlashAttention-3's fp8 forward (Shah et al. 2024, section 3.3) on the structure of the f16/bf16 Hopper
-kernel (ops/attention_sm90.py: a TMA producer warpgroup, two consumer warpgroups of 64 query rows,
-mbarrier rings for K and V, the overlapped schedule and the optional ping-pong), reusing its softmax,
-rescale, store and turn-taking pieces. q [B, H, Sq, D], k/v [B, Hkv, Sk, D] are e4m3 whose true values
+FlashAttention-3's fp8 forward (Shah et al. 2024, section 3.3) run by the f16/bf16 Hopper kernel's own
+producer and consumers (ops/attention_sm90.py with ``Layout(elem="e4m3")``: a TMA producer warpgroup,
+two consumer warpgroups of 64 query rows, mbarrier rings for Q, K and V, the overlapped schedule, the
+optional ping-pong, the same work units and persistence); this module holds the kernel's entry (the
+descales), the V^T prep kernel, validation and the launch. q [B, H, Sq, D], k/v [B, Hkv, Sk, D] are e4m3 whose true values
 are ``q * dq``, ``k * dk``, ``v * dv``: per-tensor Python floats, or f32 arrays (one per head: [H] for
 dq, [Hkv] for dk/dv; or [1], read on the device). D is 64 or 128.
 
@@ -28,17 +29,16 @@ relative error is about 2e-2 (tests/ops/test_attention_fp8.py measures it).
 
 import math
 import warnings
-from dataclasses import dataclass
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Const, Ptr, TensorMap, bf16, e4m3, f16, f32, i32, i64, tiles, u8, u32, u64
+from kaiodsl import Ptr, TensorMap, bf16, e4m3, f16, f32, i32, i64, tiles, u8, u32, u64
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles import fragments, pipeline, softmax
+from kaiodsl.tiles import pipeline
 
 from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, same_kind
-from .attention_sm90 import (BLOCK_Q, CONS_REGS, NEG_INF, PROD_REGS, SMEM_LIMIT, THREADS, Sm90AttnConfig,
-                             _canonical, _my_turn, _rescale, _softmax, _store_o, _your_turn)
+from .attention_sm90 import (BLOCK_Q, CONS_REGS, FP8_K, PROD_REGS, SMEM_LIMIT, THREADS, Layout, Sm90AttnConfig,
+                             _canonical, _consume, _nb, _produce, _tile, heads_per_section)
 
 # Row and key indices are i32 (check_qkv bounds S below 2^23); pointer offsets built from them are
 # widened to 64 bits before the multiplies (as in attention_sm90).
@@ -46,7 +46,7 @@ warnings.filterwarnings("ignore", category=kaiodsl.errors.IndexOverflowWarning,
                         module=r"kaiodsl\.ops\.attention_sm90_fp8$")
 
 OUT_DTYPES = {"bf16": bf16, "f16": f16}
-CHUNK = 32                 # keys of one k32 step of P V: the unit of V^T's key order
+CHUNK = FP8_K              # keys of one k32 step of P V: the unit of V^T's key order
 ORDER4 = (0, 1, 8, 9)      # fragments.a8_order of positions 4q .. 4q + 3, less its first key
 
 
@@ -56,178 +56,26 @@ def smem_bytes(cfg: Sm90AttnConfig, d: int) -> int:
 
 
 def default_config(d: int) -> Sm90AttnConfig:
-    """192-key tiles at d = 128 and 256 at d = 64, in 2-slot rings, no ping-pong (120 / 80 KB of shared
-    memory). H200 sweep at S 4096 (bench_attention.py --fp8, TFLOPS non-causal / causal): d 128 k192s2
+    """192-key tiles at d = 128 and 256 at d = 64, in 2-slot rings, no ping-pong, one block a unit (as
+    timed; persistence is not timed for fp8) (120 / 80 KB of shared memory). H200 sweep at S 4096 (bench_attention.py --fp8, TFLOPS non-causal / causal): d 128 k192s2
     764 / 626 against k128s2_pp 722 / 607 and k192s2_pp 735 / 614; d 64 k256s2 503 / 395 against
     k128s2_pp 429 / 379 and k256s2_pp 482 / 402."""
-    return Sm90AttnConfig(bn=192 if d == 128 else 256, stages=2)
+    return Sm90AttnConfig(bn=192 if d == 128 else 256, stages=2, persistent=False)
 
 
-@dataclass(frozen=True)
-class Layout:
-    """The compile-time shape of one kernel (``dtype`` is the output's: attention_sm90._store_o's)."""
-
-    d: int
-    dtype: object
-    cfg: Sm90AttnConfig
-    causal: bool
-
-    @property
-    def q_bytes(self) -> int:
-        return BLOCK_Q * self.d
-
-    @property
-    def kv_bytes(self) -> int:
-        return self.cfg.bn * self.d
-
-    @property
-    def vw(self) -> int:
-        """Bytes (keys) of one V^T column block: its TMA box width and swizzle."""
-        return next(w for w in (128, 64, 32) if self.cfg.bn % w == 0)
-
-    @property
-    def s_wg(self):
-        return tiles.WarpgroupMma("e4m3", self.cfg.bn, self.d, 1, swizzle=self.d)
-
-    @property
-    def o_wg(self):
-        return tiles.WarpgroupMma("e4m3", self.d, self.vw, 1, swizzle=self.vw)
-
-
-@kaiodsl.func
-def _produce(L: Const, tq, tk, tv, smem, qbar, kbars, vbars, RK: Const, RV: Const, b, h, hk, q0, nb):
-    """One thread: Q once, then nb key tiles: K [bn, D] into the K ring, V^T [D, bn] into the V ring."""
-    cfg = L.cfg
-    kaiodsl.mbarrier_arrive_expect_tx(qbar, L.q_bytes)
-    for cw in kaiodsl.static_range(2):
-        kaiodsl.tma_load(smem.ptr(cw * 64 * L.d), tq, (b, h, q0 + 64 * cw, 0), qbar)
-    ks = pipeline.start(RK)
-    vs = pipeline.start(RV)
-    for j in range(nb):
-        pipeline.acquire(RK, ks, kbars)
-        index, phase = ks
-        pipeline.commit(RK, ks, kbars, L.kv_bytes)
-        kaiodsl.tma_load(smem.ptr(L.q_bytes + index * L.kv_bytes), tk, (b, hk, j * cfg.bn, 0), kbars.ptr(index))
-        ks = pipeline.advance(RK, ks)
-        pipeline.acquire(RV, vs, vbars)
-        index, phase = vs
-        pipeline.commit(RV, vs, vbars, L.kv_bytes)
-        for c in kaiodsl.static_range(cfg.bn // L.vw):
-            kaiodsl.tma_load(smem.ptr(L.q_bytes + (cfg.stages + index) * L.kv_bytes + c * L.d * L.vw), tv,
-                             (b, hk, 0, j * cfg.bn + c * L.vw), vbars.ptr(index))
-        vs = pipeline.advance(RV, vs)
-
-
-@kaiodsl.func
-def _s_issue(L: Const, smem, cw, kslot, s):
-    """S = Q K^T for this consumer's 64 rows as one commit group (D / 32 k32 steps along the D-byte
-    swizzled rows); ``s`` a dead accumulator that the first wgmma overwrites (scale_d=False)."""
-    kaiodsl.wgmma_fence()
-    for ks in kaiodsl.static_range(L.d // 32):
-        da = kaiodsl.wgmma_desc(smem.ptr(cw * 64 * L.d + ks * 32), L.d, rows=64)
-        db = kaiodsl.wgmma_desc(smem.ptr(kslot + ks * 32), L.d, rows=L.cfg.bn)
-        s = kaiodsl.wgmma(da, db, s, dtype="e4m3", scale_d=ks > 0)
-    kaiodsl.wgmma_commit()
-    return s
-
-
-@kaiodsl.func
-def _pv_issue(L: Const, o, pa, smem, vslot):
-    """O += P V as one commit group: P's k32 A fragments from registers, V^T [D, bn] K-major (a k32
-    step is 32 bytes into one of the W-byte column blocks)."""
-    kaiodsl.wgmma_fence()
-    for kk in kaiodsl.static_range(L.cfg.bn // CHUNK):
-        db = kaiodsl.wgmma_desc(smem.ptr(vslot + (kk * CHUNK // L.vw) * L.d * L.vw + kk * CHUNK % L.vw), L.vw,
-                                rows=L.d)
-        o = kaiodsl.wgmma(pa[0][kk], db, o, dtype="e4m3")
-    kaiodsl.wgmma_commit()
-    return o
-
-
-@kaiodsl.func
-def _consume(L: Const, smem, qbar, kbars, vbars, RK: Const, RV: Const, o, lse, bh, Sq, q0, nb, kend, shift, c, dv,
-             tid):
-    """One consumer warpgroup: attention_sm90._consume's schedules with e4m3 wgmmas and P packed by
-    ``fragments.to_a8``; the output scaled by dv / l."""
-    cfg = L.cfg
-    ST = L.s_wg.acc_tile
-    cw = tid // 128 - 1
-    lane = tid % 32
-    row_wg = q0 + 64 * cw
-    row_w = row_wg + 16 * ((tid // 32) % 4)
-    m = [[f32(NEG_INF), f32(NEG_INF)]]
-    l = [[f32(0.0), f32(0.0)]]
-    acc = kaiodsl.wgmma_zeros(L.d)
-    sj = kaiodsl.wgmma_zeros(cfg.bn)
-    kaiodsl.mbarrier_wait(qbar, 0)
-    ks = pipeline.start(RK)
-    vs = pipeline.start(RV)
-    vbase = L.q_bytes + cfg.stages * L.kv_bytes
-    if cfg.overlap:
-        acc = [f32(0.0) for i in range(L.d // 2)]
-        pa = fragments.to_a8(ST, fragments.fill(ST, 0.0), e4m3)
-        if cw == 1 and nb > 0:
-            _your_turn(L, cw)
-        if nb > 0:
-            pipeline.wait(RK, 0, ks, kbars)
-            index, phase = ks
-            _my_turn(L, cw)
-            sj = _s_issue(L, smem, cw, L.q_bytes + index * L.kv_bytes, sj)
-            _your_turn(L, cw)
-            sj = kaiodsl.wgmma_wait(0, sj)
-            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
-            p, m, l, alpha = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
-            pa = fragments.to_a8(ST, p, e4m3)
-        for j in range(1, nb):
-            pipeline.wait(RK, 0, ks, kbars)
-            pipeline.wait(RV, 0, vs, vbars)
-            _my_turn(L, cw)
-            index, phase = ks
-            sj = _s_issue(L, smem, cw, L.q_bytes + index * L.kv_bytes, sj)
-            index, phase = vs
-            acc = _pv_issue(L, acc, pa, smem, vbase + index * L.kv_bytes)
-            _your_turn(L, cw)
-            sj, acc = kaiodsl.wgmma_wait(1, sj, acc, complete=1)
-            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
-            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
-            acc = kaiodsl.wgmma_wait(0, acc)
-            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
-            pa = fragments.to_a8(ST, p, e4m3)
-            acc = _rescale(L, acc, alpha)
-        if nb > 0:
-            pipeline.wait(RV, 0, vs, vbars)
-            index, phase = vs
-            _my_turn(L, cw)
-            pv = _pv_issue(L, acc, pa, smem, vbase + index * L.kv_bytes)
-            if cw == 0:
-                _your_turn(L, cw)
-            done = kaiodsl.wgmma_wait(0, pv)
-            acc = [done[i] for i in range(L.d // 2)]
-            pipeline.release(RV, vs, vbars)
-    else:
-        for j in range(nb):
-            pipeline.wait(RK, 0, ks, kbars)
-            index, phase = ks
-            sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_bytes + index * L.kv_bytes, sj))
-            ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
-            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
-            pa = fragments.to_a8(ST, p, e4m3)
-            acc = _rescale(L, acc, alpha)
-            pipeline.wait(RV, 0, vs, vbars)
-            index, phase = vs
-            acc = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, vbase + index * L.kv_bytes))
-            vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
-    lsum = softmax.finish(ST, l)
-    inv = softmax.inverse(ST, lsum)
-    inv = [[inv[0][0] * dv, inv[0][1] * dv]]
-    _store_o(L, tiles.warpgroup.acc_tile(L.o_wg, acc), inv, o, i64(bh) * Sq * L.d, row_w, Sq, lane)
-    tiles.epilogue.store_rows(ST, lse + i64(bh) * Sq, softmax.lse(ST, m, lsum, c), row_w, lane, Sq)
+def layout(d: int, out_name: str, cfg: Sm90AttnConfig, causal: bool) -> Layout:
+    """attention_sm90's compile-time shape for e4m3 operands (``out_name``: the output dtype)."""
+    return Layout(d, OUT_DTYPES[out_name], cfg, causal, elem="e4m3")
 
 
 @lru_cache(maxsize=None)
 def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: bool, per_head: bool):
+    """attention_sm90's producer and consumers (its ``_produce`` / ``_consume`` with ``Layout.fp8``:
+    e4m3 wgmmas, P packed by ``fragments.to_a8``, V^T tiles, the output scaled by dv / l) over the
+    same work units; the descales are read per unit where they are per head."""
     OUT = OUT_DTYPES[out_name]
-    L = Layout(d, OUT, cfg, causal)
+    L = layout(d, out_name, cfg, causal)
+    RQ = tiles.Ring(1, kind="mbarrier", arrivals=256)
     RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
     RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
     name = f"attn_fwd_sm90_fp8_d{d}_{out_name}_{cfg}" + ("_causal" if causal else "") + ("_ph" if per_head else "")
@@ -235,44 +83,42 @@ def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: boo
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_fwd_sm90_fp8(tq: TensorMap, tk: TensorMap, tv: TensorMap, o: Ptr[OUT], lse: Ptr[f32],
                           sq: Ptr[f32], sk: Ptr[f32], sv: Ptr[f32], Sq: i32, Sk: i32, H: i32, group: i32,
-                          c: f32, dv: f32, shift: i32, qstep: i32, kstep: i32):
+                          c: f32, dv: f32, shift: i32, qstep: i32, kstep: i32, BH: i32, hps: i32):
         smem = kaiodsl.dynamic_shared(u8, align=1024)
         kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
         vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
-        qbar = kaiodsl.shared_array(u64, (1,), align=8, name="qbar")
+        qbars = kaiodsl.shared_array(u64, (RQ.barriers,), align=8, name="qring")
         tid = kaiodsl.thread_idx.x
         nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
-        pid = kaiodsl.block_idx.x
-        qb = nqb - 1 - pid % nqb
-        bh = pid // nqb
-        b = bh // H
-        h = bh - b * H
-        hk = h // group
-        q0 = qb * BLOCK_Q
-        kend = Sk
-        if causal:
-            kend = max(min(Sk, q0 + BLOCK_Q + shift), 0)
-        nb = (kend + cfg.bn - 1) // cfg.bn
         if tid == 0:
             kaiodsl.tma_prefetch(tq)
             kaiodsl.tma_prefetch(tk)
             kaiodsl.tma_prefetch(tv)
-            kaiodsl.mbarrier_init(qbar, 1)
+            pipeline.init(RQ, qbars)
             pipeline.init(RK, kbars)
             pipeline.init(RV, vbars)
         kaiodsl.syncthreads()
         if tid < 128:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
-                _produce(L, tq, tk, tv, smem, qbar, kbars, vbars, RK, RV, b, h, hk, q0, nb)
+                _produce(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, nqb, BH, hps, H, group, Sk, shift)
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
-            cc = c
-            dd = dv
-            if per_head:
-                cc = c * sq[h * qstep] * sk[hk * kstep]
-                dd = dv * sv[hk * kstep]
-            _consume(L, smem, qbar, kbars, vbars, RK, RV, o, lse, bh, Sq, q0, nb, kend, shift, cc, dd, tid)
+            qs = pipeline.start(RQ)
+            ks = pipeline.start(RK)
+            vs = pipeline.start(RV)
+            for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
+                bh, b, h, qb = _tile(t, nqb, BH, hps, H)
+                q0 = qb * BLOCK_Q
+                kend, nb = _nb(L, q0, Sk, shift)
+                cc = c
+                dd = dv
+                if per_head:
+                    hk = h // group
+                    cc = c * sq[h * qstep] * sk[hk * kstep]
+                    dd = dv * sv[hk * kstep]
+                qs, ks, vs = _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb,
+                                      kend, shift, cc, dd, tid)
 
     return attn_fwd_sm90_fp8
 
@@ -409,16 +255,18 @@ def launch(q, k, v, vz, out, lse, out_name: str, B: int, H: int, Hkv: int, Sq: i
     per_head, cqk, dv, arrays, qstep, kstep = descale
     vt = transpose_v(_canonical(v), vz, B * Hkv, Sk, D)
     q, k = _canonical(q), _canonical(k)
-    L = Layout(D, OUT_DTYPES[out_name], cfg, causal_mode is not None)
+    L = layout(D, out_name, cfg, causal_mode is not None)
     tq = TensorMap(q, (1, 1, 64, D), swizzle=D)
     tk = TensorMap(k, (1, 1, cfg.bn, D), swizzle=D, l2_promotion=256)
     tv = TensorMap(vt, (1, 1, D, L.vw), swizzle=L.vw, l2_promotion=256)
     shift = Sk - Sq if causal_mode == "bottom_right" else 0
     sq, sk, sv = arrays if per_head else (_dummy_f32(qz),) * 3
     kern = fp8_attention_kernel(D, out_name, cfg, causal_mode is not None, per_head)
-    nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
-    kern[B * H * nqb, THREADS](tq, tk, tv, out, lse, sq, sk, sv, Sq, Sk, H, H // Hkv, c * cqk, dv, shift, qstep,
-                               kstep, smem=smem_bytes(cfg, D))
+    units = B * H * ((Sq + BLOCK_Q - 1) // BLOCK_Q)
+    from .gemm_sm90 import sm_count
+    grid = min(units, sm_count()) if cfg.persistent else units
+    kern[grid, THREADS](tq, tk, tv, out, lse, sq, sk, sv, Sq, Sk, H, H // Hkv, c * cqk, dv, shift, qstep, kstep,
+                        B * H, heads_per_section(Sk, D, 1), smem=smem_bytes(cfg, D))
     return out
 
 
