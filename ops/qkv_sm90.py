@@ -81,7 +81,7 @@ def checked(op: str, config: Sm90Config, K: int, Nq: int, Nkv: int, D: int, styl
     why = _misfit(cfg, Nq, Nkv, D, style)
     if cfg.split_k != 1 or cfg.store == "tma":
         why = ("the segmented kernel stores q, k and v directly and does not split K (store='auto' or "
-               f"'direct', split_k=1)")
+               "'direct', split_k=1)")
     if why:
         raise ArgumentError(f"{op}(): config {cfg}: {why}; use config=None")
     return cfg
