@@ -183,12 +183,15 @@ def _tile(t, nqb, BH, hps, H):
 
 
 @kaiodsl.func
-def _nb(L: Const, q0, Sk, shift):
-    """(the keys a q tile sees, its key tiles): causal rows end at their diagonal."""
+def _unit(L: Const, t, nqb, BH, hps, H, Sk, shift):
+    """Work unit t -> (bh, b, h, its first query row, the keys it sees, its key tiles): causal rows end
+    at their diagonal (the last row sees keys <= q0 + 127 + shift)."""
+    bh, b, h, qb = _tile(t, nqb, BH, hps, H)
+    q0 = qb * BLOCK_Q
     kend = Sk
     if L.causal:
-        kend = max(min(Sk, q0 + BLOCK_Q + shift), 0)     # the last row sees keys <= q0 + 127 + shift
-    return kend, (kend + L.cfg.bn - 1) // L.cfg.bn
+        kend = max(min(Sk, q0 + BLOCK_Q + shift), 0)
+    return bh, b, h, q0, kend, (kend + L.cfg.bn - 1) // L.cfg.bn
 
 
 @kaiodsl.func
@@ -212,9 +215,7 @@ def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Con
     ks = pipeline.start(RK)
     vs = pipeline.start(RV)
     for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
-        bh, b, h, qb = _tile(t, nqb, BH, hps, H)
-        q0 = qb * BLOCK_Q
-        kend, nb = _nb(L, q0, Sk, shift)
+        bh, b, h, q0, kend, nb = _unit(L, t, nqb, BH, hps, H, Sk, shift)
         hk = h // group
         pipeline.acquire(RQ, qs, qbars)
         pipeline.commit(RQ, qs, qbars, L.q_elems * L.eb)
@@ -435,47 +436,63 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
     return qs, ks, vs
 
 
+def rings(cfg: Sm90AttnConfig) -> tuple:
+    """The Q ring (one slot) and the K and V rings, released by both consumers' 256 threads."""
+    return tuple(tiles.Ring(n, kind="mbarrier", arrivals=256) for n in (1, cfg.stages, cfg.stages))
+
+
+@kaiodsl.func
+def _attend(L: Const, RQ: Const, RK: Const, RV: Const, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH,
+            hps, per_head: Const = False, dv=0.0, sq=None, sk=None, sv=None, qstep=0, kstep=0):
+    """The kernel after its shared memory: barriers, the producer thread and the consumers over this
+    block's work units. e4m3 (``L.fp8``) passes V's descale ``dv``; with ``per_head`` the descales are
+    read per unit, ``sq[h * qstep]``, ``sk`` / ``sv[hk * kstep]``, into c and dv."""
+    kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
+    vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
+    qbars = kaiodsl.shared_array(u64, (RQ.barriers,), align=8, name="qring")
+    tid = kaiodsl.thread_idx.x
+    nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
+    if tid == 0:
+        kaiodsl.tma_prefetch(tq)
+        kaiodsl.tma_prefetch(tk)
+        kaiodsl.tma_prefetch(tv)
+        pipeline.init(RQ, qbars)
+        pipeline.init(RK, kbars)
+        pipeline.init(RV, vbars)
+    kaiodsl.syncthreads()
+    if tid < 128:
+        kaiodsl.setmaxnreg(PROD_REGS, False)
+        if tid == 0:
+            _produce(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, nqb, BH, hps, H, group, Sk, shift)
+    else:
+        kaiodsl.setmaxnreg(CONS_REGS, True)
+        qs = pipeline.start(RQ)
+        ks = pipeline.start(RK)
+        vs = pipeline.start(RV)
+        for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
+            bh, b, h, q0, kend, nb = _unit(L, t, nqb, BH, hps, H, Sk, shift)
+            cc = c
+            dd = dv
+            if per_head:
+                hk = h // group
+                cc = c * sq[h * qstep] * sk[hk * kstep]
+                dd = dv * sv[hk * kstep]
+            qs, ks, vs = _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb,
+                                  kend, shift, cc, dd, tid)
+
+
 @lru_cache(maxsize=None)
 def sm90_attention_kernel(d: int, dtype_name: str, cfg: Sm90AttnConfig, causal: bool):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     L = Layout(d, T, cfg, causal)
-    RQ = tiles.Ring(1, kind="mbarrier", arrivals=256)
-    RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
-    RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
+    RQ, RK, RV = rings(cfg)
     name = f"attn_fwd_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "")
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_fwd_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, o: Ptr[T], lse: Ptr[f32],
                       Sq: i32, Sk: i32, H: i32, group: i32, c: f32, shift: i32, BH: i32, hps: i32):
         smem = kaiodsl.dynamic_shared(T, align=1024)
-        kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
-        vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
-        qbars = kaiodsl.shared_array(u64, (RQ.barriers,), align=8, name="qring")
-        tid = kaiodsl.thread_idx.x
-        nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
-        if tid == 0:
-            kaiodsl.tma_prefetch(tq)
-            kaiodsl.tma_prefetch(tk)
-            kaiodsl.tma_prefetch(tv)
-            pipeline.init(RQ, qbars)
-            pipeline.init(RK, kbars)
-            pipeline.init(RV, vbars)
-        kaiodsl.syncthreads()
-        if tid < 128:
-            kaiodsl.setmaxnreg(PROD_REGS, False)
-            if tid == 0:
-                _produce(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, nqb, BH, hps, H, group, Sk, shift)
-        else:
-            kaiodsl.setmaxnreg(CONS_REGS, True)
-            qs = pipeline.start(RQ)
-            ks = pipeline.start(RK)
-            vs = pipeline.start(RV)
-            for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
-                bh, b, h, qb = _tile(t, nqb, BH, hps, H)
-                q0 = qb * BLOCK_Q
-                kend, nb = _nb(L, q0, Sk, shift)
-                qs, ks, vs = _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb,
-                                      kend, shift, c, c, tid)
+        _attend(L, RQ, RK, RV, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH, hps)
 
     return attn_fwd_sm90
 

@@ -32,13 +32,12 @@ import warnings
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Ptr, TensorMap, bf16, e4m3, f16, f32, i32, i64, tiles, u8, u32, u64
+from kaiodsl import Ptr, TensorMap, bf16, e4m3, f16, f32, i32, i64, u8, u32
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles import pipeline
 
 from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, same_kind
-from .attention_sm90 import (BLOCK_Q, CONS_REGS, FP8_K, PROD_REGS, SMEM_LIMIT, THREADS, Layout, Sm90AttnConfig,
-                             _canonical, _consume, _nb, _produce, _tile, heads_per_section)
+from .attention_sm90 import (BLOCK_Q, FP8_K, SMEM_LIMIT, THREADS, Layout, Sm90AttnConfig, _attend, _canonical,
+                             heads_per_section, rings)
 
 # Row and key indices are i32 (check_qkv bounds S below 2^23); pointer offsets built from them are
 # widened to 64 bits before the multiplies (as in attention_sm90).
@@ -75,9 +74,7 @@ def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: boo
     same work units; the descales are read per unit where they are per head."""
     OUT = OUT_DTYPES[out_name]
     L = layout(d, out_name, cfg, causal)
-    RQ = tiles.Ring(1, kind="mbarrier", arrivals=256)
-    RK = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
-    RV = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)
+    RQ, RK, RV = rings(cfg)
     name = f"attn_fwd_sm90_fp8_d{d}_{out_name}_{cfg}" + ("_causal" if causal else "") + ("_ph" if per_head else "")
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
@@ -85,40 +82,8 @@ def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: boo
                           sq: Ptr[f32], sk: Ptr[f32], sv: Ptr[f32], Sq: i32, Sk: i32, H: i32, group: i32,
                           c: f32, dv: f32, shift: i32, qstep: i32, kstep: i32, BH: i32, hps: i32):
         smem = kaiodsl.dynamic_shared(u8, align=1024)
-        kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
-        vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
-        qbars = kaiodsl.shared_array(u64, (RQ.barriers,), align=8, name="qring")
-        tid = kaiodsl.thread_idx.x
-        nqb = (Sq + BLOCK_Q - 1) // BLOCK_Q
-        if tid == 0:
-            kaiodsl.tma_prefetch(tq)
-            kaiodsl.tma_prefetch(tk)
-            kaiodsl.tma_prefetch(tv)
-            pipeline.init(RQ, qbars)
-            pipeline.init(RK, kbars)
-            pipeline.init(RV, vbars)
-        kaiodsl.syncthreads()
-        if tid < 128:
-            kaiodsl.setmaxnreg(PROD_REGS, False)
-            if tid == 0:
-                _produce(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, nqb, BH, hps, H, group, Sk, shift)
-        else:
-            kaiodsl.setmaxnreg(CONS_REGS, True)
-            qs = pipeline.start(RQ)
-            ks = pipeline.start(RK)
-            vs = pipeline.start(RV)
-            for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
-                bh, b, h, qb = _tile(t, nqb, BH, hps, H)
-                q0 = qb * BLOCK_Q
-                kend, nb = _nb(L, q0, Sk, shift)
-                cc = c
-                dd = dv
-                if per_head:
-                    hk = h // group
-                    cc = c * sq[h * qstep] * sk[hk * kstep]
-                    dd = dv * sv[hk * kstep]
-                qs, ks, vs = _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb,
-                                      kend, shift, cc, dd, tid)
+        _attend(L, RQ, RK, RV, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH, hps, per_head, dv, sq, sk,
+                sv, qstep, kstep)
 
     return attn_fwd_sm90_fp8
 
