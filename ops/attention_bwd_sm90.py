@@ -421,6 +421,19 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
                     L.dtype)
 
 
+@kaiodsl.func
+def _setup(R: Const, tid, maps, fbar, bars0, bars1):
+    """Thread 0 prefetches the tensor maps' descriptors and sets up the resident tensors' barrier and
+    the two streams' rings; then the block barrier."""
+    if tid == 0:
+        for m in maps:
+            kaiodsl.tma_prefetch(m)
+        kaiodsl.mbarrier_init(fbar, 1)
+        pipeline.init(R, bars0)
+        pipeline.init(R, bars1)
+    kaiodsl.syncthreads()
+
+
 @lru_cache(maxsize=None)
 def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part: str = "both"):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
@@ -452,15 +465,7 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part:
             qb0 = max(k0 - shift, 0) // cfg.bq      # query tiles with a row r >= k0 - shift
         per_head = max((Sq + cfg.bq - 1) // cfg.bq - qb0, 0)
         n = per_head * group
-        if tid == 0:
-            kaiodsl.tma_prefetch(tq)
-            kaiodsl.tma_prefetch(tk)
-            kaiodsl.tma_prefetch(tv)
-            kaiodsl.tma_prefetch(tdo)
-            kaiodsl.mbarrier_init(fbar, 1)
-            pipeline.init(R, qbars)
-            pipeline.init(R, dbars)
-        kaiodsl.syncthreads()
+        _setup(R, tid, (tq, tk, tv, tdo), fbar, qbars, dbars)
         if tid < 128:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
@@ -562,15 +567,7 @@ def dq_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
         if causal:
             kend = max(min(Sk, q0 + BLOCK + shift), 0)
         n = (kend + cfg.bn - 1) // cfg.bn
-        if tid == 0:
-            kaiodsl.tma_prefetch(tq)
-            kaiodsl.tma_prefetch(tk)
-            kaiodsl.tma_prefetch(tv)
-            kaiodsl.tma_prefetch(tdo)
-            kaiodsl.mbarrier_init(fbar, 1)
-            pipeline.init(R, kbars)
-            pipeline.init(R, vbars)
-        kaiodsl.syncthreads()
+        _setup(R, tid, (tq, tk, tv, tdo), fbar, kbars, vbars)
         if tid < 128:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
