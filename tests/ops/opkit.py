@@ -93,3 +93,17 @@ def ptxas_report(ptx: str) -> str:
     assert r.returncode == 0, r.stderr
     return r.stderr
 
+
+def record(monkeypatch, module, name: str, pick=lambda args: 1) -> list:
+    """Replace ``module.name`` by a wrapper that calls it and records ``pick(args)`` of each call's
+    positional arguments (by default 1 a call); returns the list."""
+    calls = []
+    orig = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(pick(args))
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+

@@ -5,6 +5,8 @@ import numpy as np
 import kaiodsl
 import kaiodsl.runtime
 
+from opkit import record
+
 dev = kaiodsl.runtime.to_device
 
 
@@ -34,7 +36,4 @@ def poison_outputs(monkeypatch, module):
 
 def spy(monkeypatch, module, name: str) -> list:
     """Replace ``module.name`` by a wrapper that records each call (one entry a call) and returns the list."""
-    calls = []
-    orig = getattr(module, name)
-    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or orig(*a, **k))
-    return calls
+    return record(monkeypatch, module, name)

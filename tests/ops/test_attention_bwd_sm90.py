@@ -19,7 +19,7 @@ from kaiodsl.ops import attention_bwd_sm90
 from kaiodsl.ops.attention import reference_attention_backward
 from kaiodsl.ops.attention_bwd_sm90 import Sm90BwdConfig, dkdv_kernel, dq_kernel, sm90_bwd_config
 
-from opkit import host, make, ptxas_report
+from opkit import host, make, ptxas_report, record
 
 TOL = {"f16": 3e-3, "bf16": 2e-2}
 C = Sm90BwdConfig
@@ -28,15 +28,7 @@ C = Sm90BwdConfig
 @pytest.fixture
 def used(monkeypatch):
     """The configs the sm_90a backward ran with in this test (one entry per call)."""
-    calls = []
-    real = attention_bwd_sm90.launch
-
-    def spy(*args, **kwargs):
-        calls.append(args[-1])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(attention_bwd_sm90, "launch", spy)
-    return calls
+    return record(monkeypatch, attention_bwd_sm90, "launch", lambda args: args[-1])
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from kaiodsl.ops.attention_sm90 import Sm90AttnConfig
 from kaiodsl.sim.numeric import f32_to_fp8
 from kaiodsl.tiles import fragments
 
-from opkit import host, ptxas_report
+from opkit import host, ptxas_report, record
 
 TOL_F64 = 4e-2
 TOL_EMU = {"bf16": 5e-3, "f16": 1e-3}    # measured 1.5e-3 / 2e-4: the output rounding, a few ulps
@@ -45,15 +45,7 @@ LOG2E = 1.4426950408889634
 @pytest.fixture
 def used(monkeypatch):
     """The configs the fp8 kernel ran with in this test."""
-    calls = []
-    real = fp8.launch
-
-    def spy(*args, **kwargs):
-        calls.append(args[-2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fp8, "launch", spy)
-    return calls
+    return record(monkeypatch, fp8, "launch", lambda args: args[-2])
 
 
 def _codes(rng, shape, spread=3.0):

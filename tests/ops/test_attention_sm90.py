@@ -17,7 +17,7 @@ from kaiodsl.ops import attention_sm90
 from kaiodsl.ops.attention import reference_attention
 from kaiodsl.ops.attention_sm90 import Sm90AttnConfig
 
-from opkit import host, make
+from opkit import host, make, record
 
 TOL = {"f16": 2e-3, "bf16": 1.5e-2}
 
@@ -25,15 +25,7 @@ TOL = {"f16": 2e-3, "bf16": 1.5e-2}
 @pytest.fixture
 def used(monkeypatch):
     """The configs the sm_90a kernel ran with in this test (a list, one entry per launch)."""
-    calls = []
-    real = attention_sm90.launch
-
-    def spy(*args, **kwargs):
-        calls.append(args[-1])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(attention_sm90, "launch", spy)
-    return calls
+    return record(monkeypatch, attention_sm90, "launch", lambda args: args[-1])
 
 
 def _inputs(rng, B, H, Hkv, Sq, Sk, D, dtype):
