@@ -22,7 +22,7 @@ from functools import lru_cache
 import kaiodsl
 from kaiodsl import Const, Ptr, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles import copies, fragments, mma, pipeline
+from kaiodsl.tiles import copies, fragments, mma, pipeline, softmax
 
 from .attention_fwd import _b_frags
 
@@ -258,7 +258,7 @@ def dkdv_body(L: Const, q, k, v, do, lse, dr, dk, dv, Sq, Sk, H, group, qs, ks, 
                 inq = qq < Sq
                 l2 = _lse2(lse, rbase + qq, inq)
                 drv = kaiodsl.load(dr, rbase + qq, mask=inq, other=0.0)
-                p = kaiodsl.exp2(st_t[0][j][e] * c - l2)
+                p = softmax.recompute(st_t[0][j][e], c, l2)
                 p = kaiodsl.where(seen(qq, key, (Sk, shift, L.causal)), p, f32(0.0))
                 pe = pe + [p]
                 de = de + [p * (dpt[0][j][e] - drv)]
@@ -369,7 +369,7 @@ def dq_body(L: Const, q, k, v, do, lse, dr, dq, Sq, Sk, H, group, qs, ks, vs, do
             for e in kaiodsl.static_range(4):
                 hh = e >> 1
                 key = j * BK + jj * 8 + 2 * t4 + (e & 1)
-                p = kaiodsl.exp2(s[0][jj][e] * c - l2[hh])
+                p = softmax.recompute(s[0][jj][e], c, l2[hh])
                 p = kaiodsl.where(seen(row_lo + 8 * hh, key, (kend, shift, L.causal)), p, f32(0.0))
                 de = de + [p * (dpv[0][jj][e] - drv[hh])]
             ds = ds + [(de[0], de[1], de[2], de[3])]

@@ -336,6 +336,8 @@ def r_math(ctx: Ctx, n):
         return
     if name.startswith("cvt."):
         sfx = sfx + sfx
+    if n.attrs.get("ftz"):
+        name = name + ".ftz"
     ctx.emit(f"{name}{sfx} {ctx.reg(n)}, {ctx.operand(n.operands[0], imm_ok=False)};")
 
 

@@ -153,7 +153,7 @@ def fma(b: Builder, x, y, z):
 
 
 class _Fast:
-    """Approximate forms, named as such: ``kaiodsl.fast.div``, ``.sqrt``, ``.reciprocal``, ``.exp``."""
+    """Approximate forms, named as such: ``kaiodsl.fast.div``, ``.sqrt``, ``.reciprocal``, ``.exp``, ``.exp2``."""
 
     @staticmethod
     def _div(b: Builder, x, y):
@@ -169,10 +169,20 @@ class _Fast:
         x, t = _float_arg(b, x, "fast.exp", False)
         return _back(b, b.emit("ex2", f32, (b.binary("mul", x, LOG2E),)), t)
 
+    @staticmethod
+    def _exp2(b: Builder, x):
+        """2**x with ex2.approx.ftz.f32: subnormal inputs and results are 0 (x < -126 gives +0), and
+        the instruction is one MUFU.EX2 (plain ex2.approx.f32 wraps it in a subnormal fixup: a compare
+        and two predicated multiplies). Elsewhere as accurate as ``exp2``. The softmax exponent of
+        attention, where a p below 2**-126 adds nothing to a row sum >= 1."""
+        x, t = _float_arg(b, x, "fast.exp2", False)
+        return _back(b, b.emit("ex2", f32, (x,), {"ftz": True}), t)
+
     div = builtin(_div.__func__, name="fast.div")
     sqrt = builtin(_unary("sqrt", False, approx=True), name="fast.sqrt")
     reciprocal = builtin(_unary("rcp", False, approx=True), name="fast.reciprocal")
     exp = builtin(_exp.__func__, name="fast.exp")
+    exp2 = builtin(_exp2.__func__, name="fast.exp2")
 
 
 fast = _Fast()
@@ -183,5 +193,5 @@ fast.reciprocal.__doc__ = "1/x with rcp.approx.f32 (relative error <= 2**-22 for
 # Every approximate builtin says so where help() shows it.
 _SIM_NOTE = (" Approximate: the simulator computes it exactly, the GPU within this bound; compare GPU results "
              "with the bound (docs/language.md, 'Math accuracy').")
-for _f in (rsqrt, exp2, exp, log2, log, sin, cos, tanh, fast.div, fast.sqrt, fast.reciprocal, fast.exp):
+for _f in (rsqrt, exp2, exp, log2, log, sin, cos, tanh, fast.div, fast.sqrt, fast.reciprocal, fast.exp, fast.exp2):
     _f.__doc__ = (_f.__doc__ or _f.__name__) + _SIM_NOTE

@@ -1,7 +1,8 @@
 """Online softmax on accumulator tiles (FlashAttention-2's row statistics), in exp2 units.
 
 Scores stay in raw units (``s = q . k``); ``c = scale * log2(e)`` is folded into the exponent, so
-``p = exp2(s * c - m * c)`` is one fma and one ``ex2.approx`` an element. ``m`` is the running row
+``p = exp2(s * c - m * c)`` is one fma and one ``ex2.approx.ftz`` an element (``kaiodsl.fast.exp2``:
+a p below 2**-126 is 0, which no row sum >= 1 can tell apart). ``m`` is the running row
 max in raw units (from -inf), ``l`` the running row sum *per lane* (each lane sums its own columns;
 the quad reduction is done once, by ``finish``). Per-row lists are ``[i][h]`` as
 ``fragments.row_reduce`` gives them (row 16 i + g + 8 h).
@@ -25,7 +26,14 @@ LN2 = 0.6931471805599453
 @kaiodsl.func
 def _exp2_fma(v, mc):
     neg, c = mc
-    return kaiodsl.exp2(kaiodsl.fma(v, c, neg))      # one fma (mul.rn + sub.rn would not contract)
+    return kaiodsl.fast.exp2(kaiodsl.fma(v, c, neg))  # one fma (mul.rn + sub.rn would not contract), one MUFU
+
+
+@kaiodsl.func
+def recompute(s, c, lse2):
+    """The backward's probability from a raw score and its row's base-2 logsumexp: exp2(s c - lse2), one
+    fma and one MUFU; lse2 = +inf (a row that saw no key) gives 0."""
+    return kaiodsl.fast.exp2(kaiodsl.fma(s, c, -lse2))
 
 
 @kaiodsl.func
@@ -92,4 +100,4 @@ def lse(T: Const, m, l, c):
              for h in range(2)] for i in range(T.mi)]
 
 
-__all__ = ["online_update", "local_sum", "finish", "inverse", "lse", "offset", "NEG_INF", "LN2"]
+__all__ = ["online_update", "recompute", "local_sum", "finish", "inverse", "lse", "offset", "NEG_INF", "LN2"]

@@ -32,6 +32,8 @@ FUNCS = {
     "exp": (kaiodsl.exp, np.exp, (2.0 ** -20, 0.0), np.inf),
     "exp2": (kaiodsl.exp2, np.exp2, (2.0 ** -21, 0.0), np.inf),
     "fast.exp": (kaiodsl.fast.exp, np.exp, (2.0 ** -21, 0.0), 10.0),
+    "fast.exp2": (kaiodsl.fast.exp2, lambda x: np.where(np.exp2(x) < 2.0 ** -126, 0.0, np.exp2(x)),
+                  (2.0 ** -21, 0.0), np.inf),
     "log": (kaiodsl.log, np.log, (2.0 ** -22, 2.0 ** -22), np.inf),
     "log2": (kaiodsl.log2, np.log2, (2.0 ** -22, 2.0 ** -22), np.inf),
     "sqrt": (kaiodsl.sqrt, np.sqrt, None, np.inf),
@@ -129,6 +131,20 @@ def test_f16_math_edges(backend, name):
     got = _run(_kernel(fn, f16), F16)
     wrong = _wrong(F16, got, ref64, bound, max_x, np.float16)
     assert not wrong, f"{name}:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_fast_exp2_flushes_subnormals(backend):
+    """fast.exp2 is ex2.approx.ftz: a result below 2**-126 is +0 and a subnormal input counts as 0;
+    exp2 keeps the subnormal result."""
+    x = np.array([-126.0, -126.5, -130.0, -149.0, TINY, -TINY, -125.0], np.float32)
+    fast = _run(_kernel(kaiodsl.fast.exp2, f32), x)
+    exact = _run(_kernel(kaiodsl.exp2, f32), x)
+    np.testing.assert_array_equal(fast[1:4].view(np.uint32), 0)
+    assert (exact[1:4] > 0).all() and fast[0] == exact[0] > 0 and fast[4] == fast[5] == 1.0
+    assert abs(float(fast[6]) - 2.0 ** -125) <= 2.0 ** -146
+    ptx = _kernel(kaiodsl.fast.exp2, f32).ptx()
+    assert "ex2.approx.ftz.f32" in ptx
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
