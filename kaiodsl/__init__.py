@@ -31,8 +31,8 @@ from .lang.hopper import (bulk_commit, bulk_load, bulk_reduce, bulk_store, bulk_
                           mbarrier_arrive_expect_tx, mbarrier_expect_tx, mbarrier_init, mbarrier_inval,
                           mbarrier_test_wait, mbarrier_try_wait, mbarrier_wait, setmaxnreg, store_cluster)
 from .lang.tma import tma_load, tma_prefetch, tma_store  # noqa: E402
-from .lang.wgmma import (wgmma, wgmma_commit, wgmma_coord, wgmma_desc, wgmma_fence, wgmma_wait,  # noqa: E402
-                         wgmma_zeros)
+from .lang.wgmma import (wgmma, wgmma_commit, wgmma_coord, wgmma_desc, wgmma_desc_add, wgmma_fence,  # noqa: E402
+                         wgmma_wait, wgmma_zeros)
 from . import tiles  # noqa: E402
 from .lang.pointers import ptr_cast  # noqa: E402
 from .runtime.tensormap import TensorMap  # noqa: E402

@@ -40,7 +40,7 @@ from functools import lru_cache
 import kaiodsl
 from kaiodsl import Const, Ptr, TensorMap, bf16, f16, f32, i32, i64, tiles, u64
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles import fragments, pipeline
+from kaiodsl.tiles import fragments, pipeline, softmax
 
 from .attention_bwd import _lse2, _store_rows, seen
 from .attention_sm90 import COLS, CONS_REGS, PROD_REGS, SMEM_LIMIT, THREADS, _canonical
@@ -200,28 +200,15 @@ def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R: Const, b
 @kaiodsl.func
 def _ss(L: Const, smem, a, bslot, acc):
     """Issue acc = A B^T (one commit group, returned pending): A this warpgroup's resident [64, d] rows at
-    ``a``, B a streamed [tile, d] slot at ``bslot``, both K-major (4 k16 steps a 128-byte column block).
-    ``acc`` is dead: the first wgmma does not read it (scale_d=False)."""
-    kaiodsl.wgmma_fence()
-    for c in kaiodsl.static_range(L.blocks):
-        for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
-            da = kaiodsl.wgmma_desc(smem.ptr(a + c * 64 * COLS + ks * 16), 128, rows=64)
-            db = kaiodsl.wgmma_desc(smem.ptr(bslot + c * L.tile * COLS + ks * 16), 128, rows=L.tile)
-            acc = kaiodsl.wgmma(da, db, acc, dtype=L.dtype.name, scale_d=c + ks > 0)
-    kaiodsl.wgmma_commit()
-    return acc
+    ``a``, B a streamed [tile, d] slot at ``bslot``, both K-major column blocks. ``acc`` is dead."""
+    return tiles.warpgroup.mma_ss_blocks(L.dtype.name, L.tile, L.blocks, smem.ptr(a), smem.ptr(bslot), acc)
 
 
 @kaiodsl.func
 def _rs(L: Const, acc, pa, smem, bslot):
     """Issue acc += A B (one commit group): A as register fragments pa[0][kk] (k = the tile's rows), B the
-    streamed [tile, d] slot read MN-major (k16 = 16 rows of every column block; LBO steps the blocks)."""
-    kaiodsl.wgmma_fence()
-    for kk in kaiodsl.static_range(L.tile // 16):
-        db = kaiodsl.wgmma_desc(smem.ptr(bslot + kk * 16 * COLS), 128, major="mn", rows=L.tile)
-        acc = kaiodsl.wgmma(pa[0][kk], db, acc, dtype=L.dtype.name, trans_b=True)
-    kaiodsl.wgmma_commit()
-    return acc
+    streamed [tile, d] slot read MN-major."""
+    return tiles.warpgroup.mma_rs_rows(L.dtype.name, L.tile, pa, smem.ptr(bslot), acc)
 
 
 @kaiodsl.func
@@ -260,8 +247,8 @@ def _probs_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane):
     p = []
     for j in kaiodsl.static_range(L.tile // 8):
         l2 = kaiodsl.load(stats.ptr(sb + 8 * j + 2 * (lane % 4)), 0, vec=2)
-        p = p + [(kaiodsl.exp2(s[0][j][0] * c - l2[0]), kaiodsl.exp2(s[0][j][1] * c - l2[1]),
-                  kaiodsl.exp2(s[0][j][2] * c - l2[0]), kaiodsl.exp2(s[0][j][3] * c - l2[1]))]
+        p = p + [(softmax.recompute(s[0][j][0], c, l2[0]), softmax.recompute(s[0][j][1], c, l2[1]),
+                  softmax.recompute(s[0][j][2], c, l2[0]), softmax.recompute(s[0][j][3], c, l2[1]))]
     p = [p]
     if edge:
         p = fragments.mask(ST, p, _sees_t, shift, key_w, q0, lane, f32(0.0))
@@ -281,8 +268,9 @@ def _probs(L: Const, s_acc, dp_acc, l2, drv, c, edge, row_w, k0, args, lane):
     """dS in f32 from the complete S and dP accumulators (rows = queries, columns = keys)."""
     s = tiles.warpgroup.acc_tile(L.s_wg, s_acc)
     dp = tiles.warpgroup.acc_tile(L.s_wg, dp_acc)
-    p = [[(kaiodsl.exp2(s[0][j][0] * c - l2[0]), kaiodsl.exp2(s[0][j][1] * c - l2[0]),
-           kaiodsl.exp2(s[0][j][2] * c - l2[1]), kaiodsl.exp2(s[0][j][3] * c - l2[1])) for j in range(L.tile // 8)]]
+    p = [[(softmax.recompute(s[0][j][0], c, l2[0]), softmax.recompute(s[0][j][1], c, l2[0]),
+           softmax.recompute(s[0][j][2], c, l2[1]), softmax.recompute(s[0][j][3], c, l2[1]))
+          for j in range(L.tile // 8)]]
     if edge:
         p = fragments.mask(L.s_wg.acc_tile, p, seen, args, row_w, k0, lane, f32(0.0))
     return [[(p[0][j][0] * (dp[0][j][0] - drv[0]), p[0][j][1] * (dp[0][j][1] - drv[0]),
@@ -357,7 +345,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
     are rebuilt only once the updates are done. The tile's lse2 / Dr go through a 2-slot shared buffer
     of this warpgroup (the slot written in tile j was last read in tile j - 2, before the barrier of
     tile j - 1)."""
-    cw = tid // 128 - 1
+    cw = tiles.warpgroup.index(tid) - 1
     tl = tid % 128
     lane = tid % 32
     key_wg = k0 + 64 * cw
@@ -487,7 +475,7 @@ def _consume_q(L: Const, smem, fbar, kbars, vbars, R: Const, lse, dr, dq, Sq, Sk
     Pipelined like the dK/dV consumer: tile j's S / dP wgmmas go before tile j - 1's dQ update, dS of
     tile j is computed while that update runs; the V slot is released once dP is done, the K slot
     after the update that reads it."""
-    cw = tid // 128 - 1
+    cw = tiles.warpgroup.index(tid) - 1
     lane = tid % 32
     row_wg = q0 + 64 * cw
     row_w = row_wg + 16 * ((tid // 32) % 4)

@@ -245,44 +245,35 @@ def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Con
 def _s_issue(L: Const, smem, cw, kslot, s):
     """Issue S = Q K^T for this consumer's 64 rows (raw units) as one commit group; returns it pending.
     Both operands K-major: f16/bf16 4 k16 steps of 32 bytes in each 128-byte swizzled column block of
-    D; e4m3 D / 32 k32 steps along the D-byte swizzled rows. ``s`` is a dead accumulator (the previous
-    tile's S): the first wgmma does not read it (scale_d=False), so the new S lands in its registers
-    with no zeroing moves."""
-    kaiodsl.wgmma_fence()
+    D (``tiles.warpgroup.mma_ss_blocks``); e4m3 D / 32 k32 steps along the D-byte swizzled rows. ``s``
+    is a dead accumulator (the previous tile's S): the first wgmma does not read it (scale_d=False),
+    so the new S lands in its registers with no zeroing moves."""
     if L.fp8:
+        kaiodsl.wgmma_fence()
+        da0 = kaiodsl.wgmma_desc(smem.ptr(cw * 64 * L.d), L.d, rows=64)
+        db0 = kaiodsl.wgmma_desc(smem.ptr(kslot), L.d, rows=L.cfg.bn)
         for ks in kaiodsl.static_range(L.d // FP8_K):
-            da = kaiodsl.wgmma_desc(smem.ptr(cw * 64 * L.d + ks * FP8_K), L.d, rows=64)
-            db = kaiodsl.wgmma_desc(smem.ptr(kslot + ks * FP8_K), L.d, rows=L.cfg.bn)
-            s = kaiodsl.wgmma(da, db, s, dtype="e4m3", scale_d=ks > 0)
-    else:
-        W = L.s_wg
-        for c in kaiodsl.static_range(L.blocks):
-            for ks in kaiodsl.static_range(2 * COLS // tiles.warpgroup.K_STEP_BYTES):
-                da = kaiodsl.wgmma_desc(smem.ptr((cw * L.blocks + c) * 64 * COLS + ks * 16), 128, rows=64)
-                db = kaiodsl.wgmma_desc(smem.ptr(kslot + c * L.cfg.bn * COLS + ks * 16), 128, rows=L.cfg.bn)
-                s = kaiodsl.wgmma(da, db, s, dtype=W.dtype, scale_d=c + ks > 0)
-    kaiodsl.wgmma_commit()
-    return s
+            s = kaiodsl.wgmma(kaiodsl.wgmma_desc_add(da0, ks * FP8_K), kaiodsl.wgmma_desc_add(db0, ks * FP8_K), s,
+                              dtype="e4m3", scale_d=ks > 0)
+        kaiodsl.wgmma_commit()
+        return s
+    return tiles.warpgroup.mma_ss_blocks(L.dtype.name, L.cfg.bn, L.blocks, smem.ptr(cw * 64 * L.d), smem.ptr(kslot), s)
 
 
 @kaiodsl.func
 def _pv_issue(L: Const, o, pa, smem, vslot):
     """Issue O += P V as one commit group; returns O pending. P's A fragments come from registers.
-    f16/bf16: V [bn, D] is the MN-major B operand (a k16 step is 16 rows of every 128-byte column
-    block: 16 x 64 elements on; the descriptor's LBO steps the column blocks). e4m3: V^T [D, bn] is
-    K-major (a k32 step is 32 bytes into one of the vw-byte column blocks)."""
-    kaiodsl.wgmma_fence()
+    f16/bf16: V [bn, D] is the MN-major B operand (``tiles.warpgroup.mma_rs_rows``). e4m3: V^T [D, bn]
+    is K-major (a k32 step is 32 bytes into one of the vw-byte column blocks)."""
     if L.fp8:
+        kaiodsl.wgmma_fence()
+        db0 = kaiodsl.wgmma_desc(smem.ptr(vslot), L.vw, rows=L.d)
         for kk in kaiodsl.static_range(L.cfg.bn // FP8_K):
-            db = kaiodsl.wgmma_desc(smem.ptr(vslot + (kk * FP8_K // L.vw) * L.d * L.vw + kk * FP8_K % L.vw), L.vw,
-                                    rows=L.d)
+            db = kaiodsl.wgmma_desc_add(db0, (kk * FP8_K // L.vw) * L.d * L.vw + kk * FP8_K % L.vw)
             o = kaiodsl.wgmma(pa[0][kk], db, o, dtype="e4m3")
-    else:
-        for kk in kaiodsl.static_range(L.cfg.bn // 16):
-            db = kaiodsl.wgmma_desc(smem.ptr(vslot + kk * 16 * COLS), 128, major="mn", rows=L.cfg.bn)
-            o = kaiodsl.wgmma(pa[0][kk], db, o, dtype=L.dtype.name, trans_b=True)
-    kaiodsl.wgmma_commit()
-    return o
+        kaiodsl.wgmma_commit()
+        return o
+    return tiles.warpgroup.mma_rs_rows(L.dtype.name, L.cfg.bn, pa, smem.ptr(vslot), o)
 
 
 @kaiodsl.func
@@ -362,7 +353,7 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
     rescaled by alpha_j once that wgmma is done; the last tile's P V is issued after the loop."""
     cfg = L.cfg
     ST = L.s_wg.acc_tile
-    cw = tid // 128 - 1
+    cw = tiles.warpgroup.index(tid) - 1
     lane = tid % 32
     row_wg = q0 + 64 * cw                            # this warpgroup's first row
     row_w = row_wg + 16 * ((tid // 32) % 4)          # this warp's first row

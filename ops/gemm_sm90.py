@@ -235,7 +235,7 @@ def sm90_gemm_kernel(dtype_name: str, cfg: Sm90Config, E, arg_types: tuple):
         smem = kaiodsl.dynamic_shared(SMEM_T, align=1024)
         bars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="ring")
         tid = kaiodsl.thread_idx.x
-        wg = tid // 128
+        wg = tiles.warpgroup.index(tid)
         if tid == 0:
             kaiodsl.tma_prefetch(ta)
             if SEGS:

@@ -161,7 +161,7 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
     bars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="ring")
     sbars = kaiodsl.shared_array(u64, (SR.barriers,), align=8, name="staging")
     tid = kaiodsl.thread_idx.x
-    wg = tid // 128
+    wg = tiles.warpgroup.index(tid)
     if tid == 0:
         kaiodsl.tma_prefetch(ta)
         for i in kaiodsl.static_range(S):        # full: the 128 producer threads (+ A's bytes)

@@ -25,6 +25,7 @@
 #   hopper           examples/hopper_gemm.py at full size
 #   sanitize-sm90    compute-sanitizer memcheck over scripts/sanitize_sm90.py (the sm_90a kernels)
 #   py=SCRIPT+ARGS   python3 SCRIPT ARGS ('+' becomes a space), its log in $OUT (PY_TIMEOUT, PY_TAIL)
+#   keep=G,G         copy benchmarks/results/G (globs, e.g. attention_hopper.json) into $OUT
 #   decode-sweep     scripts/decode_sweep.py: attention decode bandwidth against the KV split count
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
 # DEADLINE=S skips the steps that would start after S seconds; TEST_TIMEOUT=S bounds each tests= step.
@@ -135,6 +136,8 @@ for step in $steps; do
     py=*)
       script=${step#py=}; script=${script//+/ }; name=$(basename "${script%% *}" .py)
       timeout ${PY_TIMEOUT:-300} python3 $script 2>&1 | tee -a "$OUT/$name.log" | tail -${PY_TAIL:-60} ;;
+    keep=*)
+      gl=${step#keep=}; for g in ${gl//,/ }; do cp benchmarks/results/$g "$OUT/" 2>/dev/null || echo "keep: no $g"; done ;;
     decode-sweep)
       timeout 200 python3 scripts/decode_sweep.py 2>&1 | tee "$OUT/decode_sweep.log" | tail -12 ;;
     hopper)

@@ -31,10 +31,10 @@ CANDIDATES = {
     "f16": [Sm90Config(64, 128, 6, 1, store="direct"), Sm90Config(64, 64, 8, 1, store="direct"),
             Sm90Config(128, 64, 6, 2, store="direct"), GemmConfig(64, 64, 32, 2, 2, 4), GemmConfig(32, 64, 32, 2, 2, 4),
             GemmConfig(64, 32, 64, 4, 1, 4)],
-    "int8": [W4Config(64, 128, 6, 1), W4Config(64, 64, 8, 1), W4Config(128, 64, 6, 2), W8Config(64, 64, 64, 2, 2, 4),
-             W8Config(64, 32, 64, 4, 1, 4)],
-    "int4": [W4Config(64, 128, 6, 1), W4Config(64, 64, 8, 1), W4Config(128, 64, 6, 2), Int4Config(64, 4, 2, 3),
-             Int4Config(64, 2, 2, 3), Int4Config(32, 4, 2, 3)],
+    "int8": [W4Config(64, 64, 8, 1), W4Config(64, 64, 8, 1, staging=4), W4Config(64, 64, 8, 1, staging=8),
+             W4Config(64, 64, 6, 1, staging=12), W4Config(64, 128, 4, 1, staging=6), W8Config(64, 64, 64, 2, 2, 4)],
+    "int4": [W4Config(64, 64, 8, 1), W4Config(64, 64, 8, 1, staging=4), W4Config(64, 64, 8, 1, staging=8),
+             W4Config(64, 64, 6, 1, staging=12), W4Config(64, 128, 4, 1, staging=6), Int4Config(32, 4, 2, 3)],
 }
 
 

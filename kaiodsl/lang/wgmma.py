@@ -110,6 +110,27 @@ def wgmma_desc(b: Builder, ptr, swizzle: int = 128, rows=None, row_bytes=None, l
 
 
 @builtin
+def wgmma_desc_add(b: Builder, desc, nbytes: int):
+    """The descriptor of the tile ``nbytes`` further on in shared memory (a compile-time multiple of 16,
+    which may be negative): ``desc``'s start address plus nbytes / 16, its other fields unchanged. The
+    walk of a k loop over one tile (``wgmma_desc(p + k)`` for every k) as one add an operand, from a
+    descriptor built once: the address field of any tile inside shared memory has room for the sum."""
+    if not (isinstance(nbytes, int) and not isinstance(nbytes, bool) and nbytes % 16 == 0
+            and abs(nbytes) < 2**18):
+        b.error(f"wgmma_desc_add(): nbytes must be a compile-time multiple of 16 below 2^18 in size, "
+                f"got {describe(nbytes)}")
+    if not (isinstance(desc, Node) and desc.type == u64):
+        b.error(f"wgmma_desc_add(): desc must be a descriptor from wgmma_desc, got {describe(desc)}"[:200])
+    if nbytes == 0:
+        return desc
+    if desc.op.startswith("inst") and desc.attrs.get("form") == "pack.b64":     # add to the low word only
+        lo, hi = desc.operands
+        return b.emit("inst", u64, (b.binary("add", lo, b.const(u32, (nbytes >> 4) & 0xFFFFFFFF)), hi),
+                      {"form": "pack.b64"})
+    return b.binary("add", desc, b.const(u64, (nbytes >> 4) & 0xFFFFFFFFFFFFFFFF))
+
+
+@builtin
 def wgmma_fence(b: Builder):
     """Order register accesses before the next wgmma (needed before the first one and after any
     write of its accumulator or A registers by other instructions)."""

@@ -78,6 +78,14 @@ class WarpgroupMma:
 
 
 @kaiodsl.func
+def index(tid):
+    """Thread ``tid``'s warpgroup (tid // 128) as a value ptxas can prove warp-uniform (read from lane 0),
+    so the shared-memory offsets and wgmma descriptors built from it live in uniform registers: no
+    R2UR moves before each wgmma. Call it where the warp is converged."""
+    return kaiodsl.shfl_idx(tid // 128, 0)
+
+
+@kaiodsl.func
 def zeros(W: Const):
     """Zero accumulators, one per m tile."""
     return [kaiodsl.wgmma_zeros(W.n, W.acc) for i in range(W.m_tiles)]
@@ -89,16 +97,54 @@ def mma_stage(W: Const, a, b, accs):
     ``b`` of B's first row (both tiles of ``row_bytes`` rows, swizzle-atom aligned); one commit group."""
     kaiodsl.wgmma_fence()
     out = accs
+    db0 = kaiodsl.wgmma_desc(b, W.swizzle, rows=W.n)
+    da0 = kaiodsl.wgmma_desc(a, W.swizzle, rows=64)
     for s in kaiodsl.static_range(W.k_steps):
-        db = kaiodsl.wgmma_desc(b + s * K_STEP_BYTES // W.elem_bytes, W.swizzle, rows=W.n)
+        db = kaiodsl.wgmma_desc_add(db0, s * K_STEP_BYTES)
         nxt = []
         for i in kaiodsl.static_range(W.m_tiles):
-            da = kaiodsl.wgmma_desc(a + (64 * i * W.row_bytes + s * K_STEP_BYTES) // W.elem_bytes, W.swizzle,
-                                    rows=64)
+            da = kaiodsl.wgmma_desc_add(da0, 64 * i * W.row_bytes + s * K_STEP_BYTES)
             nxt = nxt + [kaiodsl.wgmma(da, db, out[i], dtype=W.types)]
         out = nxt
     kaiodsl.wgmma_commit()
     return out
+
+
+ATOM = 128                 # bytes of a 128-byte-swizzled row: one TMA box of 64 f16/bf16 columns
+
+
+@kaiodsl.func
+def mma_ss_blocks(dtype: Const, n: Const, blocks: Const, a, b, acc):
+    """Issue ``acc = A B^T`` as one commit group and return it pending: A this warpgroup's 64 rows, B
+    ``n`` rows, both f16/bf16 K-major and stored as ``blocks`` 128-byte-swizzled column blocks side by
+    side (``[blocks][64][64]`` at shared pointer ``a``, ``[blocks][n][64]`` at ``b``: what TMA boxes
+    of 64 columns write), 4 k16 steps a block. ``acc`` is dead: the first wgmma does not read it
+    (scale_d=False), so the product lands in its registers with no zeroing moves."""
+    kaiodsl.wgmma_fence()
+    da0 = kaiodsl.wgmma_desc(a, ATOM, rows=64)
+    db0 = kaiodsl.wgmma_desc(b, ATOM, rows=n)
+    for c in kaiodsl.static_range(blocks):
+        for s in kaiodsl.static_range(ATOM // K_STEP_BYTES):
+            da = kaiodsl.wgmma_desc_add(da0, c * 64 * ATOM + s * K_STEP_BYTES)
+            db = kaiodsl.wgmma_desc_add(db0, c * n * ATOM + s * K_STEP_BYTES)
+            acc = kaiodsl.wgmma(da, db, acc, dtype=dtype, scale_d=c + s > 0)
+    kaiodsl.wgmma_commit()
+    return acc
+
+
+@kaiodsl.func
+def mma_rs_rows(dtype: Const, k: Const, pa, b, acc):
+    """Issue ``acc += A B`` as one commit group and return it pending: A register fragments ``pa[0][kk]``
+    (the k16 steps of k), B a row-major f16/bf16 ``[k, N]`` tile read MN-major, as 128-byte-swizzled
+    column blocks of ``k`` rows at shared pointer ``b`` (a k16 step is 16 rows of every block; the
+    descriptor's LBO steps the blocks)."""
+    kaiodsl.wgmma_fence()
+    db0 = kaiodsl.wgmma_desc(b, ATOM, major="mn", rows=k)
+    for kk in kaiodsl.static_range(k // 16):
+        acc = kaiodsl.wgmma(pa[0][kk], kaiodsl.wgmma_desc_add(db0, kk * 16 * ATOM), acc, dtype=dtype,
+                            trans_b=True)
+    kaiodsl.wgmma_commit()
+    return acc
 
 
 @kaiodsl.func

@@ -189,3 +189,49 @@ def test_wgmma_coord_covers_the_tile_once():
     from kaiodsl.lang.wgmma import wgmma_coord
     seen = {wgmma_coord(i, th) for th in range(128) for i in range(64)}
     assert seen == {(r, c) for r in range(64) for c in range(128)}
+
+
+@kaiodsl.kernel(block_size=32)
+def desc_pairs(out: Ptr[u64], base: i32, SWZ: Const, MAJOR: Const, ROWS: Const, STEPS: Const):
+    s = W.shared_array(f16, (64 * 256,), align=1024)
+    t = W.thread_idx.x
+    p = s.ptr(base * 64 * t)                        # a dynamic start (the lane's own tile)
+    d0 = W.wgmma_desc(p, SWZ, rows=ROWS, major=MAJOR)
+    for i in W.static_range(len(STEPS)):
+        out[(2 * i) * 32 + t] = W.wgmma_desc(p + STEPS[i] // 2, SWZ, rows=ROWS, major=MAJOR)
+        out[(2 * i + 1) * 32 + t] = W.wgmma_desc_add(d0, STEPS[i])
+
+
+@pytest.mark.parametrize("swz,major,rows", [(128, "k", 64), (128, "mn", 160), (64, "k", 32), (0, "k", 16)])
+def test_wgmma_desc_add_is_the_descriptor_further_on(hopper, swz, major, rows):
+    """wgmma_desc_add(wgmma_desc(p), n) has the bits of wgmma_desc(p + n bytes), on both backends."""
+    import numpy as np
+    steps = (32, 96, 16 * 128, 64 * 128 + 32, 3 * 160 * 128)
+    out = np.zeros(2 * len(steps) * 32, np.uint64)
+    desc_pairs[1, 32](out, 1, SWZ=swz, MAJOR=major, ROWS=rows, STEPS=steps)
+    pairs = out.reshape(len(steps), 2, 32)
+    np.testing.assert_array_equal(pairs[:, 1], pairs[:, 0])
+    assert (pairs[:, 0] != 0).all()
+
+
+def test_wgmma_desc_add_is_one_add_from_a_built_descriptor():
+    ptx = desc_pairs.compile(arch="sm_90a", SWZ=128, MAJOR="k", ROWS=64, STEPS=(32,)).ptx
+    assert ptx.count("and.b32") == 2          # the second descriptor's address is not masked again
+
+
+@kaiodsl.kernel(block_size=32)
+def desc_misuse(out: Ptr[u64], WHAT: Const):
+    s = W.shared_array(f16, (64 * 64,), align=1024)
+    d = W.wgmma_desc(s, 128)
+    if WHAT == "odd":
+        out[0] = W.wgmma_desc_add(d, 40)
+    else:
+        out[0] = W.wgmma_desc_add(out[1], 32.0)
+
+
+@pytest.mark.parametrize("what,msg", [("odd", "nbytes must be a compile-time multiple of 16"),
+                                      ("float", "nbytes must be a compile-time multiple of 16")])
+def test_wgmma_desc_add_errors(what, msg):
+    with pytest.raises(kaiodsl.CompileError, match=msg) as e:
+        desc_misuse.compile(arch="sm_90a", WHAT=what)
+    assert "test_hp_builtins.py" in str(e.value)
