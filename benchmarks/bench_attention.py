@@ -214,9 +214,10 @@ def sweep(torch, ops, results) -> None:
     from kaiodsl.ops.attention_sm90 import Sm90AttnConfig
 
     C = Sm90AttnConfig
-    sm90 = [C(160, 2, pingpong=True), C(160, 2, pingpong=True, persistent=False), C(128, 2, pingpong=True),
-            C(128, 2, pingpong=True, persistent=False), C(128, 2), C(128, 2, overlap=False), C(128, 3, pingpong=True),
-            C(176, 2, pingpong=True), C(192, 2, pingpong=True), C(64, 4, pingpong=True)] \
+    sm90 = [C(160, 2, pingpong=True), C(160, 2, pingpong=True, lazy=False), C(176, 2, pingpong=True),
+            C(192, 2, pingpong=True), C(128, 2, pingpong=True), C(128, 2, pingpong=True, lazy=False),
+            C(160, 2, pingpong=True, persistent=False), C(128, 2, pingpong=True, persistent=False),
+            C(192, 2, pingpong=True, persistent=False), C(128, 3, pingpong=True), C(96, 3, pingpong=True)] \
         if default_arch() == "sm_90a" else []
     sm80 = [FwdConfig(128, 64, 8, 2), FwdConfig(128, 64, 8, 3), FwdConfig(128, 32, 8, 3), FwdConfig(128, 64, 8, 2,
             False), FwdConfig(64, 64, 4, 2), FwdConfig(64, 64, 4, 3), FwdConfig(128, 128, 8, 2, False)]

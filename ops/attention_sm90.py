@@ -78,13 +78,14 @@ class Sm90AttnConfig:
     pingpong: bool = False   # the two consumers take turns issuing their wgmmas (named barriers);
                              # the default chooser sm90_attn_config turns it on
     persistent: bool = True  # one block an SM walking the work units (False: one block a unit)
+    lazy: bool = True        # O rescaled only when a row's max grows by more than 2^8 (softmax.lazy_update)
 
     def __post_init__(self):
         if not (type(self.bn) is int and 16 <= self.bn <= 256 and self.bn % 16 == 0):
             raise ArgumentError(f"Sm90AttnConfig: bn must be a multiple of 16 in 16..256, got {self.bn!r}")
         if not (type(self.stages) is int and self.stages >= 1):
             raise ArgumentError(f"Sm90AttnConfig: stages must be a positive int, got {self.stages!r}")
-        for name in ("overlap", "pingpong", "persistent"):
+        for name in ("overlap", "pingpong", "persistent", "lazy"):
             if not isinstance(getattr(self, name), bool):
                 raise ArgumentError(f"Sm90AttnConfig: {name} must be a bool, got {getattr(self, name)!r}")
         if self.pingpong and not self.overlap:
@@ -95,7 +96,7 @@ class Sm90AttnConfig:
 
     def __str__(self) -> str:
         return (f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial") + ("_pp" if self.pingpong else "")
-                + ("" if self.persistent else "_np"))
+                + ("" if self.persistent else "_np") + ("" if self.lazy else "_eager"))
 
 
 def sm90_attn_config(d: int, sk: int = 4096, causal: bool = False) -> Sm90AttnConfig:
@@ -287,8 +288,9 @@ def _to_a(L: Const, ST: Const, p):
 
 @kaiodsl.func
 def _softmax(L: Const, s_acc, m, l, c, k0, kend, shift, row_wg, row_w, lane):
-    """One key tile's scores (a complete S accumulator) -> (P, m, l, alpha) in f32: masked only where
-    the tile crosses the end of the keys or this warpgroup's causal diagonal."""
+    """One key tile's scores (a complete S accumulator) -> (P, m, l, alpha, moved) in f32: masked only
+    where the tile crosses the end of the keys or this warpgroup's causal diagonal; ``moved`` False
+    (``lazy``: no row of the warp passed its max by 2^8) means alpha is 1 and O needs no rescale."""
     ST = L.s_wg.acc_tile
     s = tiles.warpgroup.acc_tile(L.s_wg, s_acc)
     edge = k0 + L.cfg.bn > kend
@@ -296,14 +298,21 @@ def _softmax(L: Const, s_acc, m, l, c, k0, kend, shift, row_wg, row_w, lane):
         edge = edge or k0 + L.cfg.bn - 1 > row_wg + shift
     if edge:
         s = fragments.mask(ST, s, visible, (kend, shift, L.causal), row_w, k0, lane, NEG_INF)
-    return softmax.online_update(ST, s, m, l, c)
+    if L.cfg.lazy:
+        return softmax.lazy_update(ST, s, m, l, c)
+    p, m, l, alpha = softmax.online_update(ST, s, m, l, c)
+    return p, m, l, alpha, True
 
 
 @kaiodsl.func
-def _rescale(L: Const, acc, alpha):
-    """O *= alpha per row (a complete O accumulator), as the register list the next wgmma takes."""
-    ot = fragments.scale_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, acc), alpha)
-    return tiles.warpgroup.from_acc_tile(L.o_wg, ot)
+def _rescale(L: Const, acc, alpha, moved):
+    """O *= alpha per row (a complete O accumulator), as the register list the next wgmma takes; left as
+    it is where ``moved`` is False (alpha is 1: a warp-uniform branch)."""
+    out = [acc[i] for i in range(L.d // 2)]
+    if moved:
+        ot = fragments.scale_rows(L.o_wg.acc_tile, tiles.warpgroup.acc_tile(L.o_wg, acc), alpha)
+        out = tiles.warpgroup.from_acc_tile(L.o_wg, ot)
+    return out
 
 
 @kaiodsl.func
@@ -375,7 +384,7 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
             _your_turn(L, cw)
             sj = kaiodsl.wgmma_wait(0, sj)
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
-            p, m, l, alpha = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
+            p, m, l, alpha, moved = _softmax(L, sj, m, l, c, 0, kend, shift, row_wg, row_w, lane)
             pa = _to_a(L, ST, p)
         for j in range(1, nb):
             pipeline.wait(RK, 0, ks, kbars)
@@ -388,11 +397,11 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
             _your_turn(L, cw)
             sj, acc = kaiodsl.wgmma_wait(1, sj, acc, complete=1)      # S_j done, P V may still run
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
-            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            p, m, l, alpha, moved = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
             acc = kaiodsl.wgmma_wait(0, acc)
             vs = pipeline.advance(RV, pipeline.release(RV, vs, vbars))
             pa = _to_a(L, ST, p)         # only now: P V's A registers are free again
-            acc = _rescale(L, acc, alpha)
+            acc = _rescale(L, acc, alpha, moved)
         qs = pipeline.advance(RQ, pipeline.release(RQ, qs, qbars))      # every S wgmma has completed
         if nb > 0:
             pipeline.wait(RV, 0, vs, vbars)
@@ -410,9 +419,9 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
             index, phase = ks
             sj = kaiodsl.wgmma_wait(0, _s_issue(L, smem, cw, L.q_elems + index * L.kv_elems, sj))
             ks = pipeline.advance(RK, pipeline.release(RK, ks, kbars))
-            p, m, l, alpha = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
+            p, m, l, alpha, moved = _softmax(L, sj, m, l, c, j * cfg.bn, kend, shift, row_wg, row_w, lane)
             pa = _to_a(L, ST, p)
-            acc = _rescale(L, acc, alpha)
+            acc = _rescale(L, acc, alpha, moved)
             pipeline.wait(RV, 0, vs, vbars)
             index, phase = vs
             acc = kaiodsl.wgmma_wait(0, _pv_issue(L, acc, pa, smem, L.q_elems + (cfg.stages + index) * L.kv_elems))

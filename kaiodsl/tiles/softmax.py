@@ -72,6 +72,37 @@ def online_update(T: Const, s, m, l, c):
     return p, m_new, l_new, alpha
 
 
+RESCALE_LOG2 = 8.0      # lazy_update: the running max moves once a score passes it by more than 2^8
+
+
+@kaiodsl.func
+def lazy_update(T: Const, s, m, l, c):
+    """``online_update`` with a conditional rescale (FlashAttention-4's): the running max moves only
+    when some row of the warp sees a score more than RESCALE_LOG2 (in exp2 units) above its max; until
+    then p = exp2(s c - m c) <= 2^8 (fine for f16, bf16 and e4m3 P, and for f32 sums) and nothing needs
+    rescaling. Returns (p, m, l, alpha, moved), ``moved`` warp-uniform (a vote): where it is False,
+    alpha is 1 and the caller skips its own rescale of O. The result is the same softmax with another
+    (still exact) reference max; LSE uses it consistently. ``c`` must be positive."""
+    m_new = row_max(T, s, m)
+    grow = False
+    for i in kaiodsl.static_range(T.mi):
+        for h in kaiodsl.static_range(2):
+            grow = grow or (m_new[i][h] - m[i][h]) * c > RESCALE_LOG2      # NaN (-inf twice): no move
+    moved = kaiodsl.vote_any(grow)
+    mm = m
+    alpha = [[f32(1.0), f32(1.0)] for i in range(T.mi)]
+    ls = l
+    if moved:
+        mm = m_new
+        alpha = [[_exp2_fma(m[i][h], (-offset(m_new[i][h], c), c)) for h in range(2)] for i in range(T.mi)]
+        ls = [[l[i][h] * alpha[i][h] for h in range(2)] for i in range(T.mi)]
+    neg = [[-offset(mm[i][h], c) for h in range(2)] for i in range(T.mi)]
+    p = [[(_exp2_fma(s[i][j][0], (neg[i][0], c)), _exp2_fma(s[i][j][1], (neg[i][0], c)),
+           _exp2_fma(s[i][j][2], (neg[i][1], c)), _exp2_fma(s[i][j][3], (neg[i][1], c)))
+          for j in range(T.nj)] for i in range(T.mi)]
+    return p, mm, local_sum(T, p, ls), alpha, moved
+
+
 @kaiodsl.func
 def finish(T: Const, l):
     """The per-lane sums reduced over the quad (the whole row's sum, in every lane of the quad)."""
@@ -100,4 +131,5 @@ def lse(T: Const, m, l, c):
              for h in range(2)] for i in range(T.mi)]
 
 
-__all__ = ["online_update", "recompute", "local_sum", "finish", "inverse", "lse", "offset", "NEG_INF", "LN2"]
+__all__ = ["online_update", "lazy_update", "RESCALE_LOG2", "recompute", "local_sum", "finish", "inverse", "lse",
+           "offset", "NEG_INF", "LN2"]

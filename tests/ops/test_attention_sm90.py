@@ -81,6 +81,26 @@ def test_sm90_attention_matches_float64(sm90, used, rng, B, H, Hkv, Sq, Sk, D, c
     _check(o, lse, ref, causal, dtype)
 
 
+@pytest.mark.parametrize("D,causal,dtype,lazy", [(64, False, "f16", True), (128, True, "bf16", True),
+                                                 (64, "bottom_right", "f16", False)])
+def test_sm90_attention_rescale_when_the_max_jumps(sm90, used, rng, D, causal, dtype, lazy):
+    """Keys whose scores grow tile after tile (scaled by 1 + 3 j in key tile j: the row max rises by
+    about 2^10 a tile) and one that dwarfs every other: the lazy softmax has to move its max and rescale
+    O in the middle of the rows (and keep p <= 2^8 between moves), and still match float64."""
+    B, H, Sq, Sk, bn = 1, 2, 130, 256, 32
+    cfg = Sm90AttnConfig(bn=bn, pingpong=True, lazy=lazy)
+    grow = np.repeat(1.0 + 3.0 * np.arange(Sk // bn), bn)
+    q, q64 = make(rng.standard_normal((B, H, Sq, D)), dtype)
+    kr = rng.standard_normal((B, H, Sk, D)) * grow[None, None, :, None] / grow.max()
+    kr[:, :, 200] *= 3.0                                     # one key a row's max jumps to late
+    k, k64 = make(kr * 3.0, dtype)
+    v, v64 = make(rng.standard_normal((B, H, Sk, D)), dtype)
+    out = _poisoned(q, (B, H, Sq, D), dtype)
+    o, lse = ops.attention(q, k, v, causal=causal, return_lse=True, out=out, config=cfg)
+    assert used == [cfg]
+    _check(o, lse, (q64.reshape(B, H, Sq, D), k64.reshape(B, H, Sk, D), v64.reshape(B, H, Sk, D)), causal, dtype)
+
+
 def test_sm90_attention_scale_and_no_lse(sm90, used, rng):
     """An explicit scale; without return_lse the op returns the output alone."""
     args, ref = _inputs(rng, 1, 1, 1, 130, 140, 64, "f16")
