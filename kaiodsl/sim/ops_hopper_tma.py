@@ -94,6 +94,12 @@ def _check_box(m, spec, rank, dst, t, what, coords=()):
         m.fail(f"{what}: tensor coordinates {[int(c) for c in coords]} (innermost first) include a negative one; "
                f"a box must start inside the tensor or past its end (it may run past the end: those elements "
                f"are filled on loads and skipped on stores)", t)
+    if coords and (int(coords[0]) * spec.elem_bytes) % 16:
+        # the H200 ends the kernel with an illegal instruction for a box whose row starts off a 16-byte
+        # boundary (f32 x = 10: 40 bytes; x = 4 and 8 run; scripts/tma_probe.py, 2026-12-02)
+        m.fail(f"{what}: the innermost coordinate {int(coords[0])} starts the box {int(coords[0]) * spec.elem_bytes} "
+               f"bytes into a row; it must be a multiple of 16 bytes ({max(1, 16 // spec.elem_bytes)} elements "
+               f"of this map)", t)
     align = 128 if spec.swizzle else 16
     if dst % align:
         m.fail(f"{what}: the shared address must be {align}-byte aligned"
