@@ -39,6 +39,7 @@ from .matmul_w8a16 import _vec_f32
 from .qkv_kernels import QkvPlan, qkv_kernel
 from .decode_gemm import DecodeConfig, DecodeGemm
 from .matmul_decode import check_decode_config, split_buffers
+from .gemm_sm90 import sm_count
 from .w8_gemm import W8Config, W8Gemm
 
 BLOCK_N = 128       # every QKV config's block width: rotate_half needs whole heads in a block (D | 128)
@@ -48,7 +49,7 @@ I4_CONFIGS = (DecodeConfig(4, 4, 4, 1), i4t.Int4Config(64, 4, 4, 3), i4t.Int4Con
 STYLES = ("rotate_half", "interleaved")
 
 
-def qkv_config(kind: str, M: int, K: int = 0, style: str = ""):
+def qkv_config(kind: str, M: int, K: int = 0, style: str = "", N: int = 0):
     """The main-loop config for M rows (decode <= 16: the K-split weight stream for int8/int4, <= 512, larger).
 
     Decode with int8/int4 weights and no rotate_half rope takes 32-column blocks (the standalone decode
@@ -69,6 +70,10 @@ def qkv_config(kind: str, M: int, K: int = 0, style: str = ""):
         # 32-row, 64-column blocks (2x the blocks of 128 columns): 1.40x three cuBLAS at M 32 for Llama-3-8B
         # and 0.87x / 0.73x at M 32 / 64 for the 70B-like shape, against 0.57-0.69x (H200, qkv_midm_sweep)
         return i4t.Int4Config(32, 4, 2, 3)
+    if kind == "int8" and 16 < M <= 64 and style != "rotate_half" and 0 < -(-N // 64) <= sm_count():
+        # 64-column blocks where they are one wave (Llama-3-8B: 96): 0.89x / 0.84x three cuBLAS at M 32 / 64,
+        # against 0.73x / 0.68x for the dequantizing sm_90a kernel's 64 x 64 tiles (H200, qkv_midm_sweep)
+        return W8Config(64, 64, 64, 2, 2, 4)
     return table[0] if M <= 16 else table[1] if M <= 512 else table[2]
 
 
@@ -91,7 +96,7 @@ def qkv_choice(kind: str, M: int, K: int, Nq: int, Nkv: int, head_dim: int = 0, 
         if cfg is not None:
             return tuning.Choice(cfg, f"heuristic: one sm_90a launch, {kind} weights dequantized into shared "
                                       f"memory + wgmma over q, k, v segments (ops/gemm_sm90_w4.py)")
-    return tuning.Choice(qkv_config(kind, M, K, rope_style or ""),
+    return tuning.Choice(qkv_config(kind, M, K, rope_style or "", Nq + 2 * Nkv),
                          f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); not sm_90a's: {why}")
 
 

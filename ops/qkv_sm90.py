@@ -33,8 +33,9 @@ from .gemm_sm90_segments import Segment, Segments, launch_segments
 # tiles. The H200 sweep (scripts/qkv_midm_sweep.py, against three cuBLAS f16 matmuls): f16 64 x 128 in a
 # 6-slot ring 1.34x / 1.47x at M 32 / 64 for Llama-3-8B and 1.17x / 1.22x at the 70B-like shape, where
 # the mma.sync kernel's 128-column blocks (48 for 8B's 6144 columns) ran at 0.64-0.66x. int8/int4
-# weights: 64 x 64 in 8 slots, 1.17-1.31x at 8B (96 tiles); where 64-column tiles are more than one
-# wave (70B-like: 160), the dequantizing kernel fell to 0.33-0.49x and the mma.sync kernels stay.
+# weights: MID_QUANT (64 x 64 in 8 slots) measured 1.17-1.31x at 8B (96 tiles) before the W4 GEMM's TMA
+# staging ring; after it 0.68x / 0.88x (int8 / int4, M 64) whatever the staging depth, against 0.84x /
+# 0.98x for the mma.sync kernels (qkv_config), so the heuristic no longer picks it (config= still takes it).
 MID_M = (16, 64)
 MID = Sm90Config(64, 128, 6, 1, store="direct")
 MID_QUANT = w4.W4Config(64, 64, 8, 1)
@@ -158,17 +159,16 @@ def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str,
 
     N = Nq + 2 * Nkv
     sms = gemm_sm90.sm_count()
-    mid = default_arch() == "sm_90a" and MID_M[0] < M <= MID_M[1] and (kind == "int8" or M > 32)
-    if mid and -(-N // MID_QUANT.block_n) > sms:
-        return None, f"M={M}: 64-column tiles would take more than one wave ({-(-N // MID_QUANT.block_n)} for {sms} SMs)"
+    if default_arch() == "sm_90a" and MID_M[0] < M <= MID_M[1]:
+        return None, f"M={M} <= 64: the mma.sync kernels measured faster than MID_QUANT's 64 x 64 tiles"
     # use_sm90_w4 at group 128 stands for all three group sizes qkv_project_int4 takes (the kernel runs each)
-    if not (mid or (w4.use_sm90_w8(M, N, K) if kind == "int8" else w4.use_sm90_w4(M, N, K, 128))):
+    if not (w4.use_sm90_w8(M, N, K) if kind == "int8" else w4.use_sm90_w4(M, N, K, 128)):
         return None, f"the target is {default_arch()}" if default_arch() != "sm_90a" else f"M={M} <= 64"
     if align < 16:
         return None, "x or an int8 weight is off 16-byte boundaries (TMA, 16-byte loads)"
     why = ""
-    first = MID_QUANT if mid else w4.NARROW if style else w4.w4_config(M, N, K, sms)   # a rope spills at 256
-    for cfg in (first,) if mid else dict.fromkeys((first, w4.NARROW)):
+    first = w4.NARROW if style else w4.w4_config(M, N, K, sms)   # a rope spills at 256
+    for cfg in dict.fromkeys((first, w4.NARROW)):
         why = _misfit(cfg, Nq, Nkv, D, style)
         if not why:
             return cfg, ""

@@ -83,20 +83,24 @@ def test_qkv_sm90_quant_default_runs_it(on_sm90, rng, poison, kind):  # noqa: F8
 
 
 def test_qkv_sm90_quant_mid_m_choice(sm90, monkeypatch):
-    """16 < M <= 64 on an H200's 132 SMs: int8 (and int4 past M = 32) take 64 x 64 tiles (qkv_sm90.MID_QUANT)
-    where they are one wave (Llama-3-8B: 96), the mma.sync kernels where not (70B-like: 160 tiles) and
-    for int4 up to M = 32 (its 32-row, 64-column blocks)."""
-    from kaiodsl.ops import gemm_sm90, qkv_sm90
+    """16 < M <= 64 on an H200's 132 SMs: the mma.sync kernels (MID_QUANT's dequantizing tiles measured
+    slower): int8 on 64-column blocks where they are one wave (Llama-3-8B: 96), else 128; int4 on
+    32-row, 64-column blocks; rotate_half keeps 128 columns (whole heads)."""
+    from kaiodsl.ops import gemm_sm90
     from kaiodsl.ops.matmul_int4_tiled import Int4Config
+    from kaiodsl.ops.w8_gemm import W8Config
 
     monkeypatch.setattr(gemm_sm90, "sm_count", lambda: 132)
-    assert qmod.qkv_choice("int8", 32, 4096, 4096, 1024).config == qkv_sm90.MID_QUANT
-    assert qmod.qkv_choice("int4", 64, 4096, 4096, 1024).config == qkv_sm90.MID_QUANT
-    assert qmod.qkv_choice("int4", 32, 4096, 4096, 1024).config == Int4Config(32, 4, 2, 3)
-    far = qmod.qkv_choice("int8", 64, 8192, 8192, 1024)
-    assert not isinstance(far.config, W4Config) and "more than one wave" in far.source
-    assert qmod.qkv_choice("int4", 64, 8192, 8192, 1024).config == Int4Config(32, 4, 2, 3)
+    monkeypatch.setattr(qmod, "sm_count", lambda: 132)
+    for M in (32, 64):
+        got = qmod.qkv_choice("int8", M, 4096, 4096, 1024)
+        assert got.config == W8Config(64, 64, 64, 2, 2, 4) and "measured faster" in got.source
+        assert qmod.qkv_choice("int4", M, 4096, 4096, 1024).config == Int4Config(32, 4, 2, 3)
+        assert qmod.qkv_choice("int8", M, 8192, 8192, 1024).config == W8Config(64, 128, 64, 2, 2, 4)
+        assert qmod.qkv_choice("int4", M, 8192, 8192, 1024).config == Int4Config(32, 4, 2, 3)
+    assert qmod.qkv_choice("int8", 64, 4096, 4096, 1024, 128, "rotate_half").config.block_n == 128
     assert isinstance(qmod.qkv_choice("int4", 64, 4096, 4096, 1024, 128, "rotate_half").config, Int4Config)
+    assert isinstance(qmod.qkv_choice("int8", 65, 4096, 4096, 1024).config, W4Config)
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])
