@@ -100,14 +100,14 @@ class Sm90AttnConfig:
 
 
 def sm90_attn_config(d: int, sk: int = 4096, causal: bool = False) -> Sm90AttnConfig:
-    """The consumers in ping-pong with 2-slot rings, 160-key tiles at D 128 from 2048 keys (shorter rows
-    waste more of the last tile), persistent unless causal. H200 sweeps at S 4096, f16 (TFLOPS non-causal /
-    causal; two runs, benchmarks/results/logs/bench_attention_sweep_2026-12-02{a,b}.log): D 128 k160s2_pp
-    599 and 575 / 523 and 513 (causal, one block a unit) against k128s2 520 and 546 / 437 and 456; D 64
-    k128s2_pp 387 and 388 / 332 and 353. Persistent blocks walk a static stride of units; causal units
-    differ in length, and one block a unit (the hardware hands the next unit to whichever SM frees up)
-    was 11 % faster there (D 128: 513 against 457)."""
-    bn = 160 if d == 128 and sk >= 2048 else 128
+    """The consumers in ping-pong with 2-slot rings and the lazy rescale, 160-key tiles from 2048 keys
+    (shorter rows waste more of the last tile), persistent unless causal. H200 sweep at S 4096, f16,
+    TFLOPS non-causal / causal (benchmarks/results/logs/bench_attention_sweep_2026-12-02c.log): D 128
+    k160s2_pp 663 / 531 (persistent) and 637 / 578 (one block a unit), eager rescale 622 / 506, k176
+    655, k192 636, k128 583; D 64 k160s2_pp 467 / 384 and 446 / 387, k128s2_pp 438 / 373. Persistent
+    blocks walk a static stride of units; causal units differ in length, and one block a unit (the
+    hardware hands the next unit to whichever SM frees up) is faster there."""
+    bn = 160 if sk >= 2048 else 128
     return Sm90AttnConfig(bn=bn, stages=2, pingpong=True, persistent=not causal)
 
 
