@@ -127,7 +127,13 @@ def seen(q, key, args):
 @kaiodsl.func
 def _lse2(lse, idx, valid):
     """lse * log2(e), +inf where the row saw no key or is out of range (its P is then 0)."""
-    x = kaiodsl.load(lse, idx, mask=valid, other=-INF)
+    return lse2_of(kaiodsl.load(lse, idx, mask=valid, other=-INF))
+
+
+@kaiodsl.func
+def lse2_of(x):
+    """A row's lse (natural log; -inf: no key, also what an out-of-range load gives) as the base-2 offset
+    of its P: lse * log2(e), +inf for -inf."""
     return kaiodsl.where(x == -INF, f32(INF), x * LOG2E)
 
 

@@ -42,7 +42,7 @@ from kaiodsl import Const, Ptr, TensorMap, bf16, f16, f32, i32, i64, tiles, u64
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles import fragments, pipeline, softmax
 
-from .attention_bwd import _lse2, _store_rows, seen
+from .attention_bwd import INF, _lse2, _store_rows, lse2_of, seen
 from .attention_sm90 import COLS, CONS_REGS, PROD_REGS, SMEM_LIMIT, THREADS, _canonical
 
 # Row indices are i32 (check_qkv bounds S < 2^23); offsets built from them are widened before multiplying.
@@ -227,15 +227,29 @@ def _wg_sync(cw):
 
 
 @kaiodsl.func
-def _stage_stats(L: Const, stats, sb, lse, dr, rbase, q0, Sq, tl):
-    """lse2 and Dr of the tile's query columns into this warpgroup's shared buffer at ``sb`` ([2][tile]:
-    lse2, then Dr; +inf / 0 past Sq): registers would hold 4 values a column pair, shared memory none."""
+def _load_stats(L: Const, lse, dr, rbase, q0, Sq, tl, valid):
+    """This thread's share of a tile's query statistics, into registers: (lse2, Dr) of the columns
+    r + tl (r = 0, 128, ..; +inf / 0 past Sq, and everywhere unless ``valid``: the tile after a
+    warpgroup's last). Loaded a tile ahead of ``_put_stats``, so the global latency hides under a whole
+    tile's wgmmas and softmax."""
+    out = []
+    for r in kaiodsl.static_range(0, L.tile, 128):
+        q = q0 + r + tl
+        ok = valid and q < Sq and r + tl < L.tile
+        out = out + [(kaiodsl.load(lse, rbase + q, mask=ok, other=-INF), kaiodsl.load(dr, rbase + q, mask=ok,
+                                                                                     other=0.0))]
+    return out
+
+
+@kaiodsl.func
+def _put_stats(L: Const, stats, sb, vals, tl):
+    """``_load_stats``' registers into this warpgroup's shared buffer at ``sb`` ([2][tile]: lse2 = lse
+    log2(e), +inf for a row that saw no key or past Sq (its P is then 0); then Dr)."""
     for r in kaiodsl.static_range(0, L.tile, 128):
         col = r + tl
         if col < L.tile:
-            q = q0 + col
-            stats[sb + col] = _lse2(lse, rbase + q, q < Sq)
-            stats[sb + L.tile + col] = kaiodsl.load(dr, rbase + q, mask=q < Sq, other=0.0)
+            stats[sb + col] = lse2_of(vals[r // 128][0])
+            stats[sb + L.tile + col] = vals[r // 128][1]
 
 
 @kaiodsl.func
@@ -342,9 +356,9 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
 
     Pipelined as the forward (FA3 section 3.2): tile j's S^T / dP^T wgmmas are issued before tile j - 1's
     dV / dK updates, and P^T, dS^T of tile j are computed while those updates run; the A fragments
-    are rebuilt only once the updates are done. The tile's lse2 / Dr go through a 2-slot shared buffer
-    of this warpgroup (the slot written in tile j was last read in tile j - 2, before the barrier of
-    tile j - 1)."""
+    are rebuilt only once the updates are done. The tile's lse2 / Dr are loaded into registers one tile
+    ahead and go through a 2-slot shared buffer of this warpgroup (the slot written in tile j was last
+    read in tile j - 2, before the barrier of tile j - 1)."""
     cw = tiles.warpgroup.index(tid) - 1
     tl = tid % 128
     lane = tid % 32
@@ -365,13 +379,20 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
     prev = rs
     h = hk * group
     t = qb0
+    cur = _load_stats(L, lse, dr, (i64(b) * H + h) * Sq, t * L.tile, Sq, tl, n > 0)
     for it in range(n):
         q0 = t * L.tile
         sb = (cw * 2 + it % 2) * 2 * L.tile
         st, dpt = _kv_scores(L, smem, R, rs, qbars, dbars, kres, vres, st, dpt)
         if L.overlap:                                   # tile j - 1's updates (tile 0: zero fragments)
             dvacc, dkacc = _kv_update(L, smem, prev, pa, dsa, dvacc, dkacc)
-        _stage_stats(L, stats, sb, lse, dr, (i64(b) * H + h) * Sq, q0, Sq, tl)   # while the wgmmas run
+        _put_stats(L, stats, sb, cur, tl)               # while the wgmmas run
+        tn = t + 1                                      # the next tile's (head, tile): its statistics now
+        hn = h
+        if tn == qb0 + per_head:
+            tn = qb0
+            hn = h + 1
+        cur = _load_stats(L, lse, dr, (i64(b) * H + hn) * Sq, tn * L.tile, Sq, tl, it + 1 < n)
         _wg_sync(cw)
         st, dpt, dvacc, dkacc = _kv_wait(L, L.overlap, st, dpt, dvacc, dkacc)
         edge = False

@@ -25,7 +25,7 @@
 #   hopper           examples/hopper_gemm.py at full size
 #   sanitize-sm90    compute-sanitizer memcheck over scripts/sanitize_sm90.py (the sm_90a kernels)
 #   py=SCRIPT+ARGS   python3 SCRIPT ARGS ('+' becomes a space), its log in $OUT (PY_TIMEOUT, PY_TAIL)
-#   keep=G,G         copy benchmarks/results/G (globs, e.g. attention_hopper.json) into $OUT
+#   keep=G,G         copy benchmarks/results/G (globs, e.g. attention_hopper.json) into $OUT (runs past DEADLINE)
 #   decode-sweep     scripts/decode_sweep.py: attention decode bandwidth against the KV split count
 # With no argument: tests demo sanitize bench. Logs and JSON land in $OUT when set.
 # DEADLINE=S skips the steps that would start after S seconds; TEST_TIMEOUT=S bounds each tests= step.
@@ -43,7 +43,7 @@ steps=${*:-tests demo sanitize bench}
 rc=0
 start=$(date +%s)
 for step in $steps; do
-  if [ -n "${DEADLINE:-}" ] && [ $(( $(date +%s) - start )) -ge "$DEADLINE" ]; then
+  if [ -n "${DEADLINE:-}" ] && [ $(( $(date +%s) - start )) -ge "$DEADLINE" ] && [ "${step#keep=}" = "$step" ]; then
     echo "=== $step skipped: past DEADLINE=$DEADLINE s"; continue
   fi
   echo "=== $step ($(date +%T))"
