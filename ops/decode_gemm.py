@@ -38,7 +38,9 @@ class DecodeConfig:
     block of a column tile to finish sums the f32 partials in split order); ``stage_a``: the block's A
     rows over its K range copied once into shared memory (cp.async) instead of read by every warp;
     ``prefetch``: step kb + unroll's weights (int4: and group scales) are loaded before step kb's mma
-    (two register sets: a warp always has loads in flight)."""
+    (two register sets: a warp always has loads in flight); ``ring`` > 1: the weights come by cp.async
+    into a ring of ``ring`` steps in shared memory, each thread's own 16-byte pieces (so no barrier:
+    a thread waits only for its own copies), ``ring - 1`` steps in flight that hold no registers."""
 
     n_tiles: int = 4
     k_split: int = 4
@@ -47,6 +49,7 @@ class DecodeConfig:
     splits: int = 1
     stage_a: bool = False
     prefetch: bool = False
+    ring: int = 0
 
     @property
     def block_n(self) -> int:
@@ -68,8 +71,13 @@ class DecodeConfig:
         """Shared memory of the staged A: 16 (M <= 8: 8) rows of the block's K range."""
         return (16 if two_rows else 8) * self.block_units(K, unit) * unit * 2 if self.stage_a else 0
 
+    def ring_bytes(self) -> int:
+        """The cp.async weight ring: ``ring`` steps of unroll x nw 16-byte pieces a thread."""
+        return self.ring * self.unroll * self.nw * self.threads * 16
+
     def smem_bytes(self, rope_cols: int = 0, a_bytes: int = 0) -> int:
-        return max(self.k_split * self.n_tiles * self.nw * 32 * 4 * 4, 16 * rope_cols * 4, a_bytes, 16)
+        return max(self.k_split * self.n_tiles * self.nw * 32 * 4 * 4, 16 * rope_cols * 4, a_bytes,
+                   self.ring_bytes(), 16)
 
     def workspace_elems(self, tiles_mn: int) -> int:
         """f32 partials of ``tiles_mn`` (grid.x * grid.y) column tiles, every split (0 unsplit)."""
@@ -78,7 +86,7 @@ class DecodeConfig:
     def __str__(self) -> str:
         return (f"n{self.n_tiles}k{self.k_split}w{self.nw}u{self.unroll}" +
                 (f"s{self.splits}" if self.splits > 1 else "") + ("a" if self.stage_a else "") +
-                ("p" if self.prefetch else ""))
+                ("p" if self.prefetch else "") + (f"r{self.ring}" if self.ring else ""))
 
 
 @dataclass(frozen=True)
@@ -219,8 +227,22 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
     if C.stage_a:
         kaiodsl.cp_async_wait(0)
         kaiodsl.syncthreads()
+    slot = 0
+    if C.ring:                         # the first ring - 1 steps' weights in flight
+        for r in kaiodsl.static_range(C.ring - 1):
+            _wcopy(G, sa, r, wp, b0 + r * C.unroll, b1, ntile, g, N, K, KB, tid)
     for kb in range(b0, b1, C.unroll):
-        if C.prefetch:                 # step kb's registers; step kb + unroll's loads issued before its mma
+        if C.ring:                     # step kb + (ring - 1) unroll into the slot step kb - unroll used
+            ahead = slot + C.ring - 1
+            if ahead >= C.ring:
+                ahead = ahead - C.ring
+            _wcopy(G, sa, ahead, wp, kb + (C.ring - 1) * C.unroll, b1, ntile, g, N, K, KB, tid)
+            kaiodsl.cp_async_wait(C.ring - 1)      # this thread's copies of step kb have landed
+            words = _wread(G, sa, slot, tid)
+            slot = slot + 1
+            if slot == C.ring:
+                slot = 0
+        elif C.prefetch:               # step kb's registers; step kb + unroll's loads issued before its mma
             words = nxt
             qraw = nq
             nxt = _wload(G, wp, kb + C.unroll, b1, ntile, g, N, K, KB)
@@ -278,6 +300,9 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
                             acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
     if C.stage_a:
         kaiodsl.syncthreads()          # every warp is done with the staged A before smem is reused
+    if C.ring:
+        kaiodsl.cp_async_wait(0)       # the ring's last (masked, zero-filling) copies land before reuse
+        kaiodsl.syncthreads()
     return _reduce(G, smem32, acc, nt, kq, lane)
 
 
@@ -293,6 +318,38 @@ def _wload(G: Const, wp, kb, b1, ntile, g, N, K, KB):
     return [[kaiodsl.load(wp, i64(v * 8) * words + (kb + u) * 16, vec=4, cache="nc",
                           mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
              for v in range(C.nw)] for u in range(C.unroll)]
+
+
+@kaiodsl.func
+def _piece(G: Const, slot, u: Const[int], v: Const[int], tid):
+    """u32 word offset of this thread's 16-byte piece (step unit u, n8 tile v) in ring slot ``slot``."""
+    C = G.cfg
+    return ((slot * C.unroll + u) * C.nw + v) * (C.threads * 4) + tid * 4
+
+
+@kaiodsl.func
+def _wcopy(G: Const, ring, slot, wp, kb, b1, ntile, g, N, K, KB, tid):
+    """``_wload``'s pieces of steps kb .. kb + unroll - 1 by cp.async into ring slot ``slot`` (zero-filled
+    where _wload reads zeros), one commit group."""
+    C = G.cfg
+    words = K // (2 if G.wkind == "f16" else 4)
+    for u in kaiodsl.static_range(C.unroll):
+        for v in kaiodsl.static_range(C.nw):
+            dst = ring + _piece(G, slot, u, v, tid)
+            if G.wkind == "int4":
+                kaiodsl.cp_async(dst, wp + (v * KB + kb + u) * 128, 16,
+                                 mask=(kb + u < b1) and ((ntile + v) * 8 < N))
+            else:
+                kaiodsl.cp_async(dst, wp + (i64(v * 8) * words + (kb + u) * 16), 16,
+                                 mask=(kb + u < b1) and ((ntile + v) * 8 + g < N))
+    kaiodsl.cp_async_commit()
+
+
+@kaiodsl.func
+def _wread(G: Const, ring, slot, tid):
+    """Ring slot ``slot``'s pieces, [u][v] as _wload returns them."""
+    C = G.cfg
+    return [[kaiodsl.load(ring, _piece(G, slot, u, v, tid), vec=4) for v in range(C.nw)] for u in range(C.unroll)]
 
 
 @kaiodsl.func

@@ -103,6 +103,12 @@ def check_decode_config(op: str, cfg: DecodeConfig, staged: bool = False, K: int
     for name in ("stage_a", "prefetch"):
         if type(getattr(cfg, name)) is not bool:
             raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be True or False, got {getattr(cfg, name)!r}")
+    if not (type(cfg.ring) is int and (cfg.ring == 0 or cfg.ring >= 2)):
+        raise ArgumentError(f"{op}(): config {cfg!r}: ring must be 0 (off) or an int >= 2 (steps in the "
+                            f"cp.async weight ring), got {cfg.ring!r}")
+    if cfg.ring and (cfg.stage_a or cfg.prefetch):
+        raise ArgumentError(f"{op}(): config {cfg!r}: ring={cfg.ring} replaces prefetch and cannot share shared "
+                            f"memory with stage_a; use ring with stage_a=False, prefetch=False")
     if not staged and (cfg.splits > 1 or cfg.stage_a):
         raise ArgumentError(f"{op}(): config {cfg!r}: splits={cfg.splits}, stage_a={cfg.stage_a}; this op's "
                             f"decode kernel takes splits=1 and stage_a=False")

@@ -3,6 +3,7 @@ at M <= 16 under explicit DecodeConfigs against the float64 reference, every out
 poisoned; split counts that leave blocks with an empty K range; determinism; the tickets left zeroed;
 the heuristic's choices; registers and spills. GPU cases at the decode shapes the heuristic is for."""
 
+import dataclasses
 import importlib
 
 import numpy as np
@@ -68,6 +69,43 @@ def test_int4_decode_configs(backend, rng, poison, cfg, units, M):
     assert out.shape == (M, N)
     check_close(out, ref, "f16")
     assert _tickets_zero()
+
+
+RINGS = [(DecodeConfig(2, 4, 2, 2, ring=3), 5), (DecodeConfig(1, 8, 4, 2, ring=2), 3),
+         (DecodeConfig(2, 2, 2, 1, 2, ring=4), 7), (DecodeConfig(1, 2, 1, 3, ring=2), 1)]
+
+
+@pytest.mark.parametrize("cfg,units", RINGS, ids=[str(c) for c, _ in RINGS])
+@pytest.mark.parametrize("M", [1, 16])
+def test_int4_decode_weight_ring_is_the_same_sum(backend, rng, poison, cfg, units, M):
+    """ring=: the weights come through the cp.async ring; the arithmetic is the register stream's, so the
+    output has the same bits as the config without the ring (and matches float64); ragged N, K ranges
+    shorter than the ring, a K split across blocks."""
+    N, K, gs = 40, 128 * units, 64
+    args, zeros, ref = _int4_case(rng, M, N, K, gs, True, "f16")
+    out = ops.matmul_int4(*args, zeros=zeros, group_size=gs, config=cfg)
+    check_close(out, ref, "f16")
+    plain = ops.matmul_int4(*args, zeros=zeros, group_size=gs, config=dataclasses.replace(cfg, ring=0))
+    np.testing.assert_array_equal(host(out).view(np.uint16), host(plain).view(np.uint16))
+    assert _tickets_zero()
+
+
+@pytest.mark.parametrize("kind", ["f16", "int8"])
+def test_w8_f16_decode_weight_ring(backend, rng, poison, kind):
+    """The ring for int8 and f16/bf16 weights (QKV's decode stream): the same bits as without it."""
+    M, B, S = 5, 1, 5
+    cfg = DecodeConfig(1, 4, 2, 2, ring=3)
+    a, av = make(rng.standard_normal((M, 256)), "f16")
+    if kind == "int8":
+        wq = rng.integers(-127, 128, (48, 256), dtype=np.int8)
+        sc = rng.uniform(0.5, 1.5, 48).astype(np.float16) * np.float16(1e-2)
+        got = ops.matmul_w8a16(a, wq, sc, config=cfg)
+        want = ops.matmul_w8a16(a, wq, sc, config=dataclasses.replace(cfg, ring=0))
+    else:
+        w, _ = make(rng.standard_normal((48, 256)) * 0.1, "f16")
+        got = ops.matmul(a, w, b_layout="nk", config=cfg)
+        want = ops.matmul(a, w, b_layout="nk", config=dataclasses.replace(cfg, ring=0))
+    np.testing.assert_array_equal(host(got).view(np.uint16), host(want).view(np.uint16))
 
 
 @pytest.mark.parametrize("gs", [32, 64, 128])
@@ -138,7 +176,9 @@ def test_qkv_decode_staged_split(backend, rng, monkeypatch, kind, cfg, B, S, sty
     assert _tickets_zero()
 
 
-@pytest.mark.parametrize("field,value,msg", [("splits", 0, "splits must be a positive int"),
+@pytest.mark.parametrize("field,value,msg", [("ring", 1, "ring must be 0 \\(off\\) or an int >= 2"),
+                                             ("prefetch_ring", 2, "ring=2 replaces prefetch"),
+                                             ("splits", 0, "splits must be a positive int"),
                                              ("splits", 65, "splits=65; allowed 1..64"),
                                              ("stage_a", 1, "stage_a must be True or False"),
                                              ("prefetch", None, "prefetch must be True or False"),
@@ -147,6 +187,9 @@ def test_decode_config_validation(rng, field, value, msg):
     kaiodsl.runtime.set_backend("sim")
     args, _, _ = _int4_case(rng, 2, 8, 128, 128, False, "f16")
     kw = {**dict(n_tiles=1, k_split=1, nw=1, unroll=2, splits=1, stage_a=False), field: value}
+    if field == "prefetch_ring":
+        ring = kw.pop(field)
+        kw = {**kw, "prefetch": True, "ring": ring}
     with pytest.raises(ArgumentError, match=msg):
         ops.matmul_int4(*args, group_size=128, config=DecodeConfig(**kw))
 
