@@ -159,8 +159,7 @@ class Layout:
 def _load_fixed(L: Const, tm, smem, base, b, h, r0, bar):
     """A resident [128, d] tensor: 2 consumers x d / 64 boxes of [64, 64]."""
     for cw in kaiodsl.static_range(2):
-        for c in kaiodsl.static_range(L.blocks):
-            kaiodsl.tma_load(smem.ptr(base + (cw * L.blocks + c) * 64 * COLS), tm, (b, h, r0 + 64 * cw, c * COLS), bar)
+        tiles.warpgroup.load_blocks(smem, base + cw * L.blocks * 64 * COLS, 64, L.blocks, tm, b, h, r0 + 64 * cw, bar)
 
 
 @kaiodsl.func
@@ -169,9 +168,7 @@ def _load_slot(L: Const, R: Const, st, bars, tm, smem, base, b, h, row):
     pipeline.acquire(R, st, bars)
     index, phase = st
     pipeline.commit(R, st, bars, L.slot_elems * 2)
-    for c in kaiodsl.static_range(L.blocks):
-        kaiodsl.tma_load(smem.ptr(base + index * L.slot_elems + c * L.tile * COLS), tm, (b, h, row, c * COLS),
-                         bars.ptr(index))
+    tiles.warpgroup.load_blocks(smem, base + index * L.slot_elems, L.tile, L.blocks, tm, b, h, row, bars.ptr(index))
 
 
 @kaiodsl.func

@@ -198,12 +198,12 @@ def _unit(L: Const, t, nqb, BH, hps, H, Sk, shift):
 @kaiodsl.func
 def _rows_load(L: Const, smem, at, rows: Const, tmap, b, h, row0, bar):
     """``rows`` rows of D from row ``row0`` of head (b, h) into shared memory at element ``at``: one D-byte
-    box (e4m3), or D / 64 boxes of 64 columns side by side ([D / 64][rows][64], f16/bf16)."""
+    box (e4m3), or D / 64 boxes of 64 columns side by side ([D / 64][rows][64], f16/bf16:
+    ``tiles.warpgroup.load_blocks``)."""
     if L.fp8:
         kaiodsl.tma_load(smem.ptr(at), tmap, (b, h, row0, 0), bar)
     else:
-        for c in kaiodsl.static_range(L.blocks):
-            kaiodsl.tma_load(smem.ptr(at + c * rows * COLS), tmap, (b, h, row0, c * COLS), bar)
+        tiles.warpgroup.load_blocks(smem, at, rows, L.blocks, tmap, b, h, row0, bar)
 
 
 @kaiodsl.func

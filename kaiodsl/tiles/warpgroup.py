@@ -114,6 +114,16 @@ ATOM = 128                 # bytes of a 128-byte-swizzled row: one TMA box of 64
 
 
 @kaiodsl.func
+def load_blocks(smem, at, rows: Const, blocks: Const, tmap, b, h, row0, bar):
+    """TMA ``rows`` rows of a [B, H, S, 64 blocks] f16/bf16 tensor map's head (b, h) from row ``row0``
+    into the column-block layout the issue helpers below read: ``blocks`` boxes of 64 columns (128
+    bytes, swizzled by the map) at element ``at`` of ``smem``, [blocks][rows][64]; ``bar`` is told of
+    their bytes by the caller."""
+    for c in kaiodsl.static_range(blocks):
+        kaiodsl.tma_load(smem.ptr(at + c * rows * (ATOM // 2)), tmap, (b, h, row0, c * (ATOM // 2)), bar)
+
+
+@kaiodsl.func
 def mma_ss_blocks(dtype: Const, n: Const, blocks: Const, a, b, acc):
     """Issue ``acc = A B^T`` as one commit group and return it pending: A this warpgroup's 64 rows, B
     ``n`` rows, both f16/bf16 K-major and stored as ``blocks`` 128-byte-swizzled column blocks side by
