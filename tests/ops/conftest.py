@@ -73,3 +73,11 @@ def torch_cuda():
     torch.cuda.synchronize()
     torch.cuda.empty_cache()  # the past-2**31 tests hold tens of GB each
     rt_backend.reset()
+
+
+@pytest.fixture
+def torch_sm90(torch_cuda):
+    """torch_cuda on an sm_90a GPU (the Hopper kernels' GPU tests); skips on any other."""
+    if torch_cuda.cuda.get_device_capability() != (9, 0):
+        pytest.skip("needs an sm_90a GPU")
+    return torch_cuda

@@ -204,10 +204,8 @@ def _torch_reference(torch, q, k, v, do, causal):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("B,H,Hkv,Sq,Sk,D,causal", GPU_SHAPES)
-def test_sm90_backward_gpu_large(torch_cuda, used, poisoned, B, H, Hkv, Sq, Sk, D, causal, dtype):
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+def test_sm90_backward_gpu_large(torch_sm90, used, poisoned, B, H, Hkv, Sq, Sk, D, causal, dtype):
+    torch = torch_sm90
     dt = getattr(torch, dtype)
     q, do = (torch.randn(B, H, Sq, D, device="cuda", dtype=dt) for _ in range(2))
     k, v = (torch.randn(B, Hkv, Sk, D, device="cuda", dtype=dt) for _ in range(2))
@@ -225,11 +223,9 @@ def test_sm90_backward_gpu_large(torch_cuda, used, poisoned, B, H, Hkv, Sq, Sk, 
 @pytest.mark.parametrize("config", [C(split=False), C(split=True), C(bq=32, bn=128), C(bn=32, stages=4),
                                     C(overlap=True), C(bq=32, bn=32, overlap=True), C(bq=128, bn=32)], ids=str)
 @pytest.mark.parametrize("D,causal", [(64, False), (128, True), (128, "bottom_right")])
-def test_sm90_backward_gpu_configs(torch_cuda, used, config, D, causal):
+def test_sm90_backward_gpu_configs(torch_sm90, used, config, D, causal):
     """Every pass split, schedule and tile option against float64 at a ragged shape with GQA."""
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+    torch = torch_sm90
     q, do = (torch.randn(2, 8, 1500, D, device="cuda", dtype=torch.float16) for _ in range(2))
     k, v = (torch.randn(2, 2, 1700, D, device="cuda", dtype=torch.float16) for _ in range(2))
     o, lse = ops.attention(q, k, v, causal=causal, return_lse=True)
@@ -241,10 +237,8 @@ def test_sm90_backward_gpu_configs(torch_cuda, used, config, D, causal):
 
 
 @pytest.mark.gpu
-def test_sm90_backward_gpu_deterministic(torch_cuda, used):
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+def test_sm90_backward_gpu_deterministic(torch_sm90, used):
+    torch = torch_sm90
     q, do = (torch.randn(2, 16, 4096, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     k, v = (torch.randn(2, 4, 4096, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     o, lse = ops.attention(q, k, v, causal=True, return_lse=True)

@@ -351,10 +351,8 @@ def _torch_reference(torch, q, k, v, causal, scale):
 @pytest.mark.gpu
 @pytest.mark.parametrize("out_dtype", ["bf16", "f16"])
 @pytest.mark.parametrize("B,H,Hkv,Sq,Sk,D,causal", GPU_SHAPES)
-def test_fp8_attention_gpu_large(torch_cuda, used, B, H, Hkv, Sq, Sk, D, causal, out_dtype):
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+def test_fp8_attention_gpu_large(torch_sm90, used, B, H, Hkv, Sq, Sk, D, causal, out_dtype):
+    torch = torch_sm90
     q, k, v = _gpu_inputs(torch, B, H, Hkv, Sq, Sk, D)
     dq, dk, dv = 0.5, 0.25, 0.125
     td = {"bf16": torch.bfloat16, "f16": torch.float16}[out_dtype]
@@ -371,10 +369,8 @@ def test_fp8_attention_gpu_large(torch_cuda, used, B, H, Hkv, Sq, Sk, D, causal,
 
 
 @pytest.mark.gpu
-def test_fp8_attention_gpu_per_head_descale(torch_cuda, used):
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+def test_fp8_attention_gpu_per_head_descale(torch_sm90, used):
+    torch = torch_sm90
     B, H, Hkv, S, D = 2, 8, 2, 2048, 128
     q, k, v = _gpu_inputs(torch, B, H, Hkv, S, S, D)
     dq = torch.rand(H, device="cuda") + 0.5
@@ -387,10 +383,8 @@ def test_fp8_attention_gpu_per_head_descale(torch_cuda, used):
 
 
 @pytest.mark.gpu
-def test_fp8_attention_gpu_deterministic(torch_cuda, used):
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+def test_fp8_attention_gpu_deterministic(torch_sm90, used):
+    torch = torch_sm90
     q, k, v = _gpu_inputs(torch, 2, 16, 16, 4096, 4096, 128)
     first = ops.attention(q, k, v, causal=True, descale=(1.0, 1.0, 1.0), return_lse=True)
     for _ in range(3):

@@ -193,10 +193,8 @@ def _torch_reference(torch, q, k, v, causal):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("B,H,Hkv,Sq,Sk,D,causal", GPU_SHAPES)
-def test_sm90_attention_gpu_large(torch_cuda, monkeypatch, used, B, H, Hkv, Sq, Sk, D, causal, dtype):
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+def test_sm90_attention_gpu_large(torch_sm90, monkeypatch, used, B, H, Hkv, Sq, Sk, D, causal, dtype):
+    torch = torch_sm90
     dt = getattr(torch, dtype)
     q = torch.randn(B, H, Sq, D, device="cuda", dtype=dt)
     k, v = (torch.randn(B, Hkv, Sk, D, device="cuda", dtype=dt) for _ in range(2))
@@ -218,11 +216,9 @@ GPU_CONFIGS = [Sm90AttnConfig(), Sm90AttnConfig(overlap=False), Sm90AttnConfig(p
 @pytest.mark.gpu
 @pytest.mark.parametrize("config", GPU_CONFIGS, ids=str)
 @pytest.mark.parametrize("D,causal", [(64, False), (128, True), (128, "bottom_right")])
-def test_sm90_attention_gpu_configs(torch_cuda, used, config, D, causal):
+def test_sm90_attention_gpu_configs(torch_sm90, used, config, D, causal):
     """Every schedule and tile option against float64 at a ragged shape with GQA."""
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+    torch = torch_sm90
     q = torch.randn(2, 8, 1500, D, device="cuda", dtype=torch.float16)
     k, v = (torch.randn(2, 2, 1700, D, device="cuda", dtype=torch.float16) for _ in range(2))
     o, lse = ops.attention(q, k, v, causal=causal, return_lse=True, out=torch.full_like(q, float("nan")),
@@ -235,10 +231,8 @@ def test_sm90_attention_gpu_configs(torch_cuda, used, config, D, causal):
 
 
 @pytest.mark.gpu
-def test_sm90_attention_gpu_deterministic(torch_cuda, used):
-    torch = torch_cuda
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("needs an sm_90a GPU")
+def test_sm90_attention_gpu_deterministic(torch_sm90, used):
+    torch = torch_sm90
     q, k, v = (torch.randn(2, 16, 4096, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     first = ops.attention(q, k, v, causal=True, return_lse=True)
     for _ in range(3):
