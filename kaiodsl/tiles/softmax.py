@@ -58,6 +58,15 @@ def local_sum(T: Const, p, init):
 
 
 @kaiodsl.func
+def _probs(T: Const, s, neg, c):
+    """p = exp2(s c + neg[i][h]) for every element: ``neg`` the rows' negated offsets (-offset of the
+    reference max)."""
+    return [[(_exp2_fma(s[i][j][0], (neg[i][0], c)), _exp2_fma(s[i][j][1], (neg[i][0], c)),
+              _exp2_fma(s[i][j][2], (neg[i][1], c)), _exp2_fma(s[i][j][3], (neg[i][1], c)))
+             for j in range(T.nj)] for i in range(T.mi)]
+
+
+@kaiodsl.func
 def online_update(T: Const, s, m, l, c):
     """One key block: (p, m_new, l_new, alpha). ``s`` raw masked scores (an AccTile T), ``m``/``l``
     the running max and per-lane sum; the caller rescales its output by ``alpha`` (0 on a row's first
@@ -65,9 +74,7 @@ def online_update(T: Const, s, m, l, c):
     m_new = row_max(T, s, m)
     neg = [[-offset(m_new[i][h], c) for h in range(2)] for i in range(T.mi)]
     alpha = [[_exp2_fma(m[i][h], (neg[i][h], c)) for h in range(2)] for i in range(T.mi)]
-    p = [[(_exp2_fma(s[i][j][0], (neg[i][0], c)), _exp2_fma(s[i][j][1], (neg[i][0], c)),
-           _exp2_fma(s[i][j][2], (neg[i][1], c)), _exp2_fma(s[i][j][3], (neg[i][1], c)))
-          for j in range(T.nj)] for i in range(T.mi)]
+    p = _probs(T, s, neg, c)
     l_new = local_sum(T, p, [[l[i][h] * alpha[i][h] for h in range(2)] for i in range(T.mi)])
     return p, m_new, l_new, alpha
 
@@ -97,9 +104,7 @@ def lazy_update(T: Const, s, m, l, c):
         alpha = [[_exp2_fma(m[i][h], (-offset(m_new[i][h], c), c)) for h in range(2)] for i in range(T.mi)]
         ls = [[l[i][h] * alpha[i][h] for h in range(2)] for i in range(T.mi)]
     neg = [[-offset(mm[i][h], c) for h in range(2)] for i in range(T.mi)]
-    p = [[(_exp2_fma(s[i][j][0], (neg[i][0], c)), _exp2_fma(s[i][j][1], (neg[i][0], c)),
-           _exp2_fma(s[i][j][2], (neg[i][1], c)), _exp2_fma(s[i][j][3], (neg[i][1], c)))
-          for j in range(T.nj)] for i in range(T.mi)]
+    p = _probs(T, s, neg, c)
     return p, mm, local_sum(T, p, ls), alpha, moved
 
 
