@@ -310,14 +310,24 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
 def _wload(G: Const, wp, kb, b1, ntile, g, N, K, KB):
     """The 16-byte weight loads of steps kb .. kb + unroll - 1 ([u][v]: n8 tile v), zeros past b1 or N."""
     C = G.cfg
+    out = []
+    for u in kaiodsl.static_range(C.unroll):
+        line = []
+        for v in kaiodsl.static_range(C.nw):
+            index, ok = _wsrc(G, kb, u, v, b1, ntile, g, N, K, KB)
+            line = line + [kaiodsl.load(wp, index, vec=4, cache="nc", mask=ok, other=0)]
+        out = out + [line]
+    return out
+
+
+@kaiodsl.func
+def _wsrc(G: Const, kb, u: Const[int], v: Const[int], b1, ntile, g, N, K, KB):
+    """(u32 word index from ``wp``, in range) of the 16-byte weight piece of step unit kb + u, n8 tile v:
+    int4 the pack_int4 layout, f16/int8 rows of [N, K] (64-bit: n x K)."""
     if G.wkind == "int4":
-        return [[kaiodsl.load(wp, (v * KB + kb + u) * 128, vec=4, cache="nc",
-                              mask=(kb + u < b1) and ((ntile + v) * 8 < N), other=0)
-                 for v in range(C.nw)] for u in range(C.unroll)]
+        return (v * KB + kb + u) * 128, (kb + u < b1) and ((ntile + v) * 8 < N)
     words = K // (2 if G.wkind == "f16" else 4)          # u32 words of one weight row
-    return [[kaiodsl.load(wp, i64(v * 8) * words + (kb + u) * 16, vec=4, cache="nc",
-                          mask=(kb + u < b1) and ((ntile + v) * 8 + g < N), other=0)
-             for v in range(C.nw)] for u in range(C.unroll)]
+    return i64(v * 8) * words + (kb + u) * 16, (kb + u < b1) and ((ntile + v) * 8 + g < N)
 
 
 @kaiodsl.func
@@ -332,16 +342,10 @@ def _wcopy(G: Const, ring, slot, wp, kb, b1, ntile, g, N, K, KB, tid):
     """``_wload``'s pieces of steps kb .. kb + unroll - 1 by cp.async into ring slot ``slot`` (zero-filled
     where _wload reads zeros), one commit group."""
     C = G.cfg
-    words = K // (2 if G.wkind == "f16" else 4)
     for u in kaiodsl.static_range(C.unroll):
         for v in kaiodsl.static_range(C.nw):
-            dst = ring + _piece(G, slot, u, v, tid)
-            if G.wkind == "int4":
-                kaiodsl.cp_async(dst, wp + (v * KB + kb + u) * 128, 16,
-                                 mask=(kb + u < b1) and ((ntile + v) * 8 < N))
-            else:
-                kaiodsl.cp_async(dst, wp + (i64(v * 8) * words + (kb + u) * 16), 16,
-                                 mask=(kb + u < b1) and ((ntile + v) * 8 + g < N))
+            index, ok = _wsrc(G, kb, u, v, b1, ntile, g, N, K, KB)
+            kaiodsl.cp_async(ring + _piece(G, slot, u, v, tid), wp + index, 16, mask=ok)
     kaiodsl.cp_async_commit()
 
 
