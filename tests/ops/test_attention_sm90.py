@@ -157,6 +157,8 @@ def test_sm90_attention_config_errors(sm90, rng, monkeypatch):
         Sm90AttnConfig(bn=24)
     with pytest.raises(ArgumentError, match="pingpong=True needs overlap=True"):
         Sm90AttnConfig(overlap=False, pingpong=True)
+    with pytest.raises(ArgumentError, match="lazy must be a bool, got 'yes'"):
+        Sm90AttnConfig(lazy="yes")
     monkeypatch.setenv("KAIODSL_ARCH", "sm_80")
     with pytest.raises(ArgumentError, match="not sm_90a"):
         ops.attention(q, q, q, config=Sm90AttnConfig())
