@@ -293,3 +293,32 @@ def data_alignment(a: Arr, cap: int = 16) -> int:
     else:
         return cap
     return min(cap, addr & -addr) if addr else cap
+
+
+TICKETS: dict = {}       # (array kind, device, backend) -> zeroed i32 buffer, grown as needed
+
+
+def tickets(like, n: int):
+    """At least ``n`` i32 counters on ``like``'s device, zero between launches: one buffer per device
+    and backend that every kernel drawing tickets from it (the split decode GEMMs, the dynamic
+    attention schedule) leaves zeroed, so no launch pays a memset. Kernels on concurrent streams must
+    not draw from it at the same time."""
+    from kaiodsl.runtime import current
+
+    key = (like.kind, str(like.device), id(current()))
+    buf = TICKETS.get(key)
+    if buf is None or len(buf) < n:
+        n = max(n, 4096)
+        if like.kind == "torch":
+            import torch
+
+            buf = torch.zeros((n,), dtype=torch.int32, device=like.device)
+        elif like.kind == "numpy":
+            buf = np.zeros((n,), np.int32)
+        else:
+            from kaiodsl.runtime import zeros
+            from kaiodsl.types import i32
+
+            buf = zeros((n,), i32)
+        TICKETS[key] = buf
+    return buf

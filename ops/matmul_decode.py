@@ -129,39 +129,13 @@ def split_buffers(like, cfg: DecodeConfig, tiles_mn: int) -> tuple:
     placeholders. The workspace is fresh (every split writes its partial before the ticket); the tickets
     are one zeroed buffer per device that the kernels leave zeroed (the last block resets its slot), so
     no launch pays a memset. Launches on concurrent streams must not share it: decode runs on one."""
-    from ._common import new_like
+    from ._common import new_like, tickets
 
     n = cfg.workspace_elems(tiles_mn)
     ws = new_like(like, (max(n, 1),), f32)
     if cfg.splits == 1:
-        return ws, _tickets(like, 1)
-    return ws, _tickets(like, tiles_mn)
-
-
-_TICKETS: dict = {}      # (array kind, device, backend) -> zeroed i32 buffer, grown as needed
-
-
-def _tickets(like, n: int):
-    from kaiodsl.runtime import current
-
-    key = (like.kind, str(like.device), id(current()))
-    buf = _TICKETS.get(key)
-    if buf is None or len(buf) < n:
-        n = max(n, 4096)
-        if like.kind == "torch":
-            import torch
-
-            buf = torch.zeros((n,), dtype=torch.int32, device=like.device)
-        elif like.kind == "numpy":
-            import numpy as np
-
-            buf = np.zeros((n,), np.int32)
-        else:
-            from kaiodsl.runtime import zeros
-
-            buf = zeros((n,), i32)
-        _TICKETS[key] = buf
-    return buf
+        return ws, tickets(like, 1)
+    return ws, tickets(like, tiles_mn)
 
 
 _VALID: set = set()     # (DecodeConfig, staged, K, unit, two_rows, arch) that passed check_decode_config

@@ -18,7 +18,7 @@ from opkit import bf16_values, check_close, host, make
 from qkvkit import dev, poison_outputs
 
 m4 = importlib.import_module("kaiodsl.ops.matmul_int4")
-md = importlib.import_module("kaiodsl.ops.matmul_decode")
+_common = importlib.import_module("kaiodsl.ops._common")
 w8mod = importlib.import_module("kaiodsl.ops.matmul_w8a16")
 common = importlib.import_module("kaiodsl.ops._common")
 
@@ -56,7 +56,7 @@ def _int4_case(rng, M, N, K, gs, with_zeros, dtype):
 
 
 def _tickets_zero():
-    return all(not np.any(host(b)) for b in md._TICKETS.values())
+    return all(not np.any(host(b)) for b in _common.TICKETS.values())
 
 
 @pytest.mark.parametrize("cfg,units", CONFIGS, ids=[str(c) for c, _ in CONFIGS])
@@ -255,7 +255,7 @@ def test_int4_decode_gpu_shapes(torch_cuda, cfg, M, N, K):
     again = ops.matmul_int4(ta, tw, ts, zeros=tz, group_size=128, config=cfg)
     check_close(out.cpu().numpy(), ref, "f16")
     assert torch.equal(out, again)
-    assert not any(b.any().item() for b in md._TICKETS.values() if isinstance(b, torch.Tensor) and b.is_cuda)
+    assert not any(b.any().item() for b in _common.TICKETS.values() if isinstance(b, torch.Tensor) and b.is_cuda)
 
 
 @pytest.mark.gpu
