@@ -230,7 +230,7 @@ def attention(q, k, v, *, causal=False, scale=None, return_lse: bool = False, ou
     if sm90:
         from .attention_sm90 import launch as sm90_launch
         sm90_launch(qa[0], ka[0], va[0], out, lse, qz.dtype.name, B, H, Hkv, Sq, Sk, D, mode, sc * LOG2E,
-                    config)
+                    config, qz)
         return (out, lse) if return_lse else out
     # the kernel's view: (Sq, H, group, q/o strides, causal); one query row per head with a GQA group
     # (decode) packs the group's heads as the rows of one block, so each K/V tile is read once per group

@@ -48,7 +48,7 @@ from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, e4m3, f16, f16x2, f32, 
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles import fragments, pipeline, softmax
 
-from ._common import _c_strides
+from ._common import _c_strides, tickets
 from .attention_fwd import visible
 
 # Row indices are i32 products (q tile x 128) that check_qkv bounds: S < 2^23, so rows stay far
@@ -70,7 +70,9 @@ class Sm90AttnConfig:
     ``stages`` slots in each of the K and V rings, ``overlap`` the pipelined consumer schedule,
     ``pingpong`` the consumers' alternation (FA3 section 3.1: one warpgroup's softmax runs while the
     other's wgmmas do), ``persistent`` a grid of one block an SM that walks the work units (the next
-    unit's Q and first K/V tiles load under the current one's epilogue)."""
+    unit's Q and first K/V tiles load under the current one's epilogue), statically (units
+    ``blockIdx.x + i gridDim.x``) or, ``dynamic``, each block claiming its next unit from a counter as
+    it starts the current one (``_next_unit``)."""
 
     bn: int = 128
     stages: int = 2
@@ -78,6 +80,7 @@ class Sm90AttnConfig:
     pingpong: bool = False   # the two consumers take turns issuing their wgmmas (named barriers);
                              # the default chooser sm90_attn_config turns it on
     persistent: bool = True  # one block an SM walking the work units (False: one block a unit)
+    dynamic: bool = False    # persistent blocks claim their next unit from an atomic counter (_next_unit)
     lazy: bool = True        # O rescaled only when a row's max grows by more than 2^8 (softmax.lazy_update)
 
     def __post_init__(self):
@@ -85,28 +88,36 @@ class Sm90AttnConfig:
             raise ArgumentError(f"Sm90AttnConfig: bn must be a multiple of 16 in 16..256, got {self.bn!r}")
         if not (type(self.stages) is int and self.stages >= 1):
             raise ArgumentError(f"Sm90AttnConfig: stages must be a positive int, got {self.stages!r}")
-        for name in ("overlap", "pingpong", "persistent", "lazy"):
+        for name in ("overlap", "pingpong", "persistent", "dynamic", "lazy"):
             if not isinstance(getattr(self, name), bool):
                 raise ArgumentError(f"Sm90AttnConfig: {name} must be a bool, got {getattr(self, name)!r}")
         if self.pingpong and not self.overlap:
             raise ArgumentError("Sm90AttnConfig: pingpong=True needs overlap=True (the pipelined schedule)")
+        if self.dynamic and not self.persistent:
+            raise ArgumentError("Sm90AttnConfig: dynamic=True needs persistent=True (the blocks that claim units)")
 
     def smem_bytes(self, d: int) -> int:
         return 2 * (BLOCK_Q * d + 2 * self.stages * self.bn * d)
 
     def __str__(self) -> str:
         return (f"k{self.bn}s{self.stages}" + ("" if self.overlap else "_serial") + ("_pp" if self.pingpong else "")
-                + ("" if self.persistent else "_np") + ("" if self.lazy else "_eager"))
+                + ("" if self.persistent else "_np") + ("_dyn" if self.dynamic else "") + ("" if self.lazy else "_eager"))
 
 
 def sm90_attn_config(d: int, sk: int = 4096, causal: bool = False) -> Sm90AttnConfig:
-    """The consumers in ping-pong with 2-slot rings and the lazy rescale, 160-key tiles from 2048 keys
-    (shorter rows waste more of the last tile), persistent unless causal. H200 sweep at S 4096, f16,
-    TFLOPS non-causal / causal (benchmarks/results/logs/bench_attention_sweep_2026-12-02c.log): D 128
-    k160s2_pp 663 / 531 (persistent) and 637 / 578 (one block a unit), eager rescale 622 / 506, k176
-    655, k192 636, k128 583; D 64 k160s2_pp 467 / 384 and 446 / 387, k128s2_pp 438 / 373. Persistent
-    blocks walk a static stride of units; causal units differ in length, and one block a unit (the
-    hardware hands the next unit to whichever SM frees up) is faster there."""
+    """The consumers in ping-pong with 2-slot rings and the lazy rescale. Non-causal: static persistent
+    blocks, 160-key tiles from 2048 keys (shorter rows waste more of the last tile). Causal units differ
+    in length: the dynamic schedule (blocks claim the next longest unit as they free up) with 192-key
+    tiles at D 64 from 2048 keys (128 below) and 128-key tiles at D 128 below 4096 keys; at D 128 from 4096 keys one block a unit
+    (the hardware hands out the units) with 160-key tiles. H200, interleaved A/B against cuDNN
+    (benchmarks/results/logs/attn_schedule_ab_2026-12-02e.log, ratios to cuDNN): D 128 causal S 2048
+    k128 dynamic 0.97, k160 one block a unit 0.93, k160 static 0.92; S 4096 / 8192 one block a unit
+    1.03 / 1.07, k160 dynamic 1.01 / 1.04, static 0.97 / 0.96; D 64 causal S 4096 k192 dynamic 0.96,
+    one block a unit 0.93; non-causal static and dynamic within 0.02 of each other at every shape."""
+    if causal and d == 64:
+        return Sm90AttnConfig(bn=192 if sk >= 2048 else 128, stages=2, pingpong=True, dynamic=True)
+    if causal and sk < 4096:
+        return Sm90AttnConfig(bn=128, stages=2, pingpong=True, dynamic=True)
     bn = 160 if sk >= 2048 else 128
     return Sm90AttnConfig(bn=bn, stages=2, pingpong=True, persistent=not causal)
 
@@ -207,39 +218,89 @@ def _rows_load(L: Const, smem, at, rows: Const, tmap, b, h, row0, bar):
 
 
 @kaiodsl.func
-def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, nqb, BH, hps, H,
-             group, Sk, shift):
-    """One thread, over this block's work units: Q into its slot (once the consumers released the
-    previous unit's), then the unit's key tiles into the K and V rings (each slot waits for its release)."""
+def _next_unit(L: Const, sched, t):
+    """The unit this block takes after unit t: t + gridDim.x (static), or, ``dynamic``, gridDim.x plus
+    a ticket from the counter ``sched[0]`` (the units below gridDim.x are the blocks' first ones), so
+    whichever block frees up first takes the next longest unit. Every block draws until its ticket is
+    past the last unit: a launch draws exactly (units) tickets, and ``_retire`` resets the counter."""
+    if L.cfg.dynamic:
+        return kaiodsl.grid_dim.x + kaiodsl.atomic_add(sched, 0, 1)
+    return t + kaiodsl.grid_dim.x
+
+
+@kaiodsl.func
+def _retire(L: Const, sched):
+    """Dynamic schedule, the producer thread once its block drew its last ticket: count the block out
+    (``sched[1]``); the last block out resets both counters for the next launch (every block's last
+    draw happened before its count, gpu-scope fences between)."""
+    if L.cfg.dynamic:
+        kaiodsl.fence()
+        if kaiodsl.atomic_add(sched, 1, 1) == kaiodsl.grid_dim.x - 1:
+            kaiodsl.fence()
+            sched[0] = 0
+            sched[1] = 0
+
+
+@kaiodsl.func
+def _produce_unit(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, qs, ks, vs, t,
+                  nqb, BH, hps, H, group, Sk, shift, sched, slot):
+    """Unit t: Q into its slot (once the consumers released the previous unit's; ``dynamic``: t written
+    beside it, published by the slot's arrive), the next unit's ticket, then the unit's key tiles into
+    the K and V rings (each slot waits for its release). Returns the ring states and the next unit."""
     cfg = L.cfg
+    bh, b, h, q0, kend, nb = _unit(L, t, nqb, BH, hps, H, Sk, shift)
+    hk = h // group
+    pipeline.acquire(RQ, qs, qbars)
+    if cfg.dynamic:
+        slot[0] = t
+    pipeline.commit(RQ, qs, qbars, L.q_elems * L.eb)
+    for cw in kaiodsl.static_range(2):
+        _rows_load(L, smem, cw * 64 * L.d, 64, tq, b, h, q0 + 64 * cw, qbars.ptr(0))
+    qs = pipeline.advance(RQ, qs)
+    nxt = _next_unit(L, sched, t)        # drawn now: the atomic's latency hides under the key tiles
+    for j in range(nb):
+        pipeline.acquire(RK, ks, kbars)
+        index, phase = ks
+        pipeline.commit(RK, ks, kbars, L.kv_elems * L.eb)
+        _rows_load(L, smem, L.q_elems + index * L.kv_elems, cfg.bn, tk, b, hk, j * cfg.bn, kbars.ptr(index))
+        ks = pipeline.advance(RK, ks)
+        pipeline.acquire(RV, vs, vbars)
+        index, phase = vs
+        pipeline.commit(RV, vs, vbars, L.kv_elems * L.eb)
+        vslot = L.q_elems + (cfg.stages + index) * L.kv_elems
+        if L.fp8:                   # V^T [D, keys]: column blocks of vw keys
+            for c in kaiodsl.static_range(cfg.bn // L.vw):
+                kaiodsl.tma_load(smem.ptr(vslot + c * L.d * L.vw), tv, (b, hk, 0, j * cfg.bn + c * L.vw),
+                                 vbars.ptr(index))
+        else:
+            _rows_load(L, smem, vslot, cfg.bn, tv, b, hk, j * cfg.bn, vbars.ptr(index))
+        vs = pipeline.advance(RV, vs)
+    return qs, ks, vs, nxt
+
+
+@kaiodsl.func
+def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, nqb, BH, hps, H,
+             group, Sk, shift, sched, slot):
+    """One thread, over this block's work units (``_produce_unit``). Dynamic: a block walks its tickets
+    until one is past the last unit, then hands the consumers that end (the unit count in the Q slot,
+    with a plain arrive: no bytes) and retires."""
     qs = pipeline.start(RQ)
     ks = pipeline.start(RK)
     vs = pipeline.start(RV)
-    for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
-        bh, b, h, q0, kend, nb = _unit(L, t, nqb, BH, hps, H, Sk, shift)
-        hk = h // group
+    total = nqb * BH
+    if L.cfg.dynamic:
+        t = kaiodsl.block_idx.x
+        while t < total:
+            qs, ks, vs, t = _produce_unit(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, t, nqb,
+                                          BH, hps, H, group, Sk, shift, sched, slot)
         pipeline.acquire(RQ, qs, qbars)
-        pipeline.commit(RQ, qs, qbars, L.q_elems * L.eb)
-        for cw in kaiodsl.static_range(2):
-            _rows_load(L, smem, cw * 64 * L.d, 64, tq, b, h, q0 + 64 * cw, qbars.ptr(0))
-        qs = pipeline.advance(RQ, qs)
-        for j in range(nb):
-            pipeline.acquire(RK, ks, kbars)
-            index, phase = ks
-            pipeline.commit(RK, ks, kbars, L.kv_elems * L.eb)
-            _rows_load(L, smem, L.q_elems + index * L.kv_elems, cfg.bn, tk, b, hk, j * cfg.bn, kbars.ptr(index))
-            ks = pipeline.advance(RK, ks)
-            pipeline.acquire(RV, vs, vbars)
-            index, phase = vs
-            pipeline.commit(RV, vs, vbars, L.kv_elems * L.eb)
-            vslot = L.q_elems + (cfg.stages + index) * L.kv_elems
-            if L.fp8:                   # V^T [D, keys]: column blocks of vw keys
-                for c in kaiodsl.static_range(cfg.bn // L.vw):
-                    kaiodsl.tma_load(smem.ptr(vslot + c * L.d * L.vw), tv, (b, hk, 0, j * cfg.bn + c * L.vw),
-                                     vbars.ptr(index))
-            else:
-                _rows_load(L, smem, vslot, cfg.bn, tv, b, hk, j * cfg.bn, vbars.ptr(index))
-            vs = pipeline.advance(RV, vs)
+        slot[0] = total
+        kaiodsl.mbarrier_arrive(qbars.ptr(0))
+        _retire(L, sched)
+    else:
+        for t in range(kaiodsl.block_idx.x, total, kaiodsl.grid_dim.x):
+            qs, ks, vs, nxt = _produce_unit(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, t,
+                                            nqb, BH, hps, H, group, Sk, shift, sched, slot)
 
 
 @kaiodsl.func
@@ -436,6 +497,22 @@ def _consume(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Cons
     return qs, ks, vs
 
 
+@kaiodsl.func
+def _consume_unit(L: Const, smem, qbars, kbars, vbars, RQ: Const, RK: Const, RV: Const, qs, ks, vs, o, lse, t, Sq,
+                  Sk, H, group, c, shift, nqb, BH, hps, per_head: Const, dv, sq, sk, sv, qstep, kstep, tid):
+    """Unit t for one consumer warpgroup: its place, its descales (read per unit where they are per
+    head), ``_consume``."""
+    bh, b, h, q0, kend, nb = _unit(L, t, nqb, BH, hps, H, Sk, shift)
+    cc = c
+    dd = dv
+    if per_head:
+        hk = h // group
+        cc = c * sq[h * qstep] * sk[hk * kstep]
+        dd = dv * sv[hk * kstep]
+    return _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb, kend, shift, cc, dd,
+                    tid)
+
+
 def rings(cfg: Sm90AttnConfig) -> tuple:
     """The Q ring (one slot) and the K and V rings, released by both consumers' 256 threads."""
     return tuple(tiles.Ring(n, kind="mbarrier", arrivals=256) for n in (1, cfg.stages, cfg.stages))
@@ -443,10 +520,12 @@ def rings(cfg: Sm90AttnConfig) -> tuple:
 
 @kaiodsl.func
 def _attend(L: Const, RQ: Const, RK: Const, RV: Const, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH,
-            hps, per_head: Const = False, dv=0.0, sq=None, sk=None, sv=None, qstep=0, kstep=0):
+            hps, sched, per_head: Const = False, dv=0.0, sq=None, sk=None, sv=None, qstep=0, kstep=0):
     """The kernel after its shared memory: barriers, the producer thread and the consumers over this
     block's work units. e4m3 (``L.fp8``) passes V's descale ``dv``; with ``per_head`` the descales are
-    read per unit, ``sq[h * qstep]``, ``sk`` / ``sv[hk * kstep]``, into c and dv."""
+    read per unit, ``sq[h * qstep]``, ``sk`` / ``sv[hk * kstep]``, into c and dv. ``sched``: the dynamic
+    schedule's two i32 counters (zero between launches; unused by the static one)."""
+    slot = kaiodsl.shared_array(i32, (1,), align=4, name="unit") if L.cfg.dynamic else None
     kbars = kaiodsl.shared_array(u64, (RK.barriers,), align=8, name="kring")
     vbars = kaiodsl.shared_array(u64, (RV.barriers,), align=8, name="vring")
     qbars = kaiodsl.shared_array(u64, (RQ.barriers,), align=8, name="qring")
@@ -463,22 +542,27 @@ def _attend(L: Const, RQ: Const, RK: Const, RV: Const, smem, tq, tk, tv, o, lse,
     if tid < 128:
         kaiodsl.setmaxnreg(PROD_REGS, False)
         if tid == 0:
-            _produce(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, nqb, BH, hps, H, group, Sk, shift)
+            _produce(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, nqb, BH, hps, H, group, Sk, shift, sched,
+                     slot)
     else:
         kaiodsl.setmaxnreg(CONS_REGS, True)
         qs = pipeline.start(RQ)
         ks = pipeline.start(RK)
         vs = pipeline.start(RV)
-        for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
-            bh, b, h, q0, kend, nb = _unit(L, t, nqb, BH, hps, H, Sk, shift)
-            cc = c
-            dd = dv
-            if per_head:
-                hk = h // group
-                cc = c * sq[h * qstep] * sk[hk * kstep]
-                dd = dv * sv[hk * kstep]
-            qs, ks, vs = _consume(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, bh, Sq, q0, nb,
-                                  kend, shift, cc, dd, tid)
+        if L.cfg.dynamic:                    # the unit comes with its Q slot; nqb * BH ends the walk
+            pipeline.wait(RQ, 0, qs, qbars)
+            t = slot[0]
+            while t < nqb * BH:
+                qs, ks, vs = _consume_unit(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, t, Sq, Sk,
+                                           H, group, c, shift, nqb, BH, hps, per_head, dv, sq, sk, sv, qstep, kstep,
+                                           tid)
+                pipeline.wait(RQ, 0, qs, qbars)
+                t = slot[0]
+        else:
+            for t in range(kaiodsl.block_idx.x, nqb * BH, kaiodsl.grid_dim.x):
+                qs, ks, vs = _consume_unit(L, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, o, lse, t, Sq, Sk,
+                                           H, group, c, shift, nqb, BH, hps, per_head, dv, sq, sk, sv, qstep, kstep,
+                                           tid)
 
 
 @lru_cache(maxsize=None)
@@ -490,9 +574,9 @@ def sm90_attention_kernel(d: int, dtype_name: str, cfg: Sm90AttnConfig, causal: 
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_fwd_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, o: Ptr[T], lse: Ptr[f32],
-                      Sq: i32, Sk: i32, H: i32, group: i32, c: f32, shift: i32, BH: i32, hps: i32):
+                      Sq: i32, Sk: i32, H: i32, group: i32, c: f32, shift: i32, BH: i32, hps: i32, sched: Ptr[i32]):
         smem = kaiodsl.dynamic_shared(T, align=1024)
-        _attend(L, RQ, RK, RV, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH, hps)
+        _attend(L, RQ, RK, RV, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH, hps, sched)
 
     return attn_fwd_sm90
 
@@ -524,9 +608,10 @@ def _canonical(x):
 
 
 def launch(q, k, v, out, lse, dtype_name: str, B: int, H: int, Hkv: int, Sq: int, Sk: int, D: int,
-           causal_mode, c: float, cfg: Sm90AttnConfig | None = None):
-    """Run the kernel on validated contiguous operands q [B, H, Sq, D], k/v [B, Hkv, Sk, D], out like q,
-    lse f32 [B, H, Sq]; ``c`` = scale * log2(e); ``causal_mode`` None, "top_left" or "bottom_right"."""
+           causal_mode, c: float, cfg: Sm90AttnConfig | None, qz):
+    """Run the kernel on validated contiguous operands q [B, H, Sq, D] (``qz`` its Arr), k/v [B, Hkv, Sk,
+    D], out like q, lse f32 [B, H, Sq]; ``c`` = scale * log2(e); ``causal_mode`` None, "top_left" or
+    "bottom_right"."""
     cfg = cfg or sm90_attn_config(D, Sk, causal_mode is not None)
     if D not in (64, 128):
         raise ArgumentError(f"attention(): the sm_90a kernel takes head dim 64 or 128, got D={D}")
@@ -543,5 +628,5 @@ def launch(q, k, v, out, lse, dtype_name: str, B: int, H: int, Hkv: int, Sq: int
     from .gemm_sm90 import sm_count
     grid = min(units, sm_count()) if cfg.persistent else units
     kern[grid, THREADS](tq, tk, tv, out, lse, Sq, Sk, H, H // Hkv, c, shift, B * H, heads_per_section(Sk, D),
-                        smem=cfg.smem_bytes(D))
+                        tickets(qz, 2), smem=cfg.smem_bytes(D))
     return out

@@ -35,7 +35,7 @@ import kaiodsl
 from kaiodsl import Ptr, TensorMap, bf16, e4m3, f16, f32, i32, i64, u8, u32
 from kaiodsl.errors import ArgumentError
 
-from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, same_kind
+from ._common import data_alignment, inspect_array, is_real, new_like, require_dtype, same_kind, tickets
 from .attention_sm90 import (BLOCK_Q, FP8_K, SMEM_LIMIT, THREADS, Layout, Sm90AttnConfig, _attend, _canonical,
                              heads_per_section, rings)
 
@@ -80,10 +80,11 @@ def fp8_attention_kernel(d: int, out_name: str, cfg: Sm90AttnConfig, causal: boo
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_fwd_sm90_fp8(tq: TensorMap, tk: TensorMap, tv: TensorMap, o: Ptr[OUT], lse: Ptr[f32],
                           sq: Ptr[f32], sk: Ptr[f32], sv: Ptr[f32], Sq: i32, Sk: i32, H: i32, group: i32,
-                          c: f32, dv: f32, shift: i32, qstep: i32, kstep: i32, BH: i32, hps: i32):
+                          c: f32, dv: f32, shift: i32, qstep: i32, kstep: i32, BH: i32, hps: i32,
+                          sched: Ptr[i32]):
         smem = kaiodsl.dynamic_shared(u8, align=1024)
-        _attend(L, RQ, RK, RV, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH, hps, per_head, dv, sq, sk,
-                sv, qstep, kstep)
+        _attend(L, RQ, RK, RV, smem, tq, tk, tv, o, lse, Sq, Sk, H, group, c, shift, BH, hps, sched, per_head, dv, sq,
+                sk, sv, qstep, kstep)
 
     return attn_fwd_sm90_fp8
 
@@ -231,7 +232,7 @@ def launch(q, k, v, vz, out, lse, out_name: str, B: int, H: int, Hkv: int, Sq: i
     from .gemm_sm90 import sm_count
     grid = min(units, sm_count()) if cfg.persistent else units
     kern[grid, THREADS](tq, tk, tv, out, lse, sq, sk, sv, Sq, Sk, H, H // Hkv, c * cqk, dv, shift, qstep, kstep,
-                        B * H, heads_per_section(Sk, D, 1), smem=smem_bytes(cfg, D))
+                        B * H, heads_per_section(Sk, D, 1), tickets(qz, 2), smem=smem_bytes(cfg, D))
     return out
 
 

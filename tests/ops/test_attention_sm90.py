@@ -25,7 +25,7 @@ TOL = {"f16": 2e-3, "bf16": 1.5e-2}
 @pytest.fixture
 def used(monkeypatch):
     """The configs the sm_90a kernel ran with in this test (a list, one entry per launch)."""
-    return record(monkeypatch, attention_sm90, "launch", lambda args: args[-1])
+    return record(monkeypatch, attention_sm90, "launch", lambda args: args[-2])
 
 
 def _inputs(rng, B, H, Hkv, Sq, Sk, D, dtype):
@@ -69,6 +69,10 @@ SIM_CASES = [  # B, H, Hkv, Sq, Sk, D, causal, dtype, config
     (1, 2, 2, 150, 350, 128, "bottom_right", "bf16", Sm90AttnConfig(bn=160, pingpong=True)),  # D 128's default tile
     (2, 3, 3, 140, 300, 64, False, "f16", Sm90AttnConfig(bn=64, stages=1)),          # a one-slot ring, 5 passes
     (1, 4, 2, 260, 260, 64, True, "bf16", Sm90AttnConfig(bn=64, persistent=False)),  # one block a unit
+    # the dynamic schedule: 3 blocks (the simulator's SMs) claim the other units from the counter
+    (2, 4, 2, 300, 300, 64, True, "f16", Sm90AttnConfig(bn=64, pingpong=True, dynamic=True)),
+    (1, 3, 1, 200, 330, 128, "bottom_right", "bf16", Sm90AttnConfig(bn=160, pingpong=True, dynamic=True)),
+    (1, 2, 2, 260, 140, 64, False, "f16", Sm90AttnConfig(bn=48, stages=1, overlap=False, dynamic=True)),
 ]
 
 
@@ -79,6 +83,23 @@ def test_sm90_attention_matches_float64(sm90, used, rng, B, H, Hkv, Sq, Sk, D, c
     o, lse = ops.attention(*args, causal=causal, return_lse=True, out=out, config=config)
     assert o is out and len(used) == 1
     _check(o, lse, ref, causal, dtype)
+
+
+def test_sm90_attention_dynamic_schedule_leaves_its_counters_zero(sm90, used, rng):
+    """The dynamic schedule draws exactly one ticket a unit plus one a block and the last block out
+    resets the counters: a second launch computes every unit again (same bits), and the shared ticket
+    buffer is zero after each."""
+    from kaiodsl.ops import _common
+
+    cfg = Sm90AttnConfig(bn=64, pingpong=True, dynamic=True)
+    args, ref = _inputs(rng, 1, 4, 4, 270, 270, 64, "f16")
+    outs = []
+    for _ in range(2):
+        out = _poisoned(args[0], (1, 4, 270, 64), "f16")
+        outs.append(host(ops.attention(*args, causal=True, out=out, config=cfg)))
+        assert all(not np.any(host(b)) for b in _common.TICKETS.values())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    _check(outs[1], ops.attention(*args, causal=True, return_lse=True, config=cfg)[1], ref, True, "f16")
 
 
 @pytest.mark.parametrize("D,causal,dtype,lazy", [(64, False, "f16", True), (128, True, "bf16", True),
