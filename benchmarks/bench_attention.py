@@ -206,33 +206,33 @@ def plot(results, path: Path) -> None:
 
 
 def sweep(torch, ops, results) -> None:
-    """Forward tile configs at D 64/128, S 4096, f16 (the lead's tuning run: --sweep); on sm_90a the
-    Hopper kernel's key tiles and ring depths first."""
+    """Forward tile configs at D 64/128, S 2048/4096/8192 (the bench's token count), f16 (the lead's
+    tuning run: --sweep); on sm_90a the Hopper kernel's key tiles and schedules first."""
     from kaiodsl.ops.attention_fwd import FwdConfig
 
     from kaiodsl.compiler import default_arch
     from kaiodsl.ops.attention_sm90 import Sm90AttnConfig
 
     C = Sm90AttnConfig
-    sm90 = [C(160, 2, pingpong=True), C(160, 2, pingpong=True, lazy=False), C(176, 2, pingpong=True),
-            C(192, 2, pingpong=True), C(128, 2, pingpong=True), C(128, 2, pingpong=True, lazy=False),
-            C(160, 2, pingpong=True, persistent=False), C(128, 2, pingpong=True, persistent=False),
-            C(192, 2, pingpong=True, persistent=False), C(128, 3, pingpong=True), C(96, 3, pingpong=True)] \
-        if default_arch() == "sm_90a" else []
+    sm90 = [C(160, 2, pingpong=True), C(160, 2, pingpong=True, dynamic=True), C(160, 2, pingpong=True, persistent=False),
+            C(128, 2, pingpong=True), C(128, 2, pingpong=True, dynamic=True), C(128, 2, pingpong=True, persistent=False),
+            C(192, 2, pingpong=True, dynamic=True)] if default_arch() == "sm_90a" else []
     sm80 = [FwdConfig(128, 64, 8, 2), FwdConfig(128, 64, 8, 3), FwdConfig(128, 32, 8, 3), FwdConfig(128, 64, 8, 2,
             False), FwdConfig(64, 64, 4, 2), FwdConfig(64, 64, 4, 3), FwdConfig(128, 128, 8, 2, False)]
-    cfgs = sm90 + (sm80[:1] if sm90 else sm80)      # on sm_90a the mma.sync kernel's default as the reference row
+    cfgs = sm90 or sm80
     for D in (64, 128):
-        B, H, S = 4, 16, 4096
-        q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(3))
-        for causal in (False, True):
-            flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
-            for cfg in cfgs:
-                t = _try(lambda: ops.attention(q, k, v, causal=causal, config=cfg))
-                tf = flops / t / 1e9 if t else None
-                results.append({"kind": "sweep", "D": D, "S": S, "causal": causal, "config": str(cfg),
-                                "kaiodsl_tflops": tf})
-                print(f"sweep D{D} {'causal' if causal else 'full  '} {str(cfg):18} {_f(tf)} TFLOPS", flush=True)
+        for S in (2048, 4096, 8192):
+            B, H = TOKENS // S, 16
+            q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(3))
+            for causal in (False, True):
+                flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+                for cfg in cfgs:
+                    t = _try(lambda: ops.attention(q, k, v, causal=causal, config=cfg))
+                    tf = flops / t / 1e9 if t else None
+                    results.append({"kind": "sweep", "D": D, "S": S, "B": B, "causal": causal, "config": str(cfg),
+                                    "kaiodsl_tflops": tf})
+                    print(f"sweep D{D} S{S} {'causal' if causal else 'full  '} {str(cfg):18} {_f(tf)} TFLOPS",
+                          flush=True)
 
 
 def sweep_backward(torch, ops, results) -> None:
@@ -289,7 +289,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="f16, D 128, S 1k/4k, one GQA and decode point (< 3 min)")
     ap.add_argument("--no-backward", action="store_true")
-    ap.add_argument("--sweep", action="store_true", help="only the forward tile-config sweep (D 64/128, S 4096)")
+    ap.add_argument("--sweep", action="store_true", help="only the forward tile-config sweep (D 64/128, S 2k/4k/8k)")
     ap.add_argument("--sweep-bwd", action="store_true", help="only the backward tile-config sweep")
     ap.add_argument("--decode-only", action="store_true", help="only the full run's decode rows")
     ap.add_argument("--fp8", action="store_true", help="only the fp8 (e4m3) forward against the f16 forward "
