@@ -4,6 +4,7 @@ tuning run on an H200; not a test).
 
     python scripts/w4_sweep.py            # everything
     python scripts/w4_sweep.py int4       # one part: int4, int8 or qkv
+    python scripts/w4_sweep.py m2048 qkv  # only M = 2048
 
 Prints one line per (op, shape, config): time, ratio against cuBLAS (x @ W16^T with the dequantized f16
 weights; for QKV the three projections' matmuls), and the relative error against float64 with the
@@ -20,9 +21,11 @@ from kaiodsl import ops
 from kaiodsl.ops.gemm_sm90_w4 import DEFAULT, NARROW, W4Config
 from kaiodsl.runtime.timing import timed
 
+TALL = [W4Config(block_m=256, block_n=128, stages=4, staging=2), W4Config(block_m=256, block_n=128, stages=4, staging=4),
+        W4Config(block_m=256, block_n=128, stages=3, staging=6), W4Config(block_m=256, block_n=96, stages=4, staging=4)]
 MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, staging=3),
-                     W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)]
-QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)]
+                     W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALL
+QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALL
 MS, NKS = (512, 2048, 8192), (4096, 8192)
 LLAMA8B = (4096, 32, 8, 128)          # hidden, H, H_kv, D
 
@@ -68,7 +71,7 @@ def int8_weights(N, K, gs):
 
 def part_int4(rng):
     for NK in NKS:
-        for gs, zeros in ((128, False), (128, True), (32, True)):
+        for gs, zeros in ((128, False),) if MS == (2048,) else ((128, False), (128, True), (32, True)):
             wp, s, z, w16 = int4_weights(rng, NK, NK, gs, zeros)
             for M in MS:
                 x = torch.randn(M, NK, device="cuda", dtype=torch.float16)
@@ -114,6 +117,10 @@ def main(argv) -> int:
     kaiodsl.runtime.set_backend("cuda")
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
+    global MS
+    if "m2048" in argv:             # the prefill row count of the goals only
+        MS = (2048,)
+        argv = [a for a in argv if a != "m2048"]
     parts = argv or ["int4", "int8", "qkv"]
     if "int4" in parts:
         part_int4(rng)
