@@ -126,10 +126,19 @@ class W4Config(WarpgroupTiling):
 
 DEFAULT = W4Config()                                                  # 192 KB ring + 2 x 16 KB staging
 NARROW = W4Config(block_m=128, block_n=128, stages=6, staging=4)      # 192 KB ring + 4 x 8 KB staging
+TALL = W4Config(block_m=256, block_n=128, stages=4, staging=2)        # 192 KB ring + 2 x 8 KB staging
 
 
-def w4_config(M: int, N: int, K: int, sms: int) -> W4Config:
-    """128 x 256 tiles when they still give every SM a tile, else 128 x 128."""
+def w4_config(M: int, N: int, K: int, sms: int, tall: bool = True) -> W4Config:
+    """256 x 128 tiles when they give every SM a tile, else 128 x 256 when those do, else 128 x 128.
+
+    The producer's dequantization (block_n x 64 elements a stage) is what bounds this kernel, and a
+    256 x 128 tile does the tensor work of a 128 x 256 one with half of it: on the H200 at M = 2048
+    (scripts/w4_sweep.py, log committed) 0.71x / 0.75x f16 cuBLAS at N = K = 4096 / 8192 against
+    0.62x / 0.60x for 128 x 256. ``tall=False`` leaves it out (the segmented QKV kernel: its epilogue
+    spills at two m64 blocks a consumer)."""
+    if tall and -(-M // 256) * -(-N // 128) >= sms:
+        return TALL
     return DEFAULT if -(-M // 128) * -(-N // 256) >= sms else NARROW
 
 

@@ -23,7 +23,8 @@
 #   tutorial         examples/gemm/bench.py (the GEMM tutorial's levels beside cuBLAS)
 #   ncu=T,T          ncu (Speed of Light + tensor-pipe, issue, stall, bank-conflict metrics) over scripts/ncu_targets.py T
 #   hopper           examples/hopper_gemm.py at full size
-#   sanitize-sm90    compute-sanitizer memcheck over scripts/sanitize_sm90.py (the sm_90a kernels)
+#   sanitize-sm90    compute-sanitizer memcheck + racecheck over scripts/sanitize_sm90.py (the sm_90a kernels; SM90_OPS
+#                    picks its ops)
 #   py=SCRIPT+ARGS   python3 SCRIPT ARGS ('+' becomes a space), its log in $OUT (PY_TIMEOUT, PY_TAIL)
 #   keep=G,G         copy benchmarks/results/G (globs, e.g. attention_hopper.json) into $OUT (runs past DEADLINE)
 #   decode-sweep     scripts/decode_sweep.py: attention decode bandwidth against the KV split count
@@ -121,9 +122,9 @@ for step in $steps; do
       timeout 300 python3 examples/gemm/bench.py --update-readme 2>&1 | tee "$OUT/tutorial.log" | tail -20
       cp benchmarks/results/gemm_tutorial.json examples/gemm/README.md "$OUT/" 2>/dev/null ;;
     sanitize-sm90)
-      timeout 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py attention attention_bwd attention_fp8 qkv 2>&1 \
+      timeout 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py ${SM90_OPS:-attention attention_bwd attention_fp8 qkv w4} 2>&1 \
         | tee "$OUT/sanitize_sm90_memcheck.log" | tail -6
-      timeout 150 compute-sanitizer --tool racecheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py attention attention_bwd attention_fp8 2>&1 \
+      timeout 150 compute-sanitizer --tool racecheck --report-api-errors no --error-exitcode 9 python3 scripts/sanitize_sm90.py ${SM90_OPS:-attention attention_bwd attention_fp8 w4} 2>&1 \
         | tee "$OUT/sanitize_sm90_racecheck.log" | tail -6 ;;
     ncu=*)
       targets=${step#ncu=}; targets=${targets//,/ }

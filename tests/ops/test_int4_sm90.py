@@ -51,7 +51,8 @@ def _reference(a64, q, s64, zeros, gs):
 
 
 @pytest.mark.parametrize("M,N,K,gs,config", [(200, 136, 256, 128, SMALL), (130, 72, 384, 64, ONE_WG),
-                                             (150, 40, 256, 32, TALL), (65, 200, 128, 64, SMALL)])
+                                             (150, 40, 256, 32, TALL), (65, 200, 128, 64, SMALL),
+                                             (300, 136, 256, 128, ops.gemm_sm90_w4.TALL)])
 @pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
 def test_w4_sm90_ragged(sm90, rng, M, N, K, gs, config, with_zeros):
     a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", with_zeros)
@@ -173,12 +174,14 @@ def test_w4_sm90_registers_and_heuristic():
     assert ops.gemm_sm90_w4.NARROW.smem_bytes() + 1024 <= 227 * 1024
     with pytest.raises(kaiodsl.ArgumentError, match="accumulators"):
         W4Config(block_m=256, block_n=256, consumers=1).check()
-    assert w4_config(2048, 4096, 4096, 132).block_n == 256
+    assert w4_config(2048, 4096, 4096, 132) == ops.gemm_sm90_w4.TALL          # 256 x 128: 256 tiles
+    assert w4_config(1024, 4096, 4096, 132) == ops.gemm_sm90_w4.NARROW      # 128 tiles either way: 128 x 128
     assert w4_config(128, 1024, 4096, 132).block_n == 128
 
 
 NO_SPILL = [(cfg, dt, gs, z) for cfg in (W4Config(), W4Config(block_n=128, stages=6, staging=4))
-            for dt in ("f16", "bf16") for gs in (32, 64, 128) for z in (False, True)]
+            for dt in ("f16", "bf16") for gs in (32, 64, 128) for z in (False, True)] \
+    + [(ops.gemm_sm90_w4.TALL, "f16", 128, False), (ops.gemm_sm90_w4.TALL, "bf16", 32, True)]
 
 
 @pytest.mark.parametrize("cfg,dt,gs,z", NO_SPILL, ids=lambda v: str(v).replace("/", "_"))

@@ -53,7 +53,8 @@ def _inputs(rng, M, N, K, dt, gs):
 
 @pytest.mark.parametrize("M,N,K,gs,config", [(200, 136, 208, None, SMALL), (130, 72, 256, 64, ONE_WG),
                                              (150, 40, 384, 128, SMALL), (65, 96, 256, 256, ONE_WG),
-                                             (100, 64, 80, None, ONE_WG), (70, 264, 192, 64, WIDE)])
+                                             (100, 64, 80, None, ONE_WG), (70, 264, 192, 64, WIDE),
+                                             (300, 136, 128, None, ops.gemm_sm90_w4.TALL)])
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 def test_w8_sm90(sm90, rng, M, N, K, gs, config, dt):
     a, av, qh, q, sa, sv = _inputs(rng, M, N, K, dt, gs)
