@@ -180,6 +180,10 @@ def test_sm90_attention_config_errors(sm90, rng, monkeypatch):
         Sm90AttnConfig(overlap=False, pingpong=True)
     with pytest.raises(ArgumentError, match="lazy must be a bool, got 'yes'"):
         Sm90AttnConfig(lazy="yes")
+    with pytest.raises(ArgumentError, match="dynamic must be a bool, got 1"):
+        Sm90AttnConfig(dynamic=1)
+    with pytest.raises(ArgumentError, match="dynamic=True needs persistent=True"):
+        Sm90AttnConfig(persistent=False, dynamic=True)
     monkeypatch.setenv("KAIODSL_ARCH", "sm_80")
     with pytest.raises(ArgumentError, match="not sm_90a"):
         ops.attention(q, q, q, config=Sm90AttnConfig())
