@@ -18,14 +18,14 @@ import torch
 
 import kaiodsl.runtime
 from kaiodsl import ops
-from kaiodsl.ops.gemm_sm90_w4 import DEFAULT, NARROW, W4Config
+from kaiodsl.ops.gemm_sm90_w4 import DEFAULT, NARROW, TALL, W4Config
 from kaiodsl.runtime.timing import timed
 
-TALL = [W4Config(block_m=256, block_n=128, stages=4, staging=2), W4Config(block_m=256, block_n=128, stages=4, staging=4),
-        W4Config(block_m=256, block_n=128, stages=3, staging=6), W4Config(block_m=256, block_n=96, stages=4, staging=4)]
+TALLS = [TALL, W4Config(block_m=256, block_n=128, stages=4, staging=4),
+         W4Config(block_m=256, block_n=128, stages=3, staging=6), W4Config(block_m=256, block_n=96, stages=4, staging=4)]
 MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, staging=3),
-                     W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALL
-QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALL
+                     W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
+QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 MS, NKS = (512, 2048, 8192), (4096, 8192)
 LLAMA8B = (4096, 32, 8, 128)          # hidden, H, H_kv, D
 
