@@ -77,9 +77,11 @@ class W4Config(WarpgroupTiling):
     ``consumers`` consumer warpgroups (``block_m / consumers`` rows each, a multiple of 64),
     tiles walked ``group_m`` tile-rows at a time (gemm_sm90.WarpgroupTiling); ``staging`` slots of
     raw weights (``64 x block_n`` bytes each: int4 128 k, int8 64 k; at least 2), ``staging - 1`` of them
-    in flight ahead of the one being dequantized."""
+    in flight ahead of the one being dequantized; the group scales (zero points) of B stage
+    ``kt + ahead`` loaded into registers while stage kt is dequantized."""
 
     staging: int = 2
+    ahead: int = 1
 
     def __post_init__(self):
         require_positive_fields(self)
@@ -112,6 +114,7 @@ class W4Config(WarpgroupTiling):
             (self.registers() >= self.wg_rows // 64 * self.block_n // 2 + 32,
              "the accumulators do not fit in the consumers' registers"),
             (self.staging >= 2, "staging must be at least 2 (a chunk of weights in flight while one is dequantized)"),
+            (self.ahead <= 4, "ahead must be in 1..4 (stages of scales in registers)"),
             (self.smem_bytes() + 1024 <= SMEM_MAX,
              f"the ring and the staging need {self.smem_bytes() + 1024} bytes of shared memory (with the "
              f"1024-byte alignment), more than {SMEM_MAX}: fewer stages or staging slots"),
@@ -121,7 +124,7 @@ class W4Config(WarpgroupTiling):
                 raise ArgumentError(f"W4Config {self!r} is not a valid tiling: {rule}")
 
     def __str__(self) -> str:
-        return WarpgroupTiling.__str__(self) + f"/w{self.staging}"
+        return WarpgroupTiling.__str__(self) + f"/w{self.staging}" + (f"/a{self.ahead}" if self.ahead != 1 else "")
 
 
 DEFAULT = W4Config()                                                  # 192 KB ring + 2 x 16 KB staging
@@ -157,7 +160,7 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
     one per segment."""
     cfg = D.cfg
     SEGS = E.parts if isinstance(E, seg.Segments) else ()
-    BM, BN, S, GM, GS = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m, D.group_size
+    BM, BN, S, GM, GS, AH = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m, D.group_size, cfg.ahead
     W = tiles.WarpgroupMma(D.dtype_name, BN, ROW_BYTES, cfg.wg_rows // 64)
     R, SR, SK = D.ring, D.staging, D.chunk_stages
     A_ELEMS = BM * BK
@@ -199,7 +202,9 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
             sc, zp, bn0, bN = scales, zeros, n0, N
             if SEGS:              # the scales, zeros and rows of the segment holding the tile
                 (sc, zp), bn0, bN = seg.segment_of(SEGS, (scales, zeros), n0)
-            cg = stage.group_raw(D, sc, zp, 0, G, bn0, bN, tid)
+            cgs = []              # the scales of stages kt .. kt + ahead - 1
+            for j in kaiodsl.static_range(AH):
+                cgs = cgs + [stage.group_raw(D, sc, zp, min(j, ktiles - 1), G, bn0, bN, tid)]
             for kt0 in range(0, ktiles, SK):
                 if tid == 0:      # staging - 1 chunks ahead of this one
                     if at < total:
@@ -215,17 +220,20 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
                     if h == SK - 1:           # the chunk's last read: its slot may be refilled
                         tiles.pipeline.release(SR, rd, sbars)
                         rd = tiles.pipeline.advance(SR, rd)
-                    ng = stage.group_raw(D, sc, zp, min(kt + 1, ktiles - 1), G, bn0, bN, tid)
+                    ng = stage.group_raw(D, sc, zp, min(kt + AH, ktiles - 1), G, bn0, bN, tid)
                     tiles.pipeline.acquire(R, state, bars)
                     index, phase = state
                     if tid == 0:
                         kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
                         kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                    stage.store_b(D, smem, index * STAGE_ELEMS, words, cg, tid)
+                    stage.store_b(D, smem, index * STAGE_ELEMS, words, cgs[0], tid)
                     kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
                     kaiodsl.mbarrier_arrive(bars.ptr(index))
                     state = tiles.pipeline.advance(R, state)
-                    cg = ng
+                    nxt = []
+                    for j in kaiodsl.static_range(1, AH):
+                        nxt = nxt + [cgs[j]]
+                    cgs = nxt + [ng]
     else:
         cw = wg - 1
         lane = tid % 32

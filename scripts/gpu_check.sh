@@ -22,6 +22,8 @@
 #   tune=OP:SHAPES   python -m kaiodsl tune --op OP --shapes SHAPES into this device's table (copied to $OUT)
 #   tutorial         examples/gemm/bench.py (the GEMM tutorial's levels beside cuBLAS)
 #   ncu=T,T          ncu (Speed of Light + tensor-pipe, issue, stall, bank-conflict metrics) over scripts/ncu_targets.py T
+#   ncu-src=T        ncu's per-SASS-instruction warp-state samples (SourceCounters) of target T's kernel: the CSV
+#                    source page in $OUT (scripts/ncu_hot.py ranks its stalls)
 #   hopper           examples/hopper_gemm.py at full size
 #   sanitize-sm90    compute-sanitizer memcheck + racecheck over scripts/sanitize_sm90.py (the sm_90a kernels; SM90_OPS
 #                    picks its ops)
@@ -134,6 +136,12 @@ for step in $steps; do
           --section SpeedOfLight --section WarpStateStats --metrics 'regex:sm__pipe_tensor_op.*_cycles_active\.avg\.pct_of_peak_sustained_active$,regex:sm__inst_executed_pipe_tensor.*\.sum$,regex:smsp__sass_inst_executed_op_local_(ld|st)\.sum$,regex:smsp__warp_issue_stalled_(barrier|long_scoreboard|wait|math_pipe_throttle|mio_throttle|short_scoreboard)_per_warp_active\.pct$,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum' \
           python3 scripts/ncu_targets.py $t 2>&1 | tee "$OUT/ncu_$t.log" | grep -E "gemm_sm90|w4a16|attn_|qkv_|Duration|Throughput|pct|sum|Stall|==ERR|==WARN" | head -40
       done ;;
+    ncu-src=*)
+      t=${step#ncu-src=}
+      timeout 200 ncu --clock-control none --launch-skip 2 --launch-count 1 --kernel-name regex:'gemm_sm90|w4a16|attn_dkdv|attn_dq|attn_fwd|qkv_' \
+        --section SourceCounters --section WarpStateStats --page source --print-source sass --csv \
+        python3 scripts/ncu_targets.py $t > "$OUT/ncu_src_$t.csv" 2> "$OUT/ncu_src_$t.err"
+      echo "ncu-src rc=$? lines=$(wc -l < "$OUT/ncu_src_$t.csv")"; tail -3 "$OUT/ncu_src_$t.err" ;;
     py=*)
       script=${step#py=}; script=${script//+/ }; name=$(basename "${script%% *}" .py)
       timeout ${PY_TIMEOUT:-300} python3 $script 2>&1 | tee -a "$OUT/$name.log" | tail -${PY_TAIL:-60} ;;

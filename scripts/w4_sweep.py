@@ -5,12 +5,14 @@ tuning run on an H200; not a test).
     python scripts/w4_sweep.py            # everything
     python scripts/w4_sweep.py int4       # one part: int4, int8 or qkv
     python scripts/w4_sweep.py m2048 qkv  # only M = 2048
+    python scripts/w4_sweep.py ahead ...  # only the scale-prefetch depths (W4Config.ahead) of the defaults
 
 Prints one line per (op, shape, config): time, ratio against cuBLAS (x @ W16^T with the dequantized f16
 weights; for QKV the three projections' matmuls), and the relative error against float64 with the
 dequantized weights. Goals (the lead's): matmul_int4 at M = 2048 >= 0.8x, fused quantized QKV >= 0.9x.
 """
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -26,6 +28,7 @@ TALLS = [TALL, W4Config(block_m=256, block_n=128, stages=4, staging=4),
 MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, staging=3),
                      W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
+AHEADS = [dataclasses.replace(c, ahead=a) for c in (TALL, DEFAULT) for a in (1, 2, 3, 4)]
 MS, NKS = (512, 2048, 8192), (4096, 8192)
 LLAMA8B = (4096, 32, 8, 128)          # hidden, H, H_kv, D
 
@@ -117,7 +120,10 @@ def main(argv) -> int:
     kaiodsl.runtime.set_backend("cuda")
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    global MS
+    global MS, MATMUL_CANDIDATES, QKV_CANDIDATES
+    if "ahead" in argv:
+        MATMUL_CANDIDATES = QKV_CANDIDATES = AHEADS
+        argv = [a for a in argv if a != "ahead"]
     if "m2048" in argv:             # the prefill row count of the goals only
         MS = (2048,)
         argv = [a for a in argv if a != "m2048"]
