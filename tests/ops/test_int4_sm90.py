@@ -23,7 +23,7 @@ from qkvkit import poison_outputs
 
 SMALL = W4Config(block_m=128, block_n=64, stages=2, consumers=2)
 ONE_WG = W4Config(block_m=64, block_n=32, stages=3, consumers=1)
-TALL = W4Config(block_m=128, block_n=32, stages=2, consumers=1)       # two m64 blocks a consumer
+TWO_BLOCKS = W4Config(block_m=128, block_n=32, stages=2, consumers=1)       # two m64 blocks a consumer
 TWO_SLOTS = W4Config(block_m=64, block_n=64, stages=2, consumers=1, staging=2)   # one chunk ahead
 DEEP = W4Config(block_m=64, block_n=96, stages=2, consumers=1, staging=3)        # 2 chunks ahead, 3 pieces a thread
 AHEAD = W4Config(block_m=64, block_n=64, stages=2, consumers=1, ahead=3)        # scales 3 stages ahead
@@ -52,7 +52,7 @@ def _reference(a64, q, s64, zeros, gs):
 
 
 @pytest.mark.parametrize("M,N,K,gs,config", [(200, 136, 256, 128, SMALL), (130, 72, 384, 64, ONE_WG),
-                                             (150, 40, 256, 32, TALL), (65, 200, 128, 64, SMALL),
+                                             (150, 40, 256, 32, TWO_BLOCKS), (65, 200, 128, 64, SMALL),
                                              (300, 136, 256, 128, ops.gemm_sm90_w4.TALL),
                                              (130, 72, 128, 32, AHEAD)])     # fewer K stages than ahead
 @pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
@@ -168,7 +168,7 @@ def test_w4_sm90_config_errors(sm90):
 def test_w4_sm90_registers_and_heuristic():
     """Every thread keeps the launch's registers (no setmaxnreg: the producer dequantizes), so the
     consumers' accumulators must fit them; the default tilings pass, a consumer of 256 x 256 does not."""
-    for cfg in (W4Config(), W4Config(block_n=128, stages=6), SMALL, ONE_WG, TALL):
+    for cfg in (W4Config(), W4Config(block_n=128, stages=6), SMALL, ONE_WG, TWO_BLOCKS):
         cfg.check()
         assert cfg.registers() % 8 == 0 and cfg.registers() * cfg.threads <= 64 * 1024
     assert W4Config().registers() == 168
