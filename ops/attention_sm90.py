@@ -299,8 +299,8 @@ def _produce(L: Const, tq, tk, tv, smem, qbars, kbars, vbars, RQ: Const, RK: Con
         _retire(L, sched)
     else:
         for t in range(kaiodsl.block_idx.x, total, kaiodsl.grid_dim.x):
-            qs, ks, vs, nxt = _produce_unit(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, t,
-                                            nqb, BH, hps, H, group, Sk, shift, sched, slot)
+            qs, ks, vs, _ = _produce_unit(L, tq, tk, tv, smem, qbars, kbars, vbars, RQ, RK, RV, qs, ks, vs, t,
+                                          nqb, BH, hps, H, group, Sk, shift, sched, slot)   # the grid walk: no ticket
 
 
 @kaiodsl.func
