@@ -78,18 +78,24 @@ class W4Config(WarpgroupTiling):
     tiles walked ``group_m`` tile-rows at a time (gemm_sm90.WarpgroupTiling); ``staging`` slots of
     raw weights (``64 x block_n`` bytes each: int4 128 k, int8 64 k; at least 2), ``staging - 1`` of them
     in flight ahead of the one being dequantized; the group scales (zero points) of B stage
-    ``kt + ahead`` loaded into registers while stage kt is dequantized."""
+    ``kt + ahead`` loaded into registers while stage kt is dequantized. ``warp_stages``: each producer
+    warp dequantizes whole B stages, warp w every fourth one (w, w + 4, ... of the block's walk), so a
+    warp has four stage-times for each (its loads, scales and stores in flight across them) instead of
+    the warpgroup sharing each stage; its scales come a warp-stage (four stages) ahead."""
 
     staging: int = 2
     ahead: int = 1
+    warp_stages: bool = False
 
     def __post_init__(self):
-        require_positive_fields(self)
+        require_positive_fields(self, skip=("warp_stages",))
+        if type(self.warp_stages) is not bool:
+            raise ArgumentError(f"W4Config: warp_stages must be True or False, got {self.warp_stages!r}")
 
     @property
     def units(self) -> int:
         """(8-row tile, lane) pieces of the B tile each producer thread loads and dequantizes a stage."""
-        return self.block_n * 4 // PRODUCERS
+        return self.block_n * 4 // (32 if self.warp_stages else PRODUCERS)
 
     def smem_bytes(self) -> int:
         """The (A, B) ring and the raw weights' staging ring after it."""
@@ -115,6 +121,10 @@ class W4Config(WarpgroupTiling):
              "the accumulators do not fit in the consumers' registers"),
             (self.staging >= 2, "staging must be at least 2 (a chunk of weights in flight while one is dequantized)"),
             (self.ahead <= 4, "ahead must be in 1..4 (stages of scales in registers)"),
+            (not self.warp_stages or self.ahead == 1,
+             "ahead applies to the warpgroup producer (with warp_stages the scales come a warp-stage ahead)"),
+            (not self.warp_stages or self.stages % 4 == 0 and self.staging % 4 == 0,
+             "with warp_stages, stages and staging must be multiples of 4 (the producer warps' own slots)"),
             (self.smem_bytes() + 1024 <= SMEM_MAX,
              f"the ring and the staging need {self.smem_bytes() + 1024} bytes of shared memory (with the "
              f"1024-byte alignment), more than {SMEM_MAX}: fewer stages or staging slots"),
@@ -124,7 +134,8 @@ class W4Config(WarpgroupTiling):
                 raise ArgumentError(f"W4Config {self!r} is not a valid tiling: {rule}")
 
     def __str__(self) -> str:
-        return WarpgroupTiling.__str__(self) + f"/w{self.staging}" + (f"/a{self.ahead}" if self.ahead != 1 else "")
+        return WarpgroupTiling.__str__(self) + f"/w{self.staging}" + (f"/a{self.ahead}" if self.ahead != 1 else "") \
+            + ("/ws" if self.warp_stages else "")
 
 
 DEFAULT = W4Config()                                                  # 192 KB ring + 2 x 16 KB staging
@@ -176,8 +187,8 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
     wg = tiles.warpgroup.index(tid)
     if tid == 0:
         kaiodsl.tma_prefetch(ta)
-        for i in kaiodsl.static_range(S):        # full: the 128 producer threads (+ A's bytes)
-            kaiodsl.mbarrier_init(bars.ptr(i), PRODUCERS)
+        for i in kaiodsl.static_range(S):        # full: the stage's producer threads (+ A's bytes)
+            kaiodsl.mbarrier_init(bars.ptr(i), D.stage_threads)
             kaiodsl.mbarrier_init(bars.ptr(S + i), R.arrivals)
         tiles.pipeline.init(SR, sbars)
     kaiodsl.syncthreads()
@@ -186,7 +197,10 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
     chunks = (ktiles + SK - 1) // SK        # staged chunks a tile (int4: K / 128, int8: ktiles)
     G = K // max(GS, 1)                     # groups a row (unused per-channel)
     first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
-    if wg == 0:
+    if wg == 0 and cfg.warp_stages:
+        _produce_warp_stages(D, SEGS, ta, tw, scales, zeros, smem, stg, bars, sbars, tid, M, N, ktiles, chunks, G,
+                             total, first, step)
+    elif wg == 0:
         state = tiles.pipeline.start(R)
         rd = tiles.pipeline.start(SR)       # the staging slot read next (every producer thread)
         ist = tiles.pipeline.start(SR)      # the staging slot thread 0 fills next
@@ -263,6 +277,77 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
                     tiles.epilogue.store_tile(E, W.acc_tile, tiles.warpgroup.acc_tile(W, accs[i]), c, args,
                                               r0 + 64 * i, n0, lane, M, N)
 
+
+
+@kaiodsl.func
+def _stage_of(D: kaiodsl.Const, SEGS: kaiodsl.Const, scales, zeros, g, ktiles, first, step, M, N):
+    """Stage g of a block's walk (its tiles' K stages one after another): (kt, m0, n0, the scales and
+    zero points, first column and width of the weights holding n0)."""
+    cfg = D.cfg
+    ti = g // ktiles
+    kt = g - ti * ktiles
+    m0, n0 = tiles.gemm.tile_coords_of(first + ti * step, M, N, cfg.block_m, cfg.block_n, cfg.group_m)
+    sc, zp, bn0, bN = scales, zeros, n0, N
+    if SEGS:
+        (sc, zp), bn0, bN = seg.segment_of(SEGS, (scales, zeros), n0)
+    return kt, m0, n0, sc, zp, bn0, bN
+
+
+@kaiodsl.func
+def _produce_warp_stages(D: kaiodsl.Const, SEGS: kaiodsl.Const, ta, tw, scales, zeros, smem, stg, bars, sbars, tid,
+                         M, N, ktiles, chunks, G, total, first, step):
+    """The producer with ``warp_stages``: warp w fills every fourth ring stage g = w, w + 4, ... of the
+    block's walk, all of its B tile (one row tile a round) and its A copy (lane 0). The ring slot of
+    stage g is g % stages (a multiple of 4: each slot has one warp filling it, in order, which the
+    barriers' one phase bit needs), phase (g / stages) % 2. Each warp stages its own weights: its
+    ``staging / 4`` slots take the chunks of its next stages (lane 0's copies; an int4 chunk's two
+    stages belong to two warps, which each copy it), refilled once the warp read the slot, so it needs
+    no empty barrier and no other warp."""
+    cfg = D.cfg
+    R, SR, SK = D.ring, D.staging, D.chunk_stages
+    NW = PRODUCERS // 32
+    KW = cfg.staging // NW                 # staging slots a warp
+    A_BYTES = cfg.block_m * BK * 2
+    STAGE_ELEMS = (cfg.block_m + cfg.block_n) * BK
+    CHUNK_WORDS = D.chunk_bytes // 4
+    warp, lane = tid // 32, tid % 32
+    mine = (total - first + step - 1) // step if first < total else 0
+    nstages = mine * ktiles
+    if lane == 0:
+        for d in kaiodsl.static_range(KW):
+            gd = warp + NW * d
+            if gd < nstages:
+                q = gd // SK
+                stage.copy_chunk(D, SEGS, SR, warp * KW + d, sbars, stg, tw, first + (q // chunks) * step, q % chunks,
+                                 M, N)
+    kt, m0, n0, sc, zp, bn0, bN = _stage_of(D, SEGS, scales, zeros, min(warp, max(nstages - 1, 0)), ktiles, first,
+                                            step, M, N)
+    cg = stage.group_raw(D, sc, zp, kt, G, bn0, bN, tid)
+    j = 0                                   # this warp's stages so far
+    for g in range(warp, nstages, NW):
+        slot = warp * KW + j % KW
+        kaiodsl.mbarrier_wait(sbars.ptr(slot), (j // KW) % 2)
+        words = stage.read_words(D, stg.ptr(slot * CHUNK_WORDS), g % SK, tid)
+        kaiodsl.fence_proxy_async()          # the warp's reads of the slot before the copy that refills it
+        kaiodsl.syncwarp()
+        gn = g + NW * KW
+        if lane == 0 and gn < nstages:
+            qn = gn // SK
+            stage.copy_chunk(D, SEGS, SR, slot, sbars, stg, tw, first + (qn // chunks) * step, qn % chunks, M, N)
+        nkt, nm0, _, nsc, nzp, nbn0, nbN = _stage_of(D, SEGS, scales, zeros, min(g + NW, nstages - 1), ktiles,
+                                                     first, step, M, N)
+        ng = stage.group_raw(D, nsc, nzp, nkt, G, nbn0, nbN, tid)
+        state = (g % cfg.stages, (g // cfg.stages) % 2)
+        tiles.pipeline.acquire(R, state, bars)
+        index, phase = state
+        if lane == 0:
+            kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
+            kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
+        stage.store_b(D, smem, index * STAGE_ELEMS, words, cg, tid)
+        kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
+        kaiodsl.mbarrier_arrive(bars.ptr(index))
+        kt, m0, cg = nkt, nm0, ng
+        j = j + 1
 
 
 @lru_cache(maxsize=None)

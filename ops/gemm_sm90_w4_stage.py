@@ -65,13 +65,26 @@ class W4Dequant:
         return MAGIC[self.dtype_name]
 
     @property
+    def stage_threads(self) -> int:
+        """Producer threads that dequantize one B stage: the warpgroup, or with ``warp_stages`` one warp
+        (warp w takes every fourth stage, w, w + 4, ...)."""
+        return 32 if self.cfg.warp_stages else PRODUCERS
+
+    @property
+    def pieces(self) -> int:
+        """(8-row tile, lane) pieces (int8: row quarters) of a B stage each of its threads loads and
+        dequantizes."""
+        return self.cfg.block_n * 4 // self.stage_threads
+
+    @property
     def ring(self):
         """The (A, B) mbarrier ring: the empty barriers count every consumer thread."""
         return tiles.Ring(self.cfg.stages, kind="mbarrier", arrivals=128 * self.cfg.consumers)
 
     @property
     def staging(self):
-        """The raw weights' ring: full = thread 0's expect_tx (the TMA box's bytes), empty = the 128 readers."""
+        """The raw weights' ring: full = the issuing thread's expect_tx (the TMA box's bytes), empty = the
+        128 readers (not used with ``warp_stages``: each warp refills its own slots)."""
         return tiles.Ring(self.cfg.staging, kind="mbarrier", arrivals=PRODUCERS)
 
     @property
@@ -135,11 +148,19 @@ def _tma_chunk(D: kaiodsl.Const, dst, tw, col, c, bar):
 def issue_chunk(D: kaiodsl.Const, SEGS: kaiodsl.Const, SR: kaiodsl.Const, st, sbars, stg, tws, t, c, M, N):
     """Thread 0: acquire staging slot ``st``, announce its bytes and copy chunk c of tile t's weights
     into it (from the map of the tile's segment with SEGS)."""
-    cfg = D.cfg
-    m0, n0 = tiles.gemm.tile_coords_of(t, M, N, cfg.block_m, cfg.block_n, cfg.group_m)
     tiles.pipeline.acquire(SR, st, sbars)
     index, phase = st
-    tiles.pipeline.commit(SR, st, sbars, D.chunk_bytes)
+    copy_chunk(D, SEGS, SR, index, sbars, stg, tws, t, c, M, N)
+
+
+@kaiodsl.func
+def copy_chunk(D: kaiodsl.Const, SEGS: kaiodsl.Const, SR: kaiodsl.Const, index, sbars, stg, tws, t, c, M, N):
+    """One thread: announce staging slot ``index``'s bytes on its full barrier and copy chunk c of tile t's
+    weights into it (the slot free: issue_chunk acquires it; with ``warp_stages`` its warp is its only
+    reader)."""
+    cfg = D.cfg
+    m0, n0 = tiles.gemm.tile_coords_of(t, M, N, cfg.block_m, cfg.block_n, cfg.group_m)
+    tiles.pipeline.commit(SR, (index, 0), sbars, D.chunk_bytes)
     dst = stg.ptr(index * (D.chunk_bytes // 4))
     if SEGS:
         lo = 0
@@ -159,38 +180,42 @@ def next_chunk(t, c, chunks, step):
 
 
 @kaiodsl.func
-def read_words(D: kaiodsl.Const, slot, h: kaiodsl.Const[int], tid):
-    """This thread's share of B stage h of the staged chunk at ``slot`` (u32 view): int4 2 words a piece
-    (words 2h, 2h + 1 of the piece's lane), int8 the 16 bytes of the piece's row quarter."""
+def read_words(D: kaiodsl.Const, slot, h, tid):
+    """This thread's share of B stage h (a constant or, with ``warp_stages``, run time) of the staged chunk
+    at ``slot`` (u32 view): int4 2 words a piece (words 2h, 2h + 1 of the piece's lane), int8 the 16 bytes
+    of the piece's row quarter."""
     out = []
-    for r in kaiodsl.static_range(D.cfg.block_n * 4 // PRODUCERS):
+    for r in kaiodsl.static_range(D.pieces):
         if D.kind == "int8":
-            row, q = _piece8(tid + PRODUCERS * r)
+            row, q = _piece8(D, tid, r)
             out = out + [kaiodsl.load(slot, 16 * row + 4 * q, vec=4)]
         else:
-            i, lane, row = _piece(tid, r)
+            i, lane, row = _piece(D, tid, r)
             out = out + [kaiodsl.load(slot, (32 * i + lane) * 4 + 2 * h, vec=2)]
     return out
 
 
 # -- pieces ------------------------------------------------------------------------------------------------
 @kaiodsl.func
-def _piece(tid, r: kaiodsl.Const[int]):
-    """(row tile, lane, row) of producer thread tid's piece r (piece u = tid + 128 r) of a stage's B tile:
-    lane l of 8-row tile i owns row 8 i + l // 4.
+def _piece(D: kaiodsl.Const, tid, r: kaiodsl.Const[int]):
+    """(row tile, lane, row) of producer thread tid's piece r of a stage's B tile (row tile
+    ``tid // 32 + 4 r`` of the warpgroup's; with ``warp_stages`` the warp's row tile r): lane l of 8-row
+    tile i owns row 8 i + l // 4.
     Thread p of a warp takes packed lane ``4 g + p % 4`` with ``g = p // 8 + 4 ((p // 4) % 2)``: a 16-byte
     store phase (8 threads) then covers rows g and g + 4, whose swizzled chunks ``(4 ww + t) ^ g`` are 8
     different bank groups (with g, g + 1 they would be 4: a 2-way conflict). The warp reads one
     512-byte row tile."""
-    p = tid % 32                             # the same for every r: 128 pieces a round
+    p = tid % 32                             # the same for every r: a row tile a warp a round
     g = p // 8 + 4 * ((p // 4) % 2)
-    i = tid // 32 + (PRODUCERS // 32) * r
+    i = r if D.cfg.warp_stages else tid // 32 + (PRODUCERS // 32) * r
     return i, 4 * g + p % 4, 8 * i + g
 
 
 @kaiodsl.func
-def _piece8(u):
-    """(row, quarter) of piece u of a stage's int8 B tile: 4 consecutive threads read a row's 64 bytes."""
+def _piece8(D: kaiodsl.Const, tid, r: kaiodsl.Const[int]):
+    """(row, quarter) of thread tid's piece r (u = its stage threads' index + their count x r) of a stage's
+    int8 B tile: 4 consecutive threads read a row's 64 bytes."""
+    u = (tid % 32 if D.cfg.warp_stages else tid) + D.stage_threads * r
     return u // 4, u % 4
 
 
@@ -201,23 +226,23 @@ def group_raw(D: kaiodsl.Const, scales, zeros, kt, G, n0, N, tid):
     for groups of 32 both groups' in one u32 / u16 load; grouped int8: one scale; per-channel int8:
     nothing), every load issued before any is used."""
     out = []
-    for r in kaiodsl.static_range(D.cfg.block_n * 4 // PRODUCERS):
+    for r in kaiodsl.static_range(D.pieces):
         if D.kind == "int8":
-            row, q = _piece8(tid + PRODUCERS * r)
+            row, q = _piece8(D, tid, r)
             if D.group_size:
                 out = out + [kaiodsl.load(scales, i64(n0 + row) * G + kt // (D.group_size // BK), cache="nc",
                                           mask=n0 + row < N, other=0)]
             else:
                 out = out + [0]
         elif D.groups == 2:       # groups 2kt, 2kt + 1 side by side (G is even): one u32 of scales, one u16 of zeros
-            i, lane, row = _piece(tid, r)
+            i, lane, row = _piece(D, tid, r)
             ok = n0 + row < N
             at = (i64(n0 + row) * G + kt + kt) // 2
             sc = kaiodsl.load(kaiodsl.ptr_cast(scales, u32), at, cache="nc", mask=ok, other=0)
             zp = kaiodsl.load(kaiodsl.ptr_cast(zeros, u16), at, cache="nc", mask=ok, other=0) if D.has_zeros else 0
             out = out + [(sc, zp)]
         else:
-            i, lane, row = _piece(tid, r)
+            i, lane, row = _piece(D, tid, r)
             ok = n0 + row < N
             at = i64(n0 + row) * G + kt // (D.group_size // BK)
             sc = kaiodsl.load(scales, at, cache="nc", mask=ok, other=0)
@@ -243,8 +268,8 @@ def _store_b4(D: kaiodsl.Const, smem, stage_off, words, groups, tid):
     is f16 chunk 4 ww + lane % 4 of its row."""
     H2 = D.h2
     MAGIC_BITS, MAGIC_F = D.magic
-    for r in kaiodsl.static_range(D.cfg.block_n * 4 // PRODUCERS):
-        i, lane, row = _piece(tid, r)
+    for r in kaiodsl.static_range(D.pieces):
+        i, lane, row = _piece(D, tid, r)
         sc, zp = groups[r]
         for ww in kaiodsl.static_range(2):
             if ww == 0 or D.groups == 2:
@@ -270,8 +295,8 @@ def _store_b8(D: kaiodsl.Const, smem, stage_off, words, groups, tid):
     rounded once) into chunks 2 q and 2 q + 1 of the piece's row."""
     H2 = D.h2
     IS_F16 = D.dtype_name == "f16"
-    for r in kaiodsl.static_range(D.cfg.block_n * 4 // PRODUCERS):
-        row, q = _piece8(tid + PRODUCERS * r)
+    for r in kaiodsl.static_range(D.pieces):
+        row, q = _piece8(D, tid, r)
         s = 0
         if D.group_size:
             if IS_F16:

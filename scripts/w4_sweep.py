@@ -5,7 +5,8 @@ tuning run on an H200; not a test).
     python scripts/w4_sweep.py            # everything
     python scripts/w4_sweep.py int4       # one part: int4, int8 or qkv
     python scripts/w4_sweep.py m2048 qkv  # only M = 2048
-    python scripts/w4_sweep.py ahead ...  # only the scale-prefetch depths (W4Config.ahead) of the defaults
+    python scripts/w4_sweep.py ahead ...  # only the producer variants: scale-prefetch depths (W4Config.ahead)
+                                          # of the defaults, and warp_stages
 
 Prints one line per (op, shape, config): time, ratio against cuBLAS (x @ W16^T with the dequantized f16
 weights; for QKV the three projections' matmuls), and the relative error against float64 with the
@@ -28,7 +29,9 @@ TALLS = [TALL, W4Config(block_m=256, block_n=128, stages=4, staging=4),
 MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, staging=3),
                      W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
-AHEADS = [dataclasses.replace(c, ahead=a) for c in (TALL, DEFAULT) for a in (1, 2, 3, 4)]
+AHEADS = [dataclasses.replace(c, ahead=a) for c in (TALL, DEFAULT) for a in (1, 2, 3, 4)] \
+    + [W4Config(block_m=256, block_n=128, stages=4, staging=4, warp_stages=True),
+       W4Config(block_m=128, block_n=128, stages=4, staging=4, warp_stages=True)]
 MS, NKS = (512, 2048, 8192), (4096, 8192)
 LLAMA8B = (4096, 32, 8, 128)          # hidden, H, H_kv, D
 

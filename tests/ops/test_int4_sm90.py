@@ -27,6 +27,8 @@ TWO_BLOCKS = W4Config(block_m=128, block_n=32, stages=2, consumers=1)       # tw
 TWO_SLOTS = W4Config(block_m=64, block_n=64, stages=2, consumers=1, staging=2)   # one chunk ahead
 DEEP = W4Config(block_m=64, block_n=96, stages=2, consumers=1, staging=3)        # 2 chunks ahead, 3 pieces a thread
 AHEAD = W4Config(block_m=64, block_n=64, stages=2, consumers=1, ahead=3)        # scales 3 stages ahead
+WARPS = W4Config(block_m=64, block_n=64, stages=4, consumers=1, staging=4, warp_stages=True)   # a warp a stage
+WARPS2 = W4Config(block_m=128, block_n=32, stages=8, consumers=2, staging=8, warp_stages=True)  # 2 slots a warp
 
 
 @pytest.fixture
@@ -54,7 +56,8 @@ def _reference(a64, q, s64, zeros, gs):
 @pytest.mark.parametrize("M,N,K,gs,config", [(200, 136, 256, 128, SMALL), (130, 72, 384, 64, ONE_WG),
                                              (150, 40, 256, 32, TWO_BLOCKS), (65, 200, 128, 64, SMALL),
                                              (300, 136, 256, 128, ops.gemm_sm90_w4.TALL),
-                                             (130, 72, 128, 32, AHEAD)])     # fewer K stages than ahead
+                                             (130, 72, 128, 32, AHEAD),      # fewer K stages than ahead
+                                             (130, 72, 128, 32, WARPS), (150, 40, 256, 64, WARPS2)])
 @pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
 def test_w4_sm90_ragged(sm90, rng, M, N, K, gs, config, with_zeros):
     a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", with_zeros)
@@ -75,7 +78,8 @@ def test_w4_sm90_bf16(sm90, rng, gs, with_zeros):
 
 
 @pytest.mark.parametrize("M,N,K,gs,config", [(130, 200, 1024, 32, TWO_SLOTS), (70, 296, 1024, 128, DEEP),
-                                             (200, 136, 896, 64, SMALL), (130, 136, 640, 64, AHEAD)])
+                                             (200, 136, 896, 64, SMALL), (130, 136, 640, 64, AHEAD),
+                                             (130, 200, 1024, 32, WARPS), (70, 136, 896, 128, WARPS2)])
 @pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
 def test_w4_sm90_staging_wrap(sm90, rng, M, N, K, gs, config, with_zeros):
     """Long K through small rings: the staging ring (2 slots: one copy ahead; 3 slots: two) wraps within a

@@ -78,6 +78,14 @@ def test_qkv_sm90_quant_staging_wrap(on_sm90, rng, poison, kind):  # noqa: F811
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_qkv_sm90_quant_warp_stages(on_sm90, rng, poison, kind):  # noqa: F811
+    """W4Config.warp_stages: each producer warp dequantizes every fourth stage and stages its own weights
+    (copies into its own slots), across tiles of different segments."""
+    _run(rng, kind, "f16", 1, 40, 1024, 2, 1, 32, bias=True, gs=32,
+         config=W4Config(128, 32, 4, 2, staging=4, warp_stages=True))
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
 def test_qkv_sm90_quant_default_runs_it(on_sm90, rng, poison, kind):  # noqa: F811
     _run(rng, kind, "f16", 1, 72, 128, 2, 2, 64, rope_style="rotate_half")
 

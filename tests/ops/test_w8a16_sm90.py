@@ -25,6 +25,7 @@ SMALL = W4Config(block_m=128, block_n=64, stages=2, consumers=2)
 ONE_WG = W4Config(block_m=64, block_n=32, stages=3, consumers=1)
 WIDE = W4Config(block_m=64, block_n=256, stages=2, consumers=1)      # 8 pieces a producer thread
 DEEP = W4Config(block_m=64, block_n=96, stages=2, consumers=1, staging=3)    # 2 chunks ahead, 3 pieces a thread
+WARPS = W4Config(block_m=64, block_n=64, stages=4, consumers=1, staging=8, warp_stages=True)   # a warp a stage
 
 
 @pytest.fixture
@@ -54,7 +55,8 @@ def _inputs(rng, M, N, K, dt, gs):
 @pytest.mark.parametrize("M,N,K,gs,config", [(200, 136, 208, None, SMALL), (130, 72, 256, 64, ONE_WG),
                                              (150, 40, 384, 128, SMALL), (65, 96, 256, 256, ONE_WG),
                                              (100, 64, 80, None, ONE_WG), (70, 264, 192, 64, WIDE),
-                                             (300, 136, 128, None, ops.gemm_sm90_w4.TALL)])
+                                             (300, 136, 128, None, ops.gemm_sm90_w4.TALL),
+                                             (130, 72, 256, 64, WARPS)])
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 def test_w8_sm90(sm90, rng, M, N, K, gs, config, dt):
     a, av, qh, q, sa, sv = _inputs(rng, M, N, K, dt, gs)
@@ -63,7 +65,8 @@ def test_w8_sm90(sm90, rng, M, N, K, gs, config, dt):
 
 
 @pytest.mark.parametrize("M,N,K,gs,config", [(130, 200, 1040, None, DEEP), (70, 136, 1024, 128, SMALL),
-                                             (100, 104, 784, None, ONE_WG)])
+                                             (100, 104, 784, None, ONE_WG), (130, 200, 1040, None, WARPS),
+                                             (70, 136, 1024, 128, WARPS)])
 def test_w8_sm90_staging_wrap(sm90, rng, M, N, K, gs, config):
     """Long, ragged K (past the last full 64-k chunk TMA zero-fills) through small rings: the staging ring
     wraps within a tile and runs on across a persistent block's tiles."""
