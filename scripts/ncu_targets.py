@@ -2,7 +2,7 @@
 
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
-        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|attn_fwd90[c]|decode|int4_m16|qkv_int4_m1|f16
+        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|attn_fwd90[c]|decode|int4_m16|qkv_int4_m1|qkv_int4_m2048[_tall]|f16
 Each target runs its op three times (the first two warm up and are skipped)."""
 
 import sys
@@ -31,12 +31,14 @@ elif name == "attn_bwd":              # attention_backward, f16, B 4, H 16, S 40
     q, k, v, do = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(4))
     o, lse = ops.attention(q, k, v, return_lse=True)
     run = lambda: ops.attention_backward(do, q, k, v, o, lse)
-elif name in ("int4_m16", "qkv_int4_m1"):   # the int4 decode GEMV (M 16, N = K = 8192); the fused int4 QKV (Llama-3-8B, M 1)
+elif name in ("int4_m16", "qkv_int4_m1", "qkv_int4_m2048", "qkv_int4_m2048_tall"):
+    # the int4 decode GEMV (M 16, N = K = 8192); the fused int4 QKV (Llama-3-8B, M 1; M 2048 at its
+    # default tiling and at gemm_sm90_w4.TALL)
     gs = 128
     if name == "int4_m16":
         M, shapes = 16, [(8192, 8192)]
     else:
-        M, shapes = 1, [(4096, 4096), (1024, 4096), (1024, 4096)]
+        M, shapes = (1 if name == "qkv_int4_m1" else 2048), [(4096, 4096), (1024, 4096), (1024, 4096)]
     packed = [torch.from_numpy(ops.pack_int4(np.random.randint(0, 16, (n, k), dtype=np.uint8))).cuda()
               for n, k in shapes]
     sc = [torch.rand(n, k // gs, device="cuda", dtype=torch.float16) * 0.02 for n, k in shapes]
@@ -44,7 +46,9 @@ elif name in ("int4_m16", "qkv_int4_m1"):   # the int4 decode GEMV (M 16, N = K 
     if name == "int4_m16":
         run = lambda: ops.matmul_int4(a, packed[0], sc[0], group_size=gs)
     else:
-        run = lambda: ops.qkv_project_int4(a, *packed, *sc, group_size=gs)
+        from kaiodsl.ops.gemm_sm90_w4 import TALL
+        cfg = TALL if name.endswith("_tall") else None
+        run = lambda: ops.qkv_project_int4(a, *packed, *sc, group_size=gs, config=cfg)
 elif name == "attn_fwd80":            # the mma.sync (sm_80) attention forward, f16, B 4, H 16, S 4096, D 128
     from kaiodsl.ops.attention_fwd import fwd_config
     q, k, v = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(3))

@@ -53,6 +53,16 @@ for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attenti
         q8 = torch.randint(-128, 128, (200, 256), generator=g, dtype=torch.int8).to(dev)
         ops.matmul_w8a16(x, q8, torch.rand(200, generator=g).to(dev), config=TALL)
         print("w4 / w8 sm90 ok", flush=True)
+    if name == "w4ws":             # the same with warp_stages (a warp a stage, its own staging slots), K 1024
+        from kaiodsl.ops.gemm_sm90_w4 import W4Config
+        ws = W4Config(block_m=256, block_n=128, stages=4, staging=4, warp_stages=True)
+        x = torch.randn(300, 1024, generator=g).half().to(dev)
+        q4 = torch.randint(0, 16, (200, 1024), generator=g, dtype=torch.uint8).numpy()
+        ops.matmul_int4(x, torch.from_numpy(ops.pack_int4(q4)).to(dev), torch.rand(200, 8, generator=g).half().to(dev),
+                        group_size=128, config=ws)
+        q8 = torch.randint(-128, 128, (200, 1024), generator=g, dtype=torch.int8).to(dev)
+        ops.matmul_w8a16(x, q8, torch.rand(200, generator=g).to(dev), config=ws)
+        print("w4 / w8 sm90 warp_stages ok", flush=True)
     if name == "qkv":              # the segmented kernel: three B maps and outputs in one launch
         x = torch.randn(300, 256, generator=g).half().to(dev)
         ws = [torch.randn(n, 256, generator=g).half().to(dev) for n in (256, 128, 128)]
