@@ -29,7 +29,7 @@ TALLS = [TALL, W4Config(block_m=256, block_n=128, stages=4, staging=4),
 MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, staging=3),
                      W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
-AHEADS = [dataclasses.replace(c, ahead=a) for c in (TALL, DEFAULT) for a in (1, 2, 3, 4)] \
+AHEADS = [dataclasses.replace(TALL, ahead=a) for a in (2, 3, 4)] + [dataclasses.replace(DEFAULT, ahead=2)] \
     + [W4Config(block_m=256, block_n=128, stages=4, staging=4, warp_stages=True),
        W4Config(block_m=128, block_n=128, stages=4, staging=4, warp_stages=True)]
 MS, NKS = (512, 2048, 8192), (4096, 8192)
@@ -125,7 +125,8 @@ def main(argv) -> int:
     rng = np.random.default_rng(0)
     global MS, MATMUL_CANDIDATES, QKV_CANDIDATES
     if "ahead" in argv:
-        MATMUL_CANDIDATES = QKV_CANDIDATES = AHEADS
+        MATMUL_CANDIDATES = AHEADS
+        QKV_CANDIDATES = [TALL, dataclasses.replace(DEFAULT, ahead=2), AHEADS[-2]]
         argv = [a for a in argv if a != "ahead"]
     if "m2048" in argv:             # the prefill row count of the goals only
         MS = (2048,)
