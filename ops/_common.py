@@ -295,17 +295,23 @@ def data_alignment(a: Arr, cap: int = 16) -> int:
     return min(cap, addr & -addr) if addr else cap
 
 
-TICKETS: dict = {}       # (array kind, device, backend) -> zeroed i32 buffer, grown as needed
+TICKETS: dict = {}       # (array kind, device, backend, torch stream) -> zeroed i32 buffer, grown as needed
 
 
 def tickets(like, n: int):
-    """At least ``n`` i32 counters on ``like``'s device, zero between launches: one buffer per device
-    and backend that every kernel drawing tickets from it (the split decode GEMMs, the dynamic
-    attention schedule) leaves zeroed, so no launch pays a memset. Kernels on concurrent streams must
-    not draw from it at the same time."""
+    """At least ``n`` i32 counters on ``like``'s device, zero between launches: one buffer per device,
+    backend and (torch operands) PyTorch stream, which every kernel drawing tickets from it (the split
+    decode GEMMs, the dynamic attention schedule) leaves zeroed, so no launch pays a memset. Launches
+    on one stream run in order, so they never draw from a buffer at the same time; an op launched on
+    another stream (torch.cuda.stream(s)) gets a buffer of its own (zeroed on that stream)."""
     from kaiodsl.runtime import current
 
-    key = (like.kind, str(like.device), id(current()))
+    stream = 0
+    if like.kind == "torch" and like.obj.is_cuda:
+        from kaiodsl.runtime.fastpath import torch_stream
+
+        stream = torch_stream(like.obj.device.index)
+    key = (like.kind, str(like.device), id(current()), stream)
     buf = TICKETS.get(key)
     if buf is None or len(buf) < n:
         n = max(n, 4096)

@@ -127,8 +127,8 @@ MAX_SPLITS = 64          # K ranges across blocks: each block at least one 16-by
 def split_buffers(like, cfg: DecodeConfig, tiles_mn: int) -> tuple:
     """(f32 workspace, i32 tickets) for ``cfg.splits`` > 1 over ``tiles_mn`` column tiles, else 1-element
     placeholders. The workspace is fresh (every split writes its partial before the ticket); the tickets
-    are one zeroed buffer per device that the kernels leave zeroed (the last block resets its slot), so
-    no launch pays a memset. Launches on concurrent streams must not share it: decode runs on one."""
+    are one zeroed buffer per device (and PyTorch stream: ``tickets``) that the kernels leave zeroed (the
+    last block resets its slot), so no launch pays a memset."""
     from ._common import new_like, tickets
 
     n = cfg.workspace_elems(tiles_mn)

@@ -259,6 +259,35 @@ def test_int4_decode_gpu_shapes(torch_cuda, cfg, M, N, K):
 
 
 @pytest.mark.gpu
+def test_int4_decode_gpu_two_streams(torch_cuda):
+    """Split launches (tickets) on two PyTorch streams at once: each stream draws from its own counters, so
+    both results are right, and every buffer is left zeroed."""
+    torch = torch_cuda
+    cfg = DecodeConfig(4, 2, 4, 2, 8, True)
+    rng = np.random.default_rng(7)
+    N, K = 4096, 8192
+    runs = []
+    for _ in range(2):
+        q = rng.integers(0, 16, (N, K), dtype=np.uint8)
+        s = (rng.uniform(0.5, 1.5, (N, K // 128)) * 1e-2).astype(np.float16)
+        a = rng.standard_normal((4, K)).astype(np.float16)
+        runs.append((ops.reference_matmul_int4(a, q, s, None, 128),
+                     [torch.from_numpy(x).cuda() for x in (a, ops.pack_int4(q), s)]))
+    streams = [torch.cuda.Stream() for _ in runs]
+    torch.cuda.synchronize()
+    outs = [[] for _ in runs]
+    for rep in range(20):                 # interleaved: the streams' launches overlap on the GPU
+        for i, (st, (_, (ta, tw, ts))) in enumerate(zip(streams, runs)):
+            with torch.cuda.stream(st):
+                outs[i].append(ops.matmul_int4(ta, tw, ts, group_size=128, config=cfg))
+    torch.cuda.synchronize()
+    for (ref, _), got in zip(runs, outs):
+        for out in got:
+            check_close(out.cpu().numpy(), ref, "f16")
+    assert not any(b.any().item() for b in _common.TICKETS.values() if isinstance(b, torch.Tensor) and b.is_cuda)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("cfg", [DecodeConfig(4, 2, 4, 2, 4, True, True), DecodeConfig(1, 8, 4, 2, 1, False, True)],
                          ids=str)
 def test_w8a16_decode_gpu_split(torch_cuda, cfg):
