@@ -262,7 +262,7 @@ def build_ir(kernel, ctx: CompileContext) -> Function:
     from .frontend.visitor import Visitor
 
     src = kernel.source
-    fn = Function(kernel.entry_name, [], [], source_file=src.file)
+    fn = Function(kernel.entry_name, [], [], source_file=src.file, source_line=src.first_line)
     b = Builder(fn, ctx.arch)
     b.block = b.new_block("entry")
     b.block.name = "entry"

@@ -105,6 +105,7 @@ class Function:
     shared: list = field(default_factory=list)
     required_block: tuple | None = None
     source_file: str = ""
+    source_line: int = 0    # the kernel function's first line in source_file
     features: set = field(default_factory=set)  # e.g. {"mma", "cp.async"}, for .version/.target gates
 
     @property

@@ -111,6 +111,13 @@ def _products_in(index, bounds: _Bounds, seen: set):
             stack.extend(n.operands)
 
 
+def _library(file: str) -> str | None:
+    """The module name when ``file`` is kaiodsl's own library code (the tile library, the language; not
+    the op library, whose kernels are kernels like the user's), else None."""
+    mod = _module_of(file)
+    return mod if mod and mod.startswith("kaiodsl.") and not mod.startswith("kaiodsl.ops") else None
+
+
 def _module_of(file: str) -> str | None:
     """The dotted name of the loaded module whose source is ``file``, so that warning filters can name
     modules (``warnings.filterwarnings(..., module="mypkg.kernels")``) as for any Python warning."""
@@ -144,5 +151,11 @@ def check_index_width(fn: Function) -> None:
                    f"(docs/language.md, '64-bit indexing')")
             if loc is None:
                 warnings.warn(msg, IndexOverflowWarning, stacklevel=2)
+            elif _library(loc.file) and fn.source_file and os.path.realpath(fn.source_file) != os.path.realpath(loc.file):
+                # a tile-library function inlined into the kernel: the warning is the kernel's (its line, its
+                # module, for filters), naming the library line
+                warnings.warn_explicit(f"{msg}; in {_library(loc.file)} line {loc.line}, inlined into kernel {fn.name}",
+                                       IndexOverflowWarning, fn.source_file, fn.source_line or 1,
+                                       _module_of(fn.source_file))
             else:
                 warnings.warn_explicit(msg, IndexOverflowWarning, loc.file, loc.line, _module_of(loc.file))

@@ -92,3 +92,23 @@ def test_the_idiom_indexes_in_64_bits():
     x, base = np.full(4 * 8, -1.0, np.float32), np.arange(8, dtype=np.float32)
     k[4, 8](x, base, 8)
     np.testing.assert_array_equal(x.reshape(4, 8), base[None, :] + np.arange(4, dtype=np.float32)[:, None])
+
+
+@kaiodsl.kernel(block_size=64)
+def via_tile_library(a: kaiodsl.Ptr[kaiodsl.f16], M: i32, lda: i32):
+    T = kaiodsl.tiles.SmemTile(32, 32, kaiodsl.f16)
+    plan = kaiodsl.tiles.copies.plan(kaiodsl.tiles.TileCopy(T, 64, "cols", "cp.async"),
+                                     kaiodsl.shared_array(kaiodsl.f16, (T.end,), align=128), a, lda, 0, M,
+                                     kaiodsl.thread_idx.x)
+    kaiodsl.tiles.copies.issue(kaiodsl.tiles.TileCopy(T, 64, "cols", "cp.async"), plan, lda, 0, 0, 32)
+
+
+def test_a_tile_library_line_warns_at_the_kernel():
+    """A product inside an inlined tile-library function (TileCopy's i32 row offsets, rows x ld) warns at
+    the kernel using it, in its module (so the kernel's own filters apply), naming the library line: no
+    warning points into kaiodsl's files."""
+    w = _warnings(via_tile_library)
+    assert w and all(x.filename == via_tile_library.source.file for x in w), [(x.filename, x.lineno) for x in w]
+    assert all(x.lineno == via_tile_library.source.first_line for x in w)
+    msg = str(w[0].message)
+    assert "in kaiodsl.tiles.copies line" in msg and "inlined into kernel via_tile_library" in msg
