@@ -134,13 +134,15 @@ def store_segments(SEGS: kaiodsl.Const, W: kaiodsl.Const, accs, outs, args, r0, 
             pargs = []
             for a in kaiodsl.static_range(len(P.args)):
                 pargs = pargs + [args[P.args[a]]]
+            blocks = []
             for i in kaiodsl.static_range(W.m_tiles):
-                tile = tiles.warpgroup.acc_tile(W, accs[i])
-                if P.rope:
-                    _store_heads(P, W, tile, pargs, args, outs[s], r0 + 64 * i, n0 - lo, lane, M)
-                else:
-                    tiles.epilogue.store_tile(P.epilogue, W.acc_tile, tile, outs[s], pargs, r0 + 64 * i, n0 - lo,
-                                              lane, M, P.width)
+                blocks = blocks + [tiles.warpgroup.acc_tile(W, accs[i])]
+            if P.rope:
+                for i in kaiodsl.static_range(W.m_tiles):
+                    _store_heads(P, W, blocks[i], pargs, args, outs[s], r0 + 64 * i, n0 - lo, lane, M)
+            else:                 # the m64 blocks column by column (tiles.epilogue.store_blocks)
+                tiles.epilogue.store_blocks(P.epilogue, W.acc_tile, blocks, outs[s], pargs, r0, 64, n0 - lo, lane, M,
+                                            P.width)
         lo = lo + P.width
 
 

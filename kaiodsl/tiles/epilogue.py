@@ -271,26 +271,36 @@ def store_tile(E: Const, T: Const, acc, out, args, r0, c0, lane, M, N):
     """The warp tile ``acc`` (an AccTile T) at (r0, c0) of the [M, N] result, through E; two
     columns per lane (C fragment: rows g, g + 8; columns 2t, 2t + 1), rows >= M and columns >= N skipped.
     Row offsets and row factors are computed once per row, column terms once per column pair."""
+    store_blocks(E, T, [acc], out, args, r0, 0, c0, lane, M, N)
+
+
+@kaiodsl.func
+def store_blocks(E: Const, T: Const, accs, out, args, r0, step: Const[int], c0, lane, M, N):
+    """store_tile for the warp tiles ``accs[b]`` at rows ``r0 + step * b`` (a warpgroup consumer's m64
+    blocks), column by column across the blocks: each column pair's terms (a bias, a scale) are loaded
+    once for every block and used at once, so none stays live across another block's stores."""
     g = lane // 4
     t = lane % 4
     args = load_scalars(E, args)
     cl = c0 + 2 * t
     rows = []
-    for i in kaiodsl.static_range(T.mi):
-        for h in kaiodsl.static_range(2):
-            row = r0 + i * 16 + g + 8 * h
-            rows = rows + [(row, row_factor(E, args, row, M), _row_base(E.store, row, cl, N))]
+    for b in kaiodsl.static_range(len(accs)):
+        for i in kaiodsl.static_range(T.mi):
+            for h in kaiodsl.static_range(2):
+                row = r0 + step * b + i * 16 + g + 8 * h
+                rows = rows + [(row, row_factor(E, args, row, M), _row_base(E.store, row, cl, N))]
     for j in kaiodsl.static_range(T.nj):
         col = cl + j * 8
         cf0, cv0 = col_terms(E, args, col, N)
         cf1, cv1 = col_terms(E, args, col + 1, N)
-        for i in kaiodsl.static_range(T.mi):
-            for h in kaiodsl.static_range(2):
-                row, rf, rbs = rows[2 * i + h]
-                if row < M:
-                    v0 = apply(E, f32(acc[i][j][2 * h]), cf0, rf, cv0, row, col)
-                    v1 = apply(E, f32(acc[i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)
-                    _route(E.store, out, rbs, j * 8, col, N, v0, v1, E.out)
+        for b in kaiodsl.static_range(len(accs)):
+            for i in kaiodsl.static_range(T.mi):
+                for h in kaiodsl.static_range(2):
+                    row, rf, rbs = rows[(b * T.mi + i) * 2 + h]
+                    if row < M:
+                        v0 = apply(E, f32(accs[b][i][j][2 * h]), cf0, rf, cv0, row, col)
+                        v1 = apply(E, f32(accs[b][i][j][2 * h + 1]), cf1, rf, cv1, row, col + 1)
+                        _route(E.store, out, rbs, j * 8, col, N, v0, v1, E.out)
 
 
 # -- in two steps: values, then stores (a step on the whole tile in between, e.g. tiles.rope) ---------
