@@ -154,7 +154,8 @@ def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str,
     """(the W4Config the heuristic takes, '') or (None, why not) for int8/int4 weights: sm_90a past M = 64
     (gemm_sm90_w4.use_sm90_w8 / use_sm90_w4), x (and int8 weights) on 16-byte boundaries (``align``: the
     power of two dividing their data, 0 when x cannot be viewed as [M, hidden]), and gemm_sm90_w4's tiling
-    (128 x 128 with a rope, or when 256 columns do not divide the projections) fitting them."""
+    (gemm_sm90_w4.w4_config's: 256 x 128 where those tiles fill the SMs; 128 x 128 with a rope, or when
+    256 columns do not divide the projections) fitting them."""
     from kaiodsl.compiler import default_arch
 
     N = Nq + 2 * Nkv
@@ -167,7 +168,7 @@ def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str,
     if align < 16:
         return None, "x or an int8 weight is off 16-byte boundaries (TMA, 16-byte loads)"
     why = ""
-    first = w4.NARROW if style else w4.w4_config(M, N, K, sms, tall=False)   # a rope spills at 256, TALL's epilogue too
+    first = w4.NARROW if style else w4.w4_config(M, N, K, sms)    # a rope spills at 256 columns and at 256 rows
     for cfg in dict.fromkeys((first, w4.NARROW)):
         why = _misfit(cfg, Nq, Nkv, D, style)
         if not why:

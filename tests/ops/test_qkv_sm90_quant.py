@@ -119,12 +119,15 @@ def test_qkv_sm90_quant_mid_m_runs(on_sm90, rng, poison, kind):  # noqa: F811
 
 
 def test_qkv_sm90_quant_choice(sm90):
-    """qkv_choice names the dequantizing kernel at Llama-3-8B prefill (128 x 256 tiles, 128 x 128 with a rope),
-    and keeps the mma.sync kernel at M <= 16, off 16-byte boundaries and where a projection's N is no
-    multiple of block_n."""
+    """qkv_choice names the dequantizing kernel at Llama-3-8B prefill (256 x 128 tiles, 128 x 128 with a rope;
+    128 x 128 where 256-row tiles would leave SMs idle), and keeps the mma.sync kernel at M <= 16, off
+    16-byte boundaries and where a projection's N is no multiple of block_n."""
+    from kaiodsl.ops import gemm_sm90_w4
+
     for kind in ("int8", "int4"):
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024)
-        assert isinstance(ch.config, W4Config) and ch.config.block_n == 256 and "gemm_sm90_w4" in ch.source
+        assert ch.config == gemm_sm90_w4.TALL and "gemm_sm90_w4" in ch.source
+        assert gemm_sm90_w4.w4_config(512, 6144, 4096, 132) == gemm_sm90_w4.NARROW    # 96 tall tiles: too few
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, 128, "rotate_half")
         assert isinstance(ch.config, W4Config) and ch.config.block_n == 128
         assert not isinstance(qmod.qkv_choice(kind, 16, 4096, 4096, 1024).config, W4Config)
@@ -160,14 +163,14 @@ def _llama_kernel(kind, bhsd, style, zeros=False, gs=128, dtype="f16"):
     from kaiodsl.ops import gemm_sm90_w4, qkv_sm90
 
     hidden, H, Hkv, D = LLAMA8B
-    cfg = gemm_sm90_w4.NARROW if style else gemm_sm90_w4.DEFAULT
+    cfg = gemm_sm90_w4.NARROW if style else gemm_sm90_w4.TALL
     segs, types = qkv_sm90.segments(H * D, Hkv * D, f16, True, bhsd, 1024, D, style, True, kind == "int8")
     Dq = gemm_sm90_w4.W4Dequant(cfg, dtype, gs if kind == "int4" else 0, zeros, kind)
     return gemm_sm90_w4.w4_segments_kernel(Dq, segs, "i8" if kind == "int8" else "i32", types)
 
 
 LLAMA_KERNELS = [("int8", False, "", False, 0), ("int8", True, "rotate_half", False, 0),
-                 ("int4", False, "", False, 128),
+                 ("int4", False, "", False, 128), ("int4", False, "", True, 32), ("int4", True, "", True, 64),
                  ("int4", True, "rotate_half", True, 128), ("int4", True, "interleaved", True, 32)]
 
 
