@@ -141,18 +141,20 @@ class W4Config(WarpgroupTiling):
 DEFAULT = W4Config()                                                  # 192 KB ring + 2 x 16 KB staging
 NARROW = W4Config(block_m=128, block_n=128, stages=6, staging=4)      # 192 KB ring + 4 x 8 KB staging
 TALL = W4Config(block_m=256, block_n=128, stages=4, staging=2)        # 192 KB ring + 2 x 8 KB staging
+TALL_WS = W4Config(block_m=256, block_n=128, stages=4, staging=4, warp_stages=True)   # int8: a warp a stage
 
 
-def w4_config(M: int, N: int, K: int, sms: int, tall: bool = True) -> W4Config:
+def w4_config(M: int, N: int, K: int, sms: int, tall: bool = True, kind: str = "int4") -> W4Config:
     """256 x 128 tiles when they give every SM a tile, else 128 x 256 when those do, else 128 x 128.
 
     The producer's dequantization (block_n x 64 elements a stage) is what bounds this kernel, and a
     256 x 128 tile does the tensor work of a 128 x 256 one with half of it: on the H200 at M = 2048
     (scripts/w4_sweep.py, log committed) 0.71x / 0.75x f16 cuBLAS at N = K = 4096 / 8192 against
-    0.62x / 0.60x for 128 x 256. ``tall=False`` leaves it out (the segmented QKV kernel: its epilogue
-    spills at two m64 blocks a consumer)."""
+    0.62x / 0.60x for 128 x 256. ``tall=False`` leaves them out. For int8 weights (``kind``) the 256 x 128 tiles take the
+    ``warp_stages`` producer (TALL_WS): the fused int8 QKV at Llama-3-8B M = 2048 went from 0.66x to
+    0.79x cuBLAS with it, while int4 stayed at 0.70-0.71x (log w4_sweep_producer_2026-12-03)."""
     if tall and -(-M // 256) * -(-N // 128) >= sms:
-        return TALL
+        return TALL_WS if kind == "int8" else TALL
     return DEFAULT if -(-M // 128) * -(-N // 256) >= sms else NARROW
 
 
@@ -382,7 +384,7 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
     if config is None:
         if parallelism is not None or a_align < 16 or not wanted:
             return None
-        config = w4_config(M, N, K, sm_count())
+        config = w4_config(M, N, K, sm_count(), kind="int8" if op == "matmul_w8a16" else "int4")
     elif not isinstance(config, W4Config):
         raise ArgumentError(f"{op}(): config must be a gemm_sm90_w4.W4Config or None, got {config!r}")
     elif default_arch() != "sm_90a":

@@ -168,7 +168,7 @@ def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str,
     if align < 16:
         return None, "x or an int8 weight is off 16-byte boundaries (TMA, 16-byte loads)"
     why = ""
-    first = w4.NARROW if style else w4.w4_config(M, N, K, sms)    # a rope spills at 256 columns and at 256 rows
+    first = w4.NARROW if style else w4.w4_config(M, N, K, sms, kind=kind)    # a rope spills at 256 columns and at 256 rows
     for cfg in dict.fromkeys((first, w4.NARROW)):
         why = _misfit(cfg, Nq, Nkv, D, style)
         if not why:

@@ -7,6 +7,7 @@ tuning run on an H200; not a test).
     python scripts/w4_sweep.py m2048 qkv  # only M = 2048
     python scripts/w4_sweep.py ahead ...  # only the producer variants: scale-prefetch depths (W4Config.ahead)
                                           # of the defaults, and warp_stages
+    python scripts/w4_sweep.py ws ...     # only 256 x 128 with and without warp_stages
 
 Prints one line per (op, shape, config): time, ratio against cuBLAS (x @ W16^T with the dequantized f16
 weights; for QKV the three projections' matmuls), and the relative error against float64 with the
@@ -29,7 +30,7 @@ TALLS = [TALL, W4Config(block_m=256, block_n=128, stages=4, staging=4),
 MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, staging=3),
                      W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
-AHEADS = [dataclasses.replace(TALL, ahead=a) for a in (2, 3, 4)] + [dataclasses.replace(DEFAULT, ahead=2)] \
+AHEADS = [TALL] + [dataclasses.replace(TALL, ahead=a) for a in (2, 3, 4)] + [dataclasses.replace(DEFAULT, ahead=2)] \
     + [W4Config(block_m=256, block_n=128, stages=4, staging=4, warp_stages=True),
        W4Config(block_m=128, block_n=128, stages=4, staging=4, warp_stages=True)]
 MS, NKS = (512, 2048, 8192), (4096, 8192)
@@ -124,9 +125,12 @@ def main(argv) -> int:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     global MS, MATMUL_CANDIDATES, QKV_CANDIDATES
+    if "ws" in argv:                # the default 256 x 128 producer against warp_stages only
+        MATMUL_CANDIDATES = QKV_CANDIDATES = [TALL, AHEADS[-2]]
+        argv = [a for a in argv if a != "ws"]
     if "ahead" in argv:
         MATMUL_CANDIDATES = AHEADS
-        QKV_CANDIDATES = [TALL, dataclasses.replace(DEFAULT, ahead=2), AHEADS[-2]]
+        QKV_CANDIDATES = [TALL, AHEADS[-2]]
         argv = [a for a in argv if a != "ahead"]
     if "m2048" in argv:             # the prefill row count of the goals only
         MS = (2048,)

@@ -126,7 +126,8 @@ def test_qkv_sm90_quant_choice(sm90):
 
     for kind in ("int8", "int4"):
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024)
-        assert ch.config == gemm_sm90_w4.TALL and "gemm_sm90_w4" in ch.source
+        want = gemm_sm90_w4.TALL_WS if kind == "int8" else gemm_sm90_w4.TALL      # int8: a producer warp a stage
+        assert ch.config == want and "gemm_sm90_w4" in ch.source
         assert gemm_sm90_w4.w4_config(512, 6144, 4096, 132) == gemm_sm90_w4.NARROW    # 96 tall tiles: too few
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, 128, "rotate_half")
         assert isinstance(ch.config, W4Config) and ch.config.block_n == 128
@@ -163,7 +164,7 @@ def _llama_kernel(kind, bhsd, style, zeros=False, gs=128, dtype="f16"):
     from kaiodsl.ops import gemm_sm90_w4, qkv_sm90
 
     hidden, H, Hkv, D = LLAMA8B
-    cfg = gemm_sm90_w4.NARROW if style else gemm_sm90_w4.TALL
+    cfg = gemm_sm90_w4.NARROW if style else gemm_sm90_w4.TALL_WS if kind == "int8" else gemm_sm90_w4.TALL
     segs, types = qkv_sm90.segments(H * D, Hkv * D, f16, True, bhsd, 1024, D, style, True, kind == "int8")
     Dq = gemm_sm90_w4.W4Dequant(cfg, dtype, gs if kind == "int4" else 0, zeros, kind)
     return gemm_sm90_w4.w4_segments_kernel(Dq, segs, "i8" if kind == "int8" else "i32", types)

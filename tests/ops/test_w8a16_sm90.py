@@ -108,7 +108,8 @@ def test_w8_sm90_refused_off_sm90(backend, monkeypatch):
                          config=SMALL)
 
 
-NO_SPILL = [(cfg, dt, gs, bias) for cfg in (W4Config(), W4Config(block_n=128, stages=6, staging=4))
+NO_SPILL = [(cfg, dt, gs, bias) for cfg in (W4Config(), W4Config(block_n=128, stages=6, staging=4),
+                                            ops.gemm_sm90_w4.TALL_WS)
             for dt in ("f16", "bf16") for gs, bias in ((0, True), (0, False), (64, False), (128, True))]
 
 
