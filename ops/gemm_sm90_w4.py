@@ -93,9 +93,15 @@ class W4Config(WarpgroupTiling):
             raise ArgumentError(f"W4Config: warp_stages must be True or False, got {self.warp_stages!r}")
 
     @property
+    def stage_threads(self) -> int:
+        """Producer threads that dequantize one B stage: the warpgroup, or with ``warp_stages`` one warp."""
+        return 32 if self.warp_stages else PRODUCERS
+
+    @property
     def units(self) -> int:
-        """(8-row tile, lane) pieces of the B tile each producer thread loads and dequantizes a stage."""
-        return self.block_n * 4 // (32 if self.warp_stages else PRODUCERS)
+        """(8-row tile, lane) pieces (int8: row quarters) of the B tile each of a stage's producer threads
+        loads and dequantizes."""
+        return self.block_n * 4 // self.stage_threads
 
     def smem_bytes(self) -> int:
         """The (A, B) ring and the raw weights' staging ring after it."""
@@ -178,7 +184,6 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
     R, SR, SK = D.ring, D.staging, D.chunk_stages
     A_ELEMS = BM * BK
     STAGE_ELEMS = A_ELEMS + BN * BK
-    A_BYTES = A_ELEMS * 2
     WG_ELEMS = cfg.wg_rows * BK
     CHUNK_WORDS = D.chunk_bytes // 4
     smem = kaiodsl.dynamic_shared(f16, align=1024)
@@ -215,9 +220,7 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
                 at, ac = stage.next_chunk(at, ac, chunks, step)
         for t in range(first, total, step):
             m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
-            sc, zp, bn0, bN = scales, zeros, n0, N
-            if SEGS:              # the scales, zeros and rows of the segment holding the tile
-                (sc, zp), bn0, bN = seg.segment_of(SEGS, (scales, zeros), n0)
+            sc, zp, bn0, bN = _tile_weights(SEGS, scales, zeros, n0, N)
             cgs = []              # the scales of stages kt .. kt + ahead - 1
             for j in kaiodsl.static_range(AH):
                 cgs = cgs + [stage.group_raw(D, sc, zp, min(j, ktiles - 1), G, bn0, bN, tid)]
@@ -238,13 +241,7 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
                         rd = tiles.pipeline.advance(SR, rd)
                     ng = stage.group_raw(D, sc, zp, min(kt + AH, ktiles - 1), G, bn0, bN, tid)
                     tiles.pipeline.acquire(R, state, bars)
-                    index, phase = state
-                    if tid == 0:
-                        kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
-                        kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-                    stage.store_b(D, smem, index * STAGE_ELEMS, words, cgs[0], tid)
-                    kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
-                    kaiodsl.mbarrier_arrive(bars.ptr(index))
+                    _fill_stage(D, ta, smem, bars, state[0], m0, kt, words, cgs[0], tid, tid == 0)
                     state = tiles.pipeline.advance(R, state)
                     nxt = []
                     for j in kaiodsl.static_range(1, AH):
@@ -282,17 +279,39 @@ def _body(D: kaiodsl.Const, E: kaiodsl.Const, ta, tw, scales, zeros, c, args, M,
 
 
 @kaiodsl.func
+def _tile_weights(SEGS: kaiodsl.Const, scales, zeros, n0, N):
+    """(scales, zero points, first column, width) of the weights holding output column n0: the only ones,
+    or with SEGS the segment's."""
+    if SEGS:
+        (sc, zp), bn0, bN = seg.segment_of(SEGS, (scales, zeros), n0)
+        return sc, zp, bn0, bN
+    return scales, zeros, n0, N
+
+
+@kaiodsl.func
+def _fill_stage(D: kaiodsl.Const, ta, smem, bars, index, m0, kt, words, groups, tid, issuer):
+    """Ring slot ``index`` for K stage kt of the tile at row m0: the ``issuer`` thread announces and copies
+    A; every producer thread of the stage dequantizes its words into B, fences them for wgmma and arrives."""
+    cfg = D.cfg
+    STAGE_ELEMS = (cfg.block_m + cfg.block_n) * BK
+    if issuer:
+        kaiodsl.mbarrier_expect_tx(bars.ptr(index), cfg.block_m * BK * 2)
+        kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
+    stage.store_b(D, smem, index * STAGE_ELEMS, words, groups, tid)
+    kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
+    kaiodsl.mbarrier_arrive(bars.ptr(index))
+
+
+@kaiodsl.func
 def _stage_of(D: kaiodsl.Const, SEGS: kaiodsl.Const, scales, zeros, g, ktiles, first, step, M, N):
-    """Stage g of a block's walk (its tiles' K stages one after another): (kt, m0, n0, the scales and
-    zero points, first column and width of the weights holding n0)."""
+    """Stage g of a block's walk (its tiles' K stages one after another): (kt, m0, the scales and zero
+    points, first column and width of the weights holding the tile)."""
     cfg = D.cfg
     ti = g // ktiles
     kt = g - ti * ktiles
     m0, n0 = tiles.gemm.tile_coords_of(first + ti * step, M, N, cfg.block_m, cfg.block_n, cfg.group_m)
-    sc, zp, bn0, bN = scales, zeros, n0, N
-    if SEGS:
-        (sc, zp), bn0, bN = seg.segment_of(SEGS, (scales, zeros), n0)
-    return kt, m0, n0, sc, zp, bn0, bN
+    sc, zp, bn0, bN = _tile_weights(SEGS, scales, zeros, n0, N)
+    return kt, m0, sc, zp, bn0, bN
 
 
 @kaiodsl.func
@@ -309,8 +328,6 @@ def _produce_warp_stages(D: kaiodsl.Const, SEGS: kaiodsl.Const, ta, tw, scales, 
     R, SR, SK = D.ring, D.staging, D.chunk_stages
     NW = PRODUCERS // 32
     KW = cfg.staging // NW                 # staging slots a warp
-    A_BYTES = cfg.block_m * BK * 2
-    STAGE_ELEMS = (cfg.block_m + cfg.block_n) * BK
     CHUNK_WORDS = D.chunk_bytes // 4
     warp, lane = tid // 32, tid % 32
     mine = (total - first + step - 1) // step if first < total else 0
@@ -322,7 +339,7 @@ def _produce_warp_stages(D: kaiodsl.Const, SEGS: kaiodsl.Const, ta, tw, scales, 
                 q = gd // SK
                 stage.copy_chunk(D, SEGS, SR, warp * KW + d, sbars, stg, tw, first + (q // chunks) * step, q % chunks,
                                  M, N)
-    kt, m0, n0, sc, zp, bn0, bN = _stage_of(D, SEGS, scales, zeros, min(warp, max(nstages - 1, 0)), ktiles, first,
+    kt, m0, sc, zp, bn0, bN = _stage_of(D, SEGS, scales, zeros, min(warp, max(nstages - 1, 0)), ktiles, first,
                                             step, M, N)
     cg = stage.group_raw(D, sc, zp, kt, G, bn0, bN, tid)
     j = 0                                   # this warp's stages so far
@@ -336,18 +353,12 @@ def _produce_warp_stages(D: kaiodsl.Const, SEGS: kaiodsl.Const, ta, tw, scales, 
         if lane == 0 and gn < nstages:
             qn = gn // SK
             stage.copy_chunk(D, SEGS, SR, slot, sbars, stg, tw, first + (qn // chunks) * step, qn % chunks, M, N)
-        nkt, nm0, _, nsc, nzp, nbn0, nbN = _stage_of(D, SEGS, scales, zeros, min(g + NW, nstages - 1), ktiles,
-                                                     first, step, M, N)
+        nkt, nm0, nsc, nzp, nbn0, nbN = _stage_of(D, SEGS, scales, zeros, min(g + NW, nstages - 1), ktiles,
+                                                  first, step, M, N)
         ng = stage.group_raw(D, nsc, nzp, nkt, G, nbn0, nbN, tid)
         state = (g % cfg.stages, (g // cfg.stages) % 2)
         tiles.pipeline.acquire(R, state, bars)
-        index, phase = state
-        if lane == 0:
-            kaiodsl.mbarrier_expect_tx(bars.ptr(index), A_BYTES)
-            kaiodsl.tma_load(smem.ptr(index * STAGE_ELEMS), ta, (m0, kt * BK), bars.ptr(index))
-        stage.store_b(D, smem, index * STAGE_ELEMS, words, cg, tid)
-        kaiodsl.fence_proxy_async()          # the B stores before wgmma (async proxy) reads them
-        kaiodsl.mbarrier_arrive(bars.ptr(index))
+        _fill_stage(D, ta, smem, bars, state[0], m0, kt, words, cg, tid, lane == 0)
         kt, m0, cg = nkt, nm0, ng
         j = j + 1
 

@@ -66,15 +66,13 @@ class W4Dequant:
 
     @property
     def stage_threads(self) -> int:
-        """Producer threads that dequantize one B stage: the warpgroup, or with ``warp_stages`` one warp
-        (warp w takes every fourth stage, w, w + 4, ...)."""
-        return 32 if self.cfg.warp_stages else PRODUCERS
+        """Producer threads that dequantize one B stage (W4Config.stage_threads)."""
+        return self.cfg.stage_threads
 
     @property
     def pieces(self) -> int:
-        """(8-row tile, lane) pieces (int8: row quarters) of a B stage each of its threads loads and
-        dequantizes."""
-        return self.cfg.block_n * 4 // self.stage_threads
+        """Pieces of a B stage each of its threads loads and dequantizes (W4Config.units)."""
+        return self.cfg.units
 
     @property
     def ring(self):
