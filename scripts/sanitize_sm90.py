@@ -44,25 +44,16 @@ for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attenti
         ops.attention(q, k, v, descale=(0.5, 0.5, 0.5))
         ops.attention(q, k, v, causal="bottom_right", descale=(0.5, 0.5, 0.5))
         print("attention fp8 ok", flush=True)
-    if name == "w4":               # the dequantizing GEMM's default prefill tiling (256 x 128), int4 and int8
-        from kaiodsl.ops.gemm_sm90_w4 import TALL
-        x = torch.randn(300, 256, generator=g).half().to(dev)
-        q4 = torch.randint(0, 16, (200, 256), generator=g, dtype=torch.uint8).numpy()
-        ops.matmul_int4(x, torch.from_numpy(ops.pack_int4(q4)).to(dev), torch.rand(200, 2, generator=g).half().to(dev),
-                        group_size=128, config=TALL)
-        q8 = torch.randint(-128, 128, (200, 256), generator=g, dtype=torch.int8).to(dev)
-        ops.matmul_w8a16(x, q8, torch.rand(200, generator=g).to(dev), config=TALL)
-        print("w4 / w8 sm90 ok", flush=True)
-    if name == "w4ws":             # the same with warp_stages (a warp a stage, its own staging slots), K 1024
-        from kaiodsl.ops.gemm_sm90_w4 import W4Config
-        ws = W4Config(block_m=256, block_n=128, stages=4, staging=4, warp_stages=True)
-        x = torch.randn(300, 1024, generator=g).half().to(dev)
-        q4 = torch.randint(0, 16, (200, 1024), generator=g, dtype=torch.uint8).numpy()
-        ops.matmul_int4(x, torch.from_numpy(ops.pack_int4(q4)).to(dev), torch.rand(200, 8, generator=g).half().to(dev),
-                        group_size=128, config=ws)
-        q8 = torch.randint(-128, 128, (200, 1024), generator=g, dtype=torch.int8).to(dev)
-        ops.matmul_w8a16(x, q8, torch.rand(200, generator=g).to(dev), config=ws)
-        print("w4 / w8 sm90 warp_stages ok", flush=True)
+    if name in ("w4", "w4ws"):     # the dequantizing GEMM's default prefill tiling (256 x 128), int4 and int8;
+        from kaiodsl.ops.gemm_sm90_w4 import TALL, TALL_WS      # w4ws: warp_stages (own staging slots), K 1024
+        cfg, K = (TALL, 256) if name == "w4" else (TALL_WS, 1024)
+        x = torch.randn(300, K, generator=g).half().to(dev)
+        q4 = torch.randint(0, 16, (200, K), generator=g, dtype=torch.uint8).numpy()
+        ops.matmul_int4(x, torch.from_numpy(ops.pack_int4(q4)).to(dev),
+                        torch.rand(200, K // 128, generator=g).half().to(dev), group_size=128, config=cfg)
+        q8 = torch.randint(-128, 128, (200, K), generator=g, dtype=torch.int8).to(dev)
+        ops.matmul_w8a16(x, q8, torch.rand(200, generator=g).to(dev), config=cfg)
+        print(f"{name}: w4 / w8 sm90 {cfg} ok", flush=True)
     if name == "qkv":              # the segmented kernel: three B maps and outputs in one launch
         x = torch.randn(300, 256, generator=g).half().to(dev)
         ws = [torch.randn(n, 256, generator=g).half().to(dev) for n in (256, 128, 128)]

@@ -22,7 +22,7 @@ import torch
 
 import kaiodsl.runtime
 from kaiodsl import ops
-from kaiodsl.ops.gemm_sm90_w4 import DEFAULT, NARROW, TALL, W4Config
+from kaiodsl.ops.gemm_sm90_w4 import DEFAULT, NARROW, TALL, TALL_WS, W4Config
 from kaiodsl.runtime.timing import timed
 
 TALLS = [TALL, W4Config(block_m=256, block_n=128, stages=4, staging=4),
@@ -31,8 +31,7 @@ MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, 
                      W4Config(block_n=192, stages=4, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 AHEADS = [TALL] + [dataclasses.replace(TALL, ahead=a) for a in (2, 3, 4)] + [dataclasses.replace(DEFAULT, ahead=2)] \
-    + [W4Config(block_m=256, block_n=128, stages=4, staging=4, warp_stages=True),
-       W4Config(block_m=128, block_n=128, stages=4, staging=4, warp_stages=True)]
+    + [TALL_WS, W4Config(block_m=128, block_n=128, stages=4, staging=4, warp_stages=True)]
 MS, NKS = (512, 2048, 8192), (4096, 8192)
 LLAMA8B = (4096, 32, 8, 128)          # hidden, H, H_kv, D
 
@@ -126,11 +125,11 @@ def main(argv) -> int:
     rng = np.random.default_rng(0)
     global MS, MATMUL_CANDIDATES, QKV_CANDIDATES
     if "ws" in argv:                # the default 256 x 128 producer against warp_stages only
-        MATMUL_CANDIDATES = QKV_CANDIDATES = [TALL, AHEADS[-2]]
+        MATMUL_CANDIDATES = QKV_CANDIDATES = [TALL, TALL_WS]
         argv = [a for a in argv if a != "ws"]
     if "ahead" in argv:
         MATMUL_CANDIDATES = AHEADS
-        QKV_CANDIDATES = [TALL, AHEADS[-2]]
+        QKV_CANDIDATES = [TALL, TALL_WS]
         argv = [a for a in argv if a != "ahead"]
     if "m2048" in argv:             # the prefill row count of the goals only
         MS = (2048,)
