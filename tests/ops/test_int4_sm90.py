@@ -223,3 +223,19 @@ def test_w4_sm90_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs, with_zero
         want = a.double().cpu().numpy() @ w.T
         err = float(np.linalg.norm(out.double().cpu().numpy() - want) / np.linalg.norm(want))
         assert err < TOL[dtype], (cfg, err)
+
+
+@pytest.mark.parametrize("kw,what", [
+    (dict(warp_stages=1), "warp_stages must be True or False, got 1"),
+    (dict(ahead=0), "ahead must be a positive int, got 0"),
+    (dict(ahead=5), "ahead must be in 1..4"),
+    (dict(ahead=2, warp_stages=True, staging=4), "ahead applies to the warpgroup producer"),
+    (dict(stages=3, staging=4, warp_stages=True), "stages and staging must be multiples of 4"),
+    (dict(stages=4, staging=2, warp_stages=True), "stages and staging must be multiples of 4"),
+])
+def test_w4_config_producer_options_refused(kw, what):
+    """W4Config's producer options: a bad value is refused by name, saying what is allowed."""
+    from kaiodsl.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match=what.replace(".", r"\.")):
+        W4Config(block_m=128, block_n=128, **{"stages": 4, **kw}).check()
