@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import kaiodsl
 from kaiodsl import Const, f32, i64, tiles, u32
-from kaiodsl.tiles.dequant import MAGIC, group_consts, group_rows, int4_pair, int8_quad
+from kaiodsl.tiles.dequant import (MAGIC, group_consts, group_rows, int4_pair, int4_q_halves, int4_zero_halves,
+                                   int8_quad)
 from kaiodsl.types import ScalarType
 
 
@@ -40,7 +41,12 @@ class DecodeConfig:
     ``prefetch``: step kb + unroll's weights (int4: and group scales) are loaded before step kb's mma
     (two register sets: a warp always has loads in flight); ``ring`` > 1: the weights come by cp.async
     into a ring of ``ring`` steps in shared memory, each thread's own 16-byte pieces (so no barrier:
-    a thread waits only for its own copies), ``ring - 1`` steps in flight that hold no registers."""
+    a thread waits only for its own copies), ``ring - 1`` steps in flight that hold no registers;
+    ``late_scale`` (int4 weights only): the B fragments hold q - zero (exact small integers: two
+    instructions a pair, not three) and each group's scale multiplies the f32 sum of that group's
+    products, once per accumulator element (its group scales are then loaded where they are used, not
+    prefetched); ``prefetch_a`` (with prefetch, A from global): step kb + unroll's A fragments are loaded
+    with its weights, so no step waits on an A load it issued itself."""
 
     n_tiles: int = 4
     k_split: int = 4
@@ -50,6 +56,8 @@ class DecodeConfig:
     stage_a: bool = False
     prefetch: bool = False
     ring: int = 0
+    late_scale: bool = False
+    prefetch_a: bool = False
 
     @property
     def block_n(self) -> int:
@@ -86,7 +94,8 @@ class DecodeConfig:
     def __str__(self) -> str:
         return (f"n{self.n_tiles}k{self.k_split}w{self.nw}u{self.unroll}" +
                 (f"s{self.splits}" if self.splits > 1 else "") + ("a" if self.stage_a else "") +
-                ("p" if self.prefetch else "") + (f"r{self.ring}" if self.ring else ""))
+                ("p" if self.prefetch else "") + (f"r{self.ring}" if self.ring else "") +
+                ("l" if self.late_scale else "") + ("A" if self.prefetch_a else ""))
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class DecodeGemm:
     group: int = 0        # 0: per-channel (int8)
     has_zeros: bool = False
     two_rows: bool = True  # rows g + 8 too (M > 8)
+    exact: bool = False    # K's units split evenly into whole unroll steps of every warp (decode_exact)
 
     @property
     def unit(self) -> int:
@@ -117,6 +127,13 @@ class DecodeGemm:
         return self.dtype.name == "f16"
 
 
+def decode_exact(cfg: DecodeConfig, K: int, unit: int) -> bool:
+    """Whether every warp's K range is a whole number of ``unroll`` steps and none is empty (K / unit
+    a multiple of splits * k_split * unroll): the kernel then loads weights without a K mask or branch."""
+    units = K // unit
+    return K % unit == 0 and units > 0 and units % (cfg.splits * cfg.k_split * cfg.unroll) == 0
+
+
 @kaiodsl.func
 def warp_place(G: Const, tid):
     """(nt, kq): this warp's n group and K share."""
@@ -125,13 +142,30 @@ def warp_place(G: Const, tid):
 
 
 @kaiodsl.func
-def _a_load(G: Const, ap, ok, k0, sa, kbase, soff, extra: Const[int]):
-    """8 halves of A at k0 + extra (+ this lane's offset) of one row: from global (``ap``, masked by
-    ``ok``) or, staged, from shared memory (``soff``: the lane's word offset in a 32-k chunk of
-    ``stage_rows``' layout, from _stage_offset)."""
+def _a_load(G: Const, ap, k0, sa, kbase, soff, extra: Const[int]):
+    """8 halves of A at k0 + extra (+ this lane's offset) of one row: from global (``ap``: rows past M
+    read row M - 1, whose products land in accumulator rows that are never stored) or, staged, from
+    shared memory (``soff``: the lane's word offset in a 32-k chunk of ``stage_rows``' layout, from
+    _stage_offset)."""
     if G.cfg.stage_a:
         return kaiodsl.load(sa, ((k0 - kbase) // 32) * (G.rows * 16) + soff + extra // 2, vec=4)
-    return kaiodsl.load(ap, (k0 + extra) // 2, vec=4, cache="nc", mask=ok, other=0)
+    return kaiodsl.load(ap, (k0 + extra) // 2, vec=4, cache="nc")
+
+
+@kaiodsl.func
+def _a_unit(G: Const, A, ku):
+    """A's pieces of K unit ``ku``: int4 [(row g, row g + 8)] a 32-k step, f16 one pair, int8 the pairs at
+    k 0 and k 8 of the lane's 16 (rows g + 8 zero for M <= 8)."""
+    a0p, a1p, sa, kbase, s0, s1 = A
+    k0 = ku * G.unit
+    out = []
+    for i in kaiodsl.static_range(4 if G.wkind == "int4" else 2 if G.wkind == "int8" else 1):
+        kk = k0 + 32 * i if G.wkind == "int4" else k0
+        extra = 8 * i if G.wkind == "int8" else 0
+        x0 = _a_load(G, a0p, kk, sa, kbase, s0, extra)
+        x1 = _a_load(G, a1p, kk, sa, kbase, s1, extra) if G.two_rows else (0, 0, 0, 0)
+        out = out + [(x0, x1)]
+    return out
 
 
 @kaiodsl.func
@@ -169,14 +203,17 @@ def _frag(x0, x1, w0: Const[int], w1: Const[int], H2: Const, TWO: Const[bool]):
 def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
     """The total (all K) accumulator tile AccTile(1, nw) of this warp's columns (col0 + 8 nw nt ..)
     for rows m0 .. m0 + 15; ``w`` a u32 pointer (int4: the pack_int4 layout; int8: [N, K] bytes);
-    ``scales``/``zeros`` per group [N, K / group] (unused for per-channel int8)."""
+    ``scales``/``zeros`` per group [N, K / group] (unused for per-channel int8).
+
+    Rows past M read A's last row and columns past N the last n8 tile's (or row's) weights: their
+    products only reach accumulator rows and columns the caller does not store, so no load is masked
+    but the K tail's (none when G.exact)."""
     C = G.cfg
     tid = kaiodsl.thread_idx.x
     lane = tid % 32
     g = lane // 4
     t = lane % 4
     nt, kq = warp_place(G, tid)
-    H2 = kaiodsl.f16x2 if G.is_f16 else kaiodsl.bf16x2
     ntile = col0 // 8 + nt * C.nw
     KB = K // G.unit
     B0 = 0
@@ -192,51 +229,39 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
     sa = kaiodsl.ptr_cast(smem32, u32)
     if C.stage_a:
         stage_rows(G, sa, a, M, K, m0, kbase, B1 - B0)
-    ok0 = m0 + g < M
-    ok1 = m0 + g + 8 < M
-    s0 = _stage_offset(G, g, t)
-    s1 = _stage_offset(G, g + 8, t)
-    if G.wkind == "int4":
-        MAGIC_BITS, MAGIC_F = MAGIC[G.dtype.name]
-        wp = w + (i64(ntile * KB) * 32 + lane) * 4          # 64-bit: ntile x KB x 128 words pass 2^31
-        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 8 * t), u32)
-        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 8 * t), u32)
-        GN = K // G.group
-        qrows = [group_rows(scales, zeros, min((ntile + v) * 8 + g, N - 1), GN) for v in range(C.nw)]
-    elif G.wkind == "f16":
-        # weight row n = 8 (ntile + v) + g, k 8 t .. 8 t + 7 of each 32-k unit: int4's k order (64-bit: n x K)
-        wp = kaiodsl.ptr_cast(w, u32) + (i64(min(ntile * 8 + g, N - 1)) * K + 8 * t) // 2
-        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 8 * t), u32)
-        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 8 * t), u32)
-    else:
-        # weight row n = 8 (ntile + v) + g, bytes 16 t .. of each 64-k unit (64-bit: n x K)
-        wp = kaiodsl.ptr_cast(w, u32) + (i64(min(ntile * 8 + g, N - 1)) * K + 16 * t) // 4
-        a0p = kaiodsl.ptr_cast(a + (i64(m0 + g) * K + 16 * t), u32)
-        a1p = kaiodsl.ptr_cast(a + (i64(m0 + g + 8) * K + 16 * t), u32)
-        srows = []
-        if G.group:
-            GN = K // G.group
-            srows = [scales + i64(min((ntile + v) * 8 + g, N - 1)) * GN for v in range(C.nw)]
+    lk = 16 if G.wkind == "int8" else 8             # k of A a lane loads at once
+    a0p = kaiodsl.ptr_cast(a + (i64(min(m0 + g, M - 1)) * K + lk * t), u32)
+    a1p = kaiodsl.ptr_cast(a + (i64(min(m0 + g + 8, M - 1)) * K + lk * t), u32)
+    A = (a0p, a1p, sa, kbase, _stage_offset(G, g, t), _stage_offset(G, g + 8, t))
+    wps = [_wbase(G, w, ntile + v, g, t, lane, N, K, KB) for v in range(C.nw)]
+    Q = _quant_rows(G, scales, zeros, ntile, g, t, N, K)
     acc = tiles.fragments.zeros(G.acc_tile)
+    if C.late_scale:                   # _int4_late's fma results: four f32 values a tile, not an mma's
+        acc = tiles.fragments.fill(G.acc_tile, 0.0)
     nxt = []
     nq = []
+    nxa = []
     if C.prefetch:                     # the first step's weights (and scales) in flight during A's copy
-        nxt = _wload(G, wp, b0, b1, ntile, g, N, K, KB)
-        if G.wkind == "int4":
-            nq = _qload(G, qrows, b0, b1)
+        nxt = _wload(G, wps, b0, b1)
+        if C.prefetch_a:
+            nxa = _a_ahead(G, A, b0, b1)
+        if G.wkind == "int4" and not C.late_scale:
+            nq = _qload(G, Q, b0, b1)
     if C.stage_a:
         kaiodsl.cp_async_wait(0)
         kaiodsl.syncthreads()
     slot = 0
     if C.ring:                         # the first ring - 1 steps' weights in flight
         for r in kaiodsl.static_range(C.ring - 1):
-            _wcopy(G, sa, r, wp, b0 + r * C.unroll, b1, ntile, g, N, K, KB, tid)
+            _wcopy(G, sa, r, wps, b0 + r * C.unroll, b1, tid)
     for kb in range(b0, b1, C.unroll):
+        qraw = []
+        xa = []
         if C.ring:                     # step kb + (ring - 1) unroll into the slot step kb - unroll used
             ahead = slot + C.ring - 1
             if ahead >= C.ring:
                 ahead = ahead - C.ring
-            _wcopy(G, sa, ahead, wp, kb + (C.ring - 1) * C.unroll, b1, ntile, g, N, K, KB, tid)
+            _wcopy(G, sa, ahead, wps, kb + (C.ring - 1) * C.unroll, b1, tid)
             kaiodsl.cp_async_wait(C.ring - 1)      # this thread's copies of step kb have landed
             words = _wread(G, sa, slot, tid)
             slot = slot + 1
@@ -245,59 +270,21 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
         elif C.prefetch:               # step kb's registers; step kb + unroll's loads issued before its mma
             words = nxt
             qraw = nq
-            nxt = _wload(G, wp, kb + C.unroll, b1, ntile, g, N, K, KB)
-            if G.wkind == "int4":
-                nq = _qload(G, qrows, kb + C.unroll, b1)
+            xa = nxa
+            nxt = _wload(G, wps, kb + C.unroll, b1, True)
+            if C.prefetch_a:
+                nxa = _a_ahead(G, A, kb + C.unroll, b1)
+            if G.wkind == "int4" and not C.late_scale:
+                nq = _qload(G, Q, kb + C.unroll, b1)
         else:
-            words = _wload(G, wp, kb, b1, ntile, g, N, K, KB)
+            words = _wload(G, wps, kb, b1)
         for u in kaiodsl.static_range(C.unroll):
-            if kb + u < b1:
-                if G.wkind == "int4":
-                    for ci in kaiodsl.static_range(4):
-                        k0 = (kb + u) * 128 + 32 * ci
-                        if ci * 32 % G.group == 0:
-                            if C.prefetch:
-                                consts = [_qmake(G, qraw[u][ci * 32 // G.group][v], MAGIC_F, H2)
-                                          for v in range(C.nw)]
-                            else:
-                                consts = [group_consts(qrows[v], k0 // G.group, MAGIC_F, G.has_zeros, H2)
-                                          for v in range(C.nw)]
-                        x0 = _a_load(G, a0p, ok0, k0, sa, kbase, s0, 0)
-                        x1 = _a_load(G, a1p, ok1, k0, sa, kbase, s1, 0) if G.two_rows else (0, 0, 0, 0)
-                        for st in kaiodsl.static_range(2):
-                            af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
-                            for v in kaiodsl.static_range(C.nw):
-                                zz, s2 = consts[v]
-                                word = words[u][v][ci]
-                                bf = (int4_pair(word, 2 * st, zz, s2, MAGIC_BITS, H2),
-                                      int4_pair(word, 2 * st + 1, zz, s2, MAGIC_BITS, H2))
-                                acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
-                elif G.wkind == "f16":
-                    k0 = (kb + u) * 32
-                    x0 = _a_load(G, a0p, ok0, k0, sa, kbase, s0, 0)
-                    x1 = _a_load(G, a1p, ok1, k0, sa, kbase, s1, 0) if G.two_rows else (0, 0, 0, 0)
-                    for st in kaiodsl.static_range(2):
-                        af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
-                        for v in kaiodsl.static_range(C.nw):
-                            word = words[u][v]
-                            bf = (kaiodsl.bitcast(word[2 * st], H2), kaiodsl.bitcast(word[2 * st + 1], H2))
-                            acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
-                else:
-                    k0 = (kb + u) * 64
-                    gs = [0.0 for v in range(C.nw)]
-                    if G.group:
-                        gs = [_scale(G, srows[v], k0 // G.group) for v in range(C.nw)]
-                    xs = [_a_load(G, a0p, ok0, k0, sa, kbase, s0, 0),
-                          _a_load(G, a0p, ok0, k0, sa, kbase, s0, 8)]
-                    ys = [(0, 0, 0, 0), (0, 0, 0, 0)]
-                    if G.two_rows:
-                        ys = [_a_load(G, a1p, ok1, k0, sa, kbase, s1, 0),
-                              _a_load(G, a1p, ok1, k0, sa, kbase, s1, 8)]
-                    for st in kaiodsl.static_range(4):
-                        af = _frag(xs[st // 2], ys[st // 2], 2 * (st % 2), 2 * (st % 2) + 1, H2, G.two_rows)
-                        for v in kaiodsl.static_range(C.nw):
-                            bf = int8_quad(words[u][v][st], gs[v], G.group > 0, G.is_f16, H2)
-                            acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+            qu = qraw[u] if qraw else []
+            xu = xa[u] if xa else []
+            if G.exact:                # every step of the range is whole: no branch between the units
+                acc = _unit_step(G, acc, words[u], qu, xu, kb + u, A, Q)
+            elif kb + u < b1:
+                acc = _unit_step(G, acc, words[u], qu, xu, kb + u, A, Q)
     if C.stage_a:
         kaiodsl.syncthreads()          # every warp is done with the staged A before smem is reused
     if C.ring:
@@ -307,27 +294,152 @@ def main_loop(G: Const, smem32, a, w, scales, zeros, M, N, K, m0, col0):
 
 
 @kaiodsl.func
-def _wload(G: Const, wp, kb, b1, ntile, g, N, K, KB):
-    """The 16-byte weight loads of steps kb .. kb + unroll - 1 ([u][v]: n8 tile v), zeros past b1 or N."""
+def _a_ahead(G: Const, A, kb, b1):
+    """_a_unit of steps kb .. kb + unroll - 1, each unit clamped into the warp's range [.., b1 - 1] and
+    to 0 (a prefetch past the range reloads a unit it will not use, in bounds)."""
+    return [_a_unit(G, A, max(min(kb + u, b1 - 1), 0)) for u in range(G.cfg.unroll)]
+
+
+@kaiodsl.func
+def _wbase(G: Const, w, tile, g, t, lane, N, K, KB):
+    """u32 pointer to this lane's first weight word of n8 tile ``tile`` (clamped to the last tile, or for
+    f16/int8 row 8 tile + g to the last row, N - 1): int4 the pack_int4 layout (the tile's K units are
+    128 words apart), f16/int8 rows of [N, K] (k 8 t .. / 16 t .. of each unit; 16 words apart).
+    64-bit: tile x KB x 128 words and n x K pass 2^31."""
+    if G.wkind == "int4":
+        return w + (i64(min(tile, (N + 7) // 8 - 1)) * KB * 32 + lane) * 4
+    lk = 8 if G.wkind == "f16" else 16
+    per_word = 2 if G.wkind == "f16" else 4
+    return w + (i64(min(tile * 8 + g, N - 1)) * K + lk * t) // per_word
+
+
+@kaiodsl.func
+def _quant_rows(G: Const, scales, zeros, ntile, g, t, N, K):
+    """The group-scale (and zero-point) row pointers a warp reads, per n8 tile v: int4 column
+    8 (ntile + v) + g's rows (group_rows; late_scale: its zero row and the scale rows of the
+    accumulator's columns 2t, 2t + 1); grouped int8 column 8 (ntile + v) + g's scale row. Clamped to
+    column N - 1."""
+    C = G.cfg
+    if G.wkind == "f16" or not G.group:
+        return []
+    GN = K // G.group
+    cols = [min((ntile + v) * 8 + g, N - 1) for v in range(C.nw)]
+    if G.wkind == "int8":
+        return [scales + i64(c) * GN for c in cols]
+    if not C.late_scale:
+        return [group_rows(scales, zeros, c, GN) for c in cols]
+    out = []
+    for v in kaiodsl.static_range(C.nw):
+        c0 = (ntile + v) * 8 + 2 * t
+        out = out + [(zeros + i64(cols[v]) * GN, scales + i64(min(c0, N - 1)) * GN,
+                      scales + i64(min(c0 + 1, N - 1)) * GN)]
+    return out
+
+
+@kaiodsl.func
+def _unit_step(G: Const, acc, words, qraw, xa, ku, A, Q):
+    """``acc`` plus the products of K unit ``ku`` (``words``: its weight words [n8 tile v][...]; ``qraw``:
+    int4's prefetched group constants or []; ``xa``: its prefetched A pieces (_a_unit) or [], loaded
+    here); ``A`` and ``Q`` from main_loop."""
+    C = G.cfg
+    H2 = kaiodsl.f16x2 if G.is_f16 else kaiodsl.bf16x2
+    if not xa:
+        xa = _a_unit(G, A, ku)
+    if G.wkind == "int4":
+        MAGIC_BITS, MAGIC_F = MAGIC[G.dtype.name]
+        if C.late_scale:
+            return _int4_late(G, acc, words, xa, ku, Q, MAGIC_BITS, MAGIC_F, H2)
+        for ci in kaiodsl.static_range(4):
+            k0 = ku * 128 + 32 * ci
+            if ci * 32 % G.group == 0:
+                if qraw:
+                    consts = [_qmake(G, qraw[ci * 32 // G.group][v], MAGIC_F, H2) for v in range(C.nw)]
+                else:
+                    consts = [group_consts(Q[v], k0 // G.group, MAGIC_F, G.has_zeros, H2) for v in range(C.nw)]
+            x0, x1 = xa[ci]
+            for st in kaiodsl.static_range(2):
+                af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
+                for v in kaiodsl.static_range(C.nw):
+                    zz, s2 = consts[v]
+                    word = words[v][ci]
+                    bf = (int4_pair(word, 2 * st, zz, s2, MAGIC_BITS, H2),
+                          int4_pair(word, 2 * st + 1, zz, s2, MAGIC_BITS, H2))
+                    acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+        return acc
+    if G.wkind == "f16":
+        x0, x1 = xa[0]
+        for st in kaiodsl.static_range(2):
+            af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
+            for v in kaiodsl.static_range(C.nw):
+                word = words[v]
+                bf = (kaiodsl.bitcast(word[2 * st], H2), kaiodsl.bitcast(word[2 * st + 1], H2))
+                acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+        return acc
+    k0 = ku * 64
+    gs = [0.0 for v in range(C.nw)]
+    if G.group:
+        gs = [_scale(G, Q[v], k0 // G.group) for v in range(C.nw)]
+    xs = [xa[0][0], xa[1][0]]
+    ys = [xa[0][1], xa[1][1]]
+    for st in kaiodsl.static_range(4):
+        af = _frag(xs[st // 2], ys[st // 2], 2 * (st % 2), 2 * (st % 2) + 1, H2, G.two_rows)
+        for v in kaiodsl.static_range(C.nw):
+            bf = int8_quad(words[v][st], gs[v], G.group > 0, G.is_f16, H2)
+            acc[0][v] = kaiodsl.mma(af, bf, acc[0][v])
+    return acc
+
+
+@kaiodsl.func
+def _int4_late(G: Const, acc, words, xa, ku, Q, MAGIC_BITS: Const[int], MAGIC_F: Const[float], H2: Const):
+    """int4 unit ``ku`` with late_scale: each group chunk's products of q - zero summed from zero in f32,
+    then added to ``acc`` times the scales of the lane's accumulator columns (2t, 2t + 1)."""
+    C = G.cfg
+    chunk = min(G.group, 128) // 32          # 32-k steps a group chunk of this unit holds
+    for ci in kaiodsl.static_range(4):
+        k0 = ku * 128 + 32 * ci
+        grp = k0 // G.group
+        if ci % chunk == 0:
+            zs = [int4_zero_halves(Q[v][0], grp, MAGIC_F, G.has_zeros, H2) for v in range(C.nw)]
+            sc = [(f32(Q[v][1][grp]), f32(Q[v][2][grp])) for v in range(C.nw)]
+            part = [kaiodsl.mma_zeros(G.acc_tile.acc) for v in range(C.nw)]
+        x0, x1 = xa[ci]
+        for v in kaiodsl.static_range(C.nw):
+            q = int4_q_halves(words[v][ci], zs[v], MAGIC_BITS, G.is_f16, H2)
+            for st in kaiodsl.static_range(2):
+                af = _frag(x0, x1, 2 * st, 2 * st + 1, H2, G.two_rows)
+                part[v] = kaiodsl.mma(af, (q[2 * st], q[2 * st + 1]), part[v])
+        if ci % chunk == chunk - 1:
+            for v in kaiodsl.static_range(C.nw):
+                sx, sy = sc[v]
+                p = part[v]
+                o = acc[0][v]
+                acc[0][v] = (kaiodsl.fma(p[0], sx, o[0]), kaiodsl.fma(p[1], sy, o[1]),
+                             kaiodsl.fma(p[2], sx, o[2]), kaiodsl.fma(p[3], sy, o[3]))
+    return acc
+
+
+@kaiodsl.func
+def _wload(G: Const, wps, kb, b1, ahead: Const[bool] = False):
+    """The 16-byte weight loads of steps kb .. kb + unroll - 1 ([u][v]: n8 tile v), zeros past b1 (no mask
+    when G.exact, unless ``ahead``: a prefetch, which runs past the warp's range on its last step)."""
     C = G.cfg
     out = []
     for u in kaiodsl.static_range(C.unroll):
         line = []
         for v in kaiodsl.static_range(C.nw):
-            index, ok = _wsrc(G, kb, u, v, b1, ntile, g, N, K, KB)
-            line = line + [kaiodsl.load(wp, index, vec=4, cache="nc", mask=ok, other=0)]
+            index = _wsrc(G, kb, u)
+            if G.exact and not ahead:
+                line = line + [kaiodsl.load(wps[v], index, vec=4, cache="nc")]
+            else:
+                line = line + [kaiodsl.load(wps[v], index, vec=4, cache="nc", mask=kb + u < b1, other=0)]
         out = out + [line]
     return out
 
 
 @kaiodsl.func
-def _wsrc(G: Const, kb, u: Const[int], v: Const[int], b1, ntile, g, N, K, KB):
-    """(u32 word index from ``wp``, in range) of the 16-byte weight piece of step unit kb + u, n8 tile v:
-    int4 the pack_int4 layout, f16/int8 rows of [N, K] (64-bit: n x K)."""
-    if G.wkind == "int4":
-        return (v * KB + kb + u) * 128, (kb + u < b1) and ((ntile + v) * 8 < N)
-    words = K // (2 if G.wkind == "f16" else 4)          # u32 words of one weight row
-    return i64(v * 8) * words + (kb + u) * 16, (kb + u < b1) and ((ntile + v) * 8 + g < N)
+def _wsrc(G: Const, kb, u: Const[int]):
+    """u32 word index, from _wbase's pointer, of the 16-byte weight piece of step unit kb + u."""
+    return (kb + u) * (128 if G.wkind == "int4" else 16)
 
 
 @kaiodsl.func
@@ -338,14 +450,13 @@ def _piece(G: Const, slot, u: Const[int], v: Const[int], tid):
 
 
 @kaiodsl.func
-def _wcopy(G: Const, ring, slot, wp, kb, b1, ntile, g, N, K, KB, tid):
+def _wcopy(G: Const, ring, slot, wps, kb, b1, tid):
     """``_wload``'s pieces of steps kb .. kb + unroll - 1 by cp.async into ring slot ``slot`` (zero-filled
     where _wload reads zeros), one commit group."""
     C = G.cfg
     for u in kaiodsl.static_range(C.unroll):
         for v in kaiodsl.static_range(C.nw):
-            index, ok = _wsrc(G, kb, u, v, b1, ntile, g, N, K, KB)
-            kaiodsl.cp_async(ring + _piece(G, slot, u, v, tid), wp + index, 16, mask=ok)
+            kaiodsl.cp_async(ring + _piece(G, slot, u, v, tid), wps[v] + _wsrc(G, kb, u), 16, mask=kb + u < b1)
     kaiodsl.cp_async_commit()
 
 

@@ -39,7 +39,7 @@ from . import gemm_sm90
 from ._common import (I32_MAX, data_alignment, inspect_array, new_like, require_choice, require_contiguous,
                       require_dtype, require_i32_sizes, require_positive_fields, require_rank, require_smem,
                       same_kind)
-from .decode_gemm import DecodeConfig
+from .decode_gemm import DecodeConfig, decode_exact
 from .matmul_decode import (check_decode_config, decode_config, decode_grid, decode_kernel, decode_preferred,
                             decode_unfit)
 
@@ -384,7 +384,7 @@ def matmul(a, b, *, out_dtype=None, bias=None, pipeline: str = "auto", b_layout:
     if M == 0 or N == 0:
         return out
     if isinstance(cfg, DecodeConfig):
-        k = decode_kernel(az.dtype.name, out_t.name, cfg, bias is not None, M > 8)
+        k = decode_kernel(az.dtype.name, out_t.name, cfg, bias is not None, M > 8, decode_exact(cfg, K, 32))
         k[grid, cfg.threads](a, b, out, bias_arg, M, N, K, smem=cfg.smem_bytes())
         return out
     k = gemm_kernel(az.dtype.name, out_t.name, layout == "nk", cfg, bias is not None, needs_wide(M, N, K), ga, gb)

@@ -100,9 +100,16 @@ def check_decode_config(op: str, cfg: DecodeConfig, staged: bool = False, K: int
         v = getattr(cfg, name)
         if not (type(v) is int and v >= 1):
             raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be a positive int, got {v!r}")
-    for name in ("stage_a", "prefetch"):
+    for name in ("stage_a", "prefetch", "late_scale", "prefetch_a"):
         if type(getattr(cfg, name)) is not bool:
             raise ArgumentError(f"{op}(): config {cfg!r}: {name} must be True or False, got {getattr(cfg, name)!r}")
+    if cfg.prefetch_a and (not cfg.prefetch or cfg.stage_a):
+        raise ArgumentError(f"{op}(): config {cfg!r}: prefetch_a loads A a step ahead with the weights: it needs "
+                            f"prefetch=True and A read from global memory (stage_a=False)")
+    if cfg.late_scale and unit != 128:
+        raise ArgumentError(f"{op}(): config {cfg!r}: late_scale applies to int4 weights (group scales after the "
+                            f"products); these weights are {'int8' if unit == 64 else 'f16/bf16'}: use "
+                            f"late_scale=False")
     if not (type(cfg.ring) is int and (cfg.ring == 0 or cfg.ring >= 2)):
         raise ArgumentError(f"{op}(): config {cfg!r}: ring must be 0 (off) or an int >= 2 (steps in the "
                             f"cp.async weight ring), got {cfg.ring!r}")
@@ -146,14 +153,16 @@ def decode_grid(M: int, N: int, cfg: DecodeConfig) -> tuple:
 
 
 @lru_cache(maxsize=None)
-def decode_kernel(dtype_name: str, out_name: str, cfg: DecodeConfig, has_bias: bool, two_rows: bool):
-    """The kernel for ``a`` [M <= 16, K] @ ``b`` [N, K]^T (+ bias); ``two_rows``: M > 8."""
+def decode_kernel(dtype_name: str, out_name: str, cfg: DecodeConfig, has_bias: bool, two_rows: bool,
+                  exact: bool = False):
+    """The kernel for ``a`` [M <= 16, K] @ ``b`` [N, K]^T (+ bias); ``two_rows``: M > 8; ``exact``:
+    decode_exact(cfg, K, 32) holds for the K it runs."""
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
-    G = DecodeGemm(cfg, T, "f16", 0, False, two_rows)
+    G = DecodeGemm(cfg, T, "f16", 0, False, two_rows, exact)
     E = tiles.Epilogue((tiles.Bias(),) if has_bias else (), OUT)
     name = f"gemm_decode_{dtype_name}_{out_name}_{cfg}" + ("_bias" if has_bias else "") + \
-           ("" if two_rows else "_m8")
+           ("" if two_rows else "_m8") + ("_x" if exact else "")
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def gemm_decode(a: Ptr[T], b: Ptr[T], c: Ptr[OUT], bias: Ptr[f32], M: i32, N: i32, K: i32):

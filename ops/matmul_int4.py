@@ -25,7 +25,7 @@ from kaiodsl import Ptr, bf16, f16, f32, i32, tiles, u8, u32
 from kaiodsl.errors import ArgumentError
 
 from . import decode_gemm
-from .decode_gemm import DecodeConfig, DecodeGemm
+from .decode_gemm import DecodeConfig, DecodeGemm, decode_exact
 from .matmul_decode import check_decode_config, split_buffers
 from ._common import (data_alignment, inspect_array, is_int, new_like, require_contiguous, require_dtype,
                       require_i32_sizes, require_int, require_rank, same_kind)
@@ -40,14 +40,15 @@ NW = 1             # n8 tiles per warp: each A fragment load serves NW mma (M > 
 
 @lru_cache(maxsize=None)
 def decode_kernel(dtype_name: str, group_size: int, has_zeros: bool, two_rows: bool, cfg: DecodeConfig,
-                  wdtype: str = "i32"):
-    """The W4A16 decode kernel (ops/decode_gemm.py's main loop on int4 weights) for ``cfg``."""
+                  wdtype: str = "i32", exact: bool = False):
+    """The W4A16 decode kernel (ops/decode_gemm.py's main loop on int4 weights) for ``cfg``; ``exact``:
+    decode_exact(cfg, K, 128) holds for the K it runs (no K mask)."""
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     W = {"i32": i32, "u32": u32}[wdtype]   # packed words arrive as int32 (pack_int4) or uint32
-    G = DecodeGemm(cfg, T, "int4", group_size, has_zeros, two_rows)
+    G = DecodeGemm(cfg, T, "int4", group_size, has_zeros, two_rows, exact)
     OUT = tiles.Epilogue((), T)
     name = (f"w4a16_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") + ("" if two_rows else "_m8") +
-            f"_{cfg}_{wdtype}")
+            f"_{cfg}_{wdtype}" + ("_x" if exact else ""))
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def w4a16(a: Ptr[T], w: Ptr[W], scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], ws: Ptr[f32], ticket: Ptr[i32],
@@ -77,15 +78,17 @@ GRID_Y_MAX = 65535      # grid.y limit (CUDA C Programming Guide, "Compute Capab
 
 
 def int4_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
-    """The decode kernel's default for M <= 16 rows: unstaged, unsplit weight streams, 32-column blocks
-    of 8 warps along K up to M = 8 (2.56x cuBLAS at M = 1, N = K = 8192 on the H200) and 2 warps x 2
-    n8 tiles x 4 along K past it. The staged-A, K-split and prefetching configs (``DecodeConfig(splits=,
-    stage_a=, prefetch=)``) stay available, but the H200 sweep (scripts/decode_int4_sweep.py --quick,
-    logs/decode_int4_sweep_2026-12-02.log) timed none of them faster at M = 16, N = K = 8192: 19.5 us
-    for this config, 20.0 us the best staged / prefetching one, 21.0 us the split rule of ~2 blocks an
-    SM with A staged; A's L2 re-reads were not what bounded it. ``N``, ``K`` and ``sms`` are kept for
-    shape-dependent choices."""
-    return DecodeConfig(1, 8, 4, 2) if M <= 8 else DecodeConfig(2, 4, 2, 2)
+    """The decode kernel's default for M <= 16 rows: unstaged, unsplit weight streams of 8 warps along K.
+
+    Up to M = 8, 32-column blocks (2.45x cuBLAS at M = 1, N = K = 8192 on the H200). Past it, 32-column
+    blocks where N / 32 of them are ~2 an SM (N = K = 8192: 15.8 us, 2.14x cuBLAS; N 14336, K 4096:
+    17.5 us, 1.75x), else 16-column ones, twice the blocks (N = K = 4096: 7.0 us, 1.38x, against 8.8 us
+    for 128 blocks of 32 columns). logs/decode_int4_late_2026-12-03b.log (scripts/decode_int4_sweep.py
+    --late): no late_scale, prefetch_a, staged-A or K-split tiling (``DecodeConfig(...)``) was faster
+    at these shapes. ``K`` is kept for shape-dependent choices."""
+    if M <= 8 or -(-N // 32) >= 1.9 * sms:
+        return DecodeConfig(1, 8, 4, 2)
+    return DecodeConfig(1, 8, 2, 2)
 
 
 def staged_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
@@ -207,7 +210,8 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
 
         return launch_int4_tiled(a, w_packed, scales, z, out, M, N, K, az.dtype.name, group_size,
                                  zeros is not None, wz.dtype.name)
-    k = decode_kernel(az.dtype.name, group_size, zeros is not None, M > 8, cfg, wz.dtype.name)
+    k = decode_kernel(az.dtype.name, group_size, zeros is not None, M > 8, cfg, wz.dtype.name,
+                      decode_exact(cfg, K, 128))
     ws, ticket = split_buffers(az, cfg, grid[0] * grid[1])
     k[grid, cfg.threads](a, w_packed, scales, z, out, ws, ticket, M, N, K,
                          smem=cfg.smem_bytes(a_bytes=cfg.a_bytes(K, 128, M > 8)))

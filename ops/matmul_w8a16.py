@@ -26,7 +26,7 @@ from ._common import (data_alignment, inspect_array, new_like, require_contiguou
                       same_kind)
 from .matmul import _bias_f32, _dtype_name, dummy_f32, needs_wide
 from . import w8_gemm
-from .decode_gemm import DecodeConfig, DecodeGemm
+from .decode_gemm import DecodeConfig, DecodeGemm, decode_exact
 from .matmul_decode import check_decode_config, split_buffers
 from .w8_gemm import W8Config, W8Gemm
 from . import decode_gemm
@@ -88,14 +88,14 @@ def w8a16_kernel(dtype_name: str, out_name: str, cfg: W8Config, group_size: int,
 
 @lru_cache(maxsize=None)
 def w8a16_decode_kernel(dtype_name: str, out_name: str, cfg: DecodeConfig, group_size: int, has_bias: bool,
-                        two_rows: bool):
+                        two_rows: bool, exact: bool = False):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
-    G = DecodeGemm(cfg, T, "int8", group_size, False, two_rows)
+    G = DecodeGemm(cfg, T, "int8", group_size, False, two_rows, exact)
     ops = (() if group_size else (tiles.ColScale(),)) + ((tiles.Bias(),) if has_bias else ())
     E = tiles.Epilogue(ops, OUT)
     name = (f"w8a16_decode_{dtype_name}_{out_name}_{cfg}" + (f"_g{group_size}" if group_size else "_pc") +
-            ("_bias" if has_bias else "") + ("" if two_rows else "_m8"))
+            ("_bias" if has_bias else "") + ("" if two_rows else "_m8") + ("_x" if exact else ""))
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def w8a16_decode(a: Ptr[T], w: Ptr[i8], scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
@@ -210,7 +210,8 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
         return launch_w8_sm90(a, w_q, pc, gsc, out, bias_arg, M, N, K, az.dtype.name, out_name, gs,
                               bias is not None, sm90)
     if isinstance(cfg, DecodeConfig):
-        k = w8a16_decode_kernel(az.dtype.name, out_name, cfg, gs, bias is not None, M > 8)
+        k = w8a16_decode_kernel(az.dtype.name, out_name, cfg, gs, bias is not None, M > 8,
+                                decode_exact(cfg, K, 64))
         grid = ((N + cfg.block_n - 1) // cfg.block_n, (M + 15) // 16, cfg.splits)
         ws, ticket = split_buffers(az, cfg, grid[0] * grid[1])
         k[grid, cfg.threads](a, w_q, pc, gsc, out, bias_arg, ws, ticket, M, N, K,

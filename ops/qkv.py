@@ -37,7 +37,7 @@ from .gemm_sm90_w4 import W4Config
 from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, needs_wide, row_granule
 from .matmul_w8a16 import _vec_f32
 from .qkv_kernels import QkvPlan, qkv_kernel
-from .decode_gemm import DecodeConfig, DecodeGemm
+from .decode_gemm import DecodeConfig, DecodeGemm, decode_exact
 from .matmul_decode import check_decode_config, split_buffers
 from .gemm_sm90 import sm_count
 from .w8_gemm import W8Config, W8Gemm
@@ -52,9 +52,10 @@ STYLES = ("rotate_half", "interleaved")
 def qkv_config(kind: str, M: int, K: int = 0, style: str = "", N: int = 0):
     """The main-loop config for M rows (decode <= 16: the K-split weight stream for int8/int4, <= 512, larger).
 
-    Decode with int8/int4 weights and no rotate_half rope takes 32-column blocks (the standalone decode
-    GEMMs' shapes): 128-column blocks give a Llama-3-8B projection (6144 columns) 48 blocks for 132 SMs
-    (ncu on the H200, int4 at M = 1: 15 % of DRAM bandwidth). rotate_half keeps 128 (whole heads a block)."""
+    Decode with int8/int4 weights and no rotate_half rope takes 16- to 64-column blocks (int8: the
+    standalone decode GEMM's 32; int4: below): 128-column blocks give a Llama-3-8B projection (6144
+    columns) 48 blocks for 132 SMs (ncu on the H200, int4 at M = 1: 15 % of DRAM bandwidth). rotate_half
+    keeps 128 (whole heads a block)."""
     table = {"f16": F16_CONFIGS, "int8": W8_CONFIGS, "int4": I4_CONFIGS}[kind]
     if kind == "int8" and M <= 16 and K % 64:       # the decode stream reads 64 (f16: 32) k a load
         return W8Config(16, 128, 64, 1, 4, 4)
@@ -64,8 +65,11 @@ def qkv_config(kind: str, M: int, K: int = 0, style: str = "", N: int = 0):
         if kind == "int8":
             from .matmul_w8a16 import DECODE
             return DECODE
-        # matmul_int4's decode shapes, (n_tiles, k_split, unroll, nw) there: (2, 4, 2, 2) past M = 8, else (1, 8, 2, 4)
-        return DecodeConfig(2, 4, 2, 2) if M > 8 else DecodeConfig(1, 8, 4, 2)
+        # int4: up to M = 8, 64-column blocks with late_scale (Llama-3-8B at M 1 / 4: 9.0 / 9.1 us, 3.05x /
+        # 3.07x three cuBLAS, against 9.5 / 9.6 us for matmul_int4's (1, 8, 4, 2) with unroll 4; 70B-like:
+        # 25.1 us, on par); past it 16-column blocks (M 16: 8.9 us, 3.20x; 70B-like 25.6 us, 2.11x, against
+        # 28.1 us for 32 columns) (H200, logs/decode_int4_late_2026-12-03b.log)
+        return DecodeConfig(2, 4, 4, 2, late_scale=True) if M <= 8 else DecodeConfig(1, 8, 2, 2)
     if kind == "int4" and 16 < M <= 64 and style != "rotate_half":
         # 32-row, 64-column blocks (2x the blocks of 128 columns): 1.40x three cuBLAS at M 32 for Llama-3-8B
         # and 0.87x / 0.73x at M 32 / 64 for the 70B-like shape, against 0.57-0.69x (H200, qkv_midm_sweep)
@@ -298,7 +302,8 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
         if K % unit:
             raise ArgumentError(f"{op}(): a DecodeConfig needs hidden={K} to be a multiple of {unit}")
         check_decode_config(op, cfg, True, K, unit, M > 8)
-        G = DecodeGemm(cfg, T, kind, group_size if kind == "int4" else 0, zeros is not None, M > 8)
+        G = DecodeGemm(cfg, T, kind, group_size if kind == "int4" else 0, zeros is not None, M > 8,
+                       decode_exact(cfg, K, unit))
         smem = cfg.smem_bytes(a_bytes=cfg.a_bytes(K, unit, M > 8))
     elif kind == "f16":
         cfg.check(2)

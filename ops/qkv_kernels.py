@@ -195,7 +195,7 @@ def qkv_kernel(Q: QkvPlan, wdtype: str = "i32"):
     if Q.kind == "int4":
         name += f"_g{Q.G.group}" + ("_zp" if Q.G.has_zeros else "")
     if Q.decode:
-        name += f"_dec_{Q.G.cfg}" + ("" if Q.G.two_rows else "_m8")
+        name += f"_dec_{Q.G.cfg}" + ("" if Q.G.two_rows else "_m8") + ("_x" if Q.G.exact else "")
 
     @kaiodsl.kernel(block_size=Q.threads, name=name)
     def qkv(x: Ptr[T], wq: Ptr[W], wk: Ptr[W], wv: Ptr[W], sq: Ptr[f32], sk: Ptr[f32], sv: Ptr[f32],

@@ -43,6 +43,41 @@ def group_consts(rows, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: C
     return kaiodsl.pack_half2(zf, zf, H2), s2
 
 
+@kaiodsl.func
+def int4_zero_halves(zrow, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: Const):
+    """(magic + zero, -(magic / 16 + zero)) of group ``grp`` of a column (``zrow``: its zero-point row;
+    the default zero point is 8), each in both halves of a half2: what int4_q_halves subtracts."""
+    zf = 8.0
+    if HAS_ZEROS:
+        zf = f32(zrow[grp])
+    return kaiodsl.pack_half2(MAGIC_F + zf, MAGIC_F + zf, H2), kaiodsl.pack_half2(-(MAGIC_F / 16 + zf),
+                                                                               -(MAGIC_F / 16 + zf), H2)
+
+
+SIXTEENTH_F16X2 = 0x2C002C00       # f16 1/16 in both halves
+
+
+@kaiodsl.func
+def int4_q_halves(w, zs, MAGIC_BITS: Const[int], IS_F16: Const[bool], H2: Const):
+    """The four half2s (pairs j = 0..3: nibbles j and j + 4 of the word, as int4_pair) of q - zero,
+    exact small integers, for a scale applied after the products (``zs`` from int4_zero_halves).
+    f16 takes the odd pairs' nibbles in place (mask 0x00F000F0: magic + 16 q) and one fma by 1/16
+    (exact: magic / 16 + q minus magic / 16 + zero), so a word costs one shift, four lop3 and four
+    packed sub/fma; bf16 (128's mantissa has no room for 16 q) shifts each pair down."""
+    zlo, nzhi = zs
+    if IS_F16:
+        sixteenth = kaiodsl.bitcast(kaiodsl.u32(SIXTEENTH_F16X2), H2)
+        w8 = w >> 8
+        return [kaiodsl.bitcast(kaiodsl.lop3(w, 0x000F000F, MAGIC_BITS, "(a & b) | c"), H2) - zlo,
+                kaiodsl.fma(kaiodsl.bitcast(kaiodsl.lop3(w, 0x00F000F0, MAGIC_BITS, "(a & b) | c"), H2),
+                            sixteenth, nzhi),
+                kaiodsl.bitcast(kaiodsl.lop3(w8, 0x000F000F, MAGIC_BITS, "(a & b) | c"), H2) - zlo,
+                kaiodsl.fma(kaiodsl.bitcast(kaiodsl.lop3(w8, 0x00F000F0, MAGIC_BITS, "(a & b) | c"), H2),
+                            sixteenth, nzhi)]
+    return [kaiodsl.bitcast(kaiodsl.lop3(w >> (4 * j), 0x000F000F, MAGIC_BITS, "(a & b) | c"), H2) - zlo
+            for j in range(4)]
+
+
 # -- int8 (W8A16) ----------------------------------------------------------------------------------
 # Signed bytes become unsigned u = q + 128 with one XOR of the word (q ^ 0x80 == q + 128 mod 256); a
 # prmt drops two bytes under 1024.0's exponent (f16: 1024 + u exact) or four prmt under 2^23 (f32, for

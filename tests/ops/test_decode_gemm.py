@@ -27,7 +27,16 @@ STAGED = DecodeConfig(4, 2, 4, 2, 1, True)
 CONFIGS = [(STAGED, 3), (DecodeConfig(4, 2, 4, 2, 2, True), 3), (DecodeConfig(1, 2, 2, 2, 4, True), 3),
            (DecodeConfig(2, 1, 1, 1, 5, False), 3), (DecodeConfig(1, 1, 1, 3, 3, True), 5),
            (DecodeConfig(8, 1, 1, 4, 2, True), 2), (DecodeConfig(2, 2, 2, 1, 4, True, True), 5),
-           (DecodeConfig(1, 4, 1, 2, 2, False, True), 3)]
+           (DecodeConfig(1, 4, 1, 2, 2, False, True), 3),
+           # whole steps for every warp (decode_exact: no K mask), prefetching past the range's end
+           (DecodeConfig(1, 4, 1, 2, 2, False, True), 16), (DecodeConfig(2, 2, 2, 1, 4, True, True), 8),
+           # late_scale: q - zero fragments, scales on the f32 group sums (exact, staged + split, prefetch)
+           (DecodeConfig(2, 4, 2, 2, late_scale=True), 8), (DecodeConfig(4, 2, 4, 2, 2, True, late_scale=True), 3),
+           (DecodeConfig(1, 2, 2, 2, prefetch=True, late_scale=True), 3),
+           (DecodeConfig(1, 4, 1, 2, 2, False, True, late_scale=True), 16),
+           # prefetch_a: A a step ahead too (clamped into the range), exact and ragged, split
+           (DecodeConfig(2, 4, 2, 2, prefetch=True, prefetch_a=True), 8),
+           (DecodeConfig(1, 2, 2, 2, 2, prefetch=True, prefetch_a=True, late_scale=True), 5)]
 
 
 @pytest.fixture
@@ -72,7 +81,8 @@ def test_int4_decode_configs(backend, rng, poison, cfg, units, M):
 
 
 RINGS = [(DecodeConfig(2, 4, 2, 2, ring=3), 5), (DecodeConfig(1, 8, 4, 2, ring=2), 3),
-         (DecodeConfig(2, 2, 2, 1, 2, ring=4), 7), (DecodeConfig(1, 2, 1, 3, ring=2), 1)]
+         (DecodeConfig(2, 2, 2, 1, 2, ring=4), 7), (DecodeConfig(1, 2, 1, 3, ring=2), 1),
+         (DecodeConfig(1, 4, 2, 2, ring=3), 8), (DecodeConfig(2, 2, 2, 2, ring=3, late_scale=True), 5)]
 
 
 @pytest.mark.parametrize("cfg,units", RINGS, ids=[str(c) for c, _ in RINGS])
@@ -206,10 +216,13 @@ def test_staged_a_too_big_and_matmul_refuses_splits(rng):
 
 
 def test_int4_decode_config_heuristic():
-    """The default is the unstaged stream (the H200 sweep timed it fastest at M = 16, N = K = 8192); the
-    staged, split candidate gives ~2 blocks an SM and keeps staged A within budget at long K."""
+    """The default is the unstaged stream (the H200 sweep timed it fastest at M = 16, N = K = 8192 and
+    4096), in blocks of 32 columns where they are ~2 an SM, else 16; the staged, split candidate gives
+    ~2 blocks an SM and keeps staged A within budget at long K."""
     assert m4.int4_decode_config(1, 8192, 8192) == DecodeConfig(1, 8, 4, 2)
-    assert m4.int4_decode_config(16, 8192, 8192) == DecodeConfig(2, 4, 2, 2)
+    assert m4.int4_decode_config(16, 8192, 8192) == DecodeConfig(1, 8, 4, 2)
+    assert m4.int4_decode_config(16, 4096, 4096) == DecodeConfig(1, 8, 2, 2)
+    assert m4.int4_decode_config(16, 14336, 4096) == DecodeConfig(1, 8, 4, 2)
     for M in (2, 4, 16):
         for N, K in ((4096, 4096), (8192, 8192), (14336, 4096), (4096, 14336), (6144, 4096)):
             cfg = m4.staged_decode_config(M, N, K, 132)
@@ -226,7 +239,9 @@ def test_int4_decode_config_heuristic():
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
 def test_decode_kernels_do_not_spill(arch):
     """The heuristic's configs and the sweep's candidates: no spills."""
-    for cfg in (DecodeConfig(1, 8, 4, 2), DecodeConfig(4, 2, 4, 1, 4, True, True), DecodeConfig(4, 2, 4, 2, 4, True),
+    for cfg in (DecodeConfig(1, 8, 4, 2), DecodeConfig(2, 4, 2, 2, late_scale=True), DecodeConfig(1, 8, 2, 2),
+                DecodeConfig(2, 4, 4, 2, late_scale=True), DecodeConfig(2, 4, 2, 2, prefetch=True, prefetch_a=True),
+                DecodeConfig(4, 2, 4, 1, 4, True, True), DecodeConfig(4, 2, 4, 2, 4, True),
                 DecodeConfig(4, 2, 4, 2, 4, True, True), DecodeConfig(8, 1, 4, 2, 4, True)):
         for dt, gs, z in (("f16", 128, False), ("bf16", 32, True)):
             stats = m4.decode_kernel(dt, gs, z, True, cfg, "i32").compile(arch=arch).stats()

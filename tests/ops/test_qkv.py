@@ -115,10 +115,12 @@ def test_qkv_bhsd_rope(backend, rng, poison, kind, style):
 @pytest.mark.parametrize("kind", ["int8", "int4"])
 @pytest.mark.parametrize("M,style", [(7, "interleaved"), (12, None), (5, "rotate_half")])
 def test_qkv_decode_narrow_blocks(backend, rng, poison, kind, M, style):
-    """Decode with quantized weights takes 32-column blocks (rotate_half keeps whole heads a block): a
-    block straddles no projection, interleaved rope pairs stay inside a block, and the bhsd store holds."""
-    cfg = qmod.qkv_config(kind, M, 128, style or "")
-    assert cfg.__class__.__name__ == "DecodeConfig" and cfg.block_n == (128 if style == "rotate_half" else 32)
+    """Decode with quantized weights takes narrow blocks (int8 32 columns; int4 64 up to M = 8, 16 past
+    it; rotate_half keeps whole heads a block): a block straddles no projection, interleaved
+    rope pairs stay inside a block, and the bhsd store holds."""
+    cfg = qmod.qkv_config(kind, M, 128, style or "", 256)
+    want = 128 if style == "rotate_half" else 32 if kind == "int8" else 64 if M <= 8 else 16
+    assert cfg.__class__.__name__ == "DecodeConfig" and cfg.block_n == want
     _run(rng, kind, "f16", 1, M, 128, 4, 2, 32, layout="bhsd", rope_style=style, bias=True)
 
 
