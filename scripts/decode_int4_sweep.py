@@ -8,6 +8,7 @@ order: relative difference, not bits).
 
     python scripts/decode_int4_sweep.py            # everything (~2 min on an H200)
     python scripts/decode_int4_sweep.py --quick    # the N = K = 8192, M = 16 case and the QKV ones
+    python scripts/decode_int4_sweep.py --late     # the defaults against late_scale variants (M 1, 4, 16)
 """
 
 import sys
@@ -37,8 +38,31 @@ def auto_splits(cfg: D, N: int, K: int) -> D:
     return replace(cfg, splits=max(1, min(round(2 * SMS / tiles), (K // 128) // (cfg.k_split * cfg.unroll), 16)))
 
 
+LATE = "--late" in sys.argv
+
+
+def late_candidates(M: int, base: D) -> list:
+    """``base``, its late_scale twin, and tilings around it: more loads in flight, weights and A
+    prefetched a step ahead (prefetch_a), with and without late_scale."""
+    out = [("auto", base)]
+    more = [D(1, 8, 4, 2), D(1, 8, 4, 4), D(2, 4, 4, 2), D(1, 8, 4, 1, prefetch=True, prefetch_a=True),
+            D(1, 8, 4, 2, prefetch=True, prefetch_a=True), D(1, 8, 2, 2, prefetch=True, prefetch_a=True),
+            D(2, 4, 2, 2, prefetch=True, prefetch_a=True)] if M <= 8 else \
+        [D(2, 4, 2, 2), D(2, 4, 2, 4), D(1, 8, 2, 2), D(1, 8, 4, 2), D(4, 4, 2, 2), D(2, 4, 2, 1, prefetch=True, prefetch_a=True),
+         D(2, 4, 2, 2, prefetch=True, prefetch_a=True), D(1, 8, 2, 1, prefetch=True, prefetch_a=True),
+         D(2, 4, 1, 2, prefetch=True, prefetch_a=True), D(2, 2, 2, 2, prefetch=True, prefetch_a=True)]
+    for c in [base] + more:
+        for late in (False, True):
+            c2 = replace(c, late_scale=late)
+            if c2 not in [x for _, x in out]:
+                out.append((str(c2), c2))
+    return out
+
+
 def candidates(M: int, N: int, K: int) -> list:
     """(label, config) pairs: the default, the staged split candidate, then the alternatives."""
+    if LATE:
+        return late_candidates(M, m4.int4_decode_config(M, N, K, SMS))
     out = [("auto", m4.int4_decode_config(M, N, K, SMS)), ("staged", m4.staged_decode_config(M, N, K, SMS))]
     for base in (D(4, 2, 4, 1, 1, True, True), D(4, 2, 4, 2, 1, True), D(4, 2, 4, 2, 1, True, True),
                  D(8, 1, 4, 2, 1, True), D(8, 1, 4, 1, 1, True, True), D(4, 4, 4, 1, 1, True, True),
@@ -90,22 +114,25 @@ def sweep_matmul(M: int, N: int, K: int, gen):
               f"(diff {rel(out, ref):.1e})", flush=True)
 
 
-def sweep_qkv(M: int, gen):
-    hidden, H, Hkv, Dh = 4096, 32, 8, 128
+def sweep_qkv(M: int, gen, shape=(4096, 32, 8, 128)):
+    hidden, H, Hkv, Dh = shape
     Nq, Nkv = H * Dh, Hkv * Dh
     ws = [int4_weights(n, hidden, gen) for n in (Nq, Nkv, Nkv)]
     x = torch.randn(M, hidden, generator=gen).half().cuda()
     w16 = [torch.randn(n, hidden, generator=gen).half().cuda() for n in (Nq, Nkv, Nkv)]
     t_c = timed(lambda: [x @ w.T for w in w16])
     args = (x, *(w for w, _ in ws), *(s for _, s in ws))
-    print(f"qkv_project_int4 Llama-3-8B M {M:2d}: three cuBLAS f16 {t_c * 1e3:7.1f} us", flush=True)
+    print(f"qkv_project_int4 hidden {hidden} H {H}/{Hkv} M {M:2d}: three cuBLAS f16 {t_c * 1e3:7.1f} us", flush=True)
     old = D(2, 4, 2, 2) if M > 8 else D(1, 8, 4, 2)       # ops.qkv.qkv_config's decode shapes
     cands = [("old/auto", None), ("old", old)]
-    for c in (D(2, 4, 2, 2, 1, True), D(2, 4, 2, 2, 1, False, True), D(2, 4, 2, 2, 1, True, True),
+    if LATE:
+        cands = [("default", None)] + late_candidates(M, old)[1:]
+    for c in () if LATE else (D(2, 4, 2, 2, 1, True), D(2, 4, 2, 2, 1, False, True), D(2, 4, 2, 2, 1, True, True),
               D(2, 4, 2, 1, 1, True, True), D(1, 8, 4, 1, 1, True, True), D(1, 8, 2, 2, 1, False, True)):
         cands.append((str(c), c))
-    for base in (D(4, 2, 4, 1, 1, True, True), D(4, 2, 4, 2, 1, True), D(8, 1, 4, 1, 1, True, True),
-                 D(2, 4, 4, 1, 1, True, True), D(4, 2, 4, 1, 1, False, True)):
+    for base in () if LATE else (D(4, 2, 4, 1, 1, True, True), D(4, 2, 4, 2, 1, True),
+                                  D(8, 1, 4, 1, 1, True, True), D(2, 4, 4, 1, 1, True, True),
+                                  D(4, 2, 4, 1, 1, False, True)):
         c = auto_splits(base, Nq + 2 * Nkv, hidden)       # K split over blocks: the last block's epilogue
         cands.append((str(c), c))
     ref = None
@@ -123,12 +150,16 @@ def sweep_qkv(M: int, gen):
 def main():
     quick = "--quick" in sys.argv
     gen = torch.Generator().manual_seed(0)
-    shapes = [(16, 8192, 8192)] if quick else [(M, n, n) for n in (4096, 8192) for M in (1, 4, 16)] + \
+    shapes = [(M, 8192, 8192) for M in (1, 16)] + [(16, 4096, 4096), (16, 14336, 4096)] if LATE else \
+        [(16, 8192, 8192)] if quick else [(M, n, n) for n in (4096, 8192) for M in (1, 4, 16)] + \
         [(16, 14336, 4096), (16, 4096, 14336)]
     for M, N, K in shapes:
         sweep_matmul(M, N, K, gen)
-    for M in (1, 16):
+    for M in (1, 4, 16) if LATE else (1, 16):
         sweep_qkv(M, gen)
+    if LATE:
+        for M in (1, 16):
+            sweep_qkv(M, gen, (8192, 64, 8, 128))          # the 70B-like shape
     print(f"({SMS} SMs; 'auto' is matmul_int4's default, int4_decode_config; 'staged' staged_decode_config)")
 
 

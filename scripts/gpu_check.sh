@@ -5,7 +5,8 @@
 #   tests            the whole GPU tier (pytest -m gpu)
 #   tests=PATHS      the GPU tier of some test paths (comma-separated), e.g. tests=tests/hopper,tests/codegen
 #   demo             python -m kaiodsl demo on the GPU
-#   sanitize         compute-sanitizer memcheck + racecheck over scripts/sanitize_targets.py (SANITIZE_TOOLS, SANITIZE_TIMEOUT)
+#   sanitize         compute-sanitizer memcheck + racecheck over scripts/sanitize_targets.py (SANITIZE_TOOLS, SANITIZE_TIMEOUT;
+#                    SANITIZE_WHAT=decode: the decode weight streams only)
 #   bench / bench-quick             benchmarks/bench_gemm.py (full / --quick)
 #   bench=ARGS       benchmarks/bench_gemm.py with ARGS ('+' becomes a space), e.g. bench=--only+int8+--squares+4096
 #   ptests=G;G;...   groups of test paths (comma-separated) run as parallel pytest -v processes (the compiles
@@ -76,7 +77,7 @@ for step in $steps; do
       KAIODSL_BACKEND=cuda timeout 200 python3 -m kaiodsl demo 2>&1 | grep -v "^   |" | tee "$OUT/demo.log" | tail -30 ;;
     sanitize)
       for tool in ${SANITIZE_TOOLS:-memcheck racecheck}; do
-        timeout ${SANITIZE_TIMEOUT:-300} compute-sanitizer --tool $tool --error-exitcode 9 python3 scripts/sanitize_targets.py 2>&1 \
+        timeout ${SANITIZE_TIMEOUT:-300} compute-sanitizer --tool $tool --error-exitcode 9 python3 scripts/sanitize_targets.py $SANITIZE_WHAT 2>&1 \
           | tee "$OUT/sanitize_$tool.log" | tail -8
       done ;;
     bench)

@@ -2,7 +2,7 @@
 
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
-        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|attn_fwd90[c]|decode|int4_m16|qkv_int4_m1|qkv_int4_m2048[_tall]|f16
+        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|attn_fwd90[c]|decode|int4_m16[_late]|qkv_int4_m1|qkv_int4_m2048[_tall]|f16
 Each target runs its op three times (the first two warm up and are skipped)."""
 
 import sys
@@ -31,11 +31,11 @@ elif name == "attn_bwd":              # attention_backward, f16, B 4, H 16, S 40
     q, k, v, do = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(4))
     o, lse = ops.attention(q, k, v, return_lse=True)
     run = lambda: ops.attention_backward(do, q, k, v, o, lse)
-elif name in ("int4_m16", "qkv_int4_m1", "qkv_int4_m2048", "qkv_int4_m2048_tall"):
+elif name in ("int4_m16", "int4_m16_late", "qkv_int4_m1", "qkv_int4_m2048", "qkv_int4_m2048_tall"):
     # the int4 decode GEMV (M 16, N = K = 8192); the fused int4 QKV (Llama-3-8B, M 1; M 2048 at its
     # default tiling and at gemm_sm90_w4.TALL)
     gs = 128
-    if name == "int4_m16":
+    if name.startswith("int4_m16"):
         M, shapes = 16, [(8192, 8192)]
     else:
         M, shapes = (1 if name == "qkv_int4_m1" else 2048), [(4096, 4096), (1024, 4096), (1024, 4096)]
@@ -43,8 +43,11 @@ elif name in ("int4_m16", "qkv_int4_m1", "qkv_int4_m2048", "qkv_int4_m2048_tall"
               for n, k in shapes]
     sc = [torch.rand(n, k // gs, device="cuda", dtype=torch.float16) * 0.02 for n, k in shapes]
     a = torch.randn(M, shapes[0][1], device="cuda", dtype=torch.float16)
-    if name == "int4_m16":
-        run = lambda: ops.matmul_int4(a, packed[0], sc[0], group_size=gs)
+    if name.startswith("int4_m16"):
+        from dataclasses import replace
+        from kaiodsl.ops.matmul_int4 import int4_decode_config
+        late = replace(int4_decode_config(M, 8192, 8192), late_scale=True) if name.endswith("_late") else None
+        run = lambda: ops.matmul_int4(a, packed[0], sc[0], group_size=gs, config=late)
     else:
         from kaiodsl.ops.gemm_sm90_w4 import TALL
         cfg = TALL if name.endswith("_tall") else None

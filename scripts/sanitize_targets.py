@@ -1,4 +1,8 @@
-"""One small launch of every example and op, for compute-sanitizer (memcheck, racecheck)."""
+"""One small launch of every example and op, for compute-sanitizer (memcheck, racecheck).
+
+    python scripts/sanitize_targets.py           # every example and op
+    python scripts/sanitize_targets.py decode    # the M <= 16 weight streams: every DecodeConfig path
+"""
 
 import importlib.util
 import sys
@@ -68,9 +72,52 @@ def ops():
     print("attention ok", flush=True)
 
 
+def decode():
+    """The decode main loop's paths at ragged and whole-step (decode_exact) shapes: the heuristic's configs,
+    late_scale, prefetch (past the range's end) with prefetch_a, a split K, the ring; int4 with zero points,
+    int8, f16, and the fused int4 / int8 QKV at M 1 and 13."""
+    import torch
+
+    import kaiodsl.ops as ops
+    from kaiodsl.ops import DecodeConfig as D
+
+    dev = "cuda"
+    cfgs = (None, D(2, 4, 2, 2, late_scale=True), D(2, 4, 4, 2, late_scale=True), D(1, 8, 2, 2),
+            D(2, 4, 2, 2, prefetch=True, prefetch_a=True), D(1, 2, 2, 2, 3, prefetch=True, prefetch_a=True, late_scale=True),
+            D(2, 2, 2, 2, ring=3, late_scale=True))
+    for N, K in ((72, 1024), (40, 640)):                 # whole steps / a ragged K tail, ragged N
+        q = np.random.randint(0, 16, (N, K), dtype=np.uint8)
+        wp = torch.from_numpy(ops.pack_int4(q)).to(dev)
+        sc = (torch.rand(N, K // 64) * 0.01).half().to(dev)
+        zp = torch.randint(0, 16, (N, K // 64), dtype=torch.uint8).to(dev)
+        for m in (1, 13):
+            x = torch.randn(m, K).half().to(dev)
+            for cfg in cfgs:
+                ops.matmul_int4(x, wp, sc, zeros=zp, group_size=64, config=cfg)
+            w8 = torch.randint(-127, 128, (N, K), dtype=torch.int8).to(dev)
+            for cfg in (None, D(2, 4, 2, 2, prefetch=True, prefetch_a=True)):
+                ops.matmul_w8a16(x, w8, torch.rand(N).half().to(dev), config=cfg)
+                ops.matmul(x, torch.randn(N, K).half().to(dev), b_layout="nk", config=cfg)
+    print("decode GEMMs ok", flush=True)
+    hidden, Nq, Nkv = 512, 256, 64
+    for m in (1, 13):
+        x = torch.randn(m, hidden).half().to(dev)
+        qs = [np.random.randint(0, 16, (n, hidden), dtype=np.uint8) for n in (Nq, Nkv, Nkv)]
+        ws = [torch.from_numpy(ops.pack_int4(q)).to(dev) for q in qs]
+        ss = [(torch.rand(n, hidden // 128) * 0.01).half().to(dev) for n in (Nq, Nkv, Nkv)]
+        ops.qkv_project_int4(x, *ws, *ss, group_size=128)
+        w8 = [torch.randint(-127, 128, (n, hidden), dtype=torch.int8).to(dev) for n in (Nq, Nkv, Nkv)]
+        ops.qkv_project_int8(x, *w8, *(torch.rand(n).half().to(dev) for n in (Nq, Nkv, Nkv)))
+    torch.cuda.synchronize()
+    print("decode QKV ok", flush=True)
+
+
 if __name__ == "__main__":
     import kaiodsl
 
     kaiodsl.set_backend("cuda")
-    examples()
-    ops()
+    if sys.argv[1:] == ["decode"]:
+        decode()
+    else:
+        examples()
+        ops()
