@@ -82,7 +82,7 @@ def decode():
     from kaiodsl.ops import DecodeConfig as D
 
     dev = "cuda"
-    cfgs = (None, D(2, 4, 2, 2, late_scale=True), D(2, 4, 4, 2, late_scale=True), D(1, 8, 2, 2),
+    cfgs = (None, D(2, 4, 2, 2, late_scale=True), D(2, 4, 4, 2, late_scale=True), D(1, 8, 2, 2), D(1, 8, 4, 2),
             D(2, 4, 2, 2, prefetch=True, prefetch_a=True), D(1, 2, 2, 2, 3, prefetch=True, prefetch_a=True, late_scale=True),
             D(2, 2, 2, 2, ring=3, late_scale=True))
     for N, K in ((72, 1024), (40, 640)):                 # whole steps / a ragged K tail, ragged N
