@@ -36,36 +36,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_gemm import rel_err  # noqa: E402
-from kaiodsl.runtime.timing import timed  # noqa: E402
+from kaiodsl.runtime.timing import cold_copies, timed_rotating as timed_rot  # noqa: E402
 
 ROTATE_MAX_M = 64        # past it the weights are reused across the rows of a tile; no rotation
 
 
-def copies(torch, tensors, M: int) -> list:
-    """[tensors] plus clones (new addresses, same values) until all of them hold >= 3x the L2 cache
-    (M > ROTATE_MAX_M: just [tensors])."""
-    if M > ROTATE_MAX_M:
-        return [list(tensors)]
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    nbytes = sum(t.numel() * t.element_size() for t in tensors)
-    n = max(1, -(-3 * l2 // max(nbytes, 1)))
-    return [list(tensors)] + [[t.clone() for t in tensors] for _ in range(n - 1)]
+def copies(tensors, M: int) -> list:
+    """cold_copies of ``tensors`` (>= 3x the L2) up to ROTATE_MAX_M rows, else just [tensors]."""
+    return cold_copies(tensors) if M <= ROTATE_MAX_M else [list(tensors)]
 
-
-def rotating(calls: list):
-    """One callable that runs calls[0], calls[1], .. in turn (a CUDA graph of it captures the rotation)."""
-    state = {"i": 0}
-
-    def run():
-        i = state["i"]
-        state["i"] = (i + 1) % len(calls)
-        return calls[i]()
-    return run
-
-
-def timed_rot(calls: list) -> float:
-    """timed() of the rotation, every set at least once in the graph."""
-    return timed(rotating(calls), reps=max(10, len(calls)))
 
 SHAPES = {"llama3-8b": (4096, 32, 8, 128), "70b-like": (8192, 64, 8, 128)}
 MS = [1, 4, 16, 64, 2048]
@@ -107,7 +86,7 @@ def bench_qkv(torch, shapes, ms, results):
             name = op[kind].__name__
             for M in ms:
                 x = torch.randn(M, K, device="cuda", dtype=torch.float16)
-                sets, sets16 = copies(torch, args, M), copies(torch, w16, M)
+                sets, sets16 = copies(args, M), copies(w16, M)
                 t_f = timed_rot([lambda a=a: op[kind](x, *a, **kw) for a in sets])
                 t_s = timed_rot([lambda a=a: sep(a, x) for a in sets])
                 t_c = timed_rot([lambda w=w: [x @ t.T for t in w] for w in sets16])
@@ -140,8 +119,8 @@ def bench_gemm(torch, ms, results):
         w4f = torch.tensor(ops.dequantize(q4, s4.cpu().numpy(), None, gs, np.float16), device="cuda")
         for M in ms:
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
-            t_c = timed_rot([lambda w=w: x @ w.T for w, in copies(torch, [w16], M)])
-            c8, c4 = copies(torch, [q8, s8], M), copies(torch, [p4, s4], M)
+            t_c = timed_rot([lambda w=w: x @ w.T for w, in copies([w16], M)])
+            c8, c4 = copies([q8, s8], M), copies([p4, s4], M)
             cands = [("matmul_w8a16", [lambda q=q, s=s: ops.matmul_w8a16(x, q, s) for q, s in c8], w8f),
                      ("matmul_int4", [lambda p=p, s=s: ops.matmul_int4(x, p, s, group_size=gs) for p, s in c4], w4f)]
             if M == 16:      # the decode kernel's other (n tiles, K split, unroll, n8 per warp) choices at M = 16

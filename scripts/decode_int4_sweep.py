@@ -3,7 +3,8 @@
 M in {1, 16}, under the old configs, the heuristic's and candidate DecodeConfigs (staged A, prefetch,
 K split over blocks), against f16 torch.matmul (cuBLAS) in the same process. Times are device time (kaiodsl.runtime.timing.timed: CUDA
 graph replay, median); each line prints us, the ratio cuBLAS / ours (> 1: faster) and the weights'
-effective GB/s. Every candidate is checked against the first one's output (split-K sums in another
+effective GB/s. Each side's operands are cloned to >= 3x the L2 and the timed calls rotate through
+them (kaiodsl.runtime.timing.cold_copies; one buffer would be timed out of the L2). Every candidate is checked against the first one's output (split-K sums in another
 order: relative difference, not bits).
 
     python scripts/decode_int4_sweep.py            # everything (~2 min on an H200)
@@ -24,7 +25,7 @@ import torch  # noqa: E402
 import kaiodsl.runtime  # noqa: E402
 from kaiodsl import ops  # noqa: E402
 from kaiodsl.ops import DecodeConfig as D  # noqa: E402
-from kaiodsl.runtime.timing import timed  # noqa: E402
+from kaiodsl.runtime.timing import cold_copies, timed_rotating  # noqa: E402
 
 kaiodsl.runtime.set_backend("cuda")
 m4 = importlib.import_module("kaiodsl.ops.matmul_int4")
@@ -98,7 +99,8 @@ def sweep_matmul(M: int, N: int, K: int, gen):
     wp, s = int4_weights(N, K, gen)
     a = torch.randn(M, K, generator=gen).half().cuda()
     w16 = torch.randn(N, K, generator=gen).half().cuda()
-    t_c = timed(lambda: a @ w16.T)
+    t_c = timed_rotating([lambda w=w: a @ w.T for w, in cold_copies([w16])])
+    sets = cold_copies([wp, s])
     wbytes = N * K // 2 + s.numel() * 2
     ref = None
     print(f"matmul_int4 M {M:2d} N {N:5d} K {K:5d}: cuBLAS f16 {t_c * 1e3:7.1f} us", flush=True)
@@ -106,7 +108,7 @@ def sweep_matmul(M: int, N: int, K: int, gen):
         try:
             out = ops.matmul_int4(a, wp, s, group_size=GS, config=cfg)
             ref = out if ref is None else ref
-            t = timed(lambda: ops.matmul_int4(a, wp, s, group_size=GS, config=cfg))
+            t = timed_rotating([lambda p=p, q=q: ops.matmul_int4(a, p, q, group_size=GS, config=cfg) for p, q in sets])
         except Exception as e:                      # a candidate the arch refuses (shared memory, ...)
             print(f"    {label:24s} skipped: {type(e).__name__}: {str(e)[:100]}")
             continue
@@ -120,8 +122,9 @@ def sweep_qkv(M: int, gen, shape=(4096, 32, 8, 128)):
     ws = [int4_weights(n, hidden, gen) for n in (Nq, Nkv, Nkv)]
     x = torch.randn(M, hidden, generator=gen).half().cuda()
     w16 = [torch.randn(n, hidden, generator=gen).half().cuda() for n in (Nq, Nkv, Nkv)]
-    t_c = timed(lambda: [x @ w.T for w in w16])
+    t_c = timed_rotating([lambda c=c: [x @ w.T for w in c] for c in cold_copies(w16)])
     args = (x, *(w for w, _ in ws), *(s for _, s in ws))
+    sets = cold_copies(args[1:])
     print(f"qkv_project_int4 hidden {hidden} H {H}/{Hkv} M {M:2d}: three cuBLAS f16 {t_c * 1e3:7.1f} us", flush=True)
     old = D(2, 4, 2, 2) if M > 8 else D(1, 8, 4, 2)       # ops.qkv.qkv_config's decode shapes
     cands = [("old/auto", None), ("old", old)]
@@ -140,7 +143,7 @@ def sweep_qkv(M: int, gen, shape=(4096, 32, 8, 128)):
         try:
             out = ops.qkv_project_int4(*args, group_size=GS, config=cfg)
             ref = out[0] if ref is None else ref
-            t = timed(lambda: ops.qkv_project_int4(*args, group_size=GS, config=cfg))
+            t = timed_rotating([lambda c=c: ops.qkv_project_int4(x, *c, group_size=GS, config=cfg) for c in sets])
         except Exception as e:
             print(f"    {label:24s} skipped: {type(e).__name__}: {str(e)[:100]}")
             continue
