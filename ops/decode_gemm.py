@@ -426,8 +426,8 @@ def _wload(G: Const, wps, kb, b1, ahead: Const[bool] = False):
     out = []
     for u in kaiodsl.static_range(C.unroll):
         line = []
+        index = _wsrc(G, kb, u)
         for v in kaiodsl.static_range(C.nw):
-            index = _wsrc(G, kb, u)
             if G.exact and not ahead:
                 line = line + [kaiodsl.load(wps[v], index, vec=4, cache="nc")]
             else:
@@ -455,8 +455,9 @@ def _wcopy(G: Const, ring, slot, wps, kb, b1, tid):
     where _wload reads zeros), one commit group."""
     C = G.cfg
     for u in kaiodsl.static_range(C.unroll):
+        index = _wsrc(G, kb, u)
         for v in kaiodsl.static_range(C.nw):
-            kaiodsl.cp_async(ring + _piece(G, slot, u, v, tid), wps[v] + _wsrc(G, kb, u), 16, mask=kb + u < b1)
+            kaiodsl.cp_async(ring + _piece(G, slot, u, v, tid), wps[v] + index, 16, mask=kb + u < b1)
     kaiodsl.cp_async_commit()
 
 

@@ -31,15 +31,22 @@ def group_rows(scales, zeros, n, G):
 
 
 @kaiodsl.func
+def int4_zero(zrow, grp, HAS_ZEROS: Const[bool]):
+    """The zero point of group ``grp`` of a column (``zrow``: its zero-point row) as an f32: 8 without
+    zero points."""
+    if HAS_ZEROS:
+        return f32(zrow[grp])
+    return 8.0
+
+
+@kaiodsl.func
 def group_consts(rows, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: Const):
     """(zero + magic, scale) of group ``grp`` of a column (``rows`` from group_rows), each in both
     halves of a half2; the default zero point is 8."""
     srow, zrow = rows
     s = kaiodsl.bitcast(srow[grp], kaiodsl.u16)
     s2 = kaiodsl.bitcast(kaiodsl.pack_b32(s, s), H2)
-    zf = MAGIC_F + 8.0
-    if HAS_ZEROS:
-        zf = MAGIC_F + f32(zrow[grp])
+    zf = MAGIC_F + int4_zero(zrow, grp, HAS_ZEROS)
     return kaiodsl.pack_half2(zf, zf, H2), s2
 
 
@@ -47,11 +54,10 @@ def group_consts(rows, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: C
 def int4_zero_halves(zrow, grp, MAGIC_F: Const[float], HAS_ZEROS: Const[bool], H2: Const):
     """(magic + zero, -(magic / 16 + zero)) of group ``grp`` of a column (``zrow``: its zero-point row;
     the default zero point is 8), each in both halves of a half2: what int4_q_halves subtracts."""
-    zf = 8.0
-    if HAS_ZEROS:
-        zf = f32(zrow[grp])
-    return kaiodsl.pack_half2(MAGIC_F + zf, MAGIC_F + zf, H2), kaiodsl.pack_half2(-(MAGIC_F / 16 + zf),
-                                                                               -(MAGIC_F / 16 + zf), H2)
+    zf = int4_zero(zrow, grp, HAS_ZEROS)
+    lo = MAGIC_F + zf
+    hi = -(MAGIC_F / 16 + zf)
+    return kaiodsl.pack_half2(lo, lo, H2), kaiodsl.pack_half2(hi, hi, H2)
 
 
 SIXTEENTH_F16X2 = 0x2C002C00       # f16 1/16 in both halves
