@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_gemm import rel_err  # noqa: E402
-from kaiodsl.runtime.timing import cold_copies, timed_rotating as timed_rot  # noqa: E402
+from kaiodsl.runtime.timing import cold_copies, timed_rotating  # noqa: E402
 
 ROTATE_MAX_M = 64        # past it the weights are reused across the rows of a tile; no rotation
 
@@ -87,9 +87,9 @@ def bench_qkv(torch, shapes, ms, results):
             for M in ms:
                 x = torch.randn(M, K, device="cuda", dtype=torch.float16)
                 sets, sets16 = copies(args, M), copies(w16, M)
-                t_f = timed_rot([lambda a=a: op[kind](x, *a, **kw) for a in sets])
-                t_s = timed_rot([lambda a=a: sep(a, x) for a in sets])
-                t_c = timed_rot([lambda w=w: [x @ t.T for t in w] for w in sets16])
+                t_f = timed_rotating([lambda a=a: op[kind](x, *a, **kw) for a in sets])
+                t_s = timed_rotating([lambda a=a: sep(a, x) for a in sets])
+                t_c = timed_rotating([lambda w=w: [x @ t.T for t in w] for w in sets16])
                 err = max(rel_err(o, r) for o, r in zip(op[kind](x, *args, **kw), [x @ w.T for w in w16]))
                 n_sets = len(sets)
                 del sets, sets16
@@ -119,7 +119,7 @@ def bench_gemm(torch, ms, results):
         w4f = torch.tensor(ops.dequantize(q4, s4.cpu().numpy(), None, gs, np.float16), device="cuda")
         for M in ms:
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
-            t_c = timed_rot([lambda w=w: x @ w.T for w, in copies([w16], M)])
+            t_c = timed_rotating([lambda w=w: x @ w.T for w, in copies([w16], M)])
             c8, c4 = copies([q8, s8], M), copies([p4, s4], M)
             cands = [("matmul_w8a16", [lambda q=q, s=s: ops.matmul_w8a16(x, q, s) for q, s in c8], w8f),
                      ("matmul_int4", [lambda p=p, s=s: ops.matmul_int4(x, p, s, group_size=gs) for p, s in c4], w4f)]
@@ -129,7 +129,7 @@ def bench_gemm(torch, ms, results):
                                                      for p, s in c4], w4f)
                           for pp in ((1, 8, 2, 4), (1, 8, 2, 2), (2, 8, 2, 2), (4, 4, 2, 1))]
             for name, calls, wf in cands:
-                t_k = timed_rot(calls)
+                t_k = timed_rotating(calls)
                 err = rel_err(calls[0](), x @ wf.T)
                 results.append({"op": name, "shape": f"{N}x{K}", "M": M, "N": N, "K": K, "kaiodsl_ms": t_k,
                                 "cublas_ms": t_c, "vs_cublas": t_c / t_k, "rel_err": err, "sets": len(calls)})

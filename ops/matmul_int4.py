@@ -84,7 +84,7 @@ def int4_decode_config(M: int, N: int, K: int, sms: int = 132) -> DecodeConfig:
     blocks where N / 32 of them are ~2 an SM (N = K = 8192: 15.8 us, 2.14x cuBLAS; N 14336, K 4096:
     17.5 us, 1.75x), else 16-column ones, twice the blocks (N = K = 4096: 7.0 us, 1.38x, against 8.8 us
     for 128 blocks of 32 columns). logs/decode_int4_late_2026-12-03b.log (scripts/decode_int4_sweep.py
-    --late): no late_scale, prefetch_a, staged-A or K-split tiling (``DecodeConfig(...)``) was faster
+    --late, then timed over one weight buffer): no late_scale, prefetch_a, staged-A or K-split tiling (``DecodeConfig(...)``) was faster
     at these shapes. ``K`` is kept for shape-dependent choices."""
     if M <= 8 or -(-N // 32) >= 1.9 * sms:
         return DecodeConfig(1, 8, 4, 2)

@@ -65,10 +65,11 @@ def qkv_config(kind: str, M: int, K: int = 0, style: str = "", N: int = 0):
         if kind == "int8":
             from .matmul_w8a16 import DECODE
             return DECODE
-        # int4: up to M = 8, 64-column blocks with late_scale (Llama-3-8B at M 1 / 4: 9.0 / 9.1 us, 3.05x /
-        # 3.07x three cuBLAS, against 9.5 / 9.6 us for matmul_int4's (1, 8, 4, 2) with unroll 4; 70B-like:
-        # 25.1 us, on par); past it 16-column blocks (M 16: 8.9 us, 3.20x; 70B-like 25.6 us, 2.11x, against
-        # 28.1 us for 32 columns) (H200, logs/decode_int4_late_2026-12-03b.log)
+        # int4: up to M = 8, 64-column blocks with late_scale (Llama-3-8B at M 1 / 4: 9.0 / 9.1 us, 3.06x /
+        # 3.08x three cuBLAS, against 9.7 / 9.5 us for matmul_int4's (1, 8, 4, 2), logs/decode_int4_late_
+        # 2026-12-03.log; 70B-like: 25.1 us, on par); past it 16-column blocks (M 16: 8.9 us, 3.20x; 70B-like
+        # 25.6 us, 2.11x, against 28.1 us for 32 columns, logs/decode_int4_late_2026-12-03b.log). H200, timed
+        # over one weight buffer (bench_qkv's rotated buffers: 2.53x / 2.54x / 3.13x at 8B M 1 / 4 / 16)
         return DecodeConfig(2, 4, 4, 2, late_scale=True) if M <= 8 else DecodeConfig(1, 8, 2, 2)
     if kind == "int4" and 16 < M <= 64 and style != "rotate_half":
         # 32-row, 64-column blocks (2x the blocks of 128 columns): 1.40x three cuBLAS at M 32 for Llama-3-8B
