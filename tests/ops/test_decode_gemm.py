@@ -192,6 +192,10 @@ def test_qkv_decode_staged_split(backend, rng, monkeypatch, kind, cfg, B, S, sty
                                              ("splits", 65, "splits=65; allowed 1..64"),
                                              ("stage_a", 1, "stage_a must be True or False"),
                                              ("prefetch", None, "prefetch must be True or False"),
+                                             ("late_scale", 1, "late_scale must be True or False"),
+                                             ("prefetch_a", "yes", "prefetch_a must be True or False"),
+                                             ("prefetch_a", True, "prefetch_a .* needs prefetch=True"),
+                                             ("prefetch_a_staged", True, "prefetch_a loads A .*\\(stage_a=False\\)"),
                                              ("unroll", 9, "unroll=9 must be at most 8")])
 def test_decode_config_validation(rng, field, value, msg):
     kaiodsl.runtime.set_backend("sim")
@@ -200,8 +204,22 @@ def test_decode_config_validation(rng, field, value, msg):
     if field == "prefetch_ring":
         ring = kw.pop(field)
         kw = {**kw, "prefetch": True, "ring": ring}
+    if field == "prefetch_a_staged":
+        on = kw.pop(field)
+        kw = {**kw, "prefetch": True, "prefetch_a": on, "stage_a": True}
     with pytest.raises(ArgumentError, match=msg):
         ops.matmul_int4(*args, group_size=128, config=DecodeConfig(**kw))
+
+
+def test_late_scale_is_for_int4_weights(rng):
+    """late_scale on int8 or f16/bf16 weights names the weights and what to pass instead."""
+    kaiodsl.runtime.set_backend("sim")
+    a = np.ones((4, 128), np.float16)
+    cfg = DecodeConfig(1, 2, 1, 2, late_scale=True)
+    with pytest.raises(ArgumentError, match="late_scale applies to int4 weights.*int8.*late_scale=False"):
+        ops.matmul_w8a16(a, np.ones((8, 128), np.int8), np.ones(8, np.float16), config=cfg)
+    with pytest.raises(ArgumentError, match="late_scale applies to int4 weights.*f16/bf16.*late_scale=False"):
+        ops.matmul(a, np.ones((8, 128), np.float16), b_layout="nk", config=cfg)
 
 
 def test_staged_a_too_big_and_matmul_refuses_splits(rng):
