@@ -67,6 +67,7 @@ from . import gemm_sm90_w4_stage as stage
 from ._common import data_alignment, inspect_array, require_positive_fields
 from .gemm_sm90 import SMEM_MAX, WarpgroupTiling, sm_count
 from .gemm_sm90_w4_stage import BK, CHUNK_BYTES_A_ROW, PRODUCERS, ROW_BYTES, W4Dequant  # noqa: F401
+from .gemm_sm90_w4_swap import W4SwapConfig
 
 REGS = 64 * 1024           # registers an SM
 
@@ -395,9 +396,15 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
     if config is None:
         if parallelism is not None or a_align < 16 or not wanted:
             return None
-        config = w4_config(M, N, K, sm_count(), kind="int8" if op == "matmul_w8a16" else "int4")
-    elif not isinstance(config, W4Config):
-        raise ArgumentError(f"{op}(): config must be a gemm_sm90_w4.W4Config or None, got {config!r}")
+        if op == "matmul_int4":
+            from .gemm_sm90_w4_swap import swap_config
+            config = swap_config(M, N, K, sm_count())
+        else:
+            config = w4_config(M, N, K, sm_count(), kind="int8")
+    elif not isinstance(config, W4Config) and not (op == "matmul_int4" and isinstance(config, W4SwapConfig)):
+        kinds = "a gemm_sm90_w4.W4Config, a gemm_sm90_w4_swap.W4SwapConfig" if op == "matmul_int4" else \
+            "a gemm_sm90_w4.W4Config"
+        raise ArgumentError(f"{op}(): config must be {kinds} or None, got {config!r}")
     elif default_arch() != "sm_90a":
         raise ArgumentError(f"{op}(): config {config} is the sm_90a kernel (TMA, wgmma); the current target is "
                             f"{default_arch()}: leave config unset")

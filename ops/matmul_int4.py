@@ -184,6 +184,7 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     if K == 0 and M and N:
         raise ArgumentError(f"{op}(): K=0: the product would be all zeros; nothing to compute")
     from .gemm_sm90_w4 import sm90_w4_plan, use_sm90_w4
+    from .gemm_sm90_w4_swap import W4SwapConfig
 
     decode = isinstance(config, DecodeConfig)
     w4cfg = None if decode else sm90_w4_plan(op, M, N, K, use_sm90_w4(M, N, K, group_size), parallelism,
@@ -200,6 +201,11 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
     if M == 0 or N == 0:
         return out
     z = zeros if zeros is not None else new_like(az, (1,), u8)
+    if isinstance(w4cfg, W4SwapConfig):   # TMA + wgmma, the weights dequantized into wgmma's A registers
+        from .gemm_sm90_w4_swap import launch_w4_swap
+
+        return launch_w4_swap(a, w_packed, scales, z, out, M, N, K, az.dtype.name, group_size,
+                              zeros is not None, wz.dtype.name, w4cfg)
     if w4cfg is not None:                 # TMA + wgmma, B dequantized into shared memory
         from .gemm_sm90_w4 import launch_w4_sm90
 

@@ -8,6 +8,8 @@ tuning run on an H200; not a test).
     python scripts/w4_sweep.py ahead ...  # only the producer variants: scale-prefetch depths (W4Config.ahead)
                                           # of the defaults, and warp_stages
     python scripts/w4_sweep.py ws ...     # only 256 x 128 with and without warp_stages
+    python scripts/w4_sweep.py swap ...   # matmul_int4: the swap-AB kernel's tilings (ops/gemm_sm90_w4_swap.py)
+                                          # against the shared-B kernel's 256 x 128
 
 Prints one line per (op, shape, config): time, ratio against cuBLAS (x @ W16^T with the dequantized f16
 weights; for QKV the three projections' matmuls), and the relative error against float64 with the
@@ -23,6 +25,7 @@ import torch
 import kaiodsl.runtime
 from kaiodsl import ops
 from kaiodsl.ops.gemm_sm90_w4 import DEFAULT, NARROW, TALL, TALL_WS, W4Config
+from kaiodsl.ops.gemm_sm90_w4_swap import W4SwapConfig
 from kaiodsl.runtime.timing import timed
 
 TALLS = [TALL, W4Config(block_m=256, block_n=128, stages=4, staging=4),
@@ -32,6 +35,9 @@ MATMUL_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), W4Config(stages=3, 
 QKV_CANDIDATES = [DEFAULT, W4Config(stages=3, staging=4), NARROW, W4Config(block_n=128, stages=5, staging=6)] + TALLS
 AHEADS = [TALL] + [dataclasses.replace(TALL, ahead=a) for a in (2, 3, 4)] + [dataclasses.replace(DEFAULT, ahead=2)] \
     + [TALL_WS, W4Config(block_m=128, block_n=128, stages=4, staging=4, warp_stages=True)]
+SWAPS = [TALL, W4SwapConfig(), W4SwapConfig(stages=2), W4SwapConfig(block_m=192), W4SwapConfig(block_m=128, stages=5),
+         W4SwapConfig(block_m=128, block_n=192, stages=4), W4SwapConfig(block_m=256, block_n=64, stages=3),
+         W4SwapConfig(group_m=4), W4SwapConfig(group_m=16)]
 MS, NKS = (512, 2048, 8192), (4096, 8192)
 LLAMA8B = (4096, 32, 8, 128)          # hidden, H, H_kv, D
 
@@ -127,6 +133,9 @@ def main(argv) -> int:
     if "ws" in argv:                # the default 256 x 128 producer against warp_stages only
         MATMUL_CANDIDATES = QKV_CANDIDATES = [TALL, TALL_WS]
         argv = [a for a in argv if a != "ws"]
+    if "swap" in argv:
+        MATMUL_CANDIDATES = SWAPS
+        argv = [a for a in argv if a != "swap"]
     if "ahead" in argv:
         MATMUL_CANDIDATES = AHEADS
         QKV_CANDIDATES = [TALL, TALL_WS]

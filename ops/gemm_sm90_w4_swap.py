@@ -1,0 +1,340 @@
+"""W4A16 on sm_90a with the weights as wgmma's register operand (``C^T = W A^T``: "swap AB").
+
+``C = A @ W^T`` for A [M, K] f16/bf16 and W [N, K] int4 in the ``pack_int4`` layout (ops/int4_pack.py)
+with group scales (and zero points); the arguments are ``ops.matmul_int4``'s, which runs this kernel
+on sm_90a past the decode sizes (``W4SwapConfig``; ops/gemm_sm90_w4.py keeps the kernel that
+dequantizes into a shared B tile, for the fused QKV projections and where its config is asked for).
+
+Why the swap: in the shared-B kernel a producer warpgroup writes every dequantized f16 weight to
+shared memory and each consumer's wgmma reads it back, on top of the A tile's TMA writes and wgmma
+reads: at 256 x 128 tiles that is about 145 bytes of shared-memory traffic a clock for the tensor
+work of one, over the SM's 128. Here each consumer warpgroup holds 64 weight rows as the m64 A
+fragment of ``wgmma ... .rs`` (registers), dequantized straight from the raw words, and the
+activations are the shared-memory B operand, a block_m-wide wgmma N. A 128 x 256 (weights x
+activations) tile moves about 110 bytes a clock: activation reads by both consumers, the raw words
+(read 4 times over, below), and the TMA writes.
+
+Block: one producer warpgroup (one thread issues TMA, the rest idle; ``setmaxnreg`` gives their
+registers to the consumers) and ``block_n / 64`` consumer warpgroups, persistent over the output
+tiles in grouped order (tiles.gemm.tile_coords_of). A ring slot (``stages`` of them, mbarrier full /
+empty pairs: tiles.pipeline) holds 128 k: the activations as two 64-column TMA boxes of block_m rows
+(128-byte swizzle, zero-filled past M), then the block's ``block_n / 8`` pack_int4 row tiles of that
+k tile (one TMA box of 512 bytes a row tile, the words seen as [N / 8, K]; zero-filled past N).
+
+Fragments: warp w of consumer c owns weight rows ``64 c + 16 w + g`` and ``+ 8`` (g = lane / 4,
+t = lane % 4): row tiles ``8 c + 2 w`` and ``+ 1``, row g of each. The A fragment of k16 step s
+(k ``16 s ..`` of the slot) wants weights k ``16 s + 2 t, + 1`` (registers 0 / 1: rows g / g + 8) and
+``16 s + 8 + 2 t, + 1`` (2 / 3). In pack_int4, k ``32 w' + 8 t' + j`` of row g is nibble-pair j / 2
+of word w' of lane ``4 g + t'``; so with ``s = 2 w' + h`` the fragment's registers are pair t of
+word w' of lanes ``4 g + 2 h`` and ``4 g + 2 h + 1``. A thread reads row g's 64 bytes of each of
+its two row tiles (8 ``ld.shared.v4``, shared by the quad: one bank-conflict-free broadcast phase
+each) and takes pair t of every word: one shift by ``4 t``, then ``tiles.dequant.int4_pair``'s
+``lop3`` / sub / mul. Each stage's 32 registers are built, then one fence and 8 wgmmas; one stage of
+tensor-core work stays queued behind ``wgmma.wait_group 1`` while the next is dequantized.
+
+Scales (zero points) of the thread's two rows: plain loads a stage ahead (one group a stage for 128,
+two for 64, four for 32), rows past N read row N - 1 (their columns are never stored).
+
+Epilogue: accumulator element (row n, column m) is C[m, n]. Lanes 4 g + t and its neighbour g ^ 1
+swap one value of each pair (one ``shfl.xor`` a pair), so each holds two adjacent columns of C of one
+row: 4-byte stores, guarded at M and N.
+
+K is a multiple of 128 (pack_int4); N a multiple of 8; any M.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import kaiodsl
+from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles, u8, u32, u64
+from kaiodsl.errors import ArgumentError
+from kaiodsl.tiles.dequant import MAGIC, int4_pair
+
+from ._common import data_alignment, inspect_array, require_positive_fields
+from .gemm_sm90 import REGS, SMEM_MAX
+
+KT = 128                     # k a ring slot: one pack_int4 k tile
+A_ROW = 2 * 128              # activation bytes a row a slot: two 128-byte swizzle atoms
+W_ROW = 64                   # weight bytes a row a slot (128 nibbles)
+
+
+@dataclass(frozen=True)
+class W4SwapConfig:
+    """``block_m`` activation rows (the wgmma N: a multiple of 8, at most 256) by ``block_n`` weight rows
+    (output columns: 64 for each consumer warpgroup) an output tile, ``stages`` ring slots of 128 k,
+    tiles walked ``group_m`` tile-rows at a time."""
+
+    block_m: int = 256
+    block_n: int = 128
+    stages: int = 3
+    group_m: int = 8
+
+    def __post_init__(self):
+        require_positive_fields(self)
+
+    @property
+    def consumers(self) -> int:
+        return self.block_n // 64
+
+    @property
+    def threads(self) -> int:
+        return 128 * (1 + self.consumers)
+
+    @property
+    def stage_bytes(self) -> int:
+        return self.block_m * A_ROW + self.block_n * W_ROW
+
+    def smem_bytes(self) -> int:
+        return self.stages * self.stage_bytes
+
+    def registers(self) -> tuple:
+        """(producer, consumer) register budgets for setmaxnreg (as gemm_sm90.Sm90Config.registers)."""
+        prod = 40 if self.consumers <= 2 else 24
+        return prod, min(256, (REGS - 128 * prod) // (128 * self.consumers)) // 8 * 8
+
+    def check(self) -> None:
+        """Raise ArgumentError unless the kernel computes this tiling correctly."""
+        rules = [
+            (8 <= self.block_m <= 256 and self.block_m % 8 == 0,
+             "block_m must be a multiple of 8 in 8..256 (a wgmma N, one TMA box of rows)"),
+            (self.block_n % 64 == 0 and 64 <= self.block_n <= 192,
+             "block_n must be 64, 128 or 192 (64 weight rows a consumer warpgroup, at most 3)"),
+            (self.stages >= 2, "stages must be at least 2"),
+            (self.registers()[1] >= self.block_m // 2 + 64,
+             "the accumulators (block_m / 2 registers a thread) do not fit the consumers' registers"),
+            (self.smem_bytes() + 1024 <= SMEM_MAX,
+             f"the ring needs {self.smem_bytes() + 1024} bytes of shared memory (with the 1024-byte "
+             f"alignment), more than {SMEM_MAX}: fewer stages or a smaller block_m"),
+        ]
+        for ok, rule in rules:
+            if not ok:
+                raise ArgumentError(f"W4SwapConfig {self!r} is not a valid tiling: {rule}")
+
+    def __str__(self) -> str:
+        return f"swap{self.block_m}x{self.block_n}/s{self.stages}/g{self.group_m}"
+
+
+DEFAULT = W4SwapConfig()
+NARROW = W4SwapConfig(block_m=128, block_n=128, stages=5)
+
+
+def swap_config(M: int, N: int, K: int, sms: int) -> W4SwapConfig:
+    """256-row activation tiles where they give every SM a tile, else 128-row ones."""
+    return DEFAULT if -(-M // 256) * -(-N // 128) >= sms else NARROW
+
+
+@kaiodsl.func
+def _scales(D: Const, scales, zeros, row, kt, G):
+    """Row ``row``'s raw scales and zero points of ring slot kt (its 128 / group_size groups): one load
+    each, the scales as u32 words of two halves (the low half alone for groups of 128), the zero points
+    as one word of bytes."""
+    NG = KT // D.group_size
+    base = i64(row) * G + kt * NG
+    if NG == 1:
+        sc = [u32(kaiodsl.bitcast(kaiodsl.load(scales, base, cache="nc"), kaiodsl.u16))]
+    elif NG == 2:
+        sc = [kaiodsl.load(kaiodsl.ptr_cast(scales, u32), base // 2, cache="nc")]
+    else:
+        v = kaiodsl.load(kaiodsl.ptr_cast(scales, u32), base // 2, vec=2, cache="nc")
+        sc = [v[0], v[1]]
+    zw = 0
+    if D.has_zeros:
+        if NG == 1:
+            zw = u32(kaiodsl.load(zeros, base, cache="nc"))
+        elif NG == 2:
+            zw = u32(kaiodsl.load(kaiodsl.ptr_cast(zeros, kaiodsl.u16), base // 2, cache="nc"))
+        else:
+            zw = kaiodsl.load(kaiodsl.ptr_cast(zeros, u32), base // 4, cache="nc")
+    return sc, zw
+
+
+@kaiodsl.func
+def _group(D: Const, raw, j: Const[int]):
+    """(magic + zero, scale) of group j of a row's raw constants (from _scales), each in both halves of
+    a half2: the scale's half by one prmt, magic + zero by OR-ing the zero point's byte into the
+    magic's mantissa (exact: its ulp is 1; the default zero point 8 is a constant)."""
+    sc, zw = raw
+    w = sc[j // 2]
+    s2 = kaiodsl.bitcast(kaiodsl.prmt(w, w, u32(0x3232 if j % 2 else 0x1010)), D.h2)
+    if D.has_zeros:
+        z = (zw >> (8 * j)) & 0xFF
+        return kaiodsl.bitcast(u32(D.magic[0]) | (z * 0x10001), D.h2), s2
+    return kaiodsl.bitcast(u32(D.magic[0] + 8 * 0x10001), D.h2), s2
+
+
+@kaiodsl.func
+def _fragment(D: Const, wp, base, raws, sh, s: Const[int]):
+    """The A fragment of k16 step s of a slot: ``wp`` the slot's words (u32), ``base`` the thread's row
+    g of its first row tile there, ``raws`` its two rows' raw group constants, ``sh`` = 4 t."""
+    w, h = s // 2, s % 2
+    grp = s * 16 // D.group_size
+    regs = []
+    for half in kaiodsl.static_range(2):          # k 2t.. (registers 0, 1), k 8 + 2t.. (2, 3)
+        for rt in kaiodsl.static_range(2):        # row g, row g + 8
+            zz, s2 = _group(D, raws[rt], grp)
+            x = kaiodsl.load(wp, base + 128 * rt + 4 * (2 * h + half) + w)
+            regs = regs + [int4_pair(x >> sh, 0, zz, s2, D.magic[0], D.h2)]
+    return regs[0], regs[1], regs[2], regs[3]
+
+
+@kaiodsl.func
+def _store(D: Const, acc, c, m0, n, lane, M, N):
+    """C[m0 + m, n + ..] from the m64 x block_m accumulator (row n = this thread's g row of the warp's 16,
+    column m): neighbours g, g ^ 1 swap a value so each stores two adjacent columns of C (4 bytes)."""
+    H2 = D.h2
+    g, t = lane // 4, lane % 4
+    odd = g % 2 == 1
+    col = n - g % 2                               # the even column of the pair
+    for j in kaiodsl.static_range(D.cfg.block_m // 8):
+        m = m0 + 8 * j + 2 * t + g % 2
+        for rt in kaiodsl.static_range(2):         # rows g, g + 8 of the fragment: columns n, n + 8 of C
+            v0, v1 = acc[4 * j + 2 * rt], acc[4 * j + 2 * rt + 1]
+            got = kaiodsl.shfl_xor(kaiodsl.where(odd, v0, v1), 4)
+            lo = kaiodsl.where(odd, got, v0)
+            hi = kaiodsl.where(odd, v1, got)
+            cc = col + 8 * rt
+            kaiodsl.store(kaiodsl.ptr_cast(c, u32), (i64(m) * N + cc) // 2,
+                          kaiodsl.bitcast(kaiodsl.pack_half2(lo, hi, H2), u32), mask=(m < M) & (cc < N))
+
+
+@kaiodsl.func
+def _body(D: Const, ta, tw, scales, zeros, c, M, N, K):
+    cfg = D.cfg
+    BM, BN, S, GM = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m
+    SB = cfg.stage_bytes
+    A_BYTES = BM * A_ROW
+    R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers)
+    PROD_REGS, CONS_REGS = cfg.registers()
+    smem = kaiodsl.dynamic_shared(u8, align=1024)
+    bars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="ring")
+    tid = kaiodsl.thread_idx.x
+    wg = tiles.warpgroup.index(tid)
+    if tid == 0:
+        kaiodsl.tma_prefetch(ta)
+        kaiodsl.tma_prefetch(tw)
+        tiles.pipeline.init(R, bars)
+    kaiodsl.syncthreads()
+    total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
+    ktiles = K // KT
+    G = K // D.group_size
+    first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
+    if wg == 0:
+        kaiodsl.setmaxnreg(PROD_REGS, False)
+        if tid == 0:
+            state = tiles.pipeline.start(R)
+            for t in range(first, total, step):
+                m0, n0 = tiles.gemm.tile_coords_of(t, M, N, BM, BN, GM)
+                for kt in range(ktiles):
+                    tiles.pipeline.acquire(R, state, bars)
+                    index, phase = state
+                    tiles.pipeline.commit(R, state, bars, SB)
+                    slot = smem.ptr(index * SB)
+                    for h in kaiodsl.static_range(2):
+                        kaiodsl.tma_load(kaiodsl.ptr_cast(slot + h * BM * 128, f16), ta, (m0, kt * KT + 64 * h),
+                                         bars.ptr(index))
+                    kaiodsl.tma_load(kaiodsl.ptr_cast(slot + A_BYTES, u32), tw, (n0 // 8, kt * KT), bars.ptr(index))
+                    state = tiles.pipeline.advance(R, state)
+    else:
+        kaiodsl.setmaxnreg(CONS_REGS, True)
+        cw = wg - 1
+        warp, lane = (tid // 32) % 4, tid % 32
+        g, t = lane // 4, lane % 4
+        sh = 4 * t
+        rtile = 8 * cw + 2 * warp                 # the thread's first row tile of the block's
+        wrow = 64 * cw + 16 * warp + g            # its first weight row of the block's
+        state = tiles.pipeline.start(R)
+        for tt in range(first, total, step):
+            m0, n0 = tiles.gemm.tile_coords_of(tt, M, N, BM, BN, GM)
+            ra = min(n0 + wrow, N - 1)
+            rb = min(n0 + wrow + 8, N - 1)
+            nxt = (_scales(D, scales, zeros, ra, 0, G), _scales(D, scales, zeros, rb, 0, G))
+            acc = kaiodsl.wgmma_zeros(BM, f32)
+            prev = state
+            for kt in range(ktiles):
+                raws = nxt
+                ka = min(kt + 1, ktiles - 1)
+                nxt = (_scales(D, scales, zeros, ra, ka, G), _scales(D, scales, zeros, rb, ka, G))
+                tiles.pipeline.wait(R, 0, state, bars)
+                index, phase = state
+                slot = smem.ptr(index * SB)
+                wp = kaiodsl.ptr_cast(slot + A_BYTES, u32)
+                db0 = kaiodsl.wgmma_desc(kaiodsl.ptr_cast(slot, f16), 128, rows=BM)
+                for s in kaiodsl.static_range(8):     # each step's fragment is new registers: a fence each
+                    frag = _fragment(D, wp, 128 * rtile + 16 * g, raws, sh, s)
+                    kaiodsl.wgmma_fence()
+                    db = kaiodsl.wgmma_desc_add(db0, (s // 4) * BM * 128 + (s % 4) * 32)
+                    acc = kaiodsl.wgmma(frag, db, acc, dtype=D.dtype_name)
+                kaiodsl.wgmma_commit()
+                acc = kaiodsl.wgmma_wait(1, acc)
+                if kt > 0:
+                    tiles.pipeline.release(R, prev, bars)
+                prev = state
+                state = tiles.pipeline.advance(R, state)
+            acc = kaiodsl.wgmma_wait(0, acc)
+            if ktiles > 0:
+                tiles.pipeline.release(R, prev, bars)
+            _store(D, acc, c, m0, n0 + wrow, lane, M, N)
+
+
+def require_group_alignment(op: str, group_size: int, has_zeros: bool, scales, zeros) -> None:
+    """A slot's 128 / group_size scales (zero points) of a row come in one load of 2, 4 or 8 bytes (1, 2
+    or 4): their data must start on such a boundary (a torch view may not)."""
+    ng = KT // group_size
+    for name, x, need in (("scales", scales, 2 * ng),) + ((("zeros", zeros, ng),) if has_zeros else ()):
+        got = data_alignment(inspect_array(name, x, op))
+        if got < need:
+            raise ArgumentError(f"{op}(): group_size={group_size} reads '{name}' {need} bytes at a time on sm_90a: "
+                                f"its data must start on a {need}-byte boundary, it is {got}-byte aligned (pass a "
+                                f"copy)")
+
+
+@dataclass(frozen=True)
+class _Swap:
+    """What a kernel is compiled for: the tiling, the activation dtype, the group size, zero points or 8."""
+    cfg: W4SwapConfig
+    dtype_name: str
+    group_size: int
+    has_zeros: bool
+
+    @property
+    def h2(self):
+        return {"f16": f16x2, "bf16": bf16x2}[self.dtype_name]
+
+    @property
+    def magic(self) -> tuple:
+        """(bits in both halves, value) of the magic number (tiles.dequant.MAGIC)."""
+        return MAGIC[self.dtype_name]
+
+
+@lru_cache(maxsize=None)
+def w4_swap_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4SwapConfig, wdtype: str = "i32"):
+    """The kernel for ``dtype_name`` activations, int4 groups of ``group_size`` (with zero points or the
+    default 8) and tiling ``cfg`` (``wdtype``: the words' element type, part of the name only)."""
+    cfg.check()
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    D = _Swap(cfg, dtype_name, group_size, has_zeros)
+    name = f"w4a16_sm90_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") + f"_{cfg}_{wdtype}" \
+        .replace("/", "_")
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def kern(ta: TensorMap, tw: TensorMap, scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
+        _body(D, ta, tw, scales, zeros, c, M, N, K)
+
+    return kern
+
+
+def launch_w4_swap(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_name: str, group_size: int,
+                   has_zeros: bool, wdtype: str, cfg: W4SwapConfig):
+    """matmul_int4's sm_90a path with this kernel (arguments validated by matmul_int4; ``z`` the zero
+    points or a 1-element placeholder)."""
+    from .gemm_sm90 import sm_count
+    from .gemm_sm90_w4_stage import rows_view
+
+    require_group_alignment("matmul_int4", group_size, has_zeros, scales, z)
+    ta = TensorMap(a, (cfg.block_m, 64), swizzle=128, l2_promotion=256)
+    tw = TensorMap(rows_view(w_packed, (w_packed.shape[0], w_packed.shape[1] * 128)), (cfg.block_n // 8, KT),
+                   l2_promotion=256)
+    total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
+    k = w4_swap_kernel(dtype_name, group_size, has_zeros, cfg, wdtype)
+    k[min(total, sm_count()), cfg.threads](ta, tw, scales, z, out, M, N, K, smem=cfg.smem_bytes())
+    return out
