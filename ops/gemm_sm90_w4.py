@@ -383,6 +383,9 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
     return kern
 
 
+SWAP_OPS = ("matmul_int4", "qkv_project_int4")     # the int4 ops that also run gemm_sm90_w4_swap's kernel
+
+
 def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_align: int,
                  config: W4Config | None):
     """The checked tiling when ``op`` (matmul_int4 or matmul_w8a16, arguments validated) runs this
@@ -401,8 +404,8 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
             config = swap_config(M, N, K, sm_count())
         else:
             config = w4_config(M, N, K, sm_count(), kind="int8")
-    elif not isinstance(config, W4Config) and not (op == "matmul_int4" and isinstance(config, W4SwapConfig)):
-        kinds = "a gemm_sm90_w4.W4Config, a gemm_sm90_w4_swap.W4SwapConfig" if op == "matmul_int4" else \
+    elif not isinstance(config, W4Config) and not (op in SWAP_OPS and isinstance(config, W4SwapConfig)):
+        kinds = "a gemm_sm90_w4.W4Config, a gemm_sm90_w4_swap.W4SwapConfig" if op in SWAP_OPS else \
             "a gemm_sm90_w4.W4Config"
         raise ArgumentError(f"{op}(): config must be {kinds} or None, got {config!r}")
     elif default_arch() != "sm_90a":

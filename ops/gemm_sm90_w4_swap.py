@@ -50,6 +50,7 @@ from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, f16, f16x2, f32, i32, i
 from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles.dequant import MAGIC, int4_pair
 
+from .gemm_sm90_segments import MAX_SEGMENTS, Segments, segment_of
 from ._common import data_alignment, inspect_array, require_positive_fields
 from .gemm_sm90 import REGS, SMEM_MAX
 
@@ -178,28 +179,55 @@ def _fragment(D: Const, wp, base, raws, sh, s: Const[int]):
 
 
 @kaiodsl.func
-def _store(D: Const, acc, c, m0, n, lane, M, N):
-    """C[m0 + m, n + ..] from the m64 x block_m accumulator (row n = this thread's g row of the warp's 16,
-    column m): neighbours g, g ^ 1 swap a value so each stores two adjacent columns of C (4 bytes)."""
-    H2 = D.h2
+def _store(E: Const, BM: Const[int], acc, c, args, m0, n, lane, M, N):
+    """C[m0 + m, n + ..] through epilogue E (tiles.Epilogue: its ops, out type and store policy) from the
+    m64 x BM accumulator, whose row is this thread's weight row (``n``: its g row of the warp's 16, local
+    to the output of N columns) and whose column is m. Neighbours g, g ^ 1 swap one value of each pair
+    (the shuffles run in every lane, before any guard), so each holds two adjacent columns of C of one
+    row: even g row m0 + 8 j + 2 t, odd g the next. Rows >= M and columns >= N are skipped."""
     g, t = lane // 4, lane % 4
     odd = g % 2 == 1
-    col = n - g % 2                               # the even column of the pair
-    for j in kaiodsl.static_range(D.cfg.block_m // 8):
+    col = n - g % 2                               # the pair's even column
+    args = tiles.epilogue.load_scalars(E, args)
+    terms = []
+    for rt in kaiodsl.static_range(2):           # columns col, col + 8: fragment rows g, g + 8
+        terms = terms + [(tiles.epilogue.col_terms(E, args, col + 8 * rt, N),
+                          tiles.epilogue.col_terms(E, args, col + 8 * rt + 1, N))]
+    for j in kaiodsl.static_range(BM // 8):
         m = m0 + 8 * j + 2 * t + g % 2
-        for rt in kaiodsl.static_range(2):         # rows g, g + 8 of the fragment: columns n, n + 8 of C
+        rf = tiles.epilogue.row_factor(E, args, min(m, M - 1), M)
+        for rt in kaiodsl.static_range(2):
             v0, v1 = acc[4 * j + 2 * rt], acc[4 * j + 2 * rt + 1]
             got = kaiodsl.shfl_xor(kaiodsl.where(odd, v0, v1), 4)
-            lo = kaiodsl.where(odd, got, v0)
-            hi = kaiodsl.where(odd, v1, got)
             cc = col + 8 * rt
-            kaiodsl.store(kaiodsl.ptr_cast(c, u32), (i64(m) * N + cc) // 2,
-                          kaiodsl.bitcast(kaiodsl.pack_half2(lo, hi, H2), u32), mask=(m < M) & (cc < N))
+            (cf0, cv0), (cf1, cv1) = terms[rt]
+            lo = tiles.epilogue.apply(E, kaiodsl.where(odd, got, v0), cf0, rf, cv0, m, cc)
+            hi = tiles.epilogue.apply(E, kaiodsl.where(odd, v1, got), cf1, rf, cv1, m, cc + 1)
+            if m < M and cc < N:
+                tiles.epilogue.store_pair_values(E, c, m, cc, N, lo, hi)
 
 
 @kaiodsl.func
-def _body(D: Const, ta, tw, scales, zeros, c, M, N, K):
+def _store_segments(SEGS: Const, BM: Const[int], acc, outs, args, m0, n0, wrow, lane, M):
+    """The tile at column n0 of the tile space through the segment holding it: its epilogue, operands
+    and output (gemm_sm90_segments.Segment; no rope: a rotation pairs columns across warps here)."""
+    lo = 0
+    for s in kaiodsl.static_range(len(SEGS)):
+        P = SEGS[s]
+        if n0 >= lo and n0 < lo + P.width:
+            pargs = []
+            for a in kaiodsl.static_range(len(P.args)):
+                pargs = pargs + [args[P.args[a]]]
+            _store(P.epilogue, BM, acc, outs[s], pargs, m0, n0 - lo + wrow, lane, M, P.width)
+        lo = lo + P.width
+
+
+@kaiodsl.func
+def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
+    """The kernel (module doc) with epilogue E (run-time operands ``args``), or with E a
+    gemm_sm90_segments.Segments one weight map, scales, zero points and output per segment."""
     cfg = D.cfg
+    SEGS = E.parts if isinstance(E, Segments) else ()
     BM, BN, S, GM = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m
     SB = cfg.stage_bytes
     A_BYTES = BM * A_ROW
@@ -211,7 +239,11 @@ def _body(D: Const, ta, tw, scales, zeros, c, M, N, K):
     wg = tiles.warpgroup.index(tid)
     if tid == 0:
         kaiodsl.tma_prefetch(ta)
-        kaiodsl.tma_prefetch(tw)
+        if SEGS:
+            for m in kaiodsl.static_range(len(SEGS)):
+                kaiodsl.tma_prefetch(tw[m])
+        else:
+            kaiodsl.tma_prefetch(tw)
         tiles.pipeline.init(R, bars)
     kaiodsl.syncthreads()
     total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
@@ -232,7 +264,15 @@ def _body(D: Const, ta, tw, scales, zeros, c, M, N, K):
                     for h in kaiodsl.static_range(2):
                         kaiodsl.tma_load(kaiodsl.ptr_cast(slot + h * BM * 128, f16), ta, (m0, kt * KT + 64 * h),
                                          bars.ptr(index))
-                    kaiodsl.tma_load(kaiodsl.ptr_cast(slot + A_BYTES, u32), tw, (n0 // 8, kt * KT), bars.ptr(index))
+                    wdst = kaiodsl.ptr_cast(slot + A_BYTES, u32)
+                    if SEGS:              # the weights of the segment holding the tile, at its local column
+                        lo = 0
+                        for sg in kaiodsl.static_range(len(SEGS)):
+                            if n0 >= lo and n0 < lo + SEGS[sg].width:
+                                kaiodsl.tma_load(wdst, tw[sg], ((n0 - lo) // 8, kt * KT), bars.ptr(index))
+                            lo = lo + SEGS[sg].width
+                    else:
+                        kaiodsl.tma_load(wdst, tw, (n0 // 8, kt * KT), bars.ptr(index))
                     state = tiles.pipeline.advance(R, state)
     else:
         kaiodsl.setmaxnreg(CONS_REGS, True)
@@ -245,15 +285,18 @@ def _body(D: Const, ta, tw, scales, zeros, c, M, N, K):
         state = tiles.pipeline.start(R)
         for tt in range(first, total, step):
             m0, n0 = tiles.gemm.tile_coords_of(tt, M, N, BM, BN, GM)
-            ra = min(n0 + wrow, N - 1)
-            rb = min(n0 + wrow + 8, N - 1)
-            nxt = (_scales(D, scales, zeros, ra, 0, G), _scales(D, scales, zeros, rb, 0, G))
+            sc, zp, bn0, bN = scales, zeros, n0, N
+            if SEGS:              # the scales and zero points of the tile's segment, its local column
+                (sc, zp), bn0, bN = segment_of(SEGS, (scales, zeros), n0)
+            ra = min(bn0 + wrow, bN - 1)
+            rb = min(bn0 + wrow + 8, bN - 1)
+            nxt = (_scales(D, sc, zp, ra, 0, G), _scales(D, sc, zp, rb, 0, G))
             acc = kaiodsl.wgmma_zeros(BM, f32)
             prev = state
             for kt in range(ktiles):
                 raws = nxt
                 ka = min(kt + 1, ktiles - 1)
-                nxt = (_scales(D, scales, zeros, ra, ka, G), _scales(D, scales, zeros, rb, ka, G))
+                nxt = (_scales(D, sc, zp, ra, ka, G), _scales(D, sc, zp, rb, ka, G))
                 tiles.pipeline.wait(R, 0, state, bars)
                 index, phase = state
                 slot = smem.ptr(index * SB)
@@ -273,7 +316,10 @@ def _body(D: Const, ta, tw, scales, zeros, c, M, N, K):
             acc = kaiodsl.wgmma_wait(0, acc)
             if ktiles > 0:
                 tiles.pipeline.release(R, prev, bars)
-            _store(D, acc, c, m0, n0 + wrow, lane, M, N)
+            if SEGS:
+                _store_segments(SEGS, BM, acc, c, args, m0, n0, wrow, lane, M)
+            else:
+                _store(E, BM, acc, c, args, m0, n0 + wrow, lane, M, N)
 
 
 def require_group_alignment(op: str, group_size: int, has_zeros: bool, scales, zeros) -> None:
@@ -316,9 +362,11 @@ def w4_swap_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Swa
     name = f"w4a16_sm90_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") + f"_{cfg}_{wdtype}" \
         .replace("/", "_")
 
+    E = tiles.Epilogue((), T)
+
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def kern(ta: TensorMap, tw: TensorMap, scales: Ptr[T], zeros: Ptr[u8], c: Ptr[T], M: i32, N: i32, K: i32):
-        _body(D, ta, tw, scales, zeros, c, M, N, K)
+        _body(D, E, ta, tw, scales, zeros, c, (), M, N, K)
 
     return kern
 
@@ -338,3 +386,56 @@ def launch_w4_swap(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_na
     k = w4_swap_kernel(dtype_name, group_size, has_zeros, cfg, wdtype)
     k[min(total, sm_count()), cfg.threads](ta, tw, scales, z, out, M, N, K, smem=cfg.smem_bytes())
     return out
+
+
+# -- segments (ops/gemm_sm90_segments.py): the fused int4 QKV projection, one launch ----------------------
+SEGMENT_ARGS = 9           # epilogue operand slots (as gemm_sm90_w4's segmented kernel)
+
+
+@lru_cache(maxsize=None)
+def w4_swap_segments_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4SwapConfig, E: Segments,
+                            wdtype: str, arg_types: tuple):
+    """The kernel over segments ``E`` (no rope): per segment its weights' tensor map, scales, zero points
+    and output; ``arg_types`` the kaiodsl types of the epilogues' run-time operands."""
+    cfg.check()
+    E.checked(cfg, len(arg_types), SEGMENT_ARGS)
+    if any(p.rope for p in E.parts):
+        raise ArgumentError("w4_swap_segments_kernel: no rope epilogue (a rotation pairs columns that live in "
+                            "other warps here); gemm_sm90_w4's kernel takes it")
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    D = _Swap(cfg, dtype_name, group_size, has_zeros)
+    O0, O1, O2 = (E.outs + (E.out,) * MAX_SEGMENTS)[:MAX_SEGMENTS]
+    T0, T1, T2, T3, T4, T5, T6, T7, T8 = (tuple(arg_types) + (Ptr[f32],) * SEGMENT_ARGS)[:SEGMENT_ARGS]
+    name = (f"w4a16_{dtype_name}_g{group_size}_sm90" + ("_zp" if has_zeros else "") + f"_{cfg}_{wdtype}") \
+        .replace("/", "_") + E.tag
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def kern(ta: TensorMap, w0: TensorMap, w1: TensorMap, w2: TensorMap, s0: Ptr[T], s1: Ptr[T], s2: Ptr[T],
+             z0: Ptr[u8], z1: Ptr[u8], z2: Ptr[u8], c0: Ptr[O0], c1: Ptr[O1], c2: Ptr[O2], x0: T0, x1: T1, x2: T2,
+             x3: T3, x4: T4, x5: T5, x6: T6, x7: T7, x8: T8, M: i32, N: i32, K: i32):
+        _body(D, E, ta, (w0, w1, w2), (s0, s1, s2), (z0, z1, z2), (c0, c1, c2), (x0, x1, x2, x3, x4, x5, x6, x7, x8),
+              M, N, K)
+
+    return kern
+
+
+def launch_w4_swap_segments(dtype_name: str, group_size: int, has_zeros: bool, wdtype: str, cfg: W4SwapConfig, a,
+                            ws: tuple, scales: tuple, zeros: tuple, outs: tuple, M: int, K: int, E: Segments,
+                            args: tuple, arg_types: tuple, dummy):
+    """Run the segmented kernel on validated operands (as gemm_sm90_w4.launch_w4_segments)."""
+    from .gemm_sm90 import sm_count
+    from .gemm_sm90_w4_stage import rows_view
+
+    ta = TensorMap(a, (cfg.block_m, 64), swizzle=128, l2_promotion=256)
+    pad = MAX_SEGMENTS - len(ws)
+    ws, scales, zeros, outs = (list(v) + [v[0]] * pad for v in (ws, scales, zeros, outs))
+    for sc, z in zip(scales, zeros):
+        require_group_alignment("qkv_project_int4", group_size, has_zeros, sc, z)
+    tws = [TensorMap(rows_view(w, (w.shape[0], w.shape[1] * 128)), (cfg.block_n // 8, KT), l2_promotion=256)
+           for w in ws]
+    fill = [dummy] * (SEGMENT_ARGS - len(args))
+    total = -(-M // cfg.block_m) * (E.width // cfg.block_n)
+    k = w4_swap_segments_kernel(dtype_name, group_size, has_zeros, cfg, E, wdtype, arg_types)
+    k[min(total, sm_count()), cfg.threads](ta, *tws, *scales, *zeros, *outs, *args, *fill, M, E.width, K,
+                                           smem=cfg.smem_bytes())
+    return tuple(outs[:len(outs) - pad])

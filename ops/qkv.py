@@ -34,6 +34,7 @@ from ._common import (data_alignment, inspect_array, new_like, require_contiguou
                       require_i32_sizes, require_rank, same_kind)
 from .gemm_sm90 import Sm90Config
 from .gemm_sm90_w4 import W4Config
+from .gemm_sm90_w4_swap import W4SwapConfig
 from .matmul import GemmConfig, _dtype_name, block_gemm, dummy_f32, needs_wide, row_granule
 from .matmul_w8a16 import _vec_f32
 from .qkv_kernels import QkvPlan, qkv_kernel
@@ -99,8 +100,10 @@ def qkv_choice(kind: str, M: int, K: int, Nq: int, Nkv: int, head_dim: int = 0, 
     else:
         cfg, why = qkv_sm90.pick_quant(kind, M, K, Nq, Nkv, head_dim, rope_style or "", 16 if rows_aligned else 0)
         if cfg is not None:
-            return tuning.Choice(cfg, f"heuristic: one sm_90a launch, {kind} weights dequantized into shared "
-                                      f"memory + wgmma over q, k, v segments (ops/gemm_sm90_w4.py)")
+            where = "wgmma's A registers (ops/gemm_sm90_w4_swap.py)" if isinstance(cfg, W4SwapConfig) else \
+                "shared memory (ops/gemm_sm90_w4.py)"
+            return tuning.Choice(cfg, f"heuristic: one sm_90a launch, {kind} weights dequantized into {where} + "
+                                      f"wgmma over q, k, v segments")
     return tuning.Choice(qkv_config(kind, M, K, rope_style or "", Nq + 2 * Nkv),
                          f"heuristic: the mma.sync QKV kernel (ops/qkv_kernels.py); not sm_90a's: {why}")
 
@@ -283,7 +286,7 @@ def _project(op, kind, x, ws, quant, *, bias, layout, head_dim, seq_len, rope, r
             return outs
         return qkv_sm90.launch(x2, ws, outs, M, K, Nq, Nkv, cfg, T.name, OUT, biases, layout == "bhsd",
                                S, D, style, rope, positions, dummy_f32(xz))
-    if isinstance(cfg, W4Config):
+    if isinstance(cfg, (W4Config, W4SwapConfig)):
         if kind == "f16":
             raise ArgumentError(f"{op}(): config {cfg} is the int8/int4 weights' sm_90a kernel; use config=None")
         cfg = qkv_sm90.checked_quant(op, cfg, M, K, Nq, Nkv, D, style, align)

@@ -27,6 +27,7 @@ from . import gemm_sm90
 from . import gemm_sm90_w4 as w4
 from .gemm_sm90 import NARROW, Sm90Config
 from .gemm_sm90_segments import Segment, Segments, launch_segments
+from .gemm_sm90_w4_swap import W4SwapConfig, launch_w4_swap_segments, swap_config
 
 
 # 16 < M <= 64 (past the decode streams, short of two m64 row blocks): one consumer warpgroup on 64-row
@@ -142,6 +143,9 @@ def launch(x2, ws, outs, M: int, K: int, Nq: int, Nkv: int, cfg, dtype_name: str
         args += [rope[0], rope[1], positions if positions is not None else S]
     if quant is None:
         launch_segments(dtype_name, x2, tuple(ws), tuple(outs), M, K, cfg, segs, tuple(args), types, dummy)
+    elif isinstance(cfg, W4SwapConfig):
+        launch_w4_swap_segments(dtype_name, quant.group_size, quant.has_zeros, quant.wdtype, cfg, x2, tuple(ws),
+                                quant.gscales, quant.zeros, tuple(outs), M, K, segs, tuple(args), types, dummy)
     else:
         Dq = w4.W4Dequant(cfg, dtype_name, quant.group_size, quant.has_zeros, quant.kind)
         w4.launch_w4_segments(Dq, quant.wdtype, x2, tuple(ws), quant.gscales, quant.zeros, tuple(outs), M, K, segs,
@@ -168,6 +172,11 @@ def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str,
     if align < 16:
         return None, "x or an int8 weight is off 16-byte boundaries (TMA, 16-byte loads)"
     why = ""
+    if kind == "int4" and not style:   # the swap-AB kernel (weights in wgmma's A registers): no rope epilogue
+        cfg = swap_config(M, N, K, sms)
+        why = _misfit(cfg, Nq, Nkv, D, style)
+        if not why:
+            return cfg, ""
     first = w4.NARROW if style else w4.w4_config(M, N, K, sms, kind=kind)    # a rope spills at 256 columns and at 256 rows
     for cfg in dict.fromkeys((first, w4.NARROW)):
         why = _misfit(cfg, Nq, Nkv, D, style)
@@ -180,6 +189,8 @@ def checked_quant(op: str, config, M: int, K: int, Nq: int, Nkv: int, D: int, st
     """A given W4Config after gemm_sm90_w4's checks and the segments' (ArgumentError naming the rule)."""
     cfg = w4.sm90_w4_plan(op, M, Nq + 2 * Nkv, K, True, None, align, config)
     why = _misfit(cfg, Nq, Nkv, D, style)
+    if isinstance(cfg, W4SwapConfig) and style:
+        why = "the swap-AB kernel has no rope epilogue (a rotation pairs columns held by other warps there)"
     if why:
         raise ArgumentError(f"{op}(): config {cfg}: {why}; use config=None")
     return cfg

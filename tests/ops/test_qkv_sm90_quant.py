@@ -1,6 +1,7 @@
 """qkv_project_int8 / qkv_project_int4 on sm_90a past M = 64: one launch of the dequantizing GEMM
-(ops/gemm_sm90_w4.py) with q, k, v segments (ops/qkv_sm90.py), against the float64 reference_qkv of
-the dequantized weights, outputs poisoned with NaN first.
+(ops/gemm_sm90_w4.py; int4 without a rope: the swap-AB kernel of ops/gemm_sm90_w4_swap.py) with q, k, v
+segments (ops/qkv_sm90.py), against the float64 reference_qkv of the dequantized weights, outputs
+poisoned with NaN first.
 
 The simulator (3 SMs: each persistent block walks several tiles across the three projections) runs
 small GQA shapes: both layouts, both RoPE styles, bias, positions, int8 per-channel scales, int4
@@ -17,6 +18,7 @@ from kaiodsl import ops
 from kaiodsl.errors import ArgumentError
 from kaiodsl.ops.gemm_sm90 import Sm90Config
 from kaiodsl.ops.gemm_sm90_w4 import W4Config
+from kaiodsl.ops.gemm_sm90_w4_swap import W4SwapConfig
 
 from qkvkit import spy
 from test_qkv import _run, poison  # noqa: F401  (the poison fixture)
@@ -29,12 +31,13 @@ N128 = W4Config(block_m=64, block_n=128, stages=3, consumers=1)       # D = 64: 
 
 @pytest.fixture
 def on_sm90(sm90, monkeypatch):
-    """The sm_90a backend, and every launch checked to be the segmented dequantizing kernel."""
-    from kaiodsl.ops import gemm_sm90_w4
+    """The sm_90a backend, and every launch checked to be a segmented dequantizing kernel (either)."""
+    from kaiodsl.ops import gemm_sm90_w4, qkv_sm90
 
     calls = spy(monkeypatch, gemm_sm90_w4, "launch_w4_segments")
+    swapped = spy(monkeypatch, qkv_sm90, "launch_w4_swap_segments")
     yield sm90
-    assert calls, "the op did not take the sm_90a dequantizing kernel"
+    assert calls or swapped, "the op did not take an sm_90a dequantizing kernel"
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])
@@ -124,17 +127,20 @@ def test_qkv_sm90_quant_choice(sm90):
     16-byte boundaries and where a projection's N is no multiple of block_n."""
     from kaiodsl.ops import gemm_sm90_w4
 
+    from kaiodsl.ops import gemm_sm90_w4_swap
+
     for kind in ("int8", "int4"):
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024)
-        want = gemm_sm90_w4.TALL_WS if kind == "int8" else gemm_sm90_w4.TALL      # int8: a producer warp a stage
-        assert ch.config == want and "gemm_sm90_w4" in ch.source
+        want = gemm_sm90_w4.TALL_WS if kind == "int8" else gemm_sm90_w4_swap.DEFAULT  # int8: a producer warp a stage
+        assert ch.config == want and ("gemm_sm90_w4.py" if kind == "int8" else "gemm_sm90_w4_swap") in ch.source
         assert gemm_sm90_w4.w4_config(512, 6144, 4096, 132) == gemm_sm90_w4.NARROW    # 96 tall tiles: too few
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, 128, "rotate_half")
         assert isinstance(ch.config, W4Config) and ch.config.block_n == 128
-        assert not isinstance(qmod.qkv_choice(kind, 16, 4096, 4096, 1024).config, W4Config)
-        assert not isinstance(qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, rows_aligned=False).config, W4Config)
+        assert not isinstance(qmod.qkv_choice(kind, 16, 4096, 4096, 1024).config, (W4Config, W4SwapConfig))
+        assert not isinstance(qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, rows_aligned=False).config,
+                              (W4Config, W4SwapConfig))
         small = qmod.qkv_choice(kind, 80, 256, 128, 64)
-        assert not isinstance(small.config, W4Config) and "multiples of block_n" in small.source
+        assert not isinstance(small.config, (W4Config, W4SwapConfig)) and "multiples of block_n" in small.source
 
 
 def test_qkv_sm90_quant_refused(backend, monkeypatch):
@@ -144,7 +150,7 @@ def test_qkv_sm90_quant_refused(backend, monkeypatch):
     monkeypatch.setenv("KAIODSL_ARCH", "sm_80")
     with pytest.raises(ArgumentError, match="sm_90a kernel"):
         ops.qkv_project_int8(x, *w, *s, config=N64)
-    assert not isinstance(qmod.qkv_choice("int4", 2048, 4096, 4096, 1024).config, W4Config)
+    assert not isinstance(qmod.qkv_choice("int4", 2048, 4096, 4096, 1024).config, (W4Config, W4SwapConfig))
     monkeypatch.setenv("KAIODSL_ARCH", "sm_90a")
     with pytest.raises(ArgumentError, match="multiples of block_n=128"):
         ops.qkv_project_int8(x, *w, *s, config=N128)
@@ -152,6 +158,43 @@ def test_qkv_sm90_quant_refused(backend, monkeypatch):
         ops.qkv_project_int8(x, *w, *s, config=Sm90Config(block_n=64))
     with pytest.raises(ArgumentError, match="int8/int4 weights' sm_90a kernel"):
         ops.qkv_project(x, *(a.astype(np.float16) for a in w), config=N64)
+
+
+SWAP64 = W4SwapConfig(block_m=32, block_n=64, stages=2)          # one consumer, 64 columns: D = 32, two heads
+
+
+@pytest.mark.parametrize("layout", ["mn", "bhsd"])
+@pytest.mark.parametrize("gs,zeros", [(128, False), (32, True)])
+def test_qkv_sm90_int4_swap(sm90, monkeypatch, rng, poison, layout, gs, zeros):  # noqa: F811
+    """The swap-AB kernel's segments: both layouts, bias, ragged M, group sizes, zero points."""
+    from kaiodsl.ops import qkv_sm90
+
+    calls = spy(monkeypatch, qkv_sm90, "launch_w4_swap_segments")
+    _run(rng, "int4", "f16", 2, 40, 256, 4, 2, 32, layout=layout, bias=True, gs=gs, zeros=zeros, config=SWAP64)
+    assert calls
+
+
+@pytest.mark.parametrize("dt,out", [("bf16", None), ("f16", "f32")])
+def test_qkv_sm90_int4_swap_dtypes(sm90, monkeypatch, rng, poison, dt, out):  # noqa: F811
+    """bf16 activations (weights dequantized to bf16, as the shared-B kernel does: its tolerance), and f32
+    outputs of f16 activations (exact f16 weights: f32's tolerance)."""
+    from kaiodsl.ops import qkv_sm90
+
+    calls = spy(monkeypatch, qkv_sm90, "launch_w4_swap_segments")
+    _run(rng, "int4", dt, 1, 72, 256, 4, 2, 32, x3d=False, bias=True, out_dtype=out,
+         config=W4SwapConfig(block_m=48, block_n=64, stages=3))
+    assert calls
+
+
+def test_qkv_sm90_int4_swap_refuses_rope(sm90):
+    """A rope needs the shared-B kernel; the swap config is refused by name, and the default picks the other."""
+    x = np.zeros((80, 128), np.float16)
+    w = [ops.pack_int4(np.zeros((n, 128), np.uint8)) for n in (128, 64, 64)]
+    s = [np.ones((n, 1), np.float16) for n in (128, 64, 64)]
+    rope = (np.ones((80, 16), np.float32), np.zeros((80, 16), np.float32))
+    with pytest.raises(ArgumentError, match="no rope epilogue"):
+        ops.qkv_project_int4(x, *w, *s, head_dim=32, rope=rope, rope_style="rotate_half", config=SWAP64)
+    assert isinstance(qmod.qkv_choice("int4", 2048, 4096, 4096, 1024, 128, "rotate_half").config, W4Config)
 
 
 # -- Llama-3-8B: the kernels assemble without spills; the GPU twins at M = 2048 ---------------------------
@@ -179,6 +222,19 @@ LLAMA_KERNELS = [("int8", False, "", False, 0), ("int8", True, "rotate_half", Fa
 def test_qkv_sm90_quant_llama_kernel_no_spills(kind, bhsd, style, zeros, gs):
     """The kernels the heuristic picks for Llama-3-8B (bias, positions) assemble for sm_90a without spills."""
     stats = _llama_kernel(kind, bhsd, style, zeros, gs).compile(arch="sm_90a").stats()
+    assert stats["spills"] == 0 and stats["local_bytes"] == 0, stats
+
+
+@pytest.mark.parametrize("bhsd,zeros,gs", [(False, False, 128), (True, True, 32), (False, True, 64)])
+def test_qkv_sm90_int4_swap_llama_kernel_no_spills(bhsd, zeros, gs):
+    """The swap-AB kernel qkv_choice picks for Llama-3-8B without a rope (bias) assembles without spills."""
+    from kaiodsl import f16
+    from kaiodsl.ops import gemm_sm90_w4_swap, qkv_sm90
+
+    hidden, H, Hkv, D = LLAMA8B
+    segs, types = qkv_sm90.segments(H * D, Hkv * D, f16, True, bhsd, 1024, D, "", False)
+    k = gemm_sm90_w4_swap.w4_swap_segments_kernel("f16", gs, zeros, gemm_sm90_w4_swap.DEFAULT, segs, "i32", types)
+    stats = k.compile(arch="sm_90a").stats()
     assert stats["spills"] == 0 and stats["local_bytes"] == 0, stats
 
 
@@ -215,7 +271,7 @@ def test_qkv_sm90_quant_gpu_llama8b(sm90, torch_cuda, rng, kind, layout, style):
         ang = torch.rand(S + 64, D // 2, device="cuda") * 6.28
         kw.update(rope=(ang.cos(), ang.sin()), rope_style=style, positions=pos)
     choice = qmod.qkv_choice(kind, B * S, hidden, Ns[0], Ns[1], D, style or "")
-    assert isinstance(choice.config, W4Config), choice
+    assert isinstance(choice.config, (W4Config, W4SwapConfig)), choice
     op = ops.qkv_project_int8 if kind == "int8" else ops.qkv_project_int4
     outs = op(x, *wargs, **kw)
     x2 = x.reshape(B * S, hidden).double()
