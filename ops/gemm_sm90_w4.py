@@ -383,7 +383,7 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
     return kern
 
 
-SWAP_OPS = ("matmul_int4", "qkv_project_int4")     # the int4 ops that also run gemm_sm90_w4_swap's kernel
+SWAP_OPS = ("matmul_int4", "qkv_project_int4", "matmul_w8a16", "qkv_project_int8")   # they also run gemm_sm90_w4_swap
 
 
 def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_align: int,
@@ -399,11 +399,8 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
     if config is None:
         if parallelism is not None or a_align < 16 or not wanted:
             return None
-        if op == "matmul_int4":
-            from .gemm_sm90_w4_swap import swap_config
-            config = swap_config(M, N, K, sm_count())
-        else:
-            config = w4_config(M, N, K, sm_count(), kind="int8")
+        from .gemm_sm90_w4_swap import swap_config
+        config = swap_config(M, N, K, sm_count(), "int8" if op == "matmul_w8a16" else "int4")
     elif not isinstance(config, W4Config) and not (op in SWAP_OPS and isinstance(config, W4SwapConfig)):
         kinds = "a gemm_sm90_w4.W4Config, a gemm_sm90_w4_swap.W4SwapConfig" if op in SWAP_OPS else \
             "a gemm_sm90_w4.W4Config"
@@ -417,11 +414,13 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
     elif a_align < 16:
         raise ArgumentError(f"{op}(): config {config} is the sm_90a kernel, which needs its operands on 16-byte "
                             f"boundaries (TMA, 16-byte loads); they are {a_align}-byte aligned")
+    kind = "int8" if op in ("matmul_w8a16", "qkv_project_int8") else "int4"
+    swap = isinstance(config, W4SwapConfig)          # its slots' size depends on the weights' kind
     try:
-        config.check()
+        config.check(kind) if swap else config.check()
     except ArgumentError as e:
         raise ArgumentError(f"{op}(): config: {e}") from None
-    require_smem(op, f"config {config}", config.smem_bytes() + 1024)
+    require_smem(op, f"config {config}", (config.smem_bytes(kind) if swap else config.smem_bytes()) + 1024)
     return config
 
 

@@ -54,9 +54,10 @@ from .gemm_sm90_segments import MAX_SEGMENTS, Segments, segment_of
 from ._common import data_alignment, inspect_array, require_positive_fields
 from .gemm_sm90 import REGS, SMEM_MAX
 
-KT = 128                     # k a ring slot: one pack_int4 k tile
-A_ROW = 2 * 128              # activation bytes a row a slot: two 128-byte swizzle atoms
-W_ROW = 64                   # weight bytes a row a slot (128 nibbles)
+KT = 128                     # k a ring slot of int4 weights: one pack_int4 k tile
+KT8 = 64                     # k a ring slot of int8 weights: one 64-byte (64B-swizzled) row
+W_ROW = 64                   # weight bytes a row a slot (128 nibbles or 64 bytes)
+SLOT_K = {"int4": KT, "int8": KT8}
 
 
 @dataclass(frozen=True)
@@ -81,20 +82,20 @@ class W4SwapConfig:
     def threads(self) -> int:
         return 128 * (1 + self.consumers)
 
-    @property
-    def stage_bytes(self) -> int:
-        return self.block_m * A_ROW + self.block_n * W_ROW
+    def stage_bytes(self, kind: str = "int4") -> int:
+        """A ring slot: the activations' 64-column boxes of its k (128 bytes a row each), then the weights."""
+        return self.block_m * 2 * SLOT_K[kind] + self.block_n * W_ROW
 
-    def smem_bytes(self) -> int:
-        return self.stages * self.stage_bytes
+    def smem_bytes(self, kind: str = "int4") -> int:
+        return self.stages * self.stage_bytes(kind)
 
     def registers(self) -> tuple:
         """(producer, consumer) register budgets for setmaxnreg (as gemm_sm90.Sm90Config.registers)."""
         prod = 40 if self.consumers <= 2 else 24
         return prod, min(256, (REGS - 128 * prod) // (128 * self.consumers)) // 8 * 8
 
-    def check(self) -> None:
-        """Raise ArgumentError unless the kernel computes this tiling correctly."""
+    def check(self, kind: str = "int4") -> None:
+        """Raise ArgumentError unless the kernel computes this tiling correctly for ``kind`` weights."""
         rules = [
             (8 <= self.block_m <= 256 and self.block_m % 8 == 0,
              "block_m must be a multiple of 8 in 8..256 (a wgmma N, one TMA box of rows)"),
@@ -103,8 +104,8 @@ class W4SwapConfig:
             (self.stages >= 2, "stages must be at least 2"),
             (self.registers()[1] >= self.block_m // 2 + 64,
              "the accumulators (block_m / 2 registers a thread) do not fit the consumers' registers"),
-            (self.smem_bytes() + 1024 <= SMEM_MAX,
-             f"the ring needs {self.smem_bytes() + 1024} bytes of shared memory (with the 1024-byte "
+            (self.smem_bytes(kind) + 1024 <= SMEM_MAX,
+             f"the ring needs {self.smem_bytes(kind) + 1024} bytes of shared memory (with the 1024-byte "
              f"alignment), more than {SMEM_MAX}: fewer stages or a smaller block_m"),
         ]
         for ok, rule in rules:
@@ -117,11 +118,16 @@ class W4SwapConfig:
 
 DEFAULT = W4SwapConfig()
 NARROW = W4SwapConfig(block_m=128, block_n=128, stages=5)
+DEFAULT8 = W4SwapConfig(stages=5)                     # int8: 64-k slots, 40 KB each
+NARROW8 = W4SwapConfig(block_m=128, block_n=128, stages=8)
 
 
-def swap_config(M: int, N: int, K: int, sms: int) -> W4SwapConfig:
+def swap_config(M: int, N: int, K: int, sms: int, kind: str = "int4") -> W4SwapConfig:
     """256-row activation tiles where they give every SM a tile, else 128-row ones."""
-    return DEFAULT if -(-M // 256) * -(-N // 128) >= sms else NARROW
+    tall = -(-M // 256) * -(-N // 128) >= sms
+    if kind == "int8":
+        return DEFAULT8 if tall else NARROW8
+    return DEFAULT if tall else NARROW
 
 
 @kaiodsl.func
@@ -223,14 +229,62 @@ def _store_segments(SEGS: Const, BM: Const[int], acc, outs, args, m0, n0, wrow, 
 
 
 @kaiodsl.func
+def _tma_weights(D: Const, dst, tw, col, kt, bar):
+    """Slot kt's weights of the block's rows from column ``col`` of the (segment's) output: int4 the row
+    tiles' 128-k tile (the words seen as [N / 8, K]), int8 64 k of the [N, K] rows (64B swizzle)."""
+    if D.kind == "int8":
+        kaiodsl.tma_load(kaiodsl.ptr_cast(dst, kaiodsl.i8), tw, (col, kt * KT8), bar)
+    else:
+        kaiodsl.tma_load(kaiodsl.ptr_cast(dst, u32), tw, (col // 8, kt * KT), bar)
+
+
+@kaiodsl.func
+def _row_consts(D: Const, scales, zeros, ra, rb, kt, G):
+    """The raw group constants of rows ra, rb for slot kt: int4 (scales, zero points) each (_scales),
+    grouped int8 the group's scale (one slot is inside one group), per-channel int8 nothing."""
+    if D.kind == "int8":
+        if D.group_size:
+            grp = kt * KT8 // D.group_size
+            return (kaiodsl.load(scales, i64(ra) * G + grp, cache="nc"),
+                    kaiodsl.load(scales, i64(rb) * G + grp, cache="nc"))
+        return (0, 0)
+    return (_scales(D, scales, zeros, ra, kt, G), _scales(D, scales, zeros, rb, kt, G))
+
+
+@kaiodsl.func
+def _fragment8(D: Const, wp, wrow, raws, t, s: Const[int]):
+    """The A fragment of k16 step s (16-byte chunk s of the 64-byte rows, stored at chunk
+    ``s ^ ((row >> 1) & 3)``: TMA's 64B swizzle) for rows wrow, wrow + 8 of the slot's int8 weights:
+    words t / 2 and 2 + t / 2 of the chunk, bytes 2t, 2t+1 of each (tiles.dequant.int8_select), as
+    exact integers or times the group scale (int8_quad)."""
+    IS_F16 = D.dtype_name == "f16"
+    sel = tiles.dequant.int8_selector(t)
+    halves = []
+    for rt in kaiodsl.static_range(2):
+        row = wrow + 8 * rt
+        at = row * (W_ROW // 4) + 4 * (s ^ ((row >> 1) & 3)) + t // 2
+        r = tiles.dequant.int8_select(kaiodsl.load(wp, at), kaiodsl.load(wp, at + 2), sel)
+        gs = 0
+        if D.group_size:
+            if IS_F16:
+                sb = kaiodsl.bitcast(raws[rt], kaiodsl.u16)
+                gs = kaiodsl.bitcast(kaiodsl.pack_b32(sb, sb), D.h2)
+            else:
+                gs = f32(raws[rt])
+        halves = halves + [tiles.dequant.int8_quad(r, gs, D.group_size > 0, IS_F16, D.h2)]
+    return halves[0][0], halves[1][0], halves[0][1], halves[1][1]
+
+
+@kaiodsl.func
 def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
     """The kernel (module doc) with epilogue E (run-time operands ``args``), or with E a
     gemm_sm90_segments.Segments one weight map, scales, zero points and output per segment."""
     cfg = D.cfg
     SEGS = E.parts if isinstance(E, Segments) else ()
     BM, BN, S, GM = cfg.block_m, cfg.block_n, cfg.stages, cfg.group_m
-    SB = cfg.stage_bytes
-    A_BYTES = BM * A_ROW
+    SB = cfg.stage_bytes(D.kind)
+    SK = SLOT_K[D.kind]
+    A_BYTES = BM * 2 * SK
     R = tiles.Ring(S, kind="mbarrier", arrivals=128 * cfg.consumers)
     PROD_REGS, CONS_REGS = cfg.registers()
     smem = kaiodsl.dynamic_shared(u8, align=1024)
@@ -247,8 +301,8 @@ def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
         tiles.pipeline.init(R, bars)
     kaiodsl.syncthreads()
     total = ((M + BM - 1) // BM) * ((N + BN - 1) // BN)
-    ktiles = K // KT
-    G = K // D.group_size
+    ktiles = (K + SK - 1) // SK         # int8: TMA zero-fills the last slot past K
+    G = K // max(D.group_size, 1)
     first, step = kaiodsl.block_idx.x, kaiodsl.grid_dim.x
     if wg == 0:
         kaiodsl.setmaxnreg(PROD_REGS, False)
@@ -261,18 +315,17 @@ def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
                     index, phase = state
                     tiles.pipeline.commit(R, state, bars, SB)
                     slot = smem.ptr(index * SB)
-                    for h in kaiodsl.static_range(2):
-                        kaiodsl.tma_load(kaiodsl.ptr_cast(slot + h * BM * 128, f16), ta, (m0, kt * KT + 64 * h),
+                    for h in kaiodsl.static_range(SK // 64):
+                        kaiodsl.tma_load(kaiodsl.ptr_cast(slot + h * BM * 128, f16), ta, (m0, kt * SK + 64 * h),
                                          bars.ptr(index))
-                    wdst = kaiodsl.ptr_cast(slot + A_BYTES, u32)
                     if SEGS:              # the weights of the segment holding the tile, at its local column
                         lo = 0
                         for sg in kaiodsl.static_range(len(SEGS)):
                             if n0 >= lo and n0 < lo + SEGS[sg].width:
-                                kaiodsl.tma_load(wdst, tw[sg], ((n0 - lo) // 8, kt * KT), bars.ptr(index))
+                                _tma_weights(D, slot + A_BYTES, tw[sg], n0 - lo, kt, bars.ptr(index))
                             lo = lo + SEGS[sg].width
                     else:
-                        kaiodsl.tma_load(wdst, tw, (n0 // 8, kt * KT), bars.ptr(index))
+                        _tma_weights(D, slot + A_BYTES, tw, n0, kt, bars.ptr(index))
                     state = tiles.pipeline.advance(R, state)
     else:
         kaiodsl.setmaxnreg(CONS_REGS, True)
@@ -290,20 +343,23 @@ def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
                 (sc, zp), bn0, bN = segment_of(SEGS, (scales, zeros), n0)
             ra = min(bn0 + wrow, bN - 1)
             rb = min(bn0 + wrow + 8, bN - 1)
-            nxt = (_scales(D, sc, zp, ra, 0, G), _scales(D, sc, zp, rb, 0, G))
+            nxt = _row_consts(D, sc, zp, ra, rb, 0, G)
             acc = kaiodsl.wgmma_zeros(BM, f32)
             prev = state
             for kt in range(ktiles):
                 raws = nxt
                 ka = min(kt + 1, ktiles - 1)
-                nxt = (_scales(D, sc, zp, ra, ka, G), _scales(D, sc, zp, rb, ka, G))
+                nxt = _row_consts(D, sc, zp, ra, rb, ka, G)
                 tiles.pipeline.wait(R, 0, state, bars)
                 index, phase = state
                 slot = smem.ptr(index * SB)
                 wp = kaiodsl.ptr_cast(slot + A_BYTES, u32)
                 db0 = kaiodsl.wgmma_desc(kaiodsl.ptr_cast(slot, f16), 128, rows=BM)
-                for s in kaiodsl.static_range(8):     # each step's fragment is new registers: a fence each
-                    frag = _fragment(D, wp, 128 * rtile + 16 * g, raws, sh, s)
+                for s in kaiodsl.static_range(SK // 16):   # each step's fragment is new registers: a fence each
+                    if D.kind == "int8":
+                        frag = _fragment8(D, wp, wrow, raws, t, s)
+                    else:
+                        frag = _fragment(D, wp, 128 * rtile + 16 * g, raws, sh, s)
                     kaiodsl.wgmma_fence()
                     db = kaiodsl.wgmma_desc_add(db0, (s // 4) * BM * 128 + (s % 4) * 32)
                     acc = kaiodsl.wgmma(frag, db, acc, dtype=D.dtype_name)
@@ -341,6 +397,7 @@ class _Swap:
     dtype_name: str
     group_size: int
     has_zeros: bool
+    kind: str = "int4"
 
     @property
     def h2(self):
@@ -376,15 +433,13 @@ def launch_w4_swap(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_na
     """matmul_int4's sm_90a path with this kernel (arguments validated by matmul_int4; ``z`` the zero
     points or a 1-element placeholder)."""
     from .gemm_sm90 import sm_count
-    from .gemm_sm90_w4_stage import rows_view
 
     require_group_alignment("matmul_int4", group_size, has_zeros, scales, z)
     ta = TensorMap(a, (cfg.block_m, 64), swizzle=128, l2_promotion=256)
-    tw = TensorMap(rows_view(w_packed, (w_packed.shape[0], w_packed.shape[1] * 128)), (cfg.block_n // 8, KT),
-                   l2_promotion=256)
+    tw = _weights_map("int4", cfg, w_packed)
     total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
     k = w4_swap_kernel(dtype_name, group_size, has_zeros, cfg, wdtype)
-    k[min(total, sm_count()), cfg.threads](ta, tw, scales, z, out, M, N, K, smem=cfg.smem_bytes())
+    k[min(total, sm_count()), cfg.threads](ta, tw, scales, z, out, M, N, K, smem=cfg.smem_bytes("int4"))
     return out
 
 
@@ -392,22 +447,34 @@ def launch_w4_swap(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_na
 SEGMENT_ARGS = 9           # epilogue operand slots (as gemm_sm90_w4's segmented kernel)
 
 
+def _weights_map(kind: str, cfg: W4SwapConfig, w):
+    """The weights' tensor map, one slot's block rows a box: int4 the [N / 8, K / 128, 32, 4] words seen as
+    [N / 8, K]; int8 the [N, K] rows, 64 k a box, 64B-swizzled (conflict-free fragment reads)."""
+    from .gemm_sm90_w4_stage import rows_view
+
+    if kind == "int8":
+        return TensorMap(w, (cfg.block_n, KT8), swizzle=64, l2_promotion=256)
+    return TensorMap(rows_view(w, (w.shape[0], w.shape[1] * 128)), (cfg.block_n // 8, KT), l2_promotion=256)
+
+
 @lru_cache(maxsize=None)
 def w4_swap_segments_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4SwapConfig, E: Segments,
-                            wdtype: str, arg_types: tuple):
-    """The kernel over segments ``E`` (no rope): per segment its weights' tensor map, scales, zero points
-    and output; ``arg_types`` the kaiodsl types of the epilogues' run-time operands."""
-    cfg.check()
+                            wdtype: str, arg_types: tuple, kind: str = "int4"):
+    """The kernel over segments ``E`` (no rope) for ``kind`` weights (int4: pack_int4 words, group scales;
+    int8: [N, K] rows, per-channel scales as an epilogue ColScale, ``group_size`` 0): per segment its
+    weights' tensor map, scales, zero points and output; ``arg_types`` the kaiodsl types of the
+    epilogues' run-time operands."""
+    cfg.check(kind)
     E.checked(cfg, len(arg_types), SEGMENT_ARGS)
     if any(p.rope for p in E.parts):
         raise ArgumentError("w4_swap_segments_kernel: no rope epilogue (a rotation pairs columns that live in "
                             "other warps here); gemm_sm90_w4's kernel takes it")
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    D = _Swap(cfg, dtype_name, group_size, has_zeros)
+    D = _Swap(cfg, dtype_name, group_size, has_zeros, kind)
     O0, O1, O2 = (E.outs + (E.out,) * MAX_SEGMENTS)[:MAX_SEGMENTS]
     T0, T1, T2, T3, T4, T5, T6, T7, T8 = (tuple(arg_types) + (Ptr[f32],) * SEGMENT_ARGS)[:SEGMENT_ARGS]
-    name = (f"w4a16_{dtype_name}_g{group_size}_sm90" + ("_zp" if has_zeros else "") + f"_{cfg}_{wdtype}") \
-        .replace("/", "_") + E.tag
+    what = f"w8a16_{dtype_name}" if kind == "int8" else f"w4a16_{dtype_name}_g{group_size}"
+    name = (f"{what}_sm90" + ("_zp" if has_zeros else "") + f"_{cfg}_{wdtype}").replace("/", "_") + E.tag
 
     @kaiodsl.kernel(block_size=cfg.threads, name=name)
     def kern(ta: TensorMap, w0: TensorMap, w1: TensorMap, w2: TensorMap, s0: Ptr[T], s1: Ptr[T], s2: Ptr[T],
@@ -421,21 +488,57 @@ def w4_swap_segments_kernel(dtype_name: str, group_size: int, has_zeros: bool, c
 
 def launch_w4_swap_segments(dtype_name: str, group_size: int, has_zeros: bool, wdtype: str, cfg: W4SwapConfig, a,
                             ws: tuple, scales: tuple, zeros: tuple, outs: tuple, M: int, K: int, E: Segments,
-                            args: tuple, arg_types: tuple, dummy):
+                            args: tuple, arg_types: tuple, dummy, kind: str = "int4"):
     """Run the segmented kernel on validated operands (as gemm_sm90_w4.launch_w4_segments)."""
     from .gemm_sm90 import sm_count
-    from .gemm_sm90_w4_stage import rows_view
 
     ta = TensorMap(a, (cfg.block_m, 64), swizzle=128, l2_promotion=256)
     pad = MAX_SEGMENTS - len(ws)
     ws, scales, zeros, outs = (list(v) + [v[0]] * pad for v in (ws, scales, zeros, outs))
-    for sc, z in zip(scales, zeros):
-        require_group_alignment("qkv_project_int4", group_size, has_zeros, sc, z)
-    tws = [TensorMap(rows_view(w, (w.shape[0], w.shape[1] * 128)), (cfg.block_n // 8, KT), l2_promotion=256)
-           for w in ws]
+    if kind == "int4":
+        for sc, z in zip(scales, zeros):
+            require_group_alignment("qkv_project_int4", group_size, has_zeros, sc, z)
+    tws = [_weights_map(kind, cfg, w) for w in ws]
     fill = [dummy] * (SEGMENT_ARGS - len(args))
     total = -(-M // cfg.block_m) * (E.width // cfg.block_n)
-    k = w4_swap_segments_kernel(dtype_name, group_size, has_zeros, cfg, E, wdtype, arg_types)
+    k = w4_swap_segments_kernel(dtype_name, group_size, has_zeros, cfg, E, wdtype, arg_types, kind)
     k[min(total, sm_count()), cfg.threads](ta, *tws, *scales, *zeros, *outs, *args, *fill, M, E.width, K,
-                                           smem=cfg.smem_bytes())
+                                           smem=cfg.smem_bytes(kind))
     return tuple(outs[:len(outs) - pad])
+
+
+# -- W8A16 (ops.matmul_w8a16's sm_90a path) --------------------------------------------------------------
+@lru_cache(maxsize=None)
+def w8_swap_kernel(dtype_name: str, out_name: str, group_size: int, has_bias: bool, cfg: W4SwapConfig):
+    """W8A16 with int8 ``w [N, K]`` rows: ``group_size`` 0 (per-channel f32 scales [N], an epilogue
+    ColScale) or 64/128/256 (scales [N, K // group_size] in the activation dtype, multiplied in while
+    dequantizing); optional f32 bias; out f16/bf16/f32."""
+    cfg.check("int8")
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
+    D = _Swap(cfg, dtype_name, group_size, False, "int8")
+    E = tiles.Epilogue((() if group_size else (tiles.ColScale(),)) + ((tiles.Bias(),) if has_bias else ()), OUT)
+    name = f"w8a16_sm90_{dtype_name}_{out_name}" + (f"_g{group_size}" if group_size else "_pc") + \
+        ("_bias" if has_bias else "") + f"_{cfg}".replace("/", "_")
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def kern(ta: TensorMap, tw: TensorMap, scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
+             M: i32, N: i32, K: i32):
+        args = ((scales,) if not group_size else ()) + ((bias,) if has_bias else ())
+        _body(D, E, ta, tw, gscales, gscales, c, args, M, N, K)
+
+    return kern
+
+
+def launch_w8_swap(a, w_q, pc, gsc, out, bias, M: int, N: int, K: int, dtype_name: str, out_name: str,
+                   group_size: int, has_bias: bool, cfg: W4SwapConfig):
+    """matmul_w8a16's sm_90a path with this kernel (arguments validated there; ``pc`` the per-channel f32
+    scales or a placeholder, ``gsc`` the group scales or a placeholder)."""
+    from .gemm_sm90 import sm_count
+
+    ta = TensorMap(a, (cfg.block_m, 64), swizzle=128, l2_promotion=256)
+    tw = _weights_map("int8", cfg, w_q)
+    total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
+    k = w8_swap_kernel(dtype_name, out_name, group_size, has_bias, cfg)
+    k[min(total, sm_count()), cfg.threads](ta, tw, pc, gsc, out, bias, M, N, K, smem=cfg.smem_bytes("int8"))
+    return out

@@ -145,7 +145,8 @@ def launch(x2, ws, outs, M: int, K: int, Nq: int, Nkv: int, cfg, dtype_name: str
         launch_segments(dtype_name, x2, tuple(ws), tuple(outs), M, K, cfg, segs, tuple(args), types, dummy)
     elif isinstance(cfg, W4SwapConfig):
         launch_w4_swap_segments(dtype_name, quant.group_size, quant.has_zeros, quant.wdtype, cfg, x2, tuple(ws),
-                                quant.gscales, quant.zeros, tuple(outs), M, K, segs, tuple(args), types, dummy)
+                                quant.gscales, quant.zeros, tuple(outs), M, K, segs, tuple(args), types, dummy,
+                                quant.kind)
     else:
         Dq = w4.W4Dequant(cfg, dtype_name, quant.group_size, quant.has_zeros, quant.kind)
         w4.launch_w4_segments(Dq, quant.wdtype, x2, tuple(ws), quant.gscales, quant.zeros, tuple(outs), M, K, segs,
@@ -172,8 +173,8 @@ def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str,
     if align < 16:
         return None, "x or an int8 weight is off 16-byte boundaries (TMA, 16-byte loads)"
     why = ""
-    if kind == "int4" and not style:   # the swap-AB kernel (weights in wgmma's A registers): no rope epilogue
-        cfg = swap_config(M, N, K, sms)
+    if not style:           # the swap-AB kernel (weights in wgmma's A registers): no rope epilogue
+        cfg = swap_config(M, N, K, sms, kind)
         why = _misfit(cfg, Nq, Nkv, D, style)
         if not why:
             return cfg, ""

@@ -111,7 +111,7 @@ def test_qkv_sm90_quant_mid_m_choice(sm90, monkeypatch):
         assert qmod.qkv_choice("int4", M, 8192, 8192, 1024).config == Int4Config(32, 4, 2, 3)
     assert qmod.qkv_choice("int8", 64, 4096, 4096, 1024, 128, "rotate_half").config.block_n == 128
     assert isinstance(qmod.qkv_choice("int4", 64, 4096, 4096, 1024, 128, "rotate_half").config, Int4Config)
-    assert isinstance(qmod.qkv_choice("int8", 65, 4096, 4096, 1024).config, W4Config)
+    assert isinstance(qmod.qkv_choice("int8", 65, 4096, 4096, 1024).config, W4SwapConfig)
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])
@@ -122,17 +122,15 @@ def test_qkv_sm90_quant_mid_m_runs(on_sm90, rng, poison, kind):  # noqa: F811
 
 
 def test_qkv_sm90_quant_choice(sm90):
-    """qkv_choice names the dequantizing kernel at Llama-3-8B prefill (256 x 128 tiles, 128 x 128 with a rope;
-    128 x 128 where 256-row tiles would leave SMs idle), and keeps the mma.sync kernel at M <= 16, off
+    """qkv_choice names the swap-AB kernel at Llama-3-8B prefill without a rope (256 x 128 tiles) and the
+    shared-B dequantizing one with a rope (128 x 128; 128 x 128 where 256-row tiles would leave SMs idle), and keeps the mma.sync kernel at M <= 16, off
     16-byte boundaries and where a projection's N is no multiple of block_n."""
-    from kaiodsl.ops import gemm_sm90_w4
-
-    from kaiodsl.ops import gemm_sm90_w4_swap
+    from kaiodsl.ops import gemm_sm90_w4, gemm_sm90_w4_swap
 
     for kind in ("int8", "int4"):
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024)
-        want = gemm_sm90_w4.TALL_WS if kind == "int8" else gemm_sm90_w4_swap.DEFAULT  # int8: a producer warp a stage
-        assert ch.config == want and ("gemm_sm90_w4.py" if kind == "int8" else "gemm_sm90_w4_swap") in ch.source
+        want = gemm_sm90_w4_swap.DEFAULT8 if kind == "int8" else gemm_sm90_w4_swap.DEFAULT     # 64-k / 128-k slots
+        assert ch.config == want and "gemm_sm90_w4_swap" in ch.source
         assert gemm_sm90_w4.w4_config(512, 6144, 4096, 132) == gemm_sm90_w4.NARROW    # 96 tall tiles: too few
         ch = qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, 128, "rotate_half")
         assert isinstance(ch.config, W4Config) and ch.config.block_n == 128
@@ -164,13 +162,15 @@ SWAP64 = W4SwapConfig(block_m=32, block_n=64, stages=2)          # one consumer,
 
 
 @pytest.mark.parametrize("layout", ["mn", "bhsd"])
-@pytest.mark.parametrize("gs,zeros", [(128, False), (32, True)])
-def test_qkv_sm90_int4_swap(sm90, monkeypatch, rng, poison, layout, gs, zeros):  # noqa: F811
-    """The swap-AB kernel's segments: both layouts, bias, ragged M, group sizes, zero points."""
+@pytest.mark.parametrize("kind,gs,zeros", [("int4", 128, False), ("int4", 32, True), ("int8", 64, False)])
+def test_qkv_sm90_swap(sm90, monkeypatch, rng, poison, layout, kind, gs, zeros):  # noqa: F811
+    """The swap-AB kernel's segments: both layouts, bias, ragged M, int4 group sizes and zero points, int8
+    per-channel scales (an epilogue ColScale) with a ragged K (a zero-filled last 64-k slot)."""
     from kaiodsl.ops import qkv_sm90
 
     calls = spy(monkeypatch, qkv_sm90, "launch_w4_swap_segments")
-    _run(rng, "int4", "f16", 2, 40, 256, 4, 2, 32, layout=layout, bias=True, gs=gs, zeros=zeros, config=SWAP64)
+    _run(rng, kind, "f16", 2, 40, 256 if kind == "int4" else 208, 4, 2, 32, layout=layout, bias=True, gs=gs,
+         zeros=zeros, config=SWAP64)
     assert calls
 
 
