@@ -190,10 +190,9 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     bias_arg = _bias_f32(bias, az, N, op)
     from .gemm_sm90_w4 import W4Config, launch_w8_sm90, sm90_w4_plan, use_sm90_w8
-    from .gemm_sm90_w4_swap import W4SwapConfig, launch_w8_swap
 
     sm90 = sm90_w4_plan(op, M, N, K, use_sm90_w8(M, N, K), None, min(data_alignment(az), data_alignment(wz)),
-                        config) if config is None or isinstance(config, (W4Config, W4SwapConfig)) else None
+                        config) if config is None or isinstance(config, W4Config) else None
     cfg = sm90 or config or w8_config(M, N, K, group_size or 0)
     if isinstance(cfg, DecodeConfig):
         if K % 64:
@@ -207,9 +206,6 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
     gs = group_size or 0
     pc = dummy_f32(az) if gs else s
     gsc = s if gs else a
-    if isinstance(sm90, W4SwapConfig):    # sm_90a: TMA + wgmma, int8 rows dequantized into wgmma's A registers
-        return launch_w8_swap(a, w_q, pc, gsc, out, bias_arg, M, N, K, az.dtype.name, out_name, gs,
-                              bias is not None, sm90)
     if sm90 is not None:                  # sm_90a: TMA + wgmma, int8 rows dequantized into shared memory
         return launch_w8_sm90(a, w_q, pc, gsc, out, bias_arg, M, N, K, az.dtype.name, out_name, gs,
                               bias is not None, sm90)
