@@ -42,7 +42,8 @@ class W4Dequant:
     """What the producer's dequantization is compiled for: the tiling (a gemm_sm90_w4.W4Config), the
     activation dtype, the weights' ``kind`` ("int4": pack_int4 words, group scales and zero points or 8;
     "int8": plain [N, K] int8 rows, group scales multiplied in, or ``group_size`` 0: exact integers, the
-    per-channel scale in the epilogue) and the group size."""
+    per-channel scale in the epilogue) and the group size. The swap-AB kernel (ops/gemm_sm90_w4_swap.py)
+    takes it with ``cfg`` a W4SwapConfig and reads only the fields, ``h2`` and ``magic``."""
 
     cfg: object
     dtype_name: str

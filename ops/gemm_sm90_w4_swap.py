@@ -46,11 +46,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import kaiodsl
-from kaiodsl import Const, Ptr, TensorMap, bf16, bf16x2, f16, f16x2, f32, i32, i64, tiles, u8, u32, u64
+from kaiodsl import Const, Ptr, TensorMap, bf16, f16, f32, i32, i64, tiles, u8, u32, u64
 from kaiodsl.errors import ArgumentError
-from kaiodsl.tiles.dequant import MAGIC, int4_pair
+from kaiodsl.tiles.dequant import int4_pair
 
 from .gemm_sm90_segments import MAX_SEGMENTS, Segments, segment_of
+from .gemm_sm90_w4_stage import W4Dequant
 from ._common import data_alignment, inspect_array, require_positive_fields
 from .gemm_sm90 import REGS, SMEM_MAX
 
@@ -390,32 +391,13 @@ def require_group_alignment(op: str, group_size: int, has_zeros: bool, scales, z
                                 f"copy)")
 
 
-@dataclass(frozen=True)
-class _Swap:
-    """What a kernel is compiled for: the tiling, the activation dtype, the group size, zero points or 8."""
-    cfg: W4SwapConfig
-    dtype_name: str
-    group_size: int
-    has_zeros: bool
-    kind: str = "int4"
-
-    @property
-    def h2(self):
-        return {"f16": f16x2, "bf16": bf16x2}[self.dtype_name]
-
-    @property
-    def magic(self) -> tuple:
-        """(bits in both halves, value) of the magic number (tiles.dequant.MAGIC)."""
-        return MAGIC[self.dtype_name]
-
-
 @lru_cache(maxsize=None)
 def w4_swap_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4SwapConfig, wdtype: str = "i32"):
     """The kernel for ``dtype_name`` activations, int4 groups of ``group_size`` (with zero points or the
     default 8) and tiling ``cfg`` (``wdtype``: the words' element type, part of the name only)."""
     cfg.check()
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    D = _Swap(cfg, dtype_name, group_size, has_zeros)
+    D = W4Dequant(cfg, dtype_name, group_size, has_zeros)
     name = f"w4a16_sm90_{dtype_name}_g{group_size}" + ("_zp" if has_zeros else "") + f"_{cfg}_{wdtype}" \
         .replace("/", "_")
 
@@ -470,7 +452,7 @@ def w4_swap_segments_kernel(dtype_name: str, group_size: int, has_zeros: bool, c
         raise ArgumentError("w4_swap_segments_kernel: no rope epilogue (a rotation pairs columns that live in "
                             "other warps here); gemm_sm90_w4's kernel takes it")
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    D = _Swap(cfg, dtype_name, group_size, has_zeros, kind)
+    D = W4Dequant(cfg, dtype_name, group_size, has_zeros, kind)
     O0, O1, O2 = (E.outs + (E.out,) * MAX_SEGMENTS)[:MAX_SEGMENTS]
     T0, T1, T2, T3, T4, T5, T6, T7, T8 = (tuple(arg_types) + (Ptr[f32],) * SEGMENT_ARGS)[:SEGMENT_ARGS]
     what = f"w8a16_{dtype_name}" if kind == "int8" else f"w4a16_{dtype_name}_g{group_size}"
