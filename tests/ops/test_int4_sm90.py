@@ -16,6 +16,7 @@ import pytest
 import kaiodsl
 import kaiodsl.runtime
 from kaiodsl import ops
+from kaiodsl.ops import gemm_sm90_w4_swap as swap
 from kaiodsl.ops.gemm_sm90_w4 import W4Config, use_sm90_w4, w4_config
 
 from opkit import TOL, host, make, rel_err
@@ -203,8 +204,9 @@ def test_w4_sm90_kernel_compiles_without_spills(cfg, dt, gs, z):
 
 # -- the GPU: default tilings at LLM shapes --------------------------------------------------------------
 @pytest.mark.gpu
-@pytest.mark.parametrize("M,N,K", [(2048, 4096, 4096), (2048, 14336, 4096), (1000, 1000 // 8 * 8, 1024)])
-@pytest.mark.parametrize("dtype,gs,with_zeros", [("f16", 128, False), ("bf16", 64, True)])
+@pytest.mark.parametrize("M,N,K", [(2048, 4096, 4096), (2048, 14336, 4096), (1000, 1000 // 8 * 8, 1024),
+                                   (8192, 4096, 4096)])
+@pytest.mark.parametrize("dtype,gs,with_zeros", [("f16", 128, False), ("bf16", 64, True), ("bf16", 32, True)])
 def test_w4_sm90_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs, with_zeros):
     torch = torch_cuda
     if sm90.name != "cuda":
@@ -216,7 +218,8 @@ def test_w4_sm90_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs, with_zero
     a = torch.randn(M, K, device="cuda", dtype=td)
     wp = torch.from_numpy(ops.pack_int4(q)).cuda()
     zt = torch.from_numpy(zeros).cuda() if with_zeros else None
-    for cfg in (None, W4Config(), W4Config(block_n=128, stages=6, staging=4), W4Config(stages=3, staging=4)):
+    for cfg in (None, W4Config(), W4Config(block_n=128, stages=6, staging=4), W4Config(stages=3, staging=4),
+                swap.DEFAULT, swap.NARROW):        # the default is the swap-AB kernel (ops/gemm_sm90_w4_swap.py)
         out = ops.matmul_int4(a, wp, s, zeros=zt, group_size=gs, config=cfg)
         z = np.full((N, K // gs), 8.0) if zeros is None else zeros.astype(np.float64)
         w = (q - np.repeat(z, gs, axis=1)) * np.repeat(s.double().cpu().numpy(), gs, axis=1)

@@ -4,9 +4,7 @@ ops.matmul_int4 with a W4SwapConfig (and by default past the decode sizes).
 The simulator (sm_count 3: persistent blocks walk several tiles, rings wrap within and across tiles)
 runs small tilings with ragged M and N, group sizes 32/64/128 with and without zero points, f16 and
 bf16, 1 to 3 consumer warpgroups, against float64 with the reference-dequantized weights; the GPU runs
-the default tilings at LLM shapes."""
-
-import importlib
+the default tilings at LLM shapes in test_int4_sm90.test_w4_sm90_gpu_shapes."""
 
 import numpy as np
 import pytest
@@ -15,37 +13,25 @@ import kaiodsl
 from kaiodsl import ops
 from kaiodsl.ops.gemm_sm90_w4_swap import DEFAULT, NARROW, W4SwapConfig, swap_config, w4_swap_kernel
 
-from opkit import TOL, host, make, rel_err
-from qkvkit import poison_outputs
+from opkit import TOL, host, rel_err
+from test_int4_sm90 import _inputs, _reference, sm90  # noqa: F401  (sm90: the fixture with poisoned outputs)
 
 ONE = W4SwapConfig(block_m=32, block_n=64, stages=2)        # one consumer, 2 slots
 TWO = W4SwapConfig(block_m=64, block_n=128, stages=2)
 THREE = W4SwapConfig(block_m=48, block_n=192, stages=3)     # three consumers, an N of 48
 
 
-@pytest.fixture
-def sm90(sm90, monkeypatch):
-    """tests/conftest.py's sm90, with the op's outputs starting as NaN."""
-    poison_outputs(monkeypatch, importlib.import_module("kaiodsl.ops.matmul_int4"))
-    return sm90
-
-
 def _case(rng, M, N, K, gs, dtype, with_zeros):
-    q = rng.integers(0, 16, (N, K), dtype=np.uint8)
-    s = rng.uniform(0.5, 1.5, (N, K // gs)) * 0.05
-    zeros = rng.integers(0, 16, (N, K // gs), dtype=np.uint8) if with_zeros else None
-    a, a64 = make(rng.standard_normal((M, K)), dtype)
-    sc, s64 = make(s, dtype)
-    z = np.full(s64.shape, 8.0) if zeros is None else zeros.astype(np.float64)
-    want = a64 @ ((q - np.repeat(z, gs, axis=1)) * np.repeat(s64, gs, axis=1)).T
-    return a, ops.pack_int4(q), sc, zeros, want
+    """test_int4_sm90's inputs, the weights packed, and its float64 reference."""
+    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, dtype, with_zeros)
+    return a, ops.pack_int4(q), sc, zeros, _reference(a64, q, s64, zeros, gs)
 
 
 @pytest.mark.parametrize("M,N,K,gs,config", [(40, 72, 256, 128, ONE), (70, 136, 512, 64, ONE),
                                              (130, 200, 384, 32, TWO), (100, 72, 256, 32, THREE),
                                              (300, 136, 256, 128, DEFAULT), (129, 8, 128, 64, NARROW)])
 @pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
-def test_w4_swap_ragged(sm90, rng, M, N, K, gs, config, with_zeros):
+def test_w4_swap_ragged(sm90, rng, M, N, K, gs, config, with_zeros):  # noqa: F811
     a, wp, sc, zeros, want = _case(rng, M, N, K, gs, "f16", with_zeros)
     out = host(ops.matmul_int4(a, wp, sc, zeros=zeros, group_size=gs, config=config))
     assert out.shape == (M, N) and np.isfinite(out).all()
@@ -53,7 +39,7 @@ def test_w4_swap_ragged(sm90, rng, M, N, K, gs, config, with_zeros):
 
 
 @pytest.mark.parametrize("gs,with_zeros", [(128, True), (64, False), (32, True)])
-def test_w4_swap_bf16(sm90, rng, gs, with_zeros):
+def test_w4_swap_bf16(sm90, rng, gs, with_zeros):  # noqa: F811
     a, wp, sc, zeros, want = _case(rng, 140, 104, 256, gs, "bf16", with_zeros)
     dev = kaiodsl.runtime.to_device          # bf16 arrays are device arrays: every operand is one
     out = host(ops.matmul_int4(a, dev(wp), sc, zeros=dev(zeros) if with_zeros else None, group_size=gs,
@@ -62,7 +48,7 @@ def test_w4_swap_bf16(sm90, rng, gs, with_zeros):
     assert rel_err(out, want) < TOL["bf16"]
 
 
-def test_w4_swap_deterministic_and_default(sm90, rng):
+def test_w4_swap_deterministic_and_default(sm90, rng):  # noqa: F811
     """Two runs agree bit for bit, and the default sm_90a path past M = 64 is this kernel's."""
     a, wp, sc, zeros, want = _case(rng, 150, 104, 512, 32, "f16", True)
     runs = [host(ops.matmul_int4(a, wp, sc, zeros=zeros, group_size=32, config=TWO)) for _ in range(2)]
@@ -73,7 +59,7 @@ def test_w4_swap_deterministic_and_default(sm90, rng):
                       W4SwapConfig)
 
 
-def test_w4_swap_misaligned_scales_refused(sm90, rng):
+def test_w4_swap_misaligned_scales_refused(sm90, rng):  # noqa: F811
     """A stage's scales (zero points) of a row come in one load: scales whose data is off that boundary
     are refused by name before anything runs."""
     torch = pytest.importorskip("torch")
@@ -109,27 +95,3 @@ def test_w4_swap_compiles_without_spills(cfg, dt, gs, z):
     assert "wgmma.mma_async" in k.ptx and "setmaxnreg" in k.ptx and "cp.async.bulk.tensor.2d" in k.ptx
     stats = k.stats()
     assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("M,N,K", [(2048, 4096, 4096), (2048, 14336, 4096), (1000, 1000 // 8 * 8, 1024),
-                                   (8192, 4096, 4096)])
-@pytest.mark.parametrize("dtype,gs,with_zeros", [("f16", 128, False), ("bf16", 32, True)])
-def test_w4_swap_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs, with_zeros):
-    torch = torch_cuda
-    if sm90.name != "cuda":
-        pytest.skip("large shapes run on the GPU only")
-    td = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    q = rng.integers(0, 16, (N, K), dtype=np.uint8)
-    s = torch.from_numpy(rng.uniform(0.5, 1.5, (N, K // gs)).astype(np.float32) * 0.02).to("cuda", td)
-    zeros = rng.integers(0, 16, (N, K // gs), dtype=np.uint8) if with_zeros else None
-    a = torch.randn(M, K, device="cuda", dtype=td)
-    wp = torch.from_numpy(ops.pack_int4(q)).cuda()
-    zt = torch.from_numpy(zeros).cuda() if with_zeros else None
-    z = np.full((N, K // gs), 8.0) if zeros is None else zeros.astype(np.float64)
-    w = (q - np.repeat(z, gs, axis=1)) * np.repeat(s.double().cpu().numpy(), gs, axis=1)
-    want = a.double().cpu().numpy() @ w.T
-    for cfg in (None, DEFAULT, NARROW):
-        out = ops.matmul_int4(a, wp, s, zeros=zt, group_size=gs, config=cfg)
-        err = float(np.linalg.norm(out.double().cpu().numpy() - want) / np.linalg.norm(want))
-        assert err < TOL[dtype], (cfg, err)
