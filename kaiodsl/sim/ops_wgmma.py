@@ -52,7 +52,8 @@ def _acc_layout(n):
 
 # In flight: a wgmma's accumulator registers until a wait_group completes its group (PTX ISA 9.7.15.7).
 # The result is computed when issued; the registers count as unwritten for the issuing threads meanwhile
-# (Machine.async_regs), so an instruction that reads or writes one is reported.
+# (Machine.async_regs), so an instruction that reads or writes one is reported. An ``.rs`` wgmma's A
+# fragment registers are read in flight the same way (Machine.async_reads): writing one is reported.
 def _commits(m):
     if not hasattr(m, "wg_commits"):
         m.wg_commits = np.zeros(m.T, np.int64)  # wgmma.commit_group executed per thread
@@ -67,6 +68,25 @@ def _in_flight(m, names, th, line):
         rec[0][th], rec[1] = group, line
         m._written(n)[th] = False
         m.full.discard(n)
+
+
+def _reading(m, names, th, line):
+    """wgmma by threads th reads A-fragment registers ``names`` until the group its next commit closes
+    completes."""
+    group = _commits(m)[th]
+    for n in names:
+        rec = m.async_reads.setdefault(n, [np.full(m.T, -1, np.int64), line])
+        rec[0][th], rec[1] = group, line
+
+
+def _release_reads(m, act, keep):
+    """The A fragments of every group but the ``keep`` newest are free again for the threads ``act``."""
+    newest = _commits(m) - keep
+    for n in list(m.async_reads):
+        grp = m.async_reads[n][0]
+        grp[act & (grp >= 0) & (grp < newest)] = -1
+        if (grp < 0).all():
+            del m.async_reads[n]
 
 
 def _complete(m, act, keep=None, names=None):
@@ -103,8 +123,11 @@ def _wgmma(m, ins, mods):
             act = np.ones(T, bool) if mask is None else mask
             if keep is None:
                 _commits(m)[act] += 1
-            elif m.async_regs:
+                return
+            if m.async_regs:
                 _complete(m, act, keep)
+            if m.async_reads:
+                _release_reads(m, act, keep)
         return group
     if mods[0] != "mma_async":
         raise NotImplementedError(ins.opcode)
@@ -117,6 +140,7 @@ def _wgmma(m, ins, mods):
     d_ops = ops[0][1]
     regs_a = ops[1][0] == "vec"
     a_get = [m.getter(o, "b32") for o in ops[1][1]] if regs_a else m.getter(ops[1], "u64")
+    a_names = [o[1] for o in ops[1][1] if o[0] == "reg"] if regs_a else []
     b_get = m.getter(ops[2], "u64")
     sd_get = m.getter(ops[3], "pred")
     imms = [o[1] for o in ops[4:]]
@@ -189,4 +213,6 @@ def _wgmma(m, ins, mods):
         for r, s in enumerate(d_set):
             s(out[r], act)
         _in_flight(m, d_names, np.flatnonzero(act), ins.line)
+        if regs_a:
+            _reading(m, a_names, np.flatnonzero(act), ins.line)
     return f

@@ -80,6 +80,9 @@ class Machine:
         # registers an async instruction (wgmma) still writes: name -> [per-thread group, -1: none;
         # the PTX line]. They count as unwritten for those threads, so reads take the checked path.
         self.async_regs = {}
+        # registers an in-flight wgmma still reads (its A fragment): name -> [per-thread group, -1: none;
+        # the PTX line]. Writing one before its group completes is reported (PTX ISA 9.7.15.7).
+        self.async_reads = {}
 
         self.shared_off, dyn_base = shared_layout(kernel)
         self.shared_size = dyn_base + dyn_smem
@@ -274,6 +277,7 @@ class Machine:
         rbytes = rdt.itemsize
         full = self.full
         w = self._written(name)
+        reads = self.async_reads
 
         def put(val, mask):
             v = np.asarray(val)
@@ -291,6 +295,15 @@ class Machine:
                 busy = busy if mask is None else busy & mask
                 if busy.any():
                     self._in_flight(name, int(np.argmax(busy)), "writes")
+            if reads and name in reads:
+                busy = reads[name][0] >= 0
+                busy = busy if mask is None else busy & mask
+                if busy.any():
+                    self.fail(f"writes register {name}, an A fragment register that the wgmma.mma_async at PTX "
+                              f"line {reads[name][1]} reads, before a wgmma.wait_group has completed that "
+                              f"wgmma's group for this thread (PTX ISA 9.7.15.7: the wgmma may still be reading "
+                              f"it; wait for the group first, or build the next fragment in other registers)",
+                              int(np.argmax(busy)))
             if mask is None:
                 reg[...] = v
             else:

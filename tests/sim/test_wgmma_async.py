@@ -1,7 +1,10 @@
 """wgmma accumulators in hand-written PTX: a register that a wgmma.mma_async writes is in flight until a
 wgmma.wait_group completes its group; reading or writing it before is reported (PTX line, source line,
-thread), and the correct twins run clean with the right numbers. (The DSL refuses this at compile
+thread), as is refilling an ``.rs`` wgmma's A fragment registers before its group completes; the
+correct twins run clean with the right numbers. (The DSL refuses this at compile
 time; PTX from elsewhere is only checked here.)"""
+
+import re
 
 import numpy as np
 import pytest
@@ -37,6 +40,11 @@ PRE = """\tmov.u32 %r1, %tid.x;
 """
 MMA1 = "\twgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {%f1, %f2, %f3, %f4}, %rd2, %rd2, 1, 1, 1, 0, 0;"
 MMA2 = "\twgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {%f5, %f6, %f7, %f8}, %rd2, %rd2, 0, 1, 1, 0, 0;"
+# register-A form (.rs): the A fragment is %r5 (f16 ones) in four registers %r7..%r10, copied from it
+FRAG = "\tmov.b32 %r7, %r5;\n\tmov.b32 %r8, %r5;\n\tmov.b32 %r9, %r5;\n\tmov.b32 %r10, %r5;"
+MMA_RS = "\twgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {%f1, %f2, %f3, %f4}, {%r7, %r8, %r9, %r10}, %rd2, " \
+         "1, 1, 1, 0;"
+REFILL = "\tmov.b32 %r8, 0;"
 COMMIT = "\twgmma.commit_group.sync.aligned;"
 WAIT = "\twgmma.wait_group.sync.aligned {n};"
 STORE = "\t// @ user.py:{line}  out[t] = acc\n\tst.global.f32 [%rd4], %f{reg};"
@@ -60,6 +68,16 @@ CASES = {
     # scale-d 0 (MMA2) does not read the accumulator; scale-d 1 on registers nothing wrote does
     "unwritten_accumulator": ([MMA2.replace("0, 1, 1, 0, 0", "1, 1, 1, 0, 0"), COMMIT, WAIT.format(n=0)],
                               r"reads register %f5, which no executed instruction has written"),
+    # an .rs wgmma reads its A fragment registers until its group completes: refilling them (the next
+    # k step's fragment in a loop that reuses its registers) is reported before the wait, fine after it
+    "rs_wait_then_refill": ([FRAG, MMA_RS, COMMIT, WAIT.format(n=0), REFILL, STORE.format(line=9, reg=1)], 16.0),
+    "rs_refill_before_wait": ([FRAG, MMA_RS, COMMIT, REFILL, WAIT.format(n=0)],
+                              r"writes register %r8, an A fragment register that the wgmma.mma_async at PTX "
+                              r"line \d+ reads, before a wgmma.wait_group has completed"),
+    "rs_refill_in_flight_group": ([FRAG, MMA_RS, COMMIT, MMA2, COMMIT, WAIT.format(n=1), REFILL, WAIT.format(n=0),
+                                   STORE.format(line=9, reg=1)], 16.0),
+    "rs_refill_newer_group": ([MMA2, COMMIT, FRAG, MMA_RS, COMMIT, WAIT.format(n=1), REFILL, WAIT.format(n=0)],
+                              r"writes register %r8, an A fragment register"),
     # wgmmas chained on one accumulator need no wait between them
     "chain": ([MMA1, MMA1, COMMIT, WAIT.format(n=0), STORE.format(line=9, reg=1)], 32.0),
 }
@@ -81,7 +99,9 @@ def test_wgmma_accumulator_before_its_wait(case):
     assert err.thread == (0, 0, 0) and err.ptx_line
     if case == "unwritten_accumulator":
         return
-    mma_line = int(str(err).split("at PTX line ")[1].split(",")[0])
+    mma_line = int(re.search(r"at PTX line (\d+)", str(err)).group(1))
     assert "wgmma.mma_async" in ptx.splitlines()[mma_line - 1]
+    if case.startswith("rs_"):
+        assert "{%r7, %r8, %r9, %r10}" in ptx.splitlines()[mma_line - 1]
     if case in ("read_before_wait", "no_commit"):
         assert err.source and "user.py:9" in err.source
