@@ -29,7 +29,41 @@ def _api():
         from cuda.bindings import nvjitlink
     except ImportError as e:  # pragma: no cover - a dependency of the package
         raise LinkError(f"nvJitLink is not available ({e}); install the nvidia-nvjitlink wheel") from None
+    _preload()
     return nvjitlink
+
+
+_PRELOADED: list = []
+
+
+def _preload() -> None:
+    """Load libnvJitLink once where cuda-python's own search misses it: that search looks in
+    ``site.getsitepackages()``, which leaves out wheels installed with ``pip --target`` and reached
+    through PYTHONPATH (and everything under ``python -S``). The nvidia-nvjitlink wheel's library is
+    then looked for under each ``sys.path`` entry; once loaded, cuda-python finds it by its soname."""
+    if _PRELOADED:
+        return
+    _PRELOADED.append(None)
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+        load_nvidia_dynamic_lib("nvJitLink")
+        return
+    except ImportError:      # an older cuda-python without pathfinder: it searches sys.path itself
+        return
+    except Exception:        # noqa: BLE001 - not found by its search: try sys.path below
+        pass
+    import ctypes
+    import glob
+    import os
+    import sys
+    for entry in sys.path:
+        for pattern in ("nvidia/*/lib/libnvJitLink.so*", "nvidia/nvjitlink/lib/libnvJitLink.so*"):
+            for lib in sorted(glob.glob(os.path.join(entry or ".", pattern)), reverse=True):
+                try:
+                    _PRELOADED.append(ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL))
+                    return
+                except OSError:
+                    continue
 
 
 def _log(nv, h, kind: str) -> str:
