@@ -29,8 +29,12 @@ of word w' of lane ``4 g + t'``; so with ``s = 2 w' + h`` the fragment's registe
 word w' of lanes ``4 g + 2 h`` and ``4 g + 2 h + 1``. A thread reads row g's 64 bytes of each of
 its two row tiles (8 ``ld.shared.v4``, shared by the quad: one bank-conflict-free broadcast phase
 each) and takes pair t of every word: one shift by ``4 t``, then ``tiles.dequant.int4_pair``'s
-``lop3`` / sub / mul. Each stage's 32 registers are built, then one fence and 8 wgmmas; one stage of
-tensor-core work stays queued behind ``wgmma.wait_group 1`` while the next is dequantized.
+``lop3`` / sub / mul. Each stage's 32 registers are built, then one fence and 8 wgmmas, then
+``wgmma.wait_group 0`` before the slot goes back to the producer: a loop iteration builds its
+fragments in the registers of the last one, which a pending wgmma may still read (PTX ISA 9.7.15.7).
+Keeping a slot of wgmma work in flight there gave wrong int8 results on the H200 now and then
+(benchmarks/results/logs/swap_fragment_race_2026-12-04.log; the simulator reports the write); waiting
+costs up to 3 % at M = 2048-8192 in that run (int8 at N = 14336 gains 4 %), and the slot is released a step sooner.
 
 Scales (zero points) of the thread's two rows: plain loads a stage ahead (one group a stage for 128,
 two for 64, four for 32), rows past N read row N - 1 (their columns are never stored).
@@ -277,6 +281,14 @@ def _fragment8(D: Const, wp, wrow, raws, t, s: Const[int]):
 
 
 @kaiodsl.func
+def _step_fragment(D: Const, wp, wrow, rtile, raws, lane, s: Const[int]):
+    """The A fragment of k16 step s of the slot at ``wp`` (_fragment8 or _fragment by D.kind)."""
+    if D.kind == "int8":
+        return _fragment8(D, wp, wrow, raws, lane % 4, s)
+    return _fragment(D, wp, 128 * rtile + 16 * (lane // 4), raws, 4 * (lane % 4), s)
+
+
+@kaiodsl.func
 def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
     """The kernel (module doc) with epilogue E (run-time operands ``args``), or with E a
     gemm_sm90_segments.Segments one weight map, scales, zero points and output per segment."""
@@ -332,8 +344,7 @@ def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
         kaiodsl.setmaxnreg(CONS_REGS, True)
         cw = wg - 1
         warp, lane = (tid // 32) % 4, tid % 32
-        g, t = lane // 4, lane % 4
-        sh = 4 * t
+        g = lane // 4
         rtile = 8 * cw + 2 * warp                 # the thread's first row tile of the block's
         wrow = 64 * cw + 16 * warp + g            # its first weight row of the block's
         state = tiles.pipeline.start(R)
@@ -346,7 +357,6 @@ def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
             rb = min(bn0 + wrow + 8, bN - 1)
             nxt = _row_consts(D, sc, zp, ra, rb, 0, G)
             acc = kaiodsl.wgmma_zeros(BM, f32)
-            prev = state
             for kt in range(ktiles):
                 raws = nxt
                 ka = min(kt + 1, ktiles - 1)
@@ -357,22 +367,14 @@ def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
                 wp = kaiodsl.ptr_cast(slot + A_BYTES, u32)
                 db0 = kaiodsl.wgmma_desc(kaiodsl.ptr_cast(slot, f16), 128, rows=BM)
                 for s in kaiodsl.static_range(SK // 16):   # each step's fragment is new registers: a fence each
-                    if D.kind == "int8":
-                        frag = _fragment8(D, wp, wrow, raws, t, s)
-                    else:
-                        frag = _fragment(D, wp, 128 * rtile + 16 * g, raws, sh, s)
+                    frag = _step_fragment(D, wp, wrow, rtile, raws, lane, s)
                     kaiodsl.wgmma_fence()
                     db = kaiodsl.wgmma_desc_add(db0, (s // 4) * BM * 128 + (s % 4) * 32)
                     acc = kaiodsl.wgmma(frag, db, acc, dtype=D.dtype_name)
                 kaiodsl.wgmma_commit()
-                acc = kaiodsl.wgmma_wait(1, acc)
-                if kt > 0:
-                    tiles.pipeline.release(R, prev, bars)
-                prev = state
+                acc = kaiodsl.wgmma_wait(0, acc)    # the next slot's fragments reuse these registers
+                tiles.pipeline.release(R, state, bars)
                 state = tiles.pipeline.advance(R, state)
-            acc = kaiodsl.wgmma_wait(0, acc)
-            if ktiles > 0:
-                tiles.pipeline.release(R, prev, bars)
             if SEGS:
                 _store_segments(SEGS, BM, acc, c, args, m0, n0, wrow, lane, M)
             else:
@@ -487,3 +489,40 @@ def launch_w4_swap_segments(dtype_name: str, group_size: int, has_zeros: bool, w
     k[min(total, sm_count()), cfg.threads](ta, *tws, *scales, *zeros, *outs, *args, *fill, M, E.width, K,
                                            smem=cfg.smem_bytes(kind))
     return tuple(outs[:len(outs) - pad])
+
+
+# -- W8A16 (ops.matmul_w8a16's sm_90a path) --------------------------------------------------------------
+@lru_cache(maxsize=None)
+def w8_swap_kernel(dtype_name: str, out_name: str, group_size: int, has_bias: bool, cfg: W4SwapConfig):
+    """W8A16 with int8 ``w [N, K]`` rows: ``group_size`` 0 (per-channel f32 scales [N], an epilogue
+    ColScale) or 64/128/256 (scales [N, K // group_size] in the activation dtype, multiplied in while
+    dequantizing); optional f32 bias; out f16/bf16/f32."""
+    cfg.check("int8")
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
+    D = W4Dequant(cfg, dtype_name, group_size, False, "int8")
+    E = tiles.Epilogue((() if group_size else (tiles.ColScale(),)) + ((tiles.Bias(),) if has_bias else ()), OUT)
+    name = f"w8a16_sm90_{dtype_name}_{out_name}" + (f"_g{group_size}" if group_size else "_pc") + \
+        ("_bias" if has_bias else "") + f"_{cfg}".replace("/", "_")
+
+    @kaiodsl.kernel(block_size=cfg.threads, name=name)
+    def kern(ta: TensorMap, tw: TensorMap, scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
+             M: i32, N: i32, K: i32):
+        args = ((scales,) if not group_size else ()) + ((bias,) if has_bias else ())
+        _body(D, E, ta, tw, gscales, gscales, c, args, M, N, K)
+
+    return kern
+
+
+def launch_w8_swap(a, w_q, pc, gsc, out, bias, M: int, N: int, K: int, dtype_name: str, out_name: str,
+                   group_size: int, has_bias: bool, cfg: W4SwapConfig):
+    """matmul_w8a16's sm_90a path with this kernel (arguments validated there; ``pc`` the per-channel f32
+    scales or a placeholder, ``gsc`` the group scales or a placeholder)."""
+    from .gemm_sm90 import sm_count
+
+    ta = TensorMap(a, (cfg.block_m, 64), swizzle=128, l2_promotion=256)
+    tw = _weights_map("int8", cfg, w_q)
+    total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
+    k = w8_swap_kernel(dtype_name, out_name, group_size, has_bias, cfg)
+    k[min(total, sm_count()), cfg.threads](ta, tw, pc, gsc, out, bias, M, N, K, smem=cfg.smem_bytes("int8"))
+    return out
