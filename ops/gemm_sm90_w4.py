@@ -383,7 +383,7 @@ def w4_sm90_kernel(dtype_name: str, group_size: int, has_zeros: bool, cfg: W4Con
     return kern
 
 
-SWAP_OPS = ("matmul_int4", "qkv_project_int4", "qkv_project_int8")     # they also run gemm_sm90_w4_swap
+SWAP_OPS = ("matmul_int4", "qkv_project_int4", "matmul_w8a16", "qkv_project_int8")   # they also run gemm_sm90_w4_swap
 
 
 def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_align: int,
@@ -399,11 +399,8 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
     if config is None:
         if parallelism is not None or a_align < 16 or not wanted:
             return None
-        if op == "matmul_w8a16":      # its swap-AB path gave wrong results on the H200 (not yet found): shared B
-            config = w4_config(M, N, K, sm_count(), kind="int8")
-        else:
-            from .gemm_sm90_w4_swap import swap_config
-            config = swap_config(M, N, K, sm_count())
+        from .gemm_sm90_w4_swap import swap_config
+        config = swap_config(M, N, K, sm_count(), "int8" if op == "matmul_w8a16" else "int4")
     elif not isinstance(config, W4Config) and not (op in SWAP_OPS and isinstance(config, W4SwapConfig)):
         kinds = "a gemm_sm90_w4.W4Config, a gemm_sm90_w4_swap.W4SwapConfig" if op in SWAP_OPS else \
             "a gemm_sm90_w4.W4Config"

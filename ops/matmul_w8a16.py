@@ -7,10 +7,12 @@ f32 in the epilogue) or, with ``group_size``, [N, K // group_size] in the activa
 ``reference_matmul_w8a16`` does). ``bias`` [N]; f32 accumulation; out f16/bf16/f32 (default: a's).
 K must be a multiple of 16 (weight rows are copied in 16-byte pieces); M and N are free.
 
-The kernels: for M <= 16 (and K a multiple of 64) ops/decode_gemm.py's K-split weight stream, else
-ops/w8_gemm.py's main loop (the tile library's cp.async ring with int8 dequant on load); both end in
-the tile epilogue. ``w8_config(M, N, K)`` picks the tiling, ``config=`` (a W8Config or a
-DecodeConfig) overrides it.
+The kernels: for M <= 16 (and K a multiple of 64) ops/decode_gemm.py's K-split weight stream; on
+sm_90a past M = 64 the swap-AB kernel of ops/gemm_sm90_w4_swap.py (int8 rows by TMA, dequantized into
+wgmma's register A operand); else ops/w8_gemm.py's main loop (the tile library's cp.async ring with
+int8 dequant on load); all end in the tile epilogue. ``w8_config(M, N, K)`` picks the tiling,
+``config=`` (a W8Config, a DecodeConfig, or on sm_90a a gemm_sm90_w4_swap.W4SwapConfig or the
+shared-B kernel's gemm_sm90_w4.W4Config) overrides it.
 """
 
 
@@ -190,9 +192,10 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
         raise ArgumentError(f"{op}(): out_dtype must be f32, f16 or bf16, got {out_dtype!r}")
     bias_arg = _bias_f32(bias, az, N, op)
     from .gemm_sm90_w4 import W4Config, launch_w8_sm90, sm90_w4_plan, use_sm90_w8
+    from .gemm_sm90_w4_swap import W4SwapConfig, launch_w8_swap
 
     sm90 = sm90_w4_plan(op, M, N, K, use_sm90_w8(M, N, K), None, min(data_alignment(az), data_alignment(wz)),
-                        config) if config is None or isinstance(config, W4Config) else None
+                        config) if config is None or isinstance(config, (W4Config, W4SwapConfig)) else None
     cfg = sm90 or config or w8_config(M, N, K, group_size or 0)
     if isinstance(cfg, DecodeConfig):
         if K % 64:
@@ -206,6 +209,9 @@ def matmul_w8a16(a, w_q, scales, *, bias=None, group_size=None, out_dtype=None, 
     gs = group_size or 0
     pc = dummy_f32(az) if gs else s
     gsc = s if gs else a
+    if isinstance(sm90, W4SwapConfig):    # sm_90a: TMA + wgmma, int8 rows dequantized into wgmma's A registers
+        return launch_w8_swap(a, w_q, pc, gsc, out, bias_arg, M, N, K, az.dtype.name, out_name, gs,
+                              bias is not None, sm90)
     if sm90 is not None:                  # sm_90a: TMA + wgmma, int8 rows dequantized into shared memory
         return launch_w8_sm90(a, w_q, pc, gsc, out, bias_arg, M, N, K, az.dtype.name, out_name, gs,
                               bias is not None, sm90)
