@@ -54,6 +54,18 @@ for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attenti
         q8 = torch.randint(-128, 128, (200, K), generator=g, dtype=torch.int8).to(dev)
         ops.matmul_w8a16(x, q8, torch.rand(200, generator=g).to(dev), config=cfg)
         print(f"{name}: w4 / w8 sm90 {cfg} ok", flush=True)
+    if name == "swap":             # the swap-AB kernel (weights in wgmma's A registers): int4, int8 with a K tail,
+        from kaiodsl.ops.gemm_sm90_w4_swap import DEFAULT, DEFAULT8    # and its segments in the quantized QKV ops
+        x = torch.randn(300, 1040, generator=g).half().to(dev)
+        q4 = torch.randint(0, 16, (200, 1024), generator=g, dtype=torch.uint8).numpy()
+        ops.matmul_int4(x[:, :1024].contiguous(), torch.from_numpy(ops.pack_int4(q4)).to(dev),
+                        torch.rand(200, 8, generator=g).half().to(dev), group_size=128, config=DEFAULT)
+        q8 = torch.randint(-128, 128, (200, 1040), generator=g, dtype=torch.int8).to(dev)
+        ops.matmul_w8a16(x, q8, torch.rand(200, generator=g).to(dev), config=DEFAULT8)
+        xs = x[:, :512].contiguous()
+        w8 = [torch.randint(-128, 128, (n, 512), generator=g, dtype=torch.int8).to(dev) for n in (256, 128, 128)]
+        ops.qkv_project_int8(xs, *w8, *[torch.rand(n, generator=g).half().to(dev) for n in (256, 128, 128)])
+        print("swap-AB int4 / int8 / qkv int8 ok", flush=True)
     if name == "qkv":              # the segmented kernel: three B maps and outputs in one launch
         x = torch.randn(300, 256, generator=g).half().to(dev)
         ws = [torch.randn(n, 256, generator=g).half().to(dev) for n in (256, 128, 128)]
