@@ -2,7 +2,7 @@
 
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,... \\
-        python scripts/ncu_targets.py w4a16|fp8|attn_bwd|attn_fwd80|attn_fwd90[c]|decode|int4_m16[_late]|qkv_int4_m1|qkv_int4_m2048[_tall]|f16
+        python scripts/ncu_targets.py w4a16[_8k]|fp8|attn_bwd|attn_fwd80|attn_fwd90[c]|decode|int4_m16[_late]|qkv_int4_m1|qkv_int4_m2048[_tall]|f16
 Each target runs its op three times (the first two warm up and are skipped)."""
 
 import sys
@@ -15,8 +15,8 @@ from kaiodsl import ops
 
 kaiodsl.runtime.set_backend("cuda")
 name = sys.argv[1]
-if name == "w4a16":                   # matmul_int4 at M = 2048, N = K = 4096 (the sm_90a dequantizing producer)
-    M, N, K, gs = 2048, 4096, 4096, 128
+if name in ("w4a16", "w4a16_8k"):     # matmul_int4 at M = 2048, N = K = 4096 (8192: _8k), the sm_90a swap-AB kernel
+    M, N, K, gs = (2048, 8192, 8192, 128) if name == "w4a16_8k" else (2048, 4096, 4096, 128)
     q = np.random.randint(0, 16, (N, K), dtype=np.uint8)
     w = torch.from_numpy(ops.pack_int4(q)).cuda()
     s = torch.rand(N, K // gs, device="cuda", dtype=torch.float16) * 0.02
