@@ -2,7 +2,8 @@
 
 ``C = A @ W^T`` for A [M, K] f16/bf16 activations and W [N, K] int4 in the ``pack_int4`` layout
 (ops/int4_pack.py) with group scales (and zero points); C [M, N] in the activation dtype. The
-arguments are exactly ``ops.matmul_int4``'s, which calls this kernel on sm_90a for M > 64.
+arguments are exactly ``ops.matmul_int4``'s, which on sm_90a past M = 16 runs ops/gemm_sm90_w4_swap.py's
+kernel by default and this one where ``config=`` is a W4Config (or a fused QKV projection has a rope).
 
 The block is a persistent ``1 + consumers`` warpgroups walking the output tiles in grouped order, as
 in gemm_sm90; what differs is how a ring slot's B tile gets filled:
@@ -45,7 +46,7 @@ producer's choice of weights (the tile's segment's tensor map for the staging co
 scale and zero-point pointers, local column and N for the row bounds) and the epilogue call
 (``store_segments``) differ.
 
-**W8A16** (``w8_sm90_kernel``, ``ops.matmul_w8a16``'s path for M > 64): the same kernel with plain int8
+**W8A16** (``w8_sm90_kernel``, ``ops.matmul_w8a16``'s path with a W4Config): the same kernel with plain int8
 [N, K] rows, staged by a 2-D TMA box of 64 k: a stage's 64 bytes of a row are 4 pieces of 16 bytes
 (4 consecutive producer threads, one 16-byte shared load each), piece q giving f16 chunks 2q and
 2q + 1 (``tiles.dequant.int8_quad``: exact integers, with the per-channel f32 scale applied in the
@@ -165,11 +166,15 @@ def w4_config(M: int, N: int, K: int, sms: int, tall: bool = True, kind: str = "
     return DEFAULT if -(-M // 128) * -(-N // 256) >= sms else NARROW
 
 
+SM90_MIN_M = 16          # past the decode kernels' sizes (M <= 16: ops/decode_gemm.py streams the weights)
+
+
 def use_sm90_w4(M: int, N: int, K: int, group_size: int) -> bool:
-    """Whether matmul_int4 takes this kernel: on sm_90a past the decode sizes (one 128-row tile would
-    be mostly padding at M <= 64; the decode kernels stream the weights there)."""
+    """Whether matmul_int4 takes an sm_90a kernel (by default the swap-AB one, gemm_sm90_w4_swap, whose
+    tiles shrink to M): on sm_90a past the decode sizes. H200, M = 32-128 (scripts/swap_midm_sweep.py):
+    1.5-2.5x the tiled mma.sync kernel it replaces there."""
     from kaiodsl.compiler import default_arch
-    return default_arch() == "sm_90a" and M > 64 and K % 128 == 0 and group_size in (32, 64, 128)
+    return default_arch() == "sm_90a" and M > SM90_MIN_M and K % 128 == 0 and group_size in (32, 64, 128)
 
 
 @kaiodsl.func
@@ -460,9 +465,9 @@ def launch_w4_sm90(a, w_packed, scales, z, out, M: int, N: int, K: int, dtype_na
 
 # -- W8A16 (ops.matmul_w8a16's sm_90a path) --------------------------------------------------------------
 def use_sm90_w8(M: int, N: int, K: int) -> bool:
-    """Whether matmul_w8a16 takes this kernel: on sm_90a past the decode sizes, as use_sm90_w4."""
+    """Whether matmul_w8a16 takes an sm_90a kernel: on sm_90a past the decode sizes, as use_sm90_w4."""
     from kaiodsl.compiler import default_arch
-    return default_arch() == "sm_90a" and M > 64 and K % 16 == 0
+    return default_arch() == "sm_90a" and M > SM90_MIN_M and K % 16 == 0
 
 
 @lru_cache(maxsize=None)

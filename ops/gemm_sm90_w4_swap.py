@@ -69,15 +69,20 @@ SLOT_K = {"int4": KT, "int8": KT8}
 class W4SwapConfig:
     """``block_m`` activation rows (the wgmma N: a multiple of 8, at most 256) by ``block_n`` weight rows
     (output columns: 64 for each consumer warpgroup) an output tile, ``stages`` ring slots of 128 k,
-    tiles walked ``group_m`` tile-rows at a time."""
+    tiles walked ``group_m`` tile-rows at a time. ``overlap``: the k loop unrolled by two, so a slot's
+    A fragments live in other registers than the last slot's and one slot of wgmma work stays in flight
+    while the next is dequantized (``wait_group 1``; 16 or 32 more registers a thread)."""
 
     block_m: int = 256
     block_n: int = 128
     stages: int = 3
     group_m: int = 8
+    overlap: bool = False
 
     def __post_init__(self):
-        require_positive_fields(self)
+        require_positive_fields(self, skip=("overlap",))
+        if type(self.overlap) is not bool:
+            raise ArgumentError(f"W4SwapConfig: overlap must be True or False, got {self.overlap!r}")
 
     @property
     def consumers(self) -> int:
@@ -118,7 +123,7 @@ class W4SwapConfig:
                 raise ArgumentError(f"W4SwapConfig {self!r} is not a valid tiling: {rule}")
 
     def __str__(self) -> str:
-        return f"swap{self.block_m}x{self.block_n}/s{self.stages}/g{self.group_m}"
+        return f"swap{self.block_m}x{self.block_n}/s{self.stages}/g{self.group_m}" + ("/o" if self.overlap else "")
 
 
 DEFAULT = W4SwapConfig()
@@ -128,11 +133,22 @@ NARROW8 = W4SwapConfig(block_m=128, block_n=128, stages=8)
 
 
 def swap_config(M: int, N: int, K: int, sms: int, kind: str = "int4") -> W4SwapConfig:
-    """256-row activation tiles where they give every SM a tile, else 128-row ones."""
-    tall = -(-M // 256) * -(-N // 128) >= sms
-    if kind == "int8":
-        return DEFAULT8 if tall else NARROW8
-    return DEFAULT if tall else NARROW
+    """256 x 128 tiles where they give every SM a tile. Else activation tiles of M rows rounded up to 32
+    (at most 128), and the weight-tile height (128 or 64 rows) giving the fewest waves of tiles over the
+    SMs, then the most tiles: at small M the kernel streams weights, and each SM streams its tiles' (H200,
+    scripts/swap_midm_sweep.py: M = 64, N = K = 8192, 64-row tiles on 128 SMs 0.97x f16 cuBLAS for int8
+    against 0.76x with 128-row ones on 64)."""
+    if -(-M // 256) * -(-N // 128) >= sms:
+        return DEFAULT8 if kind == "int8" else DEFAULT
+    bm = min(128, -(-M // 32) * 32)
+    mt = -(-M // bm)
+
+    def waves_then_tiles(bn):
+        t = mt * -(-N // bn)
+        return -(-t // sms), -t
+
+    bn = min((128, 64), key=waves_then_tiles)
+    return W4SwapConfig(block_m=bm, block_n=bn, stages=(NARROW8 if kind == "int8" else NARROW).stages)
 
 
 @kaiodsl.func
@@ -289,6 +305,31 @@ def _step_fragment(D: Const, wp, wrow, rtile, raws, lane, s: Const[int]):
 
 
 @kaiodsl.func
+def _slot(D: Const, smem, R: Const, bars, state, acc, nxt, sc, zp, ra, rb, kt, ktiles, G, wrow, rtile, lane):
+    """Consumer work on ring slot ``state`` (k tile kt): the next slot's row constants loaded, the slot's
+    fragments built and its wgmmas issued and committed. Returns (acc, the next row constants)."""
+    cfg = D.cfg
+    SB = cfg.stage_bytes(D.kind)
+    SK = SLOT_K[D.kind]
+    BM = cfg.block_m
+    raws = nxt
+    ka = min(kt + 1, ktiles - 1)
+    nxt = _row_consts(D, sc, zp, ra, rb, ka, G)
+    tiles.pipeline.wait(R, 0, state, bars)
+    index, phase = state
+    slot = smem.ptr(index * SB)
+    wp = kaiodsl.ptr_cast(slot + BM * 2 * SK, u32)
+    db0 = kaiodsl.wgmma_desc(kaiodsl.ptr_cast(slot, f16), 128, rows=BM)
+    for s in kaiodsl.static_range(SK // 16):   # each step's fragment is new registers: a fence each
+        frag = _step_fragment(D, wp, wrow, rtile, raws, lane, s)
+        kaiodsl.wgmma_fence()
+        db = kaiodsl.wgmma_desc_add(db0, (s // 4) * BM * 128 + (s % 4) * 32)
+        acc = kaiodsl.wgmma(frag, db, acc, dtype=D.dtype_name)
+    kaiodsl.wgmma_commit()
+    return acc, nxt
+
+
+@kaiodsl.func
 def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
     """The kernel (module doc) with epilogue E (run-time operands ``args``), or with E a
     gemm_sm90_segments.Segments one weight map, scales, zero points and output per segment."""
@@ -357,24 +398,33 @@ def _body(D: Const, E: Const, ta, tw, scales, zeros, c, args, M, N, K):
             rb = min(bn0 + wrow + 8, bN - 1)
             nxt = _row_consts(D, sc, zp, ra, rb, 0, G)
             acc = kaiodsl.wgmma_zeros(BM, f32)
-            for kt in range(ktiles):
-                raws = nxt
-                ka = min(kt + 1, ktiles - 1)
-                nxt = _row_consts(D, sc, zp, ra, rb, ka, G)
-                tiles.pipeline.wait(R, 0, state, bars)
-                index, phase = state
-                slot = smem.ptr(index * SB)
-                wp = kaiodsl.ptr_cast(slot + A_BYTES, u32)
-                db0 = kaiodsl.wgmma_desc(kaiodsl.ptr_cast(slot, f16), 128, rows=BM)
-                for s in kaiodsl.static_range(SK // 16):   # each step's fragment is new registers: a fence each
-                    frag = _step_fragment(D, wp, wrow, rtile, raws, lane, s)
-                    kaiodsl.wgmma_fence()
-                    db = kaiodsl.wgmma_desc_add(db0, (s // 4) * BM * 128 + (s % 4) * 32)
-                    acc = kaiodsl.wgmma(frag, db, acc, dtype=D.dtype_name)
-                kaiodsl.wgmma_commit()
-                acc = kaiodsl.wgmma_wait(0, acc)    # the next slot's fragments reuse these registers
-                tiles.pipeline.release(R, state, bars)
-                state = tiles.pipeline.advance(R, state)
+            if cfg.overlap:       # two register sets of fragments: a slot of wgmma work in flight
+                prev = state
+                for kt2 in range(0, ktiles - 1, 2):
+                    for u in kaiodsl.static_range(2):
+                        acc, nxt = _slot(D, smem, R, bars, state, acc, nxt, sc, zp, ra, rb, kt2 + u, ktiles, G,
+                                         wrow, rtile, lane)
+                        acc = kaiodsl.wgmma_wait(1, acc)      # the other set's slot is done: release it
+                        if kt2 + u > 0:
+                            tiles.pipeline.release(R, prev, bars)
+                        prev = state
+                        state = tiles.pipeline.advance(R, state)
+                acc = kaiodsl.wgmma_wait(0, acc)              # complete before the branch below joins
+                if ktiles > 1:
+                    tiles.pipeline.release(R, prev, bars)
+                if ktiles % 2 == 1:                           # the odd last slot
+                    acc, nxt = _slot(D, smem, R, bars, state, acc, nxt, sc, zp, ra, rb, ktiles - 1, ktiles, G,
+                                     wrow, rtile, lane)
+                    acc = kaiodsl.wgmma_wait(0, acc)
+                    tiles.pipeline.release(R, state, bars)
+                    state = tiles.pipeline.advance(R, state)
+            else:
+                for kt in range(ktiles):
+                    acc, nxt = _slot(D, smem, R, bars, state, acc, nxt, sc, zp, ra, rb, kt, ktiles, G, wrow, rtile,
+                                     lane)
+                    acc = kaiodsl.wgmma_wait(0, acc)    # the next slot's fragments reuse these registers
+                    tiles.pipeline.release(R, state, bars)
+                    state = tiles.pipeline.advance(R, state)
             if SEGS:
                 _store_segments(SEGS, BM, acc, c, args, m0, n0, wrow, lane, M)
             else:

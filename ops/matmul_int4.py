@@ -12,7 +12,8 @@ split over the warps of a block and, with ``DecodeConfig(splits=)``, over blocks
 a column tile sums the f32 partials in split order: deterministic), optionally the block's A rows
 staged once in shared memory (``stage_a``). ``int4_decode_config`` is the default; ``config=DecodeConfig(...)`` or the older
 ``parallelism=(n_tiles, k_split, unroll, nw)`` (unsplit, unstaged) override it. Larger M takes the
-tiled kernel (ops/matmul_int4_tiled.py) or, on sm_90a past M = 64, ops/gemm_sm90_w4.py.
+tiled kernel (ops/matmul_int4_tiled.py) or, on sm_90a, the swap-AB kernel (ops/gemm_sm90_w4_swap.py;
+ops/gemm_sm90_w4.py's shared-B kernel by ``config=``).
 """
 
 from dataclasses import replace
@@ -145,8 +146,9 @@ def _decode_cfg(op: str, p, config, M: int, N: int, K: int) -> DecodeConfig:
 def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, parallelism=None, config=None):
     """``a @ W^T`` with W [N, K] int4 (packed by ``pack_int4``), per-group ``scales`` (and ``zeros``).
 
-    On sm_90a, M > 64 runs the TMA + wgmma kernel of ops/gemm_sm90_w4.py (``use_sm90_w4``);
-    ``config`` (a ``gemm_sm90_w4.W4Config``) picks its tiling and requires that kernel."""
+    On sm_90a, M > 16 runs the TMA + wgmma swap-AB kernel of ops/gemm_sm90_w4_swap.py (``use_sm90_w4``,
+    ``swap_config``); ``config`` a ``gemm_sm90_w4_swap.W4SwapConfig`` picks its tiling, a
+    ``gemm_sm90_w4.W4Config`` the shared-B kernel's (both need sm_90a)."""
     op = "matmul_int4"
     group_size = require_int(op, "group_size", group_size, allowed=(32, 64, 128))
     az = inspect_array("a", a, op)

@@ -8,7 +8,7 @@ f32 in the epilogue) or, with ``group_size``, [N, K // group_size] in the activa
 K must be a multiple of 16 (weight rows are copied in 16-byte pieces); M and N are free.
 
 The kernels: for M <= 16 (and K a multiple of 64) ops/decode_gemm.py's K-split weight stream; on
-sm_90a past M = 64 the swap-AB kernel of ops/gemm_sm90_w4_swap.py (int8 rows by TMA, dequantized into
+sm_90a past M = 16 the swap-AB kernel of ops/gemm_sm90_w4_swap.py (int8 rows by TMA, dequantized into
 wgmma's register A operand); else ops/w8_gemm.py's main loop (the tile library's cp.async ring with
 int8 dequant on load); all end in the tile epilogue. ``w8_config(M, N, K)`` picks the tiling,
 ``config=`` (a W8Config, a DecodeConfig, or on sm_90a a gemm_sm90_w4_swap.W4SwapConfig or the

@@ -130,14 +130,16 @@ def test_w4_sm90_uint32_words(sm90, rng):
 
 
 def test_w4_sm90_default_dispatch(sm90, rng):
-    """matmul_int4 takes the sm_90a kernel by itself for M > 64 on sm_90a (default tiling) and agrees
-    with the tiled mma.sync kernel it replaces."""
-    M, N, K, gs = 72, 256, 128, 128
-    assert use_sm90_w4(M, N, K, gs) and not use_sm90_w4(64, N, K, gs)
-    a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", False)
-    out = host(ops.matmul_int4(a, ops.pack_int4(q), sc, group_size=gs))
-    assert np.isfinite(out).all()
-    assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
+    """matmul_int4 takes an sm_90a kernel by itself for M > 16 on sm_90a (default tiling: the swap-AB
+    kernel's, its activation tile M rounded up to 32 rows) and agrees with the reference."""
+    N, K, gs = 256, 128, 128
+    assert not use_sm90_w4(16, N, K, gs)
+    for M in (17, 72):
+        assert use_sm90_w4(M, N, K, gs)
+        a, a64, q, sc, s64, zeros = _inputs(rng, M, N, K, gs, "f16", False)
+        out = host(ops.matmul_int4(a, ops.pack_int4(q), sc, group_size=gs))
+        assert np.isfinite(out).all()
+        assert rel_err(out, _reference(a64, q, s64, zeros, gs)) < TOL["f16"]
 
 
 def test_w4_sm90_not_taken_off_sm90(backend, monkeypatch):

@@ -29,7 +29,11 @@ def _case(rng, M, N, K, gs, dtype, with_zeros):
 
 @pytest.mark.parametrize("M,N,K,gs,config", [(40, 72, 256, 128, ONE), (70, 136, 512, 64, ONE),
                                              (130, 200, 384, 32, TWO), (100, 72, 256, 32, THREE),
-                                             (300, 136, 256, 128, DEFAULT), (129, 8, 128, 64, NARROW)])
+                                             (300, 136, 256, 128, DEFAULT), (129, 8, 128, 64, NARROW),
+                                             (40, 136, 384, 64, W4SwapConfig(block_m=32, block_n=128, stages=2,
+                                                                             overlap=True)),
+                                             (70, 72, 512, 128, W4SwapConfig(block_m=64, block_n=64, stages=3,
+                                                                             overlap=True))])
 @pytest.mark.parametrize("with_zeros", [False, True], ids=["sym", "zp"])
 def test_w4_swap_ragged(sm90, rng, M, N, K, gs, config, with_zeros):  # noqa: F811
     a, wp, sc, zeros, want = _case(rng, M, N, K, gs, "f16", with_zeros)
@@ -86,6 +90,11 @@ def test_w4_swap_config_refused(kw, what):
 def test_w4_swap_heuristic():
     assert swap_config(2048, 4096, 4096, 132) == DEFAULT        # 256 tiles of 256 x 128
     assert swap_config(512, 4096, 4096, 132) == NARROW          # 128 x 128 gives every SM a tile
+    # small M: one activation tile of M rows rounded up to 32; the weight-tile height with the fewest
+    # waves of tiles, then the most (H200, scripts/swap_midm_sweep.py)
+    assert swap_config(64, 8192, 8192, 132) == W4SwapConfig(block_m=64, block_n=64, stages=NARROW.stages)
+    assert swap_config(20, 14336, 4096, 132) == W4SwapConfig(block_m=32, block_n=128, stages=NARROW.stages)
+    assert swap_config(128, 4096, 4096, 132).block_n == 64 and swap_config(200, 4096, 4096, 132).block_m == 128
 
 
 @pytest.mark.parametrize("cfg", [DEFAULT, NARROW])

@@ -92,12 +92,15 @@ def test_w8_sm90_bias_out_dtype(sm90, rng, out_dtype):
 
 
 def test_w8_sm90_default_dispatch(sm90, rng):
-    """matmul_w8a16 takes the sm_90a kernel by itself for M > 64 on sm_90a (default tiling)."""
-    M, N, K = 72, 256, 128
-    assert use_sm90_w8(M, N, K) and not use_sm90_w8(64, N, K)
-    a, av, qh, q, sa, sv = _inputs(rng, M, N, K, "f16", 64)
-    check_close(ops.matmul_w8a16(a, q, sa, group_size=64), ops.reference_matmul_w8a16(av, qh, sv, group_size=64),
-                "f16")
+    """matmul_w8a16 takes an sm_90a kernel by itself for M > 16 on sm_90a (default tiling: the swap-AB
+    kernel's)."""
+    N, K = 256, 128
+    assert not use_sm90_w8(16, N, K)
+    for M in (17, 72):
+        assert use_sm90_w8(M, N, K)
+        a, av, qh, q, sa, sv = _inputs(rng, M, N, K, "f16", 64)
+        check_close(ops.matmul_w8a16(a, q, sa, group_size=64),
+                    ops.reference_matmul_w8a16(av, qh, sv, group_size=64), "f16")
 
 
 def test_w8_sm90_refused_off_sm90(backend, monkeypatch):

@@ -45,7 +45,9 @@ def _case(rng, M, N, K, gs, dtype, bias):
     (70, 136, 208, None, True, "f32", W4SwapConfig(block_m=48, block_n=128, stages=3)),
     (130, 200, 512, 128, False, None, W4SwapConfig(block_m=64, block_n=128, stages=4)),
     (300, 136, 256, 64, True, None, DEFAULT8),
-    (100, 72, 256, 256, False, None, W4SwapConfig(block_m=16, block_n=192, stages=3))])
+    (100, 72, 256, 256, False, None, W4SwapConfig(block_m=16, block_n=192, stages=3)),
+    (40, 136, 208, None, True, None, W4SwapConfig(block_m=32, block_n=128, stages=3, overlap=True)),
+    (70, 72, 320, 64, False, None, W4SwapConfig(block_m=64, block_n=64, stages=2, overlap=True))])
 def test_w8_swap_ragged(sm90, rng, M, N, K, gs, bias, out, config):
     a, q, s, b, want = _case(rng, M, N, K, gs, "f16", bias)
     got = host(ops.matmul_w8a16(a, q, s, group_size=gs, bias=b, out_dtype=out, config=config))
