@@ -6,6 +6,8 @@ runs small tilings with ragged M and N, group sizes 32/64/128 with and without z
 bf16, 1 to 3 consumer warpgroups, against float64 with the reference-dequantized weights; the GPU runs
 the default tilings at LLM shapes in test_int4_sm90.test_w4_sm90_gpu_shapes."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,25 @@ def test_w4_swap_compiles_without_spills(cfg, dt, gs, z):
     assert "wgmma.mma_async" in k.ptx and "setmaxnreg" in k.ptx and "cp.async.bulk.tensor.2d" in k.ptx
     stats = k.stats()
     assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M", [17, 32, 64, 128, 256])
+@pytest.mark.parametrize("N", [4096, 14336])
+def test_w4_swap_gpu_small_m(sm90, torch_cuda, rng, M, N):  # noqa: F811
+    """The tiles swap_config sizes to M (and the same with overlap) at Llama widths, twice each (bit-equal)."""
+    torch = torch_cuda
+    if sm90.name != "cuda":
+        pytest.skip("large shapes run on the GPU only")
+    K, gs = 4096, 128
+    q = rng.integers(0, 16, (N, K), dtype=np.uint8)
+    s = torch.from_numpy(rng.uniform(0.5, 1.5, (N, K // gs)).astype(np.float16) * 0.02).cuda()
+    a = torch.randn(M, K, device="cuda", dtype=torch.float16)
+    wp = torch.from_numpy(ops.pack_int4(q)).cuda()
+    w = (q - 8.0) * np.repeat(s.double().cpu().numpy(), gs, axis=1)
+    want = a.double().cpu().numpy() @ w.T
+    base = swap_config(M, N, K, 132)
+    for cfg in (None, base, dataclasses.replace(base, overlap=True)):
+        out = ops.matmul_int4(a, wp, s, group_size=gs, config=cfg)
+        assert rel_err(out.cpu().numpy(), want) < TOL["f16"], cfg
+        assert torch.equal(out, ops.matmul_int4(a, wp, s, group_size=gs, config=cfg)), (cfg, "run to run")

@@ -8,6 +8,7 @@ bf16 / f32 outputs, against float64; the GPU runs the default tilings at LLM sha
 the kernel once raced on its A-fragment registers there, benchmarks/results/logs/
 swap_fragment_race_2026-12-04.log)."""
 
+import dataclasses
 import importlib
 
 import numpy as np
@@ -120,3 +121,29 @@ def test_w8_swap_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs):
         assert err < TOL[dtype], (cfg, err)
         again = ops.matmul_w8a16(a, q, s, group_size=gs, config=cfg)
         assert torch.equal(out, again), (cfg, "run to run")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M", [17, 32, 64, 128, 256])
+@pytest.mark.parametrize("N,gs", [(4096, None), (14336, 128)])
+def test_w8_swap_gpu_small_m(sm90, torch_cuda, rng, M, N, gs):
+    """The tiles swap_config sizes to M (and the same with overlap) at Llama widths, twice each (bit-equal)."""
+    torch = torch_cuda
+    if sm90.name != "cuda":
+        pytest.skip("large shapes run on the GPU only")
+    K = 4096
+    q = torch.randint(-128, 128, (N, K), device="cuda", dtype=torch.int8)
+    if gs:
+        s = (torch.rand(N, K // gs, device="cuda") * 1e-3 + 1e-4).half()
+        w = q.double() * s.double().repeat_interleave(gs, 1)
+    else:
+        s = torch.rand(N, device="cuda") * 1e-3 + 1e-4
+        w = q.double() * s.double()[:, None]
+    a = torch.randn(M, K, device="cuda", dtype=torch.float16)
+    want = a.double() @ w.T
+    base = swap_config(M, N, K, 132, "int8")
+    for cfg in (None, base, dataclasses.replace(base, overlap=True)):
+        out = ops.matmul_w8a16(a, q, s, group_size=gs, config=cfg)
+        err = float(torch.linalg.norm(out.double() - want) / torch.linalg.norm(want))
+        assert err < TOL["f16"], (cfg, err)
+        assert torch.equal(out, ops.matmul_w8a16(a, q, s, group_size=gs, config=cfg)), (cfg, "run to run")
