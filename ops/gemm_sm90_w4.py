@@ -392,7 +392,7 @@ SWAP_OPS = ("matmul_int4", "qkv_project_int4", "matmul_w8a16", "qkv_project_int8
 
 
 def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_align: int,
-                 config: W4Config | None):
+                 config: W4Config | None, group_size: int = 128):
     """The checked tiling when ``op`` (matmul_int4 or matmul_w8a16, arguments validated) runs this
     kernel, else None: ``config`` forces it (ArgumentError where it cannot run), otherwise ``wanted``
     (use_sm90_w4 / use_sm90_w8) decides. ``a_align``: the power of two dividing the data addresses of
@@ -405,7 +405,7 @@ def sm90_w4_plan(op: str, M: int, N: int, K: int, wanted: bool, parallelism, a_a
         if parallelism is not None or a_align < 16 or not wanted:
             return None
         from .gemm_sm90_w4_swap import swap_config
-        config = swap_config(M, N, K, sm_count(), "int8" if op == "matmul_w8a16" else "int4")
+        config = swap_config(M, N, K, sm_count(), "int8" if op == "matmul_w8a16" else "int4", group_size)
     elif not isinstance(config, W4Config) and not (op in SWAP_OPS and isinstance(config, W4SwapConfig)):
         kinds = "a gemm_sm90_w4.W4Config, a gemm_sm90_w4_swap.W4SwapConfig" if op in SWAP_OPS else \
             "a gemm_sm90_w4.W4Config"

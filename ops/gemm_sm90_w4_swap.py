@@ -29,12 +29,14 @@ of word w' of lane ``4 g + t'``; so with ``s = 2 w' + h`` the fragment's registe
 word w' of lanes ``4 g + 2 h`` and ``4 g + 2 h + 1``. A thread reads row g's 64 bytes of each of
 its two row tiles (8 ``ld.shared.v4``, shared by the quad: one bank-conflict-free broadcast phase
 each) and takes pair t of every word: one shift by ``4 t``, then ``tiles.dequant.int4_pair``'s
-``lop3`` / sub / mul. Each stage's 32 registers are built, then one fence and 8 wgmmas, then
-``wgmma.wait_group 0`` before the slot goes back to the producer: a loop iteration builds its
-fragments in the registers of the last one, which a pending wgmma may still read (PTX ISA 9.7.15.7).
-Keeping a slot of wgmma work in flight there gave wrong int8 results on the H200 now and then
-(benchmarks/results/logs/swap_fragment_race_2026-12-04.log; the simulator reports the write); waiting
-costs up to 3 % at M = 2048-8192 in that run (int8 at N = 14336 gains 4 %), and the slot is released a step sooner.
+``lop3`` / sub / mul. Each stage's 32 registers are built, then one fence and 8 wgmmas. A pending
+wgmma may still read its A fragment registers (PTX ISA 9.7.15.7), so a loop iteration must not build
+its fragments in the registers the last one's wgmmas read: keeping a slot of wgmma work in flight
+that way gave wrong int8 results on the H200 now and then (benchmarks/results/logs/
+swap_fragment_race_2026-12-04.log; the simulator now reports the write). With ``overlap`` (the
+default tilings) the k loop is unrolled by two, each half with its own fragment registers, and
+``wgmma.wait_group 1`` keeps one slot in flight while the next is dequantized, releasing the slot
+before; without it each slot waits for its wgmmas (``wait_group 0``) and goes back at once.
 
 Scales (zero points) of the thread's two rows: plain loads a stage ahead (one group a stage for 128,
 two for 64, four for 32), rows past N read row N - 1 (their columns are never stored).
@@ -126,20 +128,26 @@ class W4SwapConfig:
         return f"swap{self.block_m}x{self.block_n}/s{self.stages}/g{self.group_m}" + ("/o" if self.overlap else "")
 
 
-DEFAULT = W4SwapConfig()
-NARROW = W4SwapConfig(block_m=128, block_n=128, stages=5)
-DEFAULT8 = W4SwapConfig(stages=5)                     # int8: 64-k slots, 40 KB each
-NARROW8 = W4SwapConfig(block_m=128, block_n=128, stages=8)
+# overlap everywhere: H200, scripts/swap_midm_sweep.py (logs/swap_midm_sweep_2026-12-04.log): 0-12 % faster
+# at M = 32-128, 2-11 % at M = 2048 (int4 N = 14336: 0.74x -> 0.82x f16 cuBLAS), slower nowhere by more
+# than the run-to-run noise (qkv int4 8B M = 32: 22.4 -> 23.2 us)
+DEFAULT = W4SwapConfig(overlap=True)
+NARROW = W4SwapConfig(block_m=128, block_n=128, stages=5, overlap=True)
+DEFAULT8 = W4SwapConfig(stages=5, overlap=True)       # int8: 64-k slots, 40 KB each
+NARROW8 = W4SwapConfig(block_m=128, block_n=128, stages=8, overlap=True)
 
 
-def swap_config(M: int, N: int, K: int, sms: int, kind: str = "int4") -> W4SwapConfig:
+def swap_config(M: int, N: int, K: int, sms: int, kind: str = "int4", group_size: int = 128) -> W4SwapConfig:
     """256 x 128 tiles where they give every SM a tile. Else activation tiles of M rows rounded up to 32
     (at most 128), and the weight-tile height (128 or 64 rows) giving the fewest waves of tiles over the
     SMs, then the most tiles: at small M the kernel streams weights, and each SM streams its tiles' (H200,
     scripts/swap_midm_sweep.py: M = 64, N = K = 8192, 64-row tiles on 128 SMs 0.97x f16 cuBLAS for int8
-    against 0.76x with 128-row ones on 64)."""
+    against 0.76x with 128-row ones on 64). int4 groups of 32 at 256 x 128 go without overlap (its second
+    fragment registers spill there, beside four scales a row a slot)."""
     if -(-M // 256) * -(-N // 128) >= sms:
-        return DEFAULT8 if kind == "int8" else DEFAULT
+        if kind == "int8":
+            return DEFAULT8
+        return DEFAULT if group_size > 32 else W4SwapConfig(overlap=False)
     bm = min(128, -(-M // 32) * 32)
     mt = -(-M // bm)
 
@@ -148,7 +156,7 @@ def swap_config(M: int, N: int, K: int, sms: int, kind: str = "int4") -> W4SwapC
         return -(-t // sms), -t
 
     bn = min((128, 64), key=waves_then_tiles)
-    return W4SwapConfig(block_m=bm, block_n=bn, stages=(NARROW8 if kind == "int8" else NARROW).stages)
+    return W4SwapConfig(block_m=bm, block_n=bn, stages=(NARROW8 if kind == "int8" else NARROW).stages, overlap=True)
 
 
 @kaiodsl.func

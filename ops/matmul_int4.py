@@ -190,7 +190,8 @@ def matmul_int4(a, w_packed, scales, *, zeros=None, group_size: int = 128, paral
 
     decode = isinstance(config, DecodeConfig)
     w4cfg = None if decode else sm90_w4_plan(op, M, N, K, use_sm90_w4(M, N, K, group_size), parallelism,
-                                             min(data_alignment(az), data_alignment(wz)), config)  # None: another kernel
+                                             min(data_alignment(az), data_alignment(wz)), config,
+                                             group_size)  # None: another kernel
     tiled = M > 16 and parallelism is None and not decode  # prefill: the block-tiled kernel (matmul_int4_tiled)
     if not tiled and w4cfg is None:
         cfg = _decode_cfg(op, parallelism, config, M, N, K)

@@ -127,7 +127,7 @@ def test_w8_swap_gpu_shapes(sm90, torch_cuda, rng, M, N, K, dtype, gs):
 @pytest.mark.parametrize("M", [17, 32, 64, 128, 256])
 @pytest.mark.parametrize("N,gs", [(4096, None), (14336, 128)])
 def test_w8_swap_gpu_small_m(sm90, torch_cuda, rng, M, N, gs):
-    """The tiles swap_config sizes to M (and the same with overlap) at Llama widths, twice each (bit-equal)."""
+    """The tiles swap_config sizes to M (and the same without overlap) at Llama widths, twice each (bit-equal)."""
     torch = torch_cuda
     if sm90.name != "cuda":
         pytest.skip("large shapes run on the GPU only")
@@ -142,7 +142,7 @@ def test_w8_swap_gpu_small_m(sm90, torch_cuda, rng, M, N, gs):
     a = torch.randn(M, K, device="cuda", dtype=torch.float16)
     want = a.double() @ w.T
     base = swap_config(M, N, K, 132, "int8")
-    for cfg in (None, base, dataclasses.replace(base, overlap=True)):
+    for cfg in (None, base, dataclasses.replace(base, overlap=False)):
         out = ops.matmul_w8a16(a, q, s, group_size=gs, config=cfg)
         err = float(torch.linalg.norm(out.double() - want) / torch.linalg.norm(want))
         assert err < TOL["f16"], (cfg, err)
