@@ -17,9 +17,10 @@ e.g. from ``from_gptq`` per projection. Options, shared by the three:
   the sequence. Positions must lie in [0, P) (not checked on the device).
 * ``out_dtype``: f16/bf16/f32 (default x's).
 
-``qkv_choice`` says which kernel runs: on sm_90a past M = 64 one launch of the Hopper GEMM (f16/bf16
-weights) or of the dequantizing W4A16/W8A16 GEMM (int8/int4; ops/gemm_sm90_w4.py), both through
-ops/qkv_sm90.py, when the projections fit its tiles; else ops/qkv_kernels.py.
+``qkv_choice`` says which kernel runs: on sm_90a past M = 16 one launch of the Hopper GEMM (f16/bf16
+weights) or of a dequantizing W4A16/W8A16 GEMM (int8/int4: the swap-AB kernel of ops/gemm_sm90_w4_swap.py
+without a rope, ops/gemm_sm90_w4.py with one past M = 64), both through ops/qkv_sm90.py, when the
+projections fit its tiles; else ops/qkv_kernels.py.
 """
 
 
@@ -86,8 +87,9 @@ def qkv_config(kind: str, M: int, K: int = 0, style: str = "", N: int = 0):
 def qkv_choice(kind: str, M: int, K: int, Nq: int, Nkv: int, head_dim: int = 0, rope_style: str = "",
                rows_aligned: bool = True, config=None) -> tuning.Choice:
     """The config the op runs for these sizes and why (``.config``, ``.source``): ``config`` when given;
-    on sm_90a past M = 64 one launch of the Hopper GEMM (f16/bf16 weights: an Sm90Config,
-    ``qkv_sm90.pick``) or of the dequantizing one (int8/int4: a W4Config, ``qkv_sm90.pick_quant``) when
+    on sm_90a past M = 16 one launch of the Hopper GEMM (f16/bf16 weights: an Sm90Config,
+    ``qkv_sm90.pick``) or of a dequantizing one (int8/int4: a W4SwapConfig or, with a rope past M = 64, a
+    W4Config; ``qkv_sm90.pick_quant``) when
     the projections fit its tiles; else ``qkv_config``'s mma.sync kernel config. ``rows_aligned``: x
     (and the weights the kernel reads 16 bytes at a time) on 16-byte boundaries."""
     if config is not None:

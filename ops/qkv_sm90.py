@@ -156,17 +156,18 @@ def launch(x2, ws, outs, M: int, K: int, Nq: int, Nkv: int, cfg, dtype_name: str
 
 # -- int8 / int4 weights: gemm_sm90_w4's dequantizing kernel with the same segments ----------------------
 def pick_quant(kind: str, M: int, K: int, Nq: int, Nkv: int, D: int, style: str, align: int):
-    """(the W4Config the heuristic takes, '') or (None, why not) for int8/int4 weights: sm_90a past M = 64
-    (gemm_sm90_w4.use_sm90_w8 / use_sm90_w4), x (and int8 weights) on 16-byte boundaries (``align``: the
+    """(the W4SwapConfig / W4Config the heuristic takes, '') or (None, why not) for int8/int4 weights: sm_90a
+    past M = 16 (gemm_sm90_w4.use_sm90_w8 / use_sm90_w4; with a rope past M = 64), x (and int8 weights) on 16-byte boundaries (``align``: the
     power of two dividing their data, 0 when x cannot be viewed as [M, hidden]), and gemm_sm90_w4's tiling
-    (gemm_sm90_w4.w4_config's: 256 x 128 where those tiles fill the SMs; 128 x 128 with a rope, or when
-    256 columns do not divide the projections) fitting them."""
+    (without a rope gemm_sm90_w4_swap.swap_config's; else gemm_sm90_w4.w4_config's: 256 x 128 where those
+    tiles fill the SMs; 128 x 128 with a rope, or when 256 columns do not divide the projections) fitting
+    them."""
     from kaiodsl.compiler import default_arch
 
     N = Nq + 2 * Nkv
     sms = gemm_sm90.sm_count()
-    if default_arch() == "sm_90a" and MID_M[0] < M <= MID_M[1]:
-        return None, f"M={M} <= 64: the mma.sync kernels measured faster than MID_QUANT's 64 x 64 tiles"
+    if default_arch() == "sm_90a" and MID_M[0] < M <= MID_M[1] and style:
+        return None, f"M={M} <= 64 with a rope: the mma.sync kernels measured faster than MID_QUANT's 64 x 64 tiles"
     # use_sm90_w4 at group 128 stands for all three group sizes qkv_project_int4 takes (the kernel runs each)
     if not (w4.use_sm90_w8(M, N, K) if kind == "int8" else w4.use_sm90_w4(M, N, K, 128)):
         return None, f"the target is {default_arch()}" if default_arch() != "sm_90a" else f"M={M} <= 64"

@@ -94,22 +94,22 @@ def test_qkv_sm90_quant_default_runs_it(on_sm90, rng, poison, kind):  # noqa: F8
 
 
 def test_qkv_sm90_quant_mid_m_choice(sm90, monkeypatch):
-    """16 < M <= 64 on an H200's 132 SMs: the mma.sync kernels (MID_QUANT's dequantizing tiles measured
-    slower): int8 on 64-column blocks where they are one wave (Llama-3-8B: 96), else 128; int4 on
-    32-row, 64-column blocks; rotate_half keeps 128 columns (whole heads)."""
+    """16 < M <= 64 on an H200's 132 SMs: without a rope the swap-AB kernel on M-row activation tiles
+    (rounded up to 32), weight tiles of 64 rows where they are one wave (Llama-3-8B: 96), else 128 (70B-like:
+    80); with rotate_half the mma.sync kernels (MID_QUANT's dequantizing tiles measured slower)."""
     from kaiodsl.ops import gemm_sm90
     from kaiodsl.ops.matmul_int4_tiled import Int4Config
-    from kaiodsl.ops.w8_gemm import W8Config
 
     monkeypatch.setattr(gemm_sm90, "sm_count", lambda: 132)
     monkeypatch.setattr(qmod, "sm_count", lambda: 132)
     for M in (32, 64):
-        got = qmod.qkv_choice("int8", M, 4096, 4096, 1024)
-        assert got.config == W8Config(64, 64, 64, 2, 2, 4) and "measured faster" in got.source
-        assert qmod.qkv_choice("int4", M, 4096, 4096, 1024).config == Int4Config(32, 4, 2, 3)
-        assert qmod.qkv_choice("int8", M, 8192, 8192, 1024).config == W8Config(64, 128, 64, 2, 2, 4)
-        assert qmod.qkv_choice("int4", M, 8192, 8192, 1024).config == Int4Config(32, 4, 2, 3)
+        for kind in ("int8", "int4"):
+            got = qmod.qkv_choice(kind, M, 4096, 4096, 1024)
+            assert got.config == W4SwapConfig(block_m=M, block_n=64, stages=got.config.stages, overlap=True), got
+            assert "wgmma's A registers" in got.source
+            assert qmod.qkv_choice(kind, M, 8192, 8192, 1024).config.block_n == 128
     assert qmod.qkv_choice("int8", 64, 4096, 4096, 1024, 128, "rotate_half").config.block_n == 128
+    assert not isinstance(qmod.qkv_choice("int8", 64, 4096, 4096, 1024, 128, "rotate_half").config, W4SwapConfig)
     assert isinstance(qmod.qkv_choice("int4", 64, 4096, 4096, 1024, 128, "rotate_half").config, Int4Config)
     assert isinstance(qmod.qkv_choice("int8", 65, 4096, 4096, 1024).config, W4SwapConfig)
 
@@ -137,7 +137,7 @@ def test_qkv_sm90_quant_choice(sm90):
         assert not isinstance(qmod.qkv_choice(kind, 16, 4096, 4096, 1024).config, (W4Config, W4SwapConfig))
         assert not isinstance(qmod.qkv_choice(kind, 2048, 4096, 4096, 1024, rows_aligned=False).config,
                               (W4Config, W4SwapConfig))
-        small = qmod.qkv_choice(kind, 80, 256, 128, 64)
+        small = qmod.qkv_choice(kind, 80, 256, 128, 32)       # 32 columns: no tiling's block_n divides it
         assert not isinstance(small.config, (W4Config, W4SwapConfig)) and "multiples of block_n" in small.source
 
 
