@@ -69,6 +69,7 @@ from ._common import data_alignment, inspect_array, require_positive_fields
 from .gemm_sm90 import SMEM_MAX, WarpgroupTiling, sm_count
 from .gemm_sm90_w4_stage import BK, CHUNK_BYTES_A_ROW, PRODUCERS, ROW_BYTES, W4Dequant  # noqa: F401
 from .gemm_sm90_w4_swap import W4SwapConfig
+from .gemm_sm90_w4_swap import _body as swap_body
 
 REGS = 64 * 1024           # registers an SM
 
@@ -471,11 +472,17 @@ def use_sm90_w8(M: int, N: int, K: int) -> bool:
 
 
 @lru_cache(maxsize=None)
-def w8_sm90_kernel(dtype_name: str, out_name: str, group_size: int, has_bias: bool, cfg: W4Config):
+def w8_sm90_kernel(dtype_name: str, out_name: str, group_size: int, has_bias: bool, cfg):
     """W8A16 with int8 ``w [N, K]`` rows: ``group_size`` 0 (per-channel f32 scales [N], applied in the
     epilogue, as ops/matmul_w8a16.py does) or 64/128/256 (scales [N, K // group_size] in the activation
-    dtype, multiplied in while dequantizing); optional f32 bias; out f16/bf16/f32."""
-    cfg.check()
+    dtype, multiplied in while dequantizing); optional f32 bias; out f16/bf16/f32. ``cfg`` a W4Config
+    (this module's kernel) or a W4SwapConfig (gemm_sm90_w4_swap's, the same operands)."""
+    swapped = isinstance(cfg, W4SwapConfig)
+    if swapped:
+        cfg.check("int8")
+    else:
+        cfg.check()
+    body = swap_body if swapped else _body
     T = {"f16": f16, "bf16": bf16}[dtype_name]
     OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
     D = W4Dequant(cfg, dtype_name, group_size, False, "int8")
@@ -487,7 +494,7 @@ def w8_sm90_kernel(dtype_name: str, out_name: str, group_size: int, has_bias: bo
     def kern(ta: TensorMap, tw: TensorMap, scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
              M: i32, N: i32, K: i32):
         args = ((scales,) if not group_size else ()) + ((bias,) if has_bias else ())
-        _body(D, E, ta, tw, gscales, gscales, c, args, M, N, K)
+        body(D, E, ta, tw, gscales, gscales, c, args, M, N, K)
 
     return kern
 

@@ -549,38 +549,17 @@ def launch_w4_swap_segments(dtype_name: str, group_size: int, has_zeros: bool, w
     return tuple(outs[:len(outs) - pad])
 
 
-# -- W8A16 (ops.matmul_w8a16's sm_90a path) --------------------------------------------------------------
-@lru_cache(maxsize=None)
-def w8_swap_kernel(dtype_name: str, out_name: str, group_size: int, has_bias: bool, cfg: W4SwapConfig):
-    """W8A16 with int8 ``w [N, K]`` rows: ``group_size`` 0 (per-channel f32 scales [N], an epilogue
-    ColScale) or 64/128/256 (scales [N, K // group_size] in the activation dtype, multiplied in while
-    dequantizing); optional f32 bias; out f16/bf16/f32."""
-    cfg.check("int8")
-    T = {"f16": f16, "bf16": bf16}[dtype_name]
-    OUT = {"f16": f16, "bf16": bf16, "f32": f32}[out_name]
-    D = W4Dequant(cfg, dtype_name, group_size, False, "int8")
-    E = tiles.Epilogue((() if group_size else (tiles.ColScale(),)) + ((tiles.Bias(),) if has_bias else ()), OUT)
-    name = f"w8a16_sm90_{dtype_name}_{out_name}" + (f"_g{group_size}" if group_size else "_pc") + \
-        ("_bias" if has_bias else "") + f"_{cfg}".replace("/", "_")
-
-    @kaiodsl.kernel(block_size=cfg.threads, name=name)
-    def kern(ta: TensorMap, tw: TensorMap, scales: Ptr[f32], gscales: Ptr[T], c: Ptr[OUT], bias: Ptr[f32],
-             M: i32, N: i32, K: i32):
-        args = ((scales,) if not group_size else ()) + ((bias,) if has_bias else ())
-        _body(D, E, ta, tw, gscales, gscales, c, args, M, N, K)
-
-    return kern
-
-
+# -- W8A16 (ops.matmul_w8a16's sm_90a path; its kernel is gemm_sm90_w4.w8_sm90_kernel with a W4SwapConfig) --
 def launch_w8_swap(a, w_q, pc, gsc, out, bias, M: int, N: int, K: int, dtype_name: str, out_name: str,
                    group_size: int, has_bias: bool, cfg: W4SwapConfig):
     """matmul_w8a16's sm_90a path with this kernel (arguments validated there; ``pc`` the per-channel f32
     scales or a placeholder, ``gsc`` the group scales or a placeholder)."""
     from .gemm_sm90 import sm_count
+    from .gemm_sm90_w4 import w8_sm90_kernel
 
     ta = TensorMap(a, (cfg.block_m, 64), swizzle=128, l2_promotion=256)
     tw = _weights_map("int8", cfg, w_q)
     total = -(-M // cfg.block_m) * -(-N // cfg.block_n)
-    k = w8_swap_kernel(dtype_name, out_name, group_size, has_bias, cfg)
+    k = w8_sm90_kernel(dtype_name, out_name, group_size, has_bias, cfg)
     k[min(total, sm_count()), cfg.threads](ta, tw, pc, gsc, out, bias, M, N, K, smem=cfg.smem_bytes("int8"))
     return out

@@ -16,7 +16,8 @@ import pytest
 
 import kaiodsl
 from kaiodsl import ops
-from kaiodsl.ops.gemm_sm90_w4_swap import DEFAULT8, NARROW8, W4SwapConfig, swap_config, w8_swap_kernel
+from kaiodsl.ops.gemm_sm90_w4 import w8_sm90_kernel
+from kaiodsl.ops.gemm_sm90_w4_swap import DEFAULT8, NARROW8, W4SwapConfig, swap_config
 
 from opkit import TOL, host, make, rel_err
 from qkvkit import poison_outputs
@@ -90,7 +91,7 @@ def test_w8_swap_config_refused(sm90):
 @pytest.mark.parametrize("dt,out,gs,bias", [("f16", "f16", 0, False), ("bf16", "bf16", 128, True),
                                             ("f16", "f32", 0, True)])
 def test_w8_swap_compiles_without_spills(cfg, dt, out, gs, bias):
-    k = w8_swap_kernel(dt, out, gs, bias, cfg).compile(arch="sm_90a")
+    k = w8_sm90_kernel(dt, out, gs, bias, cfg).compile(arch="sm_90a")
     assert "wgmma.mma_async" in k.ptx and "setmaxnreg" in k.ptx
     stats = k.stats()
     assert stats["spills"] == 0 and stats["local_bytes"] == 0 and stats["registers"] <= 168, stats
