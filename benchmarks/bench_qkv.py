@@ -103,20 +103,29 @@ def bench_qkv(torch, shapes, ms, results):
                       f"{r['vs_separate']:5.2f}x  err {err:.1e}  [{'sm_90a' if 'one sm_90a launch' in path else 'mma.sync'}]", flush=True)
 
 
+def gemm_weights(torch, N: int, K: int, gs: int = 128, device: str = "cuda"):
+    """One [N, K] weight four ways: (f16 w16, int8 q8 with per-channel f32 s8, pack_int4 p4 with group
+    scales s4, and the f16 dequantized w8f / w4f the references multiply by)."""
+    from kaiodsl import ops
+
+    w16 = (torch.randn(N, K, device=device) * 0.02).half()
+    q8 = torch.randint(-128, 128, (N, K), device=device, dtype=torch.int8)
+    s8 = torch.rand(N, device=device) * 1e-3 + 1e-4
+    rng = np.random.default_rng(N)
+    q4 = rng.integers(0, 16, (N, K), dtype=np.uint8)
+    s4 = torch.tensor((rng.uniform(0.5, 1.5, (N, K // gs)) * 1e-3).astype(np.float16), device=device)
+    p4 = torch.tensor(ops.pack_int4(q4), device=device)
+    w8f = (q8.float() * s8[:, None]).half()
+    w4f = torch.tensor(ops.dequantize(q4, s4.cpu().numpy(), None, gs, np.float16), device=device)
+    return w16, q8, s8, p4, s4, w8f, w4f
+
+
 def bench_gemm(torch, ms, results):
     from kaiodsl import ops
 
     gs = 128
     for N, K in [(4096, 4096), (8192, 8192)]:
-        w16 = (torch.randn(N, K, device="cuda") * 0.02).half()
-        q8 = torch.randint(-128, 128, (N, K), device="cuda", dtype=torch.int8)
-        s8 = torch.rand(N, device="cuda") * 1e-3 + 1e-4
-        rng = np.random.default_rng(N)
-        q4 = rng.integers(0, 16, (N, K), dtype=np.uint8)
-        s4 = torch.tensor((rng.uniform(0.5, 1.5, (N, K // gs)) * 1e-3).astype(np.float16), device="cuda")
-        p4 = torch.tensor(ops.pack_int4(q4), device="cuda")
-        w8f = (q8.float() * s8[:, None]).half()
-        w4f = torch.tensor(ops.dequantize(q4, s4.cpu().numpy(), None, gs, np.float16), device="cuda")
+        w16, q8, s8, p4, s4, w8f, w4f = gemm_weights(torch, N, K, gs)
         for M in ms:
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
             t_c = timed_rotating([lambda w=w: x @ w.T for w, in copies([w16], M)])

@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_gemm import rel_err  # noqa: E402
+from bench_qkv import gemm_weights  # noqa: E402
 from kaiodsl import ops  # noqa: E402
 from kaiodsl.ops import qkv as qmod  # noqa: E402
 from kaiodsl.ops.gemm_sm90_w4_swap import swap_config  # noqa: E402
@@ -30,15 +31,7 @@ def rot(ts, M):
 
 def gemms():
     for N, K in ((4096, 4096), (8192, 8192), (14336, 4096)):
-        w16 = (torch.randn(N, K, device="cuda") * 0.02).half()
-        q8 = torch.randint(-128, 128, (N, K), device="cuda", dtype=torch.int8)
-        s8 = torch.rand(N, device="cuda") * 1e-3 + 1e-4
-        rng = np.random.default_rng(N)
-        q4 = rng.integers(0, 16, (N, K), dtype=np.uint8)
-        s4 = torch.tensor((rng.uniform(0.5, 1.5, (N, K // GS)) * 1e-3).astype(np.float16), device="cuda")
-        p4 = torch.tensor(ops.pack_int4(q4), device="cuda")
-        w8f = (q8.float() * s8[:, None]).half()
-        w4f = torch.tensor(ops.dequantize(q4, s4.cpu().numpy(), None, GS, np.float16), device="cuda")
+        w16, q8, s8, p4, s4, w8f, w4f = gemm_weights(torch, N, K, GS)
         for M in (32, 64, 128, 2048):
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
             t_c = timed_rotating([lambda w=w: x @ w.T for w, in rot([w16], M)])

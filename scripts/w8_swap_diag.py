@@ -24,6 +24,7 @@ from kaiodsl import Ptr, TensorMap, f16, f32, i32, tiles, u8
 from kaiodsl.ops import gemm_sm90_w4_swap as sw
 from kaiodsl.ops.gemm_sm90_w4_stage import W4Dequant
 from kaiodsl.ops import pack_int4
+from kaiodsl.runtime.timing import timed_eager
 
 @lru_cache(maxsize=None)
 def kernel(kind, gs, cfg):
@@ -73,20 +74,6 @@ def launcher(kind, gs, cfg, a, wq, pcs, gsc, z, M, N, K):
     return c, go
 
 
-def median_ms(fn, iters=30):
-    for _ in range(5):
-        fn()
-    ts = []
-    for _ in range(iters):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e))
-    return sorted(ts)[len(ts) // 2]
-
-
 def case(kind, gs, cfg, M, N, K, seed):
     a, wq, pcs, gsc, z, want = inputs(kind, M, N, K, gs, seed)
     c, go = launcher(kind, gs, cfg, a, wq, pcs, gsc, z, M, N, K)
@@ -112,9 +99,9 @@ def case(kind, gs, cfg, M, N, K, seed):
 def timing(kind, gs, cfg, M, N, K):
     a, wq, pcs, gsc, z, _ = inputs(kind, M, N, K, gs, 1)
     b = torch.randn(N, K, device="cuda").half()
-    ref = median_ms(lambda: torch.matmul(a, b.T))
+    ref = timed_eager(lambda: torch.matmul(a, b.T), warmup=5, reps=30)
     _, go = launcher(kind, gs, cfg, a, wq, pcs, gsc, z, M, N, K)
-    t = median_ms(go)
+    t = timed_eager(go, warmup=5, reps=30)
     print(f"{kind} gs={gs} {cfg} M={M} N={N} K={K}: f16 cuBLAS {ref:.3f} ms, kernel {t:.3f} ms ({ref / t:.2f}x)",
           flush=True)
 
