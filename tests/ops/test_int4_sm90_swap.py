@@ -89,6 +89,12 @@ def test_w4_swap_config_refused(kw, what):
         W4SwapConfig(**kw).check()
 
 
+@pytest.mark.parametrize("overlap", [1, "yes", None])
+def test_w4_swap_config_overlap_refused(overlap):
+    with pytest.raises(kaiodsl.ArgumentError, match=f"overlap must be True or False, got {overlap!r}"):
+        W4SwapConfig(overlap=overlap)
+
+
 def test_w4_swap_heuristic():
     assert swap_config(2048, 4096, 4096, 132) == DEFAULT        # 256 tiles of 256 x 128
     assert swap_config(512, 4096, 4096, 132) == NARROW          # 128 x 128 gives every SM a tile
