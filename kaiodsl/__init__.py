@@ -13,7 +13,7 @@ from .lang.math import (ceil, cos, exp, exp2, fast, floor, fma, log, log2, recip
                         round_even, rsqrt, sin, sqrt, tanh, trunc)
 from .lang.memory import (dynamic_shared, load, local_array, shared_address, shared_array,  # noqa: E402
                           store)
-from .lang.sync import barrier, barrier_arrive, fence, syncthreads, syncwarp  # noqa: E402
+from .lang.sync import barrier, barrier_arrive, fence, nanosleep, syncthreads, syncwarp  # noqa: E402
 from .lang.warp import (activemask, popc, shfl_down, shfl_idx, shfl_up, shfl_xor, vote_all,  # noqa: E402
                         vote_any, vote_ballot, vote_uni)
 from .lang.atomic import (atomic_add, atomic_and, atomic_cas, atomic_exch, atomic_max,  # noqa: E402

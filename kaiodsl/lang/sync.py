@@ -32,6 +32,16 @@ def barrier_arrive(b: Builder, id: int, count):
 
 
 @builtin
+def nanosleep(b: Builder, ns=64):
+    """Suspend this thread for about ``ns`` nanoseconds (0..1000000; nanosleep.u32, sm_70+): the back-off
+    of a loop polling global memory for another block (a semaphore, say), so it does not steal issue
+    slots from the warps doing the work. The simulator parks the thread until another thread ran."""
+    if isinstance(ns, int) and not isinstance(ns, bool) and not 0 <= ns <= 1000000:
+        b.error(f"nanosleep(): ns must be 0..1000000, got {ns}")
+    b.emit("inst", operands=(b.coerce(ns, u32, "nanosleep ns"),), attrs={"form": "nanosleep.u32"})
+
+
+@builtin
 def syncwarp(b: Builder, mask: int = 0xFFFFFFFF):
     """Warp barrier over the lanes in ``mask`` (bar.warp.sync)."""
     b.emit("syncwarp", operands=[b.coerce(mask, u32, "mask")])

@@ -6,7 +6,7 @@ follow branches, loop exits follow loop bodies), so threads reconverge where a
 compiler's reconvergence stack would put them. While all runnable threads share
 one PC ("converged"), no per-thread PC array is touched.
 
-mbarrier waits (decoded as kind WAIT): a thread whose try_wait/test_wait fails is *parked* after
+mbarrier waits and nanosleep (decoded as kind WAIT): a thread whose try_wait/test_wait fails is *parked* after
 the wait (its predicate written), remembering the mbarrier event count at that moment; it is not
 runnable until a later event (ops_hopper._event: init, arrive, local or remote, expect_tx, inval,
 a bulk copy or TMA load issued or landed; a completed phase comes with one of these). A looping
@@ -14,7 +14,8 @@ wait then branches back and polls again, so a producer warp whose wait loop sits
 than its consumers no longer starves them; a lone test_wait goes on with the false it saw. When
 nothing else can run, every parked thread is woken to poll again; ops_hopper._count_spins reports
 a deadlock (barrier, phase, missing arrivals and bytes, waiters) once waits keep failing through
-_SPIN_LIMIT such wake-ups with no event between. A bar.sync whose other threads are parked is only
+_SPIN_LIMIT such wake-ups with no event between. nanosleep always parks: a loop polling global
+memory (a semaphore another block releases) lets every other thread run before it polls again. A bar.sync whose other threads are parked is only
 "stuck" after that. Without mbarriers nothing parks, and the only added cost per step is the test
 of a local counter.
 """
@@ -72,7 +73,7 @@ def decode(m):
                 raise SimError(f"{k.name}: unsupported form of '{ins.opcode}' ({type(e).__name__}: {e})\n"
                                f"  PTX line {ins.line}: {ins.text}", ptx_line=ins.line,
                                source=ins.source) from None
-            wait = base == "mbarrier" and mods[:1] in (["try_wait"], ["test_wait"])
+            wait = (base == "mbarrier" and mods[:1] in (["try_wait"], ["test_wait"])) or base == "nanosleep"
             entries.append((WAIT if wait else NORMAL, fn, guard, 0, ins))
     return entries
 

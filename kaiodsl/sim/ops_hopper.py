@@ -229,6 +229,26 @@ def _mbarrier(m, ins, mods):
 _SPIN_LIMIT = 64
 
 
+# A nanosleep that still parks after this many fruitless wake-ups (see above) polls for what never comes.
+_SLEEP_LIMIT = 4096
+
+
+@rule("nanosleep")
+def _nanosleep(m, ins, mods):
+    """Park the sleeping threads (the executor decodes nanosleep as a wait that fails): they run again
+    after the next mbarrier event or once nothing else can run, so a polling loop lets the thread it
+    waits for make progress. Polling with no event for _SLEEP_LIMIT wake-ups is a deadlock."""
+    _bars(m)
+
+    def f(mask):
+        if m.mbar_spins >= _SLEEP_LIMIT:
+            t = int(np.argmax(mask)) if mask is not None else 0
+            m.fail(f"a polling loop (nanosleep) is still waiting after {_SLEEP_LIMIT} wake-ups with nothing "
+                   f"else able to run: what it polls for never comes (a semaphore no block releases?)", t)
+        return np.zeros(m.T, dtype=bool)
+    return f
+
+
 def _count_spins(m, ins, keys, ti, ok):
     """A wait that fails after _SPIN_LIMIT fruitless wake-ups is a deadlock: report barrier, phase, waiters."""
     if m.mbar_spins < _SPIN_LIMIT or ok[ti].all():

@@ -195,6 +195,6 @@ def _st(m, ins, mods):
     return f
 
 
-@rule("prefetch", "prefetchu", "membar", "fence", "discard", "applypriority", "createpolicy", "nanosleep")
+@rule("prefetch", "prefetchu", "membar", "fence", "discard", "applypriority", "createpolicy")
 def _nop(m, ins, mods):
     return lambda mask: None

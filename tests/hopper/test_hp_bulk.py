@@ -133,3 +133,58 @@ def test_elect_sync_outside_membermask_is_an_error(sim90, mask, active):
 
     with pytest.raises(K.SimError, match="elect.sync: membermask .* does not match the lanes"):
         bad[1, 32](np.zeros(32, np.uint32), MASK=mask, ACTIVE=active)
+
+
+@K.kernel(block_size=128)
+def ordered_sum(out: Ptr[f32], sem: Ptr[i32], parts: Ptr[f32], N: i32, STUCK: Const):
+    """Block j adds its 64 floats into out after block j - 1 did (a semaphore in global memory): block 0
+    stores, the others poll until sem == j, reduce, wait for the bulk write, release j + 1; the last
+    resets sem to 0. The order of the float additions is fixed, so the bits are too."""
+    s = K.shared_array(f32, (64,), align=16)
+    t = K.thread_idx.x
+    j = K.block_idx.x
+    if t < 64:
+        s[t] = parts[j * 64 + t]
+    K.fence_proxy_async()
+    K.syncthreads()
+    if t == 0:
+        want = j + 1 if STUCK else j
+        if j > 0:
+            seen = K.atomic_or(sem, 0, 0)
+            while seen != want:
+                K.nanosleep(32)
+                seen = K.atomic_or(sem, 0, 0)
+            K.fence()
+            K.fence_proxy_async("global")
+            K.bulk_reduce(out, s, 256, "add")
+        else:
+            K.bulk_store(out, s, 256)
+        K.bulk_commit()
+        K.bulk_wait(0)
+        K.fence_proxy_async("global")
+        K.fence()
+        K.atomic_exch(sem, 0, K.where(j + 1 == N, 0, j + 1))
+
+
+@pytest.mark.parametrize("n", [1, 5, 40])
+def test_ordered_reductions_through_a_semaphore(hopper, rng, n):
+    """Blocks chained by a polling loop (nanosleep) add in block order on both backends: the same bits as
+    a float32 sum in that order, and the semaphore is left at 0."""
+    parts = (rng.standard_normal((n, 64)) * np.exp2(rng.integers(-20, 20, (n, 1)))).astype(np.float32)
+    out = np.full(64, np.nan, np.float32)
+    sem = np.zeros(1, np.int32)
+    ordered_sum[n, 128](out, sem, parts.reshape(-1), n, STUCK=False)
+    want = parts[0].copy()
+    for p in parts[1:]:
+        want = want + p
+    np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+    assert sem[0] == 0
+
+
+def test_a_poll_nothing_releases_is_reported(sim90, rng):
+    """Block 1 waits for a value no block writes: the simulator says so instead of spinning forever."""
+    from kaiodsl.errors import SimError
+
+    out = np.zeros(64, np.float32)
+    with pytest.raises(SimError, match="polling loop"):
+        ordered_sum[2, 128](out, np.zeros(1, np.int32), np.ones(128, np.float32), 2, STUCK=True)
