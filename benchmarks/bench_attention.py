@@ -238,11 +238,15 @@ def sweep(torch, ops, results) -> None:
 def sweep_backward(torch, ops, results) -> None:
     """Backward tile configs (``BwdConfig``: mma.sync; ``Sm90BwdConfig``: the sm_90a kernels, the default
     there) at D 64/128, S 4096, f16, causal and not (--sweep-bwd)."""
-    from kaiodsl.ops import BwdConfig, Sm90BwdConfig as S9
+    from dataclasses import replace
 
-    cfgs = [None, BwdConfig(), BwdConfig(128, 32, 64, 32), S9(overlap=True), S9(bq=32, bn=32, overlap=True),
-            S9(split=False), S9(split=True, overlap=True), S9(bn=128), S9(stages=3), S9(bq=128, bn=32)]
+    from kaiodsl.ops import BwdConfig
+    from kaiodsl.ops.attention_bwd_sm90 import sm90_bwd_config
+
     for D in (64, 128):
+        base = sm90_bwd_config(D)         # dQ in the dK/dV pass, key block after key block
+        cfgs = [None, replace(base, dq="atomic"), replace(base, dq="kernel"), replace(base, dq_slots=1),
+                replace(base, stages=3), BwdConfig()]
         B, H, S = 4, 16, 4096
         q, k, v, do = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(4))
         for causal in (False, True):

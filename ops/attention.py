@@ -350,7 +350,7 @@ def attention_backward(do, q, k, v, o, lse, *, causal=False, scale=None, config=
                                                           oa[1], *oa[2][:3])
     if use_sm90:
         sm90.launch(qa[0], ka[0], va[0], da[0], lse, dr, dq, dk, dv, qz.dtype.name, B, H, Hkv, Sq, Sk, D, mode, sc,
-                    sc * LOG2E, config)
+                    sc * LOG2E, qz, config)
         return dq, dk, dv
     shift = Sk - Sq if mode == "bottom_right" else 0
     args = (Sq, Sk, H, H // Hkv, qa[1], *qa[2][:3], ka[1], *ka[2][:3], va[1], *va[2][:3], da[1], *da[2][:3],

@@ -43,6 +43,7 @@ from kaiodsl.errors import ArgumentError
 from kaiodsl.tiles import fragments, pipeline, softmax
 
 from .attention_bwd import INF, _lse2, _store_rows, lse2_of, seen
+from ._common import new_like, tickets, zeros_like
 from .attention_sm90 import COLS, CONS_REGS, PROD_REGS, SMEM_LIMIT, THREADS, _canonical
 
 # Row indices are i32 (check_qkv bounds S < 2^23); offsets built from them are widened before multiplying.
@@ -50,8 +51,13 @@ warnings.filterwarnings("ignore", category=kaiodsl.errors.IndexOverflowWarning,
                         module=r"kaiodsl\.ops\.attention_bwd_sm90$")
 
 BLOCK = 128          # keys (dK/dV) or query rows (dQ) a block: two consumer warpgroups of 64
+ATOM = tiles.warpgroup.ATOM     # bytes of a 128-byte-swizzled row
 TILES = range(16, 129, 16)
 STAGES = range(2, 5)      # pipeline.advance keeps the phase of a 1-slot ring: an mbarrier ring needs 2+
+DQ_MODES = ("ordered", "atomic", "kernel")
+FUSED_BQ = 64        # the dK/dV pass's dQ wgmma is m64: one query tile is its M
+WRITER = 32          # the producer warpgroup's thread that adds the dQ partials to global memory
+DS_BAR = 3           # named barrier of the two consumer warpgroups (1 and 2 are each one's own)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class Sm90BwdConfig:
     stages: int = 2
     split: bool | None = None
     overlap: bool = False
+    dq: str | None = None
+    dq_slots: int = 2
 
     def __post_init__(self):
         for name, allowed, what in (("bq", TILES, "a multiple of 16 in 16..128"),
@@ -81,26 +89,60 @@ class Sm90BwdConfig:
             raise ArgumentError(f"Sm90BwdConfig: split={self.split!r}: must be None (automatic), True or False")
         if type(self.overlap) is not bool:
             raise ArgumentError(f"Sm90BwdConfig: overlap={self.overlap!r}: must be True or False")
+        if self.dq is not None and self.dq not in DQ_MODES:
+            raise ArgumentError(f"Sm90BwdConfig: dq={self.dq!r}: must be None (automatic) or one of "
+                                f"{', '.join(map(repr, DQ_MODES))}")
+        if type(self.dq_slots) is not int or self.dq_slots not in (1, 2):
+            raise ArgumentError(f"Sm90BwdConfig: dq_slots={self.dq_slots!r}: must be 1 or 2")
+        if self.dq in ("ordered", "atomic") and not self._fusable:
+            raise ArgumentError(f"Sm90BwdConfig: dq={self.dq!r} adds dQ in the dK/dV pass, which needs bq="
+                                f"{FUSED_BQ}, overlap=False and split not True; got bq={self.bq}, overlap="
+                                f"{self.overlap}, split={self.split} (or dq='kernel')")
+
+    @property
+    def _fusable(self) -> bool:
+        return self.bq == FUSED_BQ and not self.overlap and self.split is not True
+
+    @property
+    def dq_mode(self) -> str:
+        """How dQ is made: "ordered" (the dK/dV pass adds each key block's dS K into an f32 buffer, key
+        block after key block: deterministic), "atomic" (the same adds in any order), "kernel" (a dQ
+        kernel that recomputes S and dP). None picks "ordered" wherever the config allows it."""
+        if self.dq is not None:
+            return self.dq
+        return "ordered" if self._fusable else "kernel"
 
     def parts(self, d: int) -> tuple:
         """The dK/dV launches: ("both",) or ("dv", "dk")."""
+        if self.dq_mode != "kernel":
+            return ("both",)
         split = d > 64 if self.split is None else self.split
         return ("dv", "dk") if split else ("both",)
 
+    def layout(self, d: int, dtype=f16, causal: bool = False, part: str = "both") -> "Layout":
+        """The dK/dV kernel's compile-time shape."""
+        dq = self.dq_mode if part == "both" else "kernel"
+        return Layout(d, dtype, causal, self.bq, self.stages, part, self.overlap, dq, self.dq_slots)
+
     def smem_bytes(self, d: int) -> int:
-        """The larger of the two kernels' shared memory (two resident [128, d] tensors, two rings)."""
-        return max(Layout(d, f16, False, t, self.stages).smem_bytes for t in (self.bq, self.bn))
+        """The larger of the kernels' shared memory (two resident [128, d] tensors, two rings; the fused
+        dQ's dS^T buffers and f32 partial slots)."""
+        sizes = [self.layout(d).smem_bytes]
+        if self.dq_mode == "kernel":
+            sizes.append(Layout(d, f16, False, self.bn, self.stages).smem_bytes)
+        return max(sizes)
 
     def __str__(self) -> str:
         return f"q{self.bq}k{self.bn}s{self.stages}" + {None: "", True: "_split", False: "_fused"}[self.split] + \
-            ("_ov" if self.overlap else "")
+            ("_ov" if self.overlap else "") + {None: "", "ordered": "_dqo", "atomic": "_dqa", "kernel": "_dqk"}[self.dq] \
+            + ("" if self.dq_slots == 2 else f"_dqs{self.dq_slots}")
 
 
 def sm90_bwd_config(d: int) -> Sm90BwdConfig:
-    """2-slot rings, dK and dV in one pass. H200 sweep at S 4096, f16 (bench_attention.py --sweep-bwd,
-    TFLOPS non-causal / causal): d 128 fused q64k64 377 / 332 against 288 / 264 in two passes (nvJitLink
-    reports 1240 spill bytes fused; the driver's JIT, ptxas 13.0, none); d 64 q64k128 284 / 244 against
-    q64k64 272 / 237."""
+    """2-slot rings, dK and dV in one pass, dQ added by that pass in key-block order (``dq="ordered"``).
+    H200 sweep at S 4096, f16 (bench_attention.py --sweep-bwd, TFLOPS non-causal / causal) with the dQ
+    kernel: d 128 fused q64k64 377 / 332 against 288 / 264 in two passes (nvJitLink reports 1240 spill
+    bytes fused; the driver's JIT, ptxas 13.0, none); d 64 q64k128 284 / 244 against q64k64 272 / 237."""
     return Sm90BwdConfig(bq=64, bn=128 if d == 64 else 64, stages=2, split=False)
 
 
@@ -115,6 +157,12 @@ class Layout:
     stages: int
     part: str = "both"      # the dK/dV kernel: both, or one of "dk" / "dv" (two passes, each recomputing P^T)
     overlap: bool = False
+    dq: str = "kernel"      # the dK/dV kernel: "ordered" / "atomic" add dS K into dQ's f32 buffer too
+    dq_slots: int = 2       # f32 partial slots between the consumers and the dQ writer
+
+    @property
+    def fused(self) -> bool:
+        return self.dq != "kernel"
 
     @property
     def blocks(self) -> int:
@@ -138,8 +186,37 @@ class Layout:
         return self.ring0 + self.stages * self.slot_elems
 
     @property
+    def dst_at(self) -> int:
+        """The fused dQ's two dS^T buffers [128 keys][64 queries] (elements; 128-byte swizzled rows)."""
+        return self.ring1 + self.stages * self.slot_elems
+
+    @property
+    def dst_elems(self) -> int:
+        return BLOCK * FUSED_BQ
+
+    @property
+    def stage_at(self) -> int:
+        """The f32 partial slots [d / 64][64 rows][64] (in elements of the 16-bit dtype: two a float)."""
+        return self.dst_at + 2 * self.dst_elems
+
+    @property
+    def stage_f32(self) -> int:
+        """f32 elements of one partial slot: a query tile's [64, d]."""
+        return FUSED_BQ * self.d
+
+    @property
     def smem_bytes(self) -> int:
+        if self.fused:
+            return 2 * self.stage_at + 4 * self.dq_slots * self.stage_f32
         return 2 * (self.ring1 + self.stages * self.slot_elems)
+
+    @property
+    def ds_tile(self):
+        return tiles.SmemTile(BLOCK, FUSED_BQ, self.dtype)
+
+    @property
+    def q_wg(self):
+        return tiles.WarpgroupMma(self.dtype.name, COLS, 2 * COLS, 1)
 
     @property
     def s_wg(self):
@@ -173,24 +250,37 @@ def _load_slot(L: Const, R: Const, st, bars, tm, smem, base, b, h, row):
 
 @kaiodsl.func
 def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R: Const, b, hf, r0, head0, per_head, first,
-             n):
+             n, down: Const[bool]):
     """One thread: the two resident tensors of head ``hf`` at row r0, then n streamed tile pairs: heads
-    from ``head0``, ``per_head`` tiles each from tile ``first``. The two rings advance together, so one
-    state serves both; counters instead of divisions keep this thread inside its 24 registers."""
+    from ``head0``, ``per_head`` tiles each from tile ``first`` up, or (``down``: the dK/dV kernel, in
+    the fused dQ's order, see _write_dq) from ``first + per_head - 1`` down. The two rings advance
+    together, so one state serves both; counters instead of divisions keep this thread inside its 24
+    registers."""
     kaiodsl.mbarrier_arrive_expect_tx(fbar, 2 * L.fixed_elems * 2)
     _load_fixed(L, tf0, smem, 0, b, hf, r0, fbar)
     _load_fixed(L, tf1, smem, L.fixed_elems, b, hf, r0, fbar)
     st = pipeline.start(R)
     head = head0
-    t = first
+    last = first + per_head - 1
+    t = last if down else first
     for it in range(n):
         _load_slot(L, R, st, bars0, ts0, smem, L.ring0, b, head, t * L.tile)
         _load_slot(L, R, st, bars1, ts1, smem, L.ring1, b, head, t * L.tile)
         st = pipeline.advance(R, st)
-        t = t + 1
-        if t == first + per_head:
-            t = first
-            head = head + 1
+        if down:
+            t, head = _step_down(t, head, first, last)
+        else:
+            t = t + 1
+
+
+@kaiodsl.func
+def _step_down(t, head, first, last):
+    """The next (tile, head) of a walk over each head's tiles from ``last`` down to ``first``."""
+    t = t - 1
+    if t < first:
+        t = last
+        head = head + 1
+    return t, head
 
 
 # -- consumer building blocks ------------------------------------------------------------------------------
@@ -209,9 +299,13 @@ def _rs(L: Const, acc, pa, smem, bslot):
 
 
 @kaiodsl.func
-def _sees_t(key, q, shift):
-    """Transposed causal visibility: key ``key`` is seen by query ``q``."""
-    return key <= q + shift
+def _sees_t(key, q, args):
+    """Transposed visibility: key ``key`` is seen by query ``q`` (``args`` = (Sk, shift, causal)). Keys
+    past Sk matter only to the fused dQ (the dK/dV rows of those keys are never stored)."""
+    sk, shift, causal = args
+    if causal:
+        return key < sk and key <= q + shift
+    return key < sk
 
 
 @kaiodsl.func
@@ -250,9 +344,10 @@ def _put_stats(L: Const, stats, sb, vals, tl):
 
 
 @kaiodsl.func
-def _probs_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane):
+def _probs_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, args, lane):
     """(P^T, dS^T) in f32 from the complete S^T and dP^T accumulators (columns = queries, their lse2 and
-    Dr read from the staged buffer in pairs); dS^T is 0 in the dV pass, which has no dP^T."""
+    Dr read from the staged buffer in pairs); dS^T is 0 in the dV pass, which has no dP^T. ``edge``:
+    mask by ``_sees_t`` with ``args`` = (Sk, shift, causal)."""
     ST = L.s_wg.acc_tile
     s = tiles.warpgroup.acc_tile(L.s_wg, st)
     p = []
@@ -262,7 +357,7 @@ def _probs_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane):
                   softmax.recompute(s[0][j][2], c, l2[0]), softmax.recompute(s[0][j][3], c, l2[1]))]
     p = [p]
     if edge:
-        p = fragments.mask(ST, p, _sees_t, shift, key_w, q0, lane, f32(0.0))
+        p = fragments.mask(ST, p, _sees_t, args, key_w, q0, lane, f32(0.0))
     if L.part == "dv":
         return p, 0
     dp = tiles.warpgroup.acc_tile(L.s_wg, dpt)
@@ -347,15 +442,21 @@ def _kv_done(L: Const, dvacc, dkacc):
 
 
 @kaiodsl.func
-def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group,
-                k0, qb0, per_head, n, c, scale, shift, tid):
+def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, sbars, lse, dr, dk, dv, Sq, Sk, H, b,
+                bhk, hk, group, k0, qb0, per_head, n, c, scale, shift, tid):
     """One consumer warpgroup: dK and dV of its 64 keys over the n streamed (Q, dO) tiles, then stores.
 
     Pipelined as the forward (FA3 section 3.2): tile j's S^T / dP^T wgmmas are issued before tile j - 1's
     dV / dK updates, and P^T, dS^T of tile j are computed while those updates run; the A fragments
     are rebuilt only once the updates are done. The tile's lse2 / Dr are loaded into registers one tile
     ahead and go through a 2-slot shared buffer of this warpgroup (the slot written in tile j was last
-    read in tile j - 2, before the barrier of tile j - 1)."""
+    read in tile j - 2, before the barrier of tile j - 1).
+
+    Fused dQ (``L.fused``): dS^T goes to shared memory too (this warpgroup's 64 key rows of a
+    [128 keys][64 queries] buffer, two buffers taking turns); once both halves are there (named barrier
+    DS_BAR), dQ_tile = dS K over the block's 128 keys is one more wgmma (SS, both operands MN-major:
+    _dq_mma), whose f32 result goes to a partial slot that the writer thread adds to global memory
+    (_write_dq). At D 128 each warpgroup makes one 64-column block; at D 64 they take turns."""
     cw = tiles.warpgroup.index(tid) - 1
     tl = tid % 128
     lane = tid % 32
@@ -376,6 +477,9 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
     prev = rs
     h = hk * group
     t = qb0
+    last = qb0 + per_head - 1
+    t = last
+    sst = pipeline.start(SR) if L.fused else 0
     cur = _load_stats(L, lse, dr, (i64(b) * H + h) * Sq, t * L.tile, Sq, tl, n > 0)
     for it in range(n):
         q0 = t * L.tile
@@ -384,18 +488,16 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
         if L.overlap:                                   # tile j - 1's updates (tile 0: zero fragments)
             dvacc, dkacc = _kv_update(L, smem, prev, pa, dsa, dvacc, dkacc)
         _put_stats(L, stats, sb, cur, tl)               # while the wgmmas run
-        tn = t + 1                                      # the next tile's (head, tile): its statistics now
-        hn = h
-        if tn == qb0 + per_head:
-            tn = qb0
-            hn = h + 1
+        tn, hn = _step_down(t, h, qb0, last)            # the next tile's (tile, head): its statistics now
         cur = _load_stats(L, lse, dr, (i64(b) * H + hn) * Sq, tn * L.tile, Sq, tl, it + 1 < n)
         _wg_sync(cw)
         st, dpt, dvacc, dkacc = _kv_wait(L, L.overlap, st, dpt, dvacc, dkacc)
         edge = False
         if L.causal:
             edge = key_wg + 63 > q0 + shift
-        p, ds = _probs_t(L, st, dpt, stats, sb, c, edge, key_w, q0, shift, lane)
+        if L.fused:                                     # keys past Sk: their dS must not reach dQ
+            edge = edge or key_wg + 64 > Sk
+        p, ds = _probs_t(L, st, dpt, stats, sb, c, edge, key_w, q0, (Sk, shift, L.causal), lane)
         if L.overlap:
             dvacc, dkacc = _kv_done(L, dvacc, dkacc)
             if it > 0:
@@ -403,16 +505,30 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
                 pipeline.release(R, prev, dbars)
         pa = fragments.to_a(ST, p, L.h2) if L.part != "dk" else 0
         dsa = fragments.to_a(ST, ds, L.h2) if L.part != "dv" else 0
-        if not L.overlap:
+        if not L.overlap and not L.fused:
             dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, rs, pa, dsa, dvacc, dkacc))
             pipeline.release(R, rs, qbars)
             pipeline.release(R, rs, dbars)
+        if L.fused:
+            _put_dst(L, smem, dsa, it % 2, cw, tid)     # this warpgroup's 64 keys of dS^T
+            kaiodsl.fence_proxy_async()
+            dvacc, dkacc = _kv_update(L, smem, rs, pa, dsa, dvacc, dkacc)
+            kaiodsl.barrier(DS_BAR, 256)                # both halves of dS^T are in shared memory
+            if L.blocks == 2 or cw == it % 2:           # D 128: column block cw; D 64: the tiles take turns
+                cb = cw if L.blocks == 2 else 0
+                dq = kaiodsl.wgmma_wait(0, _dq_mma(L, smem, it % 2, cb, kaiodsl.wgmma_zeros(COLS)))
+                pipeline.acquire(SR, sst, sbars)        # the writer has read this slot's last partial
+                _put_dq(L, smem, sst, cb, dq, tid)
+                kaiodsl.fence_proxy_async()
+            dvacc, dkacc = _kv_done(L, dvacc, dkacc)
+            pipeline.release(R, rs, qbars)
+            pipeline.release(R, rs, dbars)
+            si, sph = sst
+            kaiodsl.mbarrier_arrive(sbars.ptr(si))      # every consumer thread: the slot is full
+            sst = pipeline.advance(SR, sst)
         prev = rs
         rs = pipeline.advance(R, rs)
-        t = t + 1
-        if t == qb0 + per_head:
-            t = qb0
-            h = h + 1
+        t, h = _step_down(t, h, qb0, last)
     if L.overlap and n > 0:
         dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, prev, pa, dsa, dvacc, dkacc))
         pipeline.release(R, prev, qbars)
@@ -427,35 +543,139 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, lse, dr, dk
                     L.dtype)
 
 
+# -- the fused dQ ------------------------------------------------------------------------------------------
 @kaiodsl.func
-def _setup(R: Const, tid, maps, fbar, bars0, bars1):
-    """Thread 0 prefetches the tensor maps' descriptors and sets up the resident tensors' barrier and
-    the two streams' rings; then the block barrier."""
+def _put_dst(L: Const, smem, dsa, buf, cw, tid):
+    """This warpgroup's dS^T A fragments (64 keys x 64 queries) into rows 64 cw .. of dS^T buffer
+    ``buf``: one stmatrix.x4 a k16 step (the A fragment's four 8x8 matrices are stmatrix's order)."""
+    lane = tid % 32
+    row = 64 * cw + 16 * ((tid // 32) % 4) + lane % 16
+    base = L.dst_at + buf * L.dst_elems + row * FUSED_BQ
+    for kk in kaiodsl.static_range(FUSED_BQ // 16):
+        chunk = tiles.layouts.swizzle_chunk(L.ds_tile, row, 2 * kk + lane // 16)
+        kaiodsl.stmatrix(smem.ptr(base + chunk * 8), dsa[0][kk])
+
+
+@kaiodsl.func
+def _dq_mma(L: Const, smem, buf, cb, acc):
+    """Issue ``acc = dS K`` for one query tile and column block ``cb`` (one commit group; ``acc`` is
+    dead): A = dS [64 queries, 128 keys], read MN-major from the dS^T buffer (a row a key); B = the
+    resident K's 128 keys x 64 columns, MN-major, the two consumers' halves one after the other."""
+    kaiodsl.wgmma_fence()
+    da0 = kaiodsl.wgmma_desc(smem.ptr(L.dst_at + buf * L.dst_elems), ATOM, major="mn", rows=BLOCK)
+    for half in kaiodsl.static_range(2):
+        db0 = kaiodsl.wgmma_desc(smem.ptr((half * L.blocks + cb) * 64 * COLS), ATOM, major="mn", rows=64)
+        for kk in kaiodsl.static_range(4):
+            acc = kaiodsl.wgmma(kaiodsl.wgmma_desc_add(da0, (64 * half + 16 * kk) * ATOM),
+                                kaiodsl.wgmma_desc_add(db0, 16 * kk * ATOM), acc, dtype=L.dtype.name,
+                                trans_a=True, trans_b=True, scale_d=half + kk > 0)
+    kaiodsl.wgmma_commit()
+    return acc
+
+
+@kaiodsl.func
+def _put_dq(L: Const, smem, sst, cb, acc, tid):
+    """The complete dQ accumulator (64 query rows x 64 columns of block ``cb``) into partial slot
+    ``sst``: f32 [d / 64][64][64], a row's sixteen 16-byte chunks XOR-ed with row % 8 (no bank
+    conflicts for the float2 stores; ``convert_kernel`` undoes it)."""
+    si, sph = sst
+    out = kaiodsl.ptr_cast(smem.ptr(L.stage_at + si * 2 * L.stage_f32), f32)
+    lane = tid % 32
+    g = lane // 4
+    t4 = lane % 4
+    a = tiles.warpgroup.acc_tile(L.q_wg, acc)
+    for h in kaiodsl.static_range(2):
+        r = 16 * ((tid // 32) % 4) + g + 8 * h
+        for j in kaiodsl.static_range(COLS // 8):
+            idx = cb * 64 * COLS + r * COLS + ((2 * j + t4 // 2) ^ g) * 4 + 2 * (t4 % 2)
+            kaiodsl.store(out, idx, (a[0][j][2 * h], a[0][j][2 * h + 1]), vec=2)
+
+
+@kaiodsl.func
+def _write_dq(L: Const, SR: Const, smem, sbars, dqacc, sem, b, H, hk, group, kb, nkb, qb0, per_head, n, ntiles,
+              shift):
+    """The writer thread: each partial slot the consumers fill goes to query tile (head, t)'s [64, d]
+    f32 block of ``dqacc`` in one bulk copy, in the consumers' order (each head's tiles from the last
+    down). "ordered": the block of key block kb is the (kb + 1)-th to add to a tile: key block 0 stores
+    (no memset), key block kb > 0 polls the tile's counter in ``sem`` until it reads kb, adds
+    (cp.reduce.async.bulk), waits for the write and counts kb + 1, or 0 when it is the tile's last key
+    block (the counters are left zeroed). Every block walks the tiles in the same order from the last
+    one, so a key block only ever waits for the key block launched just before it, which is running
+    or done. "atomic": every key block adds (the buffer is zeroed first)."""
+    nbytes = 4 * L.stage_f32
+    st = pipeline.start(SR)
+    last = qb0 + per_head - 1
+    t = last
+    h = hk * group
+    for it in range(n):
+        si, sph = st
+        tile = (i64(b) * H + h) * ntiles + t
+        pipeline.wait(SR, 0, st, sbars)
+        src = smem.ptr(L.stage_at + si * 2 * L.stage_f32)
+        dst = dqacc + tile * L.stage_f32
+        final = kb + 1 == nkb
+        if L.causal:
+            final = final or t < max((kb + 1) * BLOCK - shift, 0) // FUSED_BQ
+        if L.dq == "ordered" and kb > 0:
+            seen = kaiodsl.atomic_or(sem, tile, 0)
+            while seen != kb:
+                kaiodsl.nanosleep(64)
+                seen = kaiodsl.atomic_or(sem, tile, 0)
+            kaiodsl.fence()
+            kaiodsl.fence_proxy_async("global")
+        if L.dq == "ordered" and kb == 0:
+            kaiodsl.bulk_store(dst, src, nbytes)
+        else:
+            kaiodsl.bulk_reduce(dst, src, nbytes, "add")
+        kaiodsl.bulk_commit()
+        kaiodsl.bulk_wait(0, read=True)
+        kaiodsl.mbarrier_arrive(sbars.ptr(SR.stages + si))      # the slot is free
+        if L.dq == "ordered" and not (kb == 0 and final):
+            kaiodsl.bulk_wait(0)
+            kaiodsl.fence_proxy_async("global")
+            kaiodsl.fence()
+            kaiodsl.atomic_exch(sem, tile, kaiodsl.where(final, 0, kb + 1))
+        st = pipeline.advance(SR, st)
+        t, h = _step_down(t, h, qb0, last)
+
+
+@kaiodsl.func
+def _setup(R: Const, tid, maps, fbar, bars0, bars1, SR: Const = None, sbars=None):
+    """Thread 0 prefetches the tensor maps' descriptors and sets up the resident tensors' barrier, the
+    two streams' rings and (fused dQ) the partial slots' barriers (full: every consumer thread arrives;
+    empty: the writer); then the block barrier."""
     if tid == 0:
         for m in maps:
             kaiodsl.tma_prefetch(m)
         kaiodsl.mbarrier_init(fbar, 1)
         pipeline.init(R, bars0)
         pipeline.init(R, bars1)
+        if SR is not None:
+            for i in kaiodsl.static_range(SR.stages):
+                kaiodsl.mbarrier_init(sbars.ptr(i), 256)
+                kaiodsl.mbarrier_init(sbars.ptr(SR.stages + i), 1)
+            kaiodsl.fence_mbarrier_init()
     kaiodsl.syncthreads()
 
 
 @lru_cache(maxsize=None)
 def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part: str = "both"):
     T = {"f16": f16, "bf16": bf16}[dtype_name]
-    L = Layout(d, T, causal, cfg.bq, cfg.stages, part, cfg.overlap)
+    L = cfg.layout(d, T, causal, part)
     R = tiles.Ring(cfg.stages, kind="mbarrier", arrivals=256)     # the Q and dO rings: one shape, one state
+    SR = tiles.Ring(cfg.dq_slots, kind="mbarrier") if L.fused else None     # the dQ partial slots
     name = f"attn_dkdv_sm90_d{d}_{dtype_name}_{cfg}" + ("_causal" if causal else "") + \
         ("" if part == "both" else "_" + part)
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_dkdv_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, tdo: TensorMap, lse: Ptr[f32], dr: Ptr[f32],
-                       dk: Ptr[T], dv: Ptr[T], Sq: i32, Sk: i32, H: i32, group: i32, c: f32, scale: f32,
-                       shift: i32):
+                       dk: Ptr[T], dv: Ptr[T], dqacc: Ptr[f32], sem: Ptr[i32], Sq: i32, Sk: i32, H: i32,
+                       group: i32, c: f32, scale: f32, shift: i32):
         smem = kaiodsl.dynamic_shared(T, align=1024)
         qbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="qring")
         dbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="doring")
         fbar = kaiodsl.shared_array(u64, (1,), align=8, name="kvbar")
+        sbars = kaiodsl.shared_array(u64, (SR.barriers,), align=8, name="dqslots") if L.fused else None
         stats = kaiodsl.shared_array(f32, (8 * cfg.bq,), align=8, name="stats")    # [consumer][2 slots][lse2, Dr][bq]
         tid = kaiodsl.thread_idx.x
         nkb = (Sk + BLOCK - 1) // BLOCK
@@ -469,18 +689,22 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part:
         qb0 = 0
         if causal:
             qb0 = max(k0 - shift, 0) // cfg.bq      # query tiles with a row r >= k0 - shift
-        per_head = max((Sq + cfg.bq - 1) // cfg.bq - qb0, 0)
+        ntiles = (Sq + cfg.bq - 1) // cfg.bq
+        per_head = max(ntiles - qb0, 0)
         n = per_head * group
-        _setup(R, tid, (tq, tk, tv, tdo), fbar, qbars, dbars)
+        _setup(R, tid, (tq, tk, tv, tdo), fbar, qbars, dbars, SR, sbars)
         if tid < 128:
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
                 _produce(L, tk, tv, tq, tdo, smem, fbar, qbars, dbars, R, b, hk, k0, hk * group,
-                         max(per_head, 1), qb0, n)
+                         max(per_head, 1), qb0, n, True)
+            if L.fused and tid == WRITER:
+                _write_dq(L, SR, smem, sbars, dqacc, sem, b, H, hk, group, kb, nkb, qb0, max(per_head, 1), n,
+                          ntiles, shift)
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
-            _consume_kv(L, smem, stats, fbar, qbars, dbars, R, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk, group, k0,
-                        qb0, max(per_head, 1), n, c, scale, shift, tid)
+            _consume_kv(L, smem, stats, fbar, qbars, dbars, R, SR, sbars, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk,
+                        group, k0, qb0, max(per_head, 1), n, c, scale, shift, tid)
 
     return attn_dkdv_sm90
 
@@ -578,12 +802,45 @@ def dq_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool):
             kaiodsl.setmaxnreg(PROD_REGS, False)
             if tid == 0:
                 _produce(L, tq, tdo, tk, tv, smem, fbar, kbars, vbars, R, b, h, q0, h // group, max(n, 1), 0,
-                         n)
+                         n, False)
         else:
             kaiodsl.setmaxnreg(CONS_REGS, True)
             _consume_q(L, smem, fbar, kbars, vbars, R, lse, dr, dq, Sq, Sk, bh, q0, n, c, scale, shift, tid)
 
     return attn_dq_sm90
+
+
+# -- the fused dQ's f32 buffer to dq ------------------------------------------------------------------------
+CONVERT_THREADS = 256
+
+
+@lru_cache(maxsize=None)
+def convert_kernel(d: int, dtype_name: str):
+    """dq = scale * the f32 buffer the fused dQ adds into: one block a query tile (b, h, t), whose
+    [d / 64][64][64] f32 partial block (16-byte chunks swizzled by row, see _put_dq) becomes rows
+    64 t .. of dq [B, H, Sq, d], four columns a thread and step. Tiles before ``first`` have no key
+    (causal, Sq > Sk bottom-right): no key block wrote them, so their rows are zeros."""
+    T = {"f16": f16, "bf16": bf16}[dtype_name]
+    steps = FUSED_BQ * d // 4 // CONVERT_THREADS
+
+    @kaiodsl.kernel(block_size=CONVERT_THREADS, name=f"attn_dq_convert_sm90_d{d}_{dtype_name}")
+    def attn_dq_convert(dqacc: Ptr[f32], dq: Ptr[T], Sq: i32, ntiles: i32, first: i32, scale: f32):
+        tile = kaiodsl.block_idx.x
+        bh = tile // ntiles
+        t = tile - bh * ntiles
+        src = i64(tile) * (FUSED_BQ * d)
+        for i in kaiodsl.static_range(steps):
+            ch = kaiodsl.thread_idx.x + CONVERT_THREADS * i         # 16-byte chunk of the tile's block
+            cb = ch // (16 * FUSED_BQ)
+            r = (ch // 16) % FUSED_BQ
+            col = cb * COLS + 4 * ((ch % 16) ^ (r % 8))
+            row = t * FUSED_BQ + r
+            if row < Sq:
+                v = kaiodsl.load(dqacc, src + 4 * ch, vec=4, cache="cs", mask=t >= first, other=0.0)
+                kaiodsl.store(dq, (i64(bh) * Sq + row) * d + col,
+                              (T(v[0] * scale), T(v[1] * scale), T(v[2] * scale), T(v[3] * scale)), vec=4)
+
+    return attn_dq_convert
 
 
 # -- selection and launch --------------------------------------------------------------------------------------
@@ -611,9 +868,10 @@ def takes_sm90(config, arrays, D: int, op: str) -> bool:
 
 
 def launch(q, k, v, do, lse, dr, dq, dk, dv, dtype_name: str, B: int, H: int, Hkv: int, Sq: int, Sk: int, D: int,
-           causal_mode, scale: float, c: float, cfg: Sm90BwdConfig | None = None):
+           causal_mode, scale: float, c: float, like, cfg: Sm90BwdConfig | None = None):
     """The dK/dV and dQ kernels on contiguous q/do [B, H, Sq, D], k/v [B, Hkv, Sk, D], lse and dr (Dr,
-    the rowdot kernel's) f32 [B, H, Sq]; ``c`` = scale * log2(e)."""
+    the rowdot kernel's) f32 [B, H, Sq]; ``c`` = scale * log2(e); ``like`` q's Arr (where the fused
+    dQ's f32 buffer and counters are allocated)."""
     cfg = cfg or sm90_bwd_config(D)
     q, k, v, do = (_canonical(x) for x in (q, k, v, do))
     shift = Sk - Sq if causal_mode == "bottom_right" else 0
@@ -624,10 +882,22 @@ def launch(q, k, v, do, lse, dr, dq, dk, dv, dtype_name: str, B: int, H: int, Hk
 
     nkb = (Sk + BLOCK - 1) // BLOCK
     maps = (tmap(q, cfg.bq), tmap(k, 64), tmap(v, 64), tmap(do, cfg.bq))
+    mode = cfg.dq_mode
+    ntiles = (Sq + FUSED_BQ - 1) // FUSED_BQ
+    if mode == "kernel":
+        dqacc, sem = lse, tickets(like, 1)          # not read: the dQ kernel makes dq
+    else:
+        alloc = zeros_like if mode == "atomic" else new_like
+        dqacc = alloc(like, (B * H * ntiles * FUSED_BQ * D,), f32)
+        sem = tickets(like, B * H * ntiles)
     for part in cfg.parts(D):
         kv = dkdv_kernel(D, dtype_name, cfg, causal, part)
-        kv[B * Hkv * nkb, THREADS](*maps, lse, dr, dk, dv, Sq, Sk, H, H // Hkv, c, scale, shift,
-                                   smem=Layout(D, f16, causal, cfg.bq, cfg.stages).smem_bytes)
+        kv[B * Hkv * nkb, THREADS](*maps, lse, dr, dk, dv, dqacc, sem, Sq, Sk, H, H // Hkv, c, scale, shift,
+                                   smem=cfg.layout(D, f16, causal, part).smem_bytes)
+    if mode != "kernel":
+        first = max(-shift, 0) // FUSED_BQ if causal else 0
+        convert_kernel(D, dtype_name)[B * H * ntiles, CONVERT_THREADS](dqacc, dq, Sq, ntiles, first, scale)
+        return dq, dk, dv
     kq = dq_kernel(D, dtype_name, cfg, causal)
     nqb = (Sq + BLOCK - 1) // BLOCK
     kq[B * H * nqb, THREADS](tmap(q, 64), tmap(k, cfg.bn), tmap(v, cfg.bn), tmap(do, 64), lse, dr, dq, Sq, Sk, H,

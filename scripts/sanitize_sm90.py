@@ -28,15 +28,16 @@ for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attenti
         from kaiodsl.ops import Sm90AttnConfig
         ops.attention(q, k, v, config=Sm90AttnConfig(bn=64, stages=1, pingpong=True))   # a one-slot ring wraps
         print("attention ok", flush=True)
-    if name == "attention_bwd":    # the sm_90a dK/dV and dQ kernels, fused and in two passes, GQA 4/2
-        from kaiodsl.ops import Sm90BwdConfig
+    if name == "attention_bwd":    # the sm_90a dK/dV (dQ added in key-block order, in any order, or by the dQ
+        from kaiodsl.ops import Sm90BwdConfig      # kernel; dK and dV in one pass and in two), GQA 4/2, 3 key blocks
         for D in (64, 128):
             q = torch.randn(1, 4, 200, D, generator=g).half().to(dev)
-            k, v = (torch.randn(1, 2, 200, D, generator=g).half().to(dev) for _ in range(2))
+            k, v = (torch.randn(1, 2, 300, D, generator=g).half().to(dev) for _ in range(2))
             o, lse = ops.attention(q, k, v, causal=True, return_lse=True)
             do = torch.randn_like(q)
             ops.attention_backward(do, q, k, v, o, lse, causal=True)
-            ops.attention_backward(do, q, k, v, o, lse, config=Sm90BwdConfig(split=True))
+            ops.attention_backward(do, q, k, v, o, lse, causal=True, config=Sm90BwdConfig(dq="atomic", dq_slots=1))
+            ops.attention_backward(do, q, k, v, o, lse, config=Sm90BwdConfig(split=True, dq="kernel"))
         print("attention_backward sm90 ok", flush=True)
     if name == "attention_fp8":    # e4m3 forward (and its V^T prep), ragged keys, GQA
         q = (torch.randn(1, 4, 200, 128, generator=g) * 3).to(dev).to(torch.float8_e4m3fn)

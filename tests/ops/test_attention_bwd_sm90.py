@@ -2,13 +2,15 @@
 
 Both backends compile for sm_90a (the simulator through KAIODSL_ARCH). The simulator runs small ragged
 shapes against the float64 numpy reference: head dims 64 and 128, f16 and bf16, causal both ways
-(with rows that see no key), GQA and MQA, dK/dV in one pass and in two, both schedules, and small
+(with rows that see no key), GQA and MQA, dK/dV in one pass and in two, both schedules, every way to
+make dQ (added by the dK/dV pass in key-block order or in any order, or by a dQ kernel), and small
 tiles so that the rings wrap many times. The outputs are poisoned with NaN (every element must be written). The GPU
 runs S = 1000..4096 with B*H = 16..32 against a float64 torch reference per head, and a bitwise
 determinism check. The kernels assemble for sm_90a without spills (nvJitLink, on the CPU)."""
 
 import importlib
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import kaiodsl.ops as ops
 from kaiodsl.errors import ArgumentError
 from kaiodsl.ops import attention_bwd_sm90
 from kaiodsl.ops.attention import reference_attention_backward
-from kaiodsl.ops.attention_bwd_sm90 import Sm90BwdConfig, dkdv_kernel, dq_kernel, sm90_bwd_config
+from kaiodsl.ops.attention_bwd_sm90 import Sm90BwdConfig, convert_kernel, dkdv_kernel, dq_kernel, sm90_bwd_config
 
 from opkit import host, make, ptxas_report, record
 
@@ -83,6 +85,12 @@ SIM_CASES = [  # B, H, Hkv, Sq, Sk, D, causal, dtype, config
     (1, 2, 2, 200, 90, 128, "bottom_right", "f16", C(bq=16, bn=16, split=False, overlap=True)),
     (1, 4, 1, 130, 260, 64, True, "f16", C(bq=16, bn=16, split=True, overlap=True)),
     (2, 1, 1, 70, 300, 64, False, "f16", C(bq=128, bn=128, stages=4, overlap=True)),
+    # dQ in the dK/dV pass (the default where bq = 64): key blocks add in order, GQA over 3 key blocks
+    (1, 4, 2, 150, 300, 64, "bottom_right", "f16", C(dq="ordered")),
+    (1, 2, 2, 200, 90, 128, "bottom_right", "bf16", C(split=False, dq_slots=1)),  # tile 0 sees no key
+    (1, 4, 1, 130, 400, 128, True, "f16", C(dq="atomic")),             # MQA, unordered adds
+    (2, 2, 1, 100, 260, 64, False, "bf16", C(dq="atomic", dq_slots=1)),
+    (1, 2, 2, 150, 150, 64, False, "f16", C(dq="kernel")),              # the dQ kernel at bq = 64
 ]
 
 
@@ -128,7 +136,10 @@ def test_sm90_backward_chosen_only_where_it_applies(sm90, used, rng):
 def test_sm90_backward_config_errors(sm90, rng, monkeypatch):
     """A bad Sm90BwdConfig, or one asked for where the kernels cannot run, is an ArgumentError naming why."""
     for kw, match in (({"bq": 24}, "bq=24: must be a multiple of 16 in 16..128"), ({"bn": 256}, "bn=256"),
-                      ({"stages": 1}, "stages=1: must be an int in 2..4"), ({"split": 1}, "split=1")):
+                      ({"stages": 1}, "stages=1: must be an int in 2..4"), ({"split": 1}, "split=1"),
+                      ({"dq": "fast"}, "dq='fast': must be None"), ({"dq_slots": 3}, "dq_slots=3: must be 1 or 2"),
+                      ({"bq": 32, "dq": "ordered"}, "dq='ordered' adds dQ in the dK/dV pass, which needs bq=64"),
+                      ({"overlap": True, "dq": "atomic"}, "overlap=False")):
         with pytest.raises(ArgumentError, match=match):
             Sm90BwdConfig(**kw)
     q32 = np.ones((1, 1, 8, 32), np.float16)
@@ -156,6 +167,8 @@ def test_sm90_backward_kernels_no_spills(d, dtype, causal, overlap):
     schedule on 32-row tiles under nvJitLink too, assemble for sm_90a without spills or local memory."""
     cfg = Sm90BwdConfig(bq=32, bn=32, overlap=True) if overlap else sm90_bwd_config(d)
     kernels = [dkdv_kernel(d, dtype, cfg, causal, part) for part in cfg.parts(d)] + [dq_kernel(d, dtype, cfg, causal)]
+    if not overlap:                                       # the dQ kernel the default replaces, and dq's f32 -> dtype
+        kernels += [dkdv_kernel(d, dtype, replace(cfg, dq="kernel"), causal), convert_kernel(d, dtype)]
     for k in kernels:
         compiled = k.compile(arch="sm_90a")
         if overlap:
@@ -221,7 +234,8 @@ def test_sm90_backward_gpu_large(torch_sm90, used, poisoned, B, H, Hkv, Sq, Sk, 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("config", [C(split=False), C(split=True), C(bq=32, bn=128), C(bn=32, stages=4),
-                                    C(overlap=True), C(bq=32, bn=32, overlap=True), C(bq=128, bn=32)], ids=str)
+                                    C(overlap=True), C(bq=32, bn=32, overlap=True), C(bq=128, bn=32),
+                                    C(dq="atomic"), C(dq="kernel"), C(dq_slots=1), C(stages=3)], ids=str)
 @pytest.mark.parametrize("D,causal", [(64, False), (128, True), (128, "bottom_right")])
 def test_sm90_backward_gpu_configs(torch_sm90, used, config, D, causal):
     """Every pass split, schedule and tile option against float64 at a ragged shape with GQA."""
@@ -237,13 +251,20 @@ def test_sm90_backward_gpu_configs(torch_sm90, used, config, D, causal):
 
 
 @pytest.mark.gpu
-def test_sm90_backward_gpu_deterministic(torch_sm90, used):
+@pytest.mark.parametrize("D,causal", [(128, True), (64, False)])
+def test_sm90_backward_gpu_deterministic(torch_sm90, used, D, causal):
+    """The default (dQ added key block after key block) gives the same bits run after run, while the
+    key blocks of a head run at once on many SMs; the counters it leaves are zero."""
+    from kaiodsl.ops._common import TICKETS
+
     torch = torch_sm90
-    q, do = (torch.randn(2, 16, 4096, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    k, v = (torch.randn(2, 4, 4096, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    o, lse = ops.attention(q, k, v, causal=True, return_lse=True)
-    first = ops.attention_backward(do, q, k, v, o, lse, causal=True)
+    q, do = (torch.randn(2, 16, 4096, D, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    k, v = (torch.randn(2, 4, 4096, D, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    o, lse = ops.attention(q, k, v, causal=causal, return_lse=True)
+    first = ops.attention_backward(do, q, k, v, o, lse, causal=causal)
     for _ in range(2):
-        again = ops.attention_backward(do, q, k, v, o, lse, causal=True)
+        again = ops.attention_backward(do, q, k, v, o, lse, causal=causal)
         assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert len(used) == 3
+    torch.cuda.synchronize()
+    assert all(int(buf.abs().sum()) == 0 for buf in TICKETS.values() if hasattr(buf, "is_cuda"))
