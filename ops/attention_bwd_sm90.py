@@ -601,21 +601,23 @@ def _write_dq(L: Const, SR: Const, smem, sbars, dqacc, sem, b, H, hk, group, kb,
     (cp.reduce.async.bulk), waits for the write and counts kb + 1, or 0 when it is the tile's last key
     block (the counters are left zeroed). Every block walks the tiles in the same order from the last
     one, so a key block only ever waits for the key block launched just before it, which is running
-    or done. "atomic": every key block adds (the buffer is zeroed first)."""
+    or done. "atomic": every key block adds (the buffer is zeroed first). With two slots a tile's copy
+    is retired (its slot freed, its counter moved on) only after the next tile's copy is issued, so the
+    wait for one write overlaps the next."""
     nbytes = 4 * L.stage_f32
     st = pipeline.start(SR)
     last = qb0 + per_head - 1
+    qnext = ntiles                  # a tile t < qnext is the last one key block kb + 1 does not reach
+    if kb + 1 < nkb:
+        qnext = max((kb + 1) * BLOCK - shift, 0) // FUSED_BQ if L.causal else 0
     t = last
-    h = hk * group
+    tile = (i64(b) * H + hk * group) * ntiles + last     # (b, head, t) as one index: no head counter
+    jump = ntiles + per_head        # from one past a head's first tile to the next head's last
     for it in range(n):
         si, sph = st
-        tile = (i64(b) * H + h) * ntiles + t
         pipeline.wait(SR, 0, st, sbars)
         src = smem.ptr(L.stage_at + si * 2 * L.stage_f32)
-        dst = dqacc + tile * L.stage_f32
-        final = kb + 1 == nkb
-        if L.causal:
-            final = final or t < max((kb + 1) * BLOCK - shift, 0) // FUSED_BQ
+        final = t < qnext
         if L.dq == "ordered" and kb > 0:
             seen = kaiodsl.atomic_or(sem, tile, 0)
             while seen != kb:
@@ -624,19 +626,38 @@ def _write_dq(L: Const, SR: Const, smem, sbars, dqacc, sem, b, H, hk, group, kb,
             kaiodsl.fence()
             kaiodsl.fence_proxy_async("global")
         if L.dq == "ordered" and kb == 0:
-            kaiodsl.bulk_store(dst, src, nbytes)
+            kaiodsl.bulk_store(dqacc + tile * L.stage_f32, src, nbytes)
         else:
-            kaiodsl.bulk_reduce(dst, src, nbytes, "add")
+            kaiodsl.bulk_reduce(dqacc + tile * L.stage_f32, src, nbytes, "add")
         kaiodsl.bulk_commit()
-        kaiodsl.bulk_wait(0, read=True)
-        kaiodsl.mbarrier_arrive(sbars.ptr(SR.stages + si))      # the slot is free
-        if L.dq == "ordered" and not (kb == 0 and final):
-            kaiodsl.bulk_wait(0)
-            kaiodsl.fence_proxy_async("global")
-            kaiodsl.fence()
-            kaiodsl.atomic_exch(sem, tile, kaiodsl.where(final, 0, kb + 1))
+        if SR.stages == 1:
+            _retire(L, SR, sbars, sem, si, tile, final, kb, 0)
+        elif it > 0:                # the previous tile (t + 1, or the previous head's first): no registers kept
+            wrap = t == last
+            _retire(L, SR, sbars, sem, si ^ 1, tile + 1 - kaiodsl.where(wrap, jump, 0),
+                    kaiodsl.where(wrap, qb0, t + 1) < qnext, kb, 1)
         st = pipeline.advance(SR, st)
-        t, h = _step_down(t, h, qb0, last)
+        t = t - 1
+        tile = tile - 1
+        if t < qb0:                 # the next head's last tile
+            t = last
+            tile = tile + jump
+    if SR.stages > 1 and n > 0:     # the last tile: t wrapped to ``last``, tile one past the last head's
+        si, sph = st
+        _retire(L, SR, sbars, sem, si ^ 1, tile + 1 - jump, qb0 < qnext, kb, 0)
+
+
+@kaiodsl.func
+def _retire(L: Const, SR: Const, sbars, sem, si, tile, final, kb, pending: Const[int]):
+    """Once at most ``pending`` newer bulk copies are unfinished: slot ``si`` is free again (its copy has
+    read it) and, "ordered", the tile's counter moves on (its copy has written)."""
+    kaiodsl.bulk_wait(pending, read=True)
+    kaiodsl.mbarrier_arrive(sbars.ptr(SR.stages + si))
+    if L.dq == "ordered" and not (kb == 0 and final):
+        kaiodsl.bulk_wait(pending)
+        kaiodsl.fence_proxy_async("global")
+        kaiodsl.fence()
+        kaiodsl.atomic_exch(sem, tile, kaiodsl.where(final, 0, kb + 1))
 
 
 @kaiodsl.func
