@@ -1,7 +1,8 @@
 """A first look at the sm_90a backward on a GPU, before the test tier: each way of making dQ (key block
 after key block, unordered adds, the dQ kernel) at a few GQA shapes against float32 autograd of
 torch's math SDPA, then one timing of each beside SDPA cuDNN (benchmarks/bench_attention.py's
-graph-replay timer). Prints SMOKE OK when every gradient is within 1e-2 (relative norm).
+graph-replay timer), and the default twice at the timed shapes (the same bits). Prints SMOKE OK when
+every gradient is within 1e-2 (relative norm) and the reruns match.
 
     python scripts/attn_bwd_smoke.py
 """
@@ -70,7 +71,14 @@ def main() -> int:
             out = torch.nn.functional.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
         t = timed(lambda: torch.autograd.grad(out, (qg, kg, vg), do, retain_graph=True))
         line.append(f"cudnn {flops / t / 1e9:.0f}")
-        print(f"D{D} S{S} causal={causal} TFLOPS: " + ", ".join(line), flush=True)
+        a = ops.attention_backward(do, q, k, v, o, lse, causal=causal)
+        same = all(torch.equal(x, y) for x, y in zip(a, ops.attention_backward(do, q, k, v, o, lse, causal=causal)))
+        ok &= same
+        print(f"D{D} S{S} causal={causal} TFLOPS: " + ", ".join(line) + f"; default twice: "
+              f"{'same bits' if same else 'DIFFERENT BITS'}", flush=True)
+    if not ok:
+        print("SMOKE FAILED")
+        return 1
     print("SMOKE OK")
     return 0
 
