@@ -244,9 +244,9 @@ def sweep_backward(torch, ops, results) -> None:
     from kaiodsl.ops.attention_bwd_sm90 import sm90_bwd_config
 
     for D in (64, 128):
-        base = sm90_bwd_config(D)         # dQ in the dK/dV pass, key block after key block
-        cfgs = [None, replace(base, dq="atomic"), replace(base, dq="kernel"), replace(base, dq_slots=1),
-                replace(base, stages=3), BwdConfig()]
+        base = sm90_bwd_config(D)
+        cfgs = [None, replace(base, dq="ordered"), replace(base, dq="atomic"), replace(base, dq="kernel"),
+                replace(base, dq="ordered", dq_slots=1), replace(base, dq="ordered", stages=3), BwdConfig()]
         B, H, S = 4, 16, 4096
         q, k, v, do = (torch.randn(B, H, S, D, device="cuda", dtype=torch.float16) for _ in range(4))
         for causal in (False, True):

@@ -43,7 +43,7 @@ def main() -> int:
         o, lse = ops.attention(q, k, v, causal=causal, return_lse=True)
         want = reference(q, k, v, do, causal)
         base = sm90_bwd_config(D)
-        for cfg in (base, replace(base, dq="atomic"), replace(base, dq="kernel")):
+        for cfg in (replace(base, dq="ordered"), replace(base, dq="atomic"), replace(base, dq="kernel")):
             got = ops.attention_backward(do, q, k, v, o, lse, causal=causal, config=cfg)
             torch.cuda.synchronize()
             errs = [((g.float() - w).norm() / w.norm()).item() for g, w in zip(got, want)]
@@ -63,7 +63,7 @@ def main() -> int:
         flops = 10.0 * B * H * S * S * D * (0.5 if causal else 1.0)
         base = sm90_bwd_config(D)
         line = []
-        for cfg in (base, replace(base, dq="atomic"), replace(base, dq="kernel")):
+        for cfg in (replace(base, dq="ordered"), replace(base, dq="atomic"), replace(base, dq="kernel")):
             t = timed(lambda: ops.attention_backward(do, q, k, v, o, lse, causal=causal, config=cfg))
             line.append(f"{cfg.dq_mode} {flops / t / 1e9:.0f}")
         qg, kg, vg = (x.detach().clone().requires_grad_() for x in (q, k, v))

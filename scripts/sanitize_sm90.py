@@ -35,7 +35,7 @@ for name in sys.argv[1:]:          # further ops by name, each (q, k, v) attenti
             k, v = (torch.randn(1, 2, 300, D, generator=g).half().to(dev) for _ in range(2))
             o, lse = ops.attention(q, k, v, causal=True, return_lse=True)
             do = torch.randn_like(q)
-            ops.attention_backward(do, q, k, v, o, lse, causal=True)
+            ops.attention_backward(do, q, k, v, o, lse, causal=True, config=Sm90BwdConfig(dq="ordered"))
             ops.attention_backward(do, q, k, v, o, lse, causal=True, config=Sm90BwdConfig(dq="atomic", dq_slots=1))
             ops.attention_backward(do, q, k, v, o, lse, config=Sm90BwdConfig(split=True, dq="kernel"))
         print("attention_backward sm90 ok", flush=True)

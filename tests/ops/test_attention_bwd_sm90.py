@@ -87,7 +87,9 @@ SIM_CASES = [  # B, H, Hkv, Sq, Sk, D, causal, dtype, config
     (2, 1, 1, 70, 300, 64, False, "f16", C(bq=128, bn=128, stages=4, overlap=True)),
     # dQ in the dK/dV pass (the default where bq = 64): key blocks add in order, GQA over 3 key blocks
     (1, 4, 2, 150, 300, 64, "bottom_right", "f16", C(dq="ordered")),
-    (1, 2, 2, 200, 90, 128, "bottom_right", "bf16", C(split=False, dq_slots=1)),  # tile 0 sees no key
+    (1, 2, 2, 200, 90, 128, "bottom_right", "bf16", C(split=False, dq="ordered", dq_slots=1)),  # tile 0: no key
+    (1, 2, 1, 100, 230, 128, True, "f16", C(dq="ordered")),
+    (1, 2, 2, 64, 64, 64, True, "bf16", C(dq="ordered")),              # one key block: no counter
     (1, 4, 1, 130, 400, 128, True, "f16", C(dq="atomic")),             # MQA, unordered adds
     (2, 2, 1, 100, 260, 64, False, "bf16", C(dq="atomic", dq_slots=1)),
     (1, 2, 2, 150, 150, 64, False, "f16", C(dq="kernel")),              # the dQ kernel at bq = 64
@@ -167,8 +169,8 @@ def test_sm90_backward_kernels_no_spills(d, dtype, causal, overlap):
     schedule on 32-row tiles under nvJitLink too, assemble for sm_90a without spills or local memory."""
     cfg = Sm90BwdConfig(bq=32, bn=32, overlap=True) if overlap else sm90_bwd_config(d)
     kernels = [dkdv_kernel(d, dtype, cfg, causal, part) for part in cfg.parts(d)] + [dq_kernel(d, dtype, cfg, causal)]
-    if not overlap:                                       # the dQ kernel the default replaces, and dq's f32 -> dtype
-        kernels += [dkdv_kernel(d, dtype, replace(cfg, dq="kernel"), causal), convert_kernel(d, dtype)]
+    if not overlap:                                       # dQ in the dK/dV pass and its f32 -> dtype kernel
+        kernels += [dkdv_kernel(d, dtype, replace(cfg, dq="ordered"), causal), convert_kernel(d, dtype)]
     for k in kernels:
         compiled = k.compile(arch="sm_90a")
         if overlap:
@@ -235,7 +237,8 @@ def test_sm90_backward_gpu_large(torch_sm90, used, poisoned, B, H, Hkv, Sq, Sk, 
 @pytest.mark.gpu
 @pytest.mark.parametrize("config", [C(split=False), C(split=True), C(bq=32, bn=128), C(bn=32, stages=4),
                                     C(overlap=True), C(bq=32, bn=32, overlap=True), C(bq=128, bn=32),
-                                    C(dq="atomic"), C(dq="kernel"), C(dq_slots=1), C(stages=3)], ids=str)
+                                    C(dq="ordered"), C(dq="atomic"), C(dq="kernel"), C(dq="ordered", dq_slots=1),
+                                    C(dq="ordered", stages=3)], ids=str)
 @pytest.mark.parametrize("D,causal", [(64, False), (128, True), (128, "bottom_right")])
 def test_sm90_backward_gpu_configs(torch_sm90, used, config, D, causal):
     """Every pass split, schedule and tile option against float64 at a ragged shape with GQA."""
@@ -251,19 +254,20 @@ def test_sm90_backward_gpu_configs(torch_sm90, used, config, D, causal):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("config", [None, C(dq="ordered")], ids=str)
 @pytest.mark.parametrize("D,causal", [(128, True), (64, False)])
-def test_sm90_backward_gpu_deterministic(torch_sm90, used, D, causal):
-    """The default (dQ added key block after key block) gives the same bits run after run, while the
-    key blocks of a head run at once on many SMs; the counters it leaves are zero."""
+def test_sm90_backward_gpu_deterministic(torch_sm90, used, D, causal, config):
+    """The default and dQ added key block after key block give the same bits run after run, while the
+    key blocks of a head run at once on many SMs; the counters left are zero."""
     from kaiodsl.ops._common import TICKETS
 
     torch = torch_sm90
     q, do = (torch.randn(2, 16, 4096, D, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     k, v = (torch.randn(2, 4, 4096, D, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     o, lse = ops.attention(q, k, v, causal=causal, return_lse=True)
-    first = ops.attention_backward(do, q, k, v, o, lse, causal=causal)
+    first = ops.attention_backward(do, q, k, v, o, lse, causal=causal, config=config)
     for _ in range(2):
-        again = ops.attention_backward(do, q, k, v, o, lse, causal=causal)
+        again = ops.attention_backward(do, q, k, v, o, lse, causal=causal, config=config)
         assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert len(used) == 3
     torch.cuda.synchronize()
