@@ -58,6 +58,7 @@ DQ_MODES = ("ordered", "atomic", "kernel")
 FUSED_BQ = 64        # the dK/dV pass's dQ wgmma is m64: one query tile is its M
 WRITER = 32          # the producer warpgroup's thread that adds the dQ partials to global memory
 DS_BAR = 3           # named barrier of the two consumer warpgroups (1 and 2 are each one's own)
+FUSED_DEFAULT = False    # dq=None -> "ordered" once the fused dQ has passed the GPU tier
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,11 @@ class Sm90BwdConfig:
     def dq_mode(self) -> str:
         """How dQ is made: "ordered" (the dK/dV pass adds each key block's dS K into an f32 buffer, key
         block after key block: deterministic), "atomic" (the same adds in any order), "kernel" (a dQ
-        kernel that recomputes S and dP). None picks "ordered" wherever the config allows it."""
+        kernel that recomputes S and dP). None is "kernel": the fused modes pass the simulator tier but
+        have not run on a GPU yet (FUSED_DEFAULT turns them on where the config allows)."""
         if self.dq is not None:
             return self.dq
-        return "ordered" if self._fusable else "kernel"
+        return "ordered" if FUSED_DEFAULT and self._fusable else "kernel"
 
     def parts(self, d: int) -> tuple:
         """The dK/dV launches: ("both",) or ("dv", "dk")."""
@@ -139,8 +141,7 @@ class Sm90BwdConfig:
 
 
 def sm90_bwd_config(d: int) -> Sm90BwdConfig:
-    """2-slot rings, dK and dV in one pass, dQ added by that pass in key-block order (``dq="ordered"``).
-    H200 sweep at S 4096, f16 (bench_attention.py --sweep-bwd, TFLOPS non-causal / causal) with the dQ
+    """2-slot rings, dK and dV in one pass, dQ by ``Sm90BwdConfig.dq_mode`` (the dQ kernel for now). H200 sweep at S 4096, f16 (bench_attention.py --sweep-bwd, TFLOPS non-causal / causal) with the dQ
     kernel: d 128 fused q64k64 377 / 332 against 288 / 264 in two passes (nvJitLink reports 1240 spill
     bytes fused; the driver's JIT, ptxas 13.0, none); d 64 q64k128 284 / 244 against q64k64 272 / 237."""
     return Sm90BwdConfig(bq=64, bn=128 if d == 64 else 64, stages=2, split=False)

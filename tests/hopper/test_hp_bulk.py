@@ -144,7 +144,7 @@ def ordered_sum(out: Ptr[f32], sem: Ptr[i32], parts: Ptr[f32], N: i32, STUCK: Co
     t = K.thread_idx.x
     j = K.block_idx.x
     if t < 64:
-        s[t] = parts[j * 64 + t]
+        s[t] = parts[K.i64(j) * 64 + t]
     K.fence_proxy_async()
     K.syncthreads()
     if t == 0:
