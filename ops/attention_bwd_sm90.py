@@ -716,7 +716,7 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part:
         n = per_head * group
         _setup(R, tid, (tq, tk, tv, tdo), fbar, qbars, dbars, SR, sbars)
         if tid < 128:
-            kaiodsl.setmaxnreg(PROD_REGS, False)
+            kaiodsl.setmaxnreg(PROD_REGS, False, pin_entry=L.fused)   # the fused D 64 kernel's own
             if tid == 0:
                 _produce(L, tk, tv, tq, tdo, smem, fbar, qbars, dbars, R, b, hk, k0, hk * group,
                          max(per_head, 1), qb0, n, True)
@@ -724,7 +724,7 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part:
                 _write_dq(L, SR, smem, sbars, dqacc, sem, b, H, hk, group, kb, nkb, qb0, max(per_head, 1), n,
                           ntiles, shift)
         else:
-            kaiodsl.setmaxnreg(CONS_REGS, True)
+            kaiodsl.setmaxnreg(CONS_REGS, True, pin_entry=L.fused)     # count is below 168 (C7508)
             _consume_kv(L, smem, stats, fbar, qbars, dbars, R, SR, sbars, lse, dr, dk, dv, Sq, Sk, H, b, bhk, hk,
                         group, k0, qb0, max(per_head, 1), n, c, scale, shift, tid)
 

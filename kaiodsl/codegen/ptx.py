@@ -254,9 +254,9 @@ def _module_text(ctx: Ctx, body: list, files: dict) -> str:
     if fn.required_block:
         out.append(".reqntid " + ", ".join(str(x) for x in fn.required_block))
         threads = fn.required_block[0] * fn.required_block[1] * fn.required_block[2]
-        if any(n.op == "inst" and str(n.attrs.get("form", "")).startswith("setmaxnreg") for n in fn.nodes()):
-            # setmaxnreg moves registers between warpgroups of a budget fixed at entry: without it
-            # ptxas ignores setmaxnreg when a kernel's own count is lower (C7508)
+        if any(n.op == "inst" and n.attrs.get("pin_entry") for n in fn.nodes()):
+            # setmaxnreg(..., pin_entry=True): setmaxnreg moves registers between warpgroups of a budget
+            # fixed at entry; without one ptxas ignores it when the kernel's own count is lower (C7508)
             out.append(f".maxnreg {min(255, 65536 // threads // 8 * 8)}")
     out.append("{")
     decls = {}

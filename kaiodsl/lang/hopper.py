@@ -200,11 +200,17 @@ def bulk_wait(b: Builder, n: int = 0, read: bool = False):
 
 # -- warp specialisation and programmatic dependent launch ----------------------------------------------
 @builtin
-def setmaxnreg(b: Builder, n: int, inc: bool):
-    """Raise (``inc``) or lower this warpgroup's register budget to ``n`` (24..256, a multiple of 8; sm_90a)."""
+def setmaxnreg(b: Builder, n: int, inc: bool, pin_entry: bool = False):
+    """Raise (``inc``) or lower this warpgroup's register budget to ``n`` (24..256, a multiple of 8; sm_90a).
+
+    ``pin_entry``: the kernel also declares ``.maxnreg`` (65536 / threads of its block_size): ptxas
+    ignores setmaxnreg (C7508) when it cannot fix the count at entry, as when the kernel's own count
+    comes out lower than that."""
     if not (isinstance(n, int) and 24 <= n <= 256 and n % 8 == 0):
         b.error(f"setmaxnreg(): n must be a compile-time multiple of 8 in 24..256, got {describe(n)}")
-    b.emit("inst", attrs={"form": f"setmaxnreg.{'inc' if inc else 'dec'}", "n": n})
+    if not isinstance(pin_entry, bool):
+        b.error(f"setmaxnreg(): pin_entry must be True or False, got {describe(pin_entry)}")
+    b.emit("inst", attrs={"form": f"setmaxnreg.{'inc' if inc else 'dec'}", "n": n, "pin_entry": pin_entry})
 
 
 @builtin

@@ -235,3 +235,22 @@ def test_wgmma_desc_add_errors(what, msg):
     with pytest.raises(kaiodsl.CompileError, match=msg) as e:
         desc_misuse.compile(arch="sm_90a", WHAT=what)
     assert "test_hp_builtins.py" in str(e.value)
+
+
+@kaiodsl.kernel(block_size=384)
+def pinned(out: Ptr[u32], PIN: Const):
+    t = W.thread_idx.x
+    if t < 128:
+        W.setmaxnreg(24, False, pin_entry=PIN)
+    else:
+        W.setmaxnreg(240, True, pin_entry=PIN)
+        out[t] = W.u32(1)
+
+
+@pytest.mark.parametrize("pin", [False, True])
+def test_setmaxnreg_pin_entry_declares_maxnreg(pin):
+    """pin_entry=True: the kernel declares .maxnreg 65536 / 384 = 168 (rounded down to 8), the budget
+    setmaxnreg redistributes; without it there is no such directive."""
+    ptx = pinned.compile(arch="sm_90a", PIN=pin).ptx
+    directives = [line for line in ptx.splitlines() if line.startswith(".maxnreg")]
+    assert directives == ([".maxnreg 168"] if pin else [])
