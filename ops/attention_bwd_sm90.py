@@ -262,7 +262,7 @@ def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R: Const, b
     _load_fixed(L, tf1, smem, L.fixed_elems, b, hf, r0, fbar)
     st = pipeline.start(R)
     head = head0
-    last = first + per_head - 1
+    last = first + per_head - 1 if down else 0
     t = last if down else first
     for it in range(n):
         _load_slot(L, R, st, bars0, ts0, smem, L.ring0, b, head, t * L.tile)
@@ -272,6 +272,22 @@ def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R: Const, b
             t, head = _step_down(t, head, first, last)
         else:
             t = t + 1
+            if t == first + per_head:
+                t = first
+                head = head + 1
+
+
+@kaiodsl.func
+def _step(L: Const, t, head, first, last, per_head):
+    """The dK/dV kernel's next (tile, head): down each head's tiles with the fused dQ (its writer's
+    order), up from ``first`` with the dQ kernel (the walk it was timed with)."""
+    if L.fused:
+        return _step_down(t, head, first, last)
+    t = t + 1
+    if t == first + per_head:
+        t = first
+        head = head + 1
+    return t, head
 
 
 @kaiodsl.func
@@ -301,11 +317,13 @@ def _rs(L: Const, acc, pa, smem, bslot):
 
 @kaiodsl.func
 def _sees_t(key, q, args):
-    """Transposed visibility: key ``key`` is seen by query ``q`` (``args`` = (Sk, shift, causal)). Keys
-    past Sk matter only to the fused dQ (the dK/dV rows of those keys are never stored)."""
-    sk, shift, causal = args
-    if causal:
+    """Transposed visibility: key ``key`` is seen by query ``q`` (``args`` = (Sk, shift, causal, bound)).
+    Keys past Sk (``bound``) matter only to the fused dQ: the dK/dV rows of those keys are never stored."""
+    sk, shift, causal, bound = args
+    if causal and bound:
         return key < sk and key <= q + shift
+    if causal:
+        return key <= q + shift
     return key < sk
 
 
@@ -348,7 +366,7 @@ def _put_stats(L: Const, stats, sb, vals, tl):
 def _probs_t(L: Const, st, dpt, stats, sb, c, edge, key_w, q0, args, lane):
     """(P^T, dS^T) in f32 from the complete S^T and dP^T accumulators (columns = queries, their lse2 and
     Dr read from the staged buffer in pairs); dS^T is 0 in the dV pass, which has no dP^T. ``edge``:
-    mask by ``_sees_t`` with ``args`` = (Sk, shift, causal)."""
+    mask by ``_sees_t`` with ``args`` = (Sk, shift, causal, bound)."""
     ST = L.s_wg.acc_tile
     s = tiles.warpgroup.acc_tile(L.s_wg, st)
     p = []
@@ -479,7 +497,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, 
     h = hk * group
     t = qb0
     last = qb0 + per_head - 1
-    t = last
+    t = last if L.fused else qb0
     sst = pipeline.start(SR) if L.fused else 0
     cur = _load_stats(L, lse, dr, (i64(b) * H + h) * Sq, t * L.tile, Sq, tl, n > 0)
     for it in range(n):
@@ -489,7 +507,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, 
         if L.overlap:                                   # tile j - 1's updates (tile 0: zero fragments)
             dvacc, dkacc = _kv_update(L, smem, prev, pa, dsa, dvacc, dkacc)
         _put_stats(L, stats, sb, cur, tl)               # while the wgmmas run
-        tn, hn = _step_down(t, h, qb0, last)            # the next tile's (tile, head): its statistics now
+        tn, hn = _step(L, t, h, qb0, last, per_head)    # the next tile's (tile, head): its statistics now
         cur = _load_stats(L, lse, dr, (i64(b) * H + hn) * Sq, tn * L.tile, Sq, tl, it + 1 < n)
         _wg_sync(cw)
         st, dpt, dvacc, dkacc = _kv_wait(L, L.overlap, st, dpt, dvacc, dkacc)
@@ -498,7 +516,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, 
             edge = key_wg + 63 > q0 + shift
         if L.fused:                                     # keys past Sk: their dS must not reach dQ
             edge = edge or key_wg + 64 > Sk
-        p, ds = _probs_t(L, st, dpt, stats, sb, c, edge, key_w, q0, (Sk, shift, L.causal), lane)
+        p, ds = _probs_t(L, st, dpt, stats, sb, c, edge, key_w, q0, (Sk, shift, L.causal, L.fused), lane)
         if L.overlap:
             dvacc, dkacc = _kv_done(L, dvacc, dkacc)
             if it > 0:
@@ -529,7 +547,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, 
             sst = pipeline.advance(SR, sst)
         prev = rs
         rs = pipeline.advance(R, rs)
-        t, h = _step_down(t, h, qb0, last)
+        t, h = _step(L, t, h, qb0, last, per_head)
     if L.overlap and n > 0:
         dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, prev, pa, dsa, dvacc, dkacc))
         pipeline.release(R, prev, qbars)
@@ -691,8 +709,8 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part:
 
     @kaiodsl.kernel(block_size=THREADS, name=name)
     def attn_dkdv_sm90(tq: TensorMap, tk: TensorMap, tv: TensorMap, tdo: TensorMap, lse: Ptr[f32], dr: Ptr[f32],
-                       dk: Ptr[T], dv: Ptr[T], dqacc: Ptr[f32], sem: Ptr[i32], Sq: i32, Sk: i32, H: i32,
-                       group: i32, c: f32, scale: f32, shift: i32):
+                       dk: Ptr[T], dv: Ptr[T], Sq: i32, Sk: i32, H: i32, group: i32, c: f32, scale: f32,
+                       shift: i32, dqacc: Ptr[f32], sem: Ptr[i32]):
         smem = kaiodsl.dynamic_shared(T, align=1024)
         qbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="qring")
         dbars = kaiodsl.shared_array(u64, (R.barriers,), align=8, name="doring")
@@ -719,7 +737,7 @@ def dkdv_kernel(d: int, dtype_name: str, cfg: Sm90BwdConfig, causal: bool, part:
             kaiodsl.setmaxnreg(PROD_REGS, False, pin_entry=L.fused)   # the fused D 64 kernel's own
             if tid == 0:
                 _produce(L, tk, tv, tq, tdo, smem, fbar, qbars, dbars, R, b, hk, k0, hk * group,
-                         max(per_head, 1), qb0, n, True)
+                         max(per_head, 1), qb0, n, L.fused)
             if L.fused and tid == WRITER:
                 _write_dq(L, SR, smem, sbars, dqacc, sem, b, H, hk, group, kb, nkb, qb0, max(per_head, 1), n,
                           ntiles, shift)
@@ -914,7 +932,7 @@ def launch(q, k, v, do, lse, dr, dq, dk, dv, dtype_name: str, B: int, H: int, Hk
         sem = tickets(like, B * H * ntiles)
     for part in cfg.parts(D):
         kv = dkdv_kernel(D, dtype_name, cfg, causal, part)
-        kv[B * Hkv * nkb, THREADS](*maps, lse, dr, dk, dv, dqacc, sem, Sq, Sk, H, H // Hkv, c, scale, shift,
+        kv[B * Hkv * nkb, THREADS](*maps, lse, dr, dk, dv, Sq, Sk, H, H // Hkv, c, scale, shift, dqacc, sem,
                                    smem=cfg.layout(D, f16, causal, part).smem_bytes)
     if mode != "kernel":
         first = max(-shift, 0) // FUSED_BQ if causal else 0
