@@ -136,12 +136,14 @@ class Sm90BwdConfig:
 
     def __str__(self) -> str:
         return f"q{self.bq}k{self.bn}s{self.stages}" + {None: "", True: "_split", False: "_fused"}[self.split] + \
-            ("_ov" if self.overlap else "") + {None: "", "ordered": "_dqo", "atomic": "_dqa", "kernel": "_dqk"}[self.dq] \
-            + ("" if self.dq_slots == 2 else f"_dqs{self.dq_slots}")
+            ("_ov" if self.overlap else "") + \
+            {None: "", "ordered": "_dqo", "atomic": "_dqa", "kernel": "_dqk"}[self.dq] + \
+            ("" if self.dq_slots == 2 else f"_dqs{self.dq_slots}")
 
 
 def sm90_bwd_config(d: int) -> Sm90BwdConfig:
-    """2-slot rings, dK and dV in one pass, dQ by ``Sm90BwdConfig.dq_mode`` (the dQ kernel for now). H200 sweep at S 4096, f16 (bench_attention.py --sweep-bwd, TFLOPS non-causal / causal) with the dQ
+    """2-slot rings, dK and dV in one pass, dQ by ``Sm90BwdConfig.dq_mode`` (the dQ kernel for now).
+    H200 sweep at S 4096, f16 (bench_attention.py --sweep-bwd, TFLOPS non-causal / causal) with the dQ
     kernel: d 128 fused q64k64 377 / 332 against 288 / 264 in two passes (nvJitLink reports 1240 spill
     bytes fused; the driver's JIT, ptxas 13.0, none); d 64 q64k128 284 / 244 against q64k64 272 / 237."""
     return Sm90BwdConfig(bq=64, bn=128 if d == 64 else 64, stages=2, split=False)
@@ -193,7 +195,7 @@ class Layout:
 
     @property
     def dst_elems(self) -> int:
-        return BLOCK * FUSED_BQ
+        return self.ds_tile.elems
 
     @property
     def stage_at(self) -> int:
@@ -213,7 +215,8 @@ class Layout:
 
     @property
     def ds_tile(self):
-        return tiles.SmemTile(BLOCK, FUSED_BQ, self.dtype)
+        """The two dS^T buffers as one tile of two stages (128-byte rows: the wgmma swizzle)."""
+        return tiles.SmemTile(BLOCK, FUSED_BQ, self.dtype, 2, self.dst_at)
 
     @property
     def q_wg(self):
@@ -268,20 +271,14 @@ def _produce(L: Const, tf0, tf1, ts0, ts1, smem, fbar, bars0, bars1, R: Const, b
         _load_slot(L, R, st, bars0, ts0, smem, L.ring0, b, head, t * L.tile)
         _load_slot(L, R, st, bars1, ts1, smem, L.ring1, b, head, t * L.tile)
         st = pipeline.advance(R, st)
-        if down:
-            t, head = _step_down(t, head, first, last)
-        else:
-            t = t + 1
-            if t == first + per_head:
-                t = first
-                head = head + 1
+        t, head = _step(down, t, head, first, last, per_head)
 
 
 @kaiodsl.func
-def _step(L: Const, t, head, first, last, per_head):
-    """The dK/dV kernel's next (tile, head): down each head's tiles with the fused dQ (its writer's
-    order), up from ``first`` with the dQ kernel (the walk it was timed with)."""
-    if L.fused:
+def _step(down: Const[bool], t, head, first, last, per_head):
+    """The next (tile, head) of a walk over each head's ``per_head`` tiles: ``down`` from ``last`` (the
+    fused dQ's order: its writer's), else up from ``first`` (the walk the dQ kernel was timed with)."""
+    if down:
         return _step_down(t, head, first, last)
     t = t + 1
     if t == first + per_head:
@@ -507,7 +504,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, 
         if L.overlap:                                   # tile j - 1's updates (tile 0: zero fragments)
             dvacc, dkacc = _kv_update(L, smem, prev, pa, dsa, dvacc, dkacc)
         _put_stats(L, stats, sb, cur, tl)               # while the wgmmas run
-        tn, hn = _step(L, t, h, qb0, last, per_head)    # the next tile's (tile, head): its statistics now
+        tn, hn = _step(L.fused, t, h, qb0, last, per_head)   # the next tile's (tile, head): its statistics
         cur = _load_stats(L, lse, dr, (i64(b) * H + hn) * Sq, tn * L.tile, Sq, tl, it + 1 < n)
         _wg_sync(cw)
         st, dpt, dvacc, dkacc = _kv_wait(L, L.overlap, st, dpt, dvacc, dkacc)
@@ -547,7 +544,7 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, 
             sst = pipeline.advance(SR, sst)
         prev = rs
         rs = pipeline.advance(R, rs)
-        t, h = _step(L, t, h, qb0, last, per_head)
+        t, h = _step(L.fused, t, h, qb0, last, per_head)
     if L.overlap and n > 0:
         dvacc, dkacc = _kv_done(L, *_kv_update(L, smem, prev, pa, dsa, dvacc, dkacc))
         pipeline.release(R, prev, qbars)
@@ -567,12 +564,9 @@ def _consume_kv(L: Const, smem, stats, fbar, qbars, dbars, R: Const, SR: Const, 
 def _put_dst(L: Const, smem, dsa, buf, cw, tid):
     """This warpgroup's dS^T A fragments (64 keys x 64 queries) into rows 64 cw .. of dS^T buffer
     ``buf``: one stmatrix.x4 a k16 step (the A fragment's four 8x8 matrices are stmatrix's order)."""
-    lane = tid % 32
-    row = 64 * cw + 16 * ((tid // 32) % 4) + lane % 16
-    base = L.dst_at + buf * L.dst_elems + row * FUSED_BQ
     for kk in kaiodsl.static_range(FUSED_BQ // 16):
-        chunk = tiles.layouts.swizzle_chunk(L.ds_tile, row, 2 * kk + lane // 16)
-        kaiodsl.stmatrix(smem.ptr(base + chunk * 8), dsa[0][kk])
+        tiles.copies.stmatrix_tile(smem, L.ds_tile, 64 * cw + 16 * ((tid // 32) % 4), 16 * kk, tid % 32, dsa[0][kk],
+                                   buf)
 
 
 @kaiodsl.func

@@ -295,11 +295,13 @@ def store_pair_aligned(c, idx, v0, v1, col, N, OUT: Const, aligned):
 
 
 @kaiodsl.func
-def stmatrix_tile(smem, T: Const, m0, n0, lane, frags):
-    """Store four 8x8 16-bit matrices (a 16x16 block at (m0, n0) of T, in A-fragment register order:
-    rows 0-7/8-15 x cols 0-7, then cols 8-15) with one stmatrix.x4 (PTX ISA 9.7.9.27, sm_90)."""
+def stmatrix_tile(smem, T: Const, m0, n0, lane, frags, stage=0):
+    """Store four 8x8 16-bit matrices (a 16x16 block at (m0, n0) of stage ``stage`` of T, in A-fragment
+    register order: rows 0-7/8-15 x cols 0-7, then cols 8-15) with one stmatrix.x4 (PTX ISA 9.7.9.27,
+    sm_90)."""
     r = m0 + lane % 16
-    kaiodsl.stmatrix(chunk_ptr(smem, T, r, n0 // T.chunk_elems + lane // 16), frags)
+    p = chunk_ptr(smem, T, r, n0 // T.chunk_elems + lane // 16)
+    kaiodsl.stmatrix(p + stage * T.elems, frags)
 
 
 __all__ = ["TileCopy", "plan", "issue", "a_ptrs", "b_ptrs", "load_a", "load_b", "store_pair", "store_pair_aligned", "stmatrix_tile",
