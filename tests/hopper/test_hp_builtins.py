@@ -161,6 +161,10 @@ def misuse(out: Ptr[f32], WHAT: Const):
         W.bulk_reduce(out, s, 256, "xor")
     elif WHAT == "mbar_global":
         W.mbarrier_init(out, 1)
+    elif WHAT == "pin_entry":
+        W.setmaxnreg(24, False, pin_entry=1)
+    elif WHAT == "nanosleep":
+        W.nanosleep(2000000)
 
 
 @pytest.mark.parametrize("what,msg", [
@@ -169,6 +173,7 @@ def misuse(out: Ptr[f32], WHAT: Const):
     ("swizzle", "swizzle must be 0 \\(none\\), 32, 64 or 128"), ("none_rows", "swizzle=0 needs rows="),
     ("setmaxnreg", "multiple of 8 in 24..256"), ("bulk_size", "positive multiple of 16 bytes"),
     ("reduce", "op 'xor' on f32 is not a cp.reduce.async.bulk form"), ("mbar_global", "must be a shared pointer"),
+    ("pin_entry", "pin_entry must be True or False, got 1"), ("nanosleep", "ns must be 0..1000000, got 2000000"),
 ])
 def test_api_errors(what, msg):
     with pytest.raises(kaiodsl.CompileError, match=msg) as e:
